@@ -1,1 +1,38 @@
-fn main() {}
+//! `strata`: the command-line face of Strata.
+//!
+//! - `strata formats` — every element type with its range and special values, and what each
+//!   quantization mode does to a sample weight matrix.
+//! - `strata formats NAME` — every code of one narrow format and the value it denotes.
+
+mod formats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Strata: a machine-learning compute stack for Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the element types and quantization modes (or every code of one format).
+    Formats(formats::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Formats(args) => formats::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -206,14 +206,9 @@ impl FromStr for DType {
     /// ignoring case.
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
-        DType::ALL
-            .iter()
-            .copied()
-            .find(|d| d.name() == s || d.aliases().contains(&s.as_str()))
-            .ok_or_else(|| Error::UnknownDType {
-                name: s,
-                known: DType::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(", "),
-            })
+        DType::ALL.iter().copied().find(|d| d.name() == s || d.aliases().contains(&s.as_str())).ok_or_else(|| {
+            Error::UnknownDType { name: s, known: DType::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ") }
+        })
     }
 }
 

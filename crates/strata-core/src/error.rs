@@ -50,7 +50,9 @@ pub enum Error {
     },
 
     /// A last axis that does not split into whole blocks.
-    #[error("{op}: the last axis of shape {shape:?} has {len} elements, not a multiple of the {block}-element blocks of {mode}")]
+    #[error(
+        "{op}: the last axis of shape {shape:?} has {len} elements, not a multiple of the {block}-element blocks of {mode}"
+    )]
     BlockMismatch {
         /// The operation.
         op: &'static str,

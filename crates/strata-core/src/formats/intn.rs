@@ -43,7 +43,7 @@ impl IntFormat {
     /// anyway, so wrapping its true value gives 0 too).
     pub const fn encode(&self, x: f32) -> u32 {
         let abs = f32::from_bits(x.to_bits() & 0x7FFF_FFFF);
-        if !(abs < 2_147_483_648.0) {
+        if abs.is_nan() || abs >= 2_147_483_648.0 {
             return 0;
         }
         self.wrap(x as i64)

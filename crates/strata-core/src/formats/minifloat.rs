@@ -100,7 +100,9 @@ impl FloatFormat {
     pub const fn nan_code(&self) -> Option<u32> {
         match self.specials {
             // Quiet NaN: all-ones exponent, top mantissa bit set (E5M2: 0x7E).
-            Specials::Ieee => Some((((1 << self.exponent_bits) - 1) << self.mantissa_bits) | (1 << (self.mantissa_bits - 1))),
+            Specials::Ieee => {
+                Some((((1 << self.exponent_bits) - 1) << self.mantissa_bits) | (1 << (self.mantissa_bits - 1)))
+            }
             Specials::NanOnly => Some(self.magnitude_mask()),
             Specials::Finite => None,
             Specials::E8M0 => Some(0xFF),

@@ -38,7 +38,7 @@ use std::fmt;
 macro_rules! minifloat_type {
     ($(#[$doc:meta])* $name:ident, $format:expr, $codes:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Default, Hash)]
+        #[derive(Clone, Copy, Default)]
         #[repr(transparent)]
         pub struct $name(u8);
 

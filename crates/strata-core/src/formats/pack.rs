@@ -52,7 +52,12 @@ pub fn unpack(bytes: &[u8], bits: u32, count: usize) -> Vec<u8> {
 /// [`unpack`] into `out`, one code per byte.
 pub fn unpack_into(bytes: &[u8], bits: u32, out: &mut [u8]) {
     assert!((1..=8).contains(&bits), "unpack: {bits} bits per code is outside 1..=8");
-    assert!(bytes.len() >= packed_len(out.len(), bits), "unpack: {} bytes hold fewer than {} codes of {bits} bits", bytes.len(), out.len());
+    assert!(
+        bytes.len() >= packed_len(out.len(), bits),
+        "unpack: {} bytes hold fewer than {} codes of {bits} bits",
+        bytes.len(),
+        out.len()
+    );
     let mask = ((1u16 << bits) - 1) as u8;
     match bits {
         8 => out.copy_from_slice(&bytes[..out.len()]),

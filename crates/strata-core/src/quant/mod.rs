@@ -27,10 +27,12 @@
 //! - [`Numerics::NoClip`] rounds the scale up instead (`X = 2^ceil(log2(amax / max_elem))`,
 //!   NVIDIA's "RCEIL" and torchao's `CEIL`), so nothing clips, at the price of one binade of
 //!   resolution in some blocks.
-//! - [`Numerics::Mlx`] reproduces `mlx.core.quantize` (0.32) bit for bit: the scale is
-//!   `2^round(log2(amax / max_elem))`, and FP4 elements take the nearest value with ties toward
-//!   the smaller magnitude and negative values that round to zero stored as `+0` (MLX picks
-//!   the first minimum of `|x − lut|`). Use it to exchange weights with MLX.
+//! - [`Numerics::Mlx`] reproduces `mlx.core.quantize` (0.32.4) bit for bit. Its MX scale is
+//!   the never-clipping one, computed from `amax / max_elem` rounded to f32; its FP4 elements
+//!   take the nearest value with ties toward the smaller magnitude, and negative values that
+//!   round to zero are stored as `+0` (MLX picks the first minimum of `|x − lut|`). Use it to
+//!   exchange weights with MLX. (MLX's own sources up to August 2026 round the scale to the
+//!   nearest power of two instead; the 0.32.4 wheel rounds up, and that is what we match.)
 //!
 //! # Special values (all modes)
 //!
@@ -264,7 +266,9 @@ impl QuantMode {
                     return invalid(format!("affine quantization supports 1, 2, 3, 4, 5, 6 or 8 bits, not {bits}"));
                 }
                 if !matches!(group_size, 32 | 64 | 128) {
-                    return invalid(format!("affine quantization supports group sizes 32, 64 and 128, not {group_size}"));
+                    return invalid(format!(
+                        "affine quantization supports group sizes 32, 64 and 128, not {group_size}"
+                    ));
                 }
                 if !matches!(scale_dtype, DType::F32 | DType::F16 | DType::BF16) {
                     return Err(Error::UnsupportedDType {
@@ -321,9 +325,11 @@ impl FromStr for QuantMode {
     /// `affine[:BITS[:GROUP[:SCALE_DTYPE]]]` (default 4 bits, groups of 64, f32 scales), each
     /// optionally followed by `+noclip` or `+mlx`.
     fn from_str(s: &str) -> Result<Self> {
-        let unknown = || Error::UnknownQuantMode {
+        let unknown = || {
+            Error::UnknownQuantMode {
             name: s.to_string(),
             known: "mxfp4, mxfp6_e3m2, mxfp6_e2m3, mxfp8, mxfp8_e5m2, mxint8, nvfp4, affine[:BITS[:GROUP[:DTYPE]]], with an optional +noclip or +mlx".into(),
+        }
         };
         let lower = s.trim().to_ascii_lowercase();
         let (base, numerics) = match lower.split_once('+') {
@@ -437,7 +443,11 @@ impl QuantizedTensor {
         let data_len = pack::packed_len(count, mode.element_bits());
         let invalid = |message: String| Err(Error::InvalidArgument { op: OP, message });
         if data.len() != data_len {
-            return invalid(format!("the data plane has {} bytes; {count} codes of {} bits need {data_len}", data.len(), mode.element_bits()));
+            return invalid(format!(
+                "the data plane has {} bytes; {count} codes of {} bits need {data_len}",
+                data.len(),
+                mode.element_bits()
+            ));
         }
         if scales.dtype != mode.scale_dtype() || scales.bytes.len() != mode.scale_dtype().byte_len(blocks) {
             return invalid(format!(
@@ -453,7 +463,13 @@ impl QuantizedTensor {
             Some(b) if !needs_bias => return invalid(format!("{mode} has no bias plane, but one was given")),
             None if needs_bias => return invalid("affine mode needs a bias plane".into()),
             Some(b) if b.dtype != scales.dtype || b.bytes.len() != scales.bytes.len() => {
-                return invalid(format!("the bias plane ({} bytes of {}) must match the scale plane ({} bytes of {})", b.bytes.len(), b.dtype, scales.bytes.len(), scales.dtype));
+                return invalid(format!(
+                    "the bias plane ({} bytes of {}) must match the scale plane ({} bytes of {})",
+                    b.bytes.len(),
+                    b.dtype,
+                    scales.bytes.len(),
+                    scales.dtype
+                ));
             }
             _ => {}
         }
@@ -543,7 +559,10 @@ impl QuantizedTensor {
 
     /// Bytes of all planes together.
     pub fn nbytes(&self) -> usize {
-        self.data.len() + self.scales.bytes.len() + self.biases.as_ref().map_or(0, |b| b.bytes.len()) + self.tensor_scale.map_or(0, |_| 4)
+        self.data.len()
+            + self.scales.bytes.len()
+            + self.biases.as_ref().map_or(0, |b| b.bytes.len())
+            + self.tensor_scale.map_or(0, |_| 4)
     }
 
     /// Dequantizes block `b` (row-major over the scale plane) into `out` (one block long).
@@ -572,7 +591,10 @@ impl QuantizedTensor {
 /// Checks that `shape` has a last axis of whole blocks; returns the number of blocks.
 fn check_blocks(op: &'static str, shape: &[usize], mode: &QuantMode) -> Result<usize> {
     let Some(&last) = shape.last() else {
-        return Err(Error::InvalidArgument { op, message: "a scalar (shape []) has no last axis to split into blocks".into() });
+        return Err(Error::InvalidArgument {
+            op,
+            message: "a scalar (shape []) has no last axis to split into blocks".into(),
+        });
     };
     let block = mode.block_size();
     if last % block != 0 {
@@ -601,7 +623,13 @@ pub fn quantize(x: &[f32], shape: &[usize], mode: &QuantMode) -> Result<Quantize
     mode.validate()?;
     let count: usize = shape.iter().product();
     if x.len() != count {
-        return Err(Error::LengthMismatch { op: OP, what: "the input", shape: shape.to_vec(), expected: count, got: x.len() });
+        return Err(Error::LengthMismatch {
+            op: OP,
+            what: "the input",
+            shape: shape.to_vec(),
+            expected: count,
+            got: x.len(),
+        });
     }
     let blocks = check_blocks(OP, shape, mode)?;
     let block = mode.block_size();
@@ -647,8 +675,16 @@ pub fn quantize_bytes(bytes: &[u8], dtype: DType, shape: &[usize], mode: &QuantM
     let x: Vec<f32> = match dtype {
         DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
         DType::F16 => bytes.chunks_exact(2).map(|c| ieee::f16_to_f32(half::f16::from_le_bytes([c[0], c[1]]))).collect(),
-        DType::BF16 => bytes.chunks_exact(2).map(|c| ieee::bf16_to_f32(half::bf16::from_le_bytes([c[0], c[1]]))).collect(),
-        other => return Err(Error::UnsupportedDType { op: "quantize", dtype: other, expected: "float32, float16 or bfloat16" }),
+        DType::BF16 => {
+            bytes.chunks_exact(2).map(|c| ieee::bf16_to_f32(half::bf16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "quantize",
+                dtype: other,
+                expected: "float32, float16 or bfloat16",
+            });
+        }
     };
     if bytes.len() != x.len() * (dtype.bits() as usize / 8) {
         return Err(Error::InvalidArgument {
@@ -702,7 +738,19 @@ mod tests {
 
     #[test]
     fn modes_parse_and_print() {
-        for s in ["mxfp4", "mxfp8", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxint8", "nvfp4", "affine:4:64", "affine:3:32:bfloat16", "mxfp4+mlx", "nvfp4+noclip"] {
+        for s in [
+            "mxfp4",
+            "mxfp8",
+            "mxfp8_e5m2",
+            "mxfp6_e3m2",
+            "mxfp6_e2m3",
+            "mxint8",
+            "nvfp4",
+            "affine:4:64",
+            "affine:3:32:bfloat16",
+            "mxfp4+mlx",
+            "nvfp4+noclip",
+        ] {
             let m: QuantMode = s.parse().unwrap();
             assert_eq!(m.to_string(), s);
         }
@@ -727,7 +775,8 @@ mod tests {
         assert!(e.contains("not 48"), "{e}");
         let e = quantize_bytes(&[0; 64], DType::I32, &[16], &QuantMode::nvfp4()).unwrap_err().to_string();
         assert!(e.contains("int32 is not supported"), "{e}");
-        let e = quantize(&x, &[64], &QuantMode::Nvfp4 { tensor_scale: TensorScale::Global(0.0), numerics: Numerics::Ocp });
+        let e =
+            quantize(&x, &[64], &QuantMode::Nvfp4 { tensor_scale: TensorScale::Global(0.0), numerics: Numerics::Ocp });
         assert!(e.is_err());
     }
 
@@ -735,11 +784,27 @@ mod tests {
     fn from_parts_checks_planes() {
         let x: Vec<f32> = (0..64).map(|i| i as f32).collect();
         let q = quantize(&x, &[64], &QuantMode::affine(4, 32)).unwrap();
-        let back = QuantizedTensor::from_parts(*q.mode(), q.shape().to_vec(), q.data().to_vec(), q.scales().clone(), q.biases().cloned(), None).unwrap();
+        let back = QuantizedTensor::from_parts(
+            *q.mode(),
+            q.shape().to_vec(),
+            q.data().to_vec(),
+            q.scales().clone(),
+            q.biases().cloned(),
+            None,
+        )
+        .unwrap();
         assert_eq!(back, q);
-        let short = QuantizedTensor::from_parts(*q.mode(), vec![64], q.data()[1..].to_vec(), q.scales().clone(), q.biases().cloned(), None);
+        let short = QuantizedTensor::from_parts(
+            *q.mode(),
+            vec![64],
+            q.data()[1..].to_vec(),
+            q.scales().clone(),
+            q.biases().cloned(),
+            None,
+        );
         assert!(short.unwrap_err().to_string().contains("31 bytes"));
-        let no_bias = QuantizedTensor::from_parts(*q.mode(), vec![64], q.data().to_vec(), q.scales().clone(), None, None);
+        let no_bias =
+            QuantizedTensor::from_parts(*q.mode(), vec![64], q.data().to_vec(), q.scales().clone(), None, None);
         assert!(no_bias.is_err());
     }
 }

@@ -34,8 +34,13 @@ fn scale_exponent(element: MxElement, numerics: Numerics, amax: f32) -> i32 {
             let k = floor_log2(amax) - element.emax();
             if f64::from(amax) > f64::from(element.max_value()) * 2f64.powi(k) { k + 1 } else { k }
         }
-        // MLX: round(log2(amax / max_elem)), in f32 as MLX computes it.
-        Numerics::Mlx => (amax / element.max_value()).log2().round_ties_even() as i32,
+        // MLX 0.32: r = amax / max_elem rounded to f32, then r rounded up to a power of two
+        // (the same as NoClip except where r is an f32 subnormal).
+        Numerics::Mlx => {
+            let r = amax / element.max_value();
+            let k = floor_log2(r);
+            if r == pow2(k) { k } else { k + 1 }
+        }
     }
 }
 

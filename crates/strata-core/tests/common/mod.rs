@@ -8,9 +8,9 @@ use std::path::PathBuf;
 /// these tests compare against `ml_dtypes`, `mlx` and `gfloat`, and passing without them would
 /// prove nothing.
 pub fn refs_dir(sub: &str) -> PathBuf {
-    let root = std::env::var_os("STRATA_REFS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/refs")
-    });
+    let root = std::env::var_os("STRATA_REFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/refs"));
     let dir = root.join(sub);
     assert!(
         dir.join("manifest.json").is_file(),
@@ -42,13 +42,8 @@ impl Npy {
         };
         let descr = field("'descr'").split('\'').next().unwrap().to_string();
         assert!(field("'fortran_order'").starts_with("False"), "{}: Fortran order", path.display());
-        let shape = field("'shape'")
-            .split(')')
-            .next()
-            .unwrap()
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
+        let shape =
+            field("'shape'").split(')').next().unwrap().split(',').filter_map(|s| s.trim().parse().ok()).collect();
         Npy { descr, shape, data: bytes[start + header_len..].to_vec() }
     }
 
