@@ -32,7 +32,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("Element types (casts from f32 round to nearest-even and follow ml_dtypes bit for bit)\n");
     print!("{}", dtype_table());
     println!();
-    if args.cols == 0 || args.cols % 128 != 0 {
+    if args.cols == 0 || !args.cols.is_multiple_of(128) {
         return Err(format!(
             "--cols must be a positive multiple of 128 (every mode's block divides it), not {}",
             args.cols

@@ -66,6 +66,15 @@ pub enum Error {
         block: usize,
     },
 
+    /// An allocation that did not succeed.
+    #[error("out of memory on {device}: could not allocate {bytes} bytes")]
+    OutOfMemory {
+        /// The device (`cpu`, `cuda:0`, …).
+        device: String,
+        /// The size asked for.
+        bytes: usize,
+    },
+
     /// Any other invalid argument.
     #[error("{op}: {message}")]
     InvalidArgument {

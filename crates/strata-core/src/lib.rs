@@ -24,6 +24,7 @@
 pub mod dtype;
 pub mod error;
 pub mod formats;
+pub mod kernel;
 pub mod quant;
 
 pub use dtype::{DType, Kind};

@@ -1,0 +1,46 @@
+//! The kernel layer's vocabulary: tensor layouts and the descriptors that say exactly what a
+//! kernel computes. A backend (`strata-cpu`, later CUDA and wgpu) runs a descriptor on
+//! operands it owns; the descriptor's `validate` is the one place that checks shapes and
+//! types, so every backend reports a bad call with the same message.
+//!
+//! The descriptors follow Apple's TensorOps (`matmul2d_descriptor`): sizes, transposes,
+//! relaxed precision and a mode of multiply or multiply-accumulate, plus an epilogue.
+
+mod layout;
+mod matmul;
+
+pub use layout::Layout;
+pub use matmul::{Epilogue, Matmul2d, MatmulMode};
+
+/// An element-wise function applied in an epilogue (and available as a unary op).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Identity.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x·Φ(x)` with the exact normal CDF (`erf`).
+    Gelu,
+    /// GELU's tanh approximation: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    GeluTanh,
+    /// `x·σ(x)` (swish).
+    Silu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 7] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Silu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ];
+}

@@ -1,0 +1,250 @@
+//! GEMM micro-kernels: an `MR × NR` tile of `A·B` over `k` steps, from packed panels.
+//!
+//! Each kernel keeps its whole tile in registers: `MR` rows of `NR / LANES` vectors. Per step
+//! it loads one row of the B panel (`NR` values, `NV` vectors) and, for each of the `MR` rows,
+//! broadcasts one value of the A panel and issues `NV` fused multiply-adds. AVX-512 (32 `zmm`
+//! registers) runs 12 × 32 for f32 (24 accumulators) and 12 × 16 for f64; AVX2 (16 `ymm`)
+//! runs 6 × 16 and 6 × 8 (12 accumulators, the most that leaves room for B and the broadcast).
+//! The finished tile is stored straight into C (row stride `rs_c`, unit column stride), added
+//! to what C holds when accumulating; the driver routes edge tiles through a small buffer.
+//!
+//! A panel layout: for each step `p`, `MR` consecutive values (`a[p*MR + i]`).
+//! B panel layout: for each step `p`, `NR` consecutive values at `b[p*ldb + j]`.
+
+/// A micro-kernel: `C[..MR, ..NR] = A_panel · B_panel (+ C)`, C with row stride `rs_c` and
+/// unit column stride.
+#[derive(Clone, Copy)]
+pub(crate) struct Microkernel<T> {
+    /// Rows of the tile.
+    pub mr: usize,
+    /// Columns of the tile.
+    pub nr: usize,
+    /// Name, for benchmarks and traces.
+    pub name: &'static str,
+    /// `f(k, a_panel, b_panel, ldb, c, rs_c, accumulate)`. Safety: the panels hold `k` steps,
+    /// C holds an `mr × nr` tile at that stride, and the CPU has the kernel's features.
+    pub run: unsafe fn(usize, *const T, *const T, usize, *mut T, usize, bool),
+}
+
+/// The portable kernel: plain Rust the compiler vectorizes as it can.
+macro_rules! portable_kernel {
+    ($name:ident, $t:ty, $mr:literal, $nr:literal) => {
+        unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
+            let mut acc = [[0 as $t; $nr]; $mr];
+            for p in 0..k {
+                // SAFETY: the caller guarantees k steps of both panels.
+                let (ap, bp) = unsafe {
+                    (std::slice::from_raw_parts(a.add(p * $mr), $mr), std::slice::from_raw_parts(b.add(p * ldb), $nr))
+                };
+                for i in 0..$mr {
+                    for j in 0..$nr {
+                        acc[i][j] = ap[i].mul_add(bp[j], acc[i][j]);
+                    }
+                }
+            }
+            for i in 0..$mr {
+                for j in 0..$nr {
+                    // SAFETY: C holds the tile.
+                    unsafe {
+                        let p = c.add(i * rs_c + j);
+                        *p = if accumulate { *p + acc[i][j] } else { acc[i][j] };
+                    }
+                }
+            }
+        }
+    };
+}
+
+portable_kernel!(portable_f32, f32, 4, 8);
+portable_kernel!(portable_f64, f64, 4, 4);
+
+/// A SIMD kernel for one instruction set: `$mr` rows, `$nv` vectors of `$lanes` per row.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_kernel {
+    ($name:ident, $feature:literal, $t:ty, $vec:ty, $mr:literal, $nv:literal, $lanes:literal,
+     $zero:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
+            use std::arch::x86_64::*;
+            let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            let (mut a, mut b) = (a, b);
+            for _ in 0..k {
+                // SAFETY: the caller guarantees k steps of both panels.
+                unsafe {
+                    let mut bv: [$vec; $nv] = [$zero(); $nv];
+                    for v in 0..$nv {
+                        bv[v] = $load(b.add(v * $lanes));
+                    }
+                    for i in 0..$mr {
+                        let ai = $set1(*a.add(i));
+                        for v in 0..$nv {
+                            acc[i][v] = $fmadd(ai, bv[v], acc[i][v]);
+                        }
+                    }
+                    a = a.add($mr);
+                    b = b.add(ldb);
+                }
+            }
+            for i in 0..$mr {
+                for v in 0..$nv {
+                    // SAFETY: C holds the tile.
+                    unsafe {
+                        let p = c.add(i * rs_c + v * $lanes);
+                        $store(p, if accumulate { $add($load(p), acc[i][v]) } else { acc[i][v] });
+                    }
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+simd_kernel!(
+    avx512_f32,
+    "avx512f",
+    f32,
+    __m512,
+    12,
+    2,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
+#[cfg(target_arch = "x86_64")]
+simd_kernel!(
+    avx512_f64,
+    "avx512f",
+    f64,
+    __m512d,
+    12,
+    2,
+    8,
+    _mm512_setzero_pd,
+    _mm512_loadu_pd,
+    _mm512_set1_pd,
+    _mm512_fmadd_pd,
+    _mm512_add_pd,
+    _mm512_storeu_pd
+);
+#[cfg(target_arch = "x86_64")]
+simd_kernel!(
+    avx2_f32,
+    "avx2,fma",
+    f32,
+    __m256,
+    6,
+    2,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+#[cfg(target_arch = "x86_64")]
+simd_kernel!(
+    avx2_f64,
+    "avx2,fma",
+    f64,
+    __m256d,
+    6,
+    2,
+    4,
+    _mm256_setzero_pd,
+    _mm256_loadu_pd,
+    _mm256_set1_pd,
+    _mm256_fmadd_pd,
+    _mm256_add_pd,
+    _mm256_storeu_pd
+);
+
+/// The kernels this CPU can run, best first. `STRATA_CPU_KERNEL=avx2|portable` caps the
+/// choice (to test the fallbacks on a machine that has more).
+fn allowed(level: &str) -> bool {
+    let cap = std::env::var("STRATA_CPU_KERNEL").unwrap_or_default();
+    let rank = |l: &str| match l {
+        "portable" => 0,
+        "avx2" => 1,
+        _ => 2,
+    };
+    cap.is_empty() || rank(level) <= rank(&cap)
+}
+
+/// The best f32 kernel for this CPU (chosen once).
+pub(crate) fn f32_kernel() -> Microkernel<f32> {
+    static CHOICE: std::sync::OnceLock<Microkernel<f32>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(choose_f32)
+}
+
+/// The best f64 kernel for this CPU (chosen once).
+pub(crate) fn f64_kernel() -> Microkernel<f64> {
+    static CHOICE: std::sync::OnceLock<Microkernel<f64>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(choose_f64)
+}
+
+fn choose_f32() -> Microkernel<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+            return Microkernel { mr: 12, nr: 32, name: "avx512 12x32", run: avx512_f32 };
+        }
+        if allowed("avx2") && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Microkernel { mr: 6, nr: 16, name: "avx2 6x16", run: avx2_f32 };
+        }
+    }
+    Microkernel { mr: 4, nr: 8, name: "portable 4x8", run: portable_f32 }
+}
+
+fn choose_f64() -> Microkernel<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+            return Microkernel { mr: 12, nr: 16, name: "avx512 12x16", run: avx512_f64 };
+        }
+        if allowed("avx2") && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Microkernel { mr: 6, nr: 8, name: "avx2 6x8", run: avx2_f64 };
+        }
+    }
+    Microkernel { mr: 4, nr: 4, name: "portable 4x4", run: portable_f64 }
+}
+
+/// Every f32 kernel this CPU can run (for tests that check each one).
+#[cfg(test)]
+pub(crate) fn all_f32_kernels() -> Vec<Microkernel<f32>> {
+    let mut ks =
+        vec![Microkernel { mr: 4, nr: 8, name: "portable 4x8", run: portable_f32 as unsafe fn(_, _, _, _, _, _, _) }];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            ks.push(Microkernel { mr: 6, nr: 16, name: "avx2 6x16", run: avx2_f32 });
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32", run: avx512_f32 });
+        }
+    }
+    ks
+}
+
+/// Every f64 kernel this CPU can run.
+#[cfg(test)]
+pub(crate) fn all_f64_kernels() -> Vec<Microkernel<f64>> {
+    let mut ks =
+        vec![Microkernel { mr: 4, nr: 4, name: "portable 4x4", run: portable_f64 as unsafe fn(_, _, _, _, _, _, _) }];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            ks.push(Microkernel { mr: 6, nr: 8, name: "avx2 6x8", run: avx2_f64 });
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            ks.push(Microkernel { mr: 12, nr: 16, name: "avx512 12x16", run: avx512_f64 });
+        }
+    }
+    ks
+}

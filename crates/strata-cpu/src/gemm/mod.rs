@@ -1,0 +1,683 @@
+//! Dense matrix multiplication, `C = A·B` or `C = A·B + C`, with an optional epilogue (bias
+//! and activation), for any strides.
+//!
+//! The structure is BLIS's: the `n` dimension is cut into panels of `NC` columns, `k` into
+//! blocks of `KC`, `m` into blocks of `MC`; each `KC × NC` block of B and `MC × KC` block of A
+//! is packed (converted to the accumulator type, zero-padded to whole tiles, laid out in the
+//! order the micro-kernel reads) so that the micro-kernel streams both from cache at full
+//! speed. Packing is also where transposes, strides and 16-bit inputs cost nothing extra.
+//! Threads split the larger of `m` and `n` into contiguous parts, each running the whole
+//! algorithm on its part with its own packing buffers.
+//!
+//! Accumulation is in `f32` for f32/f16/bf16 inputs and in `f64` for f64. Outputs that are
+//! not the accumulator type (f16/bf16) are accumulated in an f32 workspace and converted once,
+//! after the epilogue.
+
+pub(crate) mod kernels;
+
+use std::cell::RefCell;
+
+use half::{bf16, f16};
+use kernels::Microkernel;
+
+use crate::activation::{Activation, Apply};
+
+/// The accumulator types: f32 and f64.
+pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + std::ops::Add<Output = Self> + 'static {
+    fn kernel() -> Microkernel<Self>;
+    fn activate(self, act: Activation) -> Self;
+    /// Cache blocking `(MC, KC, NC)`: A blocks of `MC × KC` live in L2, B micro-panels of
+    /// `KC × NR` in L1.
+    fn blocking(kernel: &Microkernel<Self>) -> (usize, usize, usize);
+}
+
+impl Acc for f32 {
+    fn kernel() -> Microkernel<f32> {
+        kernels::f32_kernel()
+    }
+    fn activate(self, act: Activation) -> f32 {
+        act.apply_f32(self)
+    }
+    fn blocking(k: &Microkernel<f32>) -> (usize, usize, usize) {
+        if let Ok(v) = std::env::var("STRATA_GEMM_BLOCKING") {
+            let v: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
+            return (k.mr * v[0], v[1], k.nr * v[2]);
+        }
+        // 12x32: A block 120x256 (120 KiB, L2), B micro-panel 256x32 (32 KiB, L1), B panel
+        // 256x1024 (1 MiB, L2/L3). Tuned on a 2-core Sapphire Rapids (BENCHMARKS.md).
+        (k.mr * 10, 256, k.nr * 32)
+    }
+}
+
+impl Acc for f64 {
+    fn kernel() -> Microkernel<f64> {
+        kernels::f64_kernel()
+    }
+    fn activate(self, act: Activation) -> f64 {
+        act.apply_f64(self)
+    }
+    fn blocking(k: &Microkernel<f64>) -> (usize, usize, usize) {
+        (k.mr * 20, 256, k.nr * 128)
+    }
+}
+
+/// An element the GEMM reads, widened to the accumulator `A` while packing.
+pub(crate) trait Input<A>: Copy + Send + Sync {
+    fn widen(self) -> A;
+}
+
+/// An element the GEMM writes.
+pub(crate) trait Output<A>: Copy + Send + Sync {
+    /// Whether this is the accumulator type itself (then C is its own workspace).
+    const IS_ACC: bool;
+    fn narrow(a: A) -> Self;
+    fn widen(self) -> A;
+}
+
+macro_rules! io {
+    ($acc:ty: $($t:ty => |$x:ident| $w:expr, |$a:ident| $n:expr, $is:expr;)*) => {$(
+        impl Input<$acc> for $t {
+            #[inline(always)]
+            fn widen(self) -> $acc { let $x = self; $w }
+        }
+        impl Output<$acc> for $t {
+            const IS_ACC: bool = $is;
+            #[inline(always)]
+            fn narrow($a: $acc) -> Self { $n }
+            #[inline(always)]
+            fn widen(self) -> $acc { let $x = self; $w }
+        }
+    )*};
+}
+
+io! { f32:
+    f32 => |x| x, |a| a, true;
+    f16 => |x| x.to_f32(), |a| f16::from_f32(a), false;
+    bf16 => |x| x.to_f32(), |a| bf16::from_f32(a), false;
+}
+io! { f64:
+    f64 => |x| x, |a| a, true;
+}
+
+/// A read-only matrix view: element `(i, j)` is at `ptr + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<T> {
+    pub ptr: *const T,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// A mutable matrix view.
+#[derive(Clone, Copy)]
+pub(crate) struct MatMut<T> {
+    pub ptr: *mut T,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+// SAFETY: the views are only built over buffers the caller owns for the whole call, and
+// threads write disjoint parts of C.
+unsafe impl<T: Send> Send for Mat<T> {}
+unsafe impl<T: Sync> Sync for Mat<T> {}
+unsafe impl<T: Send> Send for MatMut<T> {}
+unsafe impl<T: Sync> Sync for MatMut<T> {}
+
+impl<T> Mat<T> {
+    /// The `rows × cols` block starting at `(i, j)`.
+    fn block(self, i: usize, j: usize, rows: usize, cols: usize) -> Self {
+        // SAFETY: callers stay inside the matrix, whose elements are all in bounds.
+        let ptr = unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) };
+        Mat { ptr, rows, cols, ..self }
+    }
+    #[inline(always)]
+    unsafe fn at(&self, i: usize, j: usize) -> T
+    where
+        T: Copy,
+    {
+        // SAFETY: (i, j) is inside the view.
+        unsafe { *self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+}
+
+impl<T> MatMut<T> {
+    fn block(self, i: usize, j: usize, rows: usize, cols: usize) -> Self {
+        // SAFETY: callers stay inside the matrix.
+        let ptr = unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) };
+        MatMut { ptr, rows, cols, ..self }
+    }
+    #[inline(always)]
+    unsafe fn at(&self, i: usize, j: usize) -> *mut T {
+        // SAFETY: (i, j) is inside the view.
+        unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+}
+
+/// What happens to each output after the product: `act(acc + bias[j])`.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a, A> {
+    pub bias: Option<&'a [A]>,
+    pub activation: Activation,
+}
+
+impl<A: Acc> Epilogue<'_, A> {
+    #[inline(always)]
+    fn apply(&self, v: A, j: usize) -> A {
+        let v = match self.bias {
+            Some(b) => v + b[j],
+            None => v,
+        };
+        if self.activation == Activation::None { v } else { v.activate(self.activation) }
+    }
+}
+
+/// Below this many multiply-adds per thread, splitting across threads costs more than it saves.
+const MIN_WORK_PER_THREAD: usize = 1 << 21;
+
+/// `C = A·B` (`accumulate`: `C = A·B + C`), then the epilogue. `A` is `m × k`, `B` is
+/// `k × n`, `C` is `m × n`.
+///
+/// # Safety
+/// Every element of the three views is inside its buffer, and C overlaps neither A nor B.
+pub(crate) unsafe fn gemm<A: Acc, I: Input<A>, O: Output<A>>(
+    a: Mat<I>,
+    b: Mat<I>,
+    c: MatMut<O>,
+    accumulate: bool,
+    epilogue: &Epilogue<'_, A>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    debug_assert!(b.rows == k && c.rows == m && c.cols == n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_with(&A::kernel(), a, b, c, accumulate, epilogue) }
+}
+
+/// [`gemm`] with a given micro-kernel (tests run every kernel the CPU has).
+///
+/// # Safety
+/// As for [`gemm`], and the CPU has the kernel's instruction set.
+pub(crate) unsafe fn gemm_with<A: Acc, I: Input<A>, O: Output<A>>(
+    kernel: &Microkernel<A>,
+    a: Mat<I>,
+    b: Mat<I>,
+    c: MatMut<O>,
+    accumulate: bool,
+    epilogue: &Epilogue<'_, A>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let kernel = *kernel;
+    let work = m * n * k.max(1);
+    let threads = rayon::current_num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
+    if threads == 1 {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_serial(&kernel, a, b, c, accumulate, epilogue) };
+        return;
+    }
+    // Split the longer side into `threads` parts of whole tiles.
+    let split_n = n >= m;
+    let (len, unit) = if split_n { (n, kernel.nr) } else { (m, kernel.mr) };
+    let tiles = len.div_ceil(unit);
+    let parts: Vec<(usize, usize)> = (0..threads)
+        .map(|t| ((tiles * t / threads * unit).min(len), (tiles * (t + 1) / threads * unit).min(len)))
+        .filter(|(s, e)| e > s)
+        .collect();
+    rayon::scope(|scope| {
+        for &(s, e) in &parts {
+            let kernel = &kernel;
+            scope.spawn(move |_| {
+                // SAFETY: the parts are disjoint blocks of C.
+                unsafe {
+                    if split_n {
+                        let epi = Epilogue { bias: epilogue.bias.map(|bias| &bias[s..e]), ..*epilogue };
+                        gemm_serial(kernel, a, b.block(0, s, k, e - s), c.block(0, s, m, e - s), accumulate, &epi)
+                    } else {
+                        gemm_serial(kernel, a.block(s, 0, e - s, k), b, c.block(s, 0, e - s, n), accumulate, epilogue)
+                    }
+                }
+            });
+        }
+    });
+}
+
+thread_local! {
+    /// Packing buffers and workspace, kept per thread so repeated calls do not page-fault.
+    static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with three scratch slices of `A` of the given lengths.
+fn with_scratch<A: Copy + Default, R>(lens: [usize; 3], f: impl FnOnce(&mut [A], &mut [A], &mut [A]) -> R) -> R {
+    assert!(std::mem::align_of::<A>() <= 8 && std::mem::size_of::<A>() <= 8);
+    let bytes: Vec<usize> = lens.iter().map(|l| (l * std::mem::size_of::<A>()).div_ceil(64) * 64).collect();
+    let total: usize = bytes.iter().sum();
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() * 8 < total {
+            s.resize(total.div_ceil(8), 0.0);
+        }
+        let base = s.as_mut_ptr() as *mut u8;
+        // SAFETY: three disjoint, in-bounds, 8-aligned regions of the scratch vector, which
+        // stays borrowed (and so alive and unaliased) while `f` runs; any bit pattern is a
+        // valid f32/f64.
+        unsafe {
+            let p0 = base as *mut A;
+            let p1 = base.add(bytes[0]) as *mut A;
+            let p2 = base.add(bytes[0] + bytes[1]) as *mut A;
+            f(
+                std::slice::from_raw_parts_mut(p0, lens[0]),
+                std::slice::from_raw_parts_mut(p1, lens[1]),
+                std::slice::from_raw_parts_mut(p2, lens[2]),
+            )
+        }
+    })
+}
+
+/// One thread's GEMM over its part of C.
+unsafe fn gemm_serial<A: Acc, I: Input<A>, O: Output<A>>(
+    kernel: &Microkernel<A>,
+    a: Mat<I>,
+    b: Mat<I>,
+    c: MatMut<O>,
+    accumulate: bool,
+    epilogue: &Epilogue<'_, A>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if k == 0 {
+        // An empty sum: C = 0 (+ C), then the epilogue.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) is inside C.
+                unsafe {
+                    let p = c.at(i, j);
+                    let v = if accumulate { (*p).widen() } else { A::default() };
+                    *p = O::narrow(epilogue.apply(v, j));
+                }
+            }
+        }
+        return;
+    }
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (mc_max, kc_max, nc_max) = A::blocking(kernel);
+    // 16-bit outputs accumulate in an f32 workspace of m × NC: keep NC modest for them.
+    let nc_max = if O::IS_ACC { nc_max } else { nc_max.min(nr * 16) };
+    let kc_max = kc_max.min(k);
+    let mc_max = mc_max.min(m.div_ceil(mr) * mr);
+    let nc_max = nc_max.min(n.div_ceil(nr) * nr);
+    // The workspace has whole tiles in both directions, so every tile can go straight in.
+    let work_len = if O::IS_ACC { 0 } else { m.div_ceil(mr) * mr * nc_max };
+    let direct = O::IS_ACC && c.cs == 1;
+    let finishing = !O::IS_ACC || epilogue.bias.is_some() || epilogue.activation != Activation::None;
+    with_scratch::<A, _>([mc_max * kc_max, kc_max * nc_max, work_len + mr * nr], |apack, bpack, rest| {
+        let (work, tile) = rest.split_at_mut(work_len);
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            if !O::IS_ACC && accumulate {
+                for i in 0..m {
+                    for j in 0..nc {
+                        // SAFETY: (i, jc + j) is inside C.
+                        work[i * nc_max + j] = unsafe { *c.at(i, jc + j) }.widen();
+                    }
+                }
+            }
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
+                let (first, last) = (pc == 0, pc + kc == k);
+                let add = !first || accumulate;
+                // SAFETY: the blocks are inside A and B.
+                unsafe { pack_b(b.block(pc, jc, kc, nc), bpack, nr) };
+                for ic in (0..m).step_by(mc_max) {
+                    let mc = mc_max.min(m - ic);
+                    unsafe { pack_a(a.block(ic, pc, mc, kc), apack, mr) };
+                    for jr in (0..nc).step_by(nr) {
+                        let nt = nr.min(nc - jr);
+                        let bp = bpack[jr * kc..].as_ptr();
+                        for ir in (0..mc).step_by(mr) {
+                            let (i, mt) = (ic + ir, mr.min(mc - ir));
+                            let ap = apack[ir * kc..].as_ptr();
+                            let cb = c.block(i, jc + jr, mt, nt);
+                            // SAFETY: the packed panels hold kc steps; each C target holds a
+                            // whole tile (C itself for full tiles, else the workspace or the
+                            // tile buffer).
+                            unsafe {
+                                if !O::IS_ACC {
+                                    let w = work[i * nc_max + jr..].as_mut_ptr();
+                                    (kernel.run)(kc, ap, bp, nr, w, nc_max, add);
+                                } else if direct && mt == mr && nt == nr {
+                                    (kernel.run)(kc, ap, bp, nr, cb.ptr as *mut A, c.rs as usize, add);
+                                } else {
+                                    (kernel.run)(kc, ap, bp, nr, tile.as_mut_ptr(), nr, false);
+                                    add_tile(tile, nr, cb, add);
+                                }
+                                if last && finishing {
+                                    let w = if O::IS_ACC { &[][..] } else { &work[i * nc_max + jr..] };
+                                    finish(cb, w, nc_max, epilogue, jc + jr);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `C = tile (+ C)` for an edge tile or a strided C.
+#[inline(always)]
+unsafe fn add_tile<A: Acc, O: Output<A>>(tile: &[A], nr: usize, c: MatMut<O>, add: bool) {
+    for i in 0..c.rows {
+        for (j, &t) in tile[i * nr..i * nr + c.cols].iter().enumerate() {
+            // SAFETY: (i, j) is inside the C block.
+            unsafe {
+                let p = c.at(i, j);
+                *p = O::narrow(if add { (*p).widen() + t } else { t });
+            }
+        }
+    }
+}
+
+/// Applies the epilogue to a finished tile of C, taking the values from the workspace (rows
+/// of `wstride`) when the output is not the accumulator type.
+#[inline(always)]
+unsafe fn finish<A: Acc, O: Output<A>>(
+    c: MatMut<O>,
+    work: &[A],
+    wstride: usize,
+    epilogue: &Epilogue<'_, A>,
+    j0: usize,
+) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            // SAFETY: (i, j) is inside the C block.
+            unsafe {
+                let p = c.at(i, j);
+                let v = if O::IS_ACC { (*p).widen() } else { work[i * wstride + j] };
+                *p = O::narrow(epilogue.apply(v, j0 + j));
+            }
+        }
+    }
+}
+
+/// Packs a `kc × nc` block of B into `ceil(nc / nr)` panels of `kc × nr` (zero-padded).
+unsafe fn pack_b<A: Acc, I: Input<A>>(b: Mat<I>, out: &mut [A], nr: usize) {
+    let (kc, nc) = (b.rows, b.cols);
+    for (jp, j0) in (0..nc).step_by(nr).enumerate() {
+        let panel = &mut out[jp * kc * nr..(jp + 1) * kc * nr];
+        let w = nr.min(nc - j0);
+        for p in 0..kc {
+            let row = &mut panel[p * nr..(p + 1) * nr];
+            if b.cs == 1 {
+                // SAFETY: the row segment is inside B.
+                let src = unsafe { std::slice::from_raw_parts(b.ptr.offset(p as isize * b.rs).add(j0), w) };
+                for (d, s) in row.iter_mut().zip(src) {
+                    *d = s.widen();
+                }
+            } else {
+                for (j, d) in row[..w].iter_mut().enumerate() {
+                    // SAFETY: (p, j0 + j) is inside B.
+                    *d = unsafe { b.at(p, j0 + j) }.widen();
+                }
+            }
+            row[w..].fill(A::default());
+        }
+    }
+}
+
+/// Packs an `mc × kc` block of A into `ceil(mc / mr)` panels of `kc × mr` (zero-padded).
+unsafe fn pack_a<A: Acc, I: Input<A>>(a: Mat<I>, out: &mut [A], mr: usize) {
+    let (mc, kc) = (a.rows, a.cols);
+    for (ip, i0) in (0..mc).step_by(mr).enumerate() {
+        let panel = &mut out[ip * kc * mr..(ip + 1) * kc * mr];
+        let h = mr.min(mc - i0);
+        if h < mr {
+            panel.fill(A::default());
+        }
+        if a.rs == 1 {
+            // Column-major A (a transposed row-major one): each step is a contiguous column.
+            for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                // SAFETY: the column segment is inside A.
+                let src = unsafe { std::slice::from_raw_parts(a.ptr.offset(p as isize * a.cs).add(i0), h) };
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = s.widen();
+                }
+            }
+        } else if a.cs == 1 && h == mr {
+            // Row-major A: read `mr` rows side by side so the writes stay contiguous.
+            let mut rows = [std::ptr::null::<I>(); 16];
+            for (i, r) in rows.iter_mut().enumerate().take(mr) {
+                // SAFETY: row i0 + i is inside A.
+                *r = unsafe { a.ptr.offset((i0 + i) as isize * a.rs) };
+            }
+            for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                for (d, r) in dst.iter_mut().zip(&rows) {
+                    // SAFETY: (i0 + i, p) is inside A.
+                    *d = unsafe { *r.add(p) }.widen();
+                }
+            }
+        } else {
+            for i in 0..h {
+                for p in 0..kc {
+                    // SAFETY: (i0 + i, p) is inside A.
+                    panel[p * mr + i] = unsafe { a.at(i0 + i, p) }.widen();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fresh pseudo-random values in [-1, 1) (never all zeros).
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    /// Checks `gemm_with` for one kernel against an f64 reference: `m × k` times `k × n`,
+    /// stored with the given transposes and padding between rows, C poisoned with NaN
+    /// (multiply) or random (accumulate).
+    #[allow(clippy::too_many_arguments)]
+    fn check<A, I, O>(
+        kernel: &Microkernel<A>,
+        m: usize,
+        n: usize,
+        k: usize,
+        ta: bool,
+        tb: bool,
+        pad: usize,
+        acc: bool,
+        act: Activation,
+        bias: bool,
+        seed: u64,
+        tol: f64,
+    ) where
+        A: Acc + Into<f64>,
+        I: Input<A> + Copy,
+        O: Output<A> + Copy,
+        f64: Into<Probe<I>> + Into<Probe<O>> + Into<Probe<A>>,
+    {
+        let conv_i = |v: f64| -> I {
+            let p: Probe<I> = v.into();
+            p.0
+        };
+        let conv_o = |v: f64| -> O {
+            let p: Probe<O> = v.into();
+            p.0
+        };
+        let conv_a = |v: f64| -> A {
+            let p: Probe<A> = v.into();
+            p.0
+        };
+        // Stored shapes and row strides (in elements), with `pad` extra per row.
+        let (ar, ac) = if ta { (k, m) } else { (m, k) };
+        let (br, bc) = if tb { (n, k) } else { (k, n) };
+        let (lda, ldb, ldc) = (ac + pad, bc + pad, n + pad);
+        let a: Vec<I> = values(ar * lda, seed).into_iter().map(conv_i).collect();
+        let b: Vec<I> = values(br * ldb, seed + 1).into_iter().map(conv_i).collect();
+        let c0: Vec<f64> = values(m * ldc, seed + 2);
+        let mut c: Vec<O> = c0.iter().map(|&v| if acc { conv_o(v) } else { conv_o(f64::NAN) }).collect();
+        let bias_v: Vec<A> = values(n, seed + 3).into_iter().map(conv_a).collect();
+        let amat = Mat {
+            ptr: a.as_ptr(),
+            rows: m,
+            cols: k,
+            rs: if ta { 1 } else { lda as isize },
+            cs: if ta { lda as isize } else { 1 },
+        };
+        let bmat = Mat {
+            ptr: b.as_ptr(),
+            rows: k,
+            cols: n,
+            rs: if tb { 1 } else { ldb as isize },
+            cs: if tb { ldb as isize } else { 1 },
+        };
+        let cmat = MatMut { ptr: c.as_mut_ptr(), rows: m, cols: n, rs: ldc as isize, cs: 1 };
+        let epi = Epilogue { bias: bias.then_some(&bias_v[..]), activation: act };
+        // SAFETY: the views are inside the vectors above.
+        unsafe { gemm_with(kernel, amat, bmat, cmat, acc, &epi) };
+        for i in 0..m {
+            for j in 0..n {
+                let (mut sum, mut mag) = (0.0f64, 0.0f64);
+                for p in 0..k {
+                    // SAFETY: in bounds.
+                    let (x, y): (f64, f64) = unsafe { (amat.at(i, p).widen().into(), bmat.at(p, j).widen().into()) };
+                    sum += x * y;
+                    mag += (x * y).abs();
+                }
+                if acc {
+                    let prev: f64 = c0[i * ldc + j];
+                    let prev: f64 = conv_o(prev).widen().into();
+                    sum += prev;
+                    mag += prev.abs();
+                }
+                if bias {
+                    let bj: f64 = bias_v[j].into();
+                    sum += bj;
+                    mag += bj.abs();
+                }
+                let want = act.apply_f64(sum);
+                let got: f64 = c[i * ldc + j].widen().into();
+                // Activations are 1-Lipschitz (GELU: ≤ 1.13), so the sum's error bound carries over.
+                let bound = tol * (k as f64 + 2.0) * mag.max(1e-30) * 1.2 + tol * want.abs();
+                assert!(
+                    (got - want).abs() <= bound,
+                    "{} {m}x{n}x{k} ta={ta} tb={tb} pad={pad} acc={acc} {act:?} bias={bias}: C[{i},{j}] = {got}, want {want} (bound {bound})",
+                    kernel.name
+                );
+            }
+        }
+        // Padding between rows of C is never written.
+        for i in 0..m {
+            for j in n..ldc {
+                let v: f64 = c[i * ldc + j].widen().into();
+                assert!(
+                    if acc { v == conv_o(c0[i * ldc + j]).widen().into() } else { v.is_nan() },
+                    "padding of C written"
+                );
+            }
+        }
+    }
+
+    /// Converts an f64 test value into the element types.
+    struct Probe<T>(T);
+    impl From<f64> for Probe<f32> {
+        fn from(v: f64) -> Self {
+            Probe(v as f32)
+        }
+    }
+    impl From<f64> for Probe<f64> {
+        fn from(v: f64) -> Self {
+            Probe(v)
+        }
+    }
+    impl From<f64> for Probe<f16> {
+        fn from(v: f64) -> Self {
+            Probe(f16::from_f64(v))
+        }
+    }
+    impl From<f64> for Probe<bf16> {
+        fn from(v: f64) -> Self {
+            Probe(bf16::from_f64(v))
+        }
+    }
+
+    const F32_EPS: f64 = 1.0 / (1u64 << 24) as f64;
+    const F64_EPS: f64 = 1.0 / (1u64 << 53) as f64;
+
+    fn shapes() -> impl Strategy<Value = (usize, usize, usize, bool, bool, usize, bool, u64)> {
+        let dim = prop_oneof![1usize..5, 5usize..40, Just(97usize), 250usize..300];
+        (
+            dim.clone(),
+            dim.clone(),
+            prop_oneof![0usize..3, 3usize..40, 250usize..600],
+            any::<bool>(),
+            any::<bool>(),
+            0usize..3,
+            any::<bool>(),
+            any::<u64>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn f32_every_kernel((m, n, k, ta, tb, pad, acc, seed) in shapes()) {
+            for kernel in kernels::all_f32_kernels() {
+                check::<f32, f32, f32>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, F32_EPS);
+            }
+        }
+
+        #[test]
+        fn f64_every_kernel((m, n, k, ta, tb, pad, acc, seed) in shapes()) {
+            for kernel in kernels::all_f64_kernels() {
+                check::<f64, f64, f64>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, F64_EPS);
+            }
+        }
+
+        #[test]
+        fn half_inputs_and_outputs((m, n, k, ta, tb, pad, acc, seed) in shapes()) {
+            let kernel = kernels::f32_kernel();
+            // Inputs are exact in f32; the output rounding is relative to the result.
+            check::<f32, f16, f32>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, F32_EPS);
+            check::<f32, bf16, f32>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, F32_EPS);
+            check::<f32, f16, f16>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, 1.0 / 2048.0);
+            check::<f32, bf16, bf16>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, 1.0 / 256.0);
+        }
+
+        #[test]
+        fn epilogues((m, n, k, ta, tb, pad, acc, seed) in shapes(), act in prop::sample::select(Activation::ALL.to_vec()), bias in any::<bool>()) {
+            for kernel in kernels::all_f32_kernels() {
+                check::<f32, f32, f32>(&kernel, m, n, k, ta, tb, pad, acc, act, bias, seed, 4.0 * F32_EPS);
+            }
+            check::<f32, bf16, bf16>(&kernels::f32_kernel(), m, n, k, ta, tb, pad, acc, act, bias, seed, 1.0 / 256.0);
+            check::<f64, f64, f64>(&kernels::f64_kernel(), m, n, k, ta, tb, pad, acc, act, bias, seed, 4.0 * F64_EPS);
+        }
+    }
+
+    #[test]
+    fn large_threaded_product() {
+        // Big enough to split across threads and to span several K and N blocks.
+        let kernel = kernels::f32_kernel();
+        check::<f32, f32, f32>(&kernel, 301, 1100, 700, false, false, 1, false, Activation::None, false, 7, F32_EPS);
+        check::<f32, f32, f32>(&kernel, 1100, 77, 530, true, true, 0, true, Activation::Relu, true, 8, F32_EPS);
+        check::<f32, bf16, bf16>(&kernel, 260, 600, 300, false, true, 0, true, Activation::Silu, true, 9, 1.0 / 256.0);
+    }
+}

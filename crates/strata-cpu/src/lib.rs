@@ -1,0 +1,23 @@
+//! `strata-cpu`: Strata's CPU backend, and the reference every other backend is checked
+//! against.
+//!
+//! Kernels take [`TensorRef`]/[`TensorMut`] operands (a [`CpuBuffer`], a dtype and a
+//! [`Layout`](strata_core::kernel::Layout)) and a descriptor from `strata_core::kernel`. They
+//! check their inputs and return an error for anything a caller can get wrong; past that
+//! point they use SIMD (AVX-512 or AVX2/FMA chosen at run time, with a portable fallback) and
+//! rayon's threads.
+
+mod activation;
+mod buffer;
+mod gemm;
+mod matmul;
+mod tensor;
+
+pub use buffer::CpuBuffer;
+pub use matmul::matmul2d;
+pub use tensor::{TensorMut, TensorRef};
+
+/// The micro-kernels this CPU uses, for reports (`"avx512 12x32"`, …).
+pub fn kernel_names() -> Vec<&'static str> {
+    vec![gemm::kernels::f32_kernel().name, gemm::kernels::f64_kernel().name]
+}
