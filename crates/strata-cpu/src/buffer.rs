@@ -23,7 +23,9 @@ impl CpuBuffer {
     /// `len` zero bytes. Failing to allocate is an error, not an abort.
     pub fn zeros(len: usize) -> Result<CpuBuffer> {
         if len == 0 {
-            return Ok(CpuBuffer { ptr: NonNull::<[u8; ALIGN]>::dangling().cast(), len: 0 });
+            // A dangling pointer that is still 64-byte aligned, so empty typed views are valid.
+            let ptr = NonNull::new(std::ptr::without_provenance_mut::<u8>(ALIGN)).expect("non-null");
+            return Ok(CpuBuffer { ptr, len: 0 });
         }
         let layout = AllocLayout::from_size_align(len, ALIGN).map_err(|_| oom(len))?;
         // SAFETY: the layout has a non-zero size.

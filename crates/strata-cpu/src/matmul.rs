@@ -47,6 +47,7 @@ pub fn matmul2d(
         (DType::BF16, DType::BF16) => run::<f32, bf16, bf16>(desc, left, right, bias, out),
         (DType::BF16, DType::F32) => run::<f32, bf16, f32>(desc, left, right, bias, out),
         (DType::F64, DType::F64) => run::<f64, f64, f64>(desc, left, right, bias, out),
+        (DType::I8, DType::I32) => run::<i32, i8, i32>(desc, left, right, bias, out),
         (l, o) => {
             Err(Error::InvalidArgument { op: OP, message: format!("{l} -> {o} is not implemented on the CPU yet") })
         }

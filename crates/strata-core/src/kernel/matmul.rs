@@ -158,6 +158,15 @@ impl Matmul2d {
                 ),
             });
         }
+        if left == DType::I8 && self.epilogue.activation() != Activation::None {
+            return Err(Error::InvalidArgument {
+                op: "matmul2d",
+                message: format!(
+                    "an int8 product admits a bias but no activation (got {:?})",
+                    self.epilogue.activation()
+                ),
+            });
+        }
         if let Some(b) = bias
             && b != out
         {

@@ -38,7 +38,7 @@ macro_rules! portable_kernel {
                 };
                 for i in 0..$mr {
                     for j in 0..$nr {
-                        acc[i][j] = ap[i].mul_add(bp[j], acc[i][j]);
+                        acc[i][j] = <$t as super::Acc>::mul_add(ap[i], bp[j], acc[i][j]);
                     }
                 }
             }
@@ -47,7 +47,7 @@ macro_rules! portable_kernel {
                     // SAFETY: C holds the tile.
                     unsafe {
                         let p = c.add(i * rs_c + j);
-                        *p = if accumulate { *p + acc[i][j] } else { acc[i][j] };
+                        *p = if accumulate { <$t as super::Acc>::add(*p, acc[i][j]) } else { acc[i][j] };
                     }
                 }
             }
@@ -57,6 +57,7 @@ macro_rules! portable_kernel {
 
 portable_kernel!(portable_f32, f32, 4, 8);
 portable_kernel!(portable_f64, f64, 4, 4);
+portable_kernel!(portable_i32, i32, 4, 8);
 
 /// A SIMD kernel for one instruction set: `$mr` rows, `$nv` vectors of `$lanes` per row.
 #[cfg(target_arch = "x86_64")]
@@ -98,70 +99,46 @@ macro_rules! simd_kernel {
     };
 }
 
+// One line per kernel: name, features, element, vector, MR, vectors per row, lanes, and the
+// intrinsics for zero, load, broadcast, multiply-add, add and store.
 #[cfg(target_arch = "x86_64")]
-simd_kernel!(
-    avx512_f32,
-    "avx512f",
-    f32,
-    __m512,
-    12,
-    2,
-    16,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_add_ps,
-    _mm512_storeu_ps
-);
+simd_kernel! { avx512_f32, "avx512f", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps }
 #[cfg(target_arch = "x86_64")]
-simd_kernel!(
-    avx512_f64,
-    "avx512f",
-    f64,
-    __m512d,
-    12,
-    2,
-    8,
-    _mm512_setzero_pd,
-    _mm512_loadu_pd,
-    _mm512_set1_pd,
-    _mm512_fmadd_pd,
-    _mm512_add_pd,
-    _mm512_storeu_pd
-);
+simd_kernel! { avx512_f64, "avx512f", f64, __m512d, 12, 2, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd }
 #[cfg(target_arch = "x86_64")]
-simd_kernel!(
-    avx2_f32,
-    "avx2,fma",
-    f32,
-    __m256,
-    6,
-    2,
-    8,
-    _mm256_setzero_ps,
-    _mm256_loadu_ps,
-    _mm256_set1_ps,
-    _mm256_fmadd_ps,
-    _mm256_add_ps,
-    _mm256_storeu_ps
-);
+simd_kernel! { avx512_i32, "avx512f", i32, __m512i, 12, 2, 16, _mm512_setzero_si512, load512_i32, _mm512_set1_epi32, mla512_i32, _mm512_add_epi32, store512_i32 }
 #[cfg(target_arch = "x86_64")]
-simd_kernel!(
-    avx2_f64,
-    "avx2,fma",
-    f64,
-    __m256d,
-    6,
-    2,
-    4,
-    _mm256_setzero_pd,
-    _mm256_loadu_pd,
-    _mm256_set1_pd,
-    _mm256_fmadd_pd,
-    _mm256_add_pd,
-    _mm256_storeu_pd
-);
+simd_kernel! { avx2_f32, "avx2,fma", f32, __m256, 6, 2, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps }
+#[cfg(target_arch = "x86_64")]
+simd_kernel! { avx2_f64, "avx2,fma", f64, __m256d, 6, 2, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd }
+
+// i32 counterparts of the float intrinsics the kernel macro uses: a multiply-add (there is no
+// fused one for 32-bit integers) and loads/stores through `*const i32`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn mla512_i32(
+    a: std::arch::x86_64::__m512i,
+    b: std::arch::x86_64::__m512i,
+    c: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    _mm512_add_epi32(_mm512_mullo_epi32(a, b), c)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load512_i32(p: *const i32) -> std::arch::x86_64::__m512i {
+    // SAFETY: the caller's pointer covers 16 values.
+    unsafe { std::arch::x86_64::_mm512_loadu_si512(p.cast()) }
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store512_i32(p: *mut i32, v: std::arch::x86_64::__m512i) {
+    // SAFETY: the caller's pointer covers 16 values.
+    unsafe { std::arch::x86_64::_mm512_storeu_si512(p.cast(), v) }
+}
 
 /// The kernels this CPU can run, best first. `STRATA_CPU_KERNEL=avx2|portable` caps the
 /// choice (to test the fallbacks on a machine that has more).
@@ -199,6 +176,35 @@ fn choose_f32() -> Microkernel<f32> {
         }
     }
     Microkernel { mr: 4, nr: 8, name: "portable 4x8", run: portable_f32 }
+}
+
+/// The best i32 (int8 products) kernel for this CPU (chosen once).
+pub(crate) fn i32_kernel() -> Microkernel<i32> {
+    static CHOICE: std::sync::OnceLock<Microkernel<i32>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+                return Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", run: avx512_i32 };
+            }
+        }
+        Microkernel { mr: 4, nr: 8, name: "portable 4x8 i32", run: portable_i32 }
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn all_i32_kernels() -> Vec<Microkernel<i32>> {
+    let mut ks = vec![Microkernel {
+        mr: 4,
+        nr: 8,
+        name: "portable 4x8 i32",
+        run: portable_i32 as unsafe fn(_, _, _, _, _, _, _),
+    }];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", run: avx512_i32 });
+    }
+    ks
 }
 
 fn choose_f64() -> Microkernel<f64> {

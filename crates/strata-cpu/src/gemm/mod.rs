@@ -13,6 +13,7 @@
 //! not the accumulator type (f16/bf16) are accumulated in an f32 workspace and converted once,
 //! after the epilogue.
 
+mod gemv;
 pub(crate) mod kernels;
 
 use std::cell::RefCell;
@@ -23,9 +24,11 @@ use kernels::Microkernel;
 use crate::activation::{Activation, Apply};
 
 /// The accumulator types: f32 and f64.
-pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + std::ops::Add<Output = Self> + 'static {
+pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + 'static {
     fn kernel() -> Microkernel<Self>;
     fn activate(self, act: Activation) -> Self;
+    fn mul_add(a: Self, b: Self, c: Self) -> Self;
+    fn add(a: Self, b: Self) -> Self;
     /// Cache blocking `(MC, KC, NC)`: A blocks of `MC × KC` live in L2, B micro-panels of
     /// `KC × NR` in L1.
     fn blocking(kernel: &Microkernel<Self>) -> (usize, usize, usize);
@@ -37,6 +40,14 @@ impl Acc for f32 {
     }
     fn activate(self, act: Activation) -> f32 {
         act.apply_f32(self)
+    }
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn add(a: f32, b: f32) -> f32 {
+        a + b
     }
     fn blocking(k: &Microkernel<f32>) -> (usize, usize, usize) {
         if let Ok(v) = std::env::var("STRATA_GEMM_BLOCKING") {
@@ -56,8 +67,38 @@ impl Acc for f64 {
     fn activate(self, act: Activation) -> f64 {
         act.apply_f64(self)
     }
+    #[inline(always)]
+    fn mul_add(a: f64, b: f64, c: f64) -> f64 {
+        a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn add(a: f64, b: f64) -> f64 {
+        a + b
+    }
     fn blocking(k: &Microkernel<f64>) -> (usize, usize, usize) {
         (k.mr * 20, 256, k.nr * 128)
+    }
+}
+
+/// int8 products accumulate exactly in i32 (wrapping only past 2^31, i.e. for k > 2^17).
+impl Acc for i32 {
+    fn kernel() -> Microkernel<i32> {
+        kernels::i32_kernel()
+    }
+    fn activate(self, _: Activation) -> i32 {
+        // Matmul2d::validate_types admits no activation on integer outputs.
+        self
+    }
+    #[inline(always)]
+    fn mul_add(a: i32, b: i32, c: i32) -> i32 {
+        a.wrapping_mul(b).wrapping_add(c)
+    }
+    #[inline(always)]
+    fn add(a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
+    }
+    fn blocking(k: &Microkernel<i32>) -> (usize, usize, usize) {
+        (k.mr * 10, 256, k.nr * 32)
     }
 }
 
@@ -97,6 +138,16 @@ io! { f32:
 }
 io! { f64:
     f64 => |x| x, |a| a, true;
+}
+io! { i32:
+    i32 => |x| x, |a| a, true;
+}
+
+impl Input<i32> for i8 {
+    #[inline(always)]
+    fn widen(self) -> i32 {
+        i32::from(self)
+    }
 }
 
 /// A read-only matrix view: element `(i, j)` is at `ptr + i*rs + j*cs`.
@@ -167,7 +218,7 @@ impl<A: Acc> Epilogue<'_, A> {
     #[inline(always)]
     fn apply(&self, v: A, j: usize) -> A {
         let v = match self.bias {
-            Some(b) => v + b[j],
+            Some(b) => A::add(v, b[j]),
             None => v,
         };
         if self.activation == Activation::None { v } else { v.activate(self.activation) }
@@ -213,6 +264,22 @@ pub(crate) unsafe fn gemm_with<A: Acc, I: Input<A>, O: Output<A>>(
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
+    }
+    // Vector products stream the matrix without packing (only the default kernel's
+    // instruction set is used for them; tests that pick a kernel use bigger shapes too).
+    if m == 1 {
+        // SAFETY: forwarded.
+        return unsafe { gemv::gemv(a, b, c, accumulate, epilogue) };
+    }
+    if n == 1 {
+        // Cᵀ = Bᵀ·Aᵀ; the single bias value then applies to every output.
+        let bias: Option<Vec<A>> = epilogue.bias.map(|b| vec![b[0]; m]);
+        let epi = Epilogue { bias: bias.as_deref(), activation: epilogue.activation };
+        let bt = Mat { ptr: b.ptr, rows: 1, cols: k, rs: b.cs, cs: b.rs };
+        let at = Mat { ptr: a.ptr, rows: k, cols: m, rs: a.cs, cs: a.rs };
+        let ct = MatMut { ptr: c.ptr, rows: 1, cols: m, rs: c.cs, cs: c.rs };
+        // SAFETY: the same elements, viewed transposed.
+        return unsafe { gemv::gemv(bt, at, ct, accumulate, &epi) };
     }
     let kernel = *kernel;
     let work = m * n * k.max(1);
@@ -377,7 +444,7 @@ unsafe fn add_tile<A: Acc, O: Output<A>>(tile: &[A], nr: usize, c: MatMut<O>, ad
             // SAFETY: (i, j) is inside the C block.
             unsafe {
                 let p = c.at(i, j);
-                *p = O::narrow(if add { (*p).widen() + t } else { t });
+                *p = O::narrow(if add { A::add((*p).widen(), t) } else { t });
             }
         }
     }
@@ -533,6 +600,7 @@ mod tests {
         let b: Vec<I> = values(br * ldb, seed + 1).into_iter().map(conv_i).collect();
         let c0: Vec<f64> = values(m * ldc, seed + 2);
         let mut c: Vec<O> = c0.iter().map(|&v| if acc { conv_o(v) } else { conv_o(f64::NAN) }).collect();
+        let before: Vec<f64> = c.iter().map(|v| v.widen().into()).collect();
         let bias_v: Vec<A> = values(n, seed + 3).into_iter().map(conv_a).collect();
         let amat = Mat {
             ptr: a.as_ptr(),
@@ -586,11 +654,8 @@ mod tests {
         // Padding between rows of C is never written.
         for i in 0..m {
             for j in n..ldc {
-                let v: f64 = c[i * ldc + j].widen().into();
-                assert!(
-                    if acc { v == conv_o(c0[i * ldc + j]).widen().into() } else { v.is_nan() },
-                    "padding of C written"
-                );
+                let (v, was): (f64, f64) = (c[i * ldc + j].widen().into(), before[i * ldc + j]);
+                assert!(v == was || (v.is_nan() && was.is_nan()), "padding of C written at [{i},{j}]: {was} -> {v}");
             }
         }
     }
@@ -610,6 +675,16 @@ mod tests {
     impl From<f64> for Probe<f16> {
         fn from(v: f64) -> Self {
             Probe(f16::from_f64(v))
+        }
+    }
+    impl From<f64> for Probe<i8> {
+        fn from(v: f64) -> Self {
+            Probe((v * 127.0).round() as i8)
+        }
+    }
+    impl From<f64> for Probe<i32> {
+        fn from(v: f64) -> Self {
+            Probe((v * 1000.0).round() as i32)
         }
     }
     impl From<f64> for Probe<bf16> {
@@ -653,6 +728,13 @@ mod tests {
         }
 
         #[test]
+        fn int8_every_kernel((m, n, k, ta, tb, pad, acc, seed) in shapes(), bias in any::<bool>()) {
+            for kernel in kernels::all_i32_kernels() {
+                check::<i32, i8, i32>(&kernel, m, n, k, ta, tb, pad, acc, Activation::None, bias, seed, 0.0);
+            }
+        }
+
+        #[test]
         fn half_inputs_and_outputs((m, n, k, ta, tb, pad, acc, seed) in shapes()) {
             let kernel = kernels::f32_kernel();
             // Inputs are exact in f32; the output rounding is relative to the result.
@@ -679,5 +761,24 @@ mod tests {
         check::<f32, f32, f32>(&kernel, 301, 1100, 700, false, false, 1, false, Activation::None, false, 7, F32_EPS);
         check::<f32, f32, f32>(&kernel, 1100, 77, 530, true, true, 0, true, Activation::Relu, true, 8, F32_EPS);
         check::<f32, bf16, bf16>(&kernel, 260, 600, 300, false, true, 0, true, Activation::Silu, true, 9, 1.0 / 256.0);
+        // Threaded vector products, both orientations and both storage orders.
+        for (ta, tb) in [(false, false), (true, true)] {
+            check::<f32, f32, f32>(&kernel, 1, 3001, 900, ta, tb, 0, true, Activation::Relu, true, 10, F32_EPS);
+            check::<f32, f32, f32>(&kernel, 3001, 1, 900, ta, tb, 0, false, Activation::Tanh, true, 11, F32_EPS);
+            check::<f64, f64, f64>(
+                &kernels::f64_kernel(),
+                1,
+                2100,
+                1200,
+                ta,
+                tb,
+                0,
+                false,
+                Activation::None,
+                false,
+                12,
+                F64_EPS,
+            );
+        }
     }
 }
