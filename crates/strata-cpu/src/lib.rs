@@ -9,11 +9,14 @@
 
 mod activation;
 mod buffer;
+mod conv;
 mod gemm;
 mod matmul;
+mod strided;
 mod tensor;
 
 pub use buffer::CpuBuffer;
+pub use conv::conv;
 pub use matmul::matmul2d;
 pub use tensor::{TensorMut, TensorRef};
 

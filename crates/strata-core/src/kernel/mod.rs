@@ -6,9 +6,11 @@
 //! The descriptors follow Apple's TensorOps (`matmul2d_descriptor`): sizes, transposes,
 //! relaxed precision and a mode of multiply or multiply-accumulate, plus an epilogue.
 
+mod conv;
 mod layout;
 mod matmul;
 
+pub use conv::Conv;
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
 

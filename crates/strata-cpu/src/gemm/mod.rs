@@ -24,7 +24,7 @@ use kernels::Microkernel;
 use crate::activation::{Activation, Apply};
 
 /// The accumulator types: f32 and f64.
-pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + 'static {
+pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + Input<Self> + Output<Self> + 'static {
     fn kernel() -> Microkernel<Self>;
     fn activate(self, act: Activation) -> Self;
     fn mul_add(a: Self, b: Self, c: Self) -> Self;
