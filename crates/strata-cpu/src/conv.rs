@@ -12,7 +12,7 @@
 use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
-use strata_core::kernel::{Conv, Layout};
+use strata_core::kernel::Conv;
 use strata_core::{DType, Error, Result};
 
 use crate::gemm::{self, Acc, Epilogue, Input, Mat, MatMut, Output};
@@ -192,7 +192,7 @@ where
                 let b = Mat { ptr: w.as_ptr().add(g * cog), rows: row_len, cols: cog, rs: p.c_out as isize, cs: 1 };
                 let c =
                     MatMut { ptr: yb.as_mut_ptr().add(g * cog), rows: nrows, cols: cog, rs: p.c_out as isize, cs: 1 };
-                gemm::gemm::<A, A, A>(a, b, c, false, &Epilogue { bias: None, activation: Default::default() });
+                gemm::gemm::<A, A, A, A>(a, b, c, false, &Epilogue { bias: None, activation: Default::default() });
             }
         }
     });
@@ -335,6 +335,7 @@ mod tests {
     use super::*;
     use crate::CpuBuffer;
     use proptest::prelude::*;
+    use strata_core::kernel::Layout;
 
     fn values(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

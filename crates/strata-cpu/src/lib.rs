@@ -7,14 +7,21 @@
 //! point they use SIMD (AVX-512 or AVX2/FMA chosen at run time, with a portable fallback) and
 //! rayon's threads.
 
+// Kernel code indexes several arrays by the same loop variable; iterator chains would hide
+// the math they mirror.
+#![allow(clippy::needless_range_loop)]
+
 mod activation;
+mod attention;
 mod buffer;
 mod conv;
 mod gemm;
+mod math;
 mod matmul;
 mod strided;
 mod tensor;
 
+pub use attention::attention;
 pub use buffer::CpuBuffer;
 pub use conv::conv;
 pub use matmul::matmul2d;

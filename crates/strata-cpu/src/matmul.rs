@@ -125,7 +125,7 @@ where
                 rs: c_rs,
                 cs: c_cs,
             };
-            gemm::gemm::<A, I, O>(a, bm, c, accumulate, &epilogue);
+            gemm::gemm::<A, I, I, O>(a, bm, c, accumulate, &epilogue);
         }
     };
     if batches > 1 && m * n * k < (1 << 22) {

@@ -6,10 +6,12 @@
 //! The descriptors follow Apple's TensorOps (`matmul2d_descriptor`): sizes, transposes,
 //! relaxed precision and a mode of multiply or multiply-accumulate, plus an epilogue.
 
+mod attention;
 mod conv;
 mod layout;
 mod matmul;
 
+pub use attention::{Attention, AttentionMask};
 pub use conv::Conv;
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};

@@ -22,9 +22,9 @@ const LANES: usize = 16;
 ///
 /// # Safety
 /// As for [`super::gemm`].
-pub(super) unsafe fn gemv<A: Acc, I: Input<A>, O: Output<A>>(
-    a: Mat<I>,
-    b: Mat<I>,
+pub(super) unsafe fn gemv<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
+    a: Mat<IA>,
+    b: Mat<IB>,
     c: MatMut<O>,
     accumulate: bool,
     epilogue: &Epilogue<'_, A>,
