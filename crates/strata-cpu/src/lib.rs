@@ -18,6 +18,7 @@ mod conv;
 mod gemm;
 mod math;
 mod matmul;
+mod qmatmul;
 mod strided;
 mod tensor;
 
@@ -25,6 +26,7 @@ pub use attention::attention;
 pub use buffer::CpuBuffer;
 pub use conv::conv;
 pub use matmul::matmul2d;
+pub use qmatmul::quantized_matmul;
 pub use tensor::{TensorMut, TensorRef};
 
 /// The micro-kernels this CPU uses, for reports (`"avx512 12x32"`, …).

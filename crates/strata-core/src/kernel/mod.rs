@@ -10,11 +10,13 @@ mod attention;
 mod conv;
 mod layout;
 mod matmul;
+mod qmatmul;
 
 pub use attention::{Attention, AttentionMask};
 pub use conv::Conv;
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
+pub use qmatmul::QuantizedMatmul;
 
 /// An element-wise function applied in an epilogue (and available as a unary op).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -1,0 +1,63 @@
+//! `QuantizedMatmul`: `y = x·Wᵀ` (or `x·W`) with `W` a [`QuantizedTensor`], dequantized block by
+//! block inside the kernel.
+
+use super::Layout;
+use crate::DType;
+use crate::error::{Error, Result};
+use crate::quant::QuantizedTensor;
+
+/// A product of a dense `x` and a quantized 2-D weight `W`.
+///
+/// With `transpose` (the default, MLX's convention for linear layers) `W` is `[n, k]`,
+/// quantized along `k`, and `y = x·Wᵀ`; without it `W` is `[k, n]`, quantized along `n`, and
+/// `y = x·W`. `x` is `[..batch, m, k]` of f32, f16 or bf16; `y` is `[..batch, m, n]` of the
+/// same type or f32. The kernel never materializes the whole dequantized weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuantizedMatmul {
+    /// `y = x·Wᵀ` with `W` stored `[n, k]`.
+    pub transpose: bool,
+}
+
+impl Default for QuantizedMatmul {
+    fn default() -> Self {
+        QuantizedMatmul { transpose: true }
+    }
+}
+
+impl QuantizedMatmul {
+    /// `(m, n, k)` after checking the operands.
+    pub fn validate(
+        &self,
+        x: (&Layout, DType),
+        w: &QuantizedTensor,
+        out: (&Layout, DType),
+    ) -> Result<(usize, usize, usize)> {
+        let err = |message: String| Err(Error::InvalidArgument { op: "quantized_matmul", message });
+        let [wr, wc]: [usize; 2] = match w.shape().try_into() {
+            Ok(s) => s,
+            Err(_) => return err(format!("the weight has shape {:?}; it must be 2-D", w.shape())),
+        };
+        let (n, k) = if self.transpose { (wr, wc) } else { (wc, wr) };
+        let xs = x.0.shape();
+        if xs.len() < 2 || xs[xs.len() - 1] != k {
+            return err(format!(
+                "x has shape {xs:?}; the weight {:?}{} needs [.., m, {k}]",
+                w.shape(),
+                if self.transpose { " (transposed)" } else { "" }
+            ));
+        }
+        let m = xs[xs.len() - 2];
+        let mut want = xs.to_vec();
+        *want.last_mut().expect("2-D") = n;
+        if out.0.shape() != want {
+            return err(format!("the output has shape {:?}; it needs {want:?}", out.0.shape()));
+        }
+        if !matches!(x.1, DType::F32 | DType::F16 | DType::BF16) || (out.1 != x.1 && out.1 != DType::F32) {
+            return err(format!(
+                "unsupported types x {} -> {} (x float32, float16 or bfloat16; output the same or float32)",
+                x.1, out.1
+            ));
+        }
+        Ok((m, n, k))
+    }
+}
