@@ -14,19 +14,26 @@
 mod activation;
 mod attention;
 mod buffer;
+mod cast;
 mod conv;
+mod elem;
+mod elementwise;
 mod gemm;
 mod math;
 mod matmul;
 mod qmatmul;
+mod reduce;
 mod strided;
 mod tensor;
 
 pub use attention::attention;
 pub use buffer::CpuBuffer;
+pub use cast::{cast, copy};
 pub use conv::conv;
+pub use elementwise::{binary, select, unary};
 pub use matmul::matmul2d;
 pub use qmatmul::quantized_matmul;
+pub use reduce::{reduce, scan};
 pub use tensor::{TensorMut, TensorRef};
 
 /// The micro-kernels this CPU uses, for reports (`"avx512 12x32"`, …).

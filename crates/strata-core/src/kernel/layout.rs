@@ -107,6 +107,31 @@ impl Layout {
         }
     }
 
+    /// Whether distinct elements occupy distinct buffer positions (what an output needs).
+    /// Checked by sorting the axes by stride: each stride must step over everything the
+    /// smaller-stride axes span.
+    pub fn is_non_overlapping(&self) -> bool {
+        let mut axes: Vec<(usize, usize)> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .filter(|(d, _)| **d > 1)
+            .map(|(&d, &s)| (s.unsigned_abs(), d))
+            .collect();
+        if self.numel() == 0 {
+            return true;
+        }
+        axes.sort_unstable();
+        let mut span = 1;
+        for (stride, d) in axes {
+            if stride < span {
+                return false;
+            }
+            span += stride * (d - 1);
+        }
+        true
+    }
+
     /// The same view with axes `a` and `b` swapped.
     pub fn swap_axes(&self, a: usize, b: usize) -> Layout {
         let mut l = self.clone();
@@ -141,6 +166,10 @@ mod tests {
         let err = Layout::new(&[4], &[-1], 2).unwrap().check_fits("t", "x", 4).unwrap_err().to_string();
         assert!(err.contains("-1..=2"), "{err}");
         assert!(Layout::contiguous(&[2, 0, 3]).span().is_none());
+        assert!(Layout::contiguous(&[2, 3, 4]).swap_axes(0, 2).is_non_overlapping());
+        assert!(!Layout::new(&[2, 3], &[0, 1], 0).unwrap().is_non_overlapping());
+        assert!(!Layout::new(&[2, 3], &[2, 1], 0).unwrap().is_non_overlapping());
+        assert!(Layout::new(&[2, 3], &[-3, 1], 3).unwrap().is_non_overlapping());
         assert!(Layout::new(&[2], &[1, 1], 0).is_err());
     }
 }

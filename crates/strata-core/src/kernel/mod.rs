@@ -8,12 +8,14 @@
 
 mod attention;
 mod conv;
+mod elementwise;
 mod layout;
 mod matmul;
 mod qmatmul;
 
 pub use attention::{Attention, AttentionMask};
 pub use conv::Conv;
+pub use elementwise::{BinaryOp, ReduceOp, ScanOp, UnaryOp, validate_elementwise, validate_reduce};
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
 pub use qmatmul::QuantizedMatmul;
