@@ -59,6 +59,10 @@ portable_kernel!(portable_f32, f32, 4, 8);
 portable_kernel!(portable_f64, f64, 4, 4);
 portable_kernel!(portable_i32, i32, 4, 8);
 
+/// How many steps ahead the kernels prefetch B (8 to 16 measured alike; BENCHMARKS.md).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 16;
+
 /// A SIMD kernel for one instruction set: `$mr` rows, `$nv` vectors of `$lanes` per row.
 #[cfg(target_arch = "x86_64")]
 macro_rules! simd_kernel {
@@ -68,6 +72,15 @@ macro_rules! simd_kernel {
         unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
             use std::arch::x86_64::*;
             let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            // Bring the C tile toward L1 while the products run: its rows are far apart and
+            // would otherwise all miss at the end.
+            for i in 0..$mr {
+                // SAFETY: prefetches of addresses inside C never fault.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs_c).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs_c + $nv * $lanes - 1).cast());
+                }
+            }
             let (mut a, mut b) = (a, b);
             for _ in 0..k {
                 // SAFETY: the caller guarantees k steps of both panels.
@@ -76,6 +89,9 @@ macro_rules! simd_kernel {
                     for v in 0..$nv {
                         bv[v] = $load(b.add(v * $lanes));
                     }
+                    // The B micro-panel streams from L2: ask for it a few steps ahead.
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * ldb).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * ldb + $nv * $lanes - 1).cast());
                     for i in 0..$mr {
                         let ai = $set1(*a.add(i));
                         for v in 0..$nv {

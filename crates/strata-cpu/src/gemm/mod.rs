@@ -50,12 +50,9 @@ impl Acc for f32 {
         a + b
     }
     fn blocking(k: &Microkernel<f32>) -> (usize, usize, usize) {
-        if let Ok(v) = std::env::var("STRATA_GEMM_BLOCKING") {
-            let v: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-            return (k.mr * v[0], v[1], k.nr * v[2]);
-        }
-        // 12x32: A block 120x256 (120 KiB, L2), B micro-panel 256x32 (32 KiB, L1), B panel
-        // 256x1024 (1 MiB, L2/L3). Tuned on a 2-core Sapphire Rapids (BENCHMARKS.md).
+        // 12x32: A block 120x256 (120 KiB, L2; its 12x256 micro-panel stays in L1), B panel
+        // 256x1024 (1 MiB, L2) streaming past it. Tuned on a 2-core Sapphire Rapids
+        // (BENCHMARKS.md): larger A blocks and K blocks of 128 measured no better.
         (k.mr * 10, 256, k.nr * 32)
     }
 }
@@ -281,38 +278,158 @@ pub(crate) unsafe fn gemm_with<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>
         // SAFETY: the same elements, viewed transposed.
         return unsafe { gemv::gemv(bt, at, ct, accumulate, &epi) };
     }
-    let kernel = *kernel;
     let work = m * n * k.max(1);
     let threads = rayon::current_num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
-    if threads == 1 {
+    // Inside a rayon task the caller is already parallel (and a team could wait on a worker
+    // that is waiting on us): run alone there.
+    if threads == 1 || rayon::current_thread_index().is_some() {
         // SAFETY: forwarded from the caller.
-        unsafe { gemm_serial(&kernel, a, b, c, accumulate, epilogue) };
-        return;
+        return with_scratch_team(kernel, (m, n, k), O::IS_ACC, |bufs| unsafe {
+            gemm_team(kernel, a, b, c, accumulate, epilogue, &Team::ALONE, bufs)
+        });
     }
-    // Split the longer side into `threads` parts of whole tiles.
-    let split_n = n >= m;
-    let (len, unit) = if split_n { (n, kernel.nr) } else { (m, kernel.mr) };
-    let tiles = len.div_ceil(unit);
-    let parts: Vec<(usize, usize)> = (0..threads)
-        .map(|t| ((tiles * t / threads * unit).min(len), (tiles * (t + 1) / threads * unit).min(len)))
-        .filter(|(s, e)| e > s)
-        .collect();
-    rayon::scope(|scope| {
-        for &(s, e) in &parts {
-            let kernel = &kernel;
-            scope.spawn(move |_| {
-                // SAFETY: the parts are disjoint blocks of C.
-                unsafe {
-                    if split_n {
-                        let epi = Epilogue { bias: epilogue.bias.map(|bias| &bias[s..e]), ..*epilogue };
-                        gemm_serial(kernel, a, b.block(0, s, k, e - s), c.block(0, s, m, e - s), accumulate, &epi)
-                    } else {
-                        gemm_serial(kernel, a.block(s, 0, e - s, k), b, c.block(s, 0, e - s, n), accumulate, epilogue)
-                    }
-                }
-            });
-        }
+    let Ok(mut shared) = SHARED.try_lock() else {
+        // Another thread's product holds the team buffers: run alone.
+        return with_scratch_team(kernel, (m, n, k), O::IS_ACC, |bufs| unsafe {
+            gemm_team(kernel, a, b, c, accumulate, epilogue, &Team::ALONE, bufs)
+        });
+    };
+    let lens = Buffers::<A>::lens(kernel, (m, n, k), O::IS_ACC, rayon::current_num_threads());
+    let bufs = Buffers::carve(&mut shared, lens);
+    let barrier = SpinBarrier::new(rayon::current_num_threads());
+    rayon::broadcast(|ctx| {
+        let team = Team { id: ctx.index(), size: ctx.num_threads(), barrier: Some(&barrier) };
+        // SAFETY: forwarded; the team splits packing and tiles into disjoint parts and
+        // synchronizes between the phases that read what others wrote.
+        unsafe { gemm_team(kernel, a, b, c, accumulate, epilogue, &team, bufs) }
     });
+}
+
+/// Threads working on one product. They pack each B panel together (a share of its
+/// micro-panels each), then each computes the rows it owns against the whole panel, packing
+/// its own A blocks: two barriers per K block, none per A block.
+pub(crate) struct Team<'a> {
+    id: usize,
+    size: usize,
+    barrier: Option<&'a SpinBarrier>,
+}
+
+/// A barrier for a few threads that each own a core: they spin (briefly yielding if a wait
+/// runs long) rather than sleep, since a GEMM crosses dozens of barriers and a futex round
+/// trip would cost as much as the work between them.
+pub(crate) struct SpinBarrier {
+    size: usize,
+    arrived: std::sync::atomic::AtomicUsize,
+    generation: std::sync::atomic::AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(size: usize) -> Self {
+        SpinBarrier { size, arrived: 0.into(), generation: 0.into() }
+    }
+
+    fn wait(&self) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let generation = self.generation.load(Acquire);
+        if self.arrived.fetch_add(1, AcqRel) + 1 == self.size {
+            self.arrived.store(0, Release);
+            self.generation.fetch_add(1, Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Acquire) == generation {
+            spins += 1;
+            if spins < 1 << 14 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Team<'_> {
+    const ALONE: Team<'static> = Team { id: 0, size: 1, barrier: None };
+
+    fn sync(&self) {
+        if let Some(b) = self.barrier {
+            b.wait();
+        }
+    }
+
+    /// This member's share of `0..n` items (contiguous).
+    fn share(&self, n: usize) -> std::ops::Range<usize> {
+        n * self.id / self.size..n * (self.id + 1) / self.size
+    }
+}
+
+/// The packing buffers and workspace of one product (shared by a team), as raw parts.
+#[derive(Clone, Copy)]
+pub(crate) struct Buffers<A> {
+    apack: *mut A,
+    bpack: *mut A,
+    work: *mut A,
+}
+
+// SAFETY: members write disjoint parts between barriers.
+unsafe impl<A> Send for Buffers<A> {}
+unsafe impl<A> Sync for Buffers<A> {}
+
+impl<A: Acc> Buffers<A> {
+    /// Lengths of the A blocks (one per member), the B panel and the workspace.
+    fn lens(kernel: &Microkernel<A>, (m, n, k): (usize, usize, usize), out_is_acc: bool, members: usize) -> [usize; 3] {
+        let (mc, kc, nc) = blocking_for(kernel, m, n, k, out_is_acc);
+        let work = if out_is_acc { 0 } else { m.div_ceil(kernel.mr) * kernel.mr * nc };
+        [members * mc * kc, kc * nc, work]
+    }
+
+    /// Three 64-byte aligned regions of `store` (grown as needed).
+    fn carve(store: &mut Vec<f64>, lens: [usize; 3]) -> Buffers<A> {
+        assert!(std::mem::align_of::<A>() <= 8 && std::mem::size_of::<A>() <= 8);
+        let bytes: Vec<usize> = lens.iter().map(|l| (l * std::mem::size_of::<A>()).div_ceil(64) * 64).collect();
+        let total = bytes.iter().sum::<usize>() + 64;
+        if store.len() * 8 < total {
+            store.resize(total.div_ceil(8), 0.0);
+        }
+        let raw = store.as_mut_ptr() as *mut u8;
+        let base = raw.wrapping_add(raw.align_offset(64));
+        // The regions are disjoint and inside `store` (64 spare bytes cover the alignment).
+        Buffers {
+            apack: base as *mut A,
+            bpack: base.wrapping_add(bytes[0]) as *mut A,
+            work: base.wrapping_add(bytes[0] + bytes[1]) as *mut A,
+        }
+    }
+}
+
+/// Team buffers: one product at a time holds them.
+static SHARED: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `f` with buffers from this thread's scratch.
+fn with_scratch_team<A: Acc, R>(
+    kernel: &Microkernel<A>,
+    (m, n, k): (usize, usize, usize),
+    out_is_acc: bool,
+    f: impl FnOnce(Buffers<A>) -> R,
+) -> R {
+    SCRATCH.with(|s| {
+        let lens = Buffers::<A>::lens(kernel, (m, n, k), out_is_acc, 1);
+        f(Buffers::carve(&mut s.borrow_mut(), lens))
+    })
+}
+
+/// Cache blocking for a product of this size: the kernel's `(MC, KC, NC)`, shrunk to the
+/// problem, with a modest NC when the output needs an f32 workspace.
+fn blocking_for<A: Acc>(
+    kernel: &Microkernel<A>,
+    m: usize,
+    n: usize,
+    k: usize,
+    out_is_acc: bool,
+) -> (usize, usize, usize) {
+    let (mc, kc, nc) = A::blocking(kernel);
+    let nc = if out_is_acc { nc } else { nc.min(kernel.nr * 16) };
+    (mc.min(m.div_ceil(kernel.mr) * kernel.mr), kc.min(k.max(1)), nc.min(n.div_ceil(kernel.nr) * kernel.nr))
 }
 
 thread_local! {
@@ -320,46 +437,22 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with three scratch slices of `A` of the given lengths.
-fn with_scratch<A: Copy + Default, R>(lens: [usize; 3], f: impl FnOnce(&mut [A], &mut [A], &mut [A]) -> R) -> R {
-    assert!(std::mem::align_of::<A>() <= 8 && std::mem::size_of::<A>() <= 8);
-    let bytes: Vec<usize> = lens.iter().map(|l| (l * std::mem::size_of::<A>()).div_ceil(64) * 64).collect();
-    let total: usize = bytes.iter().sum();
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() * 8 < total {
-            s.resize(total.div_ceil(8), 0.0);
-        }
-        let base = s.as_mut_ptr() as *mut u8;
-        // SAFETY: three disjoint, in-bounds, 8-aligned regions of the scratch vector, which
-        // stays borrowed (and so alive and unaliased) while `f` runs; any bit pattern is a
-        // valid f32/f64.
-        unsafe {
-            let p0 = base as *mut A;
-            let p1 = base.add(bytes[0]) as *mut A;
-            let p2 = base.add(bytes[0] + bytes[1]) as *mut A;
-            f(
-                std::slice::from_raw_parts_mut(p0, lens[0]),
-                std::slice::from_raw_parts_mut(p1, lens[1]),
-                std::slice::from_raw_parts_mut(p2, lens[2]),
-            )
-        }
-    })
-}
-
-/// One thread's GEMM over its part of C.
-unsafe fn gemm_serial<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
+/// The blocked product, run by every member of `team` (alone: a team of one).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_team<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
     kernel: &Microkernel<A>,
     a: Mat<IA>,
     b: Mat<IB>,
     c: MatMut<O>,
     accumulate: bool,
     epilogue: &Epilogue<'_, A>,
+    team: &Team<'_>,
+    bufs: Buffers<A>,
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if k == 0 {
         // An empty sum: C = 0 (+ C), then the epilogue.
-        for i in 0..m {
+        for i in team.share(m) {
             for j in 0..n {
                 // SAFETY: (i, j) is inside C.
                 unsafe {
@@ -372,68 +465,82 @@ unsafe fn gemm_serial<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
         return;
     }
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let (mc_max, kc_max, nc_max) = A::blocking(kernel);
-    // 16-bit outputs accumulate in an f32 workspace of m × NC: keep NC modest for them.
-    let nc_max = if O::IS_ACC { nc_max } else { nc_max.min(nr * 16) };
-    let kc_max = kc_max.min(k);
-    let mc_max = mc_max.min(m.div_ceil(mr) * mr);
-    let nc_max = nc_max.min(n.div_ceil(nr) * nr);
-    // The workspace has whole tiles in both directions, so every tile can go straight in.
-    let work_len = if O::IS_ACC { 0 } else { m.div_ceil(mr) * mr * nc_max };
+    let (mc_max, kc_max, nc_max) = blocking_for(kernel, m, n, k, O::IS_ACC);
+    // The buffers were carved for these sizes. Members write disjoint parts of them between
+    // barriers and read what others wrote only after one; every access goes through a raw
+    // pointer or a slice of exactly the part being written.
+    let Buffers { apack, bpack, work } = bufs;
+    let apack = apack.wrapping_add(team.id * mc_max * kc_max);
+    // This member's rows, in whole micro-panels.
+    let rows = team.share(m.div_ceil(mr));
+    let (r0, r1) = (rows.start * mr, (rows.end * mr).min(m));
     let direct = O::IS_ACC && c.cs == 1;
     let finishing = !O::IS_ACC || epilogue.bias.is_some() || epilogue.activation != Activation::None;
-    with_scratch::<A, _>([mc_max * kc_max, kc_max * nc_max, work_len + mr * nr], |apack, bpack, rest| {
-        let (work, tile) = rest.split_at_mut(work_len);
-        for jc in (0..n).step_by(nc_max) {
-            let nc = nc_max.min(n - jc);
-            if !O::IS_ACC && accumulate {
-                for i in 0..m {
-                    for j in 0..nc {
-                        // SAFETY: (i, jc + j) is inside C.
-                        work[i * nc_max + j] = unsafe { *c.at(i, jc + j) }.widen();
-                    }
+    let mut tile = vec![A::default(); mr * nr];
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        let panels = nc.div_ceil(nr);
+        if !O::IS_ACC && accumulate {
+            for i in r0..r1 {
+                for j in 0..nc {
+                    // SAFETY: (i, jc + j) is inside C; the workspace rows are this member's.
+                    unsafe { *work.add(i * nc_max + j) = (*c.at(i, jc + j)).widen() };
                 }
             }
-            for pc in (0..k).step_by(kc_max) {
-                let kc = kc_max.min(k - pc);
-                let (first, last) = (pc == 0, pc + kc == k);
-                let add = !first || accumulate;
-                // SAFETY: the blocks are inside A and B.
-                unsafe { pack_b(b.block(pc, jc, kc, nc), bpack, nr) };
-                for ic in (0..m).step_by(mc_max) {
-                    let mc = mc_max.min(m - ic);
-                    unsafe { pack_a(a.block(ic, pc, mc, kc), apack, mr) };
+        }
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            let (first, last) = (pc == 0, pc + kc == k);
+            let add = !first || accumulate;
+            // Everyone is done with the previous B panel; pack this one, a share each.
+            team.sync();
+            let mine = team.share(panels);
+            if !mine.is_empty() {
+                let cols = (mine.end * nr).min(nc) - mine.start * nr;
+                // SAFETY: the columns are inside B; the packed panels are this member's part.
+                unsafe {
+                    let out = std::slice::from_raw_parts_mut(bpack.add(mine.start * nr * kc), mine.len() * nr * kc);
+                    pack_b(b.block(pc, jc + mine.start * nr, kc, cols), out, nr);
+                }
+            }
+            team.sync();
+            for ic in (r0..r1).step_by(mc_max) {
+                let mc = mc_max.min(r1 - ic);
+                // SAFETY: the rows are inside A; the A buffer is this member's.
+                unsafe {
+                    let out = std::slice::from_raw_parts_mut(apack, mc.div_ceil(mr) * mr * kc);
+                    pack_a(a.block(ic, pc, mc, kc), out, mr);
+                }
+                // The A micro-panel (mr × kc) stays in L1 while the B micro-panels stream
+                // past it from L2.
+                for ir in (0..mc).step_by(mr) {
+                    let (i, mt) = (ic + ir, mr.min(mc - ir));
+                    let ap = apack.wrapping_add(ir * kc) as *const A;
                     for jr in (0..nc).step_by(nr) {
                         let nt = nr.min(nc - jr);
-                        let bp = bpack[jr * kc..].as_ptr();
-                        for ir in (0..mc).step_by(mr) {
-                            let (i, mt) = (ic + ir, mr.min(mc - ir));
-                            let ap = apack[ir * kc..].as_ptr();
-                            let cb = c.block(i, jc + jr, mt, nt);
-                            // SAFETY: the packed panels hold kc steps; each C target holds a
-                            // whole tile (C itself for full tiles, else the workspace or the
-                            // tile buffer).
-                            unsafe {
-                                if !O::IS_ACC {
-                                    let w = work[i * nc_max + jr..].as_mut_ptr();
-                                    (kernel.run)(kc, ap, bp, nr, w, nc_max, add);
-                                } else if direct && mt == mr && nt == nr {
-                                    (kernel.run)(kc, ap, bp, nr, cb.ptr as *mut A, c.rs as usize, add);
-                                } else {
-                                    (kernel.run)(kc, ap, bp, nr, tile.as_mut_ptr(), nr, false);
-                                    add_tile(tile, nr, cb, add);
-                                }
-                                if last && finishing {
-                                    let w = if O::IS_ACC { &[][..] } else { &work[i * nc_max + jr..] };
-                                    finish(cb, w, nc_max, epilogue, jc + jr);
-                                }
+                        let bp = bpack.wrapping_add(jr * kc) as *const A;
+                        let cb = c.block(i, jc + jr, mt, nt);
+                        // SAFETY: the packed panels hold kc steps; each C target holds a
+                        // whole tile (C itself for full tiles, else the workspace or the
+                        // tile buffer) and belongs to this member's rows.
+                        unsafe {
+                            if !O::IS_ACC {
+                                (kernel.run)(kc, ap, bp, nr, work.add(i * nc_max + jr), nc_max, add);
+                            } else if direct && mt == mr && nt == nr {
+                                (kernel.run)(kc, ap, bp, nr, cb.ptr as *mut A, c.rs as usize, add);
+                            } else {
+                                (kernel.run)(kc, ap, bp, nr, tile.as_mut_ptr(), nr, false);
+                                add_tile(&tile, nr, cb, add);
+                            }
+                            if last && finishing {
+                                finish(cb, work.wrapping_add(i * nc_max + jr), nc_max, epilogue, jc + jr);
                             }
                         }
                     }
                 }
             }
         }
-    });
+    }
 }
 
 /// `C = tile (+ C)` for an edge tile or a strided C.
@@ -451,11 +558,11 @@ unsafe fn add_tile<A: Acc, O: Output<A>>(tile: &[A], nr: usize, c: MatMut<O>, ad
 }
 
 /// Applies the epilogue to a finished tile of C, taking the values from the workspace (rows
-/// of `wstride`) when the output is not the accumulator type.
+/// of `wstride`, this tile's origin at `work`) when the output is not the accumulator type.
 #[inline(always)]
 unsafe fn finish<A: Acc, O: Output<A>>(
     c: MatMut<O>,
-    work: &[A],
+    work: *const A,
     wstride: usize,
     epilogue: &Epilogue<'_, A>,
     j0: usize,
@@ -465,7 +572,7 @@ unsafe fn finish<A: Acc, O: Output<A>>(
             // SAFETY: (i, j) is inside the C block.
             unsafe {
                 let p = c.at(i, j);
-                let v = if O::IS_ACC { (*p).widen() } else { work[i * wstride + j] };
+                let v = if O::IS_ACC { (*p).widen() } else { *work.wrapping_add(i * wstride + j) };
                 *p = O::narrow(epilogue.apply(v, j0 + j));
             }
         }
