@@ -1,7 +1,8 @@
 //! The CPU benchmark: Strata's kernels against NumPy/OpenBLAS and MLX on the same machine, in
 //! the same run.
 //!
-//! `cargo bench -p strata-cpu --bench cpu [-- --filter sgemm --rounds 9 --json out.json]`
+//! `cargo bench -p strata-cpu --bench cpu [-- --filter 'matmul f32|conv' --rounds 9 --json out.json]`
+//! (`--filter` keeps the cases whose name contains any of the `|`-separated parts)
 //!
 //! It starts `scripts/bench/peers.py serve` (from `target/pyenv`, which `scripts/test`
 //! creates) and, for every case, alternates one timing of our kernel with one timing of each
@@ -314,12 +315,15 @@ fn main() {
     cases.push(qmatmul_case(1, "affine:4:64"));
 
     let mut results = Vec::new();
-    for mut case in cases.into_iter().filter(|c| c.name.contains(&filter)) {
+    for mut case in cases.into_iter().filter(|c| filter.split('|').any(|f| c.name.contains(f))) {
         (case.ours)(); // warm-up (allocations, page faults, kernel choice)
         let mut ours = Vec::new();
         let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); case.peers.len()];
         let mut failed: Vec<Option<String>> = vec![None; case.peers.len()];
         for _ in 0..rounds {
+            // OpenBLAS's threads spin for a while after each call (OPENBLAS_THREAD_TIMEOUT):
+            // let them go to sleep so that they do not take our cores.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             let t = Instant::now();
             (case.ours)();
             ours.push(t.elapsed().as_secs_f64());

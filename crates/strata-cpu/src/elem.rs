@@ -263,11 +263,11 @@ impl FloatStore for f16 {
     type C = f32;
     #[inline(always)]
     fn load(self) -> f32 {
-        self.to_f32()
+        f16_to_f32(self)
     }
     #[inline(always)]
     fn store(c: f32) -> f16 {
-        f16::from_f32(c)
+        f32_to_f16(c)
     }
 }
 impl FloatStore for bf16 {
@@ -280,6 +280,44 @@ impl FloatStore for bf16 {
     fn store(c: f32) -> bf16 {
         bf16::from_f32(c)
     }
+}
+
+/// `f16 → f32`, exact, without branches so that loops over it vectorize (the `half` crate's
+/// conversion is one call per element). NaNs come out quiet with their payload, as in `half`.
+#[inline(always)]
+pub(crate) fn f16_to_f32(h: f16) -> f32 {
+    let h = u32::from(h.to_bits());
+    let (sign, em) = ((h & 0x8000) << 16, h & 0x7fff);
+    // The exponent and mantissa moved into place are the value times 2^-112, subnormals too.
+    let scaled = (f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)).to_bits();
+    let special = (em << 13) | 0x7f80_0000 | if em > 0x7c00 { 0x0040_0000 } else { 0 };
+    f32::from_bits(sign | if em >= 0x7c00 { special } else { scaled })
+}
+
+/// `f32 → f16` with round-to-nearest-even, bit-identical to `half` (NaN payloads kept, made
+/// quiet) but without branches, so that loops over it vectorize.
+#[inline(always)]
+pub(crate) fn f32_to_f16(x: f32) -> f16 {
+    const DENORM_MAGIC: u32 = ((127 - 15) + (23 - 10) + 1) << 23;
+    let bits = x.to_bits();
+    let sign = (bits >> 16) & 0x8000;
+    let u = bits & 0x7fff_ffff;
+    // Below 2^-14 the result is subnormal: adding 0.5 makes the FPU round the bits into place.
+    let sub = (f32::from_bits(u) + f32::from_bits(DENORM_MAGIC)).to_bits().wrapping_sub(DENORM_MAGIC);
+    // Normal: rebias, then round to nearest even on the 13 dropped bits.
+    let odd = (u >> 13) & 1;
+    let norm = u.wrapping_sub((127 - 15) << 23).wrapping_add(0xfff + odd) >> 13;
+    let nan = 0x7e00 | ((u >> 13) & 0x3ff);
+    let h = if u > 0x7f80_0000 {
+        nan
+    } else if u >= (127 + 16) << 23 {
+        0x7c00
+    } else if u < 113 << 23 {
+        sub
+    } else {
+        norm
+    };
+    f16::from_bits((h | sign) as u16)
 }
 
 /// Integer arithmetic with NumPy's conventions.
@@ -381,3 +419,32 @@ macro_rules! impl_int {
 }
 
 impl_int!(i8: true, u8: false, i16: true, u16: false, i32: true, u32: false, i64: true, u64: false);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_widening_matches_half_for_every_code() {
+        for bits in 0..=u16::MAX {
+            let h = f16::from_bits(bits);
+            assert_eq!(f16_to_f32(h).to_bits(), h.to_f32().to_bits(), "f16 bits {bits:#06x}");
+        }
+    }
+
+    #[test]
+    fn f16_narrowing_matches_half() {
+        // Every exponent with many mantissas, including the ties and the neighbours of every
+        // rounding boundary (bits 12..14), and the specials.
+        let mut codes: Vec<u32> = (0..=0xffff_ffffu32).step_by(4093).collect();
+        for e in 0..=255u32 {
+            for m in [0, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x5000, 0x7f_e000, 0x7f_efff, 0x7f_f000, 0x7f_ffff] {
+                codes.extend([e << 23 | m, 0x8000_0000 | e << 23 | m]);
+            }
+        }
+        for bits in codes {
+            let x = f32::from_bits(bits);
+            assert_eq!(f32_to_f16(x).to_bits(), f16::from_f32(x).to_bits(), "f32 bits {bits:#010x}");
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Matrix-vector products (`m == 1`, and `n == 1` by transposition): memory-bound, so they
 //! skip packing and stream the matrix once, in whichever direction it is contiguous.
 //!
-//! - B row-major (`cs == 1`): `y[j0..j0+W] += x[p] · B[p, j0..j0+W]` for each row `p`, with
-//!   the `W` outputs of a column strip held in registers.
+//! - B row-major (`cs == 1`): `y[j0..j0+W] += Σ x[p] · B[p, j0..j0+W]` over rows `p`, four
+//!   rows at a time, each row segment read sequentially.
 //! - B column-major (`rs == 1`, e.g. a transposed weight `W[n, k]`): `y[j] = ⟨x, B[:, j]⟩`,
 //!   four columns at a time, each with vector partial sums.
 //! - anything else: a plain loop.
@@ -12,9 +12,8 @@
 
 use super::{Acc, Epilogue, Input, Mat, MatMut, Output};
 
-/// Output columns per strip on the row-major path: 8 zmm registers of f32 (16 of f64), enough
-/// independent sums to cover the FMA latency.
-const STRIP: usize = 128;
+/// Output columns per block on the row-major path (16 KiB of f32: stays in L1).
+const ROW_BLOCK: usize = 4096;
 /// Partial sums per column on the column-major path.
 const LANES: usize = 16;
 
@@ -95,17 +94,35 @@ unsafe fn body_avx2<A: Acc, I: Input<A>>(x: &[A], b: Mat<I>, y: &mut [A]) {
 unsafe fn body<A: Acc, I: Input<A>>(x: &[A], b: Mat<I>, y: &mut [A]) {
     let (k, n) = (b.rows, b.cols);
     if b.cs == 1 {
-        for (s, ys) in y.chunks_mut(STRIP).enumerate() {
-            let mut acc = [A::default(); STRIP];
+        // Whole row segments, four rows at a time: four sequential streams the prefetcher
+        // follows, against a block of `y` that stays in L1.
+        for (s, ys) in y.chunks_mut(ROW_BLOCK).enumerate() {
             let w = ys.len();
-            for (p, &xp) in x.iter().enumerate() {
-                // SAFETY: row p, columns s*STRIP.. +w are inside B.
-                let row = unsafe { std::slice::from_raw_parts(b.ptr.offset(p as isize * b.rs).add(s * STRIP), w) };
-                for (acc, &v) in acc.iter_mut().zip(row) {
-                    *acc = A::mul_add(xp, v.widen(), *acc);
+            ys.fill(A::default());
+            // SAFETY: row p, columns s*ROW_BLOCK.. +w are inside B.
+            let row =
+                |p: usize| unsafe { std::slice::from_raw_parts(b.ptr.offset(p as isize * b.rs).add(s * ROW_BLOCK), w) };
+            let mut p = 0;
+            while p + 4 <= k {
+                let (r0, r1, r2, r3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
+                let (x0, x1, x2, x3) = (x[p], x[p + 1], x[p + 2], x[p + 3]);
+                for j in 0..w {
+                    let t = A::mul_add(x0, r0[j].widen(), ys[j]);
+                    let u = A::mul_add(
+                        x1,
+                        r1[j].widen(),
+                        A::mul_add(x2, r2[j].widen(), A::mul_add(x3, r3[j].widen(), A::default())),
+                    );
+                    ys[j] = A::add(t, u);
+                }
+                p += 4;
+            }
+            for p in p..k {
+                let (r, xp) = (row(p), x[p]);
+                for j in 0..w {
+                    ys[j] = A::mul_add(xp, r[j].widen(), ys[j]);
                 }
             }
-            ys.copy_from_slice(&acc[..w]);
         }
     } else if b.rs == 1 {
         let mut j = 0;

@@ -101,6 +101,8 @@ impl Acc for i32 {
 
 /// An element the GEMM reads, widened to the accumulator `A` while packing.
 pub(crate) trait Input<A>: Copy + Send + Sync {
+    /// Whether this is the accumulator type itself (then it can be read without packing).
+    const IS_ACC: bool;
     fn widen(self) -> A;
 }
 
@@ -115,6 +117,7 @@ pub(crate) trait Output<A>: Copy + Send + Sync {
 macro_rules! io {
     ($acc:ty: $($t:ty => |$x:ident| $w:expr, |$a:ident| $n:expr, $is:expr;)*) => {$(
         impl Input<$acc> for $t {
+            const IS_ACC: bool = $is;
             #[inline(always)]
             fn widen(self) -> $acc { let $x = self; $w }
         }
@@ -130,7 +133,7 @@ macro_rules! io {
 
 io! { f32:
     f32 => |x| x, |a| a, true;
-    f16 => |x| x.to_f32(), |a| f16::from_f32(a), false;
+    f16 => |x| crate::elem::f16_to_f32(x), |a| crate::elem::f32_to_f16(a), false;
     bf16 => |x| x.to_f32(), |a| bf16::from_f32(a), false;
 }
 io! { f64:
@@ -141,6 +144,7 @@ io! { i32:
 }
 
 impl Input<i32> for i8 {
+    const IS_ACC: bool = false;
     #[inline(always)]
     fn widen(self) -> i32 {
         i32::from(self)
@@ -280,6 +284,28 @@ pub(crate) unsafe fn gemm_with<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>
     }
     let work = m * n * k.max(1);
     let threads = rayon::current_num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
+    // A few rows against a row-major B: packing B would cost as much as the product, since
+    // each element is used only m times. Read B in place instead, columns split across threads.
+    if m <= 256 && k > 0 && b.cs == 1 && O::IS_ACC && c.cs == 1 {
+        let parts = if rayon::current_thread_index().is_some() { 1 } else { threads };
+        let panels = n.div_ceil(kernel.nr);
+        let bound = |t: usize| (panels * t / parts * kernel.nr).min(n);
+        rayon::scope(|scope| {
+            for t in 0..parts {
+                let (s, e) = (bound(t), bound(t + 1));
+                if e > s {
+                    scope.spawn(move |_| {
+                        let epi = Epilogue { bias: epilogue.bias.map(|bias| &bias[s..e]), ..*epilogue };
+                        // SAFETY: disjoint column ranges of B and C.
+                        unsafe {
+                            gemm_direct_b(kernel, a, b.block(0, s, k, e - s), c.block(0, s, m, e - s), accumulate, &epi)
+                        };
+                    });
+                }
+            }
+        });
+        return;
+    }
     // Inside a rayon task the caller is already parallel (and a team could wait on a worker
     // that is waiting on us): run alone there.
     if threads == 1 || rayon::current_thread_index().is_some() {
@@ -543,6 +569,68 @@ unsafe fn gemm_team<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
     }
 }
 
+/// The product for a few rows of A against a row-major B read in place (the kernel steps
+/// through B's rows with stride `b.rs`); only partial edge panels are packed.
+unsafe fn gemm_direct_b<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
+    kernel: &Microkernel<A>,
+    a: Mat<IA>,
+    b: Mat<IB>,
+    c: MatMut<O>,
+    accumulate: bool,
+    epilogue: &Epilogue<'_, A>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let kc_max = A::blocking(kernel).1.min(k.max(1));
+    let finishing = epilogue.bias.is_some() || epilogue.activation != Activation::None;
+    // Reading B in place needs it in the accumulator type already.
+    let in_place = IB::IS_ACC;
+    // All m rows of A are packed at once (m may exceed the usual MC).
+    let lens = [m.div_ceil(mr) * mr * kc_max, kc_max * nr, 0];
+    SCRATCH.with(|s| {
+        let bufs = Buffers::<A>::carve(&mut s.borrow_mut(), lens);
+        let mut tile = vec![A::default(); mr * nr];
+        let (apack, bpack) = (bufs.apack, bufs.bpack);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            let (first, last) = (pc == 0, pc + kc == k);
+            let add = !first || accumulate;
+            // SAFETY: the rows are inside A; the buffer holds m rounded up to mr rows of kc.
+            unsafe {
+                pack_a(a.block(0, pc, m, kc), std::slice::from_raw_parts_mut(apack, m.div_ceil(mr) * mr * kc), mr)
+            };
+            for jr in (0..n).step_by(nr) {
+                let nt = nr.min(n - jr);
+                let (bp, ldb) = if nt == nr && in_place {
+                    // SAFETY: B's element (pc, jr); the kernel reads nr columns of kc rows.
+                    (unsafe { b.ptr.offset(pc as isize * b.rs + jr as isize) } as *const A, b.rs as usize)
+                } else {
+                    // SAFETY: the partial panel is inside B; the buffer holds kc × nr.
+                    unsafe { pack_b(b.block(pc, jr, kc, nt), std::slice::from_raw_parts_mut(bpack, kc * nr), nr) };
+                    (bpack as *const A, nr)
+                };
+                for ir in (0..m).step_by(mr) {
+                    let mt = mr.min(m - ir);
+                    let cb = c.block(ir, jr, mt, nt);
+                    let ap = apack.wrapping_add(ir * kc) as *const A;
+                    // SAFETY: as in gemm_team.
+                    unsafe {
+                        if mt == mr && nt == nr {
+                            (kernel.run)(kc, ap, bp, ldb, cb.ptr as *mut A, c.rs as usize, add);
+                        } else {
+                            (kernel.run)(kc, ap, bp, ldb, tile.as_mut_ptr(), nr, false);
+                            add_tile(&tile, nr, cb, add);
+                        }
+                        if last && finishing {
+                            finish(cb, std::ptr::null(), 0, epilogue, jr);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// `C = tile (+ C)` for an edge tile or a strided C.
 #[inline(always)]
 unsafe fn add_tile<A: Acc, O: Output<A>>(tile: &[A], nr: usize, c: MatMut<O>, add: bool) {
@@ -567,6 +655,22 @@ unsafe fn finish<A: Acc, O: Output<A>>(
     epilogue: &Epilogue<'_, A>,
     j0: usize,
 ) {
+    if !O::IS_ACC && c.cs == 1 && epilogue.bias.is_none() && epilogue.activation == Activation::None {
+        // Only narrowing: contiguous rows, so the conversion vectorizes.
+        for i in 0..c.rows {
+            // SAFETY: row i of the C block and of the workspace tile.
+            let (dst, src) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(c.ptr.offset(i as isize * c.rs), c.cols),
+                    std::slice::from_raw_parts(work.wrapping_add(i * wstride), c.cols),
+                )
+            };
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = O::narrow(s);
+            }
+        }
+        return;
+    }
     for i in 0..c.rows {
         for j in 0..c.cols {
             // SAFETY: (i, j) is inside the C block.
@@ -620,6 +724,26 @@ unsafe fn pack_a<A: Acc, I: Input<A>>(a: Mat<I>, out: &mut [A], mr: usize) {
                 let src = unsafe { std::slice::from_raw_parts(a.ptr.offset(p as isize * a.cs).add(i0), h) };
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = s.widen();
+                }
+            }
+        } else if a.cs == 1 && h == mr && !I::IS_ACC && mr <= 16 {
+            // Row-major A of a narrower type: widen 16 steps of each row at once (contiguous,
+            // so it vectorizes), then interleave.
+            const STEP: usize = 16;
+            let mut tmp = [[A::default(); STEP]; 16];
+            for p0 in (0..kc).step_by(STEP) {
+                let w = STEP.min(kc - p0);
+                for (i, t) in tmp.iter_mut().enumerate().take(mr) {
+                    // SAFETY: (i0 + i, p0..p0 + w) is inside A.
+                    let src = unsafe { std::slice::from_raw_parts(a.ptr.offset((i0 + i) as isize * a.rs).add(p0), w) };
+                    for (d, s) in t.iter_mut().zip(src) {
+                        *d = s.widen();
+                    }
+                }
+                for (q, dst) in panel[p0 * mr..(p0 + w) * mr].chunks_exact_mut(mr).enumerate() {
+                    for (d, t) in dst.iter_mut().zip(&tmp) {
+                        *d = t[q];
+                    }
                 }
             }
         } else if a.cs == 1 && h == mr {
@@ -870,6 +994,35 @@ mod tests {
         check::<f32, f32, f32>(&kernel, 301, 1100, 700, false, false, 1, false, Activation::None, false, 7, F32_EPS);
         check::<f32, f32, f32>(&kernel, 1100, 77, 530, true, true, 0, true, Activation::Relu, true, 8, F32_EPS);
         check::<f32, bf16, bf16>(&kernel, 260, 600, 300, false, true, 0, true, Activation::Silu, true, 9, 1.0 / 256.0);
+        // A few rows against a wide B read in place, split across threads; with bias.
+        check::<f32, f32, f32>(
+            &kernel,
+            20,
+            3001,
+            700,
+            false,
+            false,
+            1,
+            true,
+            Activation::GeluTanh,
+            true,
+            13,
+            4.0 * F32_EPS,
+        );
+        check::<f64, f64, f64>(
+            &kernels::f64_kernel(),
+            48,
+            1500,
+            900,
+            true,
+            false,
+            0,
+            false,
+            Activation::None,
+            false,
+            14,
+            F64_EPS,
+        );
         // Threaded vector products, both orientations and both storage orders.
         for (ta, tb) in [(false, false), (true, true)] {
             check::<f32, f32, f32>(&kernel, 1, 3001, 900, ta, tb, 0, true, Activation::Relu, true, 10, F32_EPS);
