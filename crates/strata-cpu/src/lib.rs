@@ -13,6 +13,7 @@
 
 mod activation;
 mod attention;
+mod backend;
 mod buffer;
 mod cast;
 mod conv;
@@ -27,6 +28,7 @@ mod strided;
 mod tensor;
 
 pub use attention::attention;
+pub use backend::Cpu;
 pub use buffer::CpuBuffer;
 pub use cast::{cast, copy};
 pub use conv::conv;

@@ -7,6 +7,7 @@
 //! relaxed precision and a mode of multiply or multiply-accumulate, plus an epilogue.
 
 mod attention;
+mod backend;
 mod conv;
 mod elementwise;
 mod layout;
@@ -14,6 +15,7 @@ mod matmul;
 mod qmatmul;
 
 pub use attention::{Attention, AttentionMask};
+pub use backend::{Backend, Storage, TensorMut, TensorRef};
 pub use conv::Conv;
 pub use elementwise::{BinaryOp, ReduceOp, ScanOp, UnaryOp, validate_elementwise, validate_reduce};
 pub use layout::Layout;

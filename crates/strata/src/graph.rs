@@ -1,0 +1,240 @@
+//! The lazy graph: an [`Array`] is a handle to a node (a primitive and its inputs, with the
+//! output's shape and dtype known from the start). [`eval`](Array::eval) runs the pending
+//! nodes in dependency order, each on its device's backend, and then drops their inputs so a
+//! long computation does not pin its intermediates — unless a transform is tracing, which
+//! needs the graph afterwards.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use strata_core::kernel::Layout;
+use strata_core::{DType, Error, Result};
+use strata_cpu::CpuBuffer;
+
+use crate::device::Device;
+use crate::prim::Prim;
+
+/// Memory on some device.
+pub(crate) enum Buffer {
+    Cpu(CpuBuffer),
+}
+
+impl Buffer {
+    pub(crate) fn cpu(&self) -> &CpuBuffer {
+        match self {
+            Buffer::Cpu(b) => b,
+        }
+    }
+}
+
+/// An evaluated array: a buffer (shared between views) and the layout over it.
+#[derive(Clone)]
+pub(crate) struct Data {
+    pub buffer: Arc<Buffer>,
+    pub layout: Layout,
+}
+
+pub(crate) struct Node {
+    pub id: u64,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub device: Device,
+    pub prim: Prim,
+    inputs: Mutex<Vec<Array>>,
+    data: OnceLock<Data>,
+}
+
+impl Drop for Node {
+    // A chain of a million pending adds would otherwise be dropped by a million nested calls.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(self.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
+        while let Some(a) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(a.0) {
+                stack.append(node.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+    }
+}
+
+/// An n-dimensional array: a cheap, clonable handle to a lazily evaluated value.
+///
+/// ```
+/// use strata::Array;
+/// let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let b = (&a * &a + 1.0).sum(None, false)?;
+/// assert_eq!(b.item::<f32>()?, 34.0);
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Array(pub(crate) Arc<Node>);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// How many transforms are tracing on this thread: while any is, evaluated nodes keep
+    /// their inputs (the transform walks the graph afterwards).
+    static TRACING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Keeps evaluated nodes' inputs while alive.
+pub(crate) struct TraceGuard(());
+
+impl TraceGuard {
+    pub(crate) fn new() -> TraceGuard {
+        TRACING.with(|t| t.set(t.get() + 1));
+        TraceGuard(())
+    }
+}
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        TRACING.with(|t| t.set(t.get() - 1));
+    }
+}
+
+impl Array {
+    /// A pending node.
+    pub(crate) fn node(prim: Prim, inputs: Vec<Array>, shape: Vec<usize>, dtype: DType, device: Device) -> Array {
+        Array(Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            dtype,
+            device,
+            prim,
+            inputs: Mutex::new(inputs),
+            data: OnceLock::new(),
+        }))
+    }
+
+    /// An evaluated leaf.
+    pub(crate) fn from_data(data: Data, dtype: DType, device: Device) -> Array {
+        let a = Array::node(Prim::Constant, Vec::new(), data.layout.shape().to_vec(), dtype, device);
+        let _ = a.0.data.set(data);
+        a
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    pub(crate) fn prim(&self) -> &Prim {
+        &self.0.prim
+    }
+
+    pub(crate) fn inputs(&self) -> MutexGuard<'_, Vec<Array>> {
+        self.0.inputs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn data(&self) -> Option<&Data> {
+        self.0.data.get()
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// The number of axes.
+    pub fn ndim(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn size(&self) -> usize {
+        self.0.shape.iter().product()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    /// The device it lives on.
+    pub fn device(&self) -> Device {
+        self.0.device
+    }
+
+    /// Whether the value has been computed.
+    pub fn is_evaluated(&self) -> bool {
+        self.0.data.get().is_some()
+    }
+
+    /// Computes the value (and everything it depends on that is still pending).
+    pub fn eval(&self) -> Result<()> {
+        eval_all(&[self])
+    }
+
+    /// Runs one node whose inputs are evaluated.
+    fn realize(&self) -> Result<()> {
+        let mut inputs = self.inputs();
+        let data = {
+            let datas: Vec<&Data> = inputs
+                .iter()
+                .map(|i| i.data().ok_or_else(|| internal("an input was not evaluated before its user")))
+                .collect::<Result<_>>()?;
+            crate::prim::eval(self, &datas)?
+        };
+        debug_assert_eq!(data.layout.shape(), self.shape(), "{:?}", self.prim());
+        let _ = self.0.data.set(data);
+        if TRACING.with(|t| t.get()) == 0 {
+            inputs.clear();
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn internal(what: &str) -> Error {
+    Error::InvalidArgument { op: "eval", message: format!("internal error: {what}") }
+}
+
+/// Evaluates several arrays together (shared work is done once).
+pub fn eval_all(arrays: &[&Array]) -> Result<()> {
+    for a in topo_pending(arrays) {
+        a.realize()?;
+    }
+    Ok(())
+}
+
+/// The pending nodes `roots` depend on, inputs before users.
+fn topo_pending(roots: &[&Array]) -> Vec<Array> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(Array, bool)> = roots.iter().map(|&a| (a.clone(), false)).collect();
+    stack.reverse();
+    while let Some((a, expanded)) = stack.pop() {
+        if expanded {
+            order.push(a);
+            continue;
+        }
+        if a.is_evaluated() || !seen.insert(a.id()) {
+            continue;
+        }
+        let inputs: Vec<Array> = a.inputs().iter().filter(|i| !i.is_evaluated() && !seen.contains(&i.id())).cloned().collect();
+        stack.push((a, true));
+        stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
+    }
+    order
+}
+
+/// Every node `roots` depend on (evaluated or not, as far as inputs are kept), inputs
+/// before users.
+pub(crate) fn topo_all(roots: &[Array]) -> Vec<Array> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(Array, bool)> = roots.iter().rev().map(|a| (a.clone(), false)).collect();
+    while let Some((a, expanded)) = stack.pop() {
+        if expanded {
+            order.push(a);
+            continue;
+        }
+        if !seen.insert(a.id()) {
+            continue;
+        }
+        let inputs: Vec<Array> = a.inputs().iter().filter(|i| !seen.contains(&i.id())).cloned().collect();
+        stack.push((a, true));
+        stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
+    }
+    order
+}
