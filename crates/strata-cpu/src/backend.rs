@@ -1,9 +1,7 @@
 //! [`Cpu`]: this crate's kernels behind the [`Backend`] trait, for code that is generic over
 //! devices (the array layer). Calls run synchronously on the calling thread and rayon's pool.
 
-use strata_core::kernel::{
-    Attention, Backend, BinaryOp, Conv, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp,
-};
+use strata_core::kernel::{Attention, Backend, BinaryOp, Conv, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp};
 use strata_core::quant::QuantizedTensor;
 use strata_core::{Error, Result};
 

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use strata_core::kernel::Layout;
@@ -46,9 +46,18 @@ pub(crate) struct Node {
     data: OnceLock<Data>,
 }
 
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many graph nodes (arrays and the intermediates they still hold) are alive: a long
+/// loop that evaluates as it goes should keep this flat.
+pub fn live_nodes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
 impl Drop for Node {
     // A chain of a million pending adds would otherwise be dropped by a million nested calls.
     fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
         let mut stack = std::mem::take(self.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
         while let Some(a) = stack.pop() {
             if let Ok(mut node) = Arc::try_unwrap(a.0) {
@@ -97,6 +106,7 @@ impl Drop for TraceGuard {
 impl Array {
     /// A pending node.
     pub(crate) fn node(prim: Prim, inputs: Vec<Array>, shape: Vec<usize>, dtype: DType, device: Device) -> Array {
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Array(Arc::new(Node {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shape,
@@ -174,7 +184,8 @@ impl Array {
                 .iter()
                 .map(|i| i.data().ok_or_else(|| internal("an input was not evaluated before its user")))
                 .collect::<Result<_>>()?;
-            crate::prim::eval(self, &datas)?
+            let dtypes: Vec<DType> = inputs.iter().map(|i| i.dtype()).collect();
+            crate::prim::eval(self, &datas, &dtypes)?
         };
         debug_assert_eq!(data.layout.shape(), self.shape(), "{:?}", self.prim());
         let _ = self.0.data.set(data);
@@ -211,7 +222,8 @@ fn topo_pending(roots: &[&Array]) -> Vec<Array> {
         if a.is_evaluated() || !seen.insert(a.id()) {
             continue;
         }
-        let inputs: Vec<Array> = a.inputs().iter().filter(|i| !i.is_evaluated() && !seen.contains(&i.id())).cloned().collect();
+        let inputs: Vec<Array> =
+            a.inputs().iter().filter(|i| !i.is_evaluated() && !seen.contains(&i.id())).cloned().collect();
         stack.push((a, true));
         stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
     }
@@ -219,8 +231,8 @@ fn topo_pending(roots: &[&Array]) -> Vec<Array> {
 }
 
 /// Every node `roots` depend on (evaluated or not, as far as inputs are kept), inputs
-/// before users.
-pub(crate) fn topo_all(roots: &[Array]) -> Vec<Array> {
+/// before users, not looking below the nodes in `stop`.
+pub(crate) fn topo_until(roots: &[Array], stop: &HashSet<u64>) -> Vec<Array> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     let mut stack: Vec<(Array, bool)> = roots.iter().rev().map(|a| (a.clone(), false)).collect();
@@ -232,7 +244,11 @@ pub(crate) fn topo_all(roots: &[Array]) -> Vec<Array> {
         if !seen.insert(a.id()) {
             continue;
         }
-        let inputs: Vec<Array> = a.inputs().iter().filter(|i| !seen.contains(&i.id())).cloned().collect();
+        let inputs: Vec<Array> = if stop.contains(&a.id()) {
+            Vec::new()
+        } else {
+            a.inputs().iter().filter(|i| !seen.contains(&i.id())).cloned().collect()
+        };
         stack.push((a, true));
         stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
     }

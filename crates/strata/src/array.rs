@@ -1,0 +1,179 @@
+//! Creating arrays and reading them back.
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use strata_core::kernel::Layout;
+use strata_core::{DType, Error, Result};
+use strata_cpu::CpuBuffer;
+
+use crate::device::{Device, default_device};
+use crate::graph::{Array, Buffer, Data};
+use crate::ops;
+
+/// A Rust type that an array's elements can be read as or written from.
+pub trait Element: Copy + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+    /// The little-endian bytes of `values`.
+    fn to_bytes(values: &[Self]) -> Vec<u8>;
+    /// Values from little-endian bytes (`bytes.len()` is a multiple of the size).
+    fn from_bytes(bytes: &[u8]) -> Vec<Self>;
+}
+
+macro_rules! pod_element {
+    ($($t:ty => $d:ident),*) => {$(
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            fn to_bytes(values: &[Self]) -> Vec<u8> {
+                bytemuck::cast_slice(values).to_vec()
+            }
+            fn from_bytes(bytes: &[u8]) -> Vec<Self> {
+                bytemuck::pod_collect_to_vec(bytes)
+            }
+        }
+    )*};
+}
+pod_element!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64, i64 => I64,
+    f16 => F16, bf16 => BF16, f32 => F32, f64 => F64);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn to_bytes(values: &[Self]) -> Vec<u8> {
+        values.iter().map(|&b| u8::from(b)).collect()
+    }
+    fn from_bytes(bytes: &[u8]) -> Vec<Self> {
+        bytes.iter().map(|&b| b != 0).collect()
+    }
+}
+
+fn invalid(op: &'static str, message: String) -> Error {
+    Error::InvalidArgument { op, message }
+}
+
+impl Array {
+    /// An array of `shape` holding `data` (row-major), on the default device.
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Array> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(invalid(
+                "Array::from_slice",
+                format!("{} values cannot fill shape {shape:?} ({n} elements)", data.len()),
+            ));
+        }
+        Array::from_bytes(&T::to_bytes(data), shape, T::DTYPE, default_device())
+    }
+
+    /// A 0-d array holding `value`.
+    pub fn scalar<T: Element>(value: T) -> Array {
+        Array::from_bytes(&T::to_bytes(&[value]), &[], T::DTYPE, default_device()).expect("one value fits shape []")
+    }
+
+    /// An array from raw little-endian bytes of `dtype` (sub-byte types packed).
+    pub fn from_bytes(bytes: &[u8], shape: &[usize], dtype: DType, device: Device) -> Result<Array> {
+        let n: usize = shape.iter().product();
+        if bytes.len() != dtype.byte_len(n) {
+            return Err(invalid(
+                "Array::from_bytes",
+                format!("{} bytes do not hold {n} elements of {dtype} (shape {shape:?})", bytes.len()),
+            ));
+        }
+        let buffer = match device {
+            Device::Cpu => Buffer::Cpu(CpuBuffer::from_slice(bytes)?),
+        };
+        Ok(Array::from_data(Data { buffer: Arc::new(buffer), layout: Layout::contiguous(shape) }, dtype, device))
+    }
+
+    /// The elements in row-major order, converted to `T` (as [`astype`](Array::astype) does)
+    /// if the dtype differs. Evaluates the array.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let a = if self.dtype() == T::DTYPE { self.clone() } else { self.astype(T::DTYPE)? };
+        let a = ops::contiguous(&a)?;
+        a.eval()?;
+        let data = a.data().expect("evaluated");
+        let start = data.layout.offset() * T::DTYPE.bits() as usize / 8;
+        let len = T::DTYPE.byte_len(a.size());
+        let bytes = match &*data.buffer {
+            Buffer::Cpu(b) => &b.as_bytes()[start..start + len],
+        };
+        Ok(T::from_bytes(bytes))
+    }
+
+    /// The single element of a one-element array.
+    pub fn item<T: Element>(&self) -> Result<T> {
+        if self.size() != 1 {
+            return Err(invalid("item", format!("the array has shape {:?}, not one element", self.shape())));
+        }
+        Ok(self.to_vec::<T>()?[0])
+    }
+}
+
+/// A filled array: `value` converted to `dtype`, broadcast to `shape` (no memory per element
+/// until something writes a new array from it).
+pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Array> {
+    let s = Array::scalar(value).astype(dtype)?;
+    ops::broadcast_to(&s, shape)
+}
+
+/// Zeros.
+pub fn zeros(shape: &[usize], dtype: DType) -> Result<Array> {
+    full(shape, 0.0, dtype)
+}
+
+/// Ones.
+pub fn ones(shape: &[usize], dtype: DType) -> Result<Array> {
+    full(shape, 1.0, dtype)
+}
+
+/// Zeros shaped and typed like `a`.
+pub fn zeros_like(a: &Array) -> Result<Array> {
+    zeros(a.shape(), a.dtype())
+}
+
+/// Ones shaped and typed like `a`.
+pub fn ones_like(a: &Array) -> Result<Array> {
+    ones(a.shape(), a.dtype())
+}
+
+fn from_f64(values: Vec<f64>, shape: &[usize], dtype: DType) -> Result<Array> {
+    Array::from_slice(&values, shape)?.astype(dtype)
+}
+
+/// `start, start + step, …` up to (excluding) `stop`, as NumPy's `arange`.
+pub fn arange(start: f64, stop: f64, step: f64, dtype: DType) -> Result<Array> {
+    if step == 0.0 || !step.is_finite() || !start.is_finite() || !stop.is_finite() {
+        return Err(invalid(
+            "arange",
+            format!("start {start}, stop {stop}, step {step}: need finite values and a non-zero step"),
+        ));
+    }
+    let n = ((stop - start) / step).ceil().max(0.0) as usize;
+    from_f64((0..n).map(|i| start + i as f64 * step).collect(), &[n], dtype)
+}
+
+/// `num` evenly spaced values from `start` to `stop` inclusive.
+pub fn linspace(start: f64, stop: f64, num: usize, dtype: DType) -> Result<Array> {
+    let step = if num > 1 { (stop - start) / (num - 1) as f64 } else { 0.0 };
+    let mut v: Vec<f64> = (0..num).map(|i| start + i as f64 * step).collect();
+    if num > 1 {
+        v[num - 1] = stop;
+    }
+    from_f64(v, &[num], dtype)
+}
+
+/// An `n × m` matrix with ones on diagonal `k` (0 main, positive above).
+pub fn eye(n: usize, m: usize, k: isize, dtype: DType) -> Result<Array> {
+    let v = (0..n * m).map(|i| if (i % m) as isize - (i / m) as isize == k { 1.0 } else { 0.0 }).collect();
+    from_f64(v, &[n, m], dtype)
+}
+
+/// The `n × n` identity.
+pub fn identity(n: usize, dtype: DType) -> Result<Array> {
+    eye(n, n, 0, dtype)
+}
+
+/// An `n × m` matrix with ones on and below diagonal `k`.
+pub fn tri(n: usize, m: usize, k: isize, dtype: DType) -> Result<Array> {
+    let v = (0..n * m).map(|i| if (i % m) as isize - (i / m) as isize <= k { 1.0 } else { 0.0 }).collect();
+    from_f64(v, &[n, m], dtype)
+}

@@ -1,0 +1,37 @@
+//! `strata`: NumPy-shaped arrays with lazy evaluation and function transforms, in the manner
+//! of MLX.
+//!
+//! An [`Array`] is a cheap handle to a node of a lazy graph: ops record what to compute (and
+//! check shapes and types right away), and [`Array::eval`] — or reading a value — runs it on
+//! the array's device. Derivatives come from [`grad`], [`value_and_grad`], [`vjp`] and
+//! [`jvp`], which compose.
+//!
+//! ```
+//! use strata::{Array, grad};
+//! // d/dx Σ sin(x)² = 2 sin(x) cos(x)
+//! let f = |x: &[Array]| strata::square(&strata::sin(&x[0])?)?.sum(None, false);
+//! let x = Array::from_slice(&[0.5f32, 1.0, 2.0], &[3])?;
+//! let g = grad(f, &[])(&[x.clone()])?;
+//! let want: Vec<f32> = [0.5f32, 1.0, 2.0].iter().map(|v| (2.0 * v).sin()).collect();
+//! for (g, w) in g[0].to_vec::<f32>()?.iter().zip(&want) {
+//!     assert!((g - w).abs() < 1e-6);
+//! }
+//! # Ok::<(), strata::Error>(())
+//! ```
+
+mod array;
+mod autodiff;
+mod device;
+mod display;
+mod graph;
+mod operators;
+mod ops;
+mod prim;
+
+pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};
+pub use autodiff::{grad, jvp, value_and_grad, vjp};
+pub use device::{Device, default_device, set_default_device};
+pub use graph::{Array, eval_all, live_nodes};
+pub use ops::*;
+pub use strata_core::kernel::{BinaryOp, ReduceOp, ScanOp, UnaryOp};
+pub use strata_core::{DType, Error, Result};

@@ -1,0 +1,217 @@
+//! The primitives of the array graph and how each runs on a backend.
+//!
+//! A primitive is defined once: its variant here (with `eval`, the kernel it runs), its shape
+//! and type rule in the op that creates it (`ops.rs`, so errors surface at the call), and its
+//! derivative rules in `autodiff.rs`. Views (reshape of a contiguous array, transpose,
+//! broadcast, slice) run no kernel: they share their input's buffer under a new layout.
+
+use std::sync::Arc;
+
+use strata_core::kernel::{Backend, BinaryOp, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp};
+use strata_core::{DType, Result};
+use strata_cpu::{Cpu, CpuBuffer};
+
+use crate::device::Device;
+use crate::graph::{Array, Buffer, Data, internal};
+
+/// A node's operation. The output's shape and dtype are the node's.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Prim {
+    /// Data given at creation (no inputs).
+    Constant,
+    /// The value of its input unchanged (a transform's handle on an argument).
+    Identity,
+    /// The value of its input, through which no derivative flows.
+    StopGradient,
+    Unary(UnaryOp),
+    /// Two operands of the output's shape (already broadcast).
+    Binary(BinaryOp),
+    /// `cond ? a : b`, all of the output's shape.
+    Select,
+    /// A reduction over these axes, kept with size 1.
+    Reduce(ReduceOp, Vec<usize>),
+    Scan {
+        op: ScanOp,
+        axis: usize,
+        reverse: bool,
+        inclusive: bool,
+    },
+    /// Conversion to the node's dtype.
+    Cast,
+    /// `[..., m, k] · [..., k, n]` with equal batch axes.
+    Matmul,
+    /// Same elements, the node's shape.
+    Reshape,
+    /// Axes permuted: output axis `i` is input axis `perm[i]`.
+    Transpose(Vec<usize>),
+    /// Broadcast to the node's shape (input axes aligned right).
+    Broadcast,
+    /// Elements `start + i·step` along each axis (the node's shape says how many).
+    Slice {
+        start: Vec<usize>,
+        step: Vec<isize>,
+    },
+    /// A copy of input 0 with `Slice { start, step }` of it replaced by input 1.
+    SliceUpdate {
+        start: Vec<usize>,
+        step: Vec<isize>,
+    },
+    /// The inputs joined along an axis.
+    Concat(usize),
+    /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
+    /// evaluating it, or using it in an op, returns the error.
+    Error(strata_core::Error),
+}
+
+impl Prim {
+    /// The name shown in errors and traces.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Prim::Constant => "constant",
+            Prim::Identity => "identity",
+            Prim::StopGradient => "stop_gradient",
+            Prim::Unary(op) => op.name(),
+            Prim::Binary(op) => op.name(),
+            Prim::Select => "where",
+            Prim::Reduce(op, _) => op.name(),
+            Prim::Scan { op, .. } => op.name(),
+            Prim::Cast => "astype",
+            Prim::Matmul => "matmul",
+            Prim::Reshape => "reshape",
+            Prim::Transpose(_) => "transpose",
+            Prim::Broadcast => "broadcast_to",
+            Prim::Slice { .. } => "slice",
+            Prim::SliceUpdate { .. } => "slice_update",
+            Prim::Concat(_) => "concatenate",
+            Prim::Error(_) => "error",
+        }
+    }
+}
+
+/// A backend the array layer can hold buffers of.
+trait DeviceBackend: Backend {
+    fn unwrap(b: &Buffer) -> &Self::Buffer;
+    fn wrap(b: Self::Buffer) -> Buffer;
+}
+
+impl DeviceBackend for Cpu {
+    fn unwrap(b: &Buffer) -> &CpuBuffer {
+        b.cpu()
+    }
+    fn wrap(b: CpuBuffer) -> Buffer {
+        Buffer::Cpu(b)
+    }
+}
+
+/// Runs `node`'s primitive on evaluated inputs.
+/// `dtypes` are the inputs' element types.
+pub(crate) fn eval(node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<Data> {
+    match node.device() {
+        Device::Cpu => eval_on(&Cpu, node, inputs, dtypes),
+    }
+}
+
+fn operand<'a, B: DeviceBackend>(d: &'a Data, dtype: DType) -> TensorRef<'a, B::Buffer> {
+    TensorRef::new(dtype, B::unwrap(&d.buffer), &d.layout)
+}
+
+/// A fresh contiguous output for `node`, filled by `f`.
+fn fresh<B: DeviceBackend>(
+    backend: &B,
+    shape: &[usize],
+    dtype: DType,
+    f: impl FnOnce(TensorMut<'_, B::Buffer>) -> Result<()>,
+) -> Result<Data> {
+    let layout = Layout::contiguous(shape);
+    let mut buffer = backend.alloc(dtype.byte_len(layout.numel()))?;
+    f(TensorMut::new(dtype, &mut buffer, &layout))?;
+    Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
+}
+
+/// `d`'s elements in a contiguous buffer (itself if already so).
+fn contiguous<B: DeviceBackend>(backend: &B, d: &Data, dtype: DType) -> Result<Data> {
+    if d.layout.is_contiguous() {
+        return Ok(d.clone());
+    }
+    fresh(backend, d.layout.shape(), dtype, |out| backend.copy(operand::<B>(d, dtype), out))
+}
+
+fn view(d: &Data, layout: Layout) -> Data {
+    Data { buffer: d.buffer.clone(), layout }
+}
+
+/// The layout of `Slice { start, step }` of `l` with `shape`.
+pub(crate) fn slice_layout(l: &Layout, start: &[usize], step: &[isize], shape: &[usize]) -> Result<Layout> {
+    let mut offset = l.offset() as isize;
+    let mut strides = Vec::with_capacity(shape.len());
+    for ((&s, &st), &stride) in start.iter().zip(step).zip(l.strides()) {
+        offset += s as isize * stride;
+        strides.push(stride * st);
+    }
+    Layout::new(shape, &strides, offset as usize)
+}
+
+fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<Data> {
+    let (shape, dtype) = (node.shape(), node.dtype());
+    let arg = |i: usize| operand::<B>(inputs[i], dtypes[i]);
+    match node.prim() {
+        Prim::Constant => Err(internal("a constant without data")),
+        Prim::Error(e) => Err(e.clone()),
+        Prim::Identity | Prim::StopGradient => Ok(inputs[0].clone()),
+        Prim::Unary(op) => fresh(b, shape, dtype, |out| b.unary(*op, arg(0), out)),
+        Prim::Binary(op) => fresh(b, shape, dtype, |out| b.binary(*op, arg(0), arg(1), out)),
+        Prim::Select => fresh(b, shape, dtype, |out| b.select(arg(0), arg(1), arg(2), out)),
+        Prim::Reduce(op, axes) => fresh(b, shape, dtype, |out| b.reduce(*op, axes, arg(0), out)),
+        Prim::Scan { op, axis, reverse, inclusive } => {
+            fresh(b, shape, dtype, |out| b.scan(*op, *axis, *reverse, *inclusive, arg(0), out))
+        }
+        Prim::Cast => fresh(b, shape, dtype, |out| b.cast(arg(0), out)),
+        Prim::Matmul => {
+            let (l, r) = (arg(0), arg(1));
+            let desc = Matmul2d::for_operands(l.layout, r.layout, false, false)?;
+            fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, out))
+        }
+        Prim::Reshape => {
+            let d = contiguous(b, inputs[0], dtype)?;
+            let mut layout = Layout::contiguous(shape);
+            layout = Layout::new(shape, layout.strides(), d.layout.offset())?;
+            Ok(view(&d, layout))
+        }
+        Prim::Transpose(perm) => {
+            let l = &inputs[0].layout;
+            let strides: Vec<isize> = perm.iter().map(|&p| l.strides()[p]).collect();
+            Ok(view(inputs[0], Layout::new(shape, &strides, l.offset())?))
+        }
+        Prim::Broadcast => {
+            let l = &inputs[0].layout;
+            let lead = shape.len() - l.ndim();
+            let strides: Vec<isize> = (0..shape.len())
+                .map(|i| if i < lead || l.shape()[i - lead] != shape[i] { 0 } else { l.strides()[i - lead] })
+                .collect();
+            Ok(view(inputs[0], Layout::new(shape, &strides, l.offset())?))
+        }
+        Prim::Slice { start, step } => Ok(view(inputs[0], slice_layout(&inputs[0].layout, start, step, shape)?)),
+        Prim::SliceUpdate { start, step } => {
+            let layout = Layout::contiguous(shape);
+            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
+            b.copy(arg(0), TensorMut::new(dtype, &mut buffer, &layout))?;
+            let target = slice_layout(&layout, start, step, inputs[1].layout.shape())?;
+            b.copy(arg(1), TensorMut::new(dtype, &mut buffer, &target))?;
+            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
+        }
+        Prim::Concat(axis) => {
+            let layout = Layout::contiguous(shape);
+            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
+            let mut at = 0;
+            for (i, d) in inputs.iter().enumerate() {
+                let len = d.layout.shape()[*axis];
+                let mut start = vec![0; shape.len()];
+                start[*axis] = at;
+                let target = slice_layout(&layout, &start, &vec![1; shape.len()], d.layout.shape())?;
+                b.copy(arg(i), TensorMut::new(dtype, &mut buffer, &target))?;
+                at += len;
+            }
+            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Behaviour of the array handle: creation, operators, display, laziness, memory, errors.
+
+use strata::*;
+
+#[test]
+fn creation_and_reading() {
+    let a = arange(0.0, 6.0, 1.0, DType::I32).unwrap().reshape(&[2, 3]).unwrap();
+    assert_eq!(a.to_vec::<i32>().unwrap(), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(a.to_vec::<f32>().unwrap(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(linspace(0.0, 1.0, 5, DType::F64).unwrap().to_vec::<f64>().unwrap(), [0.0, 0.25, 0.5, 0.75, 1.0]);
+    assert_eq!(eye(2, 3, 1, DType::F32).unwrap().to_vec::<f32>().unwrap(), [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    assert_eq!(tri(2, 2, 0, DType::U8).unwrap().to_vec::<u8>().unwrap(), [1, 0, 1, 1]);
+    assert_eq!(full(&[2, 2], 2.5, DType::F16).unwrap().sum(None, false).unwrap().item::<f32>().unwrap(), 10.0);
+    assert_eq!(Array::scalar(true).to_vec::<bool>().unwrap(), [true]);
+    assert!(Array::from_slice(&[1.0f32; 5], &[2, 3]).unwrap_err().to_string().contains("[2, 3]"));
+    assert!(Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap().item::<f32>().unwrap_err().to_string().contains("[2]"));
+}
+
+#[test]
+fn operators_and_weak_scalars() {
+    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+    // An integer scalar keeps int32; a fractional one promotes to float32.
+    let b = &a * 2 + 1;
+    assert_eq!((b.dtype(), b.to_vec::<i32>().unwrap()), (DType::I32, vec![3, 5, 7]));
+    let c = &a * 0.5;
+    assert_eq!((c.dtype(), c.to_vec::<f32>().unwrap()), (DType::F32, vec![0.5, 1.0, 1.5]));
+    let h = Array::from_slice(&[half::f16::from_f32(1.5)], &[1]).unwrap();
+    assert_eq!((&h * 2.0).dtype(), DType::F16);
+    assert_eq!((-&a).to_vec::<i32>().unwrap(), [-1, -2, -3]);
+    assert_eq!((1.0 - &c).to_vec::<f32>().unwrap(), [0.5, 0.0, -0.5]);
+    assert_eq!((&a % 2).to_vec::<i32>().unwrap(), [1, 0, 1]);
+    let m = Array::from_slice(&[true, false], &[2]).unwrap();
+    assert_eq!((!&m).to_vec::<bool>().unwrap(), [false, true]);
+}
+
+#[test]
+fn failed_operators_carry_their_error() {
+    let a = zeros(&[2, 3], DType::F32).unwrap();
+    let b = zeros(&[4], DType::F32).unwrap();
+    let c = &a + &b; // does not panic
+    let e = c.eval().unwrap_err().to_string();
+    assert!(e.contains("[2, 3]") && e.contains("[4]"), "{e}");
+    // Using it in a function op returns the same error at the call.
+    assert_eq!(exp(&c).unwrap_err().to_string(), e);
+    assert!((&c * 2.0).to_vec::<f32>().unwrap_err().to_string().contains("[2, 3]"));
+}
+
+#[test]
+fn bad_input_is_an_error_naming_shapes() {
+    let x = zeros(&[2, 3], DType::F32).unwrap();
+    let msg = |r: Result<Array>| r.unwrap_err().to_string();
+    assert!(msg(sum(&x, Some(&[2]), false)).contains("axis 2"));
+    assert!(msg(sum(&x, Some(&[-3]), false)).contains("axis -3"));
+    assert!(msg(x.reshape(&[4, -1])).contains("[2, 3]"));
+    assert!(msg(matmul(&x, &x)).contains("inner dimensions"));
+    assert!(msg(x.transpose(Some(&[0, 0]))).contains("permutation"));
+    assert!(msg(broadcast_to(&x, &[3, 3])).contains("[3, 3]"));
+    assert!(msg(concatenate(&[&x, &zeros(&[3, 2], DType::F32).unwrap()], 0)).contains("[3, 2]"));
+    assert!(msg(bitwise_and(&x, &x)).contains("float32"));
+    assert!(msg(matmul(&zeros(&[2, 2], DType::I32).unwrap(), &zeros(&[2, 2], DType::I32).unwrap())).contains("int32"));
+    assert!(msg(max(&zeros(&[0, 2], DType::F32).unwrap(), Some(&[0]), false)).contains("empty"));
+    assert!(split(&x, 4, 1).unwrap_err().to_string().contains("4 equal"));
+}
+
+#[test]
+fn display_like_numpy() {
+    let a = Array::from_slice(&[1.0f32, 2.5, -3.0, 4.0], &[2, 2]).unwrap();
+    assert_eq!(a.to_string(), "array([[ 1. ,  2.5],\n       [-3. ,  4. ]])");
+    let i = arange(0.0, 3.0, 1.0, DType::I64).unwrap();
+    assert_eq!(i.to_string(), "array([0, 1, 2], dtype=int64)");
+    let f = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    assert_eq!(f.to_string(), "array([1., 2.])");
+    let big = arange(0.0, 2000.0, 1.0, DType::I32).unwrap();
+    assert!(big.to_string().contains("..."));
+}
+
+#[test]
+fn lazy_until_read_and_views_share_memory() {
+    let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let t = a.transpose(None).unwrap();
+    let y = exp(&t).unwrap();
+    assert!(!y.is_evaluated() && !t.is_evaluated());
+    y.eval().unwrap();
+    assert!(y.is_evaluated() && t.is_evaluated());
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 3.0, 2.0, 4.0]);
+    let e: Vec<f32> = [1.0f32, 3.0, 2.0, 4.0].iter().map(|v| v.exp()).collect();
+    assert_eq!(y.to_vec::<f32>().unwrap(), e);
+}
+
+#[test]
+fn memory_stays_flat_over_a_long_loop() {
+    let mut x = zeros(&[64, 64], DType::F32).unwrap();
+    let w = full(&[64, 64], 0.001, DType::F32).unwrap();
+    x.eval().unwrap();
+    let mut counts = Vec::new();
+    for step in 0..300 {
+        x = (&x + &matmul(&x, &w).unwrap()) * 0.5 + 1.0;
+        x.eval().unwrap();
+        if step % 100 == 99 {
+            counts.push(live_nodes());
+        }
+    }
+    assert!(counts.windows(2).all(|w| w[1] <= w[0]), "live nodes grew: {counts:?}");
+    // A pending chain of a million nodes drops without overflowing the stack.
+    let mut y = Array::scalar(0.0f32);
+    for _ in 0..1_000_000 {
+        y = &y + 1.0;
+    }
+    drop(y);
+}

@@ -1,0 +1,196 @@
+//! The op set against NumPy: golden vectors that `scripts/refs/arrays.py` writes with a fresh
+//! seed on every `scripts/test` run (0-size and 1-size axes, negative axes, broadcasting edge
+//! cases, integer arithmetic and promotion). Missing vectors fail the test.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use strata::*;
+
+fn refs() -> Value {
+    let root = std::env::var_os("STRATA_REFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/refs"));
+    let path = root.join("arrays/cases.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `scripts/test` (it writes the NumPy vectors) first", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "nan" => f64::NAN,
+            "inf" => f64::INFINITY,
+            _ => f64::NEG_INFINITY,
+        },
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        v => v.as_f64().unwrap(),
+    }
+}
+
+fn decode(v: &Value) -> Array {
+    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let dtype = v["dtype"].as_str().unwrap().parse::<DType>().unwrap();
+    let data: Vec<f64> = v["data"].as_array().unwrap().iter().map(number).collect();
+    Array::from_slice(&data, &shape).unwrap().astype(dtype).unwrap()
+}
+
+fn axes(kw: &Value, key: &str) -> Option<Vec<isize>> {
+    kw[key].as_array().map(|a| a.iter().map(|v| v.as_i64().unwrap() as isize).collect())
+}
+
+fn int(kw: &Value, key: &str) -> isize {
+    kw[key].as_i64().unwrap() as isize
+}
+
+fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
+    let ax = axes(kw, "axes");
+    let keep = kw["keepdims"].as_bool().unwrap_or(false);
+    let ax = ax.as_deref();
+    let scan_op = |op| scan(op, &a[0], int(kw, "axis"), false, true);
+    match op {
+        "isnan" | "isinf" | "negative" | "absolute" | "sign" | "square" | "sqrt" | "reciprocal" | "exp" | "exp2"
+        | "expm1" | "log" | "log2" | "log10" | "log1p" | "sin" | "cos" | "tan" | "arcsin" | "arccos" | "arctan"
+        | "sinh" | "cosh" | "tanh" | "arcsinh" | "arccosh" | "arctanh" | "floor" | "ceil" | "round" | "sigmoid"
+        | "softplus" | "relu" | "silu" => {
+            let op = *UnaryOp::ALL.iter().find(|o| o.name() == op).unwrap();
+            unary(op, &a[0])
+        }
+        "sum" => sum(&a[0], ax, keep),
+        "mean" => mean(&a[0], ax, keep),
+        "max" => max(&a[0], ax, keep),
+        "min" => min(&a[0], ax, keep),
+        "prod" => prod(&a[0], ax, keep),
+        "all" => all(&a[0], ax, keep),
+        "any" => any(&a[0], ax, keep),
+        "var" => var(&a[0], ax, keep, kw["ddof"].as_u64().unwrap() as usize),
+        "std" => std(&a[0], ax, keep, kw["ddof"].as_u64().unwrap() as usize),
+        "logsumexp" => logsumexp(&a[0], ax, keep),
+        "argmax" => argmax(&a[0], kw["axis"].as_i64().map(|v| v as isize), false),
+        "argmin" => argmin(&a[0], kw["axis"].as_i64().map(|v| v as isize), false),
+        "softmax" => softmax(&a[0], Some(&[int(kw, "axis")])),
+        "cumsum" => scan_op(ScanOp::Sum),
+        "cumprod" => scan_op(ScanOp::Prod),
+        "cummax" => scan_op(ScanOp::Max),
+        "cummin" => scan_op(ScanOp::Min),
+        "logcumsumexp" => scan_op(ScanOp::LogAddExp),
+        "reshape" => a[0].reshape(&axes(kw, "shape").unwrap()),
+        "transpose" => a[0].transpose(axes(kw, "perm").as_deref()),
+        "swapaxes" => swapaxes(&a[0], int(kw, "a"), int(kw, "b")),
+        "moveaxis" => moveaxis(&a[0], int(kw, "a"), int(kw, "b")),
+        "expand_dims" => expand_dims(&a[0], int(kw, "axis")),
+        "squeeze" => squeeze(&a[0], ax),
+        "concatenate" => concatenate(&a.iter().collect::<Vec<_>>(), int(kw, "axis")),
+        "stack" => stack(&a.iter().collect::<Vec<_>>(), int(kw, "axis")),
+        "split" => {
+            let idx: Vec<usize> = axes(kw, "indices").unwrap().iter().map(|&i| i as usize).collect();
+            let mut parts = split_at(&a[0], &idx, int(kw, "axis"))?;
+            parts.reverse();
+            concatenate(&parts.iter().collect::<Vec<_>>(), int(kw, "axis"))
+        }
+        "pad" => {
+            let w: Vec<(usize, usize)> = kw["widths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize))
+                .collect();
+            pad(&a[0], &w, kw["value"].as_f64().unwrap())
+        }
+        "tile" => tile(&a[0], &axes(kw, "reps").unwrap().iter().map(|&r| r as usize).collect::<Vec<_>>()),
+        "repeat" => repeat(&a[0], int(kw, "repeats") as usize, int(kw, "axis")),
+        "flip" => flip(&a[0], ax),
+        "roll" => roll(&a[0], int(kw, "shift"), int(kw, "axis")),
+        "slice" => slice(&a[0], &axes(kw, "start").unwrap(), &axes(kw, "stop").unwrap(), &axes(kw, "step").unwrap()),
+        "broadcast_to" => {
+            broadcast_to(&a[0], &axes(kw, "shape").unwrap().iter().map(|&d| d as usize).collect::<Vec<_>>())
+        }
+        "where" => where_(&a[0], &a[1], &a[2]),
+        "clip" => clip(&a[0], kw["lo"].as_f64(), kw["hi"].as_f64()),
+        "matmul" => matmul(&a[0], &a[1]),
+        "outer" => outer(&a[0], &a[1]),
+        name => {
+            let op = *BinaryOp::ALL.iter().find(|o| o.name() == name).unwrap_or_else(|| panic!("no op {name}"));
+            binary(op, &a[0], &a[1])
+        }
+    }
+}
+
+/// Tolerance by dtype: float32 results may differ from NumPy's by a few ulps (different
+/// transcendental implementations and summation orders).
+fn close(got: f64, want: f64, dtype: DType) -> bool {
+    if want.is_nan() {
+        return got.is_nan();
+    }
+    if want.is_infinite() {
+        return got == want;
+    }
+    let rel = match dtype {
+        DType::F64 => 1e-12,
+        DType::F32 => 2e-5,
+        DType::F16 | DType::BF16 => 1e-2,
+        _ => 0.0,
+    };
+    (got - want).abs() <= rel * want.abs().max(1.0)
+}
+
+#[test]
+fn ops_match_numpy() {
+    let refs = refs();
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() > 300, "only {} cases", cases.len());
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let op = c["op"].as_str().unwrap();
+        let args: Vec<Array> = c["args"].as_array().unwrap().iter().map(decode).collect();
+        let want = decode(&c["out"]);
+        let got = match run(op, &args, &c["kw"]) {
+            Ok(g) => g,
+            Err(e) => {
+                failures.push(format!("case {i} {op} {:?}: error {e}", c["kw"]));
+                continue;
+            }
+        };
+        let shapes: Vec<_> = args.iter().map(|a| a.shape().to_vec()).collect();
+        if got.shape() != want.shape() || got.dtype() != want.dtype() {
+            failures.push(format!(
+                "case {i} {op} {shapes:?} {}: got {:?} {}, NumPy {:?} {}",
+                c["kw"],
+                got.shape(),
+                got.dtype(),
+                want.shape(),
+                want.dtype()
+            ));
+            continue;
+        }
+        let (g, w) = (got.to_vec::<f64>().unwrap(), want.to_vec::<f64>().unwrap());
+        if let Some(j) = (0..g.len()).find(|&j| !close(g[j], w[j], want.dtype())) {
+            failures.push(format!("case {i} {op} {shapes:?} {}: element {j} is {} , NumPy {}", c["kw"], g[j], w[j]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from NumPy:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn promotion_matches_numpy() {
+    let refs = refs();
+    for p in refs["promotion"].as_array().unwrap() {
+        let t = |i: usize| p[i].as_str().unwrap().parse::<DType>().unwrap();
+        let (a, b) = (t(0), t(1));
+        // An integer with a float gives the float type (MLX's rule); NumPy widens the float
+        // until it holds every integer value (int32 + float32 → float64).
+        let want = match (a.is_integer(), b.is_integer()) {
+            (true, false) if b.is_float() => b,
+            (false, true) if a.is_float() => a,
+            _ => t(2),
+        };
+        assert_eq!(result_type(a, b), want, "{a} with {b} (NumPy: {})", t(2));
+    }
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Golden vectors for the array layer: NumPy's answers for the op set on fresh random inputs.
+
+Writes OUT/arrays/cases.json (and manifest.json): a list of cases
+{"op", "args": [{"shape", "dtype", "data"}], "kw": {...}, "out": {"shape", "dtype", "data"}}
+where non-finite floats are written as the strings "nan", "inf", "-inf". The Rust test
+(crates/strata/tests/numpy.rs) runs the same op by name and compares with a tolerance set by dtype.
+"""
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+
+
+def enc(a):
+    a = np.asarray(a)
+    flat = a.reshape(-1)
+    if a.dtype == np.bool_:
+        data = [bool(v) for v in flat]
+    elif np.issubdtype(a.dtype, np.integer):
+        data = [int(v) for v in flat]
+    else:
+        data = [float(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")) for v in flat.astype(np.float64)]
+    return {"shape": list(a.shape), "dtype": str(a.dtype), "data": data}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    rng = np.random.default_rng(args.seed)
+    cases = []
+
+    def add(op, inputs, out, **kw):
+        cases.append({"op": op, "args": [enc(x) for x in inputs], "kw": kw, "out": enc(out)})
+
+    def r(shape, lo=-2.0, hi=2.0, dtype=np.float32):
+        return rng.uniform(lo, hi, size=shape).astype(dtype)
+
+    with np.errstate(all="ignore"):
+        # Unary ops on a few shapes (0-size, 1-size, odd), each in its domain.
+        unary = {
+            "negative": (np.negative, -3, 3), "absolute": (np.abs, -3, 3), "sign": (np.sign, -3, 3),
+            "square": (np.square, -3, 3), "sqrt": (np.sqrt, 0, 4), "reciprocal": (np.reciprocal, 0.5, 3),
+            "exp": (np.exp, -3, 3), "exp2": (np.exp2, -3, 3), "expm1": (np.expm1, -1, 1), "log": (np.log, 0.1, 4),
+            "log2": (np.log2, 0.1, 4), "log10": (np.log10, 0.1, 4), "log1p": (np.log1p, -0.5, 3),
+            "sin": (np.sin, -4, 4), "cos": (np.cos, -4, 4), "tan": (np.tan, -1.2, 1.2), "arcsin": (np.arcsin, -1, 1),
+            "arccos": (np.arccos, -1, 1), "arctan": (np.arctan, -4, 4), "sinh": (np.sinh, -3, 3),
+            "cosh": (np.cosh, -3, 3), "tanh": (np.tanh, -3, 3), "arcsinh": (np.arcsinh, -3, 3),
+            "arccosh": (np.arccosh, 1, 4), "arctanh": (np.arctanh, -0.95, 0.95), "floor": (np.floor, -3, 3),
+            "ceil": (np.ceil, -3, 3), "round": (np.round, -3, 3),
+            "sigmoid": (lambda x: 1 / (1 + np.exp(-x.astype(np.float64))), -5, 5),
+            "softplus": (lambda x: np.logaddexp(0, x.astype(np.float64)), -5, 5),
+            "relu": (lambda x: np.maximum(x, 0), -3, 3),
+            "silu": (lambda x: x.astype(np.float64) / (1 + np.exp(-x.astype(np.float64))), -5, 5),
+        }
+        for name, (f, lo, hi) in unary.items():
+            for shape in [(0, 3), (1,), (3, 5)]:
+                x = r(shape, lo, hi)
+                add(name, [x], np.asarray(f(x)).astype(np.float32))
+        for shape in [(4,), (2, 3)]:
+            x = r(shape) * 1e38
+            x.flat[0] = np.nan
+            add("isnan", [x], np.isnan(x))
+            add("isinf", [x * 100], np.isinf(x * 100))
+        # Binary ops with broadcasting edge cases.
+        shapes = [((2, 1, 3), (4, 1)), ((0, 3), (1, 3)), ((), (5,)), ((1,), (1,)), ((3, 4), (3, 4))]
+        binary = {
+            "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
+            "maximum": np.maximum, "minimum": np.minimum, "arctan2": np.arctan2, "logaddexp": np.logaddexp,
+            "power": np.power, "remainder": np.remainder, "floor_divide": np.floor_divide,
+            "equal": np.equal, "less": np.less, "greater_equal": np.greater_equal,
+        }
+        for name, f in binary.items():
+            for sa, sb in shapes:
+                lo = 0.5 if name == "power" else -3
+                a, b = r(sa, lo, 3), r(sb, 0.5 if name in ("power",) else -3, 3)
+                if name in ("remainder", "floor_divide", "divide"):
+                    b = np.where(np.abs(b) < 0.3, 0.7, b).astype(np.float32)
+                add(name, [a, b], f(a, b))
+        # Integer arithmetic and promotion.
+        ai = rng.integers(-50, 50, size=(3, 4)).astype(np.int32)
+        bi = rng.integers(1, 9, size=(4,)).astype(np.int32)
+        for name in ["add", "subtract", "multiply", "floor_divide", "remainder", "maximum"]:
+            add(name, [ai, bi], binary[name](ai, bi))
+        add("divide", [ai, bi], (ai / bi).astype(np.float32))
+        bf = r((4,))
+        add("add", [ai, bf], ai.astype(np.float32) + bf)
+        add("add", [ai.astype(np.uint8), ai.astype(np.int8)], ai.astype(np.uint8).astype(np.int16) + ai.astype(np.int8))
+        for name, f in [("bitwise_and", np.bitwise_and), ("bitwise_or", np.bitwise_or), ("bitwise_xor", np.bitwise_xor)]:
+            add(name, [ai, bi], f(ai, bi))
+        # Reductions over axes (negative, several, all; keepdims; empty).
+        x = r((3, 4, 5))
+        for axes in [None, (0,), (-1,), (0, 2), (1, -1)]:
+            for keep in [False, True]:
+                kw = {"axes": None if axes is None else list(axes), "keepdims": keep}
+                add("sum", [x], np.sum(x, axis=axes, keepdims=keep), **kw)
+                add("mean", [x], np.mean(x, axis=axes, keepdims=keep), **kw)
+                add("max", [x], np.max(x, axis=axes, keepdims=keep), **kw)
+                add("min", [x], np.min(x, axis=axes, keepdims=keep), **kw)
+                add("prod", [x], np.prod(x, axis=axes, keepdims=keep), **kw)
+                add("var", [x], np.var(x.astype(np.float64), axis=axes, keepdims=keep, ddof=1).astype(np.float32), ddof=1, **kw)
+                add("std", [x], np.std(x.astype(np.float64), axis=axes, keepdims=keep).astype(np.float32), ddof=0, **kw)
+                m = np.max(x, axis=axes, keepdims=True)
+                lse = (np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m)
+                add("logsumexp", [x], lse if keep else np.squeeze(lse, axis=axes), **kw)
+                add("all", [x > -1.5], np.all(x > -1.5, axis=axes, keepdims=keep), **kw)
+                add("any", [x > 1.5], np.any(x > 1.5, axis=axes, keepdims=keep), **kw)
+        e = r((0, 3))
+        add("sum", [e], np.sum(e, axis=0), axes=[0], keepdims=False)
+        add("prod", [e], np.prod(e, axis=0), axes=[0], keepdims=False)
+        for axis in [None, 0, -1]:
+            add("argmax", [x], np.argmax(x, axis=axis).astype(np.uint32), axis=axis)
+            add("argmin", [x], np.argmin(x, axis=axis).astype(np.uint32), axis=axis)
+        for axis in [0, -1]:
+            add("softmax", [x], np.exp(x - np.max(x, axis=axis, keepdims=True)) / np.sum(np.exp(x - np.max(x, axis=axis, keepdims=True)), axis=axis, keepdims=True), axis=axis)
+            add("cumsum", [x], np.cumsum(x, axis=axis), axis=axis)
+            add("cumprod", [x], np.cumprod(x, axis=axis), axis=axis)
+            add("cummax", [x], np.maximum.accumulate(x, axis=axis), axis=axis)
+            add("cummin", [x], np.minimum.accumulate(x, axis=axis), axis=axis)
+            add("logcumsumexp", [x], np.logaddexp.accumulate(x.astype(np.float64), axis=axis).astype(np.float32), axis=axis)
+        # Shape ops.
+        add("reshape", [x], x.reshape(5, -1), shape=[5, -1])
+        add("transpose", [x], np.transpose(x, (2, 0, 1)), perm=[2, 0, 1])
+        add("transpose", [x], np.transpose(x), perm=None)
+        add("swapaxes", [x], np.swapaxes(x, 0, -1), a=0, b=-1)
+        add("moveaxis", [x], np.moveaxis(x, 0, -1), a=0, b=-1)
+        add("expand_dims", [x], np.expand_dims(x, -2), axis=-2)
+        s1 = r((1, 3, 1))
+        add("squeeze", [s1], np.squeeze(s1), axes=None)
+        add("squeeze", [s1], np.squeeze(s1, axis=-1), axes=[-1])
+        y = r((3, 2, 5))
+        add("concatenate", [x, y], np.concatenate([x, y], axis=1), axis=1)
+        add("stack", [x, x * 2], np.stack([x, x * 2], axis=-1), axis=-1)
+        add("split", [x], np.concatenate(np.split(x, [1, 3], axis=1)[::-1], axis=1), indices=[1, 3], axis=1)
+        add("pad", [x], np.pad(x, ((1, 0), (0, 2), (3, 1)), constant_values=0.25), widths=[[1, 0], [0, 2], [3, 1]], value=0.25)
+        add("tile", [y], np.tile(y, (2, 1, 3)), reps=[2, 1, 3])
+        add("repeat", [y], np.repeat(y, 3, axis=1), repeats=3, axis=1)
+        add("flip", [x], np.flip(x, axis=(0, 2)), axes=[0, 2])
+        add("roll", [x], np.roll(x, -3, axis=2), shift=-3, axis=2)
+        add("slice", [x], x[2:0:-1, ::2, -4:], start=[2, 0, -4], stop=[0, 4, 5], step=[-1, 2, 1])
+        add("slice", [x], x[5:, 1:3, -100:100], start=[5, 1, -100], stop=[3, 3, 100], step=[1, 1, 1])
+        add("broadcast_to", [y[:, :1, :]], np.broadcast_to(y[:, :1, :], (4, 3, 6, 5)), shape=[4, 3, 6, 5])
+        add("where", [x > 0, x, y[:, :1, :]], np.where(x > 0, x, y[:, :1, :]))
+        add("clip", [x], np.clip(x, -0.5, 1.0), lo=-0.5, hi=1.0)
+        # matmul with batch broadcasting and vectors.
+        a, b = r((2, 1, 3, 4)), r((5, 4, 6))
+        add("matmul", [a, b], np.matmul(a, b))
+        v = r((4,))
+        add("matmul", [a, v], np.matmul(a, v))
+        add("matmul", [v, b], np.matmul(v, b))
+        add("matmul", [r((3, 0)), r((0, 2))], np.zeros((3, 2), np.float32))
+        ad = r((7, 9), dtype=np.float64)
+        bd = r((9, 11), dtype=np.float64)
+        add("matmul", [ad, bd], ad @ bd)
+        w = r((3,))
+        add("outer", [v, w], np.outer(v, w))
+
+    # Type promotion: NumPy 2's result_type over the standard types (uint64 with a signed type
+    # is left out: MLX and Strata give float32 there, NumPy float64).
+    types = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64"]
+    promo = [[a, b, str(np.result_type(a, b))] for a in types for b in types]
+
+    os.makedirs(os.path.join(args.out, "arrays"), exist_ok=True)
+    with open(os.path.join(args.out, "arrays", "cases.json"), "w") as f:
+        json.dump({"seed": args.seed, "numpy": np.__version__, "cases": cases, "promotion": promo}, f)
+    with open(os.path.join(args.out, "arrays", "manifest.json"), "w") as f:
+        json.dump({"seed": args.seed, "cases": len(cases)}, f)
+    print(f"arrays: {len(cases)} cases, {len(promo)} promotion pairs")
+
+
+if __name__ == "__main__":
+    main()
