@@ -40,6 +40,12 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
       numpy_dequant x @ W_dequantized.T with the float32 weight made at setup (the floor)
   {"op": "gemv_bandwidth", "bytes"}
       numpy         np.copyto of `bytes` bytes of float32: a bandwidth reference
+  {"op": "graph_adds", "n"}
+      mlx           a chain of n lazy scalar adds, then mx.eval (graph overhead per op)
+  {"op": "gelu_chain", "n"}     tanh-GELU written as 9 element-wise ops on n float32
+      mlx           uncompiled, mx.eval
+      mlx_compiled  the same function through mx.compile
+      numpy         the same expression in NumPy
 
 Note: the Linux mlx[cpu] wheel links the reference (netlib) BLAS it bundles, not OpenBLAS, so
 MLX's CPU matmul and conv are single-threaded and unblocked: a weak peer, not MLX at its best.
@@ -361,6 +367,49 @@ def bandwidth_numpy(case):
     src = randn(np.random.default_rng(SEED), (count,))
     dst = np.zeros_like(src)  # written once here so its pages exist before timing
     return lambda: np.copyto(dst, src)
+
+
+# ---- array-layer graphs ---------------------------------------------------------------------
+
+@peer("graph_adds", "mlx")
+def graph_adds_mlx(case):
+    """A chain of n scalar adds recorded lazily, then one eval: per-op graph overhead."""
+    (n,) = need(case, "n")
+    one = mx.array(1.0)
+
+    def run():
+        x = mx.array(0.0)
+        for _ in range(n):
+            x = x + one
+        mx.eval(x)
+    return run
+
+
+def gelu_chain(mod, x):
+    # tanh-GELU written out element-wise, as a user would (9 element-wise ops).
+    return 0.5 * x * (1.0 + mod.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@peer("gelu_chain", "mlx")
+def gelu_chain_mlx(case):
+    (n,) = need(case, "n")
+    x = mx.array(np.random.default_rng(SEED).standard_normal(n).astype(np.float32))
+    return lambda: mx.eval(gelu_chain(mx, x))
+
+
+@peer("gelu_chain", "mlx_compiled")
+def gelu_chain_mlx_compiled(case):
+    (n,) = need(case, "n")
+    x = mx.array(np.random.default_rng(SEED).standard_normal(n).astype(np.float32))
+    f = mx.compile(lambda x: gelu_chain(mx, x))
+    return lambda: mx.eval(f(x))
+
+
+@peer("gelu_chain", "numpy")
+def gelu_chain_numpy(case):
+    (n,) = need(case, "n")
+    x = np.random.default_rng(SEED).standard_normal(n).astype(np.float32)
+    return lambda: gelu_chain(np, x)
 
 
 # ---- timing ---------------------------------------------------------------------------------

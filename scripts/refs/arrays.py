@@ -112,6 +112,9 @@ def main():
         e = r((0, 3))
         add("sum", [e], np.sum(e, axis=0), axes=[0], keepdims=False)
         add("prod", [e], np.prod(e, axis=0), axes=[0], keepdims=False)
+        e2 = r((4, 0))
+        add("sum", [e2], np.sum(e2, axis=-1, keepdims=True), axes=[-1], keepdims=True)
+        add("max", [r((0, 4))], np.zeros((0,), np.float32), axes=[-1], keepdims=False)
         for axis in [None, 0, -1]:
             add("argmax", [x], np.argmax(x, axis=axis).astype(np.uint32), axis=axis)
             add("argmin", [x], np.argmin(x, axis=axis).astype(np.uint32), axis=axis)

@@ -3,8 +3,10 @@
 //! - `strata formats` — every element type with its range and special values, and what each
 //!   quantization mode does to a sample weight matrix.
 //! - `strata formats NAME` — every code of one narrow format and the value it denotes.
+//! - `strata tour` — the array-layer examples on the default device, with timings and pictures.
 
 mod formats;
+mod tour;
 
 use std::process::ExitCode;
 
@@ -21,12 +23,15 @@ struct Cli {
 enum Command {
     /// Show the element types and quantization modes (or every code of one format).
     Formats(formats::Args),
+    /// Run the examples (Mandelbrot, curve fitting) on the default device, writing pictures.
+    Tour(tour::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Formats(args) => formats::run(&args),
+        Command::Tour(args) => tour::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

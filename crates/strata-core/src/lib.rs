@@ -29,8 +29,3 @@ pub mod quant;
 
 pub use dtype::{DType, Kind};
 pub use error::{Error, Result};
-
-/// The README's examples, compiled and run as doctests so that they stay true.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -11,77 +11,19 @@
 //! machine's FMA peak (every core running independent AVX-512 or AVX2 FMAs), so GEMM figures
 //! can be read as a fraction of it. Results are printed as a table and written as JSON.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use half::{bf16, f16};
 use serde_json::{Value, json};
+
+#[path = "common/peers.rs"]
+mod peers;
+use peers::{Peers, median};
 use strata_core::DType;
 use strata_core::kernel::{Attention, AttentionMask, Conv, Layout, Matmul2d, QuantizedMatmul};
 use strata_core::quant::{self, QuantMode};
 use strata_cpu::{CpuBuffer, TensorMut, TensorRef};
-
-/// A long-lived peer process.
-struct Peers {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    ready: Value,
-    next_id: u64,
-}
-
-impl Peers {
-    fn start(root: &Path) -> Result<Peers, String> {
-        let python = root.join("target/pyenv/bin/python");
-        let script = root.join("scripts/bench/peers.py");
-        if !python.exists() {
-            return Err(format!(
-                "{} is missing: run scripts/test once (it creates the Python environment)",
-                python.display()
-            ));
-        }
-        let threads = rayon::current_num_threads().to_string();
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .arg("serve")
-            .env("OPENBLAS_NUM_THREADS", &threads)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", script.display()))?;
-        let stdin = child.stdin.take().expect("piped");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        let ready: Value = serde_json::from_str(&line).map_err(|e| format!("peer said {line:?}: {e}"))?;
-        Ok(Peers { child, stdin, stdout, ready, next_id: 0 })
-    }
-
-    /// One timing of `peer` on `case`, in seconds.
-    fn time(&mut self, case: &Value, peer: &str) -> Result<f64, String> {
-        self.next_id += 1;
-        let req = json!({"id": self.next_id, "case": case, "peer": peer, "reps": 1});
-        writeln!(self.stdin, "{req}").map_err(|e| e.to_string())?;
-        self.stdin.flush().map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        let reply: Value = serde_json::from_str(&line).map_err(|e| format!("peer said {line:?}: {e}"))?;
-        if let Some(e) = reply.get("error") {
-            return Err(format!("{peer}: {e}"));
-        }
-        Ok(reply["seconds"][0].as_f64().ok_or("no seconds in the reply")?)
-    }
-}
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A benchmark case: our kernel as a closure, its peers, and its FLOP count.
 struct Case {
@@ -90,11 +32,6 @@ struct Case {
     peers: Vec<&'static str>,
     flops: f64,
     ours: Box<dyn FnMut()>,
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -278,7 +215,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let json_path = arg("--json").map(PathBuf::from).unwrap_or_else(|| root.join("target/bench/cpu.json"));
 
-    let mut peers = match Peers::start(&root) {
+    let mut peers = match Peers::start(&root, rayon::current_num_threads()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

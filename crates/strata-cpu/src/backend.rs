@@ -1,7 +1,9 @@
 //! [`Cpu`]: this crate's kernels behind the [`Backend`] trait, for code that is generic over
 //! devices (the array layer). Calls run synchronously on the calling thread and rayon's pool.
 
-use strata_core::kernel::{Attention, Backend, BinaryOp, Conv, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp};
+use strata_core::kernel::{
+    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp,
+};
 use strata_core::quant::QuantizedTensor;
 use strata_core::{Error, Result};
 
@@ -90,6 +92,9 @@ impl Backend for Cpu {
         out: TensorMut<'_>,
     ) -> Result<()> {
         crate::scan(op, axis, reverse, inclusive, x, out)
+    }
+    fn fused(&self, program: &Fused, inputs: &[TensorRef<'_>], out: TensorMut<'_>) -> Result<()> {
+        crate::fused(program, inputs, out)
     }
     fn copy(&self, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         crate::copy(x, out)

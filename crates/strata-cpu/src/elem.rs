@@ -84,7 +84,7 @@ pub(crate) fn erfinv_f32(y: f32) -> f32 {
 }
 
 macro_rules! impl_float {
-    ($t:ident, $erf:path, $erfc:path, $erfinv:path, $exp:expr) => {
+    ($t:ident, $erf:path, $erfc:path, $erfinv:path, $exp:expr, $tanh:expr) => {
         impl Float for $t {
             const ZERO: $t = 0.0;
             const ONE: $t = 1.0;
@@ -142,7 +142,7 @@ macro_rules! impl_float {
                     U::Atan => x.atan(),
                     U::Sinh => x.sinh(),
                     U::Cosh => x.cosh(),
-                    U::Tanh => x.tanh(),
+                    U::Tanh => ($tanh)(x),
                     // libm's inverse hyperbolics stay accurate near their singular points.
                     U::Asinh => libm::Libm::<$t>::asinh(x),
                     U::Acosh => libm::Libm::<$t>::acosh(x),
@@ -227,8 +227,8 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, libm::erff, libm::erfcf, erfinv_f32, crate::math::exp_f32);
-impl_float!(f64, libm::erf, libm::erfc, erfinv_f64, f64::exp);
+impl_float!(f32, libm::erff, libm::erfcf, erfinv_f32, crate::math::exp_f32, crate::math::tanh_f32);
+impl_float!(f64, libm::erf, libm::erfc, erfinv_f64, f64::exp, f64::tanh);
 
 /// A floating storage type and its compute type.
 pub(crate) trait FloatStore: Pod + Send + Sync {

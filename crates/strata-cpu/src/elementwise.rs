@@ -22,6 +22,7 @@ macro_rules! unary_float_ops {
             Sinh Cosh Tanh Asinh Acosh Atanh Erf ErfInv Sigmoid Softplus Relu Gelu GeluTanh Silu Floor Ceil Round)
     };
 }
+pub(crate) use unary_float_ops;
 macro_rules! unary_int_ops {
     ($m:ident($($args:tt)*)) => {
         $m!($($args)*; Neg Abs Sign Square Relu Floor Ceil Round BitwiseNot)
@@ -32,6 +33,7 @@ macro_rules! binary_float_ops {
         $m!($($args)*; Add Sub Mul Div FloorDiv Remainder Pow Maximum Minimum Atan2 LogAddExp)
     };
 }
+pub(crate) use binary_float_ops;
 macro_rules! binary_int_ops {
     ($m:ident($($args:tt)*)) => {
         $m!($($args)*; Add Sub Mul FloorDiv Remainder Pow Maximum Minimum BitwiseAnd BitwiseOr BitwiseXor LeftShift RightShift)
@@ -368,8 +370,8 @@ fn contiguous2<A: Pod + Send + Sync, B: Pod + Send + Sync, O: Pod + Send + Sync>
 }
 
 macro_rules! multiversion {
-    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*), <$($g:ident: $bound:path),*>, $f:ident: $fty:ty) => {
-        fn $name<$($g: $bound),*>($($arg: $ty,)* $f: $fty) {
+    ($vis:vis $name:ident, $body:ident, ($($arg:ident: $ty:ty),*), <$($g:ident: $bound:path),*>, $f:ident: $fty:ty) => {
+        $vis fn $name<$($g: $bound),*>($($arg: $ty,)* $f: $fty) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
@@ -408,8 +410,8 @@ fn body2<A: Pod, B: Pod, O: Pod>(a: &[A], b: &[B], o: &mut [O], f: &impl Fn(A, B
     }
 }
 
-multiversion!(simd1, body1, (a: &[A], o: &mut [O]), <A: Pod, O: Pod, F: Fn(A) -> O>, f: &F);
-multiversion!(simd2, body2, (a: &[A], b: &[B], o: &mut [O]), <A: Pod, B: Pod, O: Pod, F: Fn(A, B) -> O>, f: &F);
+multiversion!(pub(crate) simd1, body1, (a: &[A], o: &mut [O]), <A: Pod, O: Pod, F: Fn(A) -> O>, f: &F);
+multiversion!(pub(crate) simd2, body2, (a: &[A], b: &[B], o: &mut [O]), <A: Pod, B: Pod, O: Pod, F: Fn(A, B) -> O>, f: &F);
 
 /// 2: AVX-512, 1: AVX2+FMA+F16C, 0: neither (decided once).
 #[cfg(target_arch = "x86_64")]

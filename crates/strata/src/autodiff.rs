@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use strata_core::kernel::{BinaryOp, ReduceOp, ScanOp, UnaryOp};
+use strata_core::kernel::{BinaryOp, Fused, FusedOp, ReduceOp, ScanOp, UnaryOp};
 use strata_core::{Error, Result};
 
 use crate::array::{ones_like, zeros};
@@ -118,6 +118,20 @@ fn binary_partials(op: BinaryOp, a: &Array, b: &Array, y: &Array) -> Result<(Opt
     })
 }
 
+/// A fused program as the graph of separate ops it stands for (its derivatives are theirs).
+fn expand_fused(program: &Fused, xs: &[Array]) -> Result<Array> {
+    let mut vals: Vec<Array> = Vec::with_capacity(program.ops.len());
+    for op in &program.ops {
+        let v = match *op {
+            FusedOp::Input(k) => xs[k].clone(),
+            FusedOp::Unary(u, a) => unary(u, &vals[a])?,
+            FusedOp::Binary(b, p, q) => binary(b, &vals[p], &vals[q])?,
+        };
+        vals.push(v);
+    }
+    Ok(vals.pop().expect("validated programs are not empty"))
+}
+
 fn node_like(prim: &Prim, inputs: Vec<Array>, like: &Array) -> Array {
     Array::node(prim.clone(), inputs, like.shape().to_vec(), like.dtype(), like.device())
 }
@@ -208,6 +222,10 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let upd = node_like(&Prim::Slice { start: start.clone(), step: step.clone() }, vec![g.clone()], &x[1]);
             vec![Some(base), Some(upd)]
         }
+        Prim::Fused(program) => {
+            let (_, gs) = vjp(|a| Ok(vec![expand_fused(program, a)?]), x, std::slice::from_ref(g))?;
+            gs.into_iter().map(Some).collect()
+        }
         Prim::Concat(axis) => {
             let mut at = 0;
             let mut out = Vec::new();
@@ -291,6 +309,11 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let l = t[0].as_ref().map(|ta| matmul(ta, &x[1])).transpose()?;
             let r = t[1].as_ref().map(|tb| matmul(&x[0], tb)).transpose()?;
             sum_opt(l, r)?
+        }
+        Prim::Fused(program) => {
+            let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
+            let (_, out) = jvp(|a| Ok(vec![expand_fused(program, a)?]), x, &ts)?;
+            out.into_iter().next()
         }
         // Linear in their inputs: the same primitive applied to the tangents.
         Prim::Reshape

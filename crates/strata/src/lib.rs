@@ -21,6 +21,7 @@
 
 mod array;
 mod autodiff;
+mod compile;
 mod device;
 mod display;
 mod graph;
@@ -30,8 +31,15 @@ mod prim;
 
 pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};
 pub use autodiff::{grad, jvp, value_and_grad, vjp};
+pub use compile::{Compiled, compile};
 pub use device::{Device, default_device, set_default_device};
 pub use graph::{Array, eval_all, live_nodes};
+
 pub use ops::*;
 pub use strata_core::kernel::{BinaryOp, ReduceOp, ScanOp, UnaryOp};
 pub use strata_core::{DType, Error, Result};
+
+// The README's examples are compiled and run as doctests here (the top crate sees them all).
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use strata_core::kernel::{Backend, BinaryOp, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp};
+use strata_core::kernel::{
+    Backend, BinaryOp, Fused, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp,
+};
 use strata_core::{DType, Result};
 use strata_cpu::{Cpu, CpuBuffer};
 
@@ -58,6 +60,8 @@ pub(crate) enum Prim {
     },
     /// The inputs joined along an axis.
     Concat(usize),
+    /// An element-wise program over inputs of the node's shape (made by `compile`).
+    Fused(Arc<Fused>),
     /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
     /// evaluating it, or using it in an op, returns the error.
     Error(strata_core::Error),
@@ -83,6 +87,7 @@ impl Prim {
             Prim::Slice { .. } => "slice",
             Prim::SliceUpdate { .. } => "slice_update",
             Prim::Concat(_) => "concatenate",
+            Prim::Fused(_) => "fused",
             Prim::Error(_) => "error",
         }
     }
@@ -157,6 +162,10 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
     match node.prim() {
         Prim::Constant => Err(internal("a constant without data")),
         Prim::Error(e) => Err(e.clone()),
+        Prim::Fused(program) => {
+            let args: Vec<_> = (0..inputs.len()).map(arg).collect();
+            fresh(b, shape, dtype, |out| b.fused(program, &args, out))
+        }
         Prim::Identity | Prim::StopGradient => Ok(inputs[0].clone()),
         Prim::Unary(op) => fresh(b, shape, dtype, |out| b.unary(*op, arg(0), out)),
         Prim::Binary(op) => fresh(b, shape, dtype, |out| b.binary(*op, arg(0), arg(1), out)),

@@ -2,7 +2,7 @@
 //! array layer) to run on it. Operands are a backend's own buffers seen through a dtype and a
 //! [`Layout`]; descriptors say what to compute and are validated the same way everywhere.
 
-use crate::kernel::{Attention, BinaryOp, Conv, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp};
+use crate::kernel::{Attention, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp};
 use crate::quant::QuantizedTensor;
 use crate::{DType, Result};
 
@@ -170,6 +170,13 @@ pub trait Backend: Send + Sync {
         reverse: bool,
         inclusive: bool,
         x: TensorRef<'_, Self::Buffer>,
+        out: TensorMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+    /// A [`Fused`] element-wise program.
+    fn fused(
+        &self,
+        program: &Fused,
+        inputs: &[TensorRef<'_, Self::Buffer>],
         out: TensorMut<'_, Self::Buffer>,
     ) -> Result<()>;
     /// A copy between layouts of the same dtype and shape.

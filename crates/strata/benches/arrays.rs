@@ -1,0 +1,96 @@
+//! The array layer's benchmark: graph overhead and element-wise chains against MLX CPU (and
+//! NumPy) in the same run, interleaved as in `strata-cpu`'s benchmark.
+//!
+//! `cargo bench -p strata --bench arrays [-- --rounds 9]`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::json;
+use strata::{Array, DType};
+
+#[path = "../../strata-cpu/benches/common/peers.rs"]
+mod peers;
+use peers::{Peers, median};
+
+fn gelu(x: &Array) -> Array {
+    0.5 * x * (1.0 + strata::tanh(&(0.7978845608028654 * (x + 0.044715 * x * x * x))).unwrap())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize =
+        args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(9);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut peers = Peers::start(&root, threads).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    println!("peers: {}", peers.ready);
+
+    let n_adds = 10_000;
+    let one = Array::scalar(1.0f32);
+    let adds = || {
+        let mut x = Array::scalar(0.0f32);
+        for _ in 0..n_adds {
+            x = &x + &one;
+        }
+        x.eval().unwrap();
+    };
+    let n = 1 << 20;
+    let x = strata::linspace(-4.0, 4.0, n, DType::F32).unwrap();
+    x.eval().unwrap();
+    let chain = || gelu(&x).eval().unwrap();
+    let compiled = strata::compile(|a: &[Array]| Ok(vec![gelu(&a[0])]));
+    let fused = || compiled.call(std::slice::from_ref(&x)).unwrap()[0].eval().unwrap();
+
+    type Case<'a> = (&'a str, serde_json::Value, Vec<&'a str>, Box<dyn Fn() + 'a>, f64);
+    let cases: Vec<Case> = vec![
+        (
+            "graph: 10,000 scalar adds, then eval",
+            json!({"op": "graph_adds", "n": n_adds}),
+            vec!["mlx"],
+            Box::new(adds),
+            n_adds as f64,
+        ),
+        (
+            "gelu chain, 1M float32 (uncompiled)",
+            json!({"op": "gelu_chain", "n": n}),
+            vec!["mlx", "mlx_compiled", "numpy"],
+            Box::new(chain),
+            1.0,
+        ),
+        (
+            "gelu chain, 1M float32 (compiled)",
+            json!({"op": "gelu_chain", "n": n}),
+            vec!["mlx", "mlx_compiled", "numpy"],
+            Box::new(fused),
+            1.0,
+        ),
+    ];
+    for (name, case, names, ours, per) in cases {
+        ours();
+        let mut mine = Vec::new();
+        let mut theirs = vec![Vec::new(); names.len()];
+        for _ in 0..rounds {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let t = Instant::now();
+            ours();
+            mine.push(t.elapsed().as_secs_f64());
+            for (i, p) in names.iter().enumerate() {
+                theirs[i].push(peers.time(&case, p).unwrap_or_else(|e| panic!("{p}: {e}")));
+            }
+        }
+        let us = median(&mut mine);
+        let mut line = format!("{name:<42} ours {:>9.3} ms", us * 1e3);
+        if per > 1.0 {
+            line += &format!(" ({:.2} µs/op)", us / per * 1e6);
+        }
+        for (p, t) in names.iter().zip(theirs.iter_mut()) {
+            let t = median(t);
+            line += &format!(" | {p} {:.3} ms -> {:.2}x", t * 1e3, t / us);
+        }
+        println!("{line}");
+    }
+}
