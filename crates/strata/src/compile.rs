@@ -13,23 +13,23 @@ use crate::prim::Prim;
 
 /// Where a step's operand comes from.
 #[derive(Clone)]
-enum Value {
+pub(crate) enum Value {
     Arg(usize),
     Const(Array),
     Step(usize),
 }
 
-struct Step {
-    prim: Prim,
-    inputs: Vec<Value>,
-    shape: Vec<usize>,
-    dtype: DType,
+pub(crate) struct Step {
+    pub prim: Prim,
+    pub inputs: Vec<Value>,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
 }
 
 /// A traced function: steps in dependency order and which values it returns.
-struct Program {
-    steps: Vec<Step>,
-    outputs: Vec<Value>,
+pub(crate) struct Program {
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Value>,
 }
 
 type Signature = Vec<(Vec<usize>, DType)>;
@@ -87,7 +87,7 @@ where
     }
 }
 
-fn trace(f: &impl Fn(&[Array]) -> Result<Vec<Array>>, args: &[Array]) -> Result<Program> {
+pub(crate) fn trace(f: &impl Fn(&[Array]) -> Result<Vec<Array>>, args: &[Array]) -> Result<Program> {
     let _trace = TraceGuard::new();
     let inputs: Vec<Array> = args
         .iter()

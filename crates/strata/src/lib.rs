@@ -28,12 +28,14 @@ mod graph;
 mod operators;
 mod ops;
 mod prim;
+mod vmap;
 
 pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};
 pub use autodiff::{grad, jvp, value_and_grad, vjp};
 pub use compile::{Compiled, compile};
 pub use device::{Device, default_device, set_default_device};
 pub use graph::{Array, eval_all, live_nodes};
+pub use vmap::vmap;
 
 pub use ops::*;
 pub use strata_core::kernel::{BinaryOp, ReduceOp, ScanOp, UnaryOp};

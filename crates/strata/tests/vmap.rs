@@ -1,0 +1,86 @@
+//! `vmap` against a loop over examples, and composed with `grad`.
+
+use strata::*;
+
+fn rand(shape: &[usize], seed: u64) -> Array {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    Array::from_slice(&v, shape).unwrap()
+}
+
+fn close(a: &Array, b: &Array) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.to_vec::<f64>().unwrap().iter().zip(b.to_vec::<f64>().unwrap()) {
+        assert!((x - y).abs() < 1e-12 * y.abs().max(1.0), "{x} vs {y}");
+    }
+}
+
+/// One example: x [3, 4], w [4, 5] (unmapped), v [4].
+fn example(a: &[Array]) -> Result<Vec<Array>> {
+    let (x, w, v) = (&a[0], &a[1], &a[2]);
+    let h = tanh(&matmul(x, w)?)?;
+    let s = softmax(&h, Some(&[-1]))?;
+    let t = concatenate(&[&s.transpose(None)?, &slice(&h.transpose(None)?, &[0, 0], &[5, 3], &[1, 2])?], 1)?;
+    let r = sum(&(x * v), Some(&[0]), false)?; // [4]
+    let c = cumsum(&r, 0, false, true)?;
+    let p = pad(&c, &[(1, 1)], 0.5)?;
+    Ok(vec![t, p, logsumexp(&h, None, false)?])
+}
+
+#[test]
+fn vmap_matches_a_loop() {
+    let (b, w, v) = (6, rand(&[4, 5], 2), rand(&[4], 3));
+    // Mapped over axis 1 of x (shape [3, B, 4]); outputs stacked along out_axes.
+    let xs = rand(&[3, b, 4], 1);
+    let f = vmap(example, &[Some(1), None, None], &[0, -1, 0]);
+    let got = f(&[xs.clone(), w.clone(), v.clone()]).unwrap();
+    let mut per: Vec<Vec<Array>> = vec![Vec::new(); 3];
+    for i in 0..b {
+        let xi = squeeze(&slice_axis(&xs, 1, i as isize, i as isize + 1).unwrap(), Some(&[1])).unwrap();
+        for (j, o) in example(&[xi, w.clone(), v.clone()]).unwrap().into_iter().enumerate() {
+            per[j].push(o);
+        }
+    }
+    let want = |j: usize, axis: isize| stack(&per[j].iter().collect::<Vec<_>>(), axis).unwrap();
+    close(&got[0], &want(0, 0));
+    close(&got[1], &want(1, -1));
+    close(&got[2], &want(2, 0));
+}
+
+#[test]
+fn vmap_composes_with_grad() {
+    // Per-example gradients: vmap(grad(f)).
+    let w = rand(&[4], 5);
+    let xs = rand(&[7, 4], 6);
+    let f = |a: &[Array]| -> Result<Array> { sum(&sin(&(&a[0] * &a[1]))?, None, false) };
+    let per_example = vmap(move |a: &[Array]| grad(f, &[0])(a), &[None, Some(0)], &[]);
+    let got = per_example(&[w.clone(), xs.clone()]).unwrap();
+    // d/dw Σ sin(w·x) = x·cos(w·x), row by row.
+    let want = &xs * cos(&(&xs * &w)).unwrap();
+    close(&got[0], &want);
+    // grad of a vmapped function.
+    let total = |a: &[Array]| -> Result<Array> {
+        let m = vmap(|b: &[Array]| Ok(vec![sum(&exp(&(&b[0] * &b[1]))?, None, false)?]), &[Some(0), None], &[])(a)?;
+        sum(&m[0], None, false)
+    };
+    let g = grad(total, &[1])(&[xs.clone(), w.clone()]).unwrap();
+    let want = sum(&(&xs * exp(&(&xs * &w)).unwrap()), Some(&[0]), false).unwrap();
+    close(&g[0], &want);
+}
+
+#[test]
+fn vmap_errors() {
+    let f = vmap(|a: &[Array]| Ok(vec![a[0].clone()]), &[Some(0), Some(0)], &[]);
+    let e = f(&[rand(&[3, 2], 1), rand(&[4, 2], 2)]).unwrap_err().to_string();
+    assert!(e.contains("4 examples") && e.contains("3"), "{e}");
+    let e = f(&[rand(&[3], 1)]).unwrap_err().to_string();
+    assert!(e.contains("1 arguments"), "{e}");
+}
