@@ -149,6 +149,22 @@ def main():
         add("broadcast_to", [y[:, :1, :]], np.broadcast_to(y[:, :1, :], (4, 3, 6, 5)), shape=[4, 3, 6, 5])
         add("where", [x > 0, x, y[:, :1, :]], np.where(x > 0, x, y[:, :1, :]))
         add("clip", [x], np.clip(x, -0.5, 1.0), lo=-0.5, hi=1.0)
+        # Indexing (negative indices included).
+        idx = rng.integers(-4, 4, size=(2, 3)).astype(np.int32)
+        add("take", [x, idx], np.take(x, idx, axis=1), axis=1)
+        add("take", [x, idx], np.take(x, idx), axis=None)
+        ia = rng.integers(-5, 5, size=(3, 4, 7)).astype(np.int64)
+        add("take_along_axis", [x, ia], np.take_along_axis(x, ia, axis=2), axis=2)
+        ib = rng.integers(0, 3, size=(3, 1, 5)).astype(np.int32)
+        add("take_along_axis", [x, ib], np.take_along_axis(x, np.broadcast_to(ib, (3, 1, 5)), axis=1), axis=1)
+        iu = rng.integers(0, 4, size=(3, 6, 5)).astype(np.int32)
+        upd = r((3, 6, 5))
+        sa = x.copy()
+        for i in range(3):
+            for j in range(6):
+                for k in range(5):
+                    sa[i, iu[i, j, k], k] += upd[i, j, k]
+        add("scatter_add", [x, iu, upd], sa, axis=1)
         # matmul with batch broadcasting and vectors.
         a, b = r((2, 1, 3, 4)), r((5, 4, 6))
         add("matmul", [a, b], np.matmul(a, b))

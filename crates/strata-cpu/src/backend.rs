@@ -96,6 +96,18 @@ impl Backend for Cpu {
     fn fused(&self, program: &Fused, inputs: &[TensorRef<'_>], out: TensorMut<'_>) -> Result<()> {
         crate::fused(program, inputs, out)
     }
+    fn gather(&self, axis: usize, x: TensorRef<'_>, indices: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
+        crate::gather(axis, x, indices, out)
+    }
+    fn scatter_add(
+        &self,
+        axis: usize,
+        indices: TensorRef<'_>,
+        updates: TensorRef<'_>,
+        out: TensorMut<'_>,
+    ) -> Result<()> {
+        crate::scatter_add(axis, indices, updates, out)
+    }
     fn copy(&self, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         crate::copy(x, out)
     }

@@ -222,6 +222,14 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let upd = node_like(&Prim::Slice { start: start.clone(), step: step.clone() }, vec![g.clone()], &x[1]);
             vec![Some(base), Some(upd)]
         }
+        Prim::Gather(axis) => {
+            let base = zeros(x[0].shape(), g.dtype())?;
+            vec![Some(node_like(&Prim::ScatterAdd(*axis), vec![base, x[1].clone(), g.clone()], &x[0])), None]
+        }
+        Prim::ScatterAdd(axis) => {
+            let upd = node_like(&Prim::Gather(*axis), vec![g.clone(), x[1].clone()], &x[2]);
+            vec![Some(g.clone()), None, Some(upd)]
+        }
         Prim::Fused(program) => {
             let (_, gs) = vjp(|a| Ok(vec![expand_fused(program, a)?]), x, std::slice::from_ref(g))?;
             gs.into_iter().map(Some).collect()
@@ -309,6 +317,14 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let l = t[0].as_ref().map(|ta| matmul(ta, &x[1])).transpose()?;
             let r = t[1].as_ref().map(|tb| matmul(&x[0], tb)).transpose()?;
             sum_opt(l, r)?
+        }
+        Prim::Gather(_) => t[0].as_ref().map(|t0| node_like(prim, vec![t0.clone(), x[1].clone()], node)),
+        Prim::ScatterAdd(_) => {
+            if t[0].is_none() && t[2].is_none() {
+                None
+            } else {
+                Some(node_like(prim, vec![tz(0)?, x[1].clone(), tz(2)?], node))
+            }
         }
         Prim::Fused(program) => {
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;

@@ -793,3 +793,79 @@ pub fn outer(a: &Array, b: &Array) -> Result<Array> {
     let (a, b) = (flatten(a)?, flatten(b)?);
     multiply(&reshape_to(&a, &[a.size(), 1]), &reshape_to(&b, &[1, b.size()]))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Indexing
+
+fn index_array(op: &'static str, idx: &Array) -> Result<Array> {
+    match idx.dtype() {
+        DType::I32 | DType::I64 | DType::U32 => Ok(idx.clone()),
+        t if t.is_integer() => idx.astype(DType::I32),
+        t => Err(invalid(op, format!("indices must be integers, not {t}"))),
+    }
+}
+
+/// NumPy's `take_along_axis`: `out[.., j, ..] = x[.., idx[.., j, ..], ..]` along `axis`, `x`
+/// and `idx` broadcast together on the other axes. Negative indices count from the end; an
+/// out-of-range index is an error when evaluated.
+pub fn take_along_axis(x: &Array, idx: &Array, axis: isize) -> Result<Array> {
+    check_ok(&[x, idx])?;
+    let idx = index_array("take_along_axis", idx)?;
+    if idx.ndim() != x.ndim() {
+        return Err(invalid(
+            "take_along_axis",
+            format!("indices {:?} need as many axes as the array {:?}", idx.shape(), x.shape()),
+        ));
+    }
+    let a = norm_axis("take_along_axis", axis, x.ndim())?;
+    let (mut xs, mut is) = (x.shape().to_vec(), idx.shape().to_vec());
+    xs[a] = 1;
+    is[a] = 1;
+    let mut common = broadcast_shapes(&xs, &is)?;
+    common[a] = x.shape()[a];
+    let xb = broadcast_to(x, &common)?;
+    common[a] = idx.shape()[a];
+    let ib = broadcast_to(&idx, &common)?;
+    Ok(make(Prim::Gather(a), vec![xb, ib], common, x.dtype()))
+}
+
+/// NumPy's `take`: the elements at `idx` along `axis` (`None`: of the flattened array); the
+/// result's shape is `x.shape[..axis] + idx.shape + x.shape[axis+1..]`.
+pub fn take(x: &Array, idx: &Array, axis: Option<isize>) -> Result<Array> {
+    check_ok(&[x, idx])?;
+    let (x, a) = match axis {
+        None => (flatten(x)?, 0),
+        Some(ax) => (x.clone(), norm_axis("take", ax, x.ndim())?),
+    };
+    let flat = flatten(&index_array("take", idx)?)?;
+    let mut shape = vec![1; x.ndim()];
+    shape[a] = flat.size();
+    let mut target = x.shape().to_vec();
+    target[a] = flat.size();
+    let ib = broadcast_to(&reshape_to(&flat, &shape), &target)?;
+    let g = make(Prim::Gather(a), vec![x.clone(), ib], target, x.dtype());
+    let out: Vec<usize> = x.shape()[..a].iter().chain(idx.shape()).chain(&x.shape()[a + 1..]).copied().collect();
+    Ok(reshape_to(&g, &out))
+}
+
+/// `base` with `updates` added at `idx` along `axis` (repeated indices accumulate; `np.add.at`
+/// along an axis). `idx` and `updates` have one shape, agreeing with `base` off `axis`.
+pub fn scatter_add_along_axis(base: &Array, idx: &Array, updates: &Array, axis: isize) -> Result<Array> {
+    check_ok(&[base, idx, updates])?;
+    let idx = index_array("scatter_add", idx)?;
+    let a = norm_axis("scatter_add", axis, base.ndim())?;
+    let agree = idx.ndim() == base.ndim() && (0..base.ndim()).all(|d| d == a || idx.shape()[d] == base.shape()[d]);
+    if !agree || updates.shape() != idx.shape() {
+        return Err(invalid(
+            "scatter_add",
+            format!(
+                "base {:?}, indices {:?} and updates {:?}: indices and updates must match, and agree with base off axis {axis}",
+                base.shape(),
+                idx.shape(),
+                updates.shape()
+            ),
+        ));
+    }
+    let u = updates.astype(base.dtype())?;
+    Ok(make(Prim::ScatterAdd(a), vec![base.clone(), idx, u], base.shape().to_vec(), base.dtype()))
+}

@@ -60,6 +60,10 @@ pub(crate) enum Prim {
     },
     /// The inputs joined along an axis.
     Concat(usize),
+    /// `x[.., idx[.., j, ..], ..]` along an axis (inputs `[x, idx]`, output of idx's shape).
+    Gather(usize),
+    /// A copy of input 0 with input 2 added at the positions input 1 names along an axis.
+    ScatterAdd(usize),
     /// An element-wise program over inputs of the node's shape (made by `compile`).
     Fused(Arc<Fused>),
     /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
@@ -88,6 +92,8 @@ impl Prim {
             Prim::SliceUpdate { .. } => "slice_update",
             Prim::Concat(_) => "concatenate",
             Prim::Fused(_) => "fused",
+            Prim::Gather(_) => "take_along_axis",
+            Prim::ScatterAdd(_) => "scatter_add",
             Prim::Error(_) => "error",
         }
     }
@@ -162,6 +168,14 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
     match node.prim() {
         Prim::Constant => Err(internal("a constant without data")),
         Prim::Error(e) => Err(e.clone()),
+        Prim::Gather(axis) => fresh(b, shape, dtype, |out| b.gather(*axis, arg(0), arg(1), out)),
+        Prim::ScatterAdd(axis) => {
+            let layout = Layout::contiguous(shape);
+            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
+            b.copy(arg(0), TensorMut::new(dtype, &mut buffer, &layout))?;
+            b.scatter_add(*axis, arg(1), arg(2), TensorMut::new(dtype, &mut buffer, &layout))?;
+            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
+        }
         Prim::Fused(program) => {
             let args: Vec<_> = (0..inputs.len()).map(arg).collect();
             fresh(b, shape, dtype, |out| b.fused(program, &args, out))

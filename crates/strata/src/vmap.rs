@@ -73,6 +73,8 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
             like(all()?, Prim::SliceUpdate { start: [&[0][..], start].concat(), step: [&[1][..], step].concat() })
         }
         Prim::Concat(axis) => like(all()?, Prim::Concat(axis + 1)),
+        Prim::Gather(axis) => like(all()?, Prim::Gather(axis + 1)),
+        Prim::ScatterAdd(axis) => like(all()?, Prim::ScatterAdd(axis + 1)),
         Prim::Matmul => {
             let (a, bm) = (with_batch(&xs[0], b)?, with_batch(&xs[1], b)?);
             like(vec![a, bm], Prim::Matmul)

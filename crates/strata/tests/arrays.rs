@@ -60,6 +60,16 @@ fn bad_input_is_an_error_naming_shapes() {
     assert!(msg(matmul(&zeros(&[2, 2], DType::I32).unwrap(), &zeros(&[2, 2], DType::I32).unwrap())).contains("int32"));
     assert!(msg(max(&zeros(&[0, 2], DType::F32).unwrap(), Some(&[0]), false)).contains("empty"));
     assert!(split(&x, 4, 1).unwrap_err().to_string().contains("4 equal"));
+    let bad = Array::from_slice(&[0i32, 3], &[2]).unwrap();
+    assert!(
+        take(&x, &bad, Some(1))
+            .unwrap()
+            .eval()
+            .unwrap_err()
+            .to_string()
+            .contains("index 3 is out of range for an axis of size 3")
+    );
+    assert!(msg(take(&x, &zeros(&[2], DType::F32).unwrap(), Some(1))).contains("integers"));
 }
 
 #[test]

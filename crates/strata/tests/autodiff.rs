@@ -162,6 +162,19 @@ fn reductions_scans_and_shapes() {
             }),
         ),
         ("clip", Box::new(|a| clip(&a[0], Some(-1.0), Some(1.0)))),
+        ("take", Box::new(|a| take(&a[0], &Array::from_slice(&[2i32, -1, 0, 2], &[2, 2])?, Some(-1)))),
+        (
+            "take_along_axis",
+            Box::new(|a| take_along_axis(&a[0], &Array::from_slice(&[2i32, 0, 1, 1, 0, 2, 2, 2], &[2, 1, 4])?, 1)),
+        ),
+        (
+            "scatter_add",
+            Box::new(|a| {
+                let idx = Array::from_slice(&[1i32, 3, 0, 3, 2, 3], &[2, 3, 1])?;
+                let upd = slice(&sin(&a[0])?, &[0, 0, 0], &[2, 3, 1], &[1, 1, 1])?;
+                scatter_add_along_axis(&a[0], &idx, &upd, 2)
+            }),
+        ),
         ("cast round trip", Box::new(|a| a[0].astype(DType::F32)?.astype(DType::F64))),
     ];
     for (name, f) in cases {

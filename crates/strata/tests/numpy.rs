@@ -109,6 +109,9 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "where" => where_(&a[0], &a[1], &a[2]),
         "clip" => clip(&a[0], kw["lo"].as_f64(), kw["hi"].as_f64()),
         "matmul" => matmul(&a[0], &a[1]),
+        "take" => take(&a[0], &a[1], kw["axis"].as_i64().map(|v| v as isize)),
+        "take_along_axis" => take_along_axis(&a[0], &a[1], int(kw, "axis")),
+        "scatter_add" => scatter_add_along_axis(&a[0], &a[1], &a[2], int(kw, "axis")),
         "outer" => outer(&a[0], &a[1]),
         name => {
             let op = *BinaryOp::ALL.iter().find(|o| o.name() == name).unwrap_or_else(|| panic!("no op {name}"));

@@ -179,6 +179,23 @@ pub trait Backend: Send + Sync {
         inputs: &[TensorRef<'_, Self::Buffer>],
         out: TensorMut<'_, Self::Buffer>,
     ) -> Result<()>;
+    /// `out[.., j, ..] = x[.., indices[.., j, ..], ..]` along `axis` (NumPy's
+    /// `take_along_axis`); an out-of-range index is an error and nothing is written.
+    fn gather(
+        &self,
+        axis: usize,
+        x: TensorRef<'_, Self::Buffer>,
+        indices: TensorRef<'_, Self::Buffer>,
+        out: TensorMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+    /// `out[.., indices[.., j, ..], ..] += updates[.., j, ..]` along `axis`, in place.
+    fn scatter_add(
+        &self,
+        axis: usize,
+        indices: TensorRef<'_, Self::Buffer>,
+        updates: TensorRef<'_, Self::Buffer>,
+        out: TensorMut<'_, Self::Buffer>,
+    ) -> Result<()>;
     /// A copy between layouts of the same dtype and shape.
     fn copy(&self, x: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
     /// A conversion between dtypes (same shape), with `ml_dtypes`' rules.

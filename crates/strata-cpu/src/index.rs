@@ -1,0 +1,133 @@
+//! Indexing kernels along one axis: `gather` (NumPy's `take_along_axis`) and `scatter_add`
+//! (its adjoint, `np.add.at` along an axis). Every index is checked before anything is
+//! written; negative indices count from the end, as in NumPy.
+
+use bytemuck::Pod;
+use strata_core::kernel::Layout;
+use strata_core::{DType, Error, Result};
+
+use crate::{TensorMut, TensorRef};
+
+fn invalid(op: &'static str, message: String) -> Error {
+    Error::InvalidArgument { op, message }
+}
+
+/// The indices as `usize`, wrapped and bounds-checked against `size`.
+fn indices(op: &'static str, idx: &TensorRef<'_>, size: usize) -> Result<Vec<usize>> {
+    let raw: Vec<i64> = match idx.dtype {
+        DType::I32 => crate::strided::gather(idx.buffer.typed::<i32>(), idx.layout, i64::from),
+        DType::I64 => crate::strided::gather(idx.buffer.typed::<i64>(), idx.layout, |v| v),
+        DType::U32 => crate::strided::gather(idx.buffer.typed::<u32>(), idx.layout, i64::from),
+        t => return Err(Error::UnsupportedDType { op, dtype: t, expected: "int32, int64 or uint32 indices" }),
+    };
+    raw.iter()
+        .map(|&i| {
+            let j = if i < 0 { i + size as i64 } else { i };
+            if j < 0 || j >= size as i64 {
+                Err(invalid(op, format!("index {i} is out of range for an axis of size {size}")))
+            } else {
+                Ok(j as usize)
+            }
+        })
+        .collect()
+}
+
+/// Checks that `a` and `b` agree on every axis but `axis`.
+fn check_shapes(op: &'static str, axis: usize, a: &Layout, b: &Layout, what: (&str, &str)) -> Result<()> {
+    let ok =
+        a.ndim() == b.ndim() && axis < a.ndim() && (0..a.ndim()).all(|d| d == axis || a.shape()[d] == b.shape()[d]);
+    if !ok {
+        return Err(invalid(
+            op,
+            format!("{} {:?} and {} {:?} must agree on every axis but {axis}", what.0, a.shape(), what.1, b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Calls `f(i, index)` for every row-major element `i` of `shape` with its multi-index.
+fn for_each_index(shape: &[usize], mut f: impl FnMut(usize, &[usize])) {
+    let n: usize = shape.iter().product();
+    let mut index = vec![0usize; shape.len()];
+    for i in 0..n {
+        f(i, &index);
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+fn position(l: &Layout, index: &[usize], axis: usize, at: usize) -> usize {
+    let mut p = l.offset() as isize;
+    for (d, (&i, &s)) in index.iter().zip(l.strides()).enumerate() {
+        p += if d == axis { at } else { i } as isize * s;
+    }
+    p as usize
+}
+
+/// `out[..., j, ...] = x[..., idx[..., j, ...], ...]` along `axis`: `idx` and `out` have one
+/// shape, which agrees with `x`'s except on `axis`.
+pub fn gather(axis: usize, x: TensorRef<'_>, idx: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
+    const OP: &str = "take_along_axis";
+    check_shapes(OP, axis, x.layout, idx.layout, ("the array", "the indices"))?;
+    if out.layout.shape() != idx.layout.shape() || out.dtype != x.dtype {
+        return Err(invalid(OP, format!("the output must be {} {:?}", x.dtype, idx.layout.shape())));
+    }
+    if x.dtype.is_packed() {
+        return Err(Error::UnsupportedDType { op: OP, dtype: x.dtype, expected: "a type of 8 bits or more" });
+    }
+    x.check(OP, "the array")?;
+    idx.check(OP, "the indices")?;
+    out.check(OP, "the output")?;
+    let ix = indices(OP, &idx, x.layout.shape()[axis])?;
+    fn run<T: Pod>(axis: usize, x: &TensorRef<'_>, ix: &[usize], out: TensorMut<'_>) {
+        let xd = x.buffer.typed::<T>();
+        let ol = out.layout.clone();
+        let od = out.buffer.typed_mut::<T>();
+        for_each_index(ol.shape(), |i, index| {
+            od[position(&ol, index, usize::MAX, 0)] = xd[position(x.layout, index, axis, ix[i])];
+        });
+    }
+    match x.dtype.bits() {
+        8 => run::<u8>(axis, &x, &ix, out),
+        16 => run::<u16>(axis, &x, &ix, out),
+        32 => run::<u32>(axis, &x, &ix, out),
+        _ => run::<u64>(axis, &x, &ix, out),
+    }
+    Ok(())
+}
+
+/// `out[..., idx[..., j, ...], ...] += updates[..., j, ...]` along `axis` (repeated indices
+/// accumulate): `idx` and `updates` have one shape, which agrees with `out`'s except on `axis`.
+pub fn scatter_add(axis: usize, idx: TensorRef<'_>, updates: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
+    const OP: &str = "scatter_add";
+    check_shapes(OP, axis, out.layout, idx.layout, ("the output", "the indices"))?;
+    if updates.layout.shape() != idx.layout.shape() || updates.dtype != out.dtype {
+        return Err(invalid(OP, format!("the updates must be {} {:?}", out.dtype, idx.layout.shape())));
+    }
+    idx.check(OP, "the indices")?;
+    updates.check(OP, "the updates")?;
+    out.check(OP, "the output")?;
+    let ix = indices(OP, &idx, out.layout.shape()[axis])?;
+    fn run<T: Pod + std::ops::Add<Output = T>>(axis: usize, ix: &[usize], u: &TensorRef<'_>, out: TensorMut<'_>) {
+        let ud = u.buffer.typed::<T>();
+        let ol = out.layout.clone();
+        let od = out.buffer.typed_mut::<T>();
+        for_each_index(u.layout.shape(), |i, index| {
+            let p = position(&ol, index, axis, ix[i]);
+            od[p] = od[p] + ud[position(u.layout, index, usize::MAX, 0)];
+        });
+    }
+    match out.dtype {
+        DType::F32 => run::<f32>(axis, &ix, &updates, out),
+        DType::F64 => run::<f64>(axis, &ix, &updates, out),
+        DType::I32 => run::<i32>(axis, &ix, &updates, out),
+        DType::I64 => run::<i64>(axis, &ix, &updates, out),
+        t => return Err(Error::UnsupportedDType { op: OP, dtype: t, expected: "float32, float64, int32 or int64" }),
+    }
+    Ok(())
+}
