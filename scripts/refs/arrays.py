@@ -183,9 +183,21 @@ def main():
     types = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64"]
     promo = [[a, b, str(np.result_type(a, b))] for a in types for b in types]
 
+    # Random numbers: MLX's Threefry keys, splits, uniforms and normals for random seeds.
+    import mlx.core as mx
+    rand = []
+    for sd in [0, int(rng.integers(0, 2**32)), int(rng.integers(2**32, 2**63))]:
+        k = mx.random.key(sd)
+        rand.append({
+            "seed": sd,
+            "split": np.array(mx.random.split(k, 3)).ravel().tolist(),
+            "uniform": np.array(mx.random.uniform(-2.0, 3.0, shape=(2, 7), key=k)).ravel().tolist(),
+            "normal": np.array(mx.random.normal(shape=(9,), key=k)).ravel().tolist(),
+        })
+
     os.makedirs(os.path.join(args.out, "arrays"), exist_ok=True)
     with open(os.path.join(args.out, "arrays", "cases.json"), "w") as f:
-        json.dump({"seed": args.seed, "numpy": np.__version__, "cases": cases, "promotion": promo}, f)
+        json.dump({"seed": args.seed, "numpy": np.__version__, "cases": cases, "promotion": promo, "random": rand}, f)
     with open(os.path.join(args.out, "arrays", "manifest.json"), "w") as f:
         json.dump({"seed": args.seed, "cases": len(cases)}, f)
     print(f"arrays: {len(cases)} cases, {len(promo)} promotion pairs")

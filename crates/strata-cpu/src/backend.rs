@@ -108,6 +108,9 @@ impl Backend for Cpu {
     ) -> Result<()> {
         crate::scatter_add(axis, indices, updates, out)
     }
+    fn random_bits(&self, keys: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
+        crate::random_bits(keys, out)
+    }
     fn copy(&self, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         crate::copy(x, out)
     }

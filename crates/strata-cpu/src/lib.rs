@@ -25,6 +25,7 @@ mod index;
 mod math;
 mod matmul;
 mod qmatmul;
+mod random;
 mod reduce;
 mod strided;
 mod tensor;
@@ -39,6 +40,7 @@ pub use fused::fused;
 pub use index::{gather, scatter_add};
 pub use matmul::matmul2d;
 pub use qmatmul::quantized_matmul;
+pub use random::{random_bits, threefry2x32};
 pub use reduce::{reduce, scan};
 pub use tensor::{TensorMut, TensorRef};
 

@@ -222,6 +222,7 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let upd = node_like(&Prim::Slice { start: start.clone(), step: step.clone() }, vec![g.clone()], &x[1]);
             vec![Some(base), Some(upd)]
         }
+        Prim::RandomBits => vec![None],
         Prim::Gather(axis) => {
             let base = zeros(x[0].shape(), g.dtype())?;
             vec![Some(node_like(&Prim::ScatterAdd(*axis), vec![base, x[1].clone(), g.clone()], &x[0])), None]
@@ -318,6 +319,7 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let r = t[1].as_ref().map(|tb| matmul(&x[0], tb)).transpose()?;
             sum_opt(l, r)?
         }
+        Prim::RandomBits => None,
         Prim::Gather(_) => t[0].as_ref().map(|t0| node_like(prim, vec![t0.clone(), x[1].clone()], node)),
         Prim::ScatterAdd(_) => {
             if t[0].is_none() && t[2].is_none() {

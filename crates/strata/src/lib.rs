@@ -28,6 +28,7 @@ mod graph;
 mod operators;
 mod ops;
 mod prim;
+pub mod random;
 mod vmap;
 
 pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};

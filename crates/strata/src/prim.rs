@@ -64,6 +64,8 @@ pub(crate) enum Prim {
     Gather(usize),
     /// A copy of input 0 with input 2 added at the positions input 1 names along an axis.
     ScatterAdd(usize),
+    /// Threefry random bits from the keys `[K, 2]` into `[K, N]` uint32.
+    RandomBits,
     /// An element-wise program over inputs of the node's shape (made by `compile`).
     Fused(Arc<Fused>),
     /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
@@ -93,6 +95,7 @@ impl Prim {
             Prim::Concat(_) => "concatenate",
             Prim::Fused(_) => "fused",
             Prim::Gather(_) => "take_along_axis",
+            Prim::RandomBits => "random_bits",
             Prim::ScatterAdd(_) => "scatter_add",
             Prim::Error(_) => "error",
         }
@@ -168,6 +171,7 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
     match node.prim() {
         Prim::Constant => Err(internal("a constant without data")),
         Prim::Error(e) => Err(e.clone()),
+        Prim::RandomBits => fresh(b, shape, dtype, |out| b.random_bits(arg(0), out)),
         Prim::Gather(axis) => fresh(b, shape, dtype, |out| b.gather(*axis, arg(0), arg(1), out)),
         Prim::ScatterAdd(axis) => {
             let layout = Layout::contiguous(shape);

@@ -74,6 +74,14 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
         }
         Prim::Concat(axis) => like(all()?, Prim::Concat(axis + 1)),
         Prim::Gather(axis) => like(all()?, Prim::Gather(axis + 1)),
+        // One key per example: [B, 1, 2] keys give [B, 1, N] bits; flatten the key axis away.
+        Prim::RandomBits => {
+            let k = with_batch(&xs[0], b)?; // [B, K, 2]
+            let (kk, n) = (shape[0], shape[1]);
+            let keys = reshape_to(&k, &[b * kk, 2]);
+            let bits = Array::node(Prim::RandomBits, vec![keys], vec![b * kk, n], dtype, k.device());
+            reshape_to(&bits, &bshape)
+        }
         Prim::ScatterAdd(axis) => like(all()?, Prim::ScatterAdd(axis + 1)),
         Prim::Matmul => {
             let (a, bm) = (with_batch(&xs[0], b)?, with_batch(&xs[1], b)?);

@@ -197,3 +197,23 @@ fn promotion_matches_numpy() {
         assert_eq!(result_type(a, b), want, "{a} with {b} (NumPy: {})", t(2));
     }
 }
+
+#[test]
+fn random_matches_mlx() {
+    let refs = refs();
+    for r in refs["random"].as_array().unwrap() {
+        let seed = r["seed"].as_u64().unwrap();
+        let k = random::key(seed);
+        let want: Vec<u32> = r["split"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(random::split(&k, 3).unwrap().to_vec::<u32>().unwrap(), want, "split, seed {seed}");
+        let u = random::uniform(-2.0, 3.0, &[2, 7], DType::F32, Some(&k)).unwrap().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = r["uniform"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(u, want, "uniform, seed {seed}");
+        let z = random::normal(&[9], DType::F32, 0.0, 1.0, Some(&k)).unwrap().to_vec::<f32>().unwrap();
+        for (a, b) in z.iter().zip(r["normal"].as_array().unwrap()) {
+            // erfinv implementations differ in the last bits.
+            let b = b.as_f64().unwrap() as f32;
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "normal, seed {seed}: {a} vs {b}");
+        }
+    }
+}

@@ -196,6 +196,9 @@ pub trait Backend: Send + Sync {
         updates: TensorRef<'_, Self::Buffer>,
         out: TensorMut<'_, Self::Buffer>,
     ) -> Result<()>;
+    /// Threefry-2x32 random bits: `out` (`[K, N]` uint32) gets `N` words from each key of
+    /// `keys` (`[K, 2]` uint32), in MLX's layout.
+    fn random_bits(&self, keys: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
     /// A copy between layouts of the same dtype and shape.
     fn copy(&self, x: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
     /// A conversion between dtypes (same shape), with `ml_dtypes`' rules.
