@@ -23,6 +23,9 @@ impl Backend for Cpu {
     fn alloc(&self, bytes: usize) -> Result<CpuBuffer> {
         CpuBuffer::zeros(bytes)
     }
+    fn alloc_output(&self, bytes: usize) -> Result<CpuBuffer> {
+        CpuBuffer::for_output(bytes)
+    }
     fn upload(&self, bytes: &[u8]) -> Result<CpuBuffer> {
         CpuBuffer::from_slice(bytes)
     }

@@ -27,10 +27,24 @@ impl CpuBuffer {
             let ptr = NonNull::new(std::ptr::without_provenance_mut::<u8>(ALIGN)).expect("non-null");
             return Ok(CpuBuffer { ptr, len: 0 });
         }
+        if let Some(ptr) = cache::take(len) {
+            // SAFETY: a cached block of exactly `len` bytes that nothing else holds.
+            unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+            return Ok(CpuBuffer { ptr, len });
+        }
         let layout = AllocLayout::from_size_align(len, ALIGN).map_err(|_| oom(len))?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         NonNull::new(ptr).map(|ptr| CpuBuffer { ptr, len }).ok_or_else(|| oom(len))
+    }
+
+    /// `len` bytes for a kernel to overwrite entirely: a reused block keeps its old bytes
+    /// (initialized, but meaningless), which saves clearing it; a fresh one is zero.
+    pub fn for_output(len: usize) -> Result<CpuBuffer> {
+        match cache::take(len) {
+            Some(ptr) => Ok(CpuBuffer { ptr, len }),
+            None => CpuBuffer::zeros(len),
+        }
     }
 
     /// A buffer holding a copy of `data`.
@@ -78,10 +92,59 @@ impl CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        if self.len != 0 {
-            // SAFETY: allocated in `zeros` with this layout.
-            unsafe { alloc::dealloc(self.ptr.as_ptr(), AllocLayout::from_size_align_unchecked(self.len, ALIGN)) };
+        if self.len == 0 || cache::give(self.ptr, self.len) {
+            return;
         }
+        // SAFETY: allocated in `zeros` with this size and alignment.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), AllocLayout::from_size_align_unchecked(self.len, ALIGN)) };
+    }
+}
+
+/// A cache of freed large blocks, reused by size: a loop that makes and drops arrays of the
+/// same sizes (every training step) then stops paying for fresh pages (page faults and the
+/// kernel's zeroing) and only clears reused blocks.
+mod cache {
+    use std::collections::HashMap;
+    use std::ptr::NonNull;
+    use std::sync::Mutex;
+
+    /// Blocks smaller than this come from the allocator directly (fast enough there).
+    const MIN: usize = 64 << 10;
+    /// Bytes the cache may hold.
+    const CAP: usize = 512 << 20;
+
+    struct Cache {
+        blocks: HashMap<usize, Vec<usize>>,
+        bytes: usize,
+    }
+
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+    /// A cached block of exactly `len` bytes.
+    pub(super) fn take(len: usize) -> Option<NonNull<u8>> {
+        if len < MIN {
+            return None;
+        }
+        let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let c = c.as_mut()?;
+        let addr = c.blocks.get_mut(&len)?.pop()?;
+        c.bytes -= len;
+        NonNull::new(addr as *mut u8)
+    }
+
+    /// Keeps a block for reuse; false if the cache will not take it (then free it).
+    pub(super) fn give(ptr: NonNull<u8>, len: usize) -> bool {
+        if len < MIN {
+            return false;
+        }
+        let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let c = c.get_or_insert_with(|| Cache { blocks: HashMap::new(), bytes: 0 });
+        if c.bytes + len > CAP {
+            return false;
+        }
+        c.bytes += len;
+        c.blocks.entry(len).or_default().push(ptr.as_ptr() as usize);
+        true
     }
 }
 
@@ -101,4 +164,21 @@ impl std::fmt::Debug for CpuBuffer {
 
 fn oom(len: usize) -> Error {
     Error::OutOfMemory { device: "cpu".into(), bytes: len }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuBuffer;
+
+    #[test]
+    fn reused_blocks_come_back_zeroed() {
+        for _ in 0..3 {
+            let mut b = CpuBuffer::zeros(1 << 20).unwrap();
+            assert!(b.as_bytes().iter().all(|&v| v == 0));
+            assert_eq!(b.as_bytes().as_ptr() as usize % 64, 0);
+            b.as_bytes_mut().fill(0xAB);
+        }
+        let small = CpuBuffer::from_slice(&[1u8, 2, 3]).unwrap();
+        assert_eq!(small.as_bytes(), [1, 2, 3]);
+    }
 }

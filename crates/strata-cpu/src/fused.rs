@@ -1,7 +1,8 @@
 //! The [`Fused`] kernel: an element-wise program run over blocks of `CHUNK` elements, each
 //! step a vectorized loop over one block held in L1 (one op per loop, its `match` resolved
-//! outside the loop), blocks split across threads. Memory is touched once per input and once
-//! for the output, however long the chain.
+//! outside the loop), blocks split across threads. Contiguous inputs are read in place and
+//! broadcast scalars folded into the ops that use them, so memory is touched once per input
+//! and once for the output, however long the chain.
 
 use bytemuck::Pod;
 use rayon::prelude::*;
@@ -77,27 +78,77 @@ fn run<T: Float + Pod>(program: &Fused, inputs: &[TensorRef<'_>], out: TensorMut
     }
 }
 
+/// Where a step's values for the current block are: in its register block, straight in a
+/// contiguous input, or one broadcast value (folded into the ops that use it).
+#[derive(Clone, Copy)]
+enum Operand {
+    Reg(usize),
+    Input(usize),
+    Scalar(usize),
+}
+
 /// Elements `start .. start + out.len()`; the last step writes `out` directly.
 fn block<T: Float + Pod>(program: &Fused, sources: &[Source<'_, T>], start: usize, out: &mut [T], regs: &mut [T]) {
     let w = out.len();
     let last = program.ops.len() - 1;
+    let mut where_: Vec<Operand> = Vec::with_capacity(program.ops.len());
     for (i, op) in program.ops.iter().enumerate() {
         let (before, rest) = regs.split_at_mut(i * CHUNK);
         let dst = if i == last { &mut *out } else { &mut rest[..w] };
-        let reg = |k: usize| &before[k * CHUNK..k * CHUNK + w];
-        match *op {
+        let slice = |o: Operand| -> &[T] {
+            match o {
+                Operand::Reg(k) => &before[k * CHUNK..k * CHUNK + w],
+                Operand::Input(k) => match &sources[k] {
+                    Source::Contiguous(s) => &s[start..start + w],
+                    _ => unreachable!("only contiguous inputs are read in place"),
+                },
+                Operand::Scalar(_) => unreachable!("scalars are folded into their users"),
+            }
+        };
+        let scalar = |o: Operand| match o {
+            Operand::Scalar(k) => match &sources[k] {
+                Source::Scalar(v) => Some(*v),
+                _ => None,
+            },
+            _ => None,
+        };
+        let here = match *op {
             FusedOp::Input(k) => match &sources[k] {
-                Source::Contiguous(s) => dst.copy_from_slice(&s[start..start + w]),
-                Source::Scalar(v) => dst.fill(*v),
+                Source::Contiguous(_) if i != last => Operand::Input(k),
+                Source::Scalar(_) if i != last => Operand::Scalar(k),
+                Source::Contiguous(s) => {
+                    dst.copy_from_slice(&s[start..start + w]);
+                    Operand::Reg(i)
+                }
+                Source::Scalar(v) => {
+                    dst.fill(*v);
+                    Operand::Reg(i)
+                }
                 Source::Strided(data, l) => {
                     for (j, d) in dst.iter_mut().enumerate() {
                         *d = data[position(l, start + j)];
                     }
+                    Operand::Reg(i)
                 }
             },
-            FusedOp::Unary(u, a) => unary_slice(u, reg(a), dst),
-            FusedOp::Binary(b, x, y) => binary_slice(b, reg(x), reg(y), dst),
-        }
+            FusedOp::Unary(u, a) => {
+                match scalar(where_[a]) {
+                    Some(v) => dst.fill(v.unary(u)),
+                    None => unary_slice(u, slice(where_[a]), dst),
+                }
+                Operand::Reg(i)
+            }
+            FusedOp::Binary(b, x, y) => {
+                match (scalar(where_[x]), scalar(where_[y])) {
+                    (Some(p), Some(q)) => dst.fill(p.binary(q, b)),
+                    (None, Some(q)) => binary_scalar_right(b, slice(where_[x]), q, dst),
+                    (Some(p), None) => binary_scalar_left(b, p, slice(where_[y]), dst),
+                    (None, None) => binary_slice(b, slice(where_[x]), slice(where_[y]), dst),
+                }
+                Operand::Reg(i)
+            }
+        };
+        where_.push(here);
     }
 }
 
@@ -135,4 +186,25 @@ fn unary_slice<T: Float + Pod>(op: UnaryOp, a: &[T], o: &mut [T]) {
 
 fn binary_slice<T: Float + Pod>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) {
     crate::elementwise::binary_float_ops!(binary_slice_arms(op, a, b, o))
+}
+
+macro_rules! binary_scalar_arms {
+    ($op:ident, $a:ident, $o:ident, $f:ident; $($v:ident)*) => {
+        match $op {
+            $(BinaryOp::$v => crate::elementwise::simd1($a, $o, &|x: T| $f(x, BinaryOp::$v)),)*
+            _ => unreachable!("rejected by Fused::validate"),
+        }
+    };
+}
+
+/// `o = a op s`.
+fn binary_scalar_right<T: Float + Pod>(op: BinaryOp, a: &[T], s: T, o: &mut [T]) {
+    let f = move |x: T, op: BinaryOp| x.binary(s, op);
+    crate::elementwise::binary_float_ops!(binary_scalar_arms(op, a, o, f))
+}
+
+/// `o = s op b`.
+fn binary_scalar_left<T: Float + Pod>(op: BinaryOp, s: T, b: &[T], o: &mut [T]) {
+    let f = move |y: T, op: BinaryOp| s.binary(y, op);
+    crate::elementwise::binary_float_ops!(binary_scalar_arms(op, b, o, f))
 }

@@ -129,7 +129,7 @@ fn operand<'a, B: DeviceBackend>(d: &'a Data, dtype: DType) -> TensorRef<'a, B::
     TensorRef::new(dtype, B::unwrap(&d.buffer), &d.layout)
 }
 
-/// A fresh contiguous output for `node`, filled by `f`.
+/// A fresh contiguous output for `node`, filled by `f` (which writes every element).
 fn fresh<B: DeviceBackend>(
     backend: &B,
     shape: &[usize],
@@ -137,7 +137,7 @@ fn fresh<B: DeviceBackend>(
     f: impl FnOnce(TensorMut<'_, B::Buffer>) -> Result<()>,
 ) -> Result<Data> {
     let layout = Layout::contiguous(shape);
-    let mut buffer = backend.alloc(dtype.byte_len(layout.numel()))?;
+    let mut buffer = backend.alloc_output(dtype.byte_len(layout.numel()))?;
     f(TensorMut::new(dtype, &mut buffer, &layout))?;
     Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
 }

@@ -89,6 +89,11 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// A buffer of `bytes` bytes, zero-filled. Out of memory is `Error::OutOfMemory`.
     fn alloc(&self, bytes: usize) -> Result<Self::Buffer>;
+    /// A buffer of `bytes` bytes that the caller will overwrite entirely (its contents are
+    /// unspecified, which lets a backend skip clearing a reused block).
+    fn alloc_output(&self, bytes: usize) -> Result<Self::Buffer> {
+        self.alloc(bytes)
+    }
     /// A buffer holding a copy of `bytes`.
     fn upload(&self, bytes: &[u8]) -> Result<Self::Buffer>;
     /// Copies the buffer's first `out.len()` bytes into `out`, after all queued work.
