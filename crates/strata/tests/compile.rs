@@ -2,18 +2,10 @@
 
 use strata::*;
 
+mod common;
+
 fn rand(shape: &[usize], seed: u64, dtype: DType) -> Array {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
-        })
-        .collect();
-    Array::from_slice(&v, shape).unwrap().astype(dtype).unwrap()
+    (common::rand(shape, seed) * 2.0).astype(dtype).unwrap()
 }
 
 fn gelu(x: &Array) -> Result<Array> {

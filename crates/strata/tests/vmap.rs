@@ -2,19 +2,8 @@
 
 use strata::*;
 
-fn rand(shape: &[usize], seed: u64) -> Array {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
-        .collect();
-    Array::from_slice(&v, shape).unwrap()
-}
+mod common;
+use common::rand;
 
 fn close(a: &Array, b: &Array) {
     assert_eq!(a.shape(), b.shape());
