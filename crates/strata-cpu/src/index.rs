@@ -61,12 +61,9 @@ fn for_each_index(shape: &[usize], mut f: impl FnMut(usize, &[usize])) {
     }
 }
 
-fn position(l: &Layout, index: &[usize], axis: usize, at: usize) -> usize {
-    let mut p = l.offset() as isize;
-    for (d, (&i, &s)) in index.iter().zip(l.strides()).enumerate() {
-        p += if d == axis { at } else { i } as isize * s;
-    }
-    p as usize
+/// The buffer position of element `index` of `l` with its coordinate on `axis` replaced by `at`.
+fn position_at(l: &Layout, index: &[usize], axis: usize, at: usize) -> usize {
+    (l.position(index) + (at as isize - index[axis] as isize) * l.strides()[axis]) as usize
 }
 
 /// `out[..., j, ...] = x[..., idx[..., j, ...], ...]` along `axis`: `idx` and `out` have one
@@ -89,7 +86,7 @@ pub fn gather(axis: usize, x: TensorRef<'_>, idx: TensorRef<'_>, out: TensorMut<
         let ol = out.layout.clone();
         let od = out.buffer.typed_mut::<T>();
         for_each_index(ol.shape(), |i, index| {
-            od[position(&ol, index, usize::MAX, 0)] = xd[position(x.layout, index, axis, ix[i])];
+            od[ol.position(index) as usize] = xd[position_at(x.layout, index, axis, ix[i])];
         });
     }
     match x.dtype.bits() {
@@ -118,8 +115,8 @@ pub fn scatter_add(axis: usize, idx: TensorRef<'_>, updates: TensorRef<'_>, out:
         let ol = out.layout.clone();
         let od = out.buffer.typed_mut::<T>();
         for_each_index(u.layout.shape(), |i, index| {
-            let p = position(&ol, index, axis, ix[i]);
-            od[p] = od[p] + ud[position(u.layout, index, usize::MAX, 0)];
+            let p = position_at(&ol, index, axis, ix[i]);
+            od[p] = od[p] + ud[u.layout.position(index) as usize];
         });
     }
     match out.dtype {

@@ -8,7 +8,7 @@ use strata_core::kernel::{BinaryOp, Fused, FusedOp, ReduceOp, ScanOp, UnaryOp};
 use strata_core::{Error, Result};
 
 use crate::array::{ones_like, zeros};
-use crate::graph::{Array, TraceGuard};
+use crate::graph::{Array, TraceGuard, topo_until};
 use crate::ops::{self, *};
 use crate::prim::Prim;
 
@@ -28,7 +28,6 @@ fn unary_derivative(op: UnaryOp, x: &Array, y: &Array) -> Result<Option<Array>> 
     let one = || s(x, 1.0);
     Ok(Some(match op {
         Neg => s(x, -1.0),
-        Abs | Sign if op == Sign => return Ok(None),
         Abs => sign(x)?,
         Square => multiply(x, &s(x, 2.0))?,
         Sqrt => divide(&s(y, 0.5), y)?,
@@ -80,8 +79,7 @@ fn unary_derivative(op: UnaryOp, x: &Array, y: &Array) -> Result<Option<Array>> 
             let sg = sigmoid(x)?;
             multiply(&sg, &add(&one(), &multiply(x, &subtract(&one(), &sg)?)?)?)?
         }
-        Floor | Ceil | Round | IsNan | IsInf | IsFinite | LogicalNot | BitwiseNot => return Ok(None),
-        Sign => unreachable!("handled above"),
+        Sign | Floor | Ceil | Round | IsNan | IsInf | IsFinite | LogicalNot | BitwiseNot => return Ok(None),
     }))
 }
 
@@ -355,10 +353,6 @@ fn trace_inputs(primals: &[Array]) -> Vec<Array> {
     primals.iter().map(|p| node_like(&Prim::Identity, vec![p.clone()], p)).collect()
 }
 
-fn graph_below(outputs: &[Array], stop: &HashSet<u64>) -> Vec<Array> {
-    crate::graph::topo_until(outputs, stop)
-}
-
 fn accumulate(map: &mut HashMap<u64, Array>, id: u64, g: Array) -> Result<()> {
     let g = match map.remove(&id) {
         Some(prev) => add(&prev, &g)?,
@@ -371,7 +365,7 @@ fn accumulate(map: &mut HashMap<u64, Array>, id: u64, g: Array) -> Result<()> {
 /// The reverse pass: cotangents of `inputs` given those of `outputs`.
 fn backward(inputs: &[Array], outputs: &[Array], cotangents: &[Array]) -> Result<Vec<Array>> {
     let input_ids: HashSet<u64> = inputs.iter().map(Array::id).collect();
-    let order = graph_below(outputs, &input_ids);
+    let order = topo_until(outputs, &input_ids);
     let mut depends: HashSet<u64> = input_ids.clone();
     for n in &order {
         if n.inputs().iter().any(|i| depends.contains(&i.id())) {
@@ -461,7 +455,7 @@ pub fn jvp(
     for (i, t) in inputs.iter().zip(tangents) {
         tan.insert(i.id(), t.astype(i.dtype())?);
     }
-    for n in graph_below(&outputs, &input_ids) {
+    for n in topo_until(&outputs, &input_ids) {
         if tan.contains_key(&n.id()) {
             continue;
         }

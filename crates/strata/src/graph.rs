@@ -210,44 +210,37 @@ pub fn eval_all(arrays: &[&Array]) -> Result<()> {
 
 /// The pending nodes `roots` depend on, inputs before users.
 fn topo_pending(roots: &[&Array]) -> Vec<Array> {
-    let mut order = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack: Vec<(Array, bool)> = roots.iter().map(|&a| (a.clone(), false)).collect();
-    stack.reverse();
-    while let Some((a, expanded)) = stack.pop() {
-        if expanded {
-            order.push(a);
-            continue;
-        }
-        if a.is_evaluated() || !seen.insert(a.id()) {
-            continue;
-        }
-        let inputs: Vec<Array> =
-            a.inputs().iter().filter(|i| !i.is_evaluated() && !seen.contains(&i.id())).cloned().collect();
-        stack.push((a, true));
-        stack.extend(inputs.into_iter().rev().map(|i| (i, false)));
-    }
-    order
+    topo(roots.iter().map(|&a| a.clone()), Array::is_evaluated, |_| false)
 }
 
 /// Every node `roots` depend on (evaluated or not, as far as inputs are kept), inputs
 /// before users, not looking below the nodes in `stop`.
 pub(crate) fn topo_until(roots: &[Array], stop: &HashSet<u64>) -> Vec<Array> {
+    topo(roots.iter().cloned(), |_| false, |a| stop.contains(&a.id()))
+}
+
+/// Depth-first post-order from `roots` without recursion: nodes for which `skip` holds are
+/// left out (with everything only they lead to); `stop` nodes are kept but not looked below.
+fn topo(
+    roots: impl DoubleEndedIterator<Item = Array>,
+    skip: impl Fn(&Array) -> bool,
+    stop: impl Fn(&Array) -> bool,
+) -> Vec<Array> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
-    let mut stack: Vec<(Array, bool)> = roots.iter().rev().map(|a| (a.clone(), false)).collect();
+    let mut stack: Vec<(Array, bool)> = roots.rev().map(|a| (a, false)).collect();
     while let Some((a, expanded)) = stack.pop() {
         if expanded {
             order.push(a);
             continue;
         }
-        if !seen.insert(a.id()) {
+        if skip(&a) || !seen.insert(a.id()) {
             continue;
         }
-        let inputs: Vec<Array> = if stop.contains(&a.id()) {
+        let inputs: Vec<Array> = if stop(&a) {
             Vec::new()
         } else {
-            a.inputs().iter().filter(|i| !seen.contains(&i.id())).cloned().collect()
+            a.inputs().iter().filter(|i| !skip(i) && !seen.contains(&i.id())).cloned().collect()
         };
         stack.push((a, true));
         stack.extend(inputs.into_iter().rev().map(|i| (i, false)));

@@ -691,17 +691,13 @@ pub fn logsumexp(x: &Array, axes: Option<&[isize]>, keepdims: bool) -> Result<Ar
     let x = float_of(x)?;
     let m = stop_gradient(&max(&x, axes, true)?)?;
     // An all -inf (or inf) slice would give inf - inf: shift by 0 there.
-    let m = where_(&isfinite(&m)?, &m, &zeros_scalar(&m))?;
+    let m = where_(&isfinite(&m)?, &m, &weak_scalar(&m, 0.0))?;
     let s = log(&sum(&exp(&subtract(&x, &m)?)?, axes, true)?)?;
     let r = add(&s, &m)?;
     if keepdims {
         return Ok(r);
     }
     squeeze(&r, Some(&norm_axes("logsumexp", axes, x.ndim())?.iter().map(|&a| a as isize).collect::<Vec<_>>()))
-}
-
-fn zeros_scalar(like: &Array) -> Array {
-    weak_scalar(like, 0.0)
 }
 
 /// `softmax` over `axes` (computed in the input's float type).

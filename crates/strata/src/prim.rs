@@ -129,16 +129,27 @@ fn operand<'a, B: DeviceBackend>(d: &'a Data, dtype: DType) -> TensorRef<'a, B::
     TensorRef::new(dtype, B::unwrap(&d.buffer), &d.layout)
 }
 
-/// A fresh contiguous output for `node`, filled by `f` (which writes every element).
+/// A fresh contiguous output, filled by `f` (which writes every element).
 fn fresh<B: DeviceBackend>(
     backend: &B,
     shape: &[usize],
     dtype: DType,
     f: impl FnOnce(TensorMut<'_, B::Buffer>) -> Result<()>,
 ) -> Result<Data> {
+    fresh_with(backend, shape, dtype, |buffer, layout| f(TensorMut::new(dtype, buffer, layout)))
+}
+
+/// A fresh contiguous output that `f` fills in several writes (every element at least once),
+/// each through its own view of the buffer.
+fn fresh_with<B: DeviceBackend>(
+    backend: &B,
+    shape: &[usize],
+    dtype: DType,
+    f: impl FnOnce(&mut B::Buffer, &Layout) -> Result<()>,
+) -> Result<Data> {
     let layout = Layout::contiguous(shape);
     let mut buffer = backend.alloc_output(dtype.byte_len(layout.numel()))?;
-    f(TensorMut::new(dtype, &mut buffer, &layout))?;
+    f(&mut buffer, &layout)?;
     Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
 }
 
@@ -173,13 +184,10 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
         Prim::Error(e) => Err(e.clone()),
         Prim::RandomBits => fresh(b, shape, dtype, |out| b.random_bits(arg(0), out)),
         Prim::Gather(axis) => fresh(b, shape, dtype, |out| b.gather(*axis, arg(0), arg(1), out)),
-        Prim::ScatterAdd(axis) => {
-            let layout = Layout::contiguous(shape);
-            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
-            b.copy(arg(0), TensorMut::new(dtype, &mut buffer, &layout))?;
-            b.scatter_add(*axis, arg(1), arg(2), TensorMut::new(dtype, &mut buffer, &layout))?;
-            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
-        }
+        Prim::ScatterAdd(axis) => fresh_with(b, shape, dtype, |buffer, layout| {
+            b.copy(arg(0), TensorMut::new(dtype, buffer, layout))?;
+            b.scatter_add(*axis, arg(1), arg(2), TensorMut::new(dtype, buffer, layout))
+        }),
         Prim::Fused(program) => {
             let args: Vec<_> = (0..inputs.len()).map(arg).collect();
             fresh(b, shape, dtype, |out| b.fused(program, &args, out))
@@ -200,9 +208,8 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
         }
         Prim::Reshape => {
             let d = contiguous(b, inputs[0], dtype)?;
-            let mut layout = Layout::contiguous(shape);
-            layout = Layout::new(shape, layout.strides(), d.layout.offset())?;
-            Ok(view(&d, layout))
+            let strides = Layout::contiguous(shape).strides().to_vec();
+            Ok(view(&d, Layout::new(shape, &strides, d.layout.offset())?))
         }
         Prim::Transpose(perm) => {
             let l = &inputs[0].layout;
@@ -218,27 +225,21 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
             Ok(view(inputs[0], Layout::new(shape, &strides, l.offset())?))
         }
         Prim::Slice { start, step } => Ok(view(inputs[0], slice_layout(&inputs[0].layout, start, step, shape)?)),
-        Prim::SliceUpdate { start, step } => {
-            let layout = Layout::contiguous(shape);
-            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
-            b.copy(arg(0), TensorMut::new(dtype, &mut buffer, &layout))?;
-            let target = slice_layout(&layout, start, step, inputs[1].layout.shape())?;
-            b.copy(arg(1), TensorMut::new(dtype, &mut buffer, &target))?;
-            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
-        }
-        Prim::Concat(axis) => {
-            let layout = Layout::contiguous(shape);
-            let mut buffer = b.alloc(dtype.byte_len(layout.numel()))?;
+        Prim::SliceUpdate { start, step } => fresh_with(b, shape, dtype, |buffer, layout| {
+            b.copy(arg(0), TensorMut::new(dtype, buffer, layout))?;
+            let target = slice_layout(layout, start, step, inputs[1].layout.shape())?;
+            b.copy(arg(1), TensorMut::new(dtype, buffer, &target))
+        }),
+        Prim::Concat(axis) => fresh_with(b, shape, dtype, |buffer, layout| {
             let mut at = 0;
             for (i, d) in inputs.iter().enumerate() {
-                let len = d.layout.shape()[*axis];
                 let mut start = vec![0; shape.len()];
                 start[*axis] = at;
-                let target = slice_layout(&layout, &start, &vec![1; shape.len()], d.layout.shape())?;
-                b.copy(arg(i), TensorMut::new(dtype, &mut buffer, &target))?;
-                at += len;
+                let target = slice_layout(layout, &start, &vec![1; shape.len()], d.layout.shape())?;
+                b.copy(arg(i), TensorMut::new(dtype, buffer, &target))?;
+                at += d.layout.shape()[*axis];
             }
-            Ok(Data { buffer: Arc::new(B::wrap(buffer)), layout })
-        }
+            Ok(())
+        }),
     }
 }
