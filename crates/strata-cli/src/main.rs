@@ -4,9 +4,12 @@
 //!   quantization mode does to a sample weight matrix.
 //! - `strata formats NAME` — every code of one narrow format and the value it denotes.
 //! - `strata tour` — the array-layer examples on the default device, with timings and pictures.
+//! - `strata trace ...` — the flight recorder: collect a window, overview, aggregate by state,
+//!   export to Perfetto, status and prune.
 
 mod formats;
 mod tour;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,8 @@ enum Command {
     Formats(formats::Args),
     /// Run the examples (Mandelbrot, curve fitting) on the default device, writing pictures.
     Tour(tour::Args),
+    /// Look back at the flight recorder: collect, overview, aggregate, export, status, prune.
+    Trace(trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Formats(args) => formats::run(&args),
         Command::Tour(args) => tour::run(&args),
+        Command::Trace(args) => trace::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

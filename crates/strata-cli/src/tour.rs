@@ -12,6 +12,12 @@ mod curve_fit;
 #[allow(dead_code)]
 #[path = "../../strata/examples/mandelbrot.rs"]
 mod mandelbrot;
+#[allow(clippy::duplicate_mod)]
+#[path = "../../strata/examples/common/picture.rs"]
+mod picture;
+#[allow(dead_code)]
+#[path = "../../strata-trace/examples/trace_demo.rs"]
+mod trace_demo;
 
 /// Arguments of `strata tour`.
 #[derive(clap::Args)]
@@ -41,8 +47,79 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         curve_fit::STEPS,
         path.display()
     );
+    let t = Instant::now();
+    match trace_demo::run(2.0) {
+        Ok(trace) => {
+            let path = args.out.join("trace_frames.png");
+            frame_picture(&trace, &path)?;
+            let agg = strata_trace::aggregate(&trace, "scene", None);
+            let per_scene: Vec<String> = agg
+                .processes
+                .iter()
+                .flat_map(|p| &p.states)
+                .map(|s| {
+                    let fps = s.frames.as_ref().map_or(0.0, |f| f.fps);
+                    let p99 = s.frames.as_ref().map_or(0.0, |f| f.p99_ms);
+                    format!("{} {fps:.0} fps (p99 {p99:.1} ms)", s.label)
+                })
+                .collect();
+            println!(
+                "  trace        {:>7.2} s  a 120 fps loop with two state domains, read back from the flight recorder: {}\n               -> {}\n               (then: strata trace overview --last 5m --include-state-transitions)",
+                t.elapsed().as_secs_f64(),
+                per_scene.join(", "),
+                path.display()
+            );
+        }
+        Err(e) => println!("  trace        skipped: {e}"),
+    }
     println!("\n(the heat-diffusion example arrives with conv2d in the array layer)");
+    strata_trace::flush()?;
     Ok(())
+}
+
+/// Frame times over time, one dot per frame coloured by the scene state, with the network
+/// download drawn as a bar underneath.
+fn frame_picture(trace: &strata_trace::Trace, path: &std::path::Path) -> std::io::Result<()> {
+    use strata_trace::RecordKind;
+    let (w, h, margin) = (900usize, 360usize, 30.0);
+    let mut c = picture::Canvas::new(w, h, [255, 255, 255]);
+    let Some(p) = trace.processes.first() else { return c.save(path) };
+    let frames: Vec<(u64, u64)> = p
+        .records
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::Frame { .. }))
+        .map(|r| r.ts)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| (w[1], w[1] - w[0]))
+        .collect();
+    let (Some(&(t0, _)), Some(&(t1, _))) = (frames.first(), frames.last()) else { return c.save(path) };
+    let max_ms = frames.iter().map(|&(_, d)| d as f64 / 1e6).fold(10.0, f64::max) * 1.1;
+    let x = |t: u64| margin + (t.saturating_sub(t0)) as f64 / (t1 - t0).max(1) as f64 * (w as f64 - 2.0 * margin);
+    let y = |ms: f64| (h as f64 - 2.0 * margin) * (1.0 - ms / max_ms) + margin / 2.0;
+    for ms in (0..=(max_ms as u64)).step_by(2) {
+        c.line(
+            (margin, y(ms as f64)),
+            (w as f64 - margin, y(ms as f64)),
+            if ms % 10 == 0 { [200, 200, 200] } else { [238, 238, 238] },
+        );
+    }
+    let states = strata_trace::state_intervals(p);
+    let colour = |label: &str| if label == "playing" { [230, 120, 20] } else { [40, 90, 200] };
+    for &(t, d) in &frames {
+        let label = states
+            .iter()
+            .find(|s| s.domain == "scene" && s.start_ns < t && t <= s.end_ns)
+            .map_or("", |s| s.label.as_str());
+        c.dot(x(t), y(d as f64 / 1e6), 2, colour(label));
+    }
+    for s in states.iter().filter(|s| s.domain == "network") {
+        for row in 0..6 {
+            let yy = h as f64 - margin / 2.0 - row as f64;
+            c.line((x(s.start_ns), yy), (x(s.end_ns), yy), [40, 160, 80]);
+        }
+    }
+    c.save(path)
 }
 
 fn rayon_threads() -> usize {

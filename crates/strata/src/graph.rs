@@ -178,6 +178,9 @@ impl Array {
 
     /// Runs one node whose inputs are evaluated.
     fn realize(&self) -> Result<()> {
+        // Every kernel dispatch is a span in the flight recorder (strata-trace), named by its
+        // primitive; about 40 ns when recording, one branch when STRATA_TRACE=off.
+        let _span = strata_trace::span(self.prim().name());
         let mut inputs = self.inputs();
         let data = {
             let datas: Vec<&Data> = inputs
@@ -202,7 +205,12 @@ pub(crate) fn internal(what: &str) -> Error {
 
 /// Evaluates several arrays together (shared work is done once).
 pub fn eval_all(arrays: &[&Array]) -> Result<()> {
-    for a in topo_pending(arrays) {
+    let pending = topo_pending(arrays);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let _span = strata_trace::span("eval");
+    for a in pending {
         a.realize()?;
     }
     Ok(())
