@@ -27,13 +27,13 @@ fn unit(x: f64) -> f64 {
     y
 }
 
-/// The A/B workload: `seconds` of work units, one span per unit plus a counter every unit and
-/// a frame every tenth (≈ 10k+ events/s). Prints CPU ns per unit.
-fn workload(seconds: f64) {
+/// The A/B workload: `seconds` of work units (or exactly `units` of them), one span per unit
+/// plus a counter every unit and a frame every tenth (≈ 10k+ events/s). Prints CPU ns per unit.
+fn workload(seconds: f64, units: Option<u64>) {
     let t = Instant::now();
     let c0 = cpu_ns();
     let (mut n, mut x) = (0u64, 1.0);
-    while t.elapsed().as_secs_f64() < seconds {
+    while units.map_or(t.elapsed().as_secs_f64() < seconds, |u| n < u) {
         {
             let _s = strata_trace::span("unit");
             x = unit(x);
@@ -101,6 +101,35 @@ fn child(mode: &str, on: bool, dir: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Instructions of the whole process (every thread, the flusher included) for a fixed amount
+/// of work, recorder on against off: deterministic where the timings are too noisy to resolve
+/// one percent.
+fn callgrind(dir: &std::path::Path, units: u64) {
+    let count = |on: bool| -> u64 {
+        let mut c = Command::new("valgrind");
+        c.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(std::env::current_exe().unwrap())
+            .env(CHILD, format!("units:{units}"))
+            .env("STRATA_TRACE_DIR", dir);
+        if on {
+            c.env_remove("STRATA_TRACE");
+        } else {
+            c.env("STRATA_TRACE", "off");
+        }
+        let out = c.output().expect("valgrind runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| l.contains("Collected :")).unwrap_or_else(|| panic!("no total in:\n{err}"));
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    };
+    let (on, off) = (count(true), count(false));
+    let events = units * 2 + units / 10;
+    println!(
+        "callgrind, {units} units ({events} events): {on} instructions on, {off} off → overhead {:+.3}% ({:.0} instructions per event)",
+        (on as f64 / off as f64 - 1.0) * 100.0,
+        (on - off) as f64 / events as f64
+    );
+}
+
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir.join("detail")).map_or(0, |d| d.flatten().map(|e| e.metadata().unwrap().len()).sum())
 }
@@ -112,12 +141,19 @@ fn main() {
     if let Ok(mode) = std::env::var(CHILD) {
         match mode.as_str() {
             "hot" => hot_path(),
-            m => workload(m.parse().unwrap()),
+            m => match m.strip_prefix("units:") {
+                Some(u) => workload(0.0, Some(u.parse().unwrap())),
+                None => workload(m.parse().unwrap(), None),
+            },
         }
         return;
     }
     let (pairs, seconds) = (arg("--pairs", 8.0) as usize, arg("--seconds", 1.0));
     let dir = std::env::temp_dir().join(format!("strata-trace-bench-{}", std::process::id()));
+    if args.iter().any(|a| a == "--callgrind") {
+        callgrind(&dir, arg("--units", 1000.0) as u64);
+        return;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     print!("{}", child("hot", true, &dir));
     let off_hot = child("hot", false, &dir);

@@ -10,25 +10,49 @@ use std::sync::{
 };
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
+struct Anchor {
+    at: Instant,
+    mono: u64,
+    wall: u64,
+}
 
-fn anchor() -> &'static (Instant, u64) {
+static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+
+fn anchor() -> &'static Anchor {
     ANCHOR.get_or_init(|| {
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        (Instant::now(), wall)
+        Anchor { at: Instant::now(), mono: monotonic_ns(), wall }
     })
+}
+
+/// The monotonic clock in ns, read directly: `Instant::elapsed` adds a `Duration` round trip
+/// that was a visible part of an event's cost.
+#[cfg(unix)]
+#[inline]
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(not(unix))]
+#[inline]
+fn monotonic_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Nanoseconds since the Unix epoch, monotonic within this process.
 #[inline]
 pub fn now_ns() -> u64 {
-    let (at, wall) = anchor();
-    wall + at.elapsed().as_nanos() as u64
+    let a = anchor();
+    a.wall + monotonic_ns().saturating_sub(a.mono)
 }
 
 /// Converts an [`Instant`] of this process into the recorder's time line.
 pub fn instant_ns(t: Instant) -> u64 {
-    let (at, wall) = anchor();
+    let Anchor { at, wall, .. } = anchor();
     match t.checked_duration_since(*at) {
         Some(d) => wall + d.as_nanos() as u64,
         None => wall.saturating_sub(at.duration_since(t).as_nanos() as u64),

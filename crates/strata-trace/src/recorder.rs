@@ -286,7 +286,7 @@ pub fn stats() -> Stats {
 
 fn flush_locked(rec: &Recorder, sink: &mut Sink, final_rollups: bool) -> Result<(), TraceError> {
     crate::state::poll_all();
-    let mut raws = Vec::new();
+    let mut raws = sink.take_raw_buffer();
     let mut dropped = 0;
     let mut fresh_threads = Vec::new();
     {
@@ -302,14 +302,15 @@ fn flush_locked(rec: &Recorder, sink: &mut Sink, final_rollups: bool) -> Result<
         });
     }
     let now = now_ns();
-    let mut records: Vec<Record> = Vec::with_capacity(raws.len() + 8);
+    let mut records = sink.take_record_buffer();
     for (tid, name) in fresh_threads {
         sink.add_thread(tid, Name::from(name.as_str()));
         records.push(Record { ts: now, thread: tid, kind: RecordKind::ThreadName { name: name.into() } });
     }
-    for (thread, raw) in raws {
+    for &(thread, raw) in &raws {
         records.push(sink.convert(thread, raw));
     }
+    sink.return_raw_buffer(raws);
     records.append(&mut rec.states.lock().unwrap_or_else(|e| e.into_inner()));
     if dropped > 0 {
         records.push(Record { ts: now, thread: 0, kind: RecordKind::Dropped { count: dropped } });
@@ -347,7 +348,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// CPU time of the process (user + system, ns) and its resident memory in bytes, where known.
-fn process_usage() -> (u64, Option<u64>) {
+pub(crate) fn process_usage() -> (u64, Option<u64>) {
     #[cfg(unix)]
     {
         // SAFETY: getrusage fills the struct we pass and reads nothing else.

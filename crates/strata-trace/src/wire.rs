@@ -47,9 +47,39 @@ impl Buf {
     }
 }
 
+/// A multiplicative hasher for the flusher's small keys (pointers, short names): SipHash's
+/// flood resistance buys nothing here and cost a tenth of the flusher's time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHash>>;
+
 /// Encodes the chunks of one stream, remembering which strings the stream already carries.
 pub(crate) struct Encoder {
-    ids: HashMap<Name, u64>,
+    ids: FastMap<Name, u64>,
+    /// Most names are the same `Arc` over and over (the writer shares one per `&'static str`);
+    /// looking them up by address skips hashing the text. The map holds a clone, so an address
+    /// cannot be freed and reused by another string while it is here.
+    by_ptr: FastMap<usize, (Name, u64)>,
     fresh: Vec<Name>,
     /// Kept across chunks: a deflate state is ~300 KB to allocate and clear.
     z: flate2::Compress,
@@ -57,7 +87,12 @@ pub(crate) struct Encoder {
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder { ids: HashMap::new(), fresh: Vec::new(), z: flate2::Compress::new(flate2::Compression::fast(), false) }
+        Encoder {
+            ids: FastMap::default(),
+            by_ptr: FastMap::default(),
+            fresh: Vec::new(),
+            z: flate2::Compress::new(flate2::Compression::fast(), false),
+        }
     }
 }
 
@@ -66,6 +101,7 @@ impl Encoder {
     pub fn chunk(&mut self, open: Option<&ProcessInfo>, records: &[Record]) -> Vec<u8> {
         if open.is_some() {
             self.ids.clear();
+            self.by_ptr.clear();
         }
         let base = records.first().map_or(0, |r| r.ts);
         let mut recs = Buf::default();
@@ -112,11 +148,19 @@ impl Encoder {
     }
 
     fn name(&mut self, b: &mut Buf, s: &Name) {
+        let ptr = Name::as_ptr(s) as *const u8 as usize;
+        if let Some((_, id)) = self.by_ptr.get(&ptr) {
+            b.u(*id);
+            return;
+        }
         let next = self.ids.len() as u64;
         let id = *self.ids.entry(s.clone()).or_insert_with(|| {
             self.fresh.push(s.clone());
             next
         });
+        if self.by_ptr.len() < 1 << 16 {
+            self.by_ptr.insert(ptr, (s.clone(), id));
+        }
         b.u(id);
     }
 

@@ -1,7 +1,7 @@
 //! The flusher's side of the store: appends chunks to this process's current segment, rotates
 //! segments, builds the per-second rollups, and prunes old files now and then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::model::{Fields, Name, ProcessInfo, Record, RecordKind, Rollup, StateC
 use crate::recorder::Config;
 use crate::ring::{Raw, RawKind};
 use crate::store::{SegmentKind, Store};
-use crate::wire::{Encoder, header};
+use crate::wire::{Encoder, FastMap, header};
 
 struct Open {
     file: File,
@@ -43,13 +43,19 @@ pub(crate) struct Sink {
     detail: Option<Open>,
     rollup: Option<Open>,
     seq: u64,
-    names: HashMap<(usize, usize), Name>,
+    names: FastMap<(usize, usize), Name>,
     threads: Vec<(u64, Name)>,
     states: BTreeMap<Name, Current>,
     bins: BTreeMap<(u64, Vec<(Name, Name)>), Bin>,
     last_frame: Option<u64>,
     last_prune: u64,
     bytes_written: u64,
+    /// Buffers kept between flushes (fresh ones page-faulted on every flush).
+    raw_buffer: Vec<(u64, Raw)>,
+    record_buffer: Vec<Record>,
+    /// Process CPU time and memory when the recorder started, written with the first batch so
+    /// that even a short run has two samples to take a difference of.
+    first_sample: Option<(u64, Option<u64>)>,
 }
 
 const PRUNE_EVERY_NS: u64 = 60_000_000_000;
@@ -69,14 +75,30 @@ impl Sink {
             detail: None,
             rollup: None,
             seq: 0,
-            names: HashMap::new(),
+            names: FastMap::default(),
             threads: Vec::new(),
             states: BTreeMap::new(),
             bins: BTreeMap::new(),
             last_frame: None,
             last_prune: 0,
             bytes_written: 0,
+            raw_buffer: Vec::new(),
+            record_buffer: Vec::new(),
+            first_sample: Some(crate::recorder::process_usage()),
         })
+    }
+
+    pub fn take_raw_buffer(&mut self) -> Vec<(u64, Raw)> {
+        std::mem::take(&mut self.raw_buffer)
+    }
+
+    pub fn return_raw_buffer(&mut self, mut b: Vec<(u64, Raw)>) {
+        b.clear();
+        self.raw_buffer = b;
+    }
+
+    pub fn take_record_buffer(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.record_buffer)
     }
 
     pub fn bytes_written(&self) -> u64 {
@@ -122,7 +144,25 @@ impl Sink {
     }
 
     /// Appends a batch (sorted by time) recorded up to `now`.
-    pub fn write(&mut self, records: Vec<Record>, now: u64, all_rollups: bool) -> Result<(), TraceError> {
+    pub fn write(&mut self, mut records: Vec<Record>, now: u64, all_rollups: bool) -> Result<(), TraceError> {
+        if let Some((cpu, rss)) = self.first_sample.take() {
+            let at = self.info.start_ns;
+            let counter = |name: &str, value: f64| Record {
+                ts: at,
+                thread: 0,
+                kind: RecordKind::Counter { name: Name::from(name), value },
+            };
+            let mut first = vec![counter("process.cpu_ns", cpu as f64)];
+            first.extend(rss.map(|r| counter("process.rss_bytes", r as f64)));
+            records.splice(0..0, first);
+        }
+        let result = self.write_batch(&records, now, all_rollups);
+        records.clear();
+        self.record_buffer = records;
+        result
+    }
+
+    fn write_batch(&mut self, records: &[Record], now: u64, all_rollups: bool) -> Result<(), TraceError> {
         let rotate = self.detail.as_ref().is_none_or(|d| {
             now.saturating_sub(d.opened_ns) >= self.config.segment_span.as_nanos() as u64
                 || d.bytes >= self.config.segment_bytes
@@ -134,9 +174,9 @@ impl Sink {
             self.detail = Some(open);
         }
         if !records.is_empty() {
-            self.bytes_written += Self::append(self.detail.as_mut().unwrap(), false, &self.info, &records)?;
+            self.bytes_written += Self::append(self.detail.as_mut().unwrap(), false, &self.info, records)?;
         }
-        self.roll(&records);
+        self.roll(records);
         self.emit_rollups(now, all_rollups)?;
         if now.saturating_sub(self.last_prune) >= PRUNE_EVERY_NS {
             self.last_prune = now;
