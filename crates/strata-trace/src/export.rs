@@ -47,12 +47,8 @@ pub fn export(trace: &Trace, format: Format) -> Vec<u8> {
 struct Pb(Vec<u8>);
 
 impl Pb {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    fn varint(&mut self, v: u64) {
+        crate::wire::put_varint(&mut self.0, v);
     }
     fn key(&mut self, field: u32, wire: u8) {
         self.varint(u64::from(field) << 3 | u64::from(wire));

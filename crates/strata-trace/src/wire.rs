@@ -24,16 +24,21 @@ const DATA: u8 = 2;
 /// Refuse chunk bodies that inflate past this (a corrupt length must not exhaust memory).
 const MAX_BODY: u64 = 256 << 20;
 
+/// Appends `v` as a LEB128 varint (the encoding protobuf uses too).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 #[derive(Default)]
 struct Buf(Vec<u8>);
 
 impl Buf {
-    fn u(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    fn u(&mut self, v: u64) {
+        put_varint(&mut self.0, v);
     }
     fn i(&mut self, v: i64) {
         self.u(((v << 1) ^ (v >> 63)) as u64);
