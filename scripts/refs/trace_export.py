@@ -11,11 +11,17 @@ sums, state labels per domain track in order) and compares it with the expectati
 """
 import json
 import math
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+
+def base_track(name: str) -> str:
+    """Overlapping slices go to extra lanes named "TRACK (2)", "TRACK (3)", ...: one track here."""
+    return re.sub(r" \(\d+\)$", "", name)
 
 
 def summarise_perfetto(data: bytes) -> dict:
@@ -41,9 +47,11 @@ def summarise_perfetto(data: bytes) -> dict:
         assert p.timestamp >= last_ts, "packets are in time order"
         last_ts = p.timestamp
         ev = p.track_event
-        track = names[ev.track_uuid]
+        track = base_track(names[ev.track_uuid])
         if ev.type == TE.TYPE_SLICE_BEGIN:
-            stacks[ev.track_uuid].append((ev.name, p.timestamp))
+            stack = stacks[ev.track_uuid]
+            assert not stack or stack[-1][1] <= p.timestamp, "a slice begins inside its lane's open slice"
+            stack.append((ev.name, p.timestamp))
             if track.startswith("state: "):
                 states[track].append(ev.name)
             else:

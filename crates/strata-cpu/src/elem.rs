@@ -371,7 +371,7 @@ macro_rules! impl_int {
                         } else {
                             let q = a.wrapping_div(b);
                             // Round toward -inf: one less when the signs differ and it was inexact.
-                            if (a % b != 0) && ((a < 0) != (b < 0)) { q.wrapping_sub(1) } else { q }
+                            if (a.wrapping_rem(b) != 0) && ((a < 0) != (b < 0)) { q.wrapping_sub(1) } else { q }
                         }
                     }
                     B::Remainder => {

@@ -130,7 +130,7 @@ fn span_of(p: &ProcessTrace) -> Window {
         .records
         .iter()
         .map(|r| match &r.kind {
-            RecordKind::Span { dur, .. } | RecordKind::Gpu { dur, .. } => r.ts + dur,
+            RecordKind::Span { dur, .. } | RecordKind::Gpu { dur, .. } => r.ts.saturating_add(*dur),
             _ => r.ts,
         })
         .max()
@@ -152,9 +152,9 @@ pub fn state_intervals(p: &ProcessTrace) -> Vec<StateInterval> {
             continue;
         }
         let stable = fields_map(stable);
-        if *change == StateChange::Snapshot
-            && open.get(domain).is_some_and(|i| Some(i.label.as_str()) == label.as_deref() && i.stable == stable)
-        {
+        // A snapshot restates what earlier records said; it only tells something when they
+        // are missing (a window's start, a segment whose predecessors were deleted).
+        if *change == StateChange::Snapshot && open.contains_key(domain) {
             continue;
         }
         if let Some(mut i) = open.remove(domain) {
@@ -196,7 +196,6 @@ fn frame_stats(p: &ProcessTrace, ranges: Option<&[(u64, u64)]>) -> Option<FrameS
     let mut prev = None;
     let (mut count, mut cpu, mut gpu, mut gpu_n) = (0u64, 0u64, 0u64, 0u64);
     let mut intervals = Vec::new();
-    let mut first_last = (u64::MAX, 0);
     for r in &p.records {
         let RecordKind::Frame { cpu: c, gpu: g } = &r.kind else { continue };
         let dt = prev.map(|t| r.ts.saturating_sub(t));
@@ -213,15 +212,16 @@ fn frame_stats(p: &ProcessTrace, ranges: Option<&[(u64, u64)]>) -> Option<FrameS
         if let Some(dt) = dt {
             intervals.push(dt);
         }
-        first_last = (first_last.0.min(r.ts), first_last.1.max(r.ts));
     }
     if count == 0 {
         return None;
     }
     intervals.sort_unstable();
-    let covered = match ranges {
-        Some(rs) => rs.iter().map(|(s, e)| e - s).sum::<u64>(),
-        None => first_last.1 - first_last.0 + intervals.first().copied().unwrap_or(0),
+    // Without ranges, the time covered is the sum of the frame intervals (one per frame but
+    // the first, whose start is unknown).
+    let (covered, counted) = match ranges {
+        Some(rs) => (rs.iter().map(|(s, e)| e.saturating_sub(*s)).sum::<u64>(), count),
+        None => (intervals.iter().sum::<u64>(), intervals.len() as u64),
     };
     let ms = |ns: u64| ns as f64 / 1e6;
     let mean =
@@ -229,7 +229,7 @@ fn frame_stats(p: &ProcessTrace, ranges: Option<&[(u64, u64)]>) -> Option<FrameS
     let p99 = percentile(&intervals, 0.99);
     Some(FrameStats {
         count,
-        fps: if covered > 0 { count as f64 / (covered as f64 / 1e9) } else { 0.0 },
+        fps: if covered > 0 { counted as f64 / (covered as f64 / 1e9) } else { 0.0 },
         mean_ms: mean,
         p50_ms: ms(percentile(&intervals, 0.5)),
         p99_ms: ms(p99),
@@ -240,11 +240,14 @@ fn frame_stats(p: &ProcessTrace, ranges: Option<&[(u64, u64)]>) -> Option<FrameS
 }
 
 fn gpu_in(p: &ProcessTrace, ranges: Option<&[(u64, u64)]>) -> (u64, u64) {
+    // Kernels belong to the state they started in; frames, as in `frame_stats`, to the one
+    // they ended in.
     let inside = |t: u64| ranges.is_none_or(|rs| rs.iter().any(|&(s, e)| t >= s && t < e));
+    let frame_inside = |t: u64| ranges.is_none_or(|rs| rs.iter().any(|&(s, e)| t > s && t <= e));
     let (mut ns, mut kernels) = (0, 0);
     for r in &p.records {
         match &r.kind {
-            RecordKind::Frame { gpu: Some(g), .. } if inside(r.ts) => ns += g,
+            RecordKind::Frame { gpu: Some(g), .. } if frame_inside(r.ts) => ns += g,
             RecordKind::Gpu { dur, .. } if inside(r.ts) => {
                 ns += dur;
                 kernels += 1;
@@ -274,7 +277,7 @@ pub fn overview(trace: &Trace, include_states: bool) -> Overview {
             };
             let cpu = series("process.cpu_ns");
             let cpu_time_s = (cpu.len() >= 2).then(|| (cpu[cpu.len() - 1] - cpu[0]) / 1e9);
-            let wall = (span.end_ns - span.start_ns) as f64 / 1e9;
+            let wall = span.end_ns.saturating_sub(span.start_ns) as f64 / 1e9;
             let rss = series("process.rss_bytes");
             let (gpu_ns, gpu_kernels) = gpu_in(p, None);
             let mut spans: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
@@ -405,7 +408,7 @@ pub fn aggregate(trace: &Trace, domain: &str, label: Option<&str>) -> Aggregate 
                 StateAggregate {
                     label: l.to_owned(),
                     intervals: ranges.len() as u64,
-                    active_s: ranges.iter().map(|(s, e)| e - s).sum::<u64>() as f64 / 1e9,
+                    active_s: ranges.iter().map(|(s, e)| e.saturating_sub(*s)).sum::<u64>() as f64 / 1e9,
                     frames: frame_stats(p, Some(&ranges)),
                     gpu_time_s: gpu_in(p, Some(&ranges)).0 as f64 / 1e9,
                     overlaps,
@@ -519,7 +522,7 @@ impl Overview {
             out.push_str("no records in this window\n");
         }
         for p in &self.processes {
-            let dur = (p.span.end_ns - p.span.start_ns) as f64 / 1e9;
+            let dur = p.span.end_ns.saturating_sub(p.span.start_ns) as f64 / 1e9;
             let _ = writeln!(
                 out,
                 "{} (pid {}): {} .. {} ({dur:.1} s)",

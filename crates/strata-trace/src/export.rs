@@ -166,7 +166,10 @@ impl Events {
                 te.msg(TE_ANNOTATIONS, annotation(k, v));
             }
         });
-        self.event(start + dur, (0, u64::MAX - start), track, SLICE_END, None, |_| {});
+        // An empty slice ends right after its own begin (the sort is stable); others end before
+        // anything that begins at the same time.
+        let order = if dur == 0 { (1, u64::MAX) } else { (0, u64::MAX - start) };
+        self.event(start.saturating_add(dur), order, track, SLICE_END, None, |_| {});
     }
 }
 
@@ -198,6 +201,37 @@ fn thread_names(p: &ProcessTrace) -> BTreeMap<u64, String> {
     names
 }
 
+struct SliceRec {
+    start: u64,
+    dur: u64,
+    name: String,
+    args: Vec<(String, Value)>,
+}
+
+/// Spreads slices (sorted by start, longest first) over lanes so that the slices of each lane
+/// nest properly, as Perfetto's begin/end events require: a slice joins the first lane where
+/// it starts after the open slices end or fits inside the innermost one.
+fn lanes(slices: &[SliceRec]) -> Vec<usize> {
+    let mut open: Vec<Vec<u64>> = Vec::new();
+    slices
+        .iter()
+        .map(|s| {
+            let end = s.start.saturating_add(s.dur);
+            for (l, stack) in open.iter_mut().enumerate() {
+                while stack.last().is_some_and(|&e| e <= s.start) {
+                    stack.pop();
+                }
+                if stack.last().is_none_or(|&e| end <= e) {
+                    stack.push(end);
+                    return l;
+                }
+            }
+            open.push(vec![end]);
+            open.len() - 1
+        })
+        .collect()
+}
+
 fn perfetto(trace: &Trace) -> Vec<u8> {
     let mut out = Pb::default();
     let mut first = Pb::default();
@@ -220,13 +254,15 @@ fn perfetto(trace: &Trace) -> Vec<u8> {
                 td.msg(TD_THREAD, thd);
             });
         }
-        let mut named = BTreeMap::new();
+        // Slices per logical track; overlapping ones are spread over lanes below.
+        let mut slices: BTreeMap<(u8, String), Vec<SliceRec>> = BTreeMap::new();
         let mut counters = BTreeMap::new();
+        let mut add = |key: (u8, String), start: u64, dur: u64, name: &str, args: Vec<(String, Value)>| {
+            slices.entry(key).or_default().push(SliceRec { start, dur, name: name.to_owned(), args });
+        };
         for r in &p.records {
             match &r.kind {
-                RecordKind::Span { name, dur } => {
-                    ev.slice(track("thread", &r.thread.to_string()), r.ts, *dur, name, &[])
-                }
+                RecordKind::Span { name, dur } => add((0, r.thread.to_string()), r.ts, *dur, name, Vec::new()),
                 RecordKind::Instant { name } => {
                     ev.event(r.ts, (1, u64::MAX), track("thread", &r.thread.to_string()), INSTANT, Some(name), |_| {})
                 }
@@ -236,32 +272,47 @@ fn perfetto(trace: &Trace) -> Vec<u8> {
                         te.double(TE_DOUBLE_COUNTER, *value);
                     });
                 }
-                RecordKind::Gpu { name, dur } => {
-                    let t = *named.entry("GPU".to_owned()).or_insert_with(|| track("named", "GPU"));
-                    ev.slice(t, r.ts, *dur, name, &[]);
-                }
+                RecordKind::Gpu { name, dur } => add((1, "GPU".into()), r.ts, *dur, name, Vec::new()),
                 RecordKind::Frame { cpu, gpu } => {
-                    let t = *named.entry("frames".to_owned()).or_insert_with(|| track("named", "frames"));
-                    let mut args = vec![("cpu_ms", Value::Float(*cpu as f64 / 1e6))];
+                    let mut args = vec![("cpu_ms".to_owned(), Value::Float(*cpu as f64 / 1e6))];
                     if let Some(g) = gpu {
-                        args.push(("gpu_ms", Value::Float(*g as f64 / 1e6)));
+                        args.push(("gpu_ms".to_owned(), Value::Float(*g as f64 / 1e6)));
                     }
-                    ev.slice(t, r.ts.saturating_sub(*cpu), *cpu, "frame", &args);
+                    add((1, "frames".into()), r.ts.saturating_sub(*cpu), *cpu, "frame", args);
                 }
                 _ => {}
             }
         }
         for s in state_intervals(p) {
-            let name = format!("state: {}", s.domain);
-            let t = *named.entry(name.clone()).or_insert_with(|| track("named", &name));
-            let args: Vec<(&str, Value)> =
-                s.stable.iter().chain(&s.volatile).map(|(k, v)| (k.as_str(), v.clone())).collect();
-            ev.slice(t, s.start_ns, s.end_ns - s.start_ns, &s.label, &args);
+            let args = s.stable.iter().chain(&s.volatile).map(|(k, v)| (k.clone(), v.clone())).collect();
+            add((1, format!("state: {}", s.domain)), s.start_ns, s.end_ns.saturating_sub(s.start_ns), &s.label, args);
         }
-        for (name, uuid) in &named {
-            descriptor(&mut out, *uuid, Some(pu), |td| {
-                td.str(TD_NAME, name);
-            });
+        let threads = thread_names(p);
+        for ((kind, name), mut list) in slices {
+            list.sort_by_key(|s| (s.start, u64::MAX - s.dur));
+            let lanes = lanes(&list);
+            let base = if kind == 0 { track("thread", &name) } else { track("named", &name) };
+            let display = if kind == 0 {
+                threads.get(&name.parse().unwrap_or(0)).cloned().unwrap_or(name.clone())
+            } else {
+                name.clone()
+            };
+            let count = lanes.iter().max().map_or(0, |m| m + 1);
+            if kind == 1 {
+                descriptor(&mut out, base, Some(pu), |td| {
+                    td.str(TD_NAME, &display);
+                });
+            }
+            let lane_uuid = |l: usize| if l == 0 { base } else { track("lane", &format!("{kind}/{name}/{l}")) };
+            for l in 1..count {
+                descriptor(&mut out, lane_uuid(l), Some(pu), |td| {
+                    td.str(TD_NAME, &format!("{display} ({})", l + 1));
+                });
+            }
+            for (s, l) in list.iter().zip(lanes) {
+                let args: Vec<(&str, Value)> = s.args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                ev.slice(lane_uuid(l), s.start, s.dur, &s.name, &args);
+            }
         }
         for (name, uuid) in &counters {
             descriptor(&mut out, *uuid, Some(pu), |td| {

@@ -137,7 +137,8 @@ pub fn gpu_kernel(name: &'static str, start_ns: u64, dur: Duration) {
     }
 }
 
-/// Records memory in use by an allocator (a counter named `memory.<pool>`).
+/// Records memory in use by an allocator, as a counter named `pool` (by convention
+/// `memory.<allocator>`, e.g. `memory.cuda`).
 #[inline]
 pub fn memory(pool: &'static str, bytes: u64) {
     counter(pool, bytes as f64);

@@ -78,7 +78,7 @@ impl Config {
             c.dir = PathBuf::from(dir);
         }
         if let Some(ms) = std::env::var("STRATA_TRACE_FLUSH_MS").ok().and_then(|v| v.parse().ok()) {
-            c.flush_interval = Duration::from_millis(ms);
+            c.flush_interval = Duration::from_millis(ms).max(Duration::from_millis(1));
         }
         c
     }
@@ -124,7 +124,8 @@ pub fn enabled() -> bool {
     match MODE.load(Ordering::Relaxed) {
         ON => true,
         OFF => false,
-        _ => start(None).is_ok() && MODE.load(Ordering::Relaxed) == ON,
+        // The recorder may be published before MODE is: whether it exists is the answer.
+        _ => start(None).is_ok() && recorder().is_some(),
     }
 }
 
@@ -186,6 +187,9 @@ fn start(config: Option<Config>) -> Result<(), TraceError> {
     }
     match failure {
         Some(e) if config.is_some() => Err(e),
+        _ if config.is_some() && !ours => {
+            Err(TraceError::Usage("the trace recorder had already started (another thread's first event)".into()))
+        }
         _ => Ok(()),
     }
 }
@@ -252,6 +256,7 @@ fn flush_with(final_rollups: bool) -> Result<(), TraceError> {
     let Some(rec) = recorder() else { return Ok(()) };
     let mut sink = rec.sink.lock().unwrap_or_else(|e| e.into_inner());
     let started = thread_cpu_ns();
+    crate::state::poll_all(final_rollups);
     let result = flush_locked(rec, &mut sink, final_rollups);
     let mut stats = STATS.lock().unwrap_or_else(|e| e.into_inner());
     stats.flushes += 1;
@@ -285,7 +290,6 @@ pub fn stats() -> Stats {
 }
 
 fn flush_locked(rec: &Recorder, sink: &mut Sink, final_rollups: bool) -> Result<(), TraceError> {
-    crate::state::poll_all();
     let mut raws = sink.take_raw_buffer();
     let mut dropped = 0;
     let mut fresh_threads = Vec::new();

@@ -330,7 +330,7 @@ impl<S: Metadata, V: Metadata> StateDomain<S, V> {
     /// Writes a held-back change if a token has freed; the recorder calls this on every flush.
     /// Returns whether something was written.
     pub fn poll(&self) -> bool {
-        poll(&self.inner)
+        poll(&self.inner, false)
     }
 }
 
@@ -353,11 +353,13 @@ fn submit(inner: &DomainInner, st: &mut DomainState, kind: RecordKind) -> Outcom
     }
 }
 
-fn poll(inner: &DomainInner) -> bool {
+/// `force`: write a held-back change even without a token (an explicit flush may be the
+/// program's last chance).
+fn poll(inner: &DomainInner, force: bool) -> bool {
     let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
     let now = inner.clock.now_ns();
     let mut wrote = false;
-    if st.pending.is_some() && st.bucket.take(now) {
+    if st.pending.is_some() && (st.bucket.take(now) || force) {
         crate::recorder::submit_state(st.pending.take().unwrap());
         wrote = true;
     }
@@ -369,13 +371,14 @@ fn poll(inner: &DomainInner) -> bool {
     wrote
 }
 
-/// Writes every domain's held-back change whose token has freed (called by the flusher).
-pub(crate) fn poll_all() {
+/// Writes every domain's held-back change whose token has freed, or every one with `force`
+/// (called by the flusher).
+pub(crate) fn poll_all(force: bool) {
     let live: Vec<_> = {
         let domains = DOMAINS.lock().unwrap_or_else(|e| e.into_inner());
         domains.iter().filter_map(|d| d.inner.upgrade()).collect()
     };
     for d in live {
-        poll(&d);
+        poll(&d, force);
     }
 }

@@ -150,7 +150,7 @@ impl Store {
             let Ok(meta) = entry.metadata() else { continue };
             out.push(SegmentFile {
                 path,
-                start_ns: ms * 1_000_000,
+                start_ns: ms.saturating_mul(1_000_000),
                 pid,
                 modified_ns: modified_ns(&meta),
                 bytes: meta.len(),
@@ -208,16 +208,20 @@ impl Store {
     pub fn prune(&self, retention: &Retention, now_ns: u64, keep: &[PathBuf]) -> Result<PruneReport, TraceError> {
         let mut report = PruneReport::default();
         let delete = |f: &SegmentFile, report: &mut PruneReport| {
-            if std::fs::remove_file(&f.path).is_ok() {
+            let gone = std::fs::remove_file(&f.path).is_ok();
+            if gone {
                 report.files += 1;
                 report.bytes += f.bytes;
             }
+            gone
         };
         let age = |d: std::time::Duration| now_ns.saturating_sub(d.as_nanos() as u64);
         let detail = self.files(SegmentKind::Detail)?;
         let (old, mut young): (Vec<_>, Vec<_>) =
             detail.into_iter().partition(|f| f.modified_ns < age(retention.detail_age) && !keep.contains(&f.path));
-        old.iter().for_each(|f| delete(f, &mut report));
+        old.iter().for_each(|f| {
+            delete(f, &mut report);
+        });
         let mut total: u64 = young.iter().map(|f| f.bytes).sum();
         young.sort_by_key(|f| f.modified_ns);
         for f in &young {
@@ -227,8 +231,9 @@ impl Store {
             if keep.contains(&f.path) || f.modified_ns + 10_000_000_000 > now_ns {
                 continue;
             }
-            delete(f, &mut report);
-            total -= f.bytes;
+            if delete(f, &mut report) {
+                total -= f.bytes;
+            }
         }
         for f in self.files(SegmentKind::Rollup)? {
             if f.modified_ns < age(retention.rollup_age) && !keep.contains(&f.path) {
@@ -290,7 +295,13 @@ fn clip(records: Vec<Record>, start: u64, end: u64) -> Vec<Record> {
     let mut threads: BTreeMap<u64, Record> = BTreeMap::new();
     let mut inside = Vec::new();
     for r in records {
-        if r.ts < start {
+        let runs_into_window = match &r.kind {
+            RecordKind::Span { dur, .. } | RecordKind::Gpu { dur, .. } => r.ts.saturating_add(*dur) > start,
+            _ => false,
+        };
+        if r.ts < start && runs_into_window && r.ts <= end {
+            inside.push(r);
+        } else if r.ts < start {
             match &r.kind {
                 RecordKind::State { domain, change: StateChange::Volatile, volatile, .. } => {
                     if let Some(Record { kind: RecordKind::State { volatile: v, .. }, .. }) = before.get_mut(domain) {

@@ -36,7 +36,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, TraceError> {
         total += value * seconds;
         rest = &rest[unit..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {

@@ -56,6 +56,7 @@ pub(crate) struct Sink {
     /// Process CPU time and memory when the recorder started, written with the first batch so
     /// that even a short run has two samples to take a difference of.
     first_sample: Option<(u64, Option<u64>)>,
+    last_written: u64,
 }
 
 const PRUNE_EVERY_NS: u64 = 60_000_000_000;
@@ -85,6 +86,7 @@ impl Sink {
             raw_buffer: Vec::new(),
             record_buffer: Vec::new(),
             first_sample: Some(crate::recorder::process_usage()),
+            last_written: 0,
         })
     }
 
@@ -169,12 +171,24 @@ impl Sink {
         });
         if rotate {
             let mut open = self.open(SegmentKind::Detail, now)?;
-            let at = records.first().map_or(now, |r| r.ts.min(now));
+            // The states map holds what every record written so far says, so the snapshot is
+            // true as of the latest of them (not of this batch's earliest, which may be the
+            // start of a long span).
+            let at = self.last_written.max(records.first().map_or(now, |r| r.ts.min(now)));
             self.bytes_written += 8 + Self::append(&mut open, true, &self.info, &self.opening_records(at))?;
             self.detail = Some(open);
         }
         if !records.is_empty() {
-            self.bytes_written += Self::append(self.detail.as_mut().unwrap(), false, &self.info, records)?;
+            match Self::append(self.detail.as_mut().unwrap(), false, &self.info, records) {
+                Ok(n) => self.bytes_written += n,
+                Err(e) => {
+                    // The encoder now believes strings were sent that never reached the file:
+                    // start a fresh segment next time.
+                    self.detail = None;
+                    return Err(e);
+                }
+            }
+            self.last_written = self.last_written.max(records.iter().map(|r| r.ts).max().unwrap_or(0));
         }
         self.roll(records);
         self.emit_rollups(now, all_rollups)?;
@@ -263,10 +277,10 @@ impl Sink {
             return Ok(());
         }
         let records: Vec<Record> = keys
-            .into_iter()
+            .iter()
             .map(|key| {
-                let bin = self.bins.remove(&key).unwrap();
-                let (second, states) = key;
+                let bin = &self.bins[key];
+                let (second, states) = key.clone();
                 Record {
                     ts: second * 1_000_000_000,
                     thread: 0,
@@ -274,7 +288,7 @@ impl Sink {
                         second,
                         states,
                         frames: bin.frames,
-                        frame_hist: bin.hist.into_iter().collect(),
+                        frame_hist: bin.hist.iter().map(|(&b, &n)| (b, n)).collect(),
                         gpu_ns: bin.gpu_ns,
                         cpu_ns: bin.cpu_ns,
                     })),
@@ -286,7 +300,19 @@ impl Sink {
         if rotate {
             self.rollup = Some(self.open(SegmentKind::Rollup, now)?);
         }
-        self.bytes_written += Self::append(self.rollup.as_mut().unwrap(), first, &self.info, &records)?;
-        Ok(())
+        match Self::append(self.rollup.as_mut().unwrap(), first, &self.info, &records) {
+            Ok(n) => {
+                self.bytes_written += n;
+                // Bins are dropped only once written; a failed write keeps them for next time.
+                keys.iter().for_each(|k| {
+                    self.bins.remove(k);
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.rollup = None;
+                Err(e)
+            }
+        }
     }
 }

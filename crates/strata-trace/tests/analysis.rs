@@ -80,6 +80,10 @@ fn game() -> Trace {
             r.push(Record { ts: t - 2 * MS, thread: 1, kind: RecordKind::Instant { name: "input".into() } });
         }
     }
+    // Two kernels that overlap (two streams) and an empty span: the export must still nest.
+    r.push(Record { ts: T0 + 9 * S, thread: 0, kind: RecordKind::Gpu { name: "copy".into(), dur: 2 * MS } });
+    r.push(Record { ts: T0 + 9 * S + MS, thread: 0, kind: RecordKind::Gpu { name: "gemm".into(), dur: 2 * MS } });
+    r.push(Record { ts: T0 + 9 * S + 500 * MS, thread: 1, kind: RecordKind::Span { name: "noop".into(), dur: 0 } });
     r.sort_by_key(|r| r.ts);
     let info = ProcessInfo { pid: 4242, name: "game".into(), start_ns: T0 };
     Trace { processes: vec![ProcessTrace { info: Some(info), records: r }], window: None }
