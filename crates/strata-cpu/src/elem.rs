@@ -145,7 +145,14 @@ macro_rules! impl_float {
                     U::Tanh => ($tanh)(x),
                     // libm's inverse hyperbolics stay accurate near their singular points.
                     U::Asinh => libm::Libm::<$t>::asinh(x),
-                    U::Acosh => libm::Libm::<$t>::acosh(x),
+                    // libm answers with a number below the domain; NumPy (and CUDA) say NaN.
+                    U::Acosh => {
+                        if x < 1.0 {
+                            $t::NAN
+                        } else {
+                            libm::Libm::<$t>::acosh(x)
+                        }
+                    }
                     U::Atanh => libm::Libm::<$t>::atanh(x),
                     U::Erf => $erf(x),
                     U::ErfInv => $erfinv(x),

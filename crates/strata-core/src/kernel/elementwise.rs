@@ -18,6 +18,8 @@ enum Rule {
     Predicate,
     /// Integer types and `bool`, returned unchanged.
     Bits,
+    /// Integer types only, returned unchanged.
+    Integer,
     /// `bool` in, `bool` out.
     Logical,
 }
@@ -30,6 +32,7 @@ impl Rule {
                 Rule::Numeric | Rule::Predicate => t.is_integer() || t.is_float(),
                 Rule::Float => t.is_float(),
                 Rule::Bits => t.is_integer() || t == DType::Bool,
+                Rule::Integer => t.is_integer(),
                 Rule::Logical => t == DType::Bool,
             }
     }
@@ -46,6 +49,7 @@ impl Rule {
             Rule::Numeric | Rule::Predicate => "an integer or floating type",
             Rule::Float => "a floating type (float16, bfloat16, float32, float64)",
             Rule::Bits => "an integer type or bool",
+            Rule::Integer => "an integer type",
             Rule::Logical => "bool",
         }
     }
@@ -158,8 +162,8 @@ ops! {
         BitwiseAnd => "bitwise_and", Bits, "`a & b`.";
         BitwiseOr => "bitwise_or", Bits, "`a | b`.";
         BitwiseXor => "bitwise_xor", Bits, "`a ^ b`.";
-        LeftShift => "left_shift", Bits, "`a << b`; shifts of the width or more (or negative) give 0.";
-        RightShift => "right_shift", Bits, "`a >> b` (arithmetic for signed); shifts of the width or more give 0 or -1.";
+        LeftShift => "left_shift", Integer, "`a << b`; shifts of the width or more (or negative) give 0.";
+        RightShift => "right_shift", Integer, "`a >> b` (arithmetic for signed); shifts of the width or more give 0 or -1.";
     }
 }
 

@@ -1,0 +1,73 @@
+//! Element-wise kernels against the driver's device-to-device copy, on 1 GiB of f32: achieved
+//! bandwidth (bytes read + written per second) and the ratio to the copy, measured in one run.
+//!
+//! `cargo run --release -p strata-cuda --example bandwidth` (on a machine with a GPU).
+
+use std::time::Instant;
+
+use strata_core::DType;
+use strata_core::kernel::{Backend, BinaryOp, Layout, TensorMut, TensorRef, UnaryOp};
+use strata_cuda::{Cuda, CudaBuffer};
+
+/// Best of five timings of `reps` back-to-back launches, seconds per launch.
+fn time(gpu: &Cuda, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    gpu.synchronize().unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        gpu.synchronize().unwrap();
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    best
+}
+
+type Case<'a> = (&'a str, usize, Box<dyn Fn(&mut CudaBuffer, &mut CudaBuffer) + 'a>);
+
+fn main() -> Result<(), strata_core::Error> {
+    let gpu = Cuda::new(0)?;
+    let n = 1usize << 28; // 1 GiB of f32
+    let l = Layout::contiguous(&[n]);
+    let bytes = n * 4;
+    let x = gpu.upload(&vec![0x3f; bytes])?;
+    let y = gpu.upload(&vec![0x40; bytes])?;
+    let mut out = gpu.alloc_output(bytes)?;
+    let mut half = gpu.alloc_output(bytes / 2)?;
+    let copy = time(&gpu, 20, || gpu.memcpy(&x, &mut out).unwrap());
+    let gbs = |moved: usize, s: f64| moved as f64 / s / 1e9;
+    println!("device: {} ({})", gpu.device_name(), gpu.arch());
+    println!("{:<36} {:>9} {:>8}", "case (1 GiB f32)", "GB/s", "vs copy");
+    println!("{:<36} {:>9.0} {:>8}", "driver device-to-device copy", gbs(2 * bytes, copy), "1.00");
+    let r = |b| TensorRef::new(DType::F32, b, &l);
+    let cases: Vec<Case> = vec![
+        ("copy kernel", 2 * bytes, Box::new(|o, _| gpu.copy(r(&x), TensorMut::new(DType::F32, o, &l)).unwrap())),
+        (
+            "unary neg",
+            2 * bytes,
+            Box::new(|o, _| gpu.unary(UnaryOp::Neg, r(&x), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "unary exp",
+            2 * bytes,
+            Box::new(|o, _| gpu.unary(UnaryOp::Exp, r(&x), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "binary add",
+            3 * bytes,
+            Box::new(|o, _| gpu.binary(BinaryOp::Add, r(&x), r(&y), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "cast f32 -> bf16",
+            bytes + bytes / 2,
+            Box::new(|_, h| gpu.cast(r(&x), TensorMut::new(DType::BF16, h, &l)).unwrap()),
+        ),
+    ];
+    for (name, moved, f) in &cases {
+        let s = time(&gpu, 20, || f(&mut out, &mut half));
+        println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
+    }
+    Ok(())
+}

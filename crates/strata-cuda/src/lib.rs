@@ -1,0 +1,558 @@
+//! Strata's CUDA backend.
+//!
+//! `cudarc` with dynamic loading, so the crate builds and its CPU-side tests run where there is
+//! no CUDA; [`Cuda::new`] returns an `Err` (never panics) when the driver or a device is
+//! missing. Kernels are CUDA C++ (`kernels/*.cu`, over the header library `kernels/strata.cuh`)
+//! compiled by NVRTC for the device's architecture (`sm_90a` on Hopper) and cached on disk
+//! ([`compile`]). Memory comes from plain device allocations through a caching pool; an
+//! out-of-memory empties the pool and retries once, then is an `Err`.
+//!
+//! This is the first increment of the backend: memory, copies and casts between layouts, and
+//! every element-wise operation (unary, binary, select) for the standard types. The other
+//! kernels of the [`Backend`] trait answer with an `Err` that says so until they land.
+//!
+//! ```no_run
+//! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
+//! use strata_core::DType;
+//! let gpu = strata_cuda::Cuda::new(0)?;
+//! let x = gpu.upload(bytemuck_f32(&[0.0, 1.0, 2.0]))?;
+//! let mut y = gpu.alloc_output(12)?;
+//! let l = Layout::contiguous(&[3]);
+//! gpu.unary(UnaryOp::Exp, TensorRef::new(DType::F32, &x, &l), TensorMut::new(DType::F32, &mut y, &l))?;
+//! # fn bytemuck_f32(v: &[f32]) -> &[u8] { unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len() * 4) } }
+//! # Ok::<(), strata_core::Error>(())
+//! ```
+
+pub mod compile;
+mod exprs;
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use strata_core::kernel::{
+    Attention, Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, Storage, TensorMut,
+    TensorRef, UnaryOp, validate_elementwise,
+};
+use strata_core::quant::QuantizedTensor;
+use strata_core::{DType, Error, Result};
+
+use pool::Pool;
+
+/// Whether a CUDA driver can be loaded on this machine (a device may still be absent).
+pub fn driver_available() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+fn driver_err(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::InvalidArgument { op: "cuda", message: format!("{what}: {e:?}") }
+}
+
+/// Device memory: a block from the pool, returned to it when dropped.
+pub struct CudaBuffer {
+    slice: Option<CudaSlice<u8>>,
+    bytes: usize,
+    pool: Arc<Pool>,
+}
+
+impl Storage for CudaBuffer {
+    fn byte_len(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for CudaBuffer {
+    fn drop(&mut self) {
+        if let Some(s) = self.slice.take() {
+            self.pool.give_back(s);
+        }
+    }
+}
+
+impl CudaBuffer {
+    fn slice(&self) -> &CudaSlice<u8> {
+        self.slice.as_ref().expect("a live buffer has its block")
+    }
+    fn slice_mut(&mut self) -> &mut CudaSlice<u8> {
+        self.slice.as_mut().expect("a live buffer has its block")
+    }
+}
+
+/// One CUDA device with its stream, memory pool and compiled kernels. Clones share them.
+#[derive(Clone)]
+pub struct Cuda {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    pool: Arc<Pool>,
+    arch: String,
+    ordinal: usize,
+    sms: u32,
+    kernels: Arc<Mutex<HashMap<String, CudaFunction>>>,
+}
+
+/// The strided geometry every element-wise kernel takes (mirrors `strata::Geometry` in
+/// `kernels/strata.cuh`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Geometry {
+    n: i64,
+    ndim: i32,
+    contiguous: i32,
+    shape: [i64; 8],
+    stride: [[i64; 8]; 4],
+    offset: [i64; 4],
+}
+
+// SAFETY: plain old data with the C layout of `strata::Geometry`.
+unsafe impl DeviceRepr for Geometry {}
+
+fn geometry(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Geometry> {
+    let nd = out.shape().len();
+    if nd > 8 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("{nd} dimensions: the CUDA kernels take at most 8"),
+        });
+    }
+    let mut g = Geometry {
+        n: out.numel() as i64,
+        ndim: nd as i32,
+        contiguous: 0,
+        shape: [1; 8],
+        stride: [[0; 8]; 4],
+        offset: [0; 4],
+    };
+    let layouts: Vec<&Layout> = std::iter::once(out).chain(inputs.iter().copied()).collect();
+    g.contiguous = i32::from(layouts.iter().all(|l| l.is_contiguous()));
+    for (d, &s) in out.shape().iter().enumerate() {
+        g.shape[d] = s as i64;
+    }
+    for (w, l) in layouts.iter().enumerate() {
+        g.offset[w] = l.offset() as i64;
+        for (d, &s) in l.strides().iter().enumerate() {
+            g.stride[w][d] = s as i64;
+        }
+    }
+    Ok(g)
+}
+
+fn unsupported_type(op: &'static str, t: DType) -> Error {
+    Error::UnsupportedDType {
+        op,
+        dtype: t,
+        expected: "a standard type on CUDA (bool, integers, float16/bfloat16/32/64)",
+    }
+}
+
+fn not_yet(op: &'static str) -> Error {
+    Error::InvalidArgument {
+        op,
+        message: "not implemented on the CUDA backend yet (see issue 7); use the CPU backend".into(),
+    }
+}
+
+impl Cuda {
+    /// Opens device `ordinal`. An `Err` when there is no driver or no such device.
+    pub fn new(ordinal: usize) -> Result<Cuda> {
+        if !driver_available() {
+            return Err(Error::InvalidArgument {
+                op: "cuda",
+                message: "no CUDA driver (libcuda) on this machine".into(),
+            });
+        }
+        let count = CudaContext::device_count().map_err(|e| driver_err("counting devices", e))?;
+        if ordinal as i32 >= count {
+            return Err(Error::InvalidArgument {
+                op: "cuda",
+                message: format!("device {ordinal} asked for, {count} present"),
+            });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| driver_err("creating a context", e))?;
+        // One stream per device: its order is the only synchronisation kernels need, so the
+        // per-buffer events cudarc records for multi-stream use are pure overhead here.
+        // SAFETY: no other stream touches this context's buffers.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx.compute_capability().map_err(|e| driver_err("reading the architecture", e))?;
+        let arch = if major == 9 && minor == 0 { "sm_90a".to_owned() } else { format!("sm_{major}{minor}") };
+        let sms = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| driver_err("reading the SM count", e))? as u32;
+        let stream = ctx.default_stream();
+        let total = ctx.total_mem().unwrap_or(1 << 30);
+        let pool = Arc::new(Pool::new(stream.clone(), format!("cuda:{ordinal}"), total / 4));
+        Ok(Cuda { ctx, stream, pool, arch, ordinal, sms, kernels: Arc::default() })
+    }
+
+    /// The architecture kernels are compiled for (`sm_90a` on Hopper).
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// The device's name as the driver reports it.
+    pub fn device_name(&self) -> String {
+        self.ctx.name().unwrap_or_else(|_| "unknown CUDA device".into())
+    }
+
+    /// The driver's device-to-device copy of `src` into `dst` (the bandwidth yardstick the
+    /// element-wise kernels are measured against).
+    pub fn memcpy(&self, src: &CudaBuffer, dst: &mut CudaBuffer) -> Result<()> {
+        let n = src.bytes.min(dst.bytes);
+        let from = src.slice().slice(0..n);
+        let mut to = dst.slice_mut().slice_mut(0..n);
+        self.stream.memcpy_dtod(&from, &mut to).map_err(|e| driver_err("copying on the device", e))
+    }
+
+    /// Bytes held by the pool for reuse, and bytes in use by live buffers.
+    pub fn memory(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
+    /// The kernel `key`, compiled from `source()` on first use.
+    fn kernel(&self, key: &str, source: impl FnOnce() -> String) -> Result<CudaFunction> {
+        if let Some(f) = self.kernels.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(f.clone());
+        }
+        let cubin = compile::compile(&source(), &self.arch)?;
+        let module = self
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+            .map_err(|e| driver_err("loading a kernel module", e))?;
+        let f = module.load_function("strata_kernel").map_err(|e| driver_err("finding a kernel", e))?;
+        self.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), f.clone());
+        Ok(f)
+    }
+
+    fn config(&self, n: i64) -> LaunchConfig {
+        let threads = 256u32;
+        let blocks = (n.max(1) as u64).div_ceil(u64::from(threads)).min(u64::from(self.sms) * 32) as u32;
+        LaunchConfig { grid_dim: (blocks.max(1), 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    fn launch(
+        &self,
+        name: &'static str,
+        f: &CudaFunction,
+        g: &Geometry,
+        ins: &[&CudaBuffer],
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        if g.n == 0 {
+            return Ok(());
+        }
+        let cfg = self.config(g.n);
+        let mut b = self.stream.launch_builder(f);
+        for i in ins {
+            b.arg(i.slice());
+        }
+        b.arg(out.slice_mut());
+        b.arg(g);
+        let start = strata_trace::now_ns();
+        // SAFETY: the kernel's parameters are (inputs..., output, Geometry) as generated, and
+        // every operand was checked to lie inside its buffer.
+        unsafe { b.launch(cfg) }.map_err(|e| driver_err(name, e))?;
+        strata_trace::complete_span(name, start, strata_trace::now_ns());
+        Ok(())
+    }
+
+    fn types(op: &'static str, dtypes: &[DType]) -> Result<()> {
+        match dtypes.iter().find(|t| exprs::c_type(**t).is_none()) {
+            Some(&t) => Err(unsupported_type(op, t)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Backend for Cuda {
+    type Buffer = CudaBuffer;
+    type Quantized = QuantizedTensor;
+
+    fn name(&self) -> String {
+        format!("cuda:{} ({})", self.ordinal, self.device_name())
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<CudaBuffer> {
+        let mut b = self.alloc_output(bytes)?;
+        self.stream.memset_zeros(b.slice_mut()).map_err(|e| driver_err("clearing a buffer", e))?;
+        Ok(b)
+    }
+
+    fn alloc_output(&self, bytes: usize) -> Result<CudaBuffer> {
+        let slice = self.pool.take(bytes)?;
+        Ok(CudaBuffer { slice: Some(slice), bytes, pool: self.pool.clone() })
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<CudaBuffer> {
+        let mut b = self.alloc_output(bytes.len())?;
+        if !bytes.is_empty() {
+            let mut view = b.slice_mut().slice_mut(0..bytes.len());
+            self.stream.memcpy_htod(bytes, &mut view).map_err(|e| driver_err("copying to the device", e))?;
+        }
+        Ok(b)
+    }
+
+    fn download(&self, buffer: &CudaBuffer, out: &mut [u8]) -> Result<()> {
+        if out.len() > buffer.bytes {
+            return Err(Error::InvalidArgument {
+                op: "download",
+                message: format!("asked for {} bytes of a {}-byte buffer", out.len(), buffer.bytes),
+            });
+        }
+        if !out.is_empty() {
+            let view = buffer.slice().slice(0..out.len());
+            self.stream.memcpy_dtoh(&view, out).map_err(|e| driver_err("copying from the device", e))?;
+        }
+        self.synchronize()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| driver_err("synchronizing", e))
+    }
+
+    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<QuantizedTensor> {
+        Ok(weight.clone())
+    }
+
+    fn matmul2d(
+        &self,
+        _: &Matmul2d,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: Option<TensorRef<'_, CudaBuffer>>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("matmul2d"))
+    }
+    fn conv(
+        &self,
+        _: &Conv,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("conv"))
+    }
+    fn attention(
+        &self,
+        _: &Attention,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: Option<TensorRef<'_, CudaBuffer>>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("attention"))
+    }
+    fn quantized_matmul(
+        &self,
+        _: &QuantizedMatmul,
+        _: TensorRef<'_, CudaBuffer>,
+        _: &QuantizedTensor,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("quantized_matmul"))
+    }
+
+    fn unary(&self, op: UnaryOp, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        let want = op.output_dtype(x.dtype)?;
+        check_out(op.name(), want, out.dtype)?;
+        validate_elementwise(op.name(), &[x.layout], out.layout)?;
+        x.check(op.name(), "the input")?;
+        out.check(op.name(), "the output")?;
+        Self::types(op.name(), &[x.dtype])?;
+        let key = format!("unary {} {}", op.name(), x.dtype);
+        let f = self.kernel(&key, || unary_source(op, x.dtype, want))?;
+        let g = geometry(op.name(), out.layout, &[x.layout])?;
+        self.launch(op.name(), &f, &g, &[x.buffer], out.buffer)
+    }
+
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: TensorRef<'_, CudaBuffer>,
+        b: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        if a.dtype != b.dtype {
+            return Err(Error::InvalidArgument {
+                op: op.name(),
+                message: format!("operands of {} and {}: promote them to one type first", a.dtype, b.dtype),
+            });
+        }
+        let want = op.output_dtype(a.dtype)?;
+        check_out(op.name(), want, out.dtype)?;
+        validate_elementwise(op.name(), &[a.layout, b.layout], out.layout)?;
+        a.check(op.name(), "the first operand")?;
+        b.check(op.name(), "the second operand")?;
+        out.check(op.name(), "the output")?;
+        Self::types(op.name(), &[a.dtype])?;
+        let key = format!("binary {} {}", op.name(), a.dtype);
+        let f = self.kernel(&key, || binary_source(op, a.dtype, want))?;
+        let g = geometry(op.name(), out.layout, &[a.layout, b.layout])?;
+        self.launch(op.name(), &f, &g, &[a.buffer, b.buffer], out.buffer)
+    }
+
+    fn select(
+        &self,
+        cond: TensorRef<'_, CudaBuffer>,
+        a: TensorRef<'_, CudaBuffer>,
+        b: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        const OP: &str = "where";
+        if cond.dtype != DType::Bool || a.dtype != b.dtype || out.dtype != a.dtype {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "needs a bool condition and one type ({}, {} and {} into {})",
+                    cond.dtype, a.dtype, b.dtype, out.dtype
+                ),
+            });
+        }
+        validate_elementwise(OP, &[cond.layout, a.layout, b.layout], out.layout)?;
+        for (t, what) in [(&cond, "the condition"), (&a, "the first operand"), (&b, "the second operand")] {
+            t.check(OP, what)?;
+        }
+        out.check(OP, "the output")?;
+        Self::types(OP, &[a.dtype])?;
+        let f = self.kernel(&format!("select {}", a.dtype), || select_source(a.dtype))?;
+        let g = geometry(OP, out.layout, &[cond.layout, a.layout, b.layout])?;
+        self.launch(OP, &f, &g, &[cond.buffer, a.buffer, b.buffer], out.buffer)
+    }
+
+    fn reduce(
+        &self,
+        _: ReduceOp,
+        _: &[usize],
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("reduce"))
+    }
+    fn scan(
+        &self,
+        _: ScanOp,
+        _: usize,
+        _: bool,
+        _: bool,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("scan"))
+    }
+    fn fused(&self, _: &Fused, _: &[TensorRef<'_, CudaBuffer>], _: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        Err(not_yet("fused"))
+    }
+    fn gather(
+        &self,
+        _: usize,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("gather"))
+    }
+    fn scatter_add(
+        &self,
+        _: usize,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorRef<'_, CudaBuffer>,
+        _: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("scatter_add"))
+    }
+    fn random_bits(&self, _: TensorRef<'_, CudaBuffer>, _: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        Err(not_yet("random_bits"))
+    }
+
+    fn copy(&self, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        if x.dtype != out.dtype {
+            return Err(Error::InvalidArgument {
+                op: "copy",
+                message: format!("{} into {}: use cast", x.dtype, out.dtype),
+            });
+        }
+        self.cast(x, out)
+    }
+
+    fn cast(&self, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        const OP: &str = "cast";
+        validate_elementwise(OP, &[x.layout], out.layout)?;
+        x.check(OP, "the input")?;
+        out.check(OP, "the output")?;
+        Self::types(OP, &[x.dtype, out.dtype])?;
+        let f = self.kernel(&format!("cast {} {}", x.dtype, out.dtype), || cast_source(x.dtype, out.dtype))?;
+        let g = geometry(OP, out.layout, &[x.layout])?;
+        self.launch(OP, &f, &g, &[x.buffer], out.buffer)
+    }
+}
+
+const ELEMENTWISE: &str = include_str!("../kernels/elementwise.cu");
+
+fn c(t: DType) -> &'static str {
+    exprs::c_type(t).expect("types were checked")
+}
+
+fn unary_source(op: UnaryOp, t: DType, out: DType) -> String {
+    let (ct, e) = (exprs::compute_type(t), exprs::unary(op, t));
+    format!("{ELEMENTWISE}\nSTRATA_UNARY({}, {}, {ct}, {e})\n", c(t), c(out))
+}
+
+fn binary_source(op: BinaryOp, t: DType, out: DType) -> String {
+    let (ct, e) = (exprs::compute_type(t), exprs::binary(op, t));
+    format!("{ELEMENTWISE}\nSTRATA_BINARY({}, {}, {ct}, {e})\n", c(t), c(out))
+}
+
+fn select_source(t: DType) -> String {
+    format!("{ELEMENTWISE}\nSTRATA_SELECT({})\n", c(t))
+}
+
+fn cast_source(from: DType, to: DType) -> String {
+    format!("{ELEMENTWISE}\nSTRATA_CAST({}, {}, {})\n", c(from), c(to), exprs::cast(from, to))
+}
+
+/// The types the CUDA kernels handle so far.
+pub fn supported_dtypes() -> Vec<DType> {
+    DType::ALL.iter().copied().filter(|t| exprs::c_type(*t).is_some()).collect()
+}
+
+/// One translation unit holding every element-wise kernel the backend can generate (each
+/// renamed so they can live together): what CI compiles through NVRTC for each architecture,
+/// so that a kernel that does not compile fails CI without a GPU.
+pub fn all_kernels_source() -> String {
+    let mut units = Vec::new();
+    let types = supported_dtypes();
+    for &t in &types {
+        for &op in UnaryOp::ALL {
+            if let Ok(out) = op.output_dtype(t) {
+                units.push(unary_source(op, t, out));
+            }
+        }
+        for &op in BinaryOp::ALL {
+            if let Ok(out) = op.output_dtype(t) {
+                units.push(binary_source(op, t, out));
+            }
+        }
+        units.push(select_source(t));
+        for &u in &types {
+            units.push(cast_source(t, u));
+        }
+    }
+    let mut src = ELEMENTWISE.to_owned();
+    for (i, u) in units.iter().enumerate() {
+        let body = u.strip_prefix(ELEMENTWISE).unwrap_or(u);
+        src.push_str(&format!("#undef strata_kernel\n#define strata_kernel strata_kernel_{i}\n{body}"));
+    }
+    src
+}
+
+fn check_out(op: &'static str, want: DType, got: DType) -> Result<()> {
+    if got != want {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("the output is {got} but {op} produces {want} here"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Every kernel the backend can generate compiles through NVRTC for Ampere (sm_80) and Hopper
+//! (sm_90a), without a GPU: CI runs this with the NVRTC of the PyPI wheel `nvidia-cuda-nvrtc`
+//! (`scripts/test` puts it on `LD_LIBRARY_PATH` and sets `STRATA_REQUIRE_NVRTC=1`, so a
+//! missing library fails instead of skipping).
+
+#[test]
+fn every_kernel_compiles_for_sm80_and_sm90a() {
+    if !strata_cuda::compile::nvrtc_available() {
+        assert!(
+            std::env::var_os("STRATA_REQUIRE_NVRTC").is_none(),
+            "STRATA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded (LD_LIBRARY_PATH?)"
+        );
+        eprintln!("libnvrtc not found: kernels not compiled (scripts/test provides it)");
+        return;
+    }
+    let (major, minor) = strata_cuda::compile::nvrtc_version().unwrap();
+    // A private cache directory: this test must really compile.
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nvrtc-cache-{}", std::process::id()));
+    unsafe { std::env::set_var("STRATA_CUDA_CACHE", &cache) };
+    let src = strata_cuda::all_kernels_source();
+    for arch in ["sm_80", "sm_90a"] {
+        let t = std::time::Instant::now();
+        let cubin = strata_cuda::compile::compile(&src, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        assert!(cubin.starts_with(b"\x7fELF"), "a cubin is an ELF image");
+        eprintln!(
+            "NVRTC {major}.{minor}: every kernel for {arch} in {:.1} s ({} KiB)",
+            t.elapsed().as_secs_f64(),
+            cubin.len() / 1024
+        );
+    }
+    // A kernel that does not compile is an error carrying NVRTC's log.
+    let err = strata_cuda::compile::compile("extern \"C\" __global__ void k() { undeclared(); }", "sm_80").unwrap_err();
+    assert!(err.to_string().contains("undeclared"), "{err}");
+    let _ = std::fs::remove_dir_all(cache);
+}

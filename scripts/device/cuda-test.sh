@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The CUDA test suite on the GPU machine, from a prebuilt release test binary (no cargo there):
+#
+#   here:   cargo test --release -p strata-cuda --no-run   (prints target/release/deps/gpu-HASH)
+#   there:  scripts/device/cuda-test.sh target/release/deps/gpu-HASH [compute-sanitizer]
+#
+# Every element-wise kernel against the CPU backend (STRATA_REQUIRE_CUDA=1: a missing device
+# fails). With "compute-sanitizer", the suite runs once more under memcheck.
+set -uo pipefail
+bin="$1"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
+seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "seed $seed"
+STRATA_SEED=$seed "$bin" --test-threads=4 --nocapture 2>&1 | tail -40
+status=${PIPESTATUS[0]}
+if [ "${2:-}" = "compute-sanitizer" ]; then
+    # The out-of-memory test makes the driver refuse an allocation on purpose; memcheck reports
+    # such API errors, so it runs apart and its report is shown, not counted.
+    echo "== compute-sanitizer memcheck, every kernel test"
+    STRATA_SEED=$seed compute-sanitizer --tool memcheck --print-limit 10 --error-exitcode 9 "$bin" --test-threads=1 \
+        --skip bad_input_and_out_of_memory_are_errors 2>&1 | grep -E "ERROR SUMMARY|Invalid|Program hit|test result"
+    status=$((status | PIPESTATUS[0]))
+    echo "== compute-sanitizer memcheck, the out-of-memory test (API errors expected)"
+    compute-sanitizer --tool memcheck "$bin" --exact bad_input_and_out_of_memory_are_errors 2>&1 \
+        | grep -E "ERROR SUMMARY|Invalid|Program hit|test result"
+fi
+exit $status
