@@ -156,12 +156,7 @@ fn from_file_or_store(
     kind: SegmentKind,
 ) -> Result<Trace, TraceError> {
     match file {
-        Some(path) => {
-            let mut trace = strata_trace::read_file(path, &mut warn)?;
-            let f = filter(w);
-            trace.processes.retain(|p| f.matches(&p.info()));
-            Ok(trace)
-        }
+        Some(path) => Ok(strata_trace::read_file(path, &mut warn)?.select(window(w, None)?, &filter(w))),
         None => load(store, kind, window(w, Some("1h"))?, &filter(w)),
     }
 }

@@ -234,7 +234,8 @@ fn register() -> Arc<Ring> {
 #[inline]
 pub(crate) fn push(kind: RawKind, name: &'static str, ts: u64, a: u64, b: u64) {
     // `try_with` fails only while the thread is being torn down; the event is then lost.
-    let _ = LOCAL.try_with(|l| l.ring.get_or_init(register).push(Raw { kind, name, ts, a, b }));
+    // SAFETY: the ring is this thread's own (thread-local), so this thread is its only producer.
+    let _ = LOCAL.try_with(|l| unsafe { l.ring.get_or_init(register).push(Raw { kind, name, ts, a, b }) });
 }
 
 pub(crate) fn submit_state(record: Record) {
@@ -297,7 +298,8 @@ fn flush_locked(rec: &Recorder, sink: &mut Sink, final_rollups: bool) -> Result<
         let mut rings = rec.rings.lock().unwrap_or_else(|e| e.into_inner());
         rings.retain(|ring| {
             let closed = ring.is_closed();
-            ring.drain(&mut raws);
+            // SAFETY: draining happens only here, under the rings lock (and the sink lock).
+            unsafe { ring.drain(&mut raws) };
             dropped += ring.take_dropped();
             if !sink.knows_thread(ring.tid) {
                 fresh_threads.push((ring.tid, ring.thread_name.clone()));

@@ -63,9 +63,12 @@ impl Ring {
         }
     }
 
-    /// Appends an event. Must only be called by the ring's owning thread.
+    /// Appends an event.
+    ///
+    /// # Safety
+    /// Only one thread (the ring's owner) may ever push.
     #[inline]
-    pub fn push(&self, raw: Raw) {
+    pub unsafe fn push(&self, raw: Raw) {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
         if head.wrapping_sub(tail) > self.mask {
@@ -77,8 +80,11 @@ impl Ring {
         self.head.store(head.wrapping_add(1), Ordering::Release);
     }
 
-    /// Moves every published event into `out`. Must only be called by one consumer at a time.
-    pub fn drain(&self, out: &mut Vec<(u64, Raw)>) {
+    /// Moves every published event into `out`.
+    ///
+    /// # Safety
+    /// Only one thread at a time may drain (the recorder drains under its rings lock).
+    pub unsafe fn drain(&self, out: &mut Vec<(u64, Raw)>) {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         let mut i = tail;
@@ -114,16 +120,21 @@ mod tests {
     #[test]
     fn full_ring_drops_and_counts() {
         let ring = Ring::new(4, 1, "t".into());
-        for ts in 0..6 {
-            ring.push(raw(ts));
-        }
         let mut out = Vec::new();
-        ring.drain(&mut out);
+        // SAFETY (all calls below): this test thread is the only producer and consumer.
+        unsafe {
+            for ts in 0..6 {
+                ring.push(raw(ts));
+            }
+            ring.drain(&mut out);
+        }
         assert_eq!(out.iter().map(|(_, r)| r.ts).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(ring.take_dropped(), 2);
-        ring.push(raw(9));
         out.clear();
-        ring.drain(&mut out);
+        unsafe {
+            ring.push(raw(9));
+            ring.drain(&mut out);
+        }
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.ts, 9);
     }
@@ -135,16 +146,18 @@ mod tests {
             let ring = ring.clone();
             std::thread::spawn(move || {
                 for ts in 0..100_000 {
-                    ring.push(raw(ts));
+                    // SAFETY: this thread is the only producer.
+                    unsafe { ring.push(raw(ts)) };
                 }
             })
         };
         let mut seen = Vec::new();
+        // SAFETY: this thread is the only consumer.
         while !producer.is_finished() {
-            ring.drain(&mut seen);
+            unsafe { ring.drain(&mut seen) };
         }
         producer.join().unwrap();
-        ring.drain(&mut seen);
+        unsafe { ring.drain(&mut seen) };
         let dropped = ring.take_dropped();
         assert_eq!(seen.len() as u64 + dropped, 100_000);
         assert!(seen.windows(2).all(|w| w[0].1.ts < w[1].1.ts), "events arrive in order");

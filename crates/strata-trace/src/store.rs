@@ -335,6 +335,14 @@ fn clip(records: Vec<Record>, start: u64, end: u64) -> Vec<Record> {
     out
 }
 
+impl Trace {
+    /// The part of this trace inside `window` (opened with the states active at its start)
+    /// for the processes `filter` selects.
+    pub fn select(self, window: Option<(u64, u64)>, filter: &ProcessFilter) -> Trace {
+        merge(self.processes, window, filter)
+    }
+}
+
 /// Reads a trace file (a collected file or one segment). Torn chunks are reported through
 /// `warn`; a file that is not a trace file is an `Err`.
 pub fn read_file(path: &Path, warn: &mut dyn FnMut(String)) -> Result<Trace, TraceError> {
