@@ -79,10 +79,14 @@ __device__ __forceinline__ u64 sat_u64(double v) {
 
 // ---- geometry: up to 8 dimensions, 3 operands + output -------------------------------------
 #define STRATA_MAX_DIMS 8
+// Four consecutive elements moved by one load or store (16 bytes for f32).
+template <class T, int N> struct alignas(sizeof(T) * N) Pack { T v[N]; };
+
 struct Geometry {
     i64 n;            // elements of the output
     i32 ndim;
-    i32 contiguous;   // every operand row-major and dense: index = offset + i
+    i32 contiguous;   // 1: every operand row-major and dense, index = offset + i;
+                      // 2: also every offset a multiple of 4 (the packed path applies)
     i64 shape[STRATA_MAX_DIMS];
     i64 stride[4][STRATA_MAX_DIMS];
     i64 offset[4];
@@ -101,6 +105,10 @@ __device__ __forceinline__ i64 position(const Geometry& g, int which, i64 i) {
 
 #define STRATA_GRID_LOOP(i, n) \
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+// The elements past the last whole pack of four, one per thread.
+#define STRATA_TAIL_LOOP(i, n) \
+    for (i64 i = ((n) / 4) * 4 + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // ---- integer semantics of the CPU backend -------------------------------------------------
 template <class T> struct Unsigned { typedef T type; };
