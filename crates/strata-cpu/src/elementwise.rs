@@ -8,8 +8,8 @@
 use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
-use strata_core::kernel::{BinaryOp, Layout, UnaryOp, validate_elementwise};
-use strata_core::{DType, Error, Result};
+use strata_core::kernel::{BinaryOp, Layout, UnaryOp, validate_binary, validate_select, validate_unary};
+use strata_core::{DType, Result};
 
 use crate::elem::{Float, FloatStore, Int};
 use crate::{TensorMut, TensorRef};
@@ -74,11 +74,7 @@ const PAR_MIN: usize = 1 << 16;
 
 /// `out = op(x)`. The output type is [`UnaryOp::output_dtype`] of the input's.
 pub fn unary(op: UnaryOp, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    let want = op.output_dtype(x.dtype)?;
-    check_out(op.name(), want, &out)?;
-    validate_elementwise(op.name(), &[x.layout], out.layout)?;
-    x.check(op.name(), "the operand")?;
-    out.check(op.name(), "the output")?;
+    validate_unary(op, &x, &out)?;
     use UnaryOp as U;
     macro_rules! float {
         ($t:ty) => {
@@ -114,18 +110,7 @@ pub fn unary(op: UnaryOp, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
 
 /// `out = op(a, b)`; both operands have one type, the output [`BinaryOp::output_dtype`] of it.
 pub fn binary(op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    if a.dtype != b.dtype {
-        return Err(Error::InvalidArgument {
-            op: op.name(),
-            message: format!("operands of {} and {}: promote them to one type first", a.dtype, b.dtype),
-        });
-    }
-    let want = op.output_dtype(a.dtype)?;
-    check_out(op.name(), want, &out)?;
-    validate_elementwise(op.name(), &[a.layout, b.layout], out.layout)?;
-    a.check(op.name(), "the first operand")?;
-    b.check(op.name(), "the second operand")?;
-    out.check(op.name(), "the output")?;
+    validate_binary(op, &a, &b, &out)?;
     use BinaryOp as B;
     macro_rules! compare {
         ($t:ty, $load:expr) => {{
@@ -188,37 +173,13 @@ pub fn binary(op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorMut<'
 
 /// `out = cond ? a : b`, element by element; `cond` is `bool`, `a`, `b` and `out` one type.
 pub fn select(cond: TensorRef<'_>, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    const OP: &str = "where";
-    if cond.dtype != DType::Bool || a.dtype != b.dtype || out.dtype != a.dtype || a.dtype.is_packed() {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            message: format!(
-                "needs a bool condition and two values of the output's type; got {}, {}, {} -> {}",
-                cond.dtype, a.dtype, b.dtype, out.dtype
-            ),
-        });
-    }
-    validate_elementwise(OP, &[cond.layout, a.layout, b.layout], out.layout)?;
-    for (t, what) in [(&cond, "the condition"), (&a, "the first value"), (&b, "the second value")] {
-        t.check(OP, what)?;
-    }
-    out.check(OP, "the output")?;
+    validate_select(&cond, &a, &b, &out)?;
     match a.dtype.bits() {
         8 => map3::<u8>(cond, a, b, out),
         16 => map3::<u16>(cond, a, b, out),
         32 => map3::<u32>(cond, a, b, out),
         64 => map3::<u64>(cond, a, b, out),
         _ => unreachable!("no other widths"),
-    }
-    Ok(())
-}
-
-fn check_out(op: &'static str, want: DType, out: &TensorMut<'_>) -> Result<()> {
-    if out.dtype != want {
-        return Err(Error::InvalidArgument {
-            op,
-            message: format!("the output is {} but {op} produces {want} here", out.dtype),
-        });
     }
     Ok(())
 }

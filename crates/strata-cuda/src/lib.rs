@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{
     Attention, Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, Storage, TensorMut,
-    TensorRef, UnaryOp, validate_elementwise,
+    TensorRef, UnaryOp, validate_binary, validate_elementwise, validate_select, validate_unary,
 };
 use strata_core::quant::QuantizedTensor;
 use strata_core::{DType, Error, Result};
@@ -360,11 +360,7 @@ impl Backend for Cuda {
     }
 
     fn unary(&self, op: UnaryOp, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
-        let want = op.output_dtype(x.dtype)?;
-        check_out(op.name(), want, out.dtype)?;
-        validate_elementwise(op.name(), &[x.layout], out.layout)?;
-        x.check(op.name(), "the input")?;
-        out.check(op.name(), "the output")?;
+        let want = validate_unary(op, &x, &out)?;
         Self::types(op.name(), &[x.dtype])?;
         let key = format!("unary {} {}", op.name(), x.dtype);
         let f = self.kernel(&key, || unary_source(op, x.dtype, want))?;
@@ -379,18 +375,7 @@ impl Backend for Cuda {
         b: TensorRef<'_, CudaBuffer>,
         out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        if a.dtype != b.dtype {
-            return Err(Error::InvalidArgument {
-                op: op.name(),
-                message: format!("operands of {} and {}: promote them to one type first", a.dtype, b.dtype),
-            });
-        }
-        let want = op.output_dtype(a.dtype)?;
-        check_out(op.name(), want, out.dtype)?;
-        validate_elementwise(op.name(), &[a.layout, b.layout], out.layout)?;
-        a.check(op.name(), "the first operand")?;
-        b.check(op.name(), "the second operand")?;
-        out.check(op.name(), "the output")?;
+        let want = validate_binary(op, &a, &b, &out)?;
         Self::types(op.name(), &[a.dtype])?;
         let key = format!("binary {} {}", op.name(), a.dtype);
         let f = self.kernel(&key, || binary_source(op, a.dtype, want))?;
@@ -406,20 +391,7 @@ impl Backend for Cuda {
         out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
         const OP: &str = "where";
-        if cond.dtype != DType::Bool || a.dtype != b.dtype || out.dtype != a.dtype {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                message: format!(
-                    "needs a bool condition and one type ({}, {} and {} into {})",
-                    cond.dtype, a.dtype, b.dtype, out.dtype
-                ),
-            });
-        }
-        validate_elementwise(OP, &[cond.layout, a.layout, b.layout], out.layout)?;
-        for (t, what) in [(&cond, "the condition"), (&a, "the first operand"), (&b, "the second operand")] {
-            t.check(OP, what)?;
-        }
-        out.check(OP, "the output")?;
+        validate_select(&cond, &a, &b, &out)?;
         Self::types(OP, &[a.dtype])?;
         let f = self.kernel(&format!("select {}", a.dtype), || select_source(a.dtype))?;
         let g = geometry(OP, out.layout, &[cond.layout, a.layout, b.layout])?;
@@ -550,14 +522,4 @@ pub fn all_kernels_source() -> String {
         src.push_str(&format!("#undef strata_kernel\n#define strata_kernel strata_kernel_{i}\n{body}"));
     }
     src
-}
-
-fn check_out(op: &'static str, want: DType, got: DType) -> Result<()> {
-    if got != want {
-        return Err(Error::InvalidArgument {
-            op,
-            message: format!("the output is {got} but {op} produces {want} here"),
-        });
-    }
-    Ok(())
 }

@@ -49,6 +49,7 @@ impl Pool {
             if let Some(s) = st.free.get_mut(&size).and_then(Vec::pop) {
                 st.cached -= size;
                 st.in_use += size;
+                strata_trace::memory("memory.cuda", st.in_use as u64);
                 return Ok(s);
             }
         }
@@ -71,7 +72,9 @@ impl Pool {
             }
             Err(e) => return Err(Error::InvalidArgument { op: "cuda alloc", message: format!("{e:?}") }),
         };
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).in_use += size;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.in_use += size;
+        strata_trace::memory("memory.cuda", st.in_use as u64);
         Ok(slice)
     }
 
@@ -83,10 +86,7 @@ impl Pool {
             st.cached += size;
             st.free.entry(size).or_default().push(s);
         }
-        let (cached, in_use) = (st.cached, st.in_use);
-        drop(st);
-        strata_trace::memory("memory.cuda", in_use as u64);
-        let _ = cached;
+        strata_trace::memory("memory.cuda", st.in_use as u64);
     }
 
     /// Frees every cached block.

@@ -201,6 +201,13 @@ fn thread_names(p: &ProcessTrace) -> BTreeMap<u64, String> {
     names
 }
 
+/// Where a slice goes: a thread's own track, or a named track of the process.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SliceTrack {
+    Thread(u64),
+    Named(String),
+}
+
 struct SliceRec {
     start: u64,
     dur: u64,
@@ -255,14 +262,14 @@ fn perfetto(trace: &Trace) -> Vec<u8> {
             });
         }
         // Slices per logical track; overlapping ones are spread over lanes below.
-        let mut slices: BTreeMap<(u8, String), Vec<SliceRec>> = BTreeMap::new();
+        let mut slices: BTreeMap<SliceTrack, Vec<SliceRec>> = BTreeMap::new();
         let mut counters = BTreeMap::new();
-        let mut add = |key: (u8, String), start: u64, dur: u64, name: &str, args: Vec<(String, Value)>| {
+        let mut add = |key: SliceTrack, start: u64, dur: u64, name: &str, args: Vec<(String, Value)>| {
             slices.entry(key).or_default().push(SliceRec { start, dur, name: name.to_owned(), args });
         };
         for r in &p.records {
             match &r.kind {
-                RecordKind::Span { name, dur } => add((0, r.thread.to_string()), r.ts, *dur, name, Vec::new()),
+                RecordKind::Span { name, dur } => add(SliceTrack::Thread(r.thread), r.ts, *dur, name, Vec::new()),
                 RecordKind::Instant { name } => {
                     ev.event(r.ts, (1, u64::MAX), track("thread", &r.thread.to_string()), INSTANT, Some(name), |_| {})
                 }
@@ -272,38 +279,44 @@ fn perfetto(trace: &Trace) -> Vec<u8> {
                         te.double(TE_DOUBLE_COUNTER, *value);
                     });
                 }
-                RecordKind::Gpu { name, dur } => add((1, "GPU".into()), r.ts, *dur, name, Vec::new()),
+                RecordKind::Gpu { name, dur } => add(SliceTrack::Named("GPU".into()), r.ts, *dur, name, Vec::new()),
                 RecordKind::Frame { cpu, gpu } => {
                     let mut args = vec![("cpu_ms".to_owned(), Value::Float(*cpu as f64 / 1e6))];
                     if let Some(g) = gpu {
                         args.push(("gpu_ms".to_owned(), Value::Float(*g as f64 / 1e6)));
                     }
-                    add((1, "frames".into()), r.ts.saturating_sub(*cpu), *cpu, "frame", args);
+                    add(SliceTrack::Named("frames".into()), r.ts.saturating_sub(*cpu), *cpu, "frame", args);
                 }
                 _ => {}
             }
         }
         for s in state_intervals(p) {
             let args = s.stable.iter().chain(&s.volatile).map(|(k, v)| (k.clone(), v.clone())).collect();
-            add((1, format!("state: {}", s.domain)), s.start_ns, s.end_ns.saturating_sub(s.start_ns), &s.label, args);
+            add(
+                SliceTrack::Named(format!("state: {}", s.domain)),
+                s.start_ns,
+                s.end_ns.saturating_sub(s.start_ns),
+                &s.label,
+                args,
+            );
         }
         let threads = thread_names(p);
-        for ((kind, name), mut list) in slices {
+        for (key, mut list) in slices {
             list.sort_by_key(|s| (s.start, u64::MAX - s.dur));
             let lanes = lanes(&list);
-            let base = if kind == 0 { track("thread", &name) } else { track("named", &name) };
-            let display = if kind == 0 {
-                threads.get(&name.parse().unwrap_or(0)).cloned().unwrap_or(name.clone())
-            } else {
-                name.clone()
+            // Thread tracks were described above; named tracks are described here.
+            let (base, display) = match &key {
+                SliceTrack::Thread(tid) => (track("thread", &tid.to_string()), threads[tid].clone()),
+                SliceTrack::Named(name) => {
+                    let uuid = track("named", name);
+                    descriptor(&mut out, uuid, Some(pu), |td| {
+                        td.str(TD_NAME, name);
+                    });
+                    (uuid, name.clone())
+                }
             };
             let count = lanes.iter().max().map_or(0, |m| m + 1);
-            if kind == 1 {
-                descriptor(&mut out, base, Some(pu), |td| {
-                    td.str(TD_NAME, &display);
-                });
-            }
-            let lane_uuid = |l: usize| if l == 0 { base } else { track("lane", &format!("{kind}/{name}/{l}")) };
+            let lane_uuid = |l: usize| if l == 0 { base } else { track("lane", &format!("{key:?}/{l}")) };
             for l in 1..count {
                 descriptor(&mut out, lane_uuid(l), Some(pu), |td| {
                     td.str(TD_NAME, &format!("{display} ({})", l + 1));

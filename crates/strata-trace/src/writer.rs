@@ -296,11 +296,10 @@ impl Sink {
             })
             .collect();
         let rotate = self.rollup.as_ref().is_none_or(|r| now.saturating_sub(r.opened_ns) >= ROLLUP_SPAN_NS);
-        let first = rotate;
         if rotate {
             self.rollup = Some(self.open(SegmentKind::Rollup, now)?);
         }
-        match Self::append(self.rollup.as_mut().unwrap(), first, &self.info, &records) {
+        match Self::append(self.rollup.as_mut().unwrap(), rotate, &self.info, &records) {
             Ok(n) => {
                 self.bytes_written += n;
                 // Bins are dropped only once written; a failed write keeps them for next time.

@@ -3,7 +3,7 @@
 //! for `exp`, both operands of `add` to one type); the kernels accept exactly what these
 //! rules say and nothing else.
 
-use super::Layout;
+use super::{Layout, Storage, TensorMut, TensorRef};
 use crate::DType;
 use crate::error::{Error, Result};
 
@@ -274,6 +274,73 @@ pub fn validate_elementwise(op: &'static str, inputs: &[&Layout], out: &Layout) 
         });
     }
     Ok(())
+}
+
+fn check_output_dtype(op: &'static str, want: DType, got: DType) -> Result<()> {
+    if got != want {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("the output is {got} but {op} produces {want} here"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the operands of a unary operation for any backend (types, shapes, buffer bounds);
+/// returns the output type.
+pub fn validate_unary<B: Storage>(op: UnaryOp, x: &TensorRef<'_, B>, out: &TensorMut<'_, B>) -> Result<DType> {
+    let want = op.output_dtype(x.dtype)?;
+    check_output_dtype(op.name(), want, out.dtype)?;
+    validate_elementwise(op.name(), &[x.layout], out.layout)?;
+    x.check(op.name(), "the operand")?;
+    out.check(op.name(), "the output")?;
+    Ok(want)
+}
+
+/// Checks the operands of a binary operation for any backend; returns the output type.
+pub fn validate_binary<B: Storage>(
+    op: BinaryOp,
+    a: &TensorRef<'_, B>,
+    b: &TensorRef<'_, B>,
+    out: &TensorMut<'_, B>,
+) -> Result<DType> {
+    if a.dtype != b.dtype {
+        return Err(Error::InvalidArgument {
+            op: op.name(),
+            message: format!("operands of {} and {}: promote them to one type first", a.dtype, b.dtype),
+        });
+    }
+    let want = op.output_dtype(a.dtype)?;
+    check_output_dtype(op.name(), want, out.dtype)?;
+    validate_elementwise(op.name(), &[a.layout, b.layout], out.layout)?;
+    a.check(op.name(), "the first operand")?;
+    b.check(op.name(), "the second operand")?;
+    out.check(op.name(), "the output")?;
+    Ok(want)
+}
+
+/// Checks the operands of `where` (`select`) for any backend.
+pub fn validate_select<B: Storage>(
+    cond: &TensorRef<'_, B>,
+    a: &TensorRef<'_, B>,
+    b: &TensorRef<'_, B>,
+    out: &TensorMut<'_, B>,
+) -> Result<()> {
+    const OP: &str = "where";
+    if cond.dtype != DType::Bool || a.dtype != b.dtype || out.dtype != a.dtype || a.dtype.is_packed() {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            message: format!(
+                "needs a bool condition and two values of the output's type; got {}, {}, {} -> {}",
+                cond.dtype, a.dtype, b.dtype, out.dtype
+            ),
+        });
+    }
+    validate_elementwise(OP, &[cond.layout, a.layout, b.layout], out.layout)?;
+    for (t, what) in [(cond, "the condition"), (a, "the first value"), (b, "the second value")] {
+        t.check(OP, what)?;
+    }
+    out.check(OP, "the output")
 }
 
 #[cfg(test)]

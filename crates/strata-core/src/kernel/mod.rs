@@ -18,7 +18,10 @@ mod qmatmul;
 pub use attention::{Attention, AttentionMask};
 pub use backend::{Backend, Storage, TensorMut, TensorRef};
 pub use conv::Conv;
-pub use elementwise::{BinaryOp, ReduceOp, ScanOp, UnaryOp, validate_elementwise, validate_reduce};
+pub use elementwise::{
+    BinaryOp, ReduceOp, ScanOp, UnaryOp, validate_binary, validate_elementwise, validate_reduce, validate_select,
+    validate_unary,
+};
 pub use fused::{Fused, FusedOp};
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
