@@ -3,46 +3,19 @@
 //! written; negative indices count from the end, as in NumPy.
 
 use bytemuck::Pod;
-use strata_core::kernel::Layout;
-use strata_core::{DType, Error, Result};
+use strata_core::kernel::{Layout, validate_gather, validate_scatter_add, wrap_index};
+use strata_core::{DType, Result};
 
 use crate::{TensorMut, TensorRef};
-
-fn invalid(op: &'static str, message: String) -> Error {
-    Error::InvalidArgument { op, message }
-}
 
 /// The indices as `usize`, wrapped and bounds-checked against `size`.
 fn indices(op: &'static str, idx: &TensorRef<'_>, size: usize) -> Result<Vec<usize>> {
     let raw: Vec<i64> = match idx.dtype {
         DType::I32 => crate::strided::gather(idx.buffer.typed::<i32>(), idx.layout, i64::from),
         DType::I64 => crate::strided::gather(idx.buffer.typed::<i64>(), idx.layout, |v| v),
-        DType::U32 => crate::strided::gather(idx.buffer.typed::<u32>(), idx.layout, i64::from),
-        t => return Err(Error::UnsupportedDType { op, dtype: t, expected: "int32, int64 or uint32 indices" }),
+        _ => crate::strided::gather(idx.buffer.typed::<u32>(), idx.layout, i64::from),
     };
-    raw.iter()
-        .map(|&i| {
-            let j = if i < 0 { i + size as i64 } else { i };
-            if j < 0 || j >= size as i64 {
-                Err(invalid(op, format!("index {i} is out of range for an axis of size {size}")))
-            } else {
-                Ok(j as usize)
-            }
-        })
-        .collect()
-}
-
-/// Checks that `a` and `b` agree on every axis but `axis`.
-fn check_shapes(op: &'static str, axis: usize, a: &Layout, b: &Layout, what: (&str, &str)) -> Result<()> {
-    let ok =
-        a.ndim() == b.ndim() && axis < a.ndim() && (0..a.ndim()).all(|d| d == axis || a.shape()[d] == b.shape()[d]);
-    if !ok {
-        return Err(invalid(
-            op,
-            format!("{} {:?} and {} {:?} must agree on every axis but {axis}", what.0, a.shape(), what.1, b.shape()),
-        ));
-    }
-    Ok(())
+    raw.iter().map(|&i| wrap_index(op, i, size)).collect()
 }
 
 /// Calls `f(i, index)` for every row-major element `i` of `shape` with its multi-index.
@@ -70,16 +43,7 @@ fn position_at(l: &Layout, index: &[usize], axis: usize, at: usize) -> usize {
 /// shape, which agrees with `x`'s except on `axis`.
 pub fn gather(axis: usize, x: TensorRef<'_>, idx: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
     const OP: &str = "take_along_axis";
-    check_shapes(OP, axis, x.layout, idx.layout, ("the array", "the indices"))?;
-    if out.layout.shape() != idx.layout.shape() || out.dtype != x.dtype {
-        return Err(invalid(OP, format!("the output must be {} {:?}", x.dtype, idx.layout.shape())));
-    }
-    if x.dtype.is_packed() {
-        return Err(Error::UnsupportedDType { op: OP, dtype: x.dtype, expected: "a type of 8 bits or more" });
-    }
-    x.check(OP, "the array")?;
-    idx.check(OP, "the indices")?;
-    out.check(OP, "the output")?;
+    validate_gather(axis, &x, &idx, &out)?;
     let ix = indices(OP, &idx, x.layout.shape()[axis])?;
     fn run<T: Pod>(axis: usize, x: &TensorRef<'_>, ix: &[usize], out: TensorMut<'_>) {
         let xd = x.buffer.typed::<T>();
@@ -102,13 +66,7 @@ pub fn gather(axis: usize, x: TensorRef<'_>, idx: TensorRef<'_>, out: TensorMut<
 /// accumulate): `idx` and `updates` have one shape, which agrees with `out`'s except on `axis`.
 pub fn scatter_add(axis: usize, idx: TensorRef<'_>, updates: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
     const OP: &str = "scatter_add";
-    check_shapes(OP, axis, out.layout, idx.layout, ("the output", "the indices"))?;
-    if updates.layout.shape() != idx.layout.shape() || updates.dtype != out.dtype {
-        return Err(invalid(OP, format!("the updates must be {} {:?}", out.dtype, idx.layout.shape())));
-    }
-    idx.check(OP, "the indices")?;
-    updates.check(OP, "the updates")?;
-    out.check(OP, "the output")?;
+    validate_scatter_add(axis, &idx, &updates, &out)?;
     let ix = indices(OP, &idx, out.layout.shape()[axis])?;
     fn run<T: Pod + std::ops::Add<Output = T>>(axis: usize, ix: &[usize], u: &TensorRef<'_>, out: TensorMut<'_>) {
         let ud = u.buffer.typed::<T>();
@@ -123,8 +81,7 @@ pub fn scatter_add(axis: usize, idx: TensorRef<'_>, updates: TensorRef<'_>, out:
         DType::F32 => run::<f32>(axis, &ix, &updates, out),
         DType::F64 => run::<f64>(axis, &ix, &updates, out),
         DType::I32 => run::<i32>(axis, &ix, &updates, out),
-        DType::I64 => run::<i64>(axis, &ix, &updates, out),
-        t => return Err(Error::UnsupportedDType { op: OP, dtype: t, expected: "float32, float64, int32 or int64" }),
+        _ => run::<i64>(axis, &ix, &updates, out),
     }
     Ok(())
 }

@@ -22,24 +22,7 @@ pub fn matmul2d(
     bias: Option<TensorRef<'_>>,
     out: TensorMut<'_>,
 ) -> Result<()> {
-    desc.validate_types(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype))?;
-    desc.validate_shapes(left.layout, right.layout, out.layout, bias.map(|b| b.layout))?;
-    left.check(OP, "the left operand")?;
-    right.check(OP, "the right operand")?;
-    out.check(OP, "the output")?;
-    if let Some(b) = &bias {
-        b.check(OP, "the bias")?;
-    }
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            message: format!(
-                "the output has a broadcast axis (shape {:?}, strides {:?}): its elements would overlap",
-                out.layout.shape(),
-                out.layout.strides()
-            ),
-        });
-    }
+    desc.validate_call(&left, &right, bias.as_ref(), &out)?;
     match (left.dtype, out.dtype) {
         (DType::F32, DType::F32) => run::<f32, f32, f32>(desc, left, right, bias, out),
         (DType::F16, DType::F16) => run::<f32, f16, f16>(desc, left, right, bias, out),

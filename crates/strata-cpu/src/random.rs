@@ -1,7 +1,8 @@
 //! Counter-based random bits: Threefry-2x32 (20 rounds), laid out exactly as MLX's
 //! `RandomBits` (itself JAX's scheme), so a key gives the same bits in Strata and MLX.
 
-use strata_core::{DType, Error, Result};
+use strata_core::Result;
+use strata_core::kernel::validate_random_bits;
 
 use crate::{TensorMut, TensorRef};
 
@@ -25,28 +26,8 @@ pub fn threefry2x32(key: [u32; 2], count: [u32; 2]) -> [u32; 2] {
 /// uint32): word `j < N/2` and word `j + ⌈N/2⌉` are the two halves of the hash of
 /// `(j, j + ⌈N/2⌉)`; an odd `N` takes its middle word from the hash of `(N/2, 0)`.
 pub fn random_bits(keys: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    const OP: &str = "random_bits";
-    let (ks, os) = (keys.layout.shape(), out.layout.shape());
-    if keys.dtype != DType::U32
-        || out.dtype != DType::U32
-        || ks.len() != 2
-        || ks[1] != 2
-        || os.len() != 2
-        || os[0] != ks[0]
-    {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            message: format!(
-                "keys must be uint32 [K, 2] and the output uint32 [K, N]; got {} {ks:?} and {} {os:?}",
-                keys.dtype, out.dtype
-            ),
-        });
-    }
-    if !out.layout.is_contiguous() {
-        return Err(Error::InvalidArgument { op: OP, message: "the output must be contiguous".into() });
-    }
-    keys.check(OP, "the keys")?;
-    out.check(OP, "the output")?;
+    validate_random_bits(&keys, &out)?;
+    let os = out.layout.shape();
     let key_words = crate::strided::gather(keys.buffer.typed::<u32>(), keys.layout, |v| v);
     let n = os[1];
     let offset = out.layout.offset();

@@ -8,8 +8,8 @@
 use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
-use strata_core::kernel::{Layout, ReduceOp, ScanOp, validate_reduce};
-use strata_core::{DType, Error, Result};
+use strata_core::kernel::{Layout, ReduceOp, ScanOp, validate_reduce_call, validate_scan};
+use strata_core::{DType, Result};
 
 use crate::elem::{Float, FloatStore, Int};
 use crate::{TensorMut, TensorRef};
@@ -17,16 +17,7 @@ use crate::{TensorMut, TensorRef};
 /// Reduces `x` over `axes` into `out`, whose shape is `x`'s with those axes removed or kept
 /// with size 1. Types: [`ReduceOp::validate_types`].
 pub fn reduce(op: ReduceOp, axes: &[usize], x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    op.validate_types(x.dtype, out.dtype)?;
-    let axes = validate_reduce(op, x.layout, axes, out.layout)?;
-    if !out.layout.is_non_overlapping() {
-        return Err(Error::InvalidArgument {
-            op: op.name(),
-            message: "the output has elements that share memory".into(),
-        });
-    }
-    x.check(op.name(), "the input")?;
-    out.check(op.name(), "the output")?;
+    let axes = validate_reduce_call(op, axes, &x, &out)?;
     // View the input as [kept..., reduced...] and the output over the kept axes.
     let kept: Vec<usize> = (0..x.layout.ndim()).filter(|a| !axes.contains(a)).collect();
     let perm: Vec<usize> = kept.iter().chain(&axes).copied().collect();
@@ -325,27 +316,7 @@ pub fn scan(
     x: TensorRef<'_>,
     out: TensorMut<'_>,
 ) -> Result<()> {
-    let want = op.output_dtype(x.dtype)?;
-    if out.dtype != want || out.layout.shape() != x.layout.shape() || axis >= x.layout.ndim().max(1) {
-        return Err(Error::InvalidArgument {
-            op: op.name(),
-            message: format!(
-                "scanning {:?} ({}) along axis {axis} needs an output of the same shape and type; got {:?} ({})",
-                x.layout.shape(),
-                x.dtype,
-                out.layout.shape(),
-                out.dtype
-            ),
-        });
-    }
-    if !out.layout.is_non_overlapping() {
-        return Err(Error::InvalidArgument {
-            op: op.name(),
-            message: "the output has elements that share memory".into(),
-        });
-    }
-    x.check(op.name(), "the input")?;
-    out.check(op.name(), "the output")?;
+    validate_scan(op, axis, &x, &out)?;
     if x.layout.numel() == 0 {
         return Ok(());
     }

@@ -200,3 +200,19 @@ pub fn cast(from: DType, to: DType) -> String {
         _ => format!("({to_c})x"),
     }
 }
+
+/// The expression of an epilogue activation on `v` of compute type `ct` (the CPU's GEMM
+/// epilogue: ReLU as `max`, which maps NaN to 0).
+pub fn activation(a: strata_core::kernel::Activation, ct: &str) -> String {
+    use strata_core::kernel::Activation as A;
+    let e = match a {
+        A::None => "v",
+        A::Relu => "fmax(v, (CT)0)",
+        A::Gelu => unary(UnaryOp::Gelu, DType::F32),
+        A::GeluTanh => unary(UnaryOp::GeluTanh, DType::F32),
+        A::Silu => unary(UnaryOp::Silu, DType::F32),
+        A::Sigmoid => unary(UnaryOp::Sigmoid, DType::F32),
+        A::Tanh => unary(UnaryOp::Tanh, DType::F32),
+    };
+    e.replace("CT", ct)
+}

@@ -7,9 +7,10 @@
 //! ([`compile`]). Memory comes from plain device allocations through a caching pool; an
 //! out-of-memory empties the pool and retries once, then is an `Err`.
 //!
-//! This is the first increment of the backend: memory, copies and casts between layouts, and
-//! every element-wise operation (unary, binary, select) for the standard types. The other
-//! kernels of the [`Backend`] trait answer with an `Err` that says so until they land.
+//! Kernels so far: copies and casts between layouts, every element-wise operation (unary,
+//! binary, select), reductions and scans, `take_along_axis`/`scatter_add` and Threefry random
+//! bits, for the standard types. The other kernels of the [`Backend`] trait (products,
+//! convolution, attention, fused programs) answer with an `Err` that says so until they land.
 //!
 //! ```no_run
 //! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
@@ -25,7 +26,10 @@
 
 pub mod compile;
 mod exprs;
+mod index;
+mod matmul;
 mod pool;
+mod reduce;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -72,6 +76,15 @@ impl Drop for CudaBuffer {
 }
 
 impl CudaBuffer {
+    /// The device memory, for handing to another CUDA library (cuBLAS, say) on
+    /// [`Cuda::stream`]. Its first [`Storage::byte_len`] bytes are the buffer's.
+    pub fn device_slice(&self) -> &CudaSlice<u8> {
+        self.slice()
+    }
+    /// The device memory, writable (see [`device_slice`](Self::device_slice)).
+    pub fn device_slice_mut(&mut self) -> &mut CudaSlice<u8> {
+        self.slice_mut()
+    }
     fn slice(&self) -> &CudaSlice<u8> {
         self.slice.as_ref().expect("a live buffer has its block")
     }
@@ -84,31 +97,34 @@ impl CudaBuffer {
 #[derive(Clone)]
 pub struct Cuda {
     ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
+    pub(crate) stream: Arc<CudaStream>,
     pool: Arc<Pool>,
     arch: String,
     ordinal: usize,
-    sms: u32,
+    pub(crate) sms: u32,
     kernels: Arc<Mutex<HashMap<String, CudaFunction>>>,
 }
+
+/// The most dimensions a kernel's geometry takes.
+pub(crate) const MAX_DIMS: usize = 8;
 
 /// The strided geometry every element-wise kernel takes (mirrors `strata::Geometry` in
 /// `kernels/strata.cuh`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Geometry {
+pub(crate) struct Geometry {
     n: i64,
     ndim: i32,
     contiguous: i32,
-    shape: [i64; 8],
-    stride: [[i64; 8]; 4],
+    shape: [i64; MAX_DIMS],
+    stride: [[i64; MAX_DIMS]; 4],
     offset: [i64; 4],
 }
 
 // SAFETY: plain old data with the C layout of `strata::Geometry`.
 unsafe impl DeviceRepr for Geometry {}
 
-fn geometry(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Geometry> {
+pub(crate) fn geometry(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Geometry> {
     let nd = out.shape().len();
     if nd > 8 {
         return Err(Error::InvalidArgument {
@@ -188,6 +204,17 @@ impl Cuda {
         Ok(Cuda { ctx, stream, pool, arch, ordinal, sms, kernels: Arc::default() })
     }
 
+    /// The stream every kernel of this device is queued on (work from other CUDA libraries on
+    /// it is ordered with Strata's).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The driver context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
     /// The architecture kernels are compiled for (`sm_90a` on Hopper).
     pub fn arch(&self) -> &str {
         &self.arch
@@ -213,7 +240,7 @@ impl Cuda {
     }
 
     /// The kernel `key`, compiled from `source()` on first use.
-    fn kernel(&self, key: &str, source: impl FnOnce() -> String) -> Result<CudaFunction> {
+    pub(crate) fn kernel(&self, key: &str, source: impl FnOnce() -> String) -> Result<CudaFunction> {
         if let Some(f) = self.kernels.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
             return Ok(f.clone());
         }
@@ -227,7 +254,7 @@ impl Cuda {
         Ok(f)
     }
 
-    fn config(&self, g: &Geometry) -> LaunchConfig {
+    pub(crate) fn config(&self, g: &Geometry) -> LaunchConfig {
         let threads = 256u32;
         // The packed path gives each thread four elements per step.
         let work = if g.contiguous == 2 { g.n / 4 + g.n % 4 } else { g.n };
@@ -253,15 +280,24 @@ impl Cuda {
         }
         b.arg(out.slice_mut());
         b.arg(g);
-        let start = strata_trace::now_ns();
         // SAFETY: the kernel's parameters are (inputs..., output, Geometry) as generated, and
         // every operand was checked to lie inside its buffer.
-        unsafe { b.launch(cfg) }.map_err(|e| driver_err(name, e))?;
+        self.timed(name, || unsafe { b.launch(cfg) })
+    }
+
+    /// Runs `launch`, recording the time it took to queue as a span named `name`.
+    pub(crate) fn timed<T>(
+        &self,
+        name: &'static str,
+        launch: impl FnOnce() -> std::result::Result<T, cudarc::driver::DriverError>,
+    ) -> Result<()> {
+        let start = strata_trace::now_ns();
+        launch().map_err(|e| driver_err(name, e))?;
         strata_trace::complete_span(name, start, strata_trace::now_ns());
         Ok(())
     }
 
-    fn types(op: &'static str, dtypes: &[DType]) -> Result<()> {
+    pub(crate) fn types(op: &'static str, dtypes: &[DType]) -> Result<()> {
         match dtypes.iter().find(|t| exprs::c_type(**t).is_none()) {
             Some(&t) => Err(unsupported_type(op, t)),
             None => Ok(()),
@@ -321,13 +357,13 @@ impl Backend for Cuda {
 
     fn matmul2d(
         &self,
-        _: &Matmul2d,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: Option<TensorRef<'_, CudaBuffer>>,
-        _: TensorMut<'_, CudaBuffer>,
+        desc: &Matmul2d,
+        left: TensorRef<'_, CudaBuffer>,
+        right: TensorRef<'_, CudaBuffer>,
+        bias: Option<TensorRef<'_, CudaBuffer>>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("matmul2d"))
+        matmul::matmul2d(self, desc, left, right, bias, out)
     }
     fn conv(
         &self,
@@ -400,47 +436,47 @@ impl Backend for Cuda {
 
     fn reduce(
         &self,
-        _: ReduceOp,
-        _: &[usize],
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorMut<'_, CudaBuffer>,
+        op: ReduceOp,
+        axes: &[usize],
+        x: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("reduce"))
+        reduce::reduce(self, op, axes, x, out)
     }
     fn scan(
         &self,
-        _: ScanOp,
-        _: usize,
-        _: bool,
-        _: bool,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorMut<'_, CudaBuffer>,
+        op: ScanOp,
+        axis: usize,
+        reverse: bool,
+        inclusive: bool,
+        x: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("scan"))
+        reduce::scan(self, op, axis, reverse, inclusive, x, out)
     }
     fn fused(&self, _: &Fused, _: &[TensorRef<'_, CudaBuffer>], _: TensorMut<'_, CudaBuffer>) -> Result<()> {
         Err(not_yet("fused"))
     }
     fn gather(
         &self,
-        _: usize,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorMut<'_, CudaBuffer>,
+        axis: usize,
+        x: TensorRef<'_, CudaBuffer>,
+        indices: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("gather"))
+        index::gather(self, axis, x, indices, out)
     }
     fn scatter_add(
         &self,
-        _: usize,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorMut<'_, CudaBuffer>,
+        axis: usize,
+        indices: TensorRef<'_, CudaBuffer>,
+        updates: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("scatter_add"))
+        index::scatter_add(self, axis, indices, updates, out)
     }
-    fn random_bits(&self, _: TensorRef<'_, CudaBuffer>, _: TensorMut<'_, CudaBuffer>) -> Result<()> {
-        Err(not_yet("random_bits"))
+    fn random_bits(&self, keys: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        index::random_bits(self, keys, out)
     }
 
     fn copy(&self, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
@@ -465,9 +501,9 @@ impl Backend for Cuda {
     }
 }
 
-const ELEMENTWISE: &str = include_str!("../kernels/elementwise.cu");
+pub(crate) const ELEMENTWISE: &str = include_str!("../kernels/elementwise.cu");
 
-fn c(t: DType) -> &'static str {
+pub(crate) fn c(t: DType) -> &'static str {
     exprs::c_type(t).expect("types were checked")
 }
 
@@ -494,32 +530,41 @@ pub fn supported_dtypes() -> Vec<DType> {
     DType::ALL.iter().copied().filter(|t| exprs::c_type(*t).is_some()).collect()
 }
 
-/// One translation unit holding every element-wise kernel the backend can generate (each
-/// renamed so they can live together): what CI compiles through NVRTC for each architecture,
-/// so that a kernel that does not compile fails CI without a GPU.
-pub fn all_kernels_source() -> String {
-    let mut units = Vec::new();
+/// Every kernel the backend can generate, grouped by kernel file into translation units (each
+/// kernel renamed so they can live together): what CI compiles through NVRTC for each
+/// architecture, so that a kernel that does not compile fails CI without a GPU. Returns
+/// `(family, source)` pairs: "elementwise", "reduce", "index", "gemm".
+pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
     let types = supported_dtypes();
+    let mut elementwise = Vec::new();
     for &t in &types {
         for &op in UnaryOp::ALL {
             if let Ok(out) = op.output_dtype(t) {
-                units.push(unary_source(op, t, out));
+                elementwise.push(unary_source(op, t, out));
             }
         }
         for &op in BinaryOp::ALL {
             if let Ok(out) = op.output_dtype(t) {
-                units.push(binary_source(op, t, out));
+                elementwise.push(binary_source(op, t, out));
             }
         }
-        units.push(select_source(t));
+        elementwise.push(select_source(t));
         for &u in &types {
-            units.push(cast_source(t, u));
+            elementwise.push(cast_source(t, u));
         }
     }
-    let mut src = ELEMENTWISE.to_owned();
-    for (i, u) in units.iter().enumerate() {
-        let body = u.strip_prefix(ELEMENTWISE).unwrap_or(u);
-        src.push_str(&format!("#undef strata_kernel\n#define strata_kernel strata_kernel_{i}\n{body}"));
-    }
-    src
+    let join = |units: Vec<String>| {
+        let mut src = ELEMENTWISE.to_owned();
+        for (i, u) in units.iter().enumerate() {
+            let body = u.strip_prefix(ELEMENTWISE).unwrap_or(u);
+            src.push_str(&format!("#undef strata_kernel\n#define strata_kernel strata_kernel_{i}\n{body}"));
+        }
+        src
+    };
+    vec![
+        ("elementwise", join(elementwise)),
+        ("reduce", join(reduce::all_sources(&types))),
+        ("index", join(index::all_sources())),
+        ("gemm", join(matmul::all_sources())),
+    ]
 }

@@ -4,7 +4,10 @@
 //! it was not run.
 
 use half::{bf16, f16};
-use strata_core::kernel::{Backend, BinaryOp, Layout, TensorMut, TensorRef, UnaryOp};
+use strata_core::kernel::{
+    Activation, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, ScanOp, TensorMut, TensorRef,
+    UnaryOp,
+};
 use strata_core::{DType, Error};
 use strata_cpu::Cpu;
 use strata_cuda::Cuda;
@@ -107,6 +110,31 @@ fn close(t: DType, g: &[u8], c: &[u8]) -> Option<usize> {
 
 const SHAPE: [usize; 2] = [37, 29];
 
+/// How GPU results are compared with the CPU's.
+#[derive(Clone, Copy)]
+enum Tol {
+    /// Integers exactly, floats within a few ulps ([`close`]).
+    Ulps,
+    /// Floats within this relative error (sums and products, whose order differs).
+    Relative(f64),
+    /// Floats within `rel · |x| + abs` (products, whose sums may cancel).
+    Mixed(f64, f64),
+}
+
+fn differs(t: DType, tol: Tol, g: &[u8], c: &[u8]) -> Option<usize> {
+    match tol {
+        Tol::Relative(r) if t.is_float() => decode(t, g).iter().zip(decode(t, c)).position(|(&a, b)| {
+            let same = (a.is_nan() && b.is_nan()) || a == b;
+            !(same || (a - b).abs() <= r * a.abs().max(b.abs()))
+        }),
+        Tol::Mixed(r, abs) if t.is_float() => decode(t, g).iter().zip(decode(t, c)).position(|(&a, b)| {
+            let same = (a.is_nan() && b.is_nan()) || a == b;
+            !(same || (a - b).abs() <= r * a.abs().max(b.abs()) + abs)
+        }),
+        _ => close(t, g, c),
+    }
+}
+
 /// Runs `gpu_op` and `cpu_op` on the same operands (uploaded from `inputs`) and compares.
 #[allow(clippy::too_many_arguments)]
 fn compare(
@@ -119,13 +147,33 @@ fn compare(
     cpu_op: impl Fn(&[TensorRef<'_, strata_cpu::CpuBuffer>], TensorMut<'_, strata_cpu::CpuBuffer>) -> Result<(), Error>,
     failures: &mut Vec<String>,
 ) {
+    compare_with(gpu, what, inputs, None, out_t, out_l, Tol::Ulps, gpu_op, cpu_op, failures)
+}
+
+/// [`compare`] with a tolerance, and optionally the output's initial contents (otherwise the
+/// GPU's is poisoned and the CPU's zeroed).
+#[allow(clippy::too_many_arguments)]
+fn compare_with(
+    gpu: &Cuda,
+    what: &str,
+    inputs: &[(DType, Vec<u8>, Layout)],
+    initial: Option<&[u8]>,
+    out_t: DType,
+    out_l: &Layout,
+    tol: Tol,
+    gpu_op: impl Fn(&[TensorRef<'_, strata_cuda::CudaBuffer>], TensorMut<'_, strata_cuda::CudaBuffer>) -> Result<(), Error>,
+    cpu_op: impl Fn(&[TensorRef<'_, strata_cpu::CpuBuffer>], TensorMut<'_, strata_cpu::CpuBuffer>) -> Result<(), Error>,
+    failures: &mut Vec<String>,
+) {
     let bytes = out_l.numel() * (out_t.bits() / 8) as usize;
     let gbufs: Vec<_> = inputs.iter().map(|(_, b, _)| gpu.upload(b).unwrap()).collect();
     let cbufs: Vec<_> = inputs.iter().map(|(_, b, _)| Cpu.upload(b).unwrap()).collect();
     let grefs: Vec<_> = inputs.iter().zip(&gbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
     let crefs: Vec<_> = inputs.iter().zip(&cbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
-    let mut gout = gpu.upload(&vec![0xA5; bytes]).unwrap(); // poisoned
-    let mut cout = Cpu.alloc(bytes).unwrap();
+    let (mut gout, mut cout) = match initial {
+        Some(init) => (gpu.upload(init).unwrap(), Cpu.upload(init).unwrap()),
+        None => (gpu.upload(&vec![0xA5; bytes]).unwrap(), Cpu.alloc(bytes).unwrap()),
+    };
     let cpu_result = cpu_op(&crefs, TensorMut::new(out_t, &mut cout, out_l));
     let gpu_result = gpu_op(&grefs, TensorMut::new(out_t, &mut gout, out_l));
     match (cpu_result, gpu_result) {
@@ -140,21 +188,25 @@ fn compare(
     let mut c = vec![0u8; bytes];
     gpu.download(&gout, &mut g).unwrap();
     Cpu.download(&cout, &mut c).unwrap();
-    if let Some(i) = close(out_t, &g, &c) {
+    if let Some(i) = differs(out_t, tol, &g, &c) {
         let w = (out_t.bits() / 8) as usize;
-        let input: Vec<String> = inputs
-            .iter()
-            .map(|(t, b, l)| {
-                let pos = l.position(&[i / SHAPE[1], i % SHAPE[1]]).max(0) as usize;
-                let wi = (t.bits() / 8) as usize;
-                format!("{:?}", &b[pos * wi..pos * wi + wi])
-            })
-            .collect();
+        let input = if out_l.shape() == SHAPE {
+            let shown: Vec<String> = inputs
+                .iter()
+                .map(|(t, b, l)| {
+                    let pos = l.position(&[i / SHAPE[1], i % SHAPE[1]]).max(0) as usize;
+                    let wi = (t.bits() / 8) as usize;
+                    format!("{:?}", &b[pos * wi..pos * wi + wi])
+                })
+                .collect();
+            format!(" (inputs {})", shown.join(", "))
+        } else {
+            String::new()
+        };
         failures.push(format!(
-            "{what}: element {i}: gpu {:?} cpu {:?} (inputs {})",
+            "{what}: element {i}: gpu {:?} cpu {:?}{input}",
             &g[i * w..i * w + w],
             &c[i * w..i * w + w],
-            input.join(", ")
         ));
     }
 }
@@ -302,4 +354,392 @@ fn bad_input_and_out_of_memory_are_errors() {
     assert!(err.is_err());
     let mut back = [0u8; 32];
     assert!(gpu.download(&x, &mut back).is_err(), "reading past the end");
+}
+
+/// `n` floats of `t` drawn uniformly from `[lo, hi)`: inputs whose sums and products are well
+/// conditioned, so that a different order of operations stays within a relative tolerance.
+fn uniform(t: DType, n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let f = lo + (hi - lo) * rng.unit();
+        match t {
+            DType::F32 => out.extend((f as f32).to_le_bytes()),
+            DType::F64 => out.extend(f.to_le_bytes()),
+            DType::F16 => out.extend(f16::from_f64(f).to_le_bytes()),
+            DType::BF16 => out.extend(bf16::from_f64(f).to_le_bytes()),
+            _ => unreachable!("floats only"),
+        }
+    }
+    out
+}
+
+/// The relative tolerance of an accumulation in `t` (16-bit types accumulate in f32 and round
+/// once, so one ulp of the result).
+fn accumulation_tol(t: DType) -> Tol {
+    match t {
+        DType::F64 => Tol::Relative(1e-12),
+        DType::F32 => Tol::Relative(2e-5),
+        DType::F16 => Tol::Relative(2.0 / 1024.0),
+        _ => Tol::Relative(2.0 / 128.0),
+    }
+}
+
+#[test]
+fn reductions_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(seed() ^ 0x7ed5);
+    let (contiguous, transposed) = layouts();
+    // (input layout, axes, output shape): rows, columns, everything, strided rows; then long
+    // blocks that the kernels split into chunks (rows and columns), and rows long enough for a
+    // whole block per output.
+    let cases: Vec<(Layout, Vec<usize>, Vec<usize>)> = vec![
+        (contiguous.clone(), vec![1], vec![SHAPE[0]]),
+        (contiguous.clone(), vec![0], vec![1, SHAPE[1]]),
+        (contiguous.clone(), vec![0, 1], vec![]),
+        (transposed.clone(), vec![1], vec![SHAPE[0], 1]),
+        (Layout::contiguous(&[3, 20011]), vec![1], vec![3]),
+        (Layout::contiguous(&[20011, 3]), vec![0], vec![3]),
+        (Layout::contiguous(&[100_003]), vec![0], vec![]),
+        (Layout::contiguous(&[5, 5003]), vec![1], vec![5, 1]),
+        (Layout::contiguous(&[4, 6, 7]), vec![0, 2], vec![6]),
+    ];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for &t in &strata_cuda::supported_dtypes() {
+        for &op in ReduceOp::ALL {
+            let out_t = match op {
+                ReduceOp::All | ReduceOp::Any => DType::Bool,
+                ReduceOp::ArgMax | ReduceOp::ArgMin => [DType::I64, DType::U32][count % 2],
+                _ => t,
+            };
+            if op.validate_types(t, out_t).is_err() {
+                continue;
+            }
+            for (l, axes, out_shape) in &cases {
+                if op.is_index() && axes.len() != 1 {
+                    continue;
+                }
+                let n = l.shape().iter().product::<usize>() + l.offset();
+                let accumulates = t.is_float() && matches!(op, ReduceOp::Sum | ReduceOp::Prod);
+                if accumulates && op == ReduceOp::Prod && n > 2000 {
+                    continue; // a product of thousands of values leaves the range of the type
+                }
+                let buffer_len = l.shape().iter().product::<usize>();
+                let x = if accumulates {
+                    uniform(t, buffer_len, 0.5, 1.5, &mut rng)
+                } else {
+                    random(t, buffer_len, &mut rng)
+                };
+                let tol = if accumulates { accumulation_tol(t) } else { Tol::Ulps };
+                let out_l = Layout::contiguous(out_shape);
+                count += 1;
+                compare_with(
+                    &gpu,
+                    &format!("{} {t} -> {out_t} {:?} {:?} axes {axes:?}", op.name(), l.shape(), l.strides()),
+                    &[(t, x, l.clone())],
+                    None,
+                    out_t,
+                    &out_l,
+                    tol,
+                    |i, o| gpu.reduce(op, axes, i[0], o),
+                    |i, o| Cpu.reduce(op, axes, i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("reduce", failures, count);
+}
+
+#[test]
+fn scans_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(seed() ^ 0x5ca9);
+    let (contiguous, transposed) = layouts();
+    // Short lanes (a thread each), lanes along a strided axis, and long dense lanes (a block
+    // each, several tiles).
+    let cases: Vec<(Layout, usize)> =
+        vec![(contiguous.clone(), 1), (contiguous, 0), (transposed, 1), (Layout::contiguous(&[3, 3001]), 1)];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for &t in &strata_cuda::supported_dtypes() {
+        for &op in ScanOp::ALL {
+            if op.output_dtype(t).is_err() {
+                continue;
+            }
+            for (l, axis) in &cases {
+                for (reverse, inclusive) in [(false, true), (true, false), (true, true), (false, false)] {
+                    let n = l.shape().iter().product::<usize>();
+                    let x = match (t.is_float(), op) {
+                        (true, ScanOp::Sum) => uniform(t, n, 0.0, 1.0, &mut rng),
+                        (true, ScanOp::Prod) => uniform(t, n, 0.995, 1.005, &mut rng),
+                        (true, ScanOp::LogAddExp) => uniform(t, n, -4.0, 4.0, &mut rng),
+                        _ => random(t, n, &mut rng),
+                    };
+                    let tol = if t.is_float() && op != ScanOp::Max && op != ScanOp::Min {
+                        accumulation_tol(t)
+                    } else {
+                        Tol::Ulps
+                    };
+                    count += 1;
+                    compare_with(
+                        &gpu,
+                        &format!(
+                            "{} {t} {:?} {:?} axis {axis} rev {reverse} incl {inclusive}",
+                            op.name(),
+                            l.shape(),
+                            l.strides()
+                        ),
+                        &[(t, x, l.clone())],
+                        None,
+                        t,
+                        &Layout::contiguous(l.shape()),
+                        tol,
+                        |i, o| gpu.scan(op, *axis, reverse, inclusive, i[0], o),
+                        |i, o| Cpu.scan(op, *axis, reverse, inclusive, i[0], o),
+                        &mut failures,
+                    );
+                }
+            }
+        }
+    }
+    report("scan", failures, count);
+}
+
+/// `n` indices of type `ti` in `[-size, size)` (non-negative for uint32).
+fn indices(ti: DType, n: usize, size: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let v = (rng.next() % (2 * size as u64)) as i64 - size as i64;
+        match ti {
+            DType::I32 => out.extend((v as i32).to_le_bytes()),
+            DType::I64 => out.extend(v.to_le_bytes()),
+            _ => out.extend((v.rem_euclid(size as i64) as u32).to_le_bytes()),
+        }
+    }
+    out
+}
+
+#[test]
+fn gather_scatter_and_random_bits_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(seed() ^ 0x6a7e);
+    let (contiguous, transposed) = layouts();
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for ti in strata_core::kernel::INDEX_TYPES {
+        // take_along_axis on every element width, along both axes, from a strided array.
+        for t in [DType::U8, DType::F16, DType::F32, DType::F64] {
+            for (x_l, axis, idx_shape) in [(&contiguous, 1, [SHAPE[0], 11]), (&transposed, 0, [13, SHAPE[1]])] {
+                let n = idx_shape[0] * idx_shape[1];
+                let x = random(t, SHAPE[0] * SHAPE[1], &mut rng);
+                let idx = indices(ti, n, SHAPE[axis], &mut rng);
+                count += 1;
+                compare(
+                    &gpu,
+                    &format!("take_along_axis {t} by {ti} axis {axis}"),
+                    &[(t, x, x_l.clone()), (ti, idx, Layout::contiguous(&idx_shape))],
+                    t,
+                    &Layout::contiguous(&idx_shape),
+                    |i, o| gpu.gather(axis, i[0], i[1], o),
+                    |i, o| Cpu.gather(axis, i[0], i[1], o),
+                    &mut failures,
+                );
+            }
+        }
+        // scatter_add with repeated indices into an output that already holds values.
+        for t in strata_core::kernel::SCATTER_TYPES {
+            let idx_shape = [SHAPE[0], 50];
+            let idx = indices(ti, idx_shape[0] * idx_shape[1], SHAPE[1], &mut rng);
+            let updates = if t.is_float() {
+                uniform(t, idx_shape[0] * idx_shape[1], -1.0, 1.0, &mut rng)
+            } else {
+                random(t, idx_shape[0] * idx_shape[1], &mut rng)
+            };
+            let initial = if t.is_float() {
+                uniform(t, SHAPE[0] * SHAPE[1], 10.0, 11.0, &mut rng)
+            } else {
+                random(t, SHAPE[0] * SHAPE[1], &mut rng)
+            };
+            count += 1;
+            compare_with(
+                &gpu,
+                &format!("scatter_add {t} by {ti}"),
+                &[(ti, idx, Layout::contiguous(&idx_shape)), (t, updates, Layout::contiguous(&idx_shape))],
+                Some(&initial),
+                t,
+                &contiguous,
+                if t.is_float() { Tol::Relative(1e-6) } else { Tol::Ulps },
+                |i, o| gpu.scatter_add(1, i[0], i[1], o),
+                |i, o| Cpu.scatter_add(1, i[0], i[1], o),
+                &mut failures,
+            );
+        }
+    }
+    for n in [1, 2, 7, 1000, 4097] {
+        let keys = random(DType::U32, 10, &mut rng);
+        count += 1;
+        compare(
+            &gpu,
+            &format!("random_bits [5, {n}]"),
+            &[(DType::U32, keys, Layout::contiguous(&[5, 2]))],
+            DType::U32,
+            &Layout::contiguous(&[5, n]),
+            |i, o| gpu.random_bits(i[0], o),
+            |i, o| Cpu.random_bits(i[0], o),
+            &mut failures,
+        );
+    }
+    report("gather/scatter_add/random_bits", failures, count);
+}
+
+#[test]
+fn a_bad_index_is_an_error_and_nothing_is_written() {
+    let Some(gpu) = gpu() else { return };
+    let x = gpu.upload(&[1u8; 4 * 10]).unwrap();
+    let l = Layout::contiguous(&[10]);
+    for (ti, bad) in [(DType::I32, 10i64), (DType::I64, -11), (DType::U32, 4_000_000_000)] {
+        let mut raw: Vec<u8> = Vec::new();
+        for v in [0i64, 3, bad, 9] {
+            match ti {
+                DType::I32 => raw.extend((v as i32).to_le_bytes()),
+                DType::I64 => raw.extend(v.to_le_bytes()),
+                _ => raw.extend((v as u32).to_le_bytes()),
+            }
+        }
+        let idx = gpu.upload(&raw).unwrap();
+        let il = Layout::contiguous(&[4]);
+        let mut out = gpu.upload(&[0xA5; 16]).unwrap();
+        let err = gpu
+            .gather(
+                0,
+                TensorRef::new(DType::F32, &x, &l),
+                TensorRef::new(ti, &idx, &il),
+                TensorMut::new(DType::F32, &mut out, &il),
+            )
+            .unwrap_err();
+        let expected = if ti == DType::U32 { 4_000_000_000u32.to_string() } else { bad.to_string() };
+        assert!(err.to_string().contains(&format!("index {expected} is out of range")), "{ti}: {err}");
+        let mut back = [0u8; 16];
+        gpu.download(&out, &mut back).unwrap();
+        assert_eq!(back, [0xA5; 16], "{ti}: the output was written");
+        let mut acc = gpu.upload(&[0u8; 40]).unwrap();
+        let upd = gpu.upload(&[0u8; 16]).unwrap();
+        let err = gpu
+            .scatter_add(
+                0,
+                TensorRef::new(ti, &idx, &il),
+                TensorRef::new(DType::F32, &upd, &il),
+                TensorMut::new(DType::F32, &mut acc, &l),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{ti}: {err}");
+    }
+}
+
+/// Random elements for a product: floats in [-1, 1), int8 over its range.
+fn operand(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
+    if t.is_float() { uniform(t, n, -1.0, 1.0, rng) } else { random(t, n, rng) }
+}
+
+#[test]
+fn matmul2d_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(seed() ^ 0x3a7b);
+    // (m, n, k): scalars, odd sizes (the SIMT kernel), multiples of 8 off the 128-tiles (the
+    // tensor-core kernel with edge tiles and a partial k step), several k steps.
+    let sizes = [(1, 1, 1), (17, 33, 9), (136, 200, 72), (256, 256, 256), (5, 300, 40)];
+    let pairs = [
+        (DType::F16, DType::F16),
+        (DType::F16, DType::F32),
+        (DType::BF16, DType::BF16),
+        (DType::BF16, DType::F32),
+        (DType::F32, DType::F32),
+        (DType::F64, DType::F64),
+        (DType::I8, DType::I32),
+    ];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for (t, out_t) in pairs {
+        let tol = match out_t {
+            DType::F16 => Tol::Mixed(1.0 / 1024.0, 2e-3),
+            DType::BF16 => Tol::Mixed(1.0 / 128.0, 2e-2),
+            DType::F32 => Tol::Mixed(1e-5, 1e-4),
+            _ => Tol::Mixed(1e-12, 1e-12),
+        };
+        for &(m, n, k) in &sizes {
+            for (tl, tr) in [(false, false), (true, false), (false, true), (true, true)] {
+                let variant = count % 4;
+                let desc = Matmul2d::new(m, n, k).transpose_left(tl).transpose_right(tr);
+                // Every fourth case adds a bias and an activation, every fourth accumulates,
+                // every fourth is batched (3 products, the right operand broadcast).
+                let (desc, batch) = match variant {
+                    1 if t != DType::I8 => (desc.epilogue(Epilogue::Bias(Activation::Gelu)), 1),
+                    1 => (desc.epilogue(Epilogue::Bias(Activation::None)), 1),
+                    2 => (desc.mode(MatmulMode::MultiplyAccumulate), 1),
+                    3 => (desc, 3),
+                    _ => (desc, 1),
+                };
+                let dims = |r: usize, c: usize, t: bool| if t { [c, r] } else { [r, c] };
+                let [lr, lc] = dims(m, k, tl);
+                let [rr, rc] = dims(k, n, tr);
+                let left = Layout::contiguous(&[batch, lr, lc]);
+                let right = Layout::new(&[batch, rr, rc], &[0, rc as isize, 1], 0).unwrap();
+                let out_l = Layout::contiguous(&[batch, m, n]);
+                let mut inputs =
+                    vec![(t, operand(t, batch * lr * lc, &mut rng), left), (t, operand(t, rr * rc, &mut rng), right)];
+                if desc.epilogue.has_bias() {
+                    inputs.push((
+                        out_t,
+                        operand(if out_t == DType::I32 { DType::I8 } else { out_t }, n, &mut rng),
+                        Layout::contiguous(&[n]),
+                    ));
+                    if out_t == DType::I32 {
+                        // int8 values widened: the bias is int32.
+                        let b = inputs.pop().unwrap();
+                        let wide: Vec<u8> = b.1.iter().flat_map(|&v| i32::from(v as i8).to_le_bytes()).collect();
+                        inputs.push((DType::I32, wide, b.2));
+                    }
+                }
+                let initial = operand(if out_t == DType::I32 { DType::I8 } else { out_t }, batch * m * n, &mut rng);
+                let initial = if out_t == DType::I32 {
+                    initial.iter().flat_map(|&v| i32::from(v as i8).to_le_bytes()).collect()
+                } else {
+                    initial
+                };
+                count += 1;
+                compare_with(
+                    &gpu,
+                    &format!(
+                        "matmul2d {t}->{out_t} m={m} n={n} k={k} tl={tl} tr={tr} batch={batch} {:?} {:?}",
+                        desc.epilogue, desc.mode
+                    ),
+                    &inputs,
+                    Some(&initial),
+                    out_t,
+                    &out_l,
+                    tol,
+                    |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                    |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                    &mut failures,
+                );
+            }
+        }
+        // A K-major pair whose rows are padded (stride 40 for k = 37): the tensor-core kernel's
+        // partial 16-byte chunks at the end of k.
+        let (m, n, k) = (70, 90, 37);
+        let left = Layout::new(&[m, k], &[40, 1], 0).unwrap();
+        let right = Layout::new(&[n, k], &[40, 1], 0).unwrap();
+        let desc = Matmul2d::new(m, n, k).transpose_right(true);
+        count += 1;
+        compare_with(
+            &gpu,
+            &format!("matmul2d {t}->{out_t} padded rows"),
+            &[(t, operand(t, m * 40, &mut rng), left), (t, operand(t, n * 40, &mut rng), right)],
+            None,
+            out_t,
+            &Layout::contiguous(&[m, n]),
+            tol,
+            |i, o| gpu.matmul2d(&desc, i[0], i[1], None, o),
+            |i, o| Cpu.matmul2d(&desc, i[0], i[1], None, o),
+            &mut failures,
+        );
+    }
+    report("matmul2d", failures, count);
 }

@@ -17,17 +17,42 @@ fn every_kernel_compiles_for_sm80_and_sm90a() {
     // A private cache directory: this test must really compile.
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nvrtc-cache-{}", std::process::id()));
     unsafe { std::env::set_var("STRATA_CUDA_CACHE", &cache) };
-    let src = strata_cuda::all_kernels_source();
-    for arch in ["sm_80", "sm_90a"] {
-        let t = std::time::Instant::now();
-        let cubin = strata_cuda::compile::compile(&src, arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
-        assert!(cubin.starts_with(b"\x7fELF"), "a cubin is an ELF image");
-        eprintln!(
-            "NVRTC {major}.{minor}: every kernel for {arch} in {:.1} s ({} KiB)",
-            t.elapsed().as_secs_f64(),
-            cubin.len() / 1024
-        );
+    // STRATA_NVRTC_ONLY=gemm (say) compiles one family, for quick work on one kernel file.
+    let only = std::env::var("STRATA_NVRTC_ONLY").ok();
+    let mut jobs: Vec<(&str, &str, String)> = Vec::new();
+    for (family, src) in strata_cuda::all_kernel_sources() {
+        if only.as_deref().is_none_or(|o| o == family) {
+            for arch in ["sm_80", "sm_90a"] {
+                jobs.push((family, arch, src.clone()));
+            }
+        }
     }
+    assert!(!jobs.is_empty(), "no kernel family is named {only:?}");
+    // Two workers (the CI machine's cores): NVRTC compiles independent programs in parallel.
+    let queue = std::sync::Mutex::new(jobs);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let Some((family, arch, src)) = queue.lock().unwrap().pop() else { break };
+                        let t = std::time::Instant::now();
+                        let cubin = strata_cuda::compile::compile(&src, arch)
+                            .unwrap_or_else(|e| panic!("{family} for {arch}: {e}"));
+                        assert!(cubin.starts_with(b"\x7fELF"), "a cubin is an ELF image");
+                        eprintln!(
+                            "NVRTC {major}.{minor}: {family} kernels for {arch} in {:.1} s ({} KiB)",
+                            t.elapsed().as_secs_f64(),
+                            cubin.len() / 1024
+                        );
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a compile worker panicked");
+        }
+    });
     // A kernel that does not compile is an error carrying NVRTC's log.
     let err = strata_cuda::compile::compile("extern \"C\" __global__ void k() { undeclared(); }", "sm_80").unwrap_err();
     assert!(err.to_string().contains("undeclared"), "{err}");

@@ -1,6 +1,6 @@
 //! `Matmul2d`: `C = op(A)·op(B)` or `C = op(A)·op(B) + C` over optional batch axes.
 
-use super::{Activation, Layout};
+use super::{Activation, Layout, Storage, TensorMut, TensorRef};
 use crate::DType;
 use crate::error::{Error, Result};
 
@@ -173,6 +173,37 @@ impl Matmul2d {
             return Err(Error::InvalidArgument {
                 op: "matmul2d",
                 message: format!("the bias is {b} but the output is {out}; they must match"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a whole call for any backend: types, shapes, every operand inside its buffer,
+    /// and an output whose elements do not overlap.
+    pub fn validate_call<B: Storage>(
+        &self,
+        left: &TensorRef<'_, B>,
+        right: &TensorRef<'_, B>,
+        bias: Option<&TensorRef<'_, B>>,
+        out: &TensorMut<'_, B>,
+    ) -> Result<()> {
+        const OP: &str = "matmul2d";
+        self.validate_types(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype))?;
+        self.validate_shapes(left.layout, right.layout, out.layout, bias.map(|b| b.layout))?;
+        left.check(OP, "the left operand")?;
+        right.check(OP, "the right operand")?;
+        out.check(OP, "the output")?;
+        if let Some(b) = bias {
+            b.check(OP, "the bias")?;
+        }
+        if !out.layout.is_non_overlapping() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "the output (shape {:?}, strides {:?}) has elements that share memory",
+                    out.layout.shape(),
+                    out.layout.strides()
+                ),
             });
         }
         Ok(())

@@ -11,6 +11,7 @@ mod backend;
 mod conv;
 mod elementwise;
 mod fused;
+mod index;
 mod layout;
 mod matmul;
 mod qmatmul;
@@ -23,6 +24,10 @@ pub use elementwise::{
     validate_unary,
 };
 pub use fused::{Fused, FusedOp};
+pub use index::{
+    INDEX_TYPES, SCATTER_TYPES, validate_gather, validate_random_bits, validate_reduce_call, validate_scan,
+    validate_scatter_add, wrap_index,
+};
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
 pub use qmatmul::QuantizedMatmul;

@@ -1,0 +1,232 @@
+//! `matmul2d` on the device (`kernels/gemm.cu` over `kernels/tensor_ops.cuh`): the choice
+//! between the tensor-core kernel and the SIMT one, the geometry, the launch.
+
+use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
+use strata_core::{DType, Error, Result};
+
+use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, exprs};
+
+const TENSOR_OPS: &str = include_str!("../kernels/tensor_ops.cuh");
+const GEMM: &str = include_str!("../kernels/gemm.cu");
+const MAX_BATCH: usize = 6;
+
+/// Mirrors `strata::MatmulGeometry` in `kernels/gemm.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct MatmulGeometry {
+    m: i64,
+    n: i64,
+    k: i64,
+    batch: i64,
+    nbatch: i32,
+    accumulate: i32,
+    has_bias: i32,
+    pad: i32,
+    batch_shape: [i64; MAX_BATCH],
+    a_batch: [i64; MAX_BATCH],
+    b_batch: [i64; MAX_BATCH],
+    c_batch: [i64; MAX_BATCH],
+    a_rs: i64,
+    a_cs: i64,
+    b_rs: i64,
+    b_cs: i64,
+    c_rs: i64,
+    c_cs: i64,
+    a_off: i64,
+    b_off: i64,
+    c_off: i64,
+    bias_stride: i64,
+    bias_off: i64,
+}
+
+// SAFETY: plain old data with the C layout of `strata::MatmulGeometry`.
+unsafe impl DeviceRepr for MatmulGeometry {}
+
+/// Which kernel runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// Tensor cores; whether A and B are K-major in memory.
+    TensorCore {
+        left_k_major: bool,
+        right_k_major: bool,
+    },
+    Simt,
+}
+
+/// The compute type of the SIMT kernel for input type `t`.
+fn compute(t: DType) -> &'static str {
+    match t {
+        DType::F64 => "double",
+        DType::I8 => "i32",
+        _ => "float",
+    }
+}
+
+pub(crate) fn tc_source(t: DType, out: DType, act: Activation, left_k_major: bool, right_k_major: bool) -> String {
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_TC({}, {}, {left_k_major}, {right_k_major})\n",
+        exprs::activation(act, "float"),
+        c(t),
+        c(out)
+    )
+}
+
+pub(crate) fn simt_source(t: DType, out: DType, act: Activation) -> String {
+    let ct = compute(t);
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_SIMT({}, {ct}, {})\n",
+        exprs::activation(act, ct),
+        c(t),
+        c(out)
+    )
+}
+
+/// Whether a matrix with row stride `rs` and column stride `cs` (for rows × cols) can be
+/// fetched by 16-byte copies along its unit-stride dimension: returns whether it is
+/// row-major (`Some(true)`), column-major (`Some(false)`), or neither.
+fn unit_major(rs: i64, cs: i64, rows: usize, cols: usize, base: &[i64]) -> Option<bool> {
+    let aligned = |v: i64| v.rem_euclid(8) == 0;
+    if !base.iter().all(|&b| aligned(b)) {
+        return None;
+    }
+    if cs == 1 && (aligned(rs) || rows == 1) && rs >= 0 {
+        Some(true)
+    } else if rs == 1 && (aligned(cs) || cols == 1) && cs >= 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn matmul2d(
+    cuda: &Cuda,
+    desc: &Matmul2d,
+    left: TensorRef<'_, CudaBuffer>,
+    right: TensorRef<'_, CudaBuffer>,
+    bias: Option<TensorRef<'_, CudaBuffer>>,
+    out: TensorMut<'_, CudaBuffer>,
+) -> Result<()> {
+    const OP: &str = "matmul2d";
+    desc.validate_call(&left, &right, bias.as_ref(), &out)?;
+    let (m, n, k) = (desc.m, desc.n, desc.k);
+    let nd = out.layout.ndim();
+    let nbatch = nd - 2;
+    if nbatch > MAX_BATCH {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            message: format!("{nbatch} batch axes: the CUDA kernel takes at most {MAX_BATCH}"),
+        });
+    }
+    let two = |l: &Layout, t: bool| -> (i64, i64) {
+        let s = l.strides();
+        let (r, c) = (s[s.len() - 2] as i64, s[s.len() - 1] as i64);
+        if t { (c, r) } else { (r, c) }
+    };
+    let (a_rs, a_cs) = two(left.layout, desc.transpose_left);
+    let (b_rs, b_cs) = two(right.layout, desc.transpose_right);
+    let (c_rs, c_cs) = two(out.layout, false);
+    let mut g = MatmulGeometry {
+        m: m as i64,
+        n: n as i64,
+        k: k as i64,
+        batch: out.layout.shape()[..nbatch].iter().product::<usize>() as i64,
+        nbatch: nbatch as i32,
+        accumulate: i32::from(desc.mode == MatmulMode::MultiplyAccumulate),
+        has_bias: i32::from(bias.is_some()),
+        a_rs,
+        a_cs,
+        b_rs,
+        b_cs,
+        c_rs,
+        c_cs,
+        a_off: left.layout.offset() as i64,
+        b_off: right.layout.offset() as i64,
+        c_off: out.layout.offset() as i64,
+        ..Default::default()
+    };
+    for d in 0..nbatch {
+        g.batch_shape[d] = out.layout.shape()[d] as i64;
+        g.a_batch[d] = left.layout.strides()[d] as i64;
+        g.b_batch[d] = right.layout.strides()[d] as i64;
+        g.c_batch[d] = out.layout.strides()[d] as i64;
+    }
+    if let Some(b) = &bias {
+        (g.bias_stride, g.bias_off) = (b.layout.strides()[0] as i64, b.layout.offset() as i64);
+    }
+    if g.batch == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    let act = desc.epilogue.activation();
+    let mut a_base = vec![g.a_off];
+    a_base.extend(&g.a_batch[..nbatch]);
+    let mut b_base = vec![g.b_off];
+    b_base.extend(&g.b_batch[..nbatch]);
+    let path = match (left.dtype, unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base)) {
+        (DType::F16 | DType::BF16, Some(lk), Some(rn)) => Path::TensorCore { left_k_major: lk, right_k_major: !rn },
+        _ => Path::Simt,
+    };
+    let (f, tile) = match path {
+        Path::TensorCore { left_k_major, right_k_major } => {
+            let key = format!("gemm tc {} {} {act:?} {left_k_major} {right_k_major}", left.dtype, out.dtype);
+            let f = cuda.kernel(&key, || tc_source(left.dtype, out.dtype, act, left_k_major, right_k_major))?;
+            (f, 128)
+        }
+        Path::Simt => {
+            let key = format!("gemm simt {} {} {act:?}", left.dtype, out.dtype);
+            (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, 64)
+        }
+    };
+    // A bias-less kernel still takes a pointer; it is never read.
+    let dummy;
+    let bias_buf = match &bias {
+        Some(b) => b.buffer,
+        None => {
+            dummy = cuda.alloc_output(16)?;
+            &dummy
+        }
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, g.batch.min(65535) as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            message: format!("m = {m} exceeds the grid the CUDA kernel uses"),
+        });
+    }
+    let mut b = cuda.stream.launch_builder(&f);
+    b.arg(left.buffer.slice()).arg(right.buffer.slice()).arg(bias_buf.slice()).arg(out.buffer.slice_mut()).arg(&g);
+    // SAFETY: parameters as `STRATA_GEMM_*` declare them; every operand was checked against its
+    // buffer, and the tensor-core path only runs on 16-byte aligned unit-stride matrices.
+    cuda.timed(OP, || unsafe { b.launch(cfg) })
+}
+
+/// Every GEMM kernel the backend can generate (for the NVRTC compile test).
+pub(crate) fn all_sources() -> Vec<String> {
+    let mut units = Vec::new();
+    for (t, outs) in [
+        (DType::F16, &[DType::F16, DType::F32][..]),
+        (DType::BF16, &[DType::BF16, DType::F32][..]),
+        (DType::F32, &[DType::F32][..]),
+        (DType::F64, &[DType::F64][..]),
+        (DType::I8, &[DType::I32][..]),
+    ] {
+        for &o in outs {
+            units.push(simt_source(t, o, Activation::None));
+            if matches!(t, DType::F16 | DType::BF16) {
+                for (lk, rk) in [(true, true), (true, false), (false, true), (false, false)] {
+                    units.push(tc_source(t, o, Activation::None, lk, rk));
+                }
+            }
+        }
+    }
+    // Each activation once per kernel kind: the expressions are the same for every type.
+    for act in Activation::ALL {
+        units.push(simt_source(DType::F32, DType::F32, act));
+        units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
+    }
+    units
+}
