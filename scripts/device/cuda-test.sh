@@ -4,7 +4,7 @@
 #   here:   cargo test --release -p strata-cuda --no-run   (prints target/release/deps/gpu-HASH)
 #   there:  scripts/device/cuda-test.sh target/release/deps/gpu-HASH [compute-sanitizer]
 #
-# Every element-wise kernel against the CPU backend (STRATA_REQUIRE_CUDA=1: a missing device
+# Every kernel against the CPU backend (STRATA_REQUIRE_CUDA=1: a missing device
 # fails). With "compute-sanitizer", the suite runs once more under memcheck.
 set -uo pipefail
 bin="$1"
@@ -14,6 +14,11 @@ seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"
 STRATA_SEED=$seed "$bin" --test-threads=4 --nocapture 2>&1 | tail -40
 status=${PIPESTATUS[0]}
+# On Hopper the K-major products run on the warpgroup (wgmma) kernel; run them once more on
+# the warp-scope (mma.sync) kernel.
+echo "== matmul2d with STRATA_GEMM_KERNEL=warp"
+STRATA_GEMM_KERNEL=warp STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+status=$((status | PIPESTATUS[0]))
 if [ "${2:-}" = "compute-sanitizer" ]; then
     # The out-of-memory test makes the driver refuse an allocation on purpose; memcheck reports
     # such API errors, so it runs apart and its report is shown, not counted.

@@ -1,12 +1,13 @@
-//! Element-wise kernels against the driver's device-to-device copy, on 1 GiB of f32: achieved
-//! bandwidth (bytes read + written per second) and the ratio to the copy, measured in one run.
+//! Element-wise kernels, reductions and scans against the driver's device-to-device copy, on
+//! 1 GiB of f32: achieved bandwidth (bytes read + written per second) and the ratio to the
+//! copy, measured in one run.
 //!
 //! `cargo run --release -p strata-cuda --example bandwidth` (on a machine with a GPU).
 
 use std::time::Instant;
 
 use strata_core::DType;
-use strata_core::kernel::{Backend, BinaryOp, Layout, TensorMut, TensorRef, UnaryOp};
+use strata_core::kernel::{Backend, BinaryOp, Layout, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp};
 use strata_cuda::{Cuda, CudaBuffer};
 
 /// Best of five timings of `reps` back-to-back launches, seconds per launch.
@@ -67,6 +68,54 @@ fn main() -> Result<(), strata_core::Error> {
     ];
     for (name, moved, f) in &cases {
         let s = time(&gpu, 20, || f(&mut out, &mut half));
+        println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
+    }
+    // Reductions and scans over the same 1 GiB seen as a 16384 x 16384 matrix (or flat).
+    let side = 1usize << 14;
+    let square = Layout::contiguous(&[side, side]);
+    let flat = Layout::contiguous(&[n]);
+    let rows_out = Layout::contiguous(&[side]);
+    let scalar = Layout::contiguous(&[]);
+    let sq = |b| TensorRef::new(DType::F32, b, &square);
+    let reductions: Vec<Case> = vec![
+        (
+            "sum over rows (axis 1)",
+            bytes,
+            Box::new(|o, _| gpu.reduce(ReduceOp::Sum, &[1], sq(&x), TensorMut::new(DType::F32, o, &rows_out)).unwrap()),
+        ),
+        (
+            "sum over columns (axis 0)",
+            bytes,
+            Box::new(|o, _| gpu.reduce(ReduceOp::Sum, &[0], sq(&x), TensorMut::new(DType::F32, o, &rows_out)).unwrap()),
+        ),
+        (
+            "sum of everything",
+            bytes,
+            Box::new(|o, _| {
+                gpu.reduce(
+                    ReduceOp::Sum,
+                    &[0],
+                    TensorRef::new(DType::F32, &x, &flat),
+                    TensorMut::new(DType::F32, o, &scalar),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "max over rows (axis 1)",
+            bytes,
+            Box::new(|o, _| gpu.reduce(ReduceOp::Max, &[1], sq(&x), TensorMut::new(DType::F32, o, &rows_out)).unwrap()),
+        ),
+        (
+            "cumsum along rows",
+            2 * bytes,
+            Box::new(|o, _| {
+                gpu.scan(ScanOp::Sum, 1, false, true, sq(&x), TensorMut::new(DType::F32, o, &square)).unwrap()
+            }),
+        ),
+    ];
+    for (name, moved, f) in &reductions {
+        let s = time(&gpu, 10, || f(&mut out, &mut half));
         println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
     }
     Ok(())

@@ -43,12 +43,14 @@ fn decode(t: DType, b: &[u8]) -> Vec<f64> {
     }
 }
 
-/// cuBLAS on row-major operands: C = A·B is Cᵀ = Bᵀ·Aᵀ in its column-major terms.
-fn cublas(blas: &CudaBlas, t: DType, n: usize, a: &CudaBuffer, b: &CudaBuffer, c: &mut CudaBuffer) {
-    fn cfg<T>(n: usize, alpha: T, beta: T) -> GemmConfig<T> {
+/// cuBLAS on row-major operands: C = A·B is Cᵀ = Bᵀ·Aᵀ in its column-major terms; with B
+/// stored n × k (`nt`), C = A·Bᵀ is Cᵀ = B·Aᵀ, B's column-major view transposed.
+fn cublas(blas: &CudaBlas, t: DType, n: usize, nt: bool, a: &CudaBuffer, b: &CudaBuffer, c: &mut CudaBuffer) {
+    fn config<T>(n: usize, nt: bool, alpha: T, beta: T) -> GemmConfig<T> {
         let n = n as i32;
-        let op = cublasOperation_t::CUBLAS_OP_N;
-        GemmConfig { transa: op, transb: op, m: n, n, k: n, alpha, lda: n, ldb: n, beta, ldc: n }
+        let transa = if nt { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+        let transb = cublasOperation_t::CUBLAS_OP_N;
+        GemmConfig { transa, transb, m: n, n, k: n, alpha, lda: n, ldb: n, beta, ldc: n }
     }
     let len = n * n;
     // SAFETY: each buffer holds n·n elements of the type it is viewed as.
@@ -60,19 +62,19 @@ fn cublas(blas: &CudaBlas, t: DType, n: usize, a: &CudaBuffer, b: &CudaBuffer, c
                     b.device_slice().transmute::<bf16>(len).unwrap(),
                 );
                 let mut cv = c.device_slice_mut().transmute_mut::<bf16>(len).unwrap();
-                blas.gemm(cfg(n, bf16::ONE, bf16::ZERO), &bv, &av, &mut cv).unwrap();
+                blas.gemm(config(n, nt, bf16::ONE, bf16::ZERO), &bv, &av, &mut cv).unwrap();
             }
             DType::F16 => {
                 let (av, bv) =
                     (a.device_slice().transmute::<f16>(len).unwrap(), b.device_slice().transmute::<f16>(len).unwrap());
                 let mut cv = c.device_slice_mut().transmute_mut::<f16>(len).unwrap();
-                blas.gemm(cfg(n, f16::ONE, f16::ZERO), &bv, &av, &mut cv).unwrap();
+                blas.gemm(config(n, nt, f16::ONE, f16::ZERO), &bv, &av, &mut cv).unwrap();
             }
             _ => {
                 let (av, bv) =
                     (a.device_slice().transmute::<f32>(len).unwrap(), b.device_slice().transmute::<f32>(len).unwrap());
                 let mut cv = c.device_slice_mut().transmute_mut::<f32>(len).unwrap();
-                blas.gemm(cfg(n, 1.0f32, 0.0f32), &bv, &av, &mut cv).unwrap();
+                blas.gemm(config(n, nt, 1.0f32, 0.0f32), &bv, &av, &mut cv).unwrap();
             }
         }
     }
@@ -92,7 +94,11 @@ fn main() -> Result<(), strata_core::Error> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     println!("device: {} ({})", gpu.device_name(), gpu.arch());
     let mut rows = Vec::new();
-    for t in [DType::BF16, DType::F16, DType::F32] {
+    // NN: B stored k × n (the warp-scope kernel); NT: B stored n × k, both operands K-major
+    // (the warpgroup kernel on sm_90a).
+    for (t, nt) in
+        [(DType::BF16, true), (DType::BF16, false), (DType::F16, true), (DType::F16, false), (DType::F32, false)]
+    {
         for &n in &sizes {
             if t == DType::F32 && n > 4096 {
                 continue; // the SIMT kernel: one size is enough to place it
@@ -103,7 +109,7 @@ fn main() -> Result<(), strata_core::Error> {
             let b = gpu.upload(&random(t, n * n, &mut rng))?;
             let mut ours = gpu.upload(&vec![0xA5; n * n * w])?;
             let mut theirs = gpu.upload(&vec![0x5A; n * n * w])?;
-            let desc = Matmul2d::new(n, n, n);
+            let desc = Matmul2d::new(n, n, n).transpose_right(nt);
             let run = |c: &mut CudaBuffer| {
                 gpu.matmul2d(
                     &desc,
@@ -115,7 +121,7 @@ fn main() -> Result<(), strata_core::Error> {
                 .unwrap()
             };
             run(&mut ours);
-            cublas(&blas, t, n, &a, &b, &mut theirs);
+            cublas(&blas, t, n, nt, &a, &b, &mut theirs);
             let (mut x, mut y) = (vec![0u8; n * n * w], vec![0u8; n * n * w]);
             gpu.download(&ours, &mut x)?;
             gpu.download(&theirs, &mut y)?;
@@ -132,7 +138,7 @@ fn main() -> Result<(), strata_core::Error> {
                     if which == 0 {
                         run(&mut ours)
                     } else {
-                        cublas(&blas, t, n, &a, &b, &mut theirs)
+                        cublas(&blas, t, n, nt, &a, &b, &mut theirs)
                     }
                     e.record(gpu.stream()).unwrap();
                     let ms = s.elapsed_ms(&e).unwrap() as f64;
@@ -144,8 +150,9 @@ fn main() -> Result<(), strata_core::Error> {
             let flops = 2.0 * (n as f64).powi(3);
             let (ms, pms) = (median(mine), median(peer));
             rows.push(format!(
-                "{:<6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>10.1e}",
+                "{:<9} {:<3} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>10.1e}",
                 t.to_string(),
+                if nt { "NT" } else { "NN" },
                 n,
                 flops / ms / 1e9,
                 flops / pms / 1e9,
@@ -154,7 +161,10 @@ fn main() -> Result<(), strata_core::Error> {
             ));
         }
     }
-    println!("{:<6} {:>6} {:>10} {:>10} {:>7} {:>10}", "dtype", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff");
+    println!(
+        "{:<9} {:<3} {:>6} {:>10} {:>10} {:>7} {:>10}",
+        "dtype", "B", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff"
+    );
     for r in rows {
         println!("{r}");
     }

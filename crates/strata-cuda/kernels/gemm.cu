@@ -4,6 +4,7 @@
 //   stride in one dimension and 16-byte aligned rows: 128 x 128 block tiles, 32-deep k steps
 //   through a 3-stage cp.async pipeline, eight warps of 64 x 32 running
 //   `tensor_ops::Matmul2d` (mma.sync).
+// - On sm_90a, when A is K-major (B either way), a warpgroup kernel on `wgmma` instead (below).
 // - A SIMT kernel for everything else (f32, f64, int8 -> int32, any strides): 64 x 64 tiles,
 //   4 x 4 outputs per thread.
 // Both share the epilogue. The Rust side defines STRATA_ACT(v), the activation on a float or
@@ -171,6 +172,94 @@ __device__ void gemm_tc(const T* __restrict__ a, const T* __restrict__ b, const 
     }
 }
 
+// ---- tensor cores, warpgroup scope (sm_90a) ------------------------------------------------------
+// A K-major; B K-major (RK) or MN-major (stored k x n, fed to wgmma transposed). 128 x 256 block tiles, 64-deep k steps through a 4-stage cp.async
+// pipeline in 1024-byte-aligned dynamic shared memory (192 KiB), two warpgroups each owning a
+// 64 x 256 wgmma destination (128 fp32 registers a thread). One group of products stays in
+// flight while the next tiles load. Blocks are visited in groups of 8 block-rows so that
+// neighbours share operand tiles in L2.
+#define STRATA_WG_BM 128
+#define STRATA_WG_BN 256
+#define STRATA_WG_BK 64
+#define STRATA_WG_STAGES 4
+#define STRATA_WG_SMEM (STRATA_WG_STAGES * (STRATA_WG_BM + STRATA_WG_BN) * STRATA_WG_BK * 2 + 1024)
+
+template <class T, class TOUT, bool RK, class F>
+__device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,
+                        const MatmulGeometry& g, F act) {
+#if defined(STRATA_HAS_WGMMA)
+    using namespace tensor_ops;
+    const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = STRATA_WG_BK, S = STRATA_WG_STAGES, THREADS = 256;
+    extern __shared__ u8 dyn_smem[];
+    T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
+    T* sa = base;                   // S tiles of [BM][BK]
+    T* sb = base + S * BM * BK;     // S tiles of [BN][BK]
+    const int wg = threadIdx.x / 128;
+    typedef Matmul2d<64, BN, true, RK, Warpgroup> Mm;
+    // Grouped raster: 8 block-rows at a time, column by column.
+    const int grid_n = gridDim.x, grid_m = gridDim.y;
+    const int id = blockIdx.x + blockIdx.y * grid_n, per_group = 8 * grid_n, first = (id / per_group) * 8;
+    const int rows_here = min(8, grid_m - first);
+    const i64 m0 = (i64)(first + (id % per_group) % rows_here) * BM;
+    const i64 n0 = (i64)((id % per_group) / rows_here) * BN;
+    const int ktiles = (int)((g.k + BK - 1) / BK);
+    for (i64 z = blockIdx.z; z < g.batch; z += gridDim.z) {
+        i64 ao, bo, co;
+        batch_offsets(g, z, ao, bo, co);
+        const int mrows = (int)min((i64)BM, g.m - m0), ncols = (int)min((i64)BN, g.n - n0);
+        auto load = [&](int stage, int kt) {
+            const i64 k0 = (i64)kt * BK;
+            const int kk = (int)min((i64)BK, g.k - k0);
+            load_async<T, BM, BK, THREADS>(Tile<T, BM, BK>{sa + stage * BM * BK}, a + ao + m0 * g.a_rs + k0, g.a_rs, mrows, kk);
+            if constexpr (RK) {
+                load_async<T, BN, BK, THREADS>(Tile<T, BN, BK>{sb + stage * BN * BK}, b + bo + n0 * g.b_cs + k0, g.b_cs, ncols, kk);
+            } else {
+                // B stored k x n: BN/64 blocks of [BK k][64 n].
+                const T* row = b + bo + k0 * g.b_rs + n0;
+#pragma unroll
+                for (int blk = 0; blk < BN / 64; ++blk) {
+                    const int cols = max(0, min(64, ncols - blk * 64));
+                    load_async<T, BK, 64, THREADS>(Tile<T, BK, 64>{sb + stage * BN * BK + blk * 64 * BK},
+                                                   cols > 0 ? row + blk * 64 : row, g.b_rs, kk, cols);
+                }
+            }
+        };
+        WgDest<BN> acc;
+        acc.fill(0.f);
+#pragma unroll
+        for (int s = 0; s < S - 2; ++s) {
+            if (s < ktiles) load(s, s);
+            commit();
+        }
+        for (int kt = 0; kt < ktiles; ++kt) {
+            // Tile kt has landed, and every warpgroup's products of tile kt-2 are done, so its
+            // stage can be refilled.
+            wait<S - 3>();
+            fence_proxy_async();
+            __syncthreads();
+            const int next = kt + S - 2;
+            if (next < ktiles) load(next % S, next);
+            commit();
+            const int s = kt % S;
+            Mm::template run<BK, T>(acc, sa + s * BM * BK + wg * 64 * BK, sb + s * BN * BK);
+            wgmma_wait<1>();
+            acc.fence();
+        }
+        wgmma_wait<0>();
+        acc.fence();
+        wait<0>();
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) {
+            const i64 gi = m0 + wg * 64 + WgDest<BN>::row(i), gj = n0 + WgDest<BN>::col(i);
+            if (gi < g.m && gj < g.n) finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+        }
+    }
+#else
+    __trap();  // the host launches this kernel on sm_90a only
+#endif
+}
+
 }  // namespace strata
 
 #endif  // STRATA_GEMM_CU
@@ -187,4 +276,11 @@ __device__ void gemm_tc(const T* __restrict__ a, const T* __restrict__ b, const 
         const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,                   \
         strata::MatmulGeometry g) {                                                                  \
         strata::gemm_tc<T, TOUT, LK, RK>(a, b, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
+    }
+
+#define STRATA_GEMM_WG(T, TOUT, RK)                                                                      \
+    extern "C" __global__ void __launch_bounds__(256, 1) strata_kernel(                              \
+        const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,                   \
+        strata::MatmulGeometry g) {                                                                  \
+        strata::gemm_wg<T, TOUT, RK>(a, b, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
     }

@@ -144,7 +144,7 @@ struct ReduceGeometry {
     i32 rows;       // 1: a group of `group` threads per output; 0: one thread per output
     i32 group;      // 32 or the block size
     i32 red_dense;  // the reduced elements are one dense run: position = base + j
-    i32 pad;
+    i32 vec4;       // ... and every run and chunk starts at a multiple of 4 elements: Pack loads
     i64 kept_shape[STRATA_MAX_DIMS], kept_in[STRATA_MAX_DIMS], kept_out[STRATA_MAX_DIMS];
     i64 red_shape[STRATA_MAX_DIMS], red_stride[STRATA_MAX_DIMS];
     i64 in_offset, out_offset;
@@ -194,9 +194,31 @@ __device__ __forceinline__ void reduce(const TIN* __restrict__ x, TOUT* __restri
             kept_position(g, o, in, out);
             const i64 j0 = c * g.chunk_len, j1 = min(j0 + g.chunk_len, g.block);
             A acc = OP::id();
-            if (live)
+            if (live && g.vec4) {
+                // Four elements per 16-byte (f32) load, two accumulators in flight.
+                const Pack<TIN, 4>* p = (const Pack<TIN, 4>*)(x + in);
+                A acc2 = OP::id();
+                i64 q = j0 / 4 + lane;
+                const i64 q1 = j1 / 4;
+                for (; q + G < q1; q += 2 * G) {
+                    const Pack<TIN, 4> u = p[q], w = p[q + G];
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        acc = OP::comb(acc, OP::lift((CT)ld(u.v[e]), 4 * q + e));
+                        acc2 = OP::comb(acc2, OP::lift((CT)ld(w.v[e]), 4 * (q + G) + e));
+                    }
+                }
+                if (q < q1) {
+                    const Pack<TIN, 4> u = p[q];
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc = OP::comb(acc, OP::lift((CT)ld(u.v[e]), 4 * q + e));
+                }
+                acc = OP::comb(acc, acc2);
+            } else if (live) {
+#pragma unroll 4
                 for (i64 j = j0 + lane; j < j1; j += G)
                     acc = OP::comb(acc, OP::lift((CT)ld(x[in + reduced_position(g, j)]), j));
+            }
             acc = warp_reduce<OP>(acc);
             if (G > 32) {
                 const int warp = threadIdx.x / 32;
@@ -219,8 +241,22 @@ __device__ __forceinline__ void reduce(const TIN* __restrict__ x, TOUT* __restri
             i64 in, out;
             kept_position(g, o, in, out);
             const i64 j0 = c * g.chunk_len, j1 = min(j0 + g.chunk_len, g.block);
-            A acc = OP::id();
-            for (i64 j = j0; j < j1; ++j) acc = OP::comb(acc, OP::lift((CT)ld(x[in + reduced_position(g, j)]), j));
+            // Four accumulators: four independent loads in flight per thread, whatever the
+            // occupancy the rows branch leaves this kernel.
+            A acc = OP::id(), acc1 = OP::id(), acc2 = OP::id(), acc3 = OP::id();
+            i64 j = j0;
+            for (; j + 3 < j1; j += 4) {
+                const CT v0 = (CT)ld(x[in + reduced_position(g, j)]);
+                const CT v1 = (CT)ld(x[in + reduced_position(g, j + 1)]);
+                const CT v2 = (CT)ld(x[in + reduced_position(g, j + 2)]);
+                const CT v3 = (CT)ld(x[in + reduced_position(g, j + 3)]);
+                acc = OP::comb(acc, OP::lift(v0, j));
+                acc1 = OP::comb(acc1, OP::lift(v1, j + 1));
+                acc2 = OP::comb(acc2, OP::lift(v2, j + 2));
+                acc3 = OP::comb(acc3, OP::lift(v3, j + 3));
+            }
+            for (; j < j1; ++j) acc = OP::comb(acc, OP::lift((CT)ld(x[in + reduced_position(g, j)]), j));
+            acc = OP::comb(OP::comb(acc, acc1), OP::comb(acc2, acc3));
             if (g.chunks > 1) y[o * g.chunks + c] = OP::template out<TOUT>(acc);
             else y[out] = OP::template out<TOUT>(acc);
         }

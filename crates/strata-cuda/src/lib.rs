@@ -9,8 +9,10 @@
 //!
 //! Kernels so far: copies and casts between layouts, every element-wise operation (unary,
 //! binary, select), reductions and scans, `take_along_axis`/`scatter_add` and Threefry random
-//! bits, for the standard types. The other kernels of the [`Backend`] trait (products,
-//! convolution, attention, fused programs) answer with an `Err` that says so until they land.
+//! bits, `matmul2d` (tensor cores for f16/bf16: `wgmma` on sm_90a, `mma.sync` elsewhere;
+//! CUDA cores for the rest) and fused element-wise programs, for the standard types. The other
+//! kernels of the [`Backend`] trait (convolution, attention, quantized products) answer with an
+//! `Err` that says so until they land.
 //!
 //! ```no_run
 //! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
@@ -26,6 +28,7 @@
 
 pub mod compile;
 mod exprs;
+mod fused;
 mod index;
 mod matmul;
 mod pool;
@@ -454,8 +457,13 @@ impl Backend for Cuda {
     ) -> Result<()> {
         reduce::scan(self, op, axis, reverse, inclusive, x, out)
     }
-    fn fused(&self, _: &Fused, _: &[TensorRef<'_, CudaBuffer>], _: TensorMut<'_, CudaBuffer>) -> Result<()> {
-        Err(not_yet("fused"))
+    fn fused(
+        &self,
+        program: &Fused,
+        inputs: &[TensorRef<'_, CudaBuffer>],
+        out: TensorMut<'_, CudaBuffer>,
+    ) -> Result<()> {
+        fused::fused(self, program, inputs, out)
     }
     fn gather(
         &self,
@@ -530,10 +538,32 @@ pub fn supported_dtypes() -> Vec<DType> {
     DType::ALL.iter().copied().filter(|t| exprs::c_type(*t).is_some()).collect()
 }
 
+/// Fused programs that between them use every float unary and binary operation, in float32
+/// and float64.
+fn fused_samples() -> Vec<String> {
+    use strata_core::kernel::FusedOp;
+    let mut units = Vec::new();
+    for t in [DType::F32, DType::F64] {
+        let mut ops = vec![FusedOp::Input(0), FusedOp::Input(1)];
+        for &u in UnaryOp::ALL {
+            if u.output_dtype(t) == Ok(t) {
+                ops.push(FusedOp::Unary(u, ops.len() - 1));
+            }
+        }
+        for &b in BinaryOp::ALL {
+            if b.output_dtype(t) == Ok(t) {
+                ops.push(FusedOp::Binary(b, ops.len() - 1, 1));
+            }
+        }
+        units.push(fused::source(&Fused { dtype: t, ops }, 2));
+    }
+    units
+}
+
 /// Every kernel the backend can generate, grouped by kernel file into translation units (each
 /// kernel renamed so they can live together): what CI compiles through NVRTC for each
 /// architecture, so that a kernel that does not compile fails CI without a GPU. Returns
-/// `(family, source)` pairs: "elementwise", "reduce", "index", "gemm".
+/// `(family, source)` pairs: "elementwise", "reduce", "index", "gemm", "fused".
 pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
     let types = supported_dtypes();
     let mut elementwise = Vec::new();
@@ -566,5 +596,6 @@ pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
         ("reduce", join(reduce::all_sources(&types))),
         ("index", join(index::all_sources())),
         ("gemm", join(matmul::all_sources())),
+        ("fused", join(fused_samples())),
     ]
 }

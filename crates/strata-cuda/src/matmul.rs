@@ -45,14 +45,17 @@ unsafe impl DeviceRepr for MatmulGeometry {}
 
 /// Which kernel runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
-    /// Tensor cores; whether A and B are K-major in memory.
-    TensorCore {
-        left_k_major: bool,
-        right_k_major: bool,
-    },
+pub(crate) enum Path {
+    /// Tensor cores at warpgroup scope (`wgmma`, sm_90a): f16/bf16, A K-major; whether B is.
+    Warpgroup { right_k_major: bool },
+    /// Tensor cores at warp scope (`mma.sync`): f16/bf16; whether A and B are K-major.
+    Warp { left_k_major: bool, right_k_major: bool },
+    /// CUDA cores: every other type or layout.
     Simt,
 }
+
+/// Bytes of dynamic shared memory the warpgroup kernel takes (`STRATA_WG_SMEM`).
+const WG_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
 
 /// The compute type of the SIMT kernel for input type `t`.
 fn compute(t: DType) -> &'static str {
@@ -66,6 +69,15 @@ fn compute(t: DType) -> &'static str {
 pub(crate) fn tc_source(t: DType, out: DType, act: Activation, left_k_major: bool, right_k_major: bool) -> String {
     format!(
         "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_TC({}, {}, {left_k_major}, {right_k_major})\n",
+        exprs::activation(act, "float"),
+        c(t),
+        c(out)
+    )
+}
+
+pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_WG({}, {}, {right_k_major})\n",
         exprs::activation(act, "float"),
         c(t),
         c(out)
@@ -162,19 +174,30 @@ pub(crate) fn matmul2d(
     a_base.extend(&g.a_batch[..nbatch]);
     let mut b_base = vec![g.b_off];
     b_base.extend(&g.b_batch[..nbatch]);
-    let path = match (left.dtype, unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base)) {
-        (DType::F16 | DType::BF16, Some(lk), Some(rn)) => Path::TensorCore { left_k_major: lk, right_k_major: !rn },
-        _ => Path::Simt,
-    };
-    let (f, tile) = match path {
-        Path::TensorCore { left_k_major, right_k_major } => {
+    let path =
+        choose(cuda.arch(), left.dtype, unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
+    let (f, (bm, bn), smem) = match path {
+        Path::Warpgroup { right_k_major } => {
+            let key = format!("gemm wg {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
+            let f = cuda.kernel(&key, || wg_source(left.dtype, out.dtype, act, right_k_major))?;
+            f.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                WG_SMEM as i32,
+            )
+            .map_err(|e| Error::InvalidArgument {
+                op: OP,
+                message: format!("raising the shared-memory limit: {e:?}"),
+            })?;
+            (f, (128, 256), WG_SMEM)
+        }
+        Path::Warp { left_k_major, right_k_major } => {
             let key = format!("gemm tc {} {} {act:?} {left_k_major} {right_k_major}", left.dtype, out.dtype);
             let f = cuda.kernel(&key, || tc_source(left.dtype, out.dtype, act, left_k_major, right_k_major))?;
-            (f, 128)
+            (f, (128, 128), 0)
         }
         Path::Simt => {
             let key = format!("gemm simt {} {} {act:?}", left.dtype, out.dtype);
-            (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, 64)
+            (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, (64, 64), 0)
         }
     };
     // A bias-less kernel still takes a pointer; it is never read.
@@ -187,9 +210,9 @@ pub(crate) fn matmul2d(
         }
     };
     let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, g.batch.min(65535) as u32),
+        grid_dim: (n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, g.batch.min(65535) as u32),
         block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
+        shared_mem_bytes: smem,
     };
     if cfg.grid_dim.1 > 65535 {
         return Err(Error::InvalidArgument {
@@ -202,6 +225,25 @@ pub(crate) fn matmul2d(
     // SAFETY: parameters as `STRATA_GEMM_*` declare them; every operand was checked against its
     // buffer, and the tensor-core path only runs on 16-byte aligned unit-stride matrices.
     cuda.timed(OP, || unsafe { b.launch(cfg) })
+}
+
+/// The kernel for a product on `arch` of `t` operands whose matrices are row-major
+/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`). `STRATA_GEMM_KERNEL=warp`
+/// keeps products off the warpgroup kernel (to test or time the warp one).
+pub(crate) fn choose(arch: &str, t: DType, left: Option<bool>, right: Option<bool>) -> Path {
+    let (Some(left_row_major), Some(right_row_major)) = (left, right) else { return Path::Simt };
+    if !matches!(t, DType::F16 | DType::BF16) {
+        return Path::Simt;
+    }
+    // A row-major left operand has K contiguous; a right operand has K contiguous when it is
+    // column-major (stored n × k).
+    let (left_k_major, right_k_major) = (left_row_major, !right_row_major);
+    let warp_only = std::env::var("STRATA_GEMM_KERNEL").is_ok_and(|v| v == "warp");
+    if arch == "sm_90a" && left_k_major && !warp_only {
+        Path::Warpgroup { right_k_major }
+    } else {
+        Path::Warp { left_k_major, right_k_major }
+    }
 }
 
 /// Every GEMM kernel the backend can generate (for the NVRTC compile test).
@@ -224,8 +266,15 @@ pub(crate) fn all_sources() -> Vec<String> {
         }
     }
     // Each activation once per kernel kind: the expressions are the same for every type.
+    for (t, o) in
+        [(DType::F16, DType::F16), (DType::F16, DType::F32), (DType::BF16, DType::BF16), (DType::BF16, DType::F32)]
+    {
+        units.push(wg_source(t, o, Activation::None, true));
+        units.push(wg_source(t, o, Activation::None, false));
+    }
     for act in Activation::ALL {
         units.push(simt_source(DType::F32, DType::F32, act));
+        units.push(wg_source(DType::BF16, DType::BF16, act, true));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units

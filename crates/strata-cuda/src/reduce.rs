@@ -24,7 +24,7 @@ struct ReduceGeometry {
     rows: i32,
     group: i32,
     red_dense: i32,
-    pad: i32,
+    vec4: i32,
     kept_shape: [i64; MAX_DIMS],
     kept_in: [i64; MAX_DIMS],
     kept_out: [i64; MAX_DIMS],
@@ -177,9 +177,20 @@ pub(crate) fn reduce(
     } else {
         1
     };
-    g.chunk_len = ceil_div(g.block, g.chunks.max(1)).max(1);
+    // Chunks of a multiple of four elements keep the packed loads aligned in every chunk.
+    g.chunk_len = ceil_div(ceil_div(g.block, g.chunks.max(1)).max(1), 4) * 4;
     g.chunks = ceil_div(g.block, g.chunk_len).max(1);
     g.group = if g.chunk_len >= 1024 { 256 } else { 32 };
+    // Pack loads: dense runs whose starts (every row's and every chunk's) are 4-aligned.
+    let aligned = |v: i64| v % 4 == 0;
+    g.vec4 = i32::from(
+        g.rows == 1
+            && g.red_dense == 1
+            && aligned(g.in_offset)
+            && aligned(g.block)
+            && aligned(g.chunk_len)
+            && g.kept_in[..kept.len()].iter().all(|&s| aligned(s)),
+    );
 
     if g.chunks == 1 {
         let f =

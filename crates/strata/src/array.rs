@@ -78,9 +78,7 @@ impl Array {
                 format!("{} bytes do not hold {n} elements of {dtype} (shape {shape:?})", bytes.len()),
             ));
         }
-        let buffer = match device {
-            Device::Cpu => Buffer::Cpu(CpuBuffer::from_slice(bytes)?),
-        };
+        let buffer = upload(bytes, device)?;
         Ok(Array::from_data(Data { buffer: Arc::new(buffer), layout: Layout::contiguous(shape) }, dtype, device))
     }
 
@@ -93,10 +91,8 @@ impl Array {
         let data = a.data().expect("evaluated");
         let start = data.layout.offset() * T::DTYPE.bits() as usize / 8;
         let len = T::DTYPE.byte_len(a.size());
-        let bytes = match &*data.buffer {
-            Buffer::Cpu(b) => &b.as_bytes()[start..start + len],
-        };
-        Ok(T::from_bytes(bytes))
+        let bytes = data.buffer.host_bytes(start + len)?;
+        Ok(T::from_bytes(&bytes[start..]))
     }
 
     /// The single element of a one-element array.
@@ -176,4 +172,16 @@ pub fn identity(n: usize, dtype: DType) -> Result<Array> {
 pub fn tri(n: usize, m: usize, k: isize, dtype: DType) -> Result<Array> {
     let v = (0..n * m).map(|i| if (i % m) as isize - (i / m) as isize <= k { 1.0 } else { 0.0 }).collect();
     from_f64(v, &[n, m], dtype)
+}
+
+/// A buffer on `device` holding `bytes`.
+pub(crate) fn upload(bytes: &[u8], device: Device) -> Result<Buffer> {
+    Ok(match device {
+        Device::Cpu => Buffer::Cpu(CpuBuffer::from_slice(bytes)?),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            use strata_core::kernel::Backend;
+            Buffer::Cuda(crate::device::cuda()?.upload(bytes)?)
+        }
+    })
 }

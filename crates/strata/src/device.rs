@@ -1,9 +1,11 @@
 //! Devices and the default device.
 //!
-//! The default is the best device this build can use: CUDA, then a hardware wgpu adapter,
-//! then the CPU (DESIGN.md). `STRATA_DEVICE=cpu|cuda|wgpu` overrides it. This build has the
-//! CPU backend only; asking for another device is an error from [`Device::from_name`], and
-//! an unusable `STRATA_DEVICE` is reported once on stderr before falling back to the CPU.
+//! The default is the best device this build can use: CUDA (with the `cuda` feature and a
+//! working driver and GPU), then the CPU; a hardware wgpu adapter will come between them
+//! (DESIGN.md). `STRATA_DEVICE=cpu|cuda` overrides it; an unusable `STRATA_DEVICE` is reported
+//! once on stderr before falling back to the CPU. Arrays on different devices can be combined:
+//! an input on another device is copied to the node's device when the node runs, and the copy
+//! is recorded in the flight recorder as a `cross-device copy` instant.
 
 use std::sync::Mutex;
 
@@ -14,20 +16,27 @@ use strata_core::{Error, Result};
 pub enum Device {
     /// The host, through `strata-cpu`.
     Cpu,
+    /// The first CUDA GPU, through `strata-cuda` (the `cuda` feature).
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 impl Device {
-    /// The device called `name` (`"cpu"`), or an error saying why it is not available.
+    /// The device called `name` (`"cpu"`, `"cuda"`), or an error saying why it is not
+    /// available.
     pub fn from_name(name: &str) -> Result<Device> {
         match name.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(Device::Cpu),
+            #[cfg(feature = "cuda")]
+            "cuda" | "gpu" => cuda().map(|_| Device::Cuda),
+            #[cfg_attr(feature = "cuda", allow(unreachable_patterns))]
             other @ ("cuda" | "gpu" | "wgpu" | "metal" | "vulkan") => Err(Error::InvalidArgument {
                 op: "Device::from_name",
-                message: format!("this build of strata has no {other} backend yet; the CPU is the only device"),
+                message: format!("this build of strata has no {other} backend (the `cuda` feature enables CUDA)"),
             }),
             other => Err(Error::InvalidArgument {
                 op: "Device::from_name",
-                message: format!("unknown device {other:?}; expected cpu, cuda or wgpu"),
+                message: format!("unknown device {other:?}; expected cpu or cuda"),
             }),
         }
     }
@@ -36,6 +45,8 @@ impl Device {
     pub fn name(self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
+            #[cfg(feature = "cuda")]
+            Device::Cuda => "cuda",
         }
     }
 }
@@ -46,7 +57,23 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// The process's CUDA device (opened on first use; the error, if it cannot be, is kept).
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda() -> Result<&'static strata_cuda::Cuda> {
+    static CUDA: std::sync::OnceLock<Result<strata_cuda::Cuda>> = std::sync::OnceLock::new();
+    CUDA.get_or_init(|| strata_cuda::Cuda::new(0)).as_ref().map_err(Clone::clone)
+}
+
 static DEFAULT: Mutex<Option<Device>> = Mutex::new(None);
+
+/// The best device this build and machine have.
+fn best() -> Device {
+    #[cfg(feature = "cuda")]
+    if cuda().is_ok() {
+        return Device::Cuda;
+    }
+    Device::Cpu
+}
 
 /// The device new arrays are created on.
 pub fn default_device() -> Device {
@@ -56,7 +83,7 @@ pub fn default_device() -> Device {
             eprintln!("strata: STRATA_DEVICE={name:?} is not usable ({e}); using the CPU");
             Device::Cpu
         }),
-        Err(_) => Device::Cpu,
+        Err(_) => best(),
     })
 }
 

@@ -19,12 +19,41 @@ use crate::prim::Prim;
 /// Memory on some device.
 pub(crate) enum Buffer {
     Cpu(CpuBuffer),
+    #[cfg(feature = "cuda")]
+    Cuda(strata_cuda::CudaBuffer),
 }
 
 impl Buffer {
-    pub(crate) fn cpu(&self) -> &CpuBuffer {
+    /// The device the memory is on.
+    pub(crate) fn device(&self) -> Device {
         match self {
-            Buffer::Cpu(b) => b,
+            Buffer::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(_) => Device::Cuda,
+        }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn byte_len(&self) -> usize {
+        match self {
+            Buffer::Cpu(b) => b.as_bytes().len(),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => strata_core::kernel::Storage::byte_len(b),
+        }
+    }
+
+    /// The first `len` bytes, on the host (a device buffer is copied back, after the work
+    /// queued before).
+    pub(crate) fn host_bytes(&self, len: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Buffer::Cpu(b) => Ok(std::borrow::Cow::Borrowed(&b.as_bytes()[..len])),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => {
+                use strata_core::kernel::Backend;
+                let mut out = vec![0u8; len];
+                crate::device::cuda()?.download(b, &mut out)?;
+                Ok(std::borrow::Cow::Owned(out))
+            }
         }
     }
 }

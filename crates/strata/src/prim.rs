@@ -108,21 +108,56 @@ trait DeviceBackend: Backend {
     fn wrap(b: Self::Buffer) -> Buffer;
 }
 
+// `eval` moves every input to the node's device first, so a buffer of another kind here is a
+// bug in this module, not something a caller can cause.
 impl DeviceBackend for Cpu {
     fn unwrap(b: &Buffer) -> &CpuBuffer {
-        b.cpu()
+        match b {
+            Buffer::Cpu(b) => b,
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("inputs are moved to the node's device before it runs"),
+        }
     }
     fn wrap(b: CpuBuffer) -> Buffer {
         Buffer::Cpu(b)
     }
 }
 
+#[cfg(feature = "cuda")]
+impl DeviceBackend for strata_cuda::Cuda {
+    fn unwrap(b: &Buffer) -> &strata_cuda::CudaBuffer {
+        match b {
+            Buffer::Cuda(b) => b,
+            _ => unreachable!("inputs are moved to the node's device before it runs"),
+        }
+    }
+    fn wrap(b: strata_cuda::CudaBuffer) -> Buffer {
+        Buffer::Cuda(b)
+    }
+}
+
 /// Runs `node`'s primitive on evaluated inputs.
 /// `dtypes` are the inputs' element types.
 pub(crate) fn eval(node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<Data> {
-    match node.device() {
-        Device::Cpu => eval_on(&Cpu, node, inputs, dtypes),
+    let device = node.device();
+    let moved: Vec<Option<Data>> = inputs
+        .iter()
+        .map(|d| if d.buffer.device() == device { Ok(None) } else { to_device(d, device).map(Some) })
+        .collect::<Result<_>>()?;
+    let inputs: Vec<&Data> = inputs.iter().zip(&moved).map(|(d, m)| m.as_ref().unwrap_or(d)).collect();
+    match device {
+        Device::Cpu => eval_on(&Cpu, node, &inputs, dtypes),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => eval_on(crate::device::cuda()?, node, &inputs, dtypes),
     }
+}
+
+/// `d`'s buffer copied to `device` (the same layout over it), recorded in the flight recorder.
+fn to_device(d: &Data, device: Device) -> Result<Data> {
+    let len = d.buffer.byte_len();
+    strata_trace::instant("cross-device copy");
+    let bytes = d.buffer.host_bytes(len)?;
+    Ok(Data { buffer: Arc::new(crate::array::upload(&bytes, device)?), layout: d.layout.clone() })
 }
 
 fn operand<'a, B: DeviceBackend>(d: &'a Data, dtype: DType) -> TensorRef<'a, B::Buffer> {

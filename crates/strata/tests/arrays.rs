@@ -118,3 +118,19 @@ fn memory_stays_flat_over_a_long_loop() {
     }
     drop(y);
 }
+
+#[test]
+fn the_default_device_is_the_best_one_present() {
+    // `scripts/device/array-test.sh` sets STRATA_EXPECT_DEVICE=cuda so that its suites cannot
+    // quietly run on the CPU; elsewhere the default is CUDA exactly when it can be opened.
+    let want = std::env::var("STRATA_EXPECT_DEVICE")
+        .unwrap_or_else(|_| if Device::from_name("cuda").is_ok() { "cuda" } else { "cpu" }.to_owned());
+    if std::env::var_os("STRATA_DEVICE").is_none() || std::env::var_os("STRATA_EXPECT_DEVICE").is_some() {
+        assert_eq!(default_device().name(), want);
+    }
+    let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    assert_eq!(a.device(), default_device());
+    // Arrays on different devices combine: the CPU operand is copied to the node's device.
+    let host = Array::from_bytes(&3.0f32.to_le_bytes(), &[], DType::F32, Device::Cpu).unwrap();
+    assert_eq!((&a * &host).to_vec::<f32>().unwrap(), [3.0, 6.0]);
+}
