@@ -118,5 +118,17 @@ fn main() -> Result<(), strata_core::Error> {
         let s = time(&gpu, 10, || f(&mut out, &mut half));
         println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
     }
+    // Launch cost: back-to-back kernels on 1 KiB, where the work itself is negligible, without
+    // and with the flight recorder's per-launch GPU timing.
+    let tiny = Layout::contiguous(&[256]);
+    for on in [false, true] {
+        gpu.set_kernel_timing(on);
+        let s = time(&gpu, 2000, || {
+            gpu.unary(UnaryOp::Neg, TensorRef::new(DType::F32, &x, &tiny), TensorMut::new(DType::F32, &mut out, &tiny))
+                .unwrap()
+        });
+        let what = if on { "launch, 1 KiB, GPU times on" } else { "launch, 1 KiB, GPU times off" };
+        println!("{what:<36} {:>9.2} µs", s * 1e6);
+    }
     Ok(())
 }

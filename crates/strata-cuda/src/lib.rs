@@ -33,6 +33,7 @@ mod index;
 mod matmul;
 mod pool;
 mod reduce;
+mod timing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,6 +107,8 @@ pub struct Cuda {
     ordinal: usize,
     pub(crate) sms: u32,
     kernels: Arc<Mutex<HashMap<String, CudaFunction>>>,
+    timing: Arc<Mutex<timing::Timing>>,
+    kernel_timing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -204,7 +207,18 @@ impl Cuda {
         let stream = ctx.default_stream();
         let total = ctx.total_mem().unwrap_or(1 << 30);
         let pool = Arc::new(Pool::new(stream.clone(), format!("cuda:{ordinal}"), total / 4));
-        Ok(Cuda { ctx, stream, pool, arch, ordinal, sms, kernels: Arc::default() })
+        let kernel_timing = Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env()));
+        Ok(Cuda {
+            ctx,
+            stream,
+            pool,
+            arch,
+            ordinal,
+            sms,
+            kernels: Arc::default(),
+            timing: Arc::default(),
+            kernel_timing,
+        })
     }
 
     /// The stream every kernel of this device is queued on (work from other CUDA libraries on
@@ -216,6 +230,12 @@ impl Cuda {
     /// The driver context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
+    }
+
+    /// Records every kernel's time on the GPU into the flight recorder (off by default, or
+    /// on with `STRATA_TRACE_GPU=on`): two events per launch, read back at the next wait.
+    pub fn set_kernel_timing(&self, on: bool) {
+        self.kernel_timing.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The architecture kernels are compiled for (`sm_90a` on Hopper).
@@ -288,14 +308,22 @@ impl Cuda {
         self.timed(name, || unsafe { b.launch(cfg) })
     }
 
-    /// Runs `launch`, recording the time it took to queue as a span named `name`.
+    /// Runs `launch`, recording the time it took to queue as a span named `name` and, when
+    /// the recorder is on, the kernel's time on the GPU (`timing`).
     pub(crate) fn timed<T>(
         &self,
         name: &'static str,
         launch: impl FnOnce() -> std::result::Result<T, cudarc::driver::DriverError>,
     ) -> Result<()> {
         let start = strata_trace::now_ns();
-        launch().map_err(|e| driver_err(name, e))?;
+        if strata_trace::enabled() && self.kernel_timing.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+            t.before(&self.ctx, &self.stream).map_err(|e| driver_err("recording an event", e))?;
+            launch().map_err(|e| driver_err(name, e))?;
+            t.after(name, &self.ctx, &self.stream).map_err(|e| driver_err("recording an event", e))?;
+        } else {
+            launch().map_err(|e| driver_err(name, e))?;
+        }
         strata_trace::complete_span(name, start, strata_trace::now_ns());
         Ok(())
     }
@@ -351,7 +379,10 @@ impl Backend for Cuda {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| driver_err("synchronizing", e))
+        self.stream.synchronize().map_err(|e| driver_err("synchronizing", e))?;
+        // The stream is idle: the kernel times queued so far can be read.
+        let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        t.resolve(&self.ctx, &self.stream).map_err(|e| driver_err("reading kernel times", e))
     }
 
     fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<QuantizedTensor> {

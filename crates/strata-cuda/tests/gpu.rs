@@ -228,9 +228,13 @@ fn report(what: &str, failures: Vec<String>, cases: usize) {
     );
 }
 
+/// Held by the tests that run `log1p`, so that the flight-recorder test counts only its own.
+static LOG1P: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn unary_ops_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
+    let _log1p = LOG1P.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng(seed());
     let (contiguous, transposed) = layouts();
     // Dense but starting one element in: the kernels' packed path does not apply.
@@ -817,4 +821,46 @@ fn fused_programs_match_the_cpu() {
     let refs: Vec<_> = (0..9).map(|_| TensorRef::new(DType::F32, &x, &contiguous)).collect();
     let err = gpu.fused(&program, &refs, TensorMut::new(DType::F32, &mut y, &contiguous)).unwrap_err();
     assert!(err.to_string().contains("at most 8"), "{err}");
+}
+
+#[test]
+fn kernel_times_reach_the_flight_recorder() {
+    use strata_trace::{ProcessFilter, RecordKind, SegmentKind, Store};
+    let Some(gpu) = gpu() else { return };
+    let _alone = LOG1P.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(strata_trace::enabled(), "the recorder is on unless STRATA_TRACE=off");
+    gpu.set_kernel_timing(true);
+    let n = 1 << 22;
+    let l = Layout::contiguous(&[n]);
+    let x = gpu.upload(&vec![0x3f; n * 4]).unwrap();
+    let mut y = gpu.alloc_output(n * 4).unwrap();
+    let before = strata_trace::now_ns();
+    for _ in 0..20 {
+        gpu.unary(UnaryOp::Log1p, TensorRef::new(DType::F32, &x, &l), TensorMut::new(DType::F32, &mut y, &l)).unwrap();
+    }
+    gpu.synchronize().unwrap();
+    let after = strata_trace::now_ns();
+    strata_trace::flush().unwrap();
+    let store = Store::new(strata_trace::config().unwrap().dir);
+    let filter = ProcessFilter::Pid(std::process::id());
+    let trace = store.load(SegmentKind::Detail, None, &filter, &mut |_, _| {}, &mut |_| {}).unwrap();
+    let kernels: Vec<(u64, u64)> = trace
+        .processes
+        .iter()
+        .flat_map(|p| &p.records)
+        .filter_map(|r| match &r.kind {
+            RecordKind::Gpu { name, dur } if &**name == "log1p" => Some((r.ts, *dur)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kernels.len(), 20, "one GPU record per launch");
+    for (i, &(t, dur)) in kernels.iter().enumerate() {
+        // 16 MiB read and written: microseconds on any GPU of this decade, never zero.
+        assert!(dur > 1_000 && dur < 100_000_000, "kernel {i}: {dur} ns");
+        assert!(t + 1_000_000 >= before && t <= after + 1_000_000, "kernel {i} at {t}, window {before}..{after}");
+        if i > 0 {
+            assert!(t >= kernels[i - 1].0, "kernels on one stream run in order");
+        }
+    }
+    eprintln!("GPU kernel times: first {} ns, last {} ns", kernels[0].1, kernels[19].1);
 }
