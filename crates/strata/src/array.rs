@@ -66,7 +66,9 @@ impl Array {
 
     /// A 0-d array holding `value`.
     pub fn scalar<T: Element>(value: T) -> Array {
-        Array::from_bytes(&T::to_bytes(&[value]), &[], T::DTYPE, default_device()).expect("one value fits shape []")
+        // One value always fits shape []; what can fail is the device (out of memory, a lost
+        // context), and then the array carries the error, as a failed operator's result does.
+        Array::from_bytes(&T::to_bytes(&[value]), &[], T::DTYPE, default_device()).unwrap_or_else(crate::ops::failed)
     }
 
     /// An array from raw little-endian bytes of `dtype` (sub-byte types packed).

@@ -17,7 +17,8 @@ fn invalid(op: &'static str, message: String) -> Error {
 
 /// The key for `seed` (MLX's `mx.random.key`): `[seed >> 32, seed & 0xffffffff]`.
 pub fn key(seed: u64) -> Array {
-    Array::from_slice(&[(seed >> 32) as u32, seed as u32], &[2]).expect("two words fit [2]")
+    // Two words always fit [2]; a device that cannot take them leaves the error in the key.
+    Array::from_slice(&[(seed >> 32) as u32, seed as u32], &[2]).unwrap_or_else(crate::ops::failed)
 }
 
 static GLOBAL: Mutex<Option<Array>> = Mutex::new(None);
