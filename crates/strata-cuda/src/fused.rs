@@ -1,7 +1,7 @@
 //! [`Fused`] element-wise programs as one generated kernel: every step becomes a line of CUDA
 //! C++ over registers, each input is read once and the output written once.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 use strata_core::kernel::{Fused, FusedOp, Layout, TensorMut, TensorRef};
 use strata_core::{Error, Result};
 
@@ -120,8 +120,7 @@ pub(crate) fn fused(
         b.arg(x.buffer.slice());
     }
     b.arg(out.buffer.slice_mut()).arg(&g);
-    let blocks = (g.n as u64).div_ceil(256).min(u64::from(cuda.sms) * 32) as u32;
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let cfg = cuda.linear(g.n as u64, 256, 32);
     // SAFETY: the parameters are the inputs, the output and the geometry, as generated; every
     // operand was checked against its buffer.
     cuda.timed(OP, || unsafe { b.launch(cfg) })

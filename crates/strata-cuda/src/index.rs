@@ -153,8 +153,7 @@ pub(crate) fn random_bits(cuda: &Cuda, keys: TensorRef<'_, CudaBuffer>, out: Ten
     let (ko, oo) = (keys.layout.offset() as i64, out.layout.offset() as i64);
     let mut b = cuda.stream.launch_builder(&f);
     b.arg(keys.buffer.slice()).arg(out.buffer.slice_mut()).arg(&count).arg(&n).arg(&s0).arg(&s1).arg(&ko).arg(&oo);
-    let blocks = (work as u64).div_ceil(256).min(u64::from(cuda.sms) * 32) as u32;
-    let cfg = cudarc::driver::LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let cfg = cuda.linear(work as u64, 256, 32);
     // SAFETY: parameters as `STRATA_RANDOM_BITS` declares them; keys and output checked.
     cuda.timed(OP, || unsafe { b.launch(cfg) })
 }

@@ -264,6 +264,17 @@ impl Cuda {
 
     /// The kernel `key`, compiled from `source()` on first use.
     pub(crate) fn kernel(&self, key: &str, source: impl FnOnce() -> String) -> Result<CudaFunction> {
+        self.kernel_with_smem(key, 0, source)
+    }
+
+    /// [`kernel`](Self::kernel) for a kernel that takes `dynamic_smem` bytes of dynamic
+    /// shared memory: the limit is raised once, when the kernel is loaded.
+    pub(crate) fn kernel_with_smem(
+        &self,
+        key: &str,
+        dynamic_smem: u32,
+        source: impl FnOnce() -> String,
+    ) -> Result<CudaFunction> {
         if let Some(f) = self.kernels.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
             return Ok(f.clone());
         }
@@ -273,16 +284,28 @@ impl Cuda {
             .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
             .map_err(|e| driver_err("loading a kernel module", e))?;
         let f = module.load_function("strata_kernel").map_err(|e| driver_err("finding a kernel", e))?;
+        if dynamic_smem > 0 {
+            f.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                dynamic_smem as i32,
+            )
+            .map_err(|e| driver_err("raising a kernel's shared-memory limit", e))?;
+        }
         self.kernels.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), f.clone());
         Ok(f)
     }
 
+    /// A one-dimensional launch of 256-thread blocks for `items` items, `per_block` to a block,
+    /// with at most `per_sm` blocks per multiprocessor (grid-stride loops take the rest).
+    pub(crate) fn linear(&self, items: u64, per_block: u64, per_sm: u64) -> LaunchConfig {
+        let blocks = items.div_ceil(per_block).min(u64::from(self.sms) * per_sm).max(1) as u32;
+        LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+    }
+
     pub(crate) fn config(&self, g: &Geometry) -> LaunchConfig {
-        let threads = 256u32;
         // The packed path gives each thread four elements per step.
         let work = if g.contiguous == 2 { g.n / 4 + g.n % 4 } else { g.n };
-        let blocks = (work.max(1) as u64).div_ceil(u64::from(threads)).min(u64::from(self.sms) * 32) as u32;
-        LaunchConfig { grid_dim: (blocks.max(1), 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+        self.linear(work.max(1) as u64, 256, 32)
     }
 
     fn launch(

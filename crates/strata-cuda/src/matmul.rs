@@ -179,15 +179,7 @@ pub(crate) fn matmul2d(
     let (f, (bm, bn), smem) = match path {
         Path::Warpgroup { right_k_major } => {
             let key = format!("gemm wg {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
-            let f = cuda.kernel(&key, || wg_source(left.dtype, out.dtype, act, right_k_major))?;
-            f.set_attribute(
-                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                WG_SMEM as i32,
-            )
-            .map_err(|e| Error::InvalidArgument {
-                op: OP,
-                message: format!("raising the shared-memory limit: {e:?}"),
-            })?;
+            let f = cuda.kernel_with_smem(&key, WG_SMEM, || wg_source(left.dtype, out.dtype, act, right_k_major))?;
             (f, (128, 256), WG_SMEM)
         }
         Path::Warp { left_k_major, right_k_major } => {

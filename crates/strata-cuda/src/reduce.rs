@@ -1,7 +1,7 @@
 //! Reductions over any set of axes and scans along one axis (`kernels/reduce.cu`): the plans
 //! (which strategy, how many chunks) and the launches.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 use strata_core::kernel::{
     Backend, Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan,
 };
@@ -237,13 +237,8 @@ fn launch_reduce(
     y: &mut CudaBuffer,
 ) -> Result<()> {
     let items = (g.outputs * g.chunks) as u64;
-    let sms = u64::from(cuda.sms);
-    let blocks = if g.rows == 1 {
-        items.div_ceil(256 / g.group as u64).min(sms * 16)
-    } else {
-        items.div_ceil(256).min(sms * 32)
-    };
-    let cfg = LaunchConfig { grid_dim: (blocks.max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    // Rows: 256 / group outputs to a block; columns: one per thread.
+    let cfg = if g.rows == 1 { cuda.linear(items, 256 / g.group as u64, 16) } else { cuda.linear(items, 256, 32) };
     let mut b = cuda.stream.launch_builder(f);
     b.arg(x.slice()).arg(y.slice_mut()).arg(g);
     // SAFETY: parameters as `STRATA_REDUCE` declares them; the geometry stays inside the
@@ -293,13 +288,8 @@ pub(crate) fn scan(
     // (adjacent threads on adjacent lanes, so their loads coalesce).
     g.block_per_lane = i32::from(g.n >= 256 && g.in_stride.abs() == 1);
     let f = cuda.kernel(&format!("scan {name} {}", x.dtype), || scan_source(op, x.dtype))?;
-    let sms = u64::from(cuda.sms);
-    let blocks = if g.block_per_lane == 1 {
-        (g.lanes as u64).min(sms * 16)
-    } else {
-        (g.lanes as u64).div_ceil(256).min(sms * 32)
-    };
-    let cfg = LaunchConfig { grid_dim: (blocks.max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let lanes = g.lanes as u64;
+    let cfg = if g.block_per_lane == 1 { cuda.linear(lanes, 1, 16) } else { cuda.linear(lanes, 256, 32) };
     let mut b = cuda.stream.launch_builder(&f);
     b.arg(x.buffer.slice()).arg(out.buffer.slice_mut()).arg(&g);
     // SAFETY: parameters as `STRATA_SCAN` declares them; operands checked against their buffers.
