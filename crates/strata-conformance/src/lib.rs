@@ -1,0 +1,903 @@
+//! The backend conformance suite: every kernel of a [`Backend`] against the CPU backend on
+//! fresh random inputs (floats with NaN, infinities and signed zeros among them, integers at
+//! their extremes), on contiguous, transposed, offset and broadcast layouts, with the output
+//! poisoned before each run. Tolerances are set by dtype: integers exactly, floats within a
+//! few units in the last place, sums and products within a relative error.
+//!
+//! Each GPU backend's tests call these functions with the types it stores; a failure lists
+//! every differing case with its inputs. `STRATA_SEED` repeats a run.
+
+#![allow(clippy::type_complexity)]
+
+use half::{bf16, f16};
+use strata_core::kernel::{
+    Activation, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, ScanOp, TensorMut, TensorRef,
+    UnaryOp,
+};
+use strata_core::{DType, Error};
+use strata_cpu::Cpu;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("STRATA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    }) | 1
+}
+
+/// `n` random elements of `t` as bytes: floats in ±4 with a few specials, integers small
+/// (with the extremes now and then), bools 0/1.
+fn random(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let special = rng.next().is_multiple_of(23);
+        let x = (rng.unit() * 8.0 - 4.0) * if rng.next().is_multiple_of(5) { 40.0 } else { 1.0 };
+        let f = if special { [f64::NAN, f64::INFINITY, -f64::INFINITY, 0.0, -0.0, 1e30, -1e-30][i % 7] } else { x };
+        let int = |lo: i64, hi: i64, rng: &mut Rng| -> i64 {
+            if special { [lo, hi, 0, -1i64.max(lo), 1][i % 5] } else { (rng.next() % 200) as i64 - 100 }.clamp(lo, hi)
+        };
+        match t {
+            DType::F32 => out.extend((f as f32).to_le_bytes()),
+            DType::F64 => out.extend(f.to_le_bytes()),
+            DType::F16 => out.extend(f16::from_f64(f).to_le_bytes()),
+            DType::BF16 => out.extend(bf16::from_f64(f).to_le_bytes()),
+            DType::Bool => out.push((rng.next() & 1) as u8),
+            DType::U8 => out.push(int(0, 255, rng) as u8),
+            DType::I8 => out.push(int(-128, 127, rng) as i8 as u8),
+            DType::U16 => out.extend((int(0, 65535, rng) as u16).to_le_bytes()),
+            DType::I16 => out.extend((int(-32768, 32767, rng) as i16).to_le_bytes()),
+            DType::U32 => out.extend((int(0, u32::MAX as i64, rng) as u32).to_le_bytes()),
+            DType::I32 => out.extend((int(i32::MIN as i64, i32::MAX as i64, rng) as i32).to_le_bytes()),
+            DType::U64 => out.extend((int(0, i64::MAX, rng) as u64).to_le_bytes()),
+            DType::I64 => out.extend(int(i64::MIN, i64::MAX, rng).to_le_bytes()),
+            _ => unreachable!(),
+        }
+    }
+    out
+}
+
+fn decode(t: DType, b: &[u8]) -> Vec<f64> {
+    let w = (t.bits() / 8) as usize;
+    b.chunks(w)
+        .map(|c| match t {
+            DType::F32 => f32::from_le_bytes(c.try_into().unwrap()) as f64,
+            DType::F64 => f64::from_le_bytes(c.try_into().unwrap()),
+            DType::F16 => f16::from_le_bytes(c.try_into().unwrap()).to_f64(),
+            DType::BF16 => bf16::from_le_bytes(c.try_into().unwrap()).to_f64(),
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// Whether GPU bytes `g` match CPU bytes `c` for type `t`: integers exactly, floats within a
+/// few units in the last place (math functions differ by an ulp or two between libraries; a
+/// 16-bit result may round the other way) or a small absolute error near zero.
+fn close(t: DType, g: &[u8], c: &[u8]) -> Option<usize> {
+    if !t.is_float() {
+        let w = (t.bits() / 8) as usize;
+        return g.chunks(w).zip(c.chunks(w)).position(|(a, b)| a != b);
+    }
+    let (ulps, abs, mant) = match t {
+        DType::F32 => (16.0, 1e-6, 23),
+        DType::F64 => (16.0, 1e-12, 52),
+        DType::F16 => (1.0, 1e-3, 10),
+        _ => (1.0, 1e-2, 7),
+    };
+    decode(t, g).iter().zip(decode(t, c)).position(|(&a, b)| {
+        let same = (a.is_nan() && b.is_nan()) || a == b;
+        let m = a.abs().max(b.abs());
+        let ulp = if m > 0.0 { 2f64.powi(m.log2().floor() as i32 - mant) } else { 0.0 };
+        !(same || (a - b).abs() <= (ulps * ulp).max(abs))
+    })
+}
+
+const SHAPE: [usize; 2] = [37, 29];
+
+/// How GPU results are compared with the CPU's.
+#[derive(Clone, Copy)]
+enum Tol {
+    /// Integers exactly, floats within a few ulps ([`close`]).
+    Ulps,
+    /// Floats within this relative error (sums and products, whose order differs).
+    Relative(f64),
+    /// Floats within `rel · |x| + abs` (products, whose sums may cancel).
+    Mixed(f64, f64),
+}
+
+fn differs(t: DType, tol: Tol, g: &[u8], c: &[u8]) -> Option<usize> {
+    match tol {
+        Tol::Relative(r) if t.is_float() => decode(t, g).iter().zip(decode(t, c)).position(|(&a, b)| {
+            let same = (a.is_nan() && b.is_nan()) || a == b;
+            !(same || (a - b).abs() <= r * a.abs().max(b.abs()))
+        }),
+        Tol::Mixed(r, abs) if t.is_float() => decode(t, g).iter().zip(decode(t, c)).position(|(&a, b)| {
+            let same = (a.is_nan() && b.is_nan()) || a == b;
+            !(same || (a - b).abs() <= r * a.abs().max(b.abs()) + abs)
+        }),
+        _ => close(t, g, c),
+    }
+}
+
+/// Runs `gpu_op` and `cpu_op` on the same operands (uploaded from `inputs`) and compares.
+#[allow(clippy::too_many_arguments)]
+fn compare<B: Backend>(
+    gpu: &B,
+    what: &str,
+    inputs: &[(DType, Vec<u8>, Layout)],
+    out_t: DType,
+    out_l: &Layout,
+    gpu_op: impl Fn(&[TensorRef<'_, B::Buffer>], TensorMut<'_, B::Buffer>) -> Result<(), Error>,
+    cpu_op: impl Fn(&[TensorRef<'_, strata_cpu::CpuBuffer>], TensorMut<'_, strata_cpu::CpuBuffer>) -> Result<(), Error>,
+    failures: &mut Vec<String>,
+) {
+    compare_with(gpu, what, inputs, None, out_t, out_l, Tol::Ulps, gpu_op, cpu_op, failures)
+}
+
+/// [`compare`] with a tolerance, and optionally the output's initial contents (otherwise the
+/// GPU's is poisoned and the CPU's zeroed).
+#[allow(clippy::too_many_arguments)]
+fn compare_with<B: Backend>(
+    gpu: &B,
+    what: &str,
+    inputs: &[(DType, Vec<u8>, Layout)],
+    initial: Option<&[u8]>,
+    out_t: DType,
+    out_l: &Layout,
+    tol: Tol,
+    gpu_op: impl Fn(&[TensorRef<'_, B::Buffer>], TensorMut<'_, B::Buffer>) -> Result<(), Error>,
+    cpu_op: impl Fn(&[TensorRef<'_, strata_cpu::CpuBuffer>], TensorMut<'_, strata_cpu::CpuBuffer>) -> Result<(), Error>,
+    failures: &mut Vec<String>,
+) {
+    let bytes = out_l.numel() * (out_t.bits() / 8) as usize;
+    let gbufs: Vec<_> = inputs.iter().map(|(_, b, _)| gpu.upload(b).unwrap()).collect();
+    let cbufs: Vec<_> = inputs.iter().map(|(_, b, _)| Cpu.upload(b).unwrap()).collect();
+    let grefs: Vec<_> = inputs.iter().zip(&gbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
+    let crefs: Vec<_> = inputs.iter().zip(&cbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
+    let (mut gout, mut cout) = match initial {
+        Some(init) => (gpu.upload(init).unwrap(), Cpu.upload(init).unwrap()),
+        None => (gpu.upload(&vec![0xA5; bytes]).unwrap(), Cpu.alloc(bytes).unwrap()),
+    };
+    let cpu_result = cpu_op(&crefs, TensorMut::new(out_t, &mut cout, out_l));
+    let gpu_result = gpu_op(&grefs, TensorMut::new(out_t, &mut gout, out_l));
+    match (cpu_result, gpu_result) {
+        (Ok(()), Ok(())) => {}
+        (Err(_), Err(_)) => return,
+        (c, g) => {
+            failures.push(format!("{what}: cpu {c:?}, gpu {g:?}"));
+            return;
+        }
+    }
+    let mut g = vec![0u8; bytes];
+    let mut c = vec![0u8; bytes];
+    gpu.download(&gout, &mut g).unwrap();
+    Cpu.download(&cout, &mut c).unwrap();
+    if let Some(i) = differs(out_t, tol, &g, &c) {
+        let w = (out_t.bits() / 8) as usize;
+        let input = if out_l.shape() == SHAPE {
+            let shown: Vec<String> = inputs
+                .iter()
+                .map(|(t, b, l)| {
+                    let pos = l.position(&[i / SHAPE[1], i % SHAPE[1]]).max(0) as usize;
+                    let wi = (t.bits() / 8) as usize;
+                    format!("{:?}", &b[pos * wi..pos * wi + wi])
+                })
+                .collect();
+            format!(" (inputs {})", shown.join(", "))
+        } else {
+            String::new()
+        };
+        failures.push(format!(
+            "{what}: element {i}: gpu {:?} cpu {:?}{input}",
+            &g[i * w..i * w + w],
+            &c[i * w..i * w + w],
+        ));
+    }
+}
+
+fn layouts() -> (Layout, Layout) {
+    let contiguous = Layout::contiguous(&SHAPE);
+    // The same elements seen transposed back: strides (1, 37) over a [29, 37] buffer.
+    let transposed = Layout::contiguous(&[SHAPE[1], SHAPE[0]]).swap_axes(0, 1);
+    (contiguous, transposed)
+}
+
+fn report(what: &str, failures: Vec<String>, cases: usize) {
+    eprintln!("{what}: {cases} cases, {} failures", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {cases} cases differ from the CPU:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// How closely a backend's math functions must match the CPU's (correctly rounded or nearly:
+/// the Rust standard library).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Math {
+    /// Within 16 units in the last place, every input (CUDA's libdevice).
+    Libm,
+    /// The accuracy shader languages promise: float32 transcendental functions within a
+    /// relative error of 2^-14 (about 1000 ulps; Vulkan allows `exp` 3 + 2|x| ulps and the
+    /// inverse trigonometric functions 4096), and the trigonometric functions only on
+    /// |x| < 10^4 (inputs beyond are scaled into range), where our argument reduction holds.
+    Shader,
+}
+
+static MATH: std::sync::Mutex<Math> = std::sync::Mutex::new(Math::Libm);
+
+/// Sets the accuracy the unary and binary suites hold the backend to (`Libm` by default).
+pub fn set_math(m: Math) {
+    *MATH.lock().unwrap_or_else(|e| e.into_inner()) = m;
+}
+
+fn math() -> Math {
+    *MATH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `op` (a unary or binary operation's name) is a transcendental function, which
+/// shader languages do not round correctly.
+fn transcendental(op: &str) -> bool {
+    matches!(
+        op,
+        "exp"
+            | "exp2"
+            | "expm1"
+            | "log"
+            | "log2"
+            | "log10"
+            | "log1p"
+            | "sin"
+            | "cos"
+            | "tan"
+            | "arcsin"
+            | "arccos"
+            | "arctan"
+            | "sinh"
+            | "cosh"
+            | "tanh"
+            | "arcsinh"
+            | "arccosh"
+            | "arctanh"
+            | "erf"
+            | "erfinv"
+            | "sigmoid"
+            | "softplus"
+            | "gelu"
+            | "gelu_tanh"
+            | "silu"
+            | "power"
+            | "arctan2"
+            | "logaddexp"
+    )
+}
+
+/// The tolerance for `op` on `t` under the current [`Math`].
+fn op_tol(op: &str, t: DType) -> Tol {
+    if math() == Math::Shader && t == DType::F32 && transcendental(op) {
+        Tol::Mixed(1.0 / 16384.0, 1e-6)
+    } else {
+        Tol::Ulps
+    }
+}
+
+/// Under [`Math::Shader`], float inputs of the trigonometric functions beyond 10^4 in
+/// magnitude are scaled by 10^-26 (they keep their sign; the specials stay).
+fn trig_range(op: &str, t: DType, bytes: Vec<u8>) -> Vec<u8> {
+    if math() != Math::Shader || !matches!(op, "sin" | "cos" | "tan") || !t.is_float() {
+        return bytes;
+    }
+    let w = (t.bits() / 8) as usize;
+    bytes
+        .chunks(w)
+        .flat_map(|c| {
+            let x = decode(t, c)[0];
+            let x = if x.is_finite() && x.abs() >= 1e4 { x * 1e-26 } else { x };
+            match t {
+                DType::F32 => (x as f32).to_le_bytes().to_vec(),
+                DType::F64 => x.to_le_bytes().to_vec(),
+                DType::F16 => f16::from_f64(x).to_le_bytes().to_vec(),
+                _ => bf16::from_f64(x).to_le_bytes().to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// Held by the suites that run `log1p`; a backend's test that counts its own `log1p` kernels
+/// in the flight recorder holds it too.
+pub static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Every unary operation on every type, from contiguous, transposed and offset inputs.
+pub fn unary_ops_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let _log1p = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng(seed());
+    let (contiguous, transposed) = layouts();
+    // Dense but starting one element in: the kernels' packed path does not apply.
+    let shifted = Layout::new(&SHAPE, &[SHAPE[1] as isize, 1], 1).unwrap();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    for &t in types {
+        for &op in UnaryOp::ALL {
+            let Ok(out_t) = op.output_dtype(t) else { continue };
+            for l in [&contiguous, &transposed, &shifted] {
+                let x = trig_range(op.name(), t, random(t, SHAPE[0] * SHAPE[1] + 1, &mut rng));
+                cases += 1;
+                compare_with(
+                    gpu,
+                    &format!("{} {t} {:?}", op.name(), l.strides()),
+                    &[(t, x, l.clone())],
+                    None,
+                    out_t,
+                    &contiguous,
+                    op_tol(op.name(), t),
+                    |i, o| gpu.unary(op, i[0], o),
+                    |i, o| Cpu.unary(op, i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("unary", failures, cases);
+}
+
+/// Every binary operation on every type, with a broadcast row and a transposed operand.
+pub fn binary_ops_match_the_cpu_with_broadcasting<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x9e37);
+    let (contiguous, transposed) = layouts();
+    // The second operand is one row broadcast over the first axis.
+    let row = Layout::new(&SHAPE, &[0, 1], 0).unwrap();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    for &t in types {
+        for &op in BinaryOp::ALL {
+            let Ok(out_t) = op.output_dtype(t) else { continue };
+            let n = SHAPE[0] * SHAPE[1];
+            for (la, lb, nb) in [(&transposed, &row, SHAPE[1]), (&contiguous, &contiguous, n)] {
+                let a = random(t, n, &mut rng);
+                let b = random(t, nb, &mut rng);
+                cases += 1;
+                compare_with(
+                    gpu,
+                    &format!("{} {t} {:?} {:?}", op.name(), la.strides(), lb.strides()),
+                    &[(t, a, la.clone()), (t, b, lb.clone())],
+                    None,
+                    out_t,
+                    &contiguous,
+                    op_tol(op.name(), t),
+                    |i, o| gpu.binary(op, i[0], i[1], o),
+                    |i, o| Cpu.binary(op, i[0], i[1], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("binary", failures, cases);
+}
+
+/// Every cast between the types, and `where`.
+pub fn casts_select_and_copies_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x51ed);
+    let (contiguous, transposed) = layouts();
+    let (mut failures, mut cases) = (Vec::new(), 0);
+    for &from in types {
+        for &to in types {
+            for l in [&transposed, &contiguous] {
+                let x = random(from, SHAPE[0] * SHAPE[1], &mut rng);
+                cases += 1;
+                compare(
+                    gpu,
+                    &format!("cast {from} -> {to} {:?}", l.strides()),
+                    &[(from, x, l.clone())],
+                    to,
+                    &contiguous,
+                    |i, o| gpu.cast(i[0], o),
+                    |i, o| Cpu.cast(i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+        let cond = random(DType::Bool, SHAPE[0] * SHAPE[1], &mut rng);
+        let (a, b) = (random(from, SHAPE[0] * SHAPE[1], &mut rng), random(from, SHAPE[0] * SHAPE[1], &mut rng));
+        cases += 1;
+        compare(
+            gpu,
+            &format!("where {from}"),
+            &[(DType::Bool, cond, contiguous.clone()), (from, a, transposed.clone()), (from, b, contiguous.clone())],
+            from,
+            &contiguous,
+            |i, o| gpu.select(i[0], i[1], i[2], o),
+            |i, o| Cpu.select(i[0], i[1], i[2], o),
+            &mut failures,
+        );
+    }
+    report("cast/select", failures, cases);
+}
+
+/// Shape, type and bounds errors, reading past a buffer, and an allocation no device has.
+pub fn bad_input_and_out_of_memory_are_errors<B: Backend>(gpu: &B) {
+    eprintln!("device: {}", gpu.name());
+    // A petabyte: the driver refuses, the pool empties its cache, retries, and reports.
+    match gpu.alloc_output(1 << 50) {
+        Err(Error::OutOfMemory { device, bytes }) => assert!(!device.is_empty() && bytes == 1 << 50),
+        Err(e) => panic!("expected OutOfMemory, got {e}"),
+        Ok(_) => panic!("a petabyte was allocated"),
+    }
+    // Still usable afterwards.
+    let x = gpu.upload(&[0u8; 16]).unwrap();
+    let mut y = gpu.alloc(8).unwrap();
+    let (l4, l2) = (Layout::contiguous(&[4]), Layout::contiguous(&[2]));
+    let err = gpu.unary(UnaryOp::Exp, TensorRef::new(DType::F32, &x, &l4), TensorMut::new(DType::F32, &mut y, &l2));
+    assert!(err.unwrap_err().to_string().contains("shape"));
+    let err = gpu.unary(UnaryOp::Exp, TensorRef::new(DType::F32, &x, &l4), TensorMut::new(DType::F32, &mut y, &l4));
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("outside its buffer"), "an output too small for its layout: {msg}");
+    let err = gpu.unary(UnaryOp::Exp, TensorRef::new(DType::I32, &x, &l4), TensorMut::new(DType::I32, &mut y, &l2));
+    assert!(err.is_err());
+    let mut back = [0u8; 32];
+    assert!(gpu.download(&x, &mut back).is_err(), "reading past the end");
+}
+
+/// `n` floats of `t` drawn uniformly from `[lo, hi)`: inputs whose sums and products are well
+/// conditioned, so that a different order of operations stays within a relative tolerance.
+fn uniform(t: DType, n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let f = lo + (hi - lo) * rng.unit();
+        match t {
+            DType::F32 => out.extend((f as f32).to_le_bytes()),
+            DType::F64 => out.extend(f.to_le_bytes()),
+            DType::F16 => out.extend(f16::from_f64(f).to_le_bytes()),
+            DType::BF16 => out.extend(bf16::from_f64(f).to_le_bytes()),
+            _ => unreachable!("floats only"),
+        }
+    }
+    out
+}
+
+/// The relative tolerance of an accumulation in `t` (16-bit types accumulate in f32 and round
+/// once, so one ulp of the result).
+fn accumulation_tol(t: DType) -> Tol {
+    match t {
+        DType::F64 => Tol::Relative(1e-12),
+        DType::F32 => Tol::Relative(2e-5),
+        DType::F16 => Tol::Relative(2.0 / 1024.0),
+        _ => Tol::Relative(2.0 / 128.0),
+    }
+}
+
+/// Every reduction over one axis, several and all, on every type.
+pub fn reductions_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x7ed5);
+    let (contiguous, transposed) = layouts();
+    // (input layout, axes, output shape): rows, columns, everything, strided rows; then long
+    // blocks that the kernels split into chunks (rows and columns), and rows long enough for a
+    // whole block per output.
+    let cases: Vec<(Layout, Vec<usize>, Vec<usize>)> = vec![
+        (contiguous.clone(), vec![1], vec![SHAPE[0]]),
+        (contiguous.clone(), vec![0], vec![1, SHAPE[1]]),
+        (contiguous.clone(), vec![0, 1], vec![]),
+        (transposed.clone(), vec![1], vec![SHAPE[0], 1]),
+        (Layout::contiguous(&[3, 20011]), vec![1], vec![3]),
+        (Layout::contiguous(&[20011, 3]), vec![0], vec![3]),
+        (Layout::contiguous(&[100_003]), vec![0], vec![]),
+        (Layout::contiguous(&[5, 5003]), vec![1], vec![5, 1]),
+        (Layout::contiguous(&[4, 6, 7]), vec![0, 2], vec![6]),
+    ];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for &t in types {
+        for &op in ReduceOp::ALL {
+            let out_t = match op {
+                ReduceOp::All | ReduceOp::Any => DType::Bool,
+                ReduceOp::ArgMax | ReduceOp::ArgMin if types.contains(&DType::I64) => {
+                    [DType::I64, DType::U32][count % 2]
+                }
+                ReduceOp::ArgMax | ReduceOp::ArgMin => [DType::I32, DType::U32][count % 2],
+                _ => t,
+            };
+            if op.validate_types(t, out_t).is_err() {
+                continue;
+            }
+            for (l, axes, out_shape) in &cases {
+                if op.is_index() && axes.len() != 1 {
+                    continue;
+                }
+                let n = l.shape().iter().product::<usize>() + l.offset();
+                let accumulates = t.is_float() && matches!(op, ReduceOp::Sum | ReduceOp::Prod);
+                if accumulates && op == ReduceOp::Prod && n > 2000 {
+                    continue; // a product of thousands of values leaves the range of the type
+                }
+                let buffer_len = l.shape().iter().product::<usize>();
+                let x = if accumulates {
+                    uniform(t, buffer_len, 0.5, 1.5, &mut rng)
+                } else {
+                    random(t, buffer_len, &mut rng)
+                };
+                let tol = if accumulates { accumulation_tol(t) } else { Tol::Ulps };
+                let out_l = Layout::contiguous(out_shape);
+                count += 1;
+                compare_with(
+                    gpu,
+                    &format!("{} {t} -> {out_t} {:?} {:?} axes {axes:?}", op.name(), l.shape(), l.strides()),
+                    &[(t, x, l.clone())],
+                    None,
+                    out_t,
+                    &out_l,
+                    tol,
+                    |i, o| gpu.reduce(op, axes, i[0], o),
+                    |i, o| Cpu.reduce(op, axes, i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("reduce", failures, count);
+}
+
+/// Every scan, inclusive and exclusive, forward and reversed, on every type.
+pub fn scans_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x5ca9);
+    let (contiguous, transposed) = layouts();
+    // Short lanes (a thread each), lanes along a strided axis, and long dense lanes (a block
+    // each, several tiles).
+    let cases: Vec<(Layout, usize)> =
+        vec![(contiguous.clone(), 1), (contiguous, 0), (transposed, 1), (Layout::contiguous(&[3, 3001]), 1)];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for &t in types {
+        for &op in ScanOp::ALL {
+            if op.output_dtype(t).is_err() {
+                continue;
+            }
+            for (l, axis) in &cases {
+                for (reverse, inclusive) in [(false, true), (true, false), (true, true), (false, false)] {
+                    let n = l.shape().iter().product::<usize>();
+                    let x = match (t.is_float(), op) {
+                        (true, ScanOp::Sum) => uniform(t, n, 0.0, 1.0, &mut rng),
+                        (true, ScanOp::Prod) => uniform(t, n, 0.995, 1.005, &mut rng),
+                        (true, ScanOp::LogAddExp) => uniform(t, n, -4.0, 4.0, &mut rng),
+                        _ => random(t, n, &mut rng),
+                    };
+                    // A running log-sum-exp near zero cancels: its error is absolute (a few
+                    // ulps of the terms, which are of order one), not relative.
+                    let tol = match (t, op) {
+                        (_, ScanOp::Max | ScanOp::Min) => Tol::Ulps,
+                        (_, _) if !t.is_float() => Tol::Ulps,
+                        (DType::F64, ScanOp::LogAddExp) => Tol::Mixed(1e-12, 1e-13),
+                        (DType::F32, ScanOp::LogAddExp) => Tol::Mixed(2e-5, 1e-6),
+                        (DType::F16, ScanOp::LogAddExp) => Tol::Mixed(2.0 / 1024.0, 4e-3),
+                        (_, ScanOp::LogAddExp) => Tol::Mixed(2.0 / 128.0, 3e-2),
+                        _ => accumulation_tol(t),
+                    };
+                    count += 1;
+                    compare_with(
+                        gpu,
+                        &format!(
+                            "{} {t} {:?} {:?} axis {axis} rev {reverse} incl {inclusive}",
+                            op.name(),
+                            l.shape(),
+                            l.strides()
+                        ),
+                        &[(t, x, l.clone())],
+                        None,
+                        t,
+                        &Layout::contiguous(l.shape()),
+                        tol,
+                        |i, o| gpu.scan(op, *axis, reverse, inclusive, i[0], o),
+                        |i, o| Cpu.scan(op, *axis, reverse, inclusive, i[0], o),
+                        &mut failures,
+                    );
+                }
+            }
+        }
+    }
+    report("scan", failures, count);
+}
+
+/// `n` indices of type `ti` in `[-size, size)` (non-negative for uint32).
+fn indices(ti: DType, n: usize, size: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let v = (rng.next() % (2 * size as u64)) as i64 - size as i64;
+        match ti {
+            DType::I32 => out.extend((v as i32).to_le_bytes()),
+            DType::I64 => out.extend(v.to_le_bytes()),
+            _ => out.extend((v.rem_euclid(size as i64) as u32).to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// `take_along_axis`, `scatter_add` with repeated indices, and Threefry random bits.
+pub fn gather_scatter_and_random_bits_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x6a7e);
+    let (contiguous, transposed) = layouts();
+    let (mut failures, mut count) = (Vec::new(), 0);
+    let ours = |t: &DType| types.contains(t);
+    for ti in strata_core::kernel::INDEX_TYPES.into_iter().filter(ours) {
+        // take_along_axis on every element width, along both axes, from a strided array.
+        for t in [DType::U8, DType::F16, DType::F32, DType::F64].into_iter().filter(ours) {
+            for (x_l, axis, idx_shape) in [(&contiguous, 1, [SHAPE[0], 11]), (&transposed, 0, [13, SHAPE[1]])] {
+                let n = idx_shape[0] * idx_shape[1];
+                let x = random(t, SHAPE[0] * SHAPE[1], &mut rng);
+                let idx = indices(ti, n, SHAPE[axis], &mut rng);
+                count += 1;
+                compare(
+                    gpu,
+                    &format!("take_along_axis {t} by {ti} axis {axis}"),
+                    &[(t, x, x_l.clone()), (ti, idx, Layout::contiguous(&idx_shape))],
+                    t,
+                    &Layout::contiguous(&idx_shape),
+                    |i, o| gpu.gather(axis, i[0], i[1], o),
+                    |i, o| Cpu.gather(axis, i[0], i[1], o),
+                    &mut failures,
+                );
+            }
+        }
+        // scatter_add with repeated indices into an output that already holds values.
+        for t in strata_core::kernel::SCATTER_TYPES.into_iter().filter(ours) {
+            let idx_shape = [SHAPE[0], 50];
+            let idx = indices(ti, idx_shape[0] * idx_shape[1], SHAPE[1], &mut rng);
+            let updates = if t.is_float() {
+                uniform(t, idx_shape[0] * idx_shape[1], -1.0, 1.0, &mut rng)
+            } else {
+                random(t, idx_shape[0] * idx_shape[1], &mut rng)
+            };
+            let initial = if t.is_float() {
+                uniform(t, SHAPE[0] * SHAPE[1], 10.0, 11.0, &mut rng)
+            } else {
+                random(t, SHAPE[0] * SHAPE[1], &mut rng)
+            };
+            count += 1;
+            compare_with(
+                gpu,
+                &format!("scatter_add {t} by {ti}"),
+                &[(ti, idx, Layout::contiguous(&idx_shape)), (t, updates, Layout::contiguous(&idx_shape))],
+                Some(&initial),
+                t,
+                &contiguous,
+                if t.is_float() { Tol::Relative(1e-6) } else { Tol::Ulps },
+                |i, o| gpu.scatter_add(1, i[0], i[1], o),
+                |i, o| Cpu.scatter_add(1, i[0], i[1], o),
+                &mut failures,
+            );
+        }
+    }
+    for n in [1, 2, 7, 1000, 4097] {
+        let keys = random(DType::U32, 10, &mut rng);
+        count += 1;
+        compare(
+            gpu,
+            &format!("random_bits [5, {n}]"),
+            &[(DType::U32, keys, Layout::contiguous(&[5, 2]))],
+            DType::U32,
+            &Layout::contiguous(&[5, n]),
+            |i, o| gpu.random_bits(i[0], o),
+            |i, o| Cpu.random_bits(i[0], o),
+            &mut failures,
+        );
+    }
+    report("gather/scatter_add/random_bits", failures, count);
+}
+
+/// An out-of-range index is an `Err` naming it, and the output is untouched.
+pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types: &[DType]) {
+    let x = gpu.upload(&[1u8; 4 * 10]).unwrap();
+    let l = Layout::contiguous(&[10]);
+    for (ti, bad) in [(DType::I32, 10i64), (DType::I64, -11), (DType::U32, 4_000_000_000)] {
+        if !types.contains(&ti) {
+            continue;
+        }
+        let mut raw: Vec<u8> = Vec::new();
+        for v in [0i64, 3, bad, 9] {
+            match ti {
+                DType::I32 => raw.extend((v as i32).to_le_bytes()),
+                DType::I64 => raw.extend(v.to_le_bytes()),
+                _ => raw.extend((v as u32).to_le_bytes()),
+            }
+        }
+        let idx = gpu.upload(&raw).unwrap();
+        let il = Layout::contiguous(&[4]);
+        let mut out = gpu.upload(&[0xA5; 16]).unwrap();
+        let err = gpu
+            .gather(
+                0,
+                TensorRef::new(DType::F32, &x, &l),
+                TensorRef::new(ti, &idx, &il),
+                TensorMut::new(DType::F32, &mut out, &il),
+            )
+            .unwrap_err();
+        let expected = if ti == DType::U32 { 4_000_000_000u32.to_string() } else { bad.to_string() };
+        assert!(err.to_string().contains(&format!("index {expected} is out of range")), "{ti}: {err}");
+        let mut back = [0u8; 16];
+        gpu.download(&out, &mut back).unwrap();
+        assert_eq!(back, [0xA5; 16], "{ti}: the output was written");
+        let mut acc = gpu.upload(&[0u8; 40]).unwrap();
+        let upd = gpu.upload(&[0u8; 16]).unwrap();
+        let err = gpu
+            .scatter_add(
+                0,
+                TensorRef::new(ti, &idx, &il),
+                TensorRef::new(DType::F32, &upd, &il),
+                TensorMut::new(DType::F32, &mut acc, &l),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{ti}: {err}");
+    }
+}
+
+/// Random elements for a product: floats in [-1, 1), int8 over its range.
+fn operand(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
+    if t.is_float() { uniform(t, n, -1.0, 1.0, rng) } else { random(t, n, rng) }
+}
+
+/// `matmul2d` on odd and tile-sized shapes, every transpose, epilogues, accumulation and batches.
+pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x3a7b);
+    // (m, n, k): scalars, odd sizes (the SIMT kernel), multiples of 8 off the 128-tiles (the
+    // tensor-core kernel with edge tiles and a partial k step), several k steps.
+    let sizes = [(1, 1, 1), (17, 33, 9), (136, 200, 72), (256, 256, 256), (5, 300, 40)];
+    let pairs = [
+        (DType::F16, DType::F16),
+        (DType::F16, DType::F32),
+        (DType::BF16, DType::BF16),
+        (DType::BF16, DType::F32),
+        (DType::F32, DType::F32),
+        (DType::F64, DType::F64),
+        (DType::I8, DType::I32),
+    ];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for (t, out_t) in pairs.into_iter().filter(|(a, b)| types.contains(a) && types.contains(b)) {
+        let tol = match out_t {
+            DType::F16 => Tol::Mixed(1.0 / 1024.0, 2e-3),
+            DType::BF16 => Tol::Mixed(1.0 / 128.0, 2e-2),
+            DType::F32 => Tol::Mixed(1e-5, 1e-4),
+            _ => Tol::Mixed(1e-12, 1e-12),
+        };
+        for &(m, n, k) in &sizes {
+            for (tl, tr) in [(false, false), (true, false), (false, true), (true, true)] {
+                let variant = count % 4;
+                let desc = Matmul2d::new(m, n, k).transpose_left(tl).transpose_right(tr);
+                // Every fourth case adds a bias and an activation, every fourth accumulates,
+                // every fourth is batched (3 products, the right operand broadcast).
+                let (desc, batch) = match variant {
+                    1 if t != DType::I8 => (desc.epilogue(Epilogue::Bias(Activation::Gelu)), 1),
+                    1 => (desc.epilogue(Epilogue::Bias(Activation::None)), 1),
+                    2 => (desc.mode(MatmulMode::MultiplyAccumulate), 1),
+                    3 => (desc, 3),
+                    _ => (desc, 1),
+                };
+                let dims = |r: usize, c: usize, t: bool| if t { [c, r] } else { [r, c] };
+                let [lr, lc] = dims(m, k, tl);
+                let [rr, rc] = dims(k, n, tr);
+                let left = Layout::contiguous(&[batch, lr, lc]);
+                let right = Layout::new(&[batch, rr, rc], &[0, rc as isize, 1], 0).unwrap();
+                let out_l = Layout::contiguous(&[batch, m, n]);
+                let mut inputs =
+                    vec![(t, operand(t, batch * lr * lc, &mut rng), left), (t, operand(t, rr * rc, &mut rng), right)];
+                if desc.epilogue.has_bias() {
+                    inputs.push((
+                        out_t,
+                        operand(if out_t == DType::I32 { DType::I8 } else { out_t }, n, &mut rng),
+                        Layout::contiguous(&[n]),
+                    ));
+                    if out_t == DType::I32 {
+                        // int8 values widened: the bias is int32.
+                        let b = inputs.pop().unwrap();
+                        let wide: Vec<u8> = b.1.iter().flat_map(|&v| i32::from(v as i8).to_le_bytes()).collect();
+                        inputs.push((DType::I32, wide, b.2));
+                    }
+                }
+                let initial = operand(if out_t == DType::I32 { DType::I8 } else { out_t }, batch * m * n, &mut rng);
+                let initial = if out_t == DType::I32 {
+                    initial.iter().flat_map(|&v| i32::from(v as i8).to_le_bytes()).collect()
+                } else {
+                    initial
+                };
+                count += 1;
+                compare_with(
+                    gpu,
+                    &format!(
+                        "matmul2d {t}->{out_t} m={m} n={n} k={k} tl={tl} tr={tr} batch={batch} {:?} {:?}",
+                        desc.epilogue, desc.mode
+                    ),
+                    &inputs,
+                    Some(&initial),
+                    out_t,
+                    &out_l,
+                    tol,
+                    |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                    |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                    &mut failures,
+                );
+            }
+        }
+        // A K-major pair whose rows are padded (stride 40 for k = 37): the tensor-core kernel's
+        // partial 16-byte chunks at the end of k.
+        let (m, n, k) = (70, 90, 37);
+        let left = Layout::new(&[m, k], &[40, 1], 0).unwrap();
+        let right = Layout::new(&[n, k], &[40, 1], 0).unwrap();
+        let desc = Matmul2d::new(m, n, k).transpose_right(true);
+        count += 1;
+        compare_with(
+            gpu,
+            &format!("matmul2d {t}->{out_t} padded rows"),
+            &[(t, operand(t, m * 40, &mut rng), left), (t, operand(t, n * 40, &mut rng), right)],
+            None,
+            out_t,
+            &Layout::contiguous(&[m, n]),
+            tol,
+            |i, o| gpu.matmul2d(&desc, i[0], i[1], None, o),
+            |i, o| Cpu.matmul2d(&desc, i[0], i[1], None, o),
+            &mut failures,
+        );
+    }
+    report("matmul2d", failures, count);
+}
+
+/// Fused element-wise programs with broadcast and transposed inputs.
+pub fn fused_programs_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    use strata_core::kernel::{Fused, FusedOp as F};
+    let mut rng = Rng(seed() ^ 0xf5ed);
+    let (contiguous, transposed) = layouts();
+    let row = Layout::new(&SHAPE, &[0, 1], 0).unwrap();
+    let n = SHAPE[0] * SHAPE[1];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for t in [DType::F32, DType::F64].into_iter().filter(|t| types.contains(t)) {
+        // sigmoid(tanh(exp(x0)·x1) + x2) then max with x0: a broadcast row and a transposed input.
+        let chain = Fused {
+            dtype: t,
+            ops: vec![
+                F::Input(0),
+                F::Input(1),
+                F::Input(2),
+                F::Unary(UnaryOp::Exp, 0),
+                F::Binary(BinaryOp::Mul, 3, 1),
+                F::Unary(UnaryOp::Tanh, 4),
+                F::Binary(BinaryOp::Add, 5, 2),
+                F::Unary(UnaryOp::Sigmoid, 6),
+                F::Binary(BinaryOp::Maximum, 7, 0),
+            ],
+        };
+        // Eight inputs summed: the most a fused CUDA kernel takes.
+        let mut ops: Vec<F> = (0..8).map(F::Input).collect();
+        ops.push(F::Binary(BinaryOp::Add, 0, 1));
+        for i in 2..8 {
+            ops.push(F::Binary(BinaryOp::Add, ops.len() - 1, i));
+        }
+        let sum8 = Fused { dtype: t, ops };
+        for (program, layouts) in
+            [(&chain, vec![contiguous.clone(), transposed.clone(), row.clone()]), (&sum8, vec![transposed.clone(); 8])]
+        {
+            let inputs: Vec<(DType, Vec<u8>, Layout)> = layouts
+                .iter()
+                .map(|l| {
+                    (
+                        t,
+                        if program == &sum8 { uniform(t, n, -1.0, 1.0, &mut rng) } else { random(t, n, &mut rng) },
+                        l.clone(),
+                    )
+                })
+                .collect();
+            count += 1;
+            compare(
+                gpu,
+                &format!("fused {t} {} steps", program.ops.len()),
+                &inputs,
+                t,
+                &contiguous,
+                |i, o| gpu.fused(program, i, o),
+                |i, o| Cpu.fused(program, i, o),
+                &mut failures,
+            );
+        }
+    }
+    report("fused", failures, count);
+}

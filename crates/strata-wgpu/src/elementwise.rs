@@ -1,0 +1,184 @@
+//! Element-wise kernels: one generated "map" kernel evaluates a WGSL expression of any number of
+//! strided, broadcast operands into an output of any layout (8- and 16-bit outputs must be
+//! contiguous: threads then own whole 32-bit words). Unary, binary, select, copy and cast are
+//! all maps; so is the final packing step of kernels that compute into 32-bit scratch.
+
+use strata_core::kernel::{
+    BinaryOp, Layout, TensorMut, TensorRef, UnaryOp, validate_binary, validate_elementwise, validate_select,
+    validate_unary,
+};
+use strata_core::{DType, Error, Result};
+
+use crate::wgsl::{self, Ct};
+use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
+
+/// The most axes a kernel's geometry takes.
+pub(crate) const MAX_DIMS: usize = 8;
+
+/// An input of a map: its name in the expression and the operand.
+pub(crate) struct Input<'a> {
+    name: &'static str,
+    t: TensorRef<'a, WgpuBuffer>,
+}
+
+pub(crate) fn input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
+    Input { name, t }
+}
+
+/// Geometry parameters: `[n, ndim, base, 0, shape[8], then per operand (output first):
+/// offset, strides[8]]`, strides as two's-complement u32.
+fn params(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Vec<u32>> {
+    let nd = out.ndim();
+    if nd > MAX_DIMS {
+        return Err(err(op, format!("{nd} dimensions: the wgpu kernels take at most {MAX_DIMS}")));
+    }
+    let n = u32::try_from(out.numel()).map_err(|_| err(op, format!("{} elements: more than 2^32", out.numel())))?;
+    let mut p = vec![n, nd as u32, out.offset() as u32, 0];
+    p.extend((0..MAX_DIMS).map(|d| out.shape().get(d).map_or(1, |&s| s as u32)));
+    for l in std::iter::once(out).chain(inputs.iter().copied()) {
+        p.push(l.offset() as u32);
+        p.extend((0..MAX_DIMS).map(|d| l.strides().get(d).map_or(0, |&s| s as i32 as u32)));
+    }
+    Ok(p)
+}
+
+/// WGSL `pos(k, i)`: the element of operand `k` (0 = output) at logical index `i`.
+pub(crate) fn pos_fn(contiguous: bool) -> &'static str {
+    if contiguous {
+        return "fn pos(k: u32, i: u32) -> u32 {\n    return p[12u + k * 9u] + i;\n}\n";
+    }
+    "fn pos(k: u32, i: u32) -> u32 {
+    var rem = i;
+    var at = bitcast<i32>(p[12u + k * 9u]);
+    for (var d = p[1]; d > 0u; d--) {
+        let s = p[3u + d];
+        at += bitcast<i32>(rem % s) * bitcast<i32>(p[12u + k * 9u + d]);
+        rem = rem / s;
+    }
+    return bitcast<u32>(at);
+}
+"
+}
+
+/// The standard entry point header: `gid` is the global thread index, `group` the workgroup's.
+pub(crate) const MAIN: &str = "@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let group = wg.y * nwg.x + wg.x;
+    let gid = group * 256u + lid;
+";
+
+/// Runs `out = expr(inputs)` element by element. `expr` is WGSL over the inputs' names (each
+/// loaded as its compute type) and yields the output's compute type.
+pub(crate) fn map(
+    gpu: &Wgpu,
+    op: &'static str,
+    expr: &str,
+    inputs: &[Input<'_>],
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let mut types: Vec<DType> = inputs.iter().map(|i| i.t.dtype).collect();
+    types.push(out.dtype);
+    wgsl::check_types(op, &types)?;
+    let n = out.layout.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let narrow = wgsl::bits(out.dtype) < 32;
+    if narrow && !out.layout.is_contiguous() {
+        return Err(err(
+            op,
+            format!(
+                "a {} output must be contiguous on wgpu (threads own whole 32-bit words); got strides {:?}",
+                out.dtype,
+                out.layout.strides()
+            ),
+        ));
+    }
+    let layouts: Vec<&Layout> = inputs.iter().map(|i| i.t.layout).collect();
+    let contiguous = out.layout.is_contiguous() && layouts.iter().all(|l| l.is_contiguous());
+    let mut key = format!("map {op} {expr} -> {}{}", out.dtype, if contiguous { " c" } else { "" });
+    for i in inputs {
+        key.push_str(&format!(" {}:{}", i.name, i.t.dtype));
+    }
+    let kernel = gpu.kernel(&key, inputs.len(), 1, || {
+        let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
+        for (k, i) in inputs.iter().enumerate() {
+            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: array<u32>;\n", k + 1);
+            s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
+        }
+        s += &format!("@group(0) @binding({}) var<storage, read_write> out: array<u32>;\n", inputs.len() + 1);
+        s += pos_fn(contiguous);
+        s += &format!("fn value(i: u32) -> {} {{\n", Ct::of(out.dtype).name());
+        for (k, i) in inputs.iter().enumerate() {
+            s += &format!("    let {} = ld_in{k}(pos({}u, i));\n", i.name, k + 1);
+        }
+        s += &format!("    return {expr};\n}}\n");
+        s += "fn out_pos(i: u32) -> u32 {\n    return pos(0u, i);\n}\n";
+        s += MAIN;
+        s += "    let n = p[0];\n    let base = p[2];\n";
+        s += &wgsl::store_loop(out.dtype, true);
+        s += "}\n";
+        s
+    })?;
+    let p = params(op, out.layout, &layouts)?;
+    let threads = if narrow {
+        let per = wgsl::per_word(out.dtype) as usize;
+        let base = out.layout.offset();
+        (base + n - 1) / per - base / per + 1
+    } else {
+        n
+    };
+    let reads: Vec<&WgpuBuffer> = inputs.iter().map(|i| i.t.buffer).collect();
+    gpu.dispatch(op, &kernel, &p, &reads, &[out.buffer], (threads as u64).div_ceil(u64::from(WORKGROUP)))
+}
+
+pub(crate) fn unary(
+    gpu: &Wgpu,
+    op: UnaryOp,
+    x: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    validate_unary(op, &x, &out)?;
+    map(gpu, op.name(), &wgsl::unary(op, x.dtype), &[input("v", x)], out)
+}
+
+pub(crate) fn binary(
+    gpu: &Wgpu,
+    op: BinaryOp,
+    a: TensorRef<'_, WgpuBuffer>,
+    b: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    validate_binary(op, &a, &b, &out)?;
+    map(gpu, op.name(), &wgsl::binary(op, a.dtype), &[input("a", a), input("b", b)], out)
+}
+
+pub(crate) fn select(
+    gpu: &Wgpu,
+    cond: TensorRef<'_, WgpuBuffer>,
+    a: TensorRef<'_, WgpuBuffer>,
+    b: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    validate_select(&cond, &a, &b, &out)?;
+    map(gpu, "where", "select(b, a, c)", &[input("c", cond), input("a", a), input("b", b)], out)
+}
+
+pub(crate) fn copy(gpu: &Wgpu, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+    if x.dtype != out.dtype {
+        return Err(Error::InvalidArgument {
+            op: "copy",
+            message: format!("{} into {}: use cast", x.dtype, out.dtype),
+        });
+    }
+    cast(gpu, x, out)
+}
+
+pub(crate) fn cast(gpu: &Wgpu, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+    const OP: &str = "cast";
+    validate_elementwise(OP, &[x.layout], out.layout)?;
+    x.check(OP, "the input")?;
+    out.check(OP, "the output")?;
+    map(gpu, OP, &wgsl::cast(x.dtype, out.dtype), &[input("x", x)], out)
+}

@@ -1,0 +1,660 @@
+//! Strata's portable GPU backend: WGSL kernels on wgpu, which runs them through Vulkan, Metal
+//! and DX12 (naga translates the WGSL to SPIR-V, MSL and HLSL).
+//!
+//! [`Wgpu::new`] takes the best hardware adapter (a discrete GPU, then an integrated one) and
+//! never a software one unless asked: `STRATA_WGPU_ADAPTER=software` (Mesa's lavapipe, how CI
+//! runs the tests) or a part of an adapter's name picks one, and [`Options`] does the same from
+//! code. A machine without a usable adapter or Vulkan loader is an `Err`, never a panic.
+//!
+//! How it runs:
+//! - Every element is stored in `array<u32>` bindings, whatever its type (8- and 16-bit values
+//!   are unpacked on load and packed on store with integer arithmetic, so f16 and bf16 are
+//!   exact and need no `shader-f16`); arithmetic is in f32, i32 or u32. Types wider than 32
+//!   bits are an `Err` (WGSL has none on Metal).
+//! - Kernels are WGSL generated per operation and type (`kernels/prelude.wgsl` holds what they
+//!   share), compiled once per process into a pipeline cache.
+//! - Dispatches are recorded into one command encoder and submitted in batches; uploads are
+//!   copies from mapped staging buffers recorded in the same encoder, so they keep their order
+//!   with the kernels; downloads submit and wait.
+//! - Buffers come from a caching pool. Validation errors, out-of-memory and a lost device are
+//!   `Err`s (the uncaptured-error handler, which would abort, is replaced).
+//!
+//! Kernels so far: copies and casts between layouts, every element-wise operation, select,
+//! reductions, scans and `matmul2d` (a tiled SIMT kernel). The other kernels of the
+//! [`Backend`] trait answer with an `Err` that says so until they land (issue 8).
+//!
+//! ```no_run
+//! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
+//! use strata_core::DType;
+//! let gpu = strata_wgpu::Wgpu::new()?;
+//! let x = gpu.upload(&[0u8, 0, 128, 63])?; // 1.0f32
+//! let mut y = gpu.alloc_output(4)?;
+//! let l = Layout::contiguous(&[1]);
+//! gpu.unary(UnaryOp::Exp, TensorRef::new(DType::F32, &x, &l), TensorMut::new(DType::F32, &mut y, &l))?;
+//! let mut out = [0u8; 4];
+//! gpu.download(&y, &mut out)?;
+//! assert!((f32::from_le_bytes(out) - std::f32::consts::E).abs() < 1e-6);
+//! # Ok::<(), strata_core::Error>(())
+//! ```
+
+mod elementwise;
+mod matmul;
+mod pool;
+mod reduce;
+mod wgsl;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use strata_core::kernel::{
+    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, Storage, TensorMut,
+    TensorRef, UnaryOp,
+};
+use strata_core::quant::QuantizedTensor;
+use strata_core::{Error, Result};
+use wgpu::util::DeviceExt;
+
+use pool::Pool;
+
+/// The WGSL every kernel starts with.
+pub const PRELUDE: &str = include_str!("../kernels/prelude.wgsl");
+
+fn err(op: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidArgument { op, message: message.into() }
+}
+
+fn not_yet(op: &'static str) -> Error {
+    err(op, "not implemented on the wgpu backend yet (see issue 8); use the CPU backend")
+}
+
+/// Device memory: a block from the pool, returned to it when dropped.
+pub struct WgpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    bytes: usize,
+    pool: Arc<Pool>,
+}
+
+impl Storage for WgpuBuffer {
+    fn byte_len(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for WgpuBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.pool.give_back(b);
+        }
+    }
+}
+
+impl WgpuBuffer {
+    /// The wgpu buffer (at least [`Storage::byte_len`] bytes, rounded up to a multiple of 4),
+    /// for use with other wgpu work on [`Wgpu::device`].
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("a live buffer has its block")
+    }
+}
+
+/// Which adapter [`Wgpu::with_options`] takes.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Accept a software adapter (lavapipe, WARP) when there is no hardware one.
+    pub allow_software: bool,
+    /// Take the first adapter whose name contains this (case-insensitive), hardware or not.
+    pub name: Option<String>,
+}
+
+impl Options {
+    /// Options from `STRATA_WGPU_ADAPTER`: `software` (or `cpu`, `lavapipe`) allows a software
+    /// adapter; any other value picks an adapter by name.
+    pub fn from_env() -> Options {
+        match std::env::var("STRATA_WGPU_ADAPTER") {
+            Ok(v) if matches!(v.to_ascii_lowercase().as_str(), "software" | "cpu" | "lavapipe" | "llvmpipe") => {
+                Options { allow_software: true, name: None }
+            }
+            Ok(v) if !v.trim().is_empty() => Options { allow_software: true, name: Some(v) },
+            _ => Options::default(),
+        }
+    }
+}
+
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    passes: u32,
+}
+
+/// A compiled kernel and the layout of its bindings.
+pub(crate) struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    /// The generated WGSL after the prelude.
+    source: String,
+}
+
+/// Dispatches recorded before the encoder is submitted: enough to keep the GPU busy while the
+/// host records more, few enough that a long program does not hold every buffer alive.
+const PASSES_PER_SUBMIT: u32 = 64;
+
+/// Threads per workgroup in every kernel (a multiple of every subgroup size in use).
+pub(crate) const WORKGROUP: u32 = 256;
+
+/// One wgpu device with its queue, memory pool and compiled kernels. Clones share them.
+#[derive(Clone)]
+pub struct Wgpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    pending: Arc<Mutex<Pending>>,
+    kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
+    pool: Arc<Pool>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Wgpu {
+    /// The best hardware adapter, or the one `STRATA_WGPU_ADAPTER` names.
+    pub fn new() -> Result<Wgpu> {
+        Self::with_options(&Options::from_env())
+    }
+
+    /// The adapter `options` choose.
+    pub fn with_options(options: &Options) -> Result<Wgpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let names: Vec<String> =
+            adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().device_type)).collect();
+        let chosen = match &options.name {
+            Some(want) => {
+                let want = want.to_ascii_lowercase();
+                adapters.into_iter().find(|a| a.get_info().name.to_ascii_lowercase().contains(&want))
+            }
+            None => adapters.into_iter().filter(|a| options.allow_software || rank(a) < 4).min_by_key(|a| rank(a)),
+        };
+        let Some(adapter) = chosen else {
+            let seen = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+            return Err(err(
+                "wgpu",
+                format!(
+                    "no usable GPU adapter (adapters seen: {seen}); on Linux a Vulkan driver and loader are needed \
+                     (`apt-get install mesa-vulkan-drivers libvulkan1` gives the software one, chosen with \
+                     STRATA_WGPU_ADAPTER=software)"
+                ),
+            ));
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("strata"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| err("wgpu", format!("opening {}: {e}", info.name)))?;
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&slot).get_or_insert_with(|| e.to_string());
+        }));
+        let slot = error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            lock(&slot).get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
+        });
+        let cache = (limits.max_buffer_size / 4).min(4 << 30) as usize;
+        let pool = Arc::new(Pool::new(device.clone(), format!("wgpu:{}", info.name), cache));
+        Ok(Wgpu {
+            device,
+            queue,
+            info,
+            limits,
+            pending: Arc::new(Mutex::new(Pending { encoder: None, passes: 0 })),
+            kernels: Arc::default(),
+            pool,
+            error,
+        })
+    }
+
+    /// The adapter's name, type and API, as wgpu reports them.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The device, for other wgpu work sharing Strata's buffers.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue Strata submits to (call [`Backend::synchronize`] before submitting work that
+    /// reads Strata's buffers, so that Strata's recorded work is submitted first).
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Bytes held by the pool for reuse, and bytes in live buffers.
+    pub fn memory(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
+    /// The first error wgpu reported since the last call, as an `Err` for `op`.
+    fn check(&self, op: &'static str) -> Result<()> {
+        match lock(&self.error).take() {
+            Some(e) => Err(err(op, format!("wgpu reported: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Every kernel compiled so far as `(key, WGSL)`, the prelude included: what the tests
+    /// validate and translate to MSL, HLSL and SPIR-V with naga.
+    pub fn kernel_sources(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            lock(&self.kernels).iter().map(|(k, v)| (k.clone(), format!("{PRELUDE}\n{}", v.source))).collect();
+        v.sort();
+        v
+    }
+
+    /// Records `f` into the pending command encoder, submitting it every few passes.
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut p = lock(&self.pending);
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("strata") })
+        });
+        f(enc);
+        p.passes += 1;
+        if p.passes >= PASSES_PER_SUBMIT {
+            let enc = p.encoder.take().expect("just inserted");
+            p.passes = 0;
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Submits everything recorded so far.
+    fn submit(&self) {
+        let mut p = lock(&self.pending);
+        p.passes = 0;
+        if let Some(enc) = p.encoder.take() {
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// The kernel `key`, compiled from the prelude and `source()` on first use. A shader the
+    /// device rejects is an `Err` with the compiler's message.
+    pub(crate) fn kernel(
+        &self,
+        key: &str,
+        reads: usize,
+        writes: usize,
+        source: impl FnOnce() -> String,
+    ) -> Result<Arc<Kernel>> {
+        if let Some(k) = lock(&self.kernels).get(key) {
+            return Ok(k.clone());
+        }
+        let source = source();
+        let code = format!("{PRELUDE}\n{source}");
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(key),
+            source: wgpu::ShaderSource::Wgsl(code.into()),
+        });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..1 + reads + writes)
+            .map(|i| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: i <= reads },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(key), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(key),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(err("wgpu", format!("compiling kernel {key}: {e}")));
+        }
+        let k = Arc::new(Kernel { pipeline, layout, source });
+        lock(&self.kernels).insert(key.to_owned(), k.clone());
+        Ok(k)
+    }
+
+    /// Records one dispatch of `kernel` over `groups` workgroups (split over two dimensions
+    /// past the per-dimension limit; kernels rebuild the linear index from `num_workgroups`).
+    /// Binding 0 is `params`, then `reads`, then `writes`.
+    pub(crate) fn dispatch(
+        &self,
+        name: &'static str,
+        kernel: &Kernel,
+        params: &[u32],
+        reads: &[&WgpuBuffer],
+        writes: &[&WgpuBuffer],
+        groups: u64,
+    ) -> Result<()> {
+        if groups == 0 {
+            return Ok(());
+        }
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        let (x, y) = (groups.min(max), groups.div_ceil(max));
+        if y > max {
+            return Err(err(name, format!("{groups} workgroups are more than this device dispatches at once")));
+        }
+        let binding_max = self.limits.max_storage_buffer_binding_size;
+        for b in reads.iter().chain(writes) {
+            if b.raw().size() > binding_max {
+                return Err(err(
+                    name,
+                    format!(
+                        "a {}-byte operand is larger than this device binds at once ({binding_max} bytes)",
+                        b.bytes
+                    ),
+                ));
+            }
+        }
+        let start = strata_trace::now_ns();
+        let params = if params.is_empty() { &[0u32][..] } else { params };
+        let pbuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytes_of(params),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: pbuf.as_entire_binding() }];
+        for (i, b) in reads.iter().chain(writes).enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.raw().as_entire_binding() });
+        }
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(name),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        self.record(|enc| {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(name), timestamp_writes: None });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(x as u32, y as u32, 1);
+        });
+        strata_trace::complete_span(name, start, strata_trace::now_ns());
+        self.check(name)
+    }
+
+    /// A buffer from the pool (contents unspecified).
+    fn take(&self, bytes: usize) -> Result<WgpuBuffer> {
+        if bytes as u64 > self.limits.max_buffer_size {
+            return Err(Error::OutOfMemory { device: self.name(), bytes });
+        }
+        let buffer = self.pool.take(bytes)?;
+        Ok(WgpuBuffer { buffer: Some(buffer), bytes, pool: self.pool.clone() })
+    }
+}
+
+/// The element types the wgpu kernels handle: every type up to 32 bits.
+pub fn supported_dtypes() -> Vec<strata_core::DType> {
+    strata_core::DType::ALL.iter().copied().filter(|&t| wgsl::supported(t)).collect()
+}
+
+/// Bytes of a `u32` slice.
+pub(crate) fn bytes_of(v: &[u32]) -> &[u8] {
+    // SAFETY: u32 has no padding and any alignment suffices for u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+impl Backend for Wgpu {
+    type Buffer = WgpuBuffer;
+    type Quantized = QuantizedTensor;
+
+    fn name(&self) -> String {
+        format!("wgpu:{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<WgpuBuffer> {
+        let b = self.take(bytes)?;
+        self.record(|enc| enc.clear_buffer(b.raw(), 0, None));
+        self.check("alloc")?;
+        Ok(b)
+    }
+
+    fn alloc_output(&self, bytes: usize) -> Result<WgpuBuffer> {
+        self.take(bytes)
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<WgpuBuffer> {
+        let b = self.take(bytes.len())?;
+        if bytes.is_empty() {
+            return Ok(b);
+        }
+        // A staging copy recorded in the encoder keeps its place among the kernels (a
+        // `write_buffer` would land before every kernel of the next submission).
+        let padded = bytes.len().next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size: padded as u64,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = staging
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| err("upload", format!("mapping the staging buffer: {e}")))?;
+            if padded == bytes.len() {
+                view.copy_from_slice(bytes);
+            } else {
+                let mut whole = bytes.to_vec();
+                whole.resize(padded, 0);
+                view.copy_from_slice(&whole);
+            }
+        }
+        staging.unmap();
+        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, b.raw(), 0, padded as u64));
+        self.check("upload")?;
+        Ok(b)
+    }
+
+    fn download(&self, buffer: &WgpuBuffer, out: &mut [u8]) -> Result<()> {
+        if out.len() > buffer.bytes {
+            return Err(err("download", format!("asked for {} bytes of a {}-byte buffer", out.len(), buffer.bytes)));
+        }
+        if out.is_empty() {
+            return self.synchronize();
+        }
+        let padded = out.len().next_multiple_of(4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size: padded,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, padded));
+        self.submit();
+        let start = strata_trace::now_ns();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| err("download", format!("waiting for the GPU: {e}")))?;
+        self.check("download")?;
+        rx.recv()
+            .map_err(|_| err("download", "the read-back was dropped"))?
+            .map_err(|e| err("download", format!("mapping the read-back buffer: {e}")))?;
+        out.copy_from_slice(
+            &staging.slice(..).get_mapped_range().map_err(|e| err("download", format!("reading back: {e}")))?
+                [..out.len()],
+        );
+        staging.unmap();
+        strata_trace::complete_span("wgpu wait", start, strata_trace::now_ns());
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.submit();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| err("synchronize", format!("waiting for the GPU: {e}")))?;
+        self.check("synchronize")
+    }
+
+    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<QuantizedTensor> {
+        Ok(weight.clone())
+    }
+
+    fn matmul2d(
+        &self,
+        desc: &Matmul2d,
+        left: TensorRef<'_, WgpuBuffer>,
+        right: TensorRef<'_, WgpuBuffer>,
+        bias: Option<TensorRef<'_, WgpuBuffer>>,
+        out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        matmul::matmul2d(self, desc, left, right, bias, out)
+    }
+
+    fn conv(
+        &self,
+        _desc: &Conv,
+        _input: TensorRef<'_, WgpuBuffer>,
+        _weight: TensorRef<'_, WgpuBuffer>,
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("conv"))
+    }
+
+    fn attention(
+        &self,
+        _desc: &Attention,
+        _q: TensorRef<'_, WgpuBuffer>,
+        _k: TensorRef<'_, WgpuBuffer>,
+        _v: TensorRef<'_, WgpuBuffer>,
+        _mask: Option<TensorRef<'_, WgpuBuffer>>,
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("attention"))
+    }
+
+    fn quantized_matmul(
+        &self,
+        _desc: &QuantizedMatmul,
+        _x: TensorRef<'_, WgpuBuffer>,
+        _weight: &QuantizedTensor,
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("quantized_matmul"))
+    }
+
+    fn unary(&self, op: UnaryOp, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        elementwise::unary(self, op, x, out)
+    }
+
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: TensorRef<'_, WgpuBuffer>,
+        b: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        elementwise::binary(self, op, a, b, out)
+    }
+
+    fn select(
+        &self,
+        cond: TensorRef<'_, WgpuBuffer>,
+        a: TensorRef<'_, WgpuBuffer>,
+        b: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        elementwise::select(self, cond, a, b, out)
+    }
+
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        axes: &[usize],
+        x: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        reduce::reduce(self, op, axes, x, out)
+    }
+
+    fn scan(
+        &self,
+        op: ScanOp,
+        axis: usize,
+        reverse: bool,
+        inclusive: bool,
+        x: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        reduce::scan(self, op, axis, reverse, inclusive, x, out)
+    }
+
+    fn fused(
+        &self,
+        _program: &Fused,
+        _inputs: &[TensorRef<'_, WgpuBuffer>],
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("fused"))
+    }
+
+    fn gather(
+        &self,
+        _axis: usize,
+        _x: TensorRef<'_, WgpuBuffer>,
+        _indices: TensorRef<'_, WgpuBuffer>,
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("gather"))
+    }
+
+    fn scatter_add(
+        &self,
+        _axis: usize,
+        _indices: TensorRef<'_, WgpuBuffer>,
+        _updates: TensorRef<'_, WgpuBuffer>,
+        _out: TensorMut<'_, WgpuBuffer>,
+    ) -> Result<()> {
+        Err(not_yet("scatter_add"))
+    }
+
+    fn random_bits(&self, _keys: TensorRef<'_, WgpuBuffer>, _out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        Err(not_yet("random_bits"))
+    }
+
+    fn copy(&self, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        elementwise::copy(self, x, out)
+    }
+
+    fn cast(&self, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        elementwise::cast(self, x, out)
+    }
+}

@@ -1,0 +1,284 @@
+//! `matmul2d` on any adapter: a tiled SIMT kernel. A workgroup of 16×16 threads computes a
+//! 64×64 tile of the output, staging 64×16 slices of both operands in workgroup memory; each
+//! thread keeps 4×4 accumulators in registers (f32 for the float types, i32 for int8). Operands
+//! take any strides (transposes are strides); the staging loads follow whichever axis is
+//! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
+//! never share a word.
+
+use strata_core::kernel::{Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
+use strata_core::{DType, Result};
+
+use crate::elementwise::{input, map};
+use crate::wgsl::{self, Ct};
+use crate::{Wgpu, WgpuBuffer, err};
+
+const TILE: usize = 64;
+const MAX_BATCH_DIMS: usize = 6;
+
+/// The stride of the last two axes of `l`: `(rows, columns)`.
+fn last2(l: &Layout) -> (i32, i32) {
+    let s = l.strides();
+    (s[s.len() - 2] as i32, s[s.len() - 1] as i32)
+}
+
+pub(crate) fn matmul2d(
+    gpu: &Wgpu,
+    desc: &Matmul2d,
+    left: TensorRef<'_, WgpuBuffer>,
+    right: TensorRef<'_, WgpuBuffer>,
+    bias: Option<TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    const OP: &str = "matmul2d";
+    desc.validate_call(&left, &right, bias.as_ref(), &out)?;
+    let mut types = vec![left.dtype, right.dtype, out.dtype];
+    types.extend(bias.map(|b| b.dtype));
+    wgsl::check_types(OP, &types)?;
+    let (m, n, k) = (desc.m, desc.n, desc.k);
+    let batch_shape = &out.layout.shape()[..out.layout.ndim() - 2];
+    if batch_shape.len() > MAX_BATCH_DIMS {
+        return Err(err(
+            OP,
+            format!("{} batch axes: the wgpu kernel takes at most {MAX_BATCH_DIMS}", batch_shape.len()),
+        ));
+    }
+    let batch: usize = batch_shape.iter().product();
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(());
+    }
+    // Strides of (m, k) in the left operand and of (k, n) in the right one.
+    let (lr, lc) = last2(left.layout);
+    let (l_ms, l_ks) = if desc.transpose_left { (lc, lr) } else { (lr, lc) };
+    let (rr, rc) = last2(right.layout);
+    let (r_ks, r_ns) = if desc.transpose_right { (rc, rr) } else { (rr, rc) };
+    let (o_ms, o_ns) = last2(out.layout);
+    let int = Ct::of(left.dtype) != Ct::F32;
+    let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
+    let direct = wgsl::bits(out.dtype) == 32;
+    let act = desc.epilogue.activation();
+    let key = format!(
+        "matmul {} {} -> {} a{} b{} bias{} acc{accumulate} direct{direct} {act:?}",
+        left.dtype,
+        right.dtype,
+        out.dtype,
+        l_ks == 1,
+        r_ns == 1,
+        bias.map(|b| b.dtype.to_string()).unwrap_or_default()
+    );
+    let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
+    let kernel = gpu.kernel(&key, reads, 1, || {
+        source(
+            left.dtype,
+            right.dtype,
+            out.dtype,
+            bias.map(|b| b.dtype),
+            accumulate,
+            direct,
+            l_ks == 1,
+            r_ns == 1,
+            act,
+            int,
+        )
+    })?;
+    let dims = |l: &Layout| -> Vec<u32> {
+        let s = l.strides();
+        (0..MAX_BATCH_DIMS)
+            .map(|d| s.get(d).filter(|_| d < batch_shape.len()).map_or(0, |&v| v as i32 as u32))
+            .collect()
+    };
+    let scratch_layout = Layout::contiguous(out.layout.shape());
+    let dest_layout = if direct { out.layout } else { &scratch_layout };
+    let (d_ms, d_ns) = last2(dest_layout);
+    let mut p: Vec<u32> = vec![
+        m as u32,
+        n as u32,
+        k as u32,
+        batch as u32,
+        left.layout.offset() as u32,
+        right.layout.offset() as u32,
+        dest_layout.offset() as u32,
+        bias.map_or(0, |b| b.layout.offset() as u32),
+        l_ms as u32,
+        l_ks as u32,
+        r_ks as u32,
+        r_ns as u32,
+        d_ms as u32,
+        d_ns as u32,
+        batch_shape.len() as u32,
+        bias.map_or(0, |b| b.layout.strides()[0] as i32 as u32),
+        out.layout.offset() as u32,
+        o_ms as u32,
+        o_ns as u32,
+        0,
+    ];
+    p.extend((0..MAX_BATCH_DIMS).map(|d| batch_shape.get(d).map_or(1, |&s| s as u32)));
+    p.extend(dims(left.layout));
+    p.extend(dims(right.layout));
+    p.extend(dims(dest_layout));
+    p.extend(dims(out.layout));
+    let tiles = (m.div_ceil(TILE) * n.div_ceil(TILE) * batch) as u64;
+    let mut ins: Vec<&WgpuBuffer> = vec![left.buffer, right.buffer];
+    ins.extend(bias.map(|b| b.buffer));
+    if direct {
+        return gpu.dispatch(OP, &kernel, &p, &ins, &[out.buffer], tiles);
+    }
+    if accumulate {
+        ins.push(out.buffer);
+    }
+    let scratch = gpu.take(out.layout.numel() * 4)?;
+    gpu.dispatch(OP, &kernel, &p, &ins, &[&scratch], tiles)?;
+    drop(ins);
+    map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn source(
+    lt: DType,
+    rt: DType,
+    ot: DType,
+    bias: Option<DType>,
+    accumulate: bool,
+    direct: bool,
+    a_k_contiguous: bool,
+    b_n_contiguous: bool,
+    act: strata_core::kernel::Activation,
+    int: bool,
+) -> String {
+    let acc_t = if int { "i32" } else { "f32" };
+    let zero = if int { "0" } else { "0.0" };
+    let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
+    s += "@group(0) @binding(1) var<storage, read> lhs: array<u32>;\n";
+    s += "@group(0) @binding(2) var<storage, read> rhs: array<u32>;\n";
+    s += &wgsl::loader("lhs", lt);
+    s += &wgsl::loader("rhs", rt);
+    let mut next = 3;
+    if let Some(bt) = bias {
+        s += &format!("@group(0) @binding({next}) var<storage, read> bias: array<u32>;\n");
+        s += &wgsl::loader("bias", bt);
+        next += 1;
+    }
+    if accumulate && !direct {
+        s += &format!("@group(0) @binding({next}) var<storage, read> cin: array<u32>;\n");
+        s += &wgsl::loader("cin", ot);
+        next += 1;
+    }
+    s += &format!("@group(0) @binding({next}) var<storage, read_write> out: array<u32>;\n");
+    if accumulate && direct {
+        s += &wgsl::loader("out", ot);
+    }
+    let dest_t = if direct { ot } else { DType::F32 };
+    s += &format!(
+        "var<workgroup> As: array<{acc_t}, 1024>;
+var<workgroup> Bs: array<{acc_t}, 1024>;
+
+fn batch_offset(b: u32, strides: u32) -> i32 {{
+    var rem = b;
+    var at = 0;
+    for (var d = p[14]; d > 0u; d--) {{
+        let n = p[19u + d];
+        at += bitcast<i32>(rem % n) * bitcast<i32>(p[strides + d - 1u]);
+        rem = rem / n;
+    }}
+    return at;
+}}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {{
+    let M = p[0];
+    let N = p[1];
+    let K = p[2];
+    let group = wg.y * nwg.x + wg.x;
+    let tn = (N + 63u) / 64u;
+    let per_batch = ((M + 63u) / 64u) * tn;
+    if group >= per_batch * p[3] {{ return; }}
+    let b = group / per_batch;
+    let t = group % per_batch;
+    let row0 = (t / tn) * 64u;
+    let col0 = (t % tn) * 64u;
+    let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
+    let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
+    let l_ms = bitcast<i32>(p[8]);
+    let l_ks = bitcast<i32>(p[9]);
+    let r_ks = bitcast<i32>(p[10]);
+    let r_ns = bitcast<i32>(p[11]);
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    var acc: array<{acc_t}, 16>;
+    for (var q = 0u; q < 16u; q++) {{ acc[q] = {zero}; }}
+    for (var k0 = 0u; k0 < K; k0 += 16u) {{
+        for (var q = 0u; q < 4u; q++) {{
+            let e = lid + q * 256u;
+"
+    );
+    // Staging: consecutive threads walk the operand's contiguous axis.
+    s += if a_k_contiguous {
+        "            let ai = e / 16u;\n            let ak = e % 16u;\n"
+    } else {
+        "            let ak = e / 64u;\n            let ai = e % 64u;\n"
+    };
+    s += &format!(
+        "            var av: {acc_t} = {zero};
+            if row0 + ai < M && k0 + ak < K {{
+                av = {acc_t}(ld_lhs(bitcast<u32>(lb + bitcast<i32>(row0 + ai) * l_ms + bitcast<i32>(k0 + ak) * l_ks)));
+            }}
+            As[ak * 64u + ai] = av;
+"
+    );
+    s += if b_n_contiguous {
+        "            let bk = e / 64u;\n            let bj = e % 64u;\n"
+    } else {
+        "            let bj = e / 16u;\n            let bk = e % 16u;\n"
+    };
+    s += &format!(
+        "            var bv: {acc_t} = {zero};
+            if col0 + bj < N && k0 + bk < K {{
+                bv = {acc_t}(ld_rhs(bitcast<u32>(rb + bitcast<i32>(k0 + bk) * r_ks + bitcast<i32>(col0 + bj) * r_ns)));
+            }}
+            Bs[bk * 64u + bj] = bv;
+        }}
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {{
+            var a: array<{acc_t}, 4>;
+            var bb: array<{acc_t}, 4>;
+            for (var r = 0u; r < 4u; r++) {{ a[r] = As[kk * 64u + ty + 16u * r]; }}
+            for (var c = 0u; c < 4u; c++) {{ bb[c] = Bs[kk * 64u + tx + 16u * c]; }}
+            for (var r = 0u; r < 4u; r++) {{
+                for (var c = 0u; c < 4u; c++) {{
+                    acc[r * 4u + c] = {};
+                }}
+            }}
+        }}
+        workgroupBarrier();
+    }}
+    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);
+    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);
+    for (var r = 0u; r < 4u; r++) {{
+        let i = row0 + ty + 16u * r;
+        for (var c = 0u; c < 4u; c++) {{
+            let j = col0 + tx + 16u * c;
+            if i < M && j < N {{
+                let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));
+                var v = acc[r * 4u + c];
+",
+        if int { "acc[r * 4u + c] + a[r] * bb[c]" } else { "fma(a[r], bb[c], acc[r * 4u + c])" }
+    );
+    if accumulate {
+        let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
+        s += &if direct {
+            format!("                v = v + ld_out({o});\n")
+        } else {
+            format!("                v = v + {acc_t}(ld_cin({o}));\n")
+        };
+    }
+    if bias.is_some() {
+        s += &format!(
+            "                v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
+        );
+    }
+    if act != strata_core::kernel::Activation::None {
+        s += &format!("                v = {};\n", wgsl::activation(act));
+    }
+    s += &format!("                out[d] = {};\n            }}\n        }}\n    }}\n}}\n", wgsl::encode(dest_t, "v"));
+    s
+}

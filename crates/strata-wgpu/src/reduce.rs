@@ -1,0 +1,372 @@
+//! Reductions over any set of axes and scans along one axis.
+//!
+//! A reduction gives each output a workgroup (its threads stride over the reduced elements,
+//! then combine in workgroup memory) or, when there are few elements per output, a thread.
+//! Results are written as 32-bit values; an output of another type or layout is filled from
+//! that scratch by a map, so no two threads ever share a word. A scan gives each lane a thread
+//! that walks the axis (16-bit floats accumulate in f32, as on the CPU).
+
+use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan};
+use strata_core::{DType, Result};
+
+use crate::elementwise::{MAIN, MAX_DIMS, input, map};
+use crate::wgsl::{self, Ct};
+use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
+
+/// Below this many elements per output, a thread reduces each output alone.
+const SERIAL_BELOW: usize = 64;
+
+/// The 32-bit type results are computed in.
+fn scratch_type(ct: Ct) -> DType {
+    match ct {
+        Ct::F32 => DType::F32,
+        Ct::I32 => DType::I32,
+        Ct::U32 | Ct::Bool => DType::U32,
+    }
+}
+
+/// The smallest and largest values of an integer type, as WGSL literals of its compute type.
+fn int_range(t: DType) -> (&'static str, &'static str) {
+    match t {
+        DType::I8 => ("-128", "127"),
+        DType::I16 => ("-32768", "32767"),
+        DType::I32 => ("i32(-2147483648)", "2147483647"),
+        DType::U8 => ("0u", "255u"),
+        DType::U16 => ("0u", "65535u"),
+        _ => ("0u", "4294967295u"),
+    }
+}
+
+/// How a reduction of `t` accumulates: its type, identity, `combine(a, v)` (an element `v`
+/// into the accumulator `a`) and `merge(a, b)` (two accumulators).
+struct Reduction {
+    acc: Ct,
+    ident: String,
+    combine: String,
+    merge: String,
+}
+
+fn reduction(op: ReduceOp, t: DType) -> Reduction {
+    let ct = Ct::of(t);
+    let float = ct == Ct::F32;
+    let (lo, hi) = int_range(t);
+    let (zero, one) = match ct {
+        Ct::F32 => ("0.0", "1.0"),
+        Ct::I32 => ("0", "1"),
+        _ => ("0u", "1u"),
+    };
+    let truth = match ct {
+        Ct::F32 => "(v != 0.0 || is_nan(v))".to_owned(),
+        Ct::Bool => "v".to_owned(),
+        _ => format!("(v != {zero})"),
+    };
+    let r = |acc, ident: &str, combine: &str, merge: &str| Reduction {
+        acc,
+        ident: ident.into(),
+        combine: combine.into(),
+        merge: merge.into(),
+    };
+    match op {
+        ReduceOp::Sum => r(ct, zero, "a + v", "a + b"),
+        ReduceOp::Prod => r(ct, one, "a * v", "a * b"),
+        ReduceOp::Max if float => r(ct, "-inf()", "nan_max(a, v)", "nan_max(a, b)"),
+        ReduceOp::Min if float => r(ct, "inf()", "nan_min(a, v)", "nan_min(a, b)"),
+        ReduceOp::Max => r(ct, lo, "max(a, v)", "max(a, b)"),
+        ReduceOp::Min => r(ct, hi, "min(a, v)", "min(a, b)"),
+        ReduceOp::All => r(Ct::U32, "1u", &format!("select(0u, a, {truth})"), "min(a, b)"),
+        ReduceOp::Any => r(Ct::U32, "0u", &format!("select(a, 1u, {truth})"), "max(a, b)"),
+        // The arg reductions carry a value and an index; `beats` decides between candidates.
+        ReduceOp::ArgMax | ReduceOp::ArgMin => r(ct, zero, "", ""),
+    }
+}
+
+/// WGSL `beats(va, ia, vb, ib)`: whether candidate b replaces a (the first extreme wins, the
+/// first NaN over everything; index 0xffffffff marks no candidate yet).
+fn beats(op: ReduceOp, t: DType) -> String {
+    let ct = Ct::of(t).name();
+    let cmp = if op == ReduceOp::ArgMax { ">" } else { "<" };
+    let nan = if Ct::of(t) == Ct::F32 {
+        "    let na = is_nan(va);\n    let nb = is_nan(vb);\n    if na || nb { return nb && (!na || ib < ia); }\n"
+    } else {
+        ""
+    };
+    format!(
+        "fn beats(va: {ct}, ia: u32, vb: {ct}, ib: u32) -> bool {{
+    if ib == 0xffffffffu {{ return false; }}
+    if ia == 0xffffffffu {{ return true; }}
+{nan}    return vb {cmp} va || (vb == va && ib < ia);
+}}
+"
+    )
+}
+
+/// Axes, shape and strides of the kept and reduced parts of `x`.
+struct Split {
+    kept_shape: Vec<u32>,
+    kept_strides: Vec<i32>,
+    red_shape: Vec<u32>,
+    red_strides: Vec<i32>,
+}
+
+fn split(x: &Layout, axes: &[usize]) -> Split {
+    let mut s = Split { kept_shape: vec![], kept_strides: vec![], red_shape: vec![], red_strides: vec![] };
+    for (d, (&n, &st)) in x.shape().iter().zip(x.strides()).enumerate() {
+        if axes.contains(&d) {
+            s.red_shape.push(n as u32);
+            s.red_strides.push(st as i32);
+        } else {
+            s.kept_shape.push(n as u32);
+            s.kept_strides.push(st as i32);
+        }
+    }
+    s
+}
+
+/// `dims[8]` padded with `fill`.
+fn pad<T: Copy>(v: &[T], fill: T) -> impl Iterator<Item = T> + '_ {
+    (0..MAX_DIMS).map(move |d| v.get(d).copied().unwrap_or(fill))
+}
+
+pub(crate) fn reduce(
+    gpu: &Wgpu,
+    op: ReduceOp,
+    axes: &[usize],
+    x: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let axes = validate_reduce_call(op, axes, &x, &out)?;
+    wgsl::check_types(op.name(), &[x.dtype, out.dtype])?;
+    let outputs = out.layout.numel();
+    if outputs == 0 {
+        return Ok(());
+    }
+    if x.layout.ndim() > MAX_DIMS {
+        return Err(err(
+            op.name(),
+            format!("{} dimensions: the wgpu kernels take at most {MAX_DIMS}", x.layout.ndim()),
+        ));
+    }
+    let sp = split(x.layout, &axes);
+    let count: usize = sp.red_shape.iter().map(|&n| n as usize).product();
+    let red = reduction(op, x.dtype);
+    let (acc, ident) = (red.acc, &red.ident);
+    let arg = op.is_index();
+    let sd = if arg { DType::U32 } else { scratch_type(acc) };
+    let direct = out.layout.is_contiguous() && out.dtype == sd;
+    let serial = count < SERIAL_BELOW;
+    let key = format!("reduce {} {} {}", op.name(), x.dtype, if serial { "serial" } else { "group" });
+    let kernel = gpu.kernel(&key, 1, 1, || {
+        let acc_t = acc.name();
+        let mut s = String::from(
+            "@group(0) @binding(0) var<storage, read> p: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+",
+        );
+        s += &wgsl::loader("x", x.dtype);
+        // p: [outputs, count, n_kept, n_red, x_off, out_off, 0, 0, kept_shape[8],
+        //     kept_strides[8], red_shape[8], red_strides[8]]
+        s += "fn walk(i: u32, shape: u32, strides: u32, nd: u32) -> i32 {
+    var rem = i;
+    var at = 0;
+    for (var d = nd; d > 0u; d--) {
+        let n = p[shape + d - 1u];
+        at += bitcast<i32>(rem % n) * bitcast<i32>(p[strides + d - 1u]);
+        rem = rem / n;
+    }
+    return at;
+}
+";
+        if arg {
+            s += &beats(op, x.dtype);
+        } else {
+            let xt = Ct::of(x.dtype).name();
+            s += &format!("fn combine(a: {acc_t}, v: {xt}) -> {acc_t} {{\n    return {};\n}}\n", red.combine);
+            s += &format!("fn merge(a: {acc_t}, b: {acc_t}) -> {acc_t} {{\n    return {};\n}}\n", red.merge);
+        }
+        let load = |idx: &str| format!("let v = ld_x(bitcast<u32>(xb + walk({idx}, 24u, 32u, p[3])));\n");
+        let store = if arg { "out[p[5] + o] = ai;" } else { &*format!("out[p[5] + o] = {};", wgsl::encode(scratch_type(acc), "a")) };
+        if serial {
+            s += MAIN;
+            s += "    let o = gid;\n    if o >= p[0] { return; }\n    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
+            s += &format!("    var a: {acc_t} = {ident};\n    var ai = 0xffffffffu;\n");
+            s += "    for (var r = 0u; r < p[1]; r++) {\n        ";
+            s += &load("r");
+            s += if arg { "        if beats(a, ai, v, r) { a = v; ai = r; }\n" } else { "        a = combine(a, v);\n" };
+            s += &format!("    }}\n    {store}\n}}\n");
+        } else {
+            s += &format!("var<workgroup> sv: array<{acc_t}, 256>;\nvar<workgroup> si: array<u32, 256>;\n");
+            s += MAIN;
+            s += "    let o = group;\n    if o >= p[0] { return; }\n    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
+            s += &format!("    var a: {acc_t} = {ident};\n    var ai = 0xffffffffu;\n");
+            s += "    for (var r = lid; r < p[1]; r += 256u) {\n        ";
+            s += &load("r");
+            s += if arg { "        if beats(a, ai, v, r) { a = v; ai = r; }\n" } else { "        a = combine(a, v);\n" };
+            s += "    }\n    sv[lid] = a;\n    si[lid] = ai;\n    workgroupBarrier();\n";
+            s += "    for (var h = 128u; h > 0u; h >>= 1u) {\n        if lid < h {\n";
+            s += if arg {
+                "            if beats(sv[lid], si[lid], sv[lid + h], si[lid + h]) { sv[lid] = sv[lid + h]; si[lid] = si[lid + h]; }\n"
+            } else {
+                "            sv[lid] = merge(sv[lid], sv[lid + h]);\n"
+            };
+            s += "        }\n        workgroupBarrier();\n    }\n";
+            s += &format!("    if lid == 0u {{\n        let a = sv[0];\n        let ai = si[0];\n        {store}\n    }}\n}}\n");
+        }
+        s
+    })?;
+    let scratch = if direct { None } else { Some(gpu.take(outputs * 4)?) };
+    let out_off = if direct { out.layout.offset() as u32 } else { 0 };
+    let mut p = vec![
+        outputs as u32,
+        count as u32,
+        sp.kept_shape.len() as u32,
+        sp.red_shape.len() as u32,
+        x.layout.offset() as u32,
+        out_off,
+        0,
+        0,
+    ];
+    p.extend(pad(&sp.kept_shape, 1));
+    p.extend(pad(&sp.kept_strides, 0).map(|v| v as u32));
+    p.extend(pad(&sp.red_shape, 1));
+    p.extend(pad(&sp.red_strides, 0).map(|v| v as u32));
+    let groups = if serial { (outputs as u64).div_ceil(u64::from(WORKGROUP)) } else { outputs as u64 };
+    match &scratch {
+        None => gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups),
+        Some(dest) => {
+            gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[dest], groups)?;
+            let l = Layout::contiguous(out.layout.shape());
+            map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, dest, &l))], out)
+        }
+    }
+}
+
+pub(crate) fn scan(
+    gpu: &Wgpu,
+    op: ScanOp,
+    axis: usize,
+    reverse: bool,
+    inclusive: bool,
+    x: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    validate_scan(op, axis, &x, &out)?;
+    wgsl::check_types(op.name(), &[x.dtype, out.dtype])?;
+    let n = x.layout.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    if x.layout.ndim() > MAX_DIMS {
+        return Err(err(
+            op.name(),
+            format!("{} dimensions: the wgpu kernels take at most {MAX_DIMS}", x.layout.ndim()),
+        ));
+    }
+    let ct = Ct::of(x.dtype);
+    let float = ct == Ct::F32;
+    let (lo, hi) = int_range(x.dtype);
+    let (ident, f) = match op {
+        ScanOp::Sum => (
+            if float {
+                "0.0"
+            } else if ct == Ct::I32 {
+                "0"
+            } else {
+                "0u"
+            },
+            "a + v",
+        ),
+        ScanOp::Prod => (
+            if float {
+                "1.0"
+            } else if ct == Ct::I32 {
+                "1"
+            } else {
+                "1u"
+            },
+            "a * v",
+        ),
+        ScanOp::Max if float => ("-inf()", "nan_max(a, v)"),
+        ScanOp::Min if float => ("inf()", "nan_min(a, v)"),
+        ScanOp::Max => (lo, "max(a, v)"),
+        ScanOp::Min => (hi, "min(a, v)"),
+        ScanOp::LogAddExp => ("-inf()", "logaddexp_f(a, v)"),
+    };
+    let sd = scratch_type(ct);
+    let direct = out.dtype == sd;
+    let key = format!("scan {} {} {reverse} {inclusive}", op.name(), x.dtype);
+    let kernel = gpu.kernel(&key, 1, 1, || {
+        let mut s = String::from(
+            "@group(0) @binding(0) var<storage, read> p: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+",
+        );
+        s += &wgsl::loader("x", x.dtype);
+        // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
+        //     out_strides[8]] (the lanes: the layout without the scanned axis)
+        s += MAIN;
+        s += "    if gid >= p[0] { return; }
+    var rem = gid;
+    var xb = bitcast<i32>(p[4]);
+    var ob = bitcast<i32>(p[5]);
+    for (var d = p[6]; d > 0u; d--) {
+        let n = p[7u + d];
+        let i = bitcast<i32>(rem % n);
+        rem = rem / n;
+        xb += i * bitcast<i32>(p[15u + d]);
+        ob += i * bitcast<i32>(p[23u + d]);
+    }
+    let len = p[1];
+";
+        s += &format!("    var a: {} = {ident};\n", ct.name());
+        s += "    for (var step = 0u; step < len; step++) {\n";
+        s += if reverse {
+            "        let i = bitcast<i32>(len - 1u - step);\n"
+        } else {
+            "        let i = bitcast<i32>(step);\n"
+        };
+        s += "        let v = ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2])));\n        let before = a;\n";
+        s += &format!("        a = {f};\n");
+        let v = if inclusive { "a" } else { "before" };
+        s +=
+            &format!("        out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};\n    }}\n}}\n", wgsl::encode(sd, v));
+        s
+    })?;
+    let len = x.layout.shape().get(axis).copied().unwrap_or(1);
+    let lanes = n / len.max(1);
+    let lane = |l: &Layout| -> (Vec<u32>, Vec<i32>, i32) {
+        let mut shape: Vec<u32> = l.shape().iter().map(|&s| s as u32).collect();
+        let mut strides: Vec<i32> = l.strides().iter().map(|&s| s as i32).collect();
+        let step = strides.get(axis).copied().unwrap_or(0);
+        if axis < shape.len() {
+            shape.remove(axis);
+            strides.remove(axis);
+        }
+        (shape, strides, step)
+    };
+    let scratch_layout = Layout::contiguous(x.layout.shape());
+    let dest_layout = if direct { out.layout } else { &scratch_layout };
+    let (shape, xs, xstep) = lane(x.layout);
+    let (_, os, ostep) = lane(dest_layout);
+    let mut p = vec![
+        lanes as u32,
+        len as u32,
+        xstep as u32,
+        ostep as u32,
+        x.layout.offset() as u32,
+        dest_layout.offset() as u32,
+        shape.len() as u32,
+        0,
+    ];
+    p.extend(pad(&shape, 1));
+    p.extend(pad(&xs, 0).map(|v| v as u32));
+    p.extend(pad(&os, 0).map(|v| v as u32));
+    let groups = (lanes as u64).div_ceil(u64::from(WORKGROUP));
+    if direct {
+        return gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups);
+    }
+    let scratch = gpu.take(n * 4)?;
+    gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[&scratch], groups)?;
+    map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, &scratch, &scratch_layout))], out)
+}

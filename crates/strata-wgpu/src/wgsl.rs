@@ -1,0 +1,367 @@
+//! How each element type is read, computed on and written in WGSL, and the WGSL expression of
+//! every element-wise operation with the CPU backend's semantics (the reference the tests
+//! compare against). Every binding is an `array<u32>`: 8- and 16-bit elements are unpacked on
+//! load and packed on store (see `kernels/prelude.wgsl`).
+
+use strata_core::kernel::{Activation, BinaryOp, UnaryOp};
+use strata_core::{DType, Error, Result};
+
+/// The type arithmetic is done in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ct {
+    F32,
+    I32,
+    U32,
+    Bool,
+}
+
+impl Ct {
+    pub(crate) fn of(t: DType) -> Ct {
+        match t {
+            DType::F16 | DType::BF16 | DType::F32 => Ct::F32,
+            DType::I8 | DType::I16 | DType::I32 => Ct::I32,
+            DType::Bool => Ct::Bool,
+            _ => Ct::U32,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Ct::F32 => "f32",
+            Ct::I32 => "i32",
+            Ct::U32 => "u32",
+            Ct::Bool => "bool",
+        }
+    }
+}
+
+/// The element types the wgpu backend stores: everything up to 32 bits. WGSL has no 64-bit
+/// types (their extensions are not on Metal), and the 8-bit floats and packed formats go
+/// through the quantized kernels.
+pub(crate) fn supported(t: DType) -> bool {
+    matches!(
+        t,
+        DType::Bool
+            | DType::U8
+            | DType::I8
+            | DType::U16
+            | DType::I16
+            | DType::U32
+            | DType::I32
+            | DType::F16
+            | DType::BF16
+            | DType::F32
+    )
+}
+
+/// `Err` naming the first operand type the backend cannot store.
+pub(crate) fn check_types(op: &'static str, dtypes: &[DType]) -> Result<()> {
+    match dtypes.iter().find(|t| !supported(**t)) {
+        Some(&dtype) => Err(Error::UnsupportedDType {
+            op,
+            dtype,
+            expected: "a type of at most 32 bits on wgpu (bool, 8/16/32-bit integers, float16, bfloat16, float32)",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Bits per element.
+pub(crate) fn bits(t: DType) -> u32 {
+    match t {
+        DType::Bool | DType::U8 | DType::I8 => 8,
+        DType::U16 | DType::I16 | DType::F16 | DType::BF16 => 16,
+        _ => 32,
+    }
+}
+
+/// Elements per 32-bit word.
+pub(crate) fn per_word(t: DType) -> u32 {
+    32 / bits(t)
+}
+
+/// A WGSL function `ld_<var>(e: u32) -> CT` reading element `e` of binding `var` as type `t`.
+pub(crate) fn loader(var: &str, t: DType) -> String {
+    let raw = match bits(t) {
+        32 => format!("{var}[e]"),
+        16 => format!("({var}[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu"),
+        _ => format!("({var}[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu"),
+    };
+    let value = match t {
+        DType::F32 => "bitcast<f32>(w)",
+        DType::F16 => "f16_to_f32(w)",
+        DType::BF16 => "bf16_to_f32(w)",
+        DType::I32 => "bitcast<i32>(w)",
+        DType::I16 => "bitcast<i32>(w << 16u) >> 16u",
+        DType::I8 => "bitcast<i32>(w << 24u) >> 24u",
+        DType::Bool => "w != 0u",
+        _ => "w",
+    };
+    let ct = Ct::of(t).name();
+    format!("fn ld_{var}(e: u32) -> {ct} {{\n    let w = {raw};\n    return {value};\n}}\n")
+}
+
+/// The expression turning `v` (of `t`'s compute type) into `t`'s bits, in the low bits of a u32.
+pub(crate) fn encode(t: DType, v: &str) -> String {
+    match t {
+        DType::F32 => format!("bitcast<u32>({v})"),
+        DType::F16 => format!("f32_to_f16({v})"),
+        DType::BF16 => format!("f32_to_bf16({v})"),
+        DType::I32 => format!("bitcast<u32>({v})"),
+        DType::I16 => format!("(bitcast<u32>({v}) & 0xffffu)"),
+        DType::I8 => format!("(bitcast<u32>({v}) & 0xffu)"),
+        DType::U16 => format!("(({v}) & 0xffffu)"),
+        DType::U8 => format!("(({v}) & 0xffu)"),
+        DType::Bool => format!("select(0u, 1u, {v})"),
+        _ => v.to_owned(),
+    }
+}
+
+/// WGSL statements storing `value(i)` for every logical index `i < n` into binding `out` (of
+/// type `t`) at element `pos(i)`, for the thread `gid`. 32-bit outputs take one element per
+/// thread at any layout; narrower ones need a contiguous output starting at element `base`,
+/// and each thread owns one 32-bit word, so no two threads write the same word.
+pub(crate) fn store_loop(t: DType, contiguous_base: bool) -> String {
+    let enc = encode(t, "value(i)");
+    if bits(t) == 32 {
+        return format!("    let i = gid;\n    if i >= n {{ return; }}\n    out[out_pos(i)] = {enc};\n");
+    }
+    debug_assert!(contiguous_base);
+    let per = per_word(t);
+    let width = bits(t);
+    let mask = (1u64 << width) - 1;
+    format!(
+        "    let first = base / {per}u;
+    let last = (base + n - 1u) / {per}u;
+    let w = first + gid;
+    if n == 0u || w > last {{ return; }}
+    var word = 0u;
+    if w * {per}u < base || w * {per}u + {per}u > base + n {{ word = out[w]; }}
+    for (var j = 0u; j < {per}u; j++) {{
+        let e = w * {per}u + j;
+        if e >= base && e < base + n {{
+            let i = e - base;
+            let sh = j * {width}u;
+            word = (word & ~({mask}u << sh)) | ({enc} << sh);
+        }}
+    }}
+    out[w] = word;
+"
+    )
+}
+
+/// The expression of `op` on `v` for operands of type `t` (already validated by the op's
+/// type rule).
+pub(crate) fn unary(op: UnaryOp, t: DType) -> String {
+    use UnaryOp as U;
+    if t == DType::Bool {
+        return "!v".into(); // LogicalNot and BitwiseNot are the only ops that accept bool
+    }
+    let s = |e: &str| e.to_owned();
+    if t.is_float() {
+        // Drivers may assume NaN never occurs (WGSL allows it): a NaN operand passes through.
+        let nan_safe = |e: &str| format!("select({e}, v, is_nan(v))");
+        match op {
+            U::IsNan => return s("is_nan(v)"),
+            U::IsInf => return s("is_inf(v)"),
+            U::IsFinite => return s("!(is_nan(v) || is_inf(v))"),
+            _ => {}
+        }
+        return nan_safe(match op {
+            U::Neg => "-v",
+            U::Abs => "abs(v)",
+            U::Sign => "sign_f(v)",
+            U::Square => "v * v",
+            U::Sqrt => "sqrt(v)",
+            U::Rsqrt => "1.0 / sqrt(v)",
+            U::Reciprocal => "1.0 / v",
+            U::Exp => "exp(v)",
+            U::Exp2 => "exp2(v)",
+            U::Expm1 => "expm1_f(v)",
+            U::Log => "log(v)",
+            U::Log2 => "log2(v)",
+            U::Log10 => "log2(v) * 0.30102999566398119521",
+            U::Log1p => "log1p_f(v)",
+            U::Sin => "sin_f(v)",
+            U::Cos => "cos_f(v)",
+            U::Tan => "tan_f(v)",
+            U::Asin => "asin_f(v)",
+            U::Acos => "acos_f(v)",
+            U::Atan => "atan_f(v)",
+            U::Sinh => "sinh(v)",
+            U::Cosh => "cosh(v)",
+            U::Tanh => "tanh(v)",
+            U::Asinh => "asinh(v)",
+            U::Acosh => "acosh(v)",
+            U::Atanh => "atanh(v)",
+            U::Erf => "erf_f(v)",
+            U::ErfInv => "erfinv_f(v)",
+            U::Sigmoid => "1.0 / (1.0 + exp(-v))",
+            U::Softplus => "max(v, 0.0) + log1p_f(exp(-abs(v)))",
+            U::Relu => "select(v, 0.0, v < 0.0)",
+            U::Gelu => "gelu_f(v)",
+            U::GeluTanh => "gelu_tanh_f(v)",
+            U::Silu => "v / (1.0 + exp(-v))",
+            U::Floor => "floor(v)",
+            U::Ceil => "ceil(v)",
+            U::Round => "round(v)",
+            U::IsNan | U::IsInf | U::IsFinite | U::LogicalNot | U::BitwiseNot => "v",
+        });
+    }
+    let signed = Ct::of(t) == Ct::I32;
+    s(match op {
+        U::Neg if signed => "0 - v",
+        U::Neg => "0u - v",
+        U::Abs if signed => "select(v, 0 - v, v < 0)",
+        U::Sign if signed => "select(select(0, -1, v < 0), 1, v > 0)",
+        U::Sign => "select(0u, 1u, v > 0u)",
+        U::Square => "v * v",
+        U::Relu if signed => "select(v, 0, v < 0)",
+        U::BitwiseNot => "~v",
+        U::IsNan | U::IsInf => "false",
+        U::IsFinite => "true",
+        _ => "v", // Abs and Relu of unsigned, Floor, Ceil, Round leave integers unchanged
+    })
+}
+
+/// The expression of `op` on `a` and `b` of type `t`.
+pub(crate) fn binary(op: BinaryOp, t: DType) -> String {
+    use BinaryOp as B;
+    let cmp = match op {
+        B::Equal => Some("a == b"),
+        B::NotEqual => Some("a != b"),
+        B::Less => Some("a < b"),
+        B::LessEqual => Some("a <= b"),
+        B::Greater => Some("a > b"),
+        B::GreaterEqual => Some("a >= b"),
+        B::LogicalAnd => Some("a && b"),
+        B::LogicalOr => Some("a || b"),
+        _ => None,
+    };
+    if let Some(c) = cmp {
+        // Float comparisons with NaN are false (but `!=`), whatever the driver assumes.
+        if t.is_float() {
+            let e = if op == B::NotEqual {
+                "(is_nan(a) || is_nan(b) || a != b)"
+            } else {
+                "(!is_nan(a) && !is_nan(b) && C)"
+            };
+            return e.replace('C', c);
+        }
+        return c.into();
+    }
+    if t == DType::Bool {
+        return match op {
+            B::BitwiseAnd => "a && b",
+            B::BitwiseOr => "a || b",
+            _ => "a != b", // BitwiseXor (shifts take integers only)
+        }
+        .into();
+    }
+    if t.is_float() {
+        return match op {
+            B::Add => "a + b",
+            B::Sub => "a - b",
+            B::Mul => "a * b",
+            B::Div => "a / b",
+            B::FloorDiv => "floor(a / b)",
+            B::Remainder => "py_rem_f(a, b)",
+            B::Pow => "pow_f(a, b)",
+            B::Maximum => "nan_max(a, b)",
+            B::Minimum => "nan_min(a, b)",
+            B::Atan2 => "atan2_f(a, b)",
+            B::LogAddExp => "logaddexp_f(a, b)",
+            _ => "a",
+        }
+        .into();
+    }
+    let (sfx, w) = if Ct::of(t) == Ct::I32 { ("i", format!("{}", bits(t))) } else { ("u", format!("{}u", bits(t))) };
+    match op {
+        B::Add => "a + b".into(),
+        B::Sub => "a - b".into(),
+        B::Mul => "a * b".into(),
+        B::FloorDiv => format!("floordiv_{sfx}(a, b)"),
+        B::Remainder => format!("rem_{sfx}(a, b)"),
+        B::Pow => format!("pow_{sfx}(a, b)"),
+        B::Maximum => "max(a, b)".into(),
+        B::Minimum => "min(a, b)".into(),
+        B::BitwiseAnd => "(a & b)".into(),
+        B::BitwiseOr => "(a | b)".into(),
+        B::BitwiseXor => "(a ^ b)".into(),
+        B::LeftShift => format!("shl_{sfx}(a, b, {w})"),
+        B::RightShift => format!("shr_{sfx}(a, b, {w})"),
+        _ => "a".into(),
+    }
+}
+
+/// The expression converting `x` (of `from`'s compute type) to `to`'s compute type with the
+/// CPU backend's rules (round to nearest even, integers to 16-bit floats rounding once,
+/// float → integer truncating and saturating with NaN → 0, integers wrapping, anything → bool
+/// as `!= 0`).
+pub(crate) fn cast(from: DType, to: DType) -> String {
+    let (cf, ct) = (Ct::of(from), Ct::of(to));
+    let x = "x";
+    match (cf, ct) {
+        _ if from == to => x.into(),
+        (Ct::Bool, Ct::F32) => format!("select(0.0, 1.0, {x})"),
+        (Ct::Bool, Ct::I32) => format!("select(0, 1, {x})"),
+        (Ct::Bool, Ct::U32) => format!("select(0u, 1u, {x})"),
+        (Ct::F32, Ct::Bool) => format!("({x} != 0.0 || is_nan({x}))"),
+        (Ct::I32, Ct::Bool) => format!("({x} != 0)"),
+        (Ct::U32, Ct::Bool) => format!("({x} != 0u)"),
+        (Ct::F32, Ct::F32) => x.into(), // 16-bit floats are f32 once loaded; the store rounds
+        (Ct::I32, Ct::F32) if matches!(to, DType::BF16) => format!("i32_to_f32_odd({x})"),
+        (Ct::U32, Ct::F32) if matches!(to, DType::BF16) => format!("u32_to_f32_odd({x})"),
+        (Ct::I32 | Ct::U32, Ct::F32) => format!("f32({x})"),
+        (Ct::F32, Ct::I32) => {
+            let (lo, hi) = match to {
+                DType::I8 => ("-128", "127"),
+                DType::I16 => ("-32768", "32767"),
+                _ => ("i32(-2147483648)", "2147483647"),
+            };
+            format!("f32_to_i32_sat({x}, {lo}, {hi})")
+        }
+        (Ct::F32, Ct::U32) => {
+            let hi = match to {
+                DType::U8 => "255u",
+                DType::U16 => "65535u",
+                _ => "4294967295u",
+            };
+            format!("f32_to_u32_sat({x}, {hi})")
+        }
+        (Ct::I32, Ct::U32) => mask(to, &format!("bitcast<u32>({x})")),
+        (Ct::U32, Ct::I32) => {
+            // Wrap to the target's width, then sign-extend from it.
+            let sh = 32 - bits(to);
+            if sh == 0 { format!("bitcast<i32>({x})") } else { format!("(bitcast<i32>({x} << {sh}u) >> {sh}u)") }
+        }
+        (Ct::I32, Ct::I32) => {
+            let sh = 32 - bits(to);
+            if sh == 0 { x.into() } else { format!("(({x} << {sh}u) >> {sh}u)") }
+        }
+        (Ct::U32, Ct::U32) => mask(to, x),
+        (Ct::Bool, Ct::Bool) => x.into(),
+    }
+}
+
+/// `x` (a u32) wrapped to the unsigned type `t`'s width.
+fn mask(t: DType, x: &str) -> String {
+    match bits(t) {
+        32 => x.to_owned(),
+        b => format!("({x} & {}u)", (1u32 << b) - 1),
+    }
+}
+
+/// The expression of an epilogue activation on the f32 `v` (the CPU's GEMM epilogue: ReLU as
+/// `max`, which maps NaN to 0).
+pub(crate) fn activation(a: Activation) -> String {
+    match a {
+        Activation::None => "v".into(),
+        Activation::Relu => "select(max(v, 0.0), 0.0, is_nan(v))".into(),
+        Activation::Gelu => unary(UnaryOp::Gelu, DType::F32),
+        Activation::GeluTanh => unary(UnaryOp::GeluTanh, DType::F32),
+        Activation::Silu => unary(UnaryOp::Silu, DType::F32),
+        Activation::Sigmoid => unary(UnaryOp::Sigmoid, DType::F32),
+        Activation::Tanh => unary(UnaryOp::Tanh, DType::F32),
+    }
+}

@@ -1,0 +1,95 @@
+//! Every wgpu kernel against the CPU backend (the conformance suite), and every kernel the suite
+//! compiled validated and translated to MSL, HLSL and SPIR-V by naga. Runs on any adapter:
+//! hardware first, else a software one (Mesa's lavapipe in CI). `STRATA_REQUIRE_WGPU=1` makes a
+//! missing adapter a failure instead of a skip.
+
+use std::sync::OnceLock;
+
+use strata_conformance as suite;
+use strata_wgpu::{Options, Wgpu};
+
+fn gpu() -> Option<&'static Wgpu> {
+    static GPU: OnceLock<Option<Wgpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let options = Options { allow_software: true, ..Options::from_env() };
+        match Wgpu::with_options(&options) {
+            Ok(g) => {
+                suite::set_math(suite::Math::Shader);
+                let info = g.adapter_info();
+                eprintln!(
+                    "adapter: {} ({:?}, {:?}, driver {})",
+                    info.name, info.device_type, info.backend, info.driver_info
+                );
+                Some(g)
+            }
+            Err(e) => {
+                assert!(std::env::var_os("STRATA_REQUIRE_WGPU").is_none(), "STRATA_REQUIRE_WGPU is set: {e}");
+                eprintln!("not run: {e}");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let Some(gpu) = gpu() else { return };
+            suite::$name(gpu, &strata_wgpu::supported_dtypes());
+        }
+    )*};
+}
+
+suite_tests!(
+    unary_ops_match_the_cpu,
+    binary_ops_match_the_cpu_with_broadcasting,
+    casts_select_and_copies_match_the_cpu,
+    reductions_match_the_cpu,
+    scans_match_the_cpu,
+    matmul2d_matches_the_cpu,
+);
+
+#[test]
+fn bad_input_and_out_of_memory_are_errors() {
+    let Some(gpu) = gpu() else { return };
+    suite::bad_input_and_out_of_memory_are_errors(gpu);
+}
+
+/// Validates `code` with naga and writes it as MSL, HLSL and SPIR-V; the error names the
+/// stage that failed.
+fn translate(code: &str) -> Result<(), String> {
+    use naga::back::{hlsl, msl, spv};
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let module = naga::front::wgsl::parse_str(code).map_err(|e| format!("parse: {}", e.emit_to_string(code)))?;
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+        .validate(&module)
+        .map_err(|e| format!("validate: {}", e.emit_to_string(code)))?;
+    msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
+        .map_err(|e| format!("MSL: {e}"))?;
+    let mut out = String::new();
+    hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+        .write(&module, &info, None)
+        .map_err(|e| format!("HLSL: {e}"))?;
+    spv::write_vec(&module, &info, &spv::Options::default(), None).map_err(|e| format!("SPIR-V: {e}"))?;
+    Ok(())
+}
+
+#[test]
+fn every_kernel_translates_to_msl_hlsl_and_spirv() {
+    let Some(gpu) = gpu() else { return };
+    let types = strata_wgpu::supported_dtypes();
+    suite::unary_ops_match_the_cpu(gpu, &types);
+    suite::binary_ops_match_the_cpu_with_broadcasting(gpu, &types);
+    suite::casts_select_and_copies_match_the_cpu(gpu, &types);
+    suite::reductions_match_the_cpu(gpu, &types);
+    suite::scans_match_the_cpu(gpu, &types);
+    suite::matmul2d_matches_the_cpu(gpu, &types);
+    let sources = gpu.kernel_sources();
+    let failures: Vec<String> =
+        sources.iter().filter_map(|(key, code)| translate(code).err().map(|e| format!("{key}: {e}"))).collect();
+    eprintln!("{} kernels translated to MSL, HLSL and SPIR-V", sources.len());
+    assert!(sources.len() > 300, "the suite compiled only {} kernels", sources.len());
+    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+}
