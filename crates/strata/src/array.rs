@@ -185,5 +185,10 @@ pub(crate) fn upload(bytes: &[u8], device: Device) -> Result<Buffer> {
             use strata_core::kernel::Backend;
             Buffer::Cuda(crate::device::cuda()?.upload(bytes)?)
         }
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => {
+            use strata_core::kernel::Backend;
+            Buffer::Wgpu(crate::device::wgpu()?.upload(bytes)?)
+        }
     })
 }

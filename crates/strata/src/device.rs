@@ -1,8 +1,9 @@
 //! Devices and the default device.
 //!
 //! The default is the best device this build can use: CUDA (with the `cuda` feature and a
-//! working driver and GPU), then the CPU; a hardware wgpu adapter will come between them
-//! (DESIGN.md). `STRATA_DEVICE=cpu|cuda` overrides it; an unusable `STRATA_DEVICE` is reported
+//! working driver and GPU), then the CPU. The wgpu device (the `wgpu` feature) is chosen by
+//! name only until every primitive has a WGSL kernel; then a hardware adapter will come
+//! between CUDA and the CPU (DESIGN.md). `STRATA_DEVICE=cpu|cuda|wgpu` overrides it; an unusable `STRATA_DEVICE` is reported
 //! once on stderr before falling back to the CPU. Arrays on different devices can be combined:
 //! an input on another device is copied to the node's device when the node runs, and the copy
 //! is recorded in the flight recorder as a `cross-device copy` instant.
@@ -19,6 +20,10 @@ pub enum Device {
     /// The first CUDA GPU, through `strata-cuda` (the `cuda` feature).
     #[cfg(feature = "cuda")]
     Cuda,
+    /// A GPU through wgpu (Vulkan, Metal, DX12; the `wgpu` feature): the best hardware adapter,
+    /// or the one `STRATA_WGPU_ADAPTER` names (`software` for lavapipe).
+    #[cfg(feature = "wgpu")]
+    Wgpu,
 }
 
 impl Device {
@@ -29,14 +34,18 @@ impl Device {
             "cpu" => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
             "cuda" | "gpu" => cuda().map(|_| Device::Cuda),
-            #[cfg_attr(feature = "cuda", allow(unreachable_patterns))]
-            other @ ("cuda" | "gpu" | "wgpu" | "metal" | "vulkan") => Err(Error::InvalidArgument {
+            #[cfg(feature = "wgpu")]
+            "wgpu" | "metal" | "vulkan" | "dx12" => wgpu().map(|_| Device::Wgpu),
+            #[allow(unreachable_patterns)]
+            other @ ("cuda" | "gpu" | "wgpu" | "metal" | "vulkan" | "dx12") => Err(Error::InvalidArgument {
                 op: "Device::from_name",
-                message: format!("this build of strata has no {other} backend (the `cuda` feature enables CUDA)"),
+                message: format!(
+                    "this build of strata has no {other} backend (the `cuda` and `wgpu` features enable them)"
+                ),
             }),
             other => Err(Error::InvalidArgument {
                 op: "Device::from_name",
-                message: format!("unknown device {other:?}; expected cpu or cuda"),
+                message: format!("unknown device {other:?}; expected cpu, cuda or wgpu"),
             }),
         }
     }
@@ -47,6 +56,8 @@ impl Device {
             Device::Cpu => "cpu",
             #[cfg(feature = "cuda")]
             Device::Cuda => "cuda",
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => "wgpu",
         }
     }
 }
@@ -62,6 +73,13 @@ impl std::fmt::Display for Device {
 pub(crate) fn cuda() -> Result<&'static strata_cuda::Cuda> {
     static CUDA: std::sync::OnceLock<Result<strata_cuda::Cuda>> = std::sync::OnceLock::new();
     CUDA.get_or_init(|| strata_cuda::Cuda::new(0)).as_ref().map_err(Clone::clone)
+}
+
+/// The process's wgpu device (opened on first use; the error, if it cannot be, is kept).
+#[cfg(feature = "wgpu")]
+pub(crate) fn wgpu() -> Result<&'static strata_wgpu::Wgpu> {
+    static WGPU: std::sync::OnceLock<Result<strata_wgpu::Wgpu>> = std::sync::OnceLock::new();
+    WGPU.get_or_init(strata_wgpu::Wgpu::new).as_ref().map_err(Clone::clone)
 }
 
 static DEFAULT: Mutex<Option<Device>> = Mutex::new(None);

@@ -21,6 +21,8 @@ pub(crate) enum Buffer {
     Cpu(CpuBuffer),
     #[cfg(feature = "cuda")]
     Cuda(strata_cuda::CudaBuffer),
+    #[cfg(feature = "wgpu")]
+    Wgpu(strata_wgpu::WgpuBuffer),
 }
 
 impl Buffer {
@@ -30,6 +32,8 @@ impl Buffer {
             Buffer::Cpu(_) => Device::Cpu,
             #[cfg(feature = "cuda")]
             Buffer::Cuda(_) => Device::Cuda,
+            #[cfg(feature = "wgpu")]
+            Buffer::Wgpu(_) => Device::Wgpu,
         }
     }
 
@@ -39,6 +43,8 @@ impl Buffer {
             Buffer::Cpu(b) => b.as_bytes().len(),
             #[cfg(feature = "cuda")]
             Buffer::Cuda(b) => strata_core::kernel::Storage::byte_len(b),
+            #[cfg(feature = "wgpu")]
+            Buffer::Wgpu(b) => strata_core::kernel::Storage::byte_len(b),
         }
     }
 
@@ -52,6 +58,13 @@ impl Buffer {
                 use strata_core::kernel::Backend;
                 let mut out = vec![0u8; len];
                 crate::device::cuda()?.download(b, &mut out)?;
+                Ok(std::borrow::Cow::Owned(out))
+            }
+            #[cfg(feature = "wgpu")]
+            Buffer::Wgpu(b) => {
+                use strata_core::kernel::Backend;
+                let mut out = vec![0u8; len];
+                crate::device::wgpu()?.download(b, &mut out)?;
                 Ok(std::borrow::Cow::Owned(out))
             }
         }

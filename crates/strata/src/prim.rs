@@ -136,6 +136,19 @@ impl DeviceBackend for strata_cuda::Cuda {
     }
 }
 
+#[cfg(feature = "wgpu")]
+impl DeviceBackend for strata_wgpu::Wgpu {
+    fn unwrap(b: &Buffer) -> &strata_wgpu::WgpuBuffer {
+        match b {
+            Buffer::Wgpu(b) => b,
+            _ => unreachable!("inputs are moved to the node's device before it runs"),
+        }
+    }
+    fn wrap(b: strata_wgpu::WgpuBuffer) -> Buffer {
+        Buffer::Wgpu(b)
+    }
+}
+
 /// Runs `node`'s primitive on evaluated inputs.
 /// `dtypes` are the inputs' element types.
 pub(crate) fn eval(node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<Data> {
@@ -149,6 +162,8 @@ pub(crate) fn eval(node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<D
         Device::Cpu => eval_on(&Cpu, node, &inputs, dtypes),
         #[cfg(feature = "cuda")]
         Device::Cuda => eval_on(crate::device::cuda()?, node, &inputs, dtypes),
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => eval_on(crate::device::wgpu()?, node, &inputs, dtypes),
     }
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The wgpu test suite on the GPU machine's NVIDIA adapter through Vulkan, from a prebuilt
+# release test binary (no cargo there):
+#
+#   here:   cargo test --release -p strata-wgpu --no-run   (prints target/release/deps/wgpu-HASH)
+#           mkdir -p .gl && (cd .gl && apt-get download libvulkan1 libglvnd0 libglx0 libgl1 libegl1
+#               libopengl0 libgles2)   (the machine has the NVIDIA driver but not the Vulkan loader,
+#               and its ICD, libGLX_nvidia, needs glvnd; carry .gl)
+#   there:  scripts/device/wgpu-test.sh target/release/deps/wgpu-HASH
+#
+# STRATA_REQUIRE_WGPU=1: a missing adapter fails. The hardware adapter is taken before any
+# software one, and the test prints which it ran on.
+set -uo pipefail
+bin="$1"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ ! -e /usr/share/vulkan/icd.d/nvidia_icd.json ] && [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export STRATA_REQUIRE_WGPU=1
+seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "seed $seed"
+STRATA_SEED=$seed "$bin" --test-threads=2 --nocapture 2>&1 | grep -vE "^(test |$)" | tail -40
+exit "${PIPESTATUS[0]}"
