@@ -68,20 +68,21 @@ pub fn scatter_add(axis: usize, idx: TensorRef<'_>, updates: TensorRef<'_>, out:
     const OP: &str = "scatter_add";
     validate_scatter_add(axis, &idx, &updates, &out)?;
     let ix = indices(OP, &idx, out.layout.shape()[axis])?;
-    fn run<T: Pod + std::ops::Add<Output = T>>(axis: usize, ix: &[usize], u: &TensorRef<'_>, out: TensorMut<'_>) {
+    // Integers wrap, as every backend's atomics do (and as they would in a release build).
+    fn run<T: Pod>(axis: usize, ix: &[usize], u: &TensorRef<'_>, out: TensorMut<'_>, add: fn(T, T) -> T) {
         let ud = u.buffer.typed::<T>();
         let ol = out.layout.clone();
         let od = out.buffer.typed_mut::<T>();
         for_each_index(u.layout.shape(), |i, index| {
             let p = position_at(&ol, index, axis, ix[i]);
-            od[p] = od[p] + ud[u.layout.position(index) as usize];
+            od[p] = add(od[p], ud[u.layout.position(index) as usize]);
         });
     }
     match out.dtype {
-        DType::F32 => run::<f32>(axis, &ix, &updates, out),
-        DType::F64 => run::<f64>(axis, &ix, &updates, out),
-        DType::I32 => run::<i32>(axis, &ix, &updates, out),
-        _ => run::<i64>(axis, &ix, &updates, out),
+        DType::F32 => run::<f32>(axis, &ix, &updates, out, |a, b| a + b),
+        DType::F64 => run::<f64>(axis, &ix, &updates, out, |a, b| a + b),
+        DType::I32 => run::<i32>(axis, &ix, &updates, out, i32::wrapping_add),
+        _ => run::<i64>(axis, &ix, &updates, out, i64::wrapping_add),
     }
     Ok(())
 }

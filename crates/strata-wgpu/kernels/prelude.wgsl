@@ -466,13 +466,14 @@ fn nan_min(a: f32, b: f32) -> f32 {
     return select(b, a, a < b);
 }
 
+// As the CPU: the larger by C's fmax (which skips a NaN) decides -inf first, then NaN wins.
 fn logaddexp_f(a: f32, b: f32) -> f32 {
+    let m = select(select(max(a, b), a, is_nan(b)), b, is_nan(a));
+    if !is_nan(m) && is_inf(m) && m < 0.0 {
+        return m;
+    }
     if is_nan(a) || is_nan(b) {
         return nan();
-    }
-    let m = max(a, b);
-    if m == -inf() {
-        return m;
     }
     return m + log1p_f(exp(-abs(a - b)));
 }

@@ -19,15 +19,32 @@ pub(crate) const MAX_DIMS: usize = 8;
 pub(crate) struct Input<'a> {
     name: &'static str,
     t: TensorRef<'a, WgpuBuffer>,
+    /// Whether `value` loads it at `pos(k, i)` (else the code reads it through `ld_in{k}`).
+    load: bool,
 }
 
 pub(crate) fn input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
-    Input { name, t }
+    Input { name, t, load: true }
+}
+
+/// An input the map's code reads itself (through `ld_in{k}` and `pos(k + 1, i)`).
+pub(crate) fn raw_input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
+    Input { name, t, load: false }
+}
+
+/// What a map computes: `helpers` (WGSL functions), then in `value(i)` the statements `body`
+/// and `return expr;`. `extra` parameters follow the geometry, from `p[EXTRA]` on.
+#[derive(Default)]
+pub(crate) struct Code<'a> {
+    pub helpers: &'a str,
+    pub body: &'a str,
+    pub expr: &'a str,
+    pub extra: &'a [u32],
 }
 
 /// Geometry parameters: `[n, ndim, base, 0, shape[8], then per operand (output first):
 /// offset, strides[8]]`, strides as two's-complement u32.
-fn params(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Vec<u32>> {
+pub(crate) fn params(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Result<Vec<u32>> {
     let nd = out.ndim();
     if nd > MAX_DIMS {
         return Err(err(op, format!("{nd} dimensions: the wgpu kernels take at most {MAX_DIMS}")));
@@ -77,6 +94,18 @@ pub(crate) fn map(
     inputs: &[Input<'_>],
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
+    map_code(gpu, op, &Code { expr, ..Code::default() }, inputs, out)
+}
+
+/// [`map`] with helper functions, statements and extra parameters.
+pub(crate) fn map_code(
+    gpu: &Wgpu,
+    op: &'static str,
+    code: &Code<'_>,
+    inputs: &[Input<'_>],
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let expr = code.expr;
     let mut types: Vec<DType> = inputs.iter().map(|i| i.t.dtype).collect();
     types.push(out.dtype);
     wgsl::check_types(op, &types)?;
@@ -97,10 +126,12 @@ pub(crate) fn map(
     }
     let layouts: Vec<&Layout> = inputs.iter().map(|i| i.t.layout).collect();
     let contiguous = out.layout.is_contiguous() && layouts.iter().all(|l| l.is_contiguous());
-    let mut key = format!("map {op} {expr} -> {}{}", out.dtype, if contiguous { " c" } else { "" });
+    let mut key =
+        format!("map {op} {}{} {expr} -> {}{}", code.helpers, code.body, out.dtype, if contiguous { " c" } else { "" });
     for i in inputs {
-        key.push_str(&format!(" {}:{}", i.name, i.t.dtype));
+        key.push_str(&format!(" {}:{}{}", i.name, i.t.dtype, if i.load { "" } else { " raw" }));
     }
+    let extra_at = 12 + 9 * (inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
         for (k, i) in inputs.iter().enumerate() {
@@ -109,11 +140,12 @@ pub(crate) fn map(
         }
         s += &format!("@group(0) @binding({}) var<storage, read_write> out: array<u32>;\n", inputs.len() + 1);
         s += pos_fn(contiguous);
+        s += &format!("const EXTRA: u32 = {extra_at}u;\n{}\n", code.helpers);
         s += &format!("fn value(i: u32) -> {} {{\n", Ct::of(out.dtype).name());
-        for (k, i) in inputs.iter().enumerate() {
+        for (k, i) in inputs.iter().enumerate().filter(|(_, i)| i.load) {
             s += &format!("    let {} = ld_in{k}(pos({}u, i));\n", i.name, k + 1);
         }
-        s += &format!("    return {expr};\n}}\n");
+        s += &format!("{}    return {expr};\n}}\n", code.body);
         s += "fn out_pos(i: u32) -> u32 {\n    return pos(0u, i);\n}\n";
         s += MAIN;
         s += "    let n = p[0];\n    let base = p[2];\n";
@@ -121,7 +153,8 @@ pub(crate) fn map(
         s += "}\n";
         s
     })?;
-    let p = params(op, out.layout, &layouts)?;
+    let mut p = params(op, out.layout, &layouts)?;
+    p.extend(code.extra);
     let threads = if narrow {
         let per = wgsl::per_word(out.dtype) as usize;
         let base = out.layout.offset();

@@ -20,8 +20,10 @@
 //!   `Err`s (the uncaptured-error handler, which would abort, is replaced).
 //!
 //! Kernels so far: copies and casts between layouts, every element-wise operation, select,
-//! reductions, scans and `matmul2d` (a tiled SIMT kernel). The other kernels of the
-//! [`Backend`] trait answer with an `Err` that says so until they land (issue 8).
+//! reductions, scans, `take_along_axis`/`scatter_add` (with the indices checked first),
+//! Threefry random bits, fused element-wise programs and `matmul2d` (a tiled SIMT kernel):
+//! every primitive the array layer uses. Convolution, attention and quantized products answer
+//! with an `Err` that says so until they land (issue 8).
 //!
 //! ```no_run
 //! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
@@ -38,6 +40,7 @@
 //! ```
 
 mod elementwise;
+mod index;
 mod matmul;
 mod pool;
 mod reduce;
@@ -244,6 +247,12 @@ impl Wgpu {
     /// reads Strata's buffers, so that Strata's recorded work is submitted first).
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// The most inputs one kernel binds on this adapter (its storage-buffer limit, less the
+    /// parameters and the output).
+    pub fn max_inputs(&self) -> usize {
+        (self.limits.max_storage_buffers_per_shader_stage as usize).saturating_sub(2)
     }
 
     /// Bytes held by the pool for reuse, and bytes in live buffers.
@@ -619,35 +628,35 @@ impl Backend for Wgpu {
 
     fn fused(
         &self,
-        _program: &Fused,
-        _inputs: &[TensorRef<'_, WgpuBuffer>],
-        _out: TensorMut<'_, WgpuBuffer>,
+        program: &Fused,
+        inputs: &[TensorRef<'_, WgpuBuffer>],
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("fused"))
+        index::fused(self, program, inputs, out)
     }
 
     fn gather(
         &self,
-        _axis: usize,
-        _x: TensorRef<'_, WgpuBuffer>,
-        _indices: TensorRef<'_, WgpuBuffer>,
-        _out: TensorMut<'_, WgpuBuffer>,
+        axis: usize,
+        x: TensorRef<'_, WgpuBuffer>,
+        indices: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("gather"))
+        index::gather(self, axis, x, indices, out)
     }
 
     fn scatter_add(
         &self,
-        _axis: usize,
-        _indices: TensorRef<'_, WgpuBuffer>,
-        _updates: TensorRef<'_, WgpuBuffer>,
-        _out: TensorMut<'_, WgpuBuffer>,
+        axis: usize,
+        indices: TensorRef<'_, WgpuBuffer>,
+        updates: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("scatter_add"))
+        index::scatter_add(self, axis, indices, updates, out)
     }
 
-    fn random_bits(&self, _keys: TensorRef<'_, WgpuBuffer>, _out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
-        Err(not_yet("random_bits"))
+    fn random_bits(&self, keys: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        index::random_bits(self, keys, out)
     }
 
     fn copy(&self, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {

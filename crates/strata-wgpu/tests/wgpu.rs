@@ -48,7 +48,10 @@ suite_tests!(
     casts_select_and_copies_match_the_cpu,
     reductions_match_the_cpu,
     scans_match_the_cpu,
+    gather_scatter_and_random_bits_match_the_cpu,
+    a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
+    fused_programs_match_the_cpu,
 );
 
 #[test]
@@ -85,7 +88,10 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     suite::casts_select_and_copies_match_the_cpu(gpu, &types);
     suite::reductions_match_the_cpu(gpu, &types);
     suite::scans_match_the_cpu(gpu, &types);
+    suite::gather_scatter_and_random_bits_match_the_cpu(gpu, &types);
+    suite::a_bad_index_is_an_error_and_nothing_is_written(gpu, &types);
     suite::matmul2d_matches_the_cpu(gpu, &types);
+    suite::fused_programs_match_the_cpu(gpu, &types);
     let sources = gpu.kernel_sources();
     let failures: Vec<String> =
         sources.iter().filter_map(|(key, code)| translate(code).err().map(|e| format!("{key}: {e}"))).collect();

@@ -109,8 +109,7 @@ impl Array {
 /// A filled array: `value` converted to `dtype`, broadcast to `shape` (no memory per element
 /// until something writes a new array from it).
 pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Array> {
-    let s = Array::scalar(value).astype(dtype)?;
-    ops::broadcast_to(&s, shape)
+    ops::broadcast_to(&from_f64(vec![value], &[], dtype)?, shape)
 }
 
 /// Zeros.
@@ -133,8 +132,19 @@ pub fn ones_like(a: &Array) -> Result<Array> {
     ones(a.shape(), a.dtype())
 }
 
+/// An array of `dtype` from f64 values, converted on the host (with the CPU backend's
+/// rounding) so that a device without float64 never sees them.
 fn from_f64(values: Vec<f64>, shape: &[usize], dtype: DType) -> Result<Array> {
-    Array::from_slice(&values, shape)?.astype(dtype)
+    use strata_core::kernel::{Backend, TensorMut, TensorRef};
+    let n: usize = shape.iter().product();
+    if n != values.len() {
+        return Err(invalid("Array::from_f64", format!("{} values cannot fill shape {shape:?}", values.len())));
+    }
+    let l = Layout::contiguous(&[n]);
+    let src = CpuBuffer::from_slice(&f64::to_bytes(&values))?;
+    let mut dst = strata_cpu::Cpu.alloc_output(dtype.byte_len(n))?;
+    strata_cpu::Cpu.cast(TensorRef::new(DType::F64, &src, &l), TensorMut::new(dtype, &mut dst, &l))?;
+    Array::from_bytes(dst.as_bytes(), shape, dtype, default_device())
 }
 
 /// `start, start + step, …` up to (excluding) `stop`, as NumPy's `arange`.

@@ -583,8 +583,8 @@ pub(crate) fn weak_scalar(like: &Array, v: f64) -> Array {
     } else {
         DType::F32
     };
-    let s = Array::scalar(v);
-    s.astype(dtype).unwrap_or(s)
+    // Converted on the host: a device without float64 never sees the f64 value.
+    crate::array::full(&[], v, dtype).unwrap_or_else(failed)
 }
 
 // ---------------------------------------------------------------------------------------------
