@@ -195,7 +195,24 @@ macro_rules! impl_float {
                     B::Sub => a - b,
                     B::Mul => a * b,
                     B::Div => a / b,
-                    B::FloorDiv => (a / b).floor(),
+                    // NumPy's npy_divmod: the quotient of a − fmod(a, b), which is a whole
+                    // multiple of b, rounded to the nearest integer, so that it does not hinge on
+                    // the last bit of a / b (a GPU's division may be a few ulps off).
+                    B::FloorDiv => {
+                        if b == 0.0 {
+                            return a / b;
+                        }
+                        let m = a % b;
+                        let mut div = (a - m) / b;
+                        if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+                            div -= 1.0;
+                        }
+                        if div == 0.0 {
+                            return (0.0 as $t).copysign(a / b);
+                        }
+                        let f = div.floor();
+                        if div - f > 0.5 { f + 1.0 } else { f }
+                    }
                     B::Remainder => {
                         // fmod, moved to the sign of the divisor (Python's and NumPy's %).
                         let r = a % b;

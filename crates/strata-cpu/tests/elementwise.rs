@@ -272,7 +272,22 @@ fn binary_float_ref(op: BinaryOp, a: f64, b: f64) -> f64 {
         B::Sub => a - b,
         B::Mul => a * b,
         B::Div => a / b,
-        B::FloorDiv => (a / b).floor(),
+        B::FloorDiv => {
+            // NumPy's npy_divmod (so inf // 2 is NaN, as NumPy says).
+            if b == 0.0 {
+                return a / b;
+            }
+            let m = a % b;
+            let mut div = (a - m) / b;
+            if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+                div -= 1.0;
+            }
+            if div == 0.0 {
+                return 0f64.copysign(a / b);
+            }
+            let f = div.floor();
+            if div - f > 0.5 { f + 1.0 } else { f }
+        }
         B::Remainder => {
             let r = a % b;
             if r != 0.0 && ((r < 0.0) != (b < 0.0)) { r + b } else { r }

@@ -172,6 +172,16 @@ template <class T> __device__ __forceinline__ T py_rem(T a, T b) {
     T r = fmod(a, b);
     return (r != (T)0 && ((r < (T)0) != (b < (T)0))) ? r + b : r;
 }
+// NumPy's npy_divmod: the quotient of a - fmod(a, b) rounded to the nearest integer.
+template <class T> __device__ __forceinline__ T floordiv_float(T a, T b) {
+    if (b == (T)0) return a / b;
+    const T m = fmod(a, b);
+    T div = (a - m) / b;
+    if (m != (T)0 && ((b < (T)0) != (m < (T)0))) div -= (T)1;
+    if (div == (T)0) return copysign((T)0, a / b);
+    const T f = floor(div);
+    return (div - f > (T)0.5) ? f + (T)1 : f;
+}
 template <class T> __device__ __forceinline__ T nan_max(T a, T b) {
     return (isnan(a) || isnan(b)) ? (T)STRATA_NAN : (a > b ? a : b);
 }

@@ -127,7 +127,7 @@ pub fn binary(op: BinaryOp, t: DType) -> &'static str {
             B::Sub => "a - b",
             B::Mul => "a * b",
             B::Div => "a / b",
-            B::FloorDiv => "floor(a / b)",
+            B::FloorDiv => "strata::floordiv_float(a, b)",
             B::Remainder => "strata::py_rem(a, b)",
             B::Pow => "pow(a, b)",
             B::Maximum => "strata::nan_max(a, b)",

@@ -440,6 +440,27 @@ fn fmod_f(a: f32, b: f32) -> f32 {
     return select(r, -r, bitcast<i32>(a) < 0);
 }
 
+// NumPy's npy_divmod: the quotient of a - fmod(a, b), a whole multiple of b, rounded to the
+// nearest integer, so that a division a few ulps off (drivers allow 2.5) cannot move it.
+fn floordiv_f(a: f32, b: f32) -> f32 {
+    if b == 0.0 {
+        return a / b;
+    }
+    if is_nan(a) || is_nan(b) || is_inf(a) {
+        return nan();
+    }
+    let m = select(fmod_f(a, b), a, is_inf(b));
+    var div = (a - m) / b;
+    if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+        div = div - 1.0;
+    }
+    if div == 0.0 {
+        return select(0.0, -0.0, (bitcast<u32>(a) ^ bitcast<u32>(b)) >= 0x80000000u);
+    }
+    let f = floor(div);
+    return select(f, f + 1.0, div - f > 0.5);
+}
+
 fn py_rem_f(a: f32, b: f32) -> f32 {
     if is_nan(a) || is_nan(b) || is_inf(a) || b == 0.0 {
         return nan();

@@ -126,26 +126,52 @@ pub(crate) fn map_code(
     }
     let layouts: Vec<&Layout> = inputs.iter().map(|i| i.t.layout).collect();
     let contiguous = out.layout.is_contiguous() && layouts.iter().all(|l| l.is_contiguous());
-    let mut key =
-        format!("map {op} {}{} {expr} -> {}{}", code.helpers, code.body, out.dtype, if contiguous { " c" } else { "" });
+    // Dense 32-bit operands whose offsets are whole 16-byte words: each thread moves four
+    // elements with one 128-bit load per input and one store.
+    let packed = contiguous
+        && types.iter().all(|&t| wgsl::bits(t) == 32)
+        && inputs.iter().all(|i| i.load)
+        && std::iter::once(out.layout).chain(layouts.iter().copied()).all(|l| l.offset() % 4 == 0);
+    let shape = if packed {
+        " packed"
+    } else if contiguous {
+        " c"
+    } else {
+        ""
+    };
+    let mut key = format!("map {op} {}{} {expr} -> {}{shape}", code.helpers, code.body, out.dtype);
     for i in inputs {
         key.push_str(&format!(" {}:{}{}", i.name, i.t.dtype, if i.load { "" } else { " raw" }));
     }
     let extra_at = 12 + 9 * (inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
+        let array = if packed { "array<vec4<u32>>" } else { "array<u32>" };
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
         for (k, i) in inputs.iter().enumerate() {
-            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: array<u32>;\n", k + 1);
-            s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
+            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {array};\n", k + 1);
+            if !packed {
+                s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
+            }
         }
-        s += &format!("@group(0) @binding({}) var<storage, read_write> out: array<u32>;\n", inputs.len() + 1);
+        s += &format!("@group(0) @binding({}) var<storage, read_write> out: {array};\n", inputs.len() + 1);
         s += pos_fn(contiguous);
         s += &format!("const EXTRA: u32 = {extra_at}u;\n{}\n", code.helpers);
-        s += &format!("fn value(i: u32) -> {} {{\n", Ct::of(out.dtype).name());
-        for (k, i) in inputs.iter().enumerate().filter(|(_, i)| i.load) {
-            s += &format!("    let {} = ld_in{k}(pos({}u, i));\n", i.name, k + 1);
+        // `compute(i, inputs...)`: the element at logical index `i` from its loaded inputs.
+        let args: String =
+            inputs.iter().filter(|i| i.load).map(|i| format!(", {}: {}", i.name, Ct::of(i.t.dtype).name())).collect();
+        s += &format!(
+            "fn compute(i: u32{args}) -> {} {{\n{}    return {expr};\n}}\n",
+            Ct::of(out.dtype).name(),
+            code.body
+        );
+        if packed {
+            return s + &packed_main(inputs, out.dtype);
         }
-        s += &format!("{}    return {expr};\n}}\n", code.body);
+        s += &format!("fn value(i: u32) -> {} {{\n    return compute(i", Ct::of(out.dtype).name());
+        for (k, _) in inputs.iter().enumerate().filter(|(_, i)| i.load) {
+            s += &format!(", ld_in{k}(pos({}u, i))", k + 1);
+        }
+        s += ");\n}\n";
         s += "fn out_pos(i: u32) -> u32 {\n    return pos(0u, i);\n}\n";
         s += MAIN;
         s += "    let n = p[0];\n    let base = p[2];\n";
@@ -155,7 +181,9 @@ pub(crate) fn map_code(
     })?;
     let mut p = params(op, out.layout, &layouts)?;
     p.extend(code.extra);
-    let threads = if narrow {
+    let threads = if packed {
+        n.div_ceil(4)
+    } else if narrow {
         let per = wgsl::per_word(out.dtype) as usize;
         let base = out.layout.offset();
         (base + n - 1) / per - base / per + 1
@@ -164,6 +192,36 @@ pub(crate) fn map_code(
     };
     let reads: Vec<&WgpuBuffer> = inputs.iter().map(|i| i.t.buffer).collect();
     gpu.dispatch(op, &kernel, &p, &reads, &[out.buffer], (threads as u64).div_ceil(u64::from(WORKGROUP)))
+}
+
+/// The entry point of a packed map: four elements per thread through `vec4<u32>` bindings; the
+/// last, partial vector is stored element by element.
+fn packed_main(inputs: &[Input<'_>], out_t: DType) -> String {
+    let mut s = String::from(MAIN);
+    s += "    let n = p[0];\n    let i = gid * 4u;\n    if i >= n { return; }\n";
+    for k in 0..inputs.len() {
+        s += &format!("    let w{k} = in{k}[p[{}] / 4u + gid];\n", 12 + 9 * (k + 1));
+    }
+    s += "    var r: vec4<u32>;\n";
+    for lane in 0..4 {
+        let args: String = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, i)| format!(", {}", wgsl::decode32(i.t.dtype, &format!("w{k}[{lane}]"))))
+            .collect();
+        s += &format!("    r[{lane}] = {};\n", wgsl::encode(out_t, &format!("compute(i + {lane}u{args})")));
+    }
+    s += "    let o = p[12] / 4u + gid;
+    if i + 4u <= n {
+        out[o] = r;
+    } else {
+        for (var l = 0u; i + l < n; l++) {
+            out[o][l] = r[l];
+        }
+    }
+}
+";
+    s
 }
 
 pub(crate) fn unary(

@@ -153,6 +153,8 @@ pub struct Wgpu {
     kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
     pool: Arc<Pool>,
     error: Arc<Mutex<Option<String>>>,
+    /// Whether kernels keep wgpu's bounds checks (`STRATA_WGPU_CHECKED=1`).
+    checked: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -230,6 +232,7 @@ impl Wgpu {
             kernels: Arc::default(),
             pool,
             error,
+            checked: std::env::var("STRATA_WGPU_CHECKED").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -247,6 +250,14 @@ impl Wgpu {
     /// reads Strata's buffers, so that Strata's recorded work is submitted first).
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// A device-to-device copy of `src` into `dst` (as many bytes as both hold, rounded down to
+    /// a multiple of 4): the bandwidth yardstick the element-wise kernels are measured against.
+    pub fn memcpy(&self, src: &WgpuBuffer, dst: &WgpuBuffer) -> Result<()> {
+        let n = (src.bytes.min(dst.bytes) / 4 * 4) as u64;
+        self.record(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, n));
+        self.check("memcpy")
     }
 
     /// The most inputs one kernel binds on this adapter (its storage-buffer limit, less the
@@ -316,10 +327,17 @@ impl Wgpu {
         let source = source();
         let code = format!("{PRELUDE}\n{source}");
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(key),
-            source: wgpu::ShaderSource::Wgsl(code.into()),
-        });
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(code.into()) };
+        let module = if self.checked {
+            self.device.create_shader_module(desc)
+        } else {
+            // SAFETY: every operand is checked to lie inside its buffer before a dispatch
+            // (`TensorRef::check` and the validators), buffers are whole multiples of 16
+            // bytes, and the generated kernels index only inside their operands' layouts, so
+            // the bounds checks wgpu would inject never fire; every loop is bounded by its
+            // parameters. `STRATA_WGPU_CHECKED=1` puts the checks back.
+            unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..1 + reads + writes)
             .map(|i| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,

@@ -1,6 +1,7 @@
 //! `matmul2d` on any adapter: a tiled SIMT kernel. A workgroup of 16×16 threads computes a
-//! 64×64 tile of the output, staging 64×16 slices of both operands in workgroup memory; each
-//! thread keeps 4×4 accumulators in registers (f32 for the float types, i32 for int8). Operands
+//! 128×128 tile of the output, staging 128×8 slices of both operands in workgroup memory; each
+//! thread keeps 8×8 accumulators in registers as sixteen four-wide vectors (f32 for the float
+//! types, i32 for int8) and reads its operands from workgroup memory as vectors. Operands
 //! take any strides (transposes are strides); the staging loads follow whichever axis is
 //! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
 //! never share a word.
@@ -12,7 +13,7 @@ use crate::elementwise::{input, map};
 use crate::wgsl::{self, Ct};
 use crate::{Wgpu, WgpuBuffer, err};
 
-const TILE: usize = 64;
+const TILE: usize = 128;
 const MAX_BATCH_DIMS: usize = 6;
 
 /// The stride of the last two axes of `l`: `(rows, columns)`.
@@ -167,9 +168,11 @@ fn source(
         s += &wgsl::loader("out", ot);
     }
     let dest_t = if direct { ot } else { DType::F32 };
+    // Shared tiles, k-major: As[k][m] and Bs[k][n] as rows of 32 four-wide vectors, so that a
+    // thread reads its four rows (columns) with one vector load.
     s += &format!(
-        "var<workgroup> As: array<{acc_t}, 1024>;
-var<workgroup> Bs: array<{acc_t}, 1024>;
+        "var<workgroup> As: array<vec4<{acc_t}>, 256>;
+var<workgroup> Bs: array<vec4<{acc_t}>, 256>;
 
 fn batch_offset(b: u32, strides: u32) -> i32 {{
     var rem = b;
@@ -182,6 +185,16 @@ fn batch_offset(b: u32, strides: u32) -> i32 {{
     return at;
 }}
 
+fn lhs_at(lb: i32, i: u32, k: u32) -> {acc_t} {{
+    if i >= p[0] || k >= p[2] {{ return {zero}; }}
+    return {acc_t}(ld_lhs(bitcast<u32>(lb + bitcast<i32>(i) * bitcast<i32>(p[8]) + bitcast<i32>(k) * bitcast<i32>(p[9]))));
+}}
+
+fn rhs_at(rb: i32, k: u32, j: u32) -> {acc_t} {{
+    if j >= p[1] || k >= p[2] {{ return {zero}; }}
+    return {acc_t}(ld_rhs(bitcast<u32>(rb + bitcast<i32>(k) * bitcast<i32>(p[10]) + bitcast<i32>(j) * bitcast<i32>(p[11]))));
+}}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {{
@@ -189,96 +202,114 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let N = p[1];
     let K = p[2];
     let group = wg.y * nwg.x + wg.x;
-    let tn = (N + 63u) / 64u;
-    let per_batch = ((M + 63u) / 64u) * tn;
+    let tn = (N + 127u) / 128u;
+    let per_batch = ((M + 127u) / 128u) * tn;
     if group >= per_batch * p[3] {{ return; }}
     let b = group / per_batch;
     let t = group % per_batch;
-    let row0 = (t / tn) * 64u;
-    let col0 = (t % tn) * 64u;
+    let row0 = (t / tn) * 128u;
+    let col0 = (t % tn) * 128u;
     let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
     let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
-    let l_ms = bitcast<i32>(p[8]);
-    let l_ks = bitcast<i32>(p[9]);
-    let r_ks = bitcast<i32>(p[10]);
-    let r_ns = bitcast<i32>(p[11]);
     let tx = lid % 16u;
     let ty = lid / 16u;
-    var acc: array<{acc_t}, 16>;
-    for (var q = 0u; q < 16u; q++) {{ acc[q] = {zero}; }}
-    for (var k0 = 0u; k0 < K; k0 += 16u) {{
-        for (var q = 0u; q < 4u; q++) {{
-            let e = lid + q * 256u;
 "
     );
+    for r in 0..8 {
+        for h in 0..2 {
+            s += &format!("    var c{r}{h} = vec4<{acc_t}>({zero});\n");
+        }
+    }
+    s += "    for (var k0 = 0u; k0 < K; k0 += 8u) {\n";
     // Staging: consecutive threads walk the operand's contiguous axis.
     s += if a_k_contiguous {
-        "            let ai = e / 16u;\n            let ak = e % 16u;\n"
-    } else {
-        "            let ak = e / 64u;\n            let ai = e % 64u;\n"
-    };
-    s += &format!(
-        "            var av: {acc_t} = {zero};
-            if row0 + ai < M && k0 + ak < K {{
-                av = {acc_t}(ld_lhs(bitcast<u32>(lb + bitcast<i32>(row0 + ai) * l_ms + bitcast<i32>(k0 + ak) * l_ks)));
-            }}
-            As[ak * 64u + ai] = av;
+        "        {
+            let row = lid / 2u;
+            let kq = (lid % 2u) * 4u;
+            for (var j = 0u; j < 4u; j++) {
+                As[(kq + j) * 32u + row / 4u][row % 4u] = lhs_at(lb, row0 + row, k0 + kq + j);
+            }
+        }
 "
-    );
-    s += if b_n_contiguous {
-        "            let bk = e / 64u;\n            let bj = e % 64u;\n"
     } else {
-        "            let bj = e / 16u;\n            let bk = e % 16u;\n"
+        "        {
+            let k = lid / 32u;
+            let q = (lid % 32u) * 4u;
+            As[k * 32u + lid % 32u] = vec4(lhs_at(lb, row0 + q, k0 + k), lhs_at(lb, row0 + q + 1u, k0 + k),
+                lhs_at(lb, row0 + q + 2u, k0 + k), lhs_at(lb, row0 + q + 3u, k0 + k));
+        }
+"
     };
-    s += &format!(
-        "            var bv: {acc_t} = {zero};
-            if col0 + bj < N && k0 + bk < K {{
-                bv = {acc_t}(ld_rhs(bitcast<u32>(rb + bitcast<i32>(k0 + bk) * r_ks + bitcast<i32>(col0 + bj) * r_ns)));
-            }}
-            Bs[bk * 64u + bj] = bv;
-        }}
-        workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {{
-            var a: array<{acc_t}, 4>;
-            var bb: array<{acc_t}, 4>;
-            for (var r = 0u; r < 4u; r++) {{ a[r] = As[kk * 64u + ty + 16u * r]; }}
-            for (var c = 0u; c < 4u; c++) {{ bb[c] = Bs[kk * 64u + tx + 16u * c]; }}
-            for (var r = 0u; r < 4u; r++) {{
-                for (var c = 0u; c < 4u; c++) {{
-                    acc[r * 4u + c] = {};
-                }}
-            }}
-        }}
-        workgroupBarrier();
-    }}
-    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);
-    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);
-    for (var r = 0u; r < 4u; r++) {{
-        let i = row0 + ty + 16u * r;
-        for (var c = 0u; c < 4u; c++) {{
-            let j = col0 + tx + 16u * c;
-            if i < M && j < N {{
-                let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));
-                var v = acc[r * 4u + c];
-",
-        if int { "acc[r * 4u + c] + a[r] * bb[c]" } else { "fma(a[r], bb[c], acc[r * 4u + c])" }
-    );
+    s += if b_n_contiguous {
+        "        {
+            let k = lid / 32u;
+            let q = (lid % 32u) * 4u;
+            Bs[k * 32u + lid % 32u] = vec4(rhs_at(rb, k0 + k, col0 + q), rhs_at(rb, k0 + k, col0 + q + 1u),
+                rhs_at(rb, k0 + k, col0 + q + 2u), rhs_at(rb, k0 + k, col0 + q + 3u));
+        }
+"
+    } else {
+        "        {
+            let col = lid / 2u;
+            let kq = (lid % 2u) * 4u;
+            for (var j = 0u; j < 4u; j++) {
+                Bs[(kq + j) * 32u + col / 4u][col % 4u] = rhs_at(rb, k0 + kq + j, col0 + col);
+            }
+        }
+"
+    };
+    s += "        workgroupBarrier();\n        for (var kk = 0u; kk < 8u; kk++) {\n";
+    s += "            let a0 = As[kk * 32u + ty];\n            let a1 = As[kk * 32u + 16u + ty];\n";
+    s += "            let b0 = Bs[kk * 32u + tx];\n            let b1 = Bs[kk * 32u + 16u + tx];\n";
+    for r in 0..8 {
+        let a = format!("a{}[{}]", r / 4, r % 4);
+        for h in 0..2 {
+            s += &if int {
+                format!("            c{r}{h} = c{r}{h} + vec4({a}) * b{h};\n")
+            } else {
+                format!("            c{r}{h} = fma(vec4({a}), b{h}, c{r}{h});\n")
+            };
+        }
+    }
+    s += "        }\n        workgroupBarrier();\n    }\n";
+    s += "    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);\n";
+    s += "    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);\n";
+    // Thread (tx, ty) holds rows ty*4 + 0..4 and 64 + ty*4 + 0..4, columns tx*4 + 0..4 and
+    // 64 + tx*4 + 0..4 of the tile.
+    s += &format!("    var acc: array<vec4<{acc_t}>, 16>;\n");
+    for r in 0..8 {
+        for h in 0..2 {
+            s += &format!("    acc[{}] = c{r}{h};\n", r * 2 + h);
+        }
+    }
+    s += "    for (var r = 0u; r < 8u; r++) {
+        let i = row0 + select(ty * 4u + r, 64u + ty * 4u + r - 4u, r >= 4u);
+        for (var h = 0u; h < 2u; h++) {
+            for (var c = 0u; c < 4u; c++) {
+                let j = col0 + h * 64u + tx * 4u + c;
+                if i < M && j < N {
+                    let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));
+                    var v = acc[r * 2u + h][c];
+";
     if accumulate {
         let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
         s += &if direct {
-            format!("                v = v + ld_out({o});\n")
+            format!("                    v = v + ld_out({o});\n")
         } else {
-            format!("                v = v + {acc_t}(ld_cin({o}));\n")
+            format!("                    v = v + {acc_t}(ld_cin({o}));\n")
         };
     }
     if bias.is_some() {
         s += &format!(
-            "                v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
+            "                    v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
         );
     }
     if act != strata_core::kernel::Activation::None {
-        s += &format!("                v = {};\n", wgsl::activation(act));
+        s += &format!("                    v = {};\n", wgsl::activation(act));
     }
-    s += &format!("                out[d] = {};\n            }}\n        }}\n    }}\n}}\n", wgsl::encode(dest_t, "v"));
+    s += &format!(
+        "                    out[d] = {};\n                }}\n            }}\n        }}\n    }}\n}}\n",
+        wgsl::encode(dest_t, "v")
+    );
     s
 }

@@ -149,24 +149,95 @@ pub(crate) fn reduce(
     let sp = split(x.layout, &axes);
     let count: usize = sp.red_shape.iter().map(|&n| n as usize).product();
     let red = reduction(op, x.dtype);
-    let (acc, ident) = (red.acc, &red.ident);
     let arg = op.is_index();
-    let sd = if arg { DType::U32 } else { scratch_type(acc) };
-    let direct = out.layout.is_contiguous() && out.dtype == sd;
-    let serial = count < SERIAL_BELOW;
-    let key = format!("reduce {} {} {}", op.name(), x.dtype, if serial { "serial" } else { "group" });
-    let kernel = gpu.kernel(&key, 1, 1, || {
-        let acc_t = acc.name();
-        let mut s = String::from(
-            "@group(0) @binding(0) var<storage, read> p: array<u32>;
+    let sd = if arg { DType::U32 } else { scratch_type(red.acc) };
+    // A workgroup per output when the reduced elements are adjacent in memory (its threads
+    // read them together); a thread per output when the kept ones are (neighbouring threads
+    // read neighbouring outputs' elements), or when each output has only a few elements.
+    let innermost =
+        (0..x.layout.ndim()).filter(|&d| x.layout.shape()[d] > 1).min_by_key(|&d| x.layout.strides()[d].unsigned_abs());
+    let reduced_inner = innermost.is_none_or(|d| axes.contains(&d));
+    let serial = count < SERIAL_BELOW || !reduced_inner;
+    // Few outputs with many elements each: split each output's elements into chunks reduced
+    // in parallel, then reduce the partial results (not for the arg reductions, whose partial
+    // results would need their indices).
+    let chunks = if arg {
+        1
+    } else if serial {
+        (count / 256).clamp(1, (1usize << 17).div_ceil(outputs))
+    } else {
+        (count / 4096).clamp(1, 2048usize.div_ceil(outputs))
+    };
+    let chunk = count.div_ceil(chunks);
+    let single = sp.red_shape.len() == 1;
+    let key = format!(
+        "reduce {} {} {} {}",
+        op.name(),
+        x.dtype,
+        if serial { "serial" } else { "group" },
+        if single { "single" } else { "walk" }
+    );
+    let kernel = gpu.kernel(&key, 1, 1, || reduce_source(op, x.dtype, serial, single))?;
+    let partial = chunks > 1;
+    let direct = !partial && out.layout.is_contiguous() && out.dtype == sd;
+    let scratch = if direct { None } else { Some(gpu.take(outputs * chunks * 4)?) };
+    let out_off = if direct { out.layout.offset() as u32 } else { 0 };
+    let mut p = vec![
+        outputs as u32,
+        count as u32,
+        sp.kept_shape.len() as u32,
+        sp.red_shape.len() as u32,
+        x.layout.offset() as u32,
+        out_off,
+        chunks as u32,
+        chunk as u32,
+    ];
+    p.extend(pad(&sp.kept_shape, 1));
+    p.extend(pad(&sp.kept_strides, 0).map(|v| v as u32));
+    p.extend(pad(&sp.red_shape, 1));
+    p.extend(pad(&sp.red_strides, 0).map(|v| v as u32));
+    let work = (outputs * chunks) as u64;
+    let groups = if serial { work.div_ceil(u64::from(WORKGROUP)) } else { work };
+    let Some(dest) = &scratch else {
+        return gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups);
+    };
+    gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[dest], groups)?;
+    if !partial {
+        let l = Layout::contiguous(out.layout.shape());
+        return map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, dest, &l))], out);
+    }
+    // The partial results: [outputs, chunks] from workgroups, [chunks, outputs] from threads.
+    let (pl, axis) =
+        if serial { (Layout::contiguous(&[chunks, outputs]), 0) } else { (Layout::contiguous(&[outputs, chunks]), 1) };
+    let partials = TensorRef::new(sd, dest, &pl);
+    let flat = Layout::contiguous(&[outputs]);
+    if op.validate_types(sd, out.dtype).is_ok() && out.layout.is_contiguous() {
+        let whole = Layout::new(&[outputs], &[1], out.layout.offset())?;
+        return reduce(gpu, op, &[axis], partials, TensorMut::new(out.dtype, out.buffer, &whole));
+    }
+    let mut second = gpu.take(outputs * 4)?;
+    reduce(gpu, op, &[axis], partials, TensorMut::new(sd, &mut second, &flat))?;
+    let l = Layout::contiguous(out.layout.shape());
+    map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, &second, &l))], out)
+}
+
+/// The reduction kernel. p: `[outputs, count, n_kept, n_red, x_off, out_off, chunks,
+/// chunk, kept_shape[8], kept_strides[8], red_shape[8], red_strides[8]]`. Workgroup `g` (or
+/// thread `g` when `serial`) reduces chunk `c` of output `o` and writes result `g`, where a
+/// workgroup's `(o, c)` is `(g / chunks, g % chunks)` and a thread's `(g % outputs, g /
+/// outputs)`, so that neighbouring threads take neighbouring outputs.
+fn reduce_source(op: ReduceOp, t: DType, serial: bool, single: bool) -> String {
+    let red = reduction(op, t);
+    let arg = op.is_index();
+    let acc_t = red.acc.name();
+    let mut s = String::from(
+        "@group(0) @binding(0) var<storage, read> p: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 ",
-        );
-        s += &wgsl::loader("x", x.dtype);
-        // p: [outputs, count, n_kept, n_red, x_off, out_off, 0, 0, kept_shape[8],
-        //     kept_strides[8], red_shape[8], red_strides[8]]
-        s += "fn walk(i: u32, shape: u32, strides: u32, nd: u32) -> i32 {
+    );
+    s += &wgsl::loader("x", t);
+    s += "fn walk(i: u32, shape: u32, strides: u32, nd: u32) -> i32 {
     var rem = i;
     var at = 0;
     for (var d = nd; d > 0u; d--) {
@@ -177,68 +248,58 @@ pub(crate) fn reduce(
     return at;
 }
 ";
-        if arg {
-            s += &beats(op, x.dtype);
-        } else {
-            let xt = Ct::of(x.dtype).name();
-            s += &format!("fn combine(a: {acc_t}, v: {xt}) -> {acc_t} {{\n    return {};\n}}\n", red.combine);
-            s += &format!("fn merge(a: {acc_t}, b: {acc_t}) -> {acc_t} {{\n    return {};\n}}\n", red.merge);
-        }
-        let load = |idx: &str| format!("let v = ld_x(bitcast<u32>(xb + walk({idx}, 24u, 32u, p[3])));\n");
-        let store = if arg { "out[p[5] + o] = ai;" } else { &*format!("out[p[5] + o] = {};", wgsl::encode(scratch_type(acc), "a")) };
-        if serial {
-            s += MAIN;
-            s += "    let o = gid;\n    if o >= p[0] { return; }\n    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
-            s += &format!("    var a: {acc_t} = {ident};\n    var ai = 0xffffffffu;\n");
-            s += "    for (var r = 0u; r < p[1]; r++) {\n        ";
-            s += &load("r");
-            s += if arg { "        if beats(a, ai, v, r) { a = v; ai = r; }\n" } else { "        a = combine(a, v);\n" };
-            s += &format!("    }}\n    {store}\n}}\n");
-        } else {
-            s += &format!("var<workgroup> sv: array<{acc_t}, 256>;\nvar<workgroup> si: array<u32, 256>;\n");
-            s += MAIN;
-            s += "    let o = group;\n    if o >= p[0] { return; }\n    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
-            s += &format!("    var a: {acc_t} = {ident};\n    var ai = 0xffffffffu;\n");
-            s += "    for (var r = lid; r < p[1]; r += 256u) {\n        ";
-            s += &load("r");
-            s += if arg { "        if beats(a, ai, v, r) { a = v; ai = r; }\n" } else { "        a = combine(a, v);\n" };
-            s += "    }\n    sv[lid] = a;\n    si[lid] = ai;\n    workgroupBarrier();\n";
-            s += "    for (var h = 128u; h > 0u; h >>= 1u) {\n        if lid < h {\n";
-            s += if arg {
-                "            if beats(sv[lid], si[lid], sv[lid + h], si[lid + h]) { sv[lid] = sv[lid + h]; si[lid] = si[lid + h]; }\n"
-            } else {
-                "            sv[lid] = merge(sv[lid], sv[lid + h]);\n"
-            };
-            s += "        }\n        workgroupBarrier();\n    }\n";
-            s += &format!("    if lid == 0u {{\n        let a = sv[0];\n        let ai = si[0];\n        {store}\n    }}\n}}\n");
-        }
-        s
-    })?;
-    let scratch = if direct { None } else { Some(gpu.take(outputs * 4)?) };
-    let out_off = if direct { out.layout.offset() as u32 } else { 0 };
-    let mut p = vec![
-        outputs as u32,
-        count as u32,
-        sp.kept_shape.len() as u32,
-        sp.red_shape.len() as u32,
-        x.layout.offset() as u32,
-        out_off,
-        0,
-        0,
-    ];
-    p.extend(pad(&sp.kept_shape, 1));
-    p.extend(pad(&sp.kept_strides, 0).map(|v| v as u32));
-    p.extend(pad(&sp.red_shape, 1));
-    p.extend(pad(&sp.red_strides, 0).map(|v| v as u32));
-    let groups = if serial { (outputs as u64).div_ceil(u64::from(WORKGROUP)) } else { outputs as u64 };
-    match &scratch {
-        None => gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups),
-        Some(dest) => {
-            gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[dest], groups)?;
-            let l = Layout::contiguous(out.layout.shape());
-            map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, dest, &l))], out)
-        }
+    s += if single {
+        "fn red_pos(xb: i32, r: u32) -> u32 {\n    return bitcast<u32>(xb + bitcast<i32>(r) * bitcast<i32>(p[32]));\n}\n"
+    } else {
+        "fn red_pos(xb: i32, r: u32) -> u32 {\n    return bitcast<u32>(xb + walk(r, 24u, 32u, p[3]));\n}\n"
+    };
+    if arg {
+        s += &beats(op, t);
+    } else {
+        let xt = Ct::of(t).name();
+        s += &format!("fn combine(a: {acc_t}, v: {xt}) -> {acc_t} {{\n    return {};\n}}\n", red.combine);
+        s += &format!("fn merge(a: {acc_t}, b: {acc_t}) -> {acc_t} {{\n    return {};\n}}\n", red.merge);
     }
+    let step = if arg {
+        "        let v = ld_x(red_pos(xb, r));\n        if beats(a, ai, v, r) { a = v; ai = r; }\n"
+    } else {
+        "        a = combine(a, ld_x(red_pos(xb, r)));\n"
+    };
+    let store = if arg {
+        "out[p[5] + g] = ai;".to_owned()
+    } else {
+        format!("out[p[5] + g] = {};", wgsl::encode(scratch_type(red.acc), "a"))
+    };
+    let (index, start, stride) = if serial {
+        ("    let g = gid;\n    let o = g % p[0];\n    let c = g / p[0];\n", "lo", "1u")
+    } else {
+        ("    let g = group;\n    let o = g / p[6];\n    let c = g % p[6];\n", "lo + lid", "256u")
+    };
+    if !serial {
+        s += &format!("var<workgroup> sv: array<{acc_t}, 256>;\nvar<workgroup> si: array<u32, 256>;\n");
+    }
+    s += MAIN;
+    s += index;
+    s += "    if o >= p[0] || c >= p[6] { return; }\n";
+    s += "    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
+    s += "    let lo = c * p[7];\n    let hi = min(p[1], lo + p[7]);\n";
+    s += &format!("    var a: {acc_t} = {};\n    var ai = 0xffffffffu;\n", red.ident);
+    s += &format!("    for (var r = {start}; r < hi; r += {stride}) {{\n{step}    }}\n");
+    if serial {
+        s += &format!("    {store}\n}}\n");
+        return s;
+    }
+    s += "    sv[lid] = a;\n    si[lid] = ai;\n    workgroupBarrier();\n";
+    s += "    for (var h = 128u; h > 0u; h >>= 1u) {\n        if lid < h {\n";
+    s += if arg {
+        "            if beats(sv[lid], si[lid], sv[lid + h], si[lid + h]) { sv[lid] = sv[lid + h]; si[lid] = si[lid + h]; }\n"
+    } else {
+        "            sv[lid] = merge(sv[lid], sv[lid + h]);\n"
+    };
+    s += "        }\n        workgroupBarrier();\n    }\n";
+    s +=
+        &format!("    if lid == 0u {{\n        let a = sv[0];\n        let ai = si[0];\n        {store}\n    }}\n}}\n");
+    s
 }
 
 pub(crate) fn scan(

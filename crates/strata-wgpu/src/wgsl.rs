@@ -101,6 +101,15 @@ pub(crate) fn loader(var: &str, t: DType) -> String {
     format!("fn ld_{var}(e: u32) -> {ct} {{\n    let w = {raw};\n    return {value};\n}}\n")
 }
 
+/// The expression of the 32-bit element `w` (a u32) as `t`'s compute type.
+pub(crate) fn decode32(t: DType, w: &str) -> String {
+    match t {
+        DType::F32 => format!("bitcast<f32>({w})"),
+        DType::I32 => format!("bitcast<i32>({w})"),
+        _ => w.to_owned(),
+    }
+}
+
 /// The expression turning `v` (of `t`'s compute type) into `t`'s bits, in the low bits of a u32.
 pub(crate) fn encode(t: DType, v: &str) -> String {
     match t {
@@ -264,7 +273,7 @@ pub(crate) fn binary(op: BinaryOp, t: DType) -> String {
             B::Sub => "a - b",
             B::Mul => "a * b",
             B::Div => "a / b",
-            B::FloorDiv => "floor(a / b)",
+            B::FloorDiv => "floordiv_f(a, b)",
             B::Remainder => "py_rem_f(a, b)",
             B::Pow => "pow_f(a, b)",
             B::Maximum => "nan_max(a, b)",

@@ -1,0 +1,232 @@
+//! The wgpu backend on the best adapter present, in one run: element-wise kernels, reductions
+//! and scans against the adapter's own buffer copy (achieved bandwidth, bytes read + written
+//! per second), and `matmul2d` against cuBLAS on the same card when CUDA is there too
+//! (TFLOP/s, with the results checked against each other first).
+//!
+//! `cargo run --release -p strata-wgpu --example bench` (`STRATA_WGPU_ADAPTER` picks another
+//! adapter). Timings are wall-clock over back-to-back runs ended by a wait, best of five, for
+//! both sides.
+
+use std::time::Instant;
+
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
+use half::f16;
+use strata_core::DType;
+use strata_core::kernel::{Backend, BinaryOp, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp};
+use strata_wgpu::{Wgpu, WgpuBuffer};
+
+/// Best of five timings of `reps` back-to-back runs, seconds per run.
+fn time<B: Backend>(gpu: &B, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    gpu.synchronize().unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        gpu.synchronize().unwrap();
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    best
+}
+
+type Case<'a> = (&'a str, usize, Box<dyn Fn(&mut WgpuBuffer) + 'a>);
+
+fn random(t: DType, n: usize, seed: &mut u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 4);
+    for _ in 0..n {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let v = (*seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        match t {
+            DType::F16 => out.extend(f16::from_f64(v).to_le_bytes()),
+            _ => out.extend((v as f32).to_le_bytes()),
+        }
+    }
+    out
+}
+
+fn decode(t: DType, b: &[u8]) -> Vec<f64> {
+    match t {
+        DType::F16 => b.chunks(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        _ => b.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+    }
+}
+
+fn bandwidth(gpu: &Wgpu) -> Result<(), strata_core::Error> {
+    let bytes = (1usize << 30).min(gpu.device().limits().max_storage_buffer_binding_size as usize / 4 * 4);
+    let n = bytes / 4;
+    let l = Layout::contiguous(&[n]);
+    let x = gpu.upload(&vec![0x3f; bytes])?;
+    let y = gpu.upload(&vec![0x40; bytes])?;
+    let mut out = gpu.alloc_output(bytes)?;
+    let gbs = |moved: usize, s: f64| moved as f64 / s / 1e9;
+    let buffer_copy = time(gpu, 20, || gpu.memcpy(&x, &out).unwrap());
+    // The yardstick: the card's copy bandwidth, from CUDA's device-to-device copy when CUDA is
+    // there (Vulkan's buffer copy may run on a copy engine), else the adapter's buffer copy.
+    let copy = match strata_cuda::Cuda::new(0) {
+        Ok(cuda) => {
+            let (cx, mut cy) = (cuda.alloc(bytes)?, cuda.alloc_output(bytes)?);
+            time(&cuda, 20, || cuda.memcpy(&cx, &mut cy).unwrap())
+        }
+        Err(_) => buffer_copy,
+    };
+    println!("{:<36} {:>9} {:>8}", format!("case ({} MiB f32)", bytes >> 20), "GB/s", "vs copy");
+    println!("{:<36} {:>9.0} {:>8.2}", "yardstick: device-to-device copy", gbs(2 * bytes, copy), 1.0);
+    println!("{:<36} {:>9.0} {:>8.2}", "wgpu copy_buffer_to_buffer", gbs(2 * bytes, buffer_copy), copy / buffer_copy);
+    let r = |b| TensorRef::new(DType::F32, b, &l);
+    let half_l = Layout::contiguous(&[n]);
+    let side = 1usize << n.trailing_zeros().div_ceil(2);
+    let (rows, cols) = (n / side, side);
+    let square = Layout::contiguous(&[rows, cols]);
+    let sq = |b| TensorRef::new(DType::F32, b, &square);
+    let per_row = Layout::contiguous(&[rows]);
+    let per_col = Layout::contiguous(&[cols]);
+    let scalar = Layout::contiguous(&[]);
+    let cases: Vec<Case> = vec![
+        ("copy kernel", 2 * bytes, Box::new(|o| gpu.copy(r(&x), TensorMut::new(DType::F32, o, &l)).unwrap())),
+        (
+            "unary neg",
+            2 * bytes,
+            Box::new(|o| gpu.unary(UnaryOp::Neg, r(&x), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "unary exp",
+            2 * bytes,
+            Box::new(|o| gpu.unary(UnaryOp::Exp, r(&x), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "binary add",
+            3 * bytes,
+            Box::new(|o| gpu.binary(BinaryOp::Add, r(&x), r(&y), TensorMut::new(DType::F32, o, &l)).unwrap()),
+        ),
+        (
+            "cast f32 -> f16",
+            bytes + bytes / 2,
+            Box::new(|o| gpu.cast(r(&x), TensorMut::new(DType::F16, o, &half_l)).unwrap()),
+        ),
+        (
+            "sum over rows (axis 1)",
+            bytes,
+            Box::new(|o| gpu.reduce(ReduceOp::Sum, &[1], sq(&x), TensorMut::new(DType::F32, o, &per_row)).unwrap()),
+        ),
+        (
+            "sum over columns (axis 0)",
+            bytes,
+            Box::new(|o| gpu.reduce(ReduceOp::Sum, &[0], sq(&x), TensorMut::new(DType::F32, o, &per_col)).unwrap()),
+        ),
+        (
+            "sum of everything",
+            bytes,
+            Box::new(|o| gpu.reduce(ReduceOp::Sum, &[0], r(&x), TensorMut::new(DType::F32, o, &scalar)).unwrap()),
+        ),
+        (
+            "cumsum along rows",
+            2 * bytes,
+            Box::new(|o| {
+                gpu.scan(ScanOp::Sum, 1, false, true, sq(&x), TensorMut::new(DType::F32, o, &square)).unwrap()
+            }),
+        ),
+    ];
+    for (name, moved, f) in &cases {
+        let s = time(gpu, 10, || f(&mut out));
+        println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
+    }
+    let tiny = Layout::contiguous(&[256]);
+    let s = time(gpu, 2000, || {
+        gpu.unary(UnaryOp::Neg, TensorRef::new(DType::F32, &x, &tiny), TensorMut::new(DType::F32, &mut out, &tiny))
+            .unwrap()
+    });
+    println!("{:<36} {:>9.2} µs", "dispatch, 1 KiB", s * 1e6);
+    Ok(())
+}
+
+/// cuBLAS `C = A·B` on row-major n × n operands (Cᵀ = Bᵀ·Aᵀ in its column-major terms).
+fn cublas(
+    blas: &CudaBlas,
+    t: DType,
+    n: usize,
+    a: &strata_cuda::CudaBuffer,
+    b: &strata_cuda::CudaBuffer,
+    c: &mut strata_cuda::CudaBuffer,
+) {
+    fn config<T>(n: usize, alpha: T, beta: T) -> GemmConfig<T> {
+        let n = n as i32;
+        let op = cublasOperation_t::CUBLAS_OP_N;
+        GemmConfig { transa: op, transb: op, m: n, n, k: n, alpha, lda: n, ldb: n, beta, ldc: n }
+    }
+    let len = n * n;
+    // SAFETY: each buffer holds n·n elements of the type it is viewed as.
+    unsafe {
+        if t == DType::F16 {
+            let (av, bv) =
+                (a.device_slice().transmute::<f16>(len).unwrap(), b.device_slice().transmute::<f16>(len).unwrap());
+            let mut cv = c.device_slice_mut().transmute_mut::<f16>(len).unwrap();
+            blas.gemm(config(n, f16::ONE, f16::ZERO), &bv, &av, &mut cv).unwrap();
+        } else {
+            let (av, bv) =
+                (a.device_slice().transmute::<f32>(len).unwrap(), b.device_slice().transmute::<f32>(len).unwrap());
+            let mut cv = c.device_slice_mut().transmute_mut::<f32>(len).unwrap();
+            blas.gemm(config(n, 1.0f32, 0.0f32), &bv, &av, &mut cv).unwrap();
+        }
+    }
+}
+
+fn gemm(gpu: &Wgpu) -> Result<(), strata_core::Error> {
+    let cuda = match strata_cuda::Cuda::new(0) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("matmul2d: no cuBLAS to compare with ({e})");
+            return Ok(());
+        }
+    };
+    let blas = CudaBlas::new(cuda.stream().clone()).expect("cuBLAS");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    println!("{:<9} {:>6} {:>10} {:>10} {:>7} {:>10}", "dtype", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff");
+    for (t, n) in [(DType::F32, 2048), (DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096)] {
+        let w = t.bits() as usize / 8;
+        let l = Layout::contiguous(&[n, n]);
+        let (ha, hb) = (random(t, n * n, &mut seed), random(t, n * n, &mut seed));
+        let (a, b) = (gpu.upload(&ha)?, gpu.upload(&hb)?);
+        let mut ours = gpu.upload(&vec![0xA5; n * n * w])?;
+        let (ca, cb) = (cuda.upload(&ha)?, cuda.upload(&hb)?);
+        let mut theirs = cuda.upload(&vec![0x5A; n * n * w])?;
+        let desc = Matmul2d::new(n, n, n);
+        let run = |c: &mut WgpuBuffer| {
+            gpu.matmul2d(&desc, TensorRef::new(t, &a, &l), TensorRef::new(t, &b, &l), None, TensorMut::new(t, c, &l))
+                .unwrap()
+        };
+        run(&mut ours);
+        cublas(&blas, t, n, &ca, &cb, &mut theirs);
+        let (mut x, mut y) = (vec![0u8; n * n * w], vec![0u8; n * n * w]);
+        gpu.download(&ours, &mut x)?;
+        cuda.download(&theirs, &mut y)?;
+        let (x, y) = (decode(t, &x), decode(t, &y));
+        let diff: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
+        let norm: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
+        let reps = if n >= 8192 { 3 } else { 10 };
+        let mine = time(gpu, reps, || run(&mut ours));
+        let peer = time(&cuda, reps, || cublas(&blas, t, n, &ca, &cb, &mut theirs));
+        let flops = 2.0 * (n as f64).powi(3);
+        println!(
+            "{:<9} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>10.1e}",
+            t.to_string(),
+            n,
+            flops / mine / 1e12,
+            flops / peer / 1e12,
+            peer / mine,
+            diff / norm
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), strata_core::Error> {
+    let gpu = Wgpu::new()?;
+    let info = gpu.adapter_info();
+    println!("adapter: {} ({:?}, {:?}, driver {})", info.name, info.device_type, info.backend, info.driver_info);
+    bandwidth(&gpu)?;
+    gemm(&gpu)
+}
