@@ -44,6 +44,7 @@ mod index;
 mod matmul;
 mod pool;
 mod reduce;
+mod timing;
 mod wgsl;
 
 use std::collections::HashMap;
@@ -125,6 +126,7 @@ impl Options {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     passes: u32,
+    timing: timing::Timing,
 }
 
 /// A compiled kernel and the layout of its bindings.
@@ -137,7 +139,7 @@ pub(crate) struct Kernel {
 
 /// Dispatches recorded before the encoder is submitted: enough to keep the GPU busy while the
 /// host records more, few enough that a long program does not hold every buffer alive.
-const PASSES_PER_SUBMIT: u32 = 64;
+pub(crate) const PASSES_PER_SUBMIT: u32 = 64;
 
 /// Threads per workgroup in every kernel (a multiple of every subgroup size in use).
 pub(crate) const WORKGROUP: u32 = 256;
@@ -155,6 +157,9 @@ pub struct Wgpu {
     error: Arc<Mutex<Option<String>>>,
     /// Whether kernels keep wgpu's bounds checks (`STRATA_WGPU_CHECKED=1`).
     checked: bool,
+    /// Whether the device writes timestamps in compute passes, and whether they are asked for.
+    timestamps: bool,
+    kernel_timing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -203,9 +208,10 @@ impl Wgpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("strata"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -228,11 +234,13 @@ impl Wgpu {
             queue,
             info,
             limits,
-            pending: Arc::new(Mutex::new(Pending { encoder: None, passes: 0 })),
+            pending: Arc::new(Mutex::new(Pending { encoder: None, passes: 0, timing: timing::Timing::default() })),
             kernels: Arc::default(),
             pool,
             error,
             checked: std::env::var("STRATA_WGPU_CHECKED").is_ok_and(|v| v == "1"),
+            timestamps: !features.is_empty(),
+            kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }
 
@@ -256,7 +264,7 @@ impl Wgpu {
     /// a multiple of 4): the bandwidth yardstick the element-wise kernels are measured against.
     pub fn memcpy(&self, src: &WgpuBuffer, dst: &WgpuBuffer) -> Result<()> {
         let n = (src.bytes.min(dst.bytes) / 4 * 4) as u64;
-        self.record(|enc| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, n));
+        self.record(|enc, _| enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, n));
         self.check("memcpy")
     }
 
@@ -288,28 +296,47 @@ impl Wgpu {
         v
     }
 
+    /// Records kernel times on the GPU clock into the flight recorder (off by default, or on
+    /// with `STRATA_TRACE_GPU=on`), where the adapter has timestamp queries.
+    pub fn set_kernel_timing(&self, on: bool) {
+        self.kernel_timing.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this adapter can time kernels ([`set_kernel_timing`](Self::set_kernel_timing)).
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
+    }
+
     /// Records `f` into the pending command encoder, submitting it every few passes.
-    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        let mut p = lock(&self.pending);
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder, &mut timing::Timing)) {
+        let mut guard = lock(&self.pending);
+        let p = &mut *guard;
         let enc = p.encoder.get_or_insert_with(|| {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("strata") })
         });
-        f(enc);
+        f(enc, &mut p.timing);
         p.passes += 1;
         if p.passes >= PASSES_PER_SUBMIT {
-            let enc = p.encoder.take().expect("just inserted");
-            p.passes = 0;
-            self.queue.submit([enc.finish()]);
+            Self::submit_locked(&self.queue, p);
+        }
+    }
+
+    fn submit_locked(queue: &wgpu::Queue, p: &mut Pending) {
+        p.passes = 0;
+        if let Some(mut enc) = p.encoder.take() {
+            p.timing.close(&mut enc);
+            queue.submit([enc.finish()]);
         }
     }
 
     /// Submits everything recorded so far.
     fn submit(&self) {
-        let mut p = lock(&self.pending);
-        p.passes = 0;
-        if let Some(enc) = p.encoder.take() {
-            self.queue.submit([enc.finish()]);
-        }
+        Self::submit_locked(&self.queue, &mut lock(&self.pending));
+    }
+
+    /// After a wait: the kernel times of everything submitted, to the flight recorder.
+    fn collect_times(&self) {
+        lock(&self.pending).timing.collect(&self.device, self.queue.get_timestamp_period());
     }
 
     /// The kernel `key`, compiled from the prelude and `source()` on first use. A shader the
@@ -422,9 +449,11 @@ impl Wgpu {
             layout: &kernel.layout,
             entries: &entries,
         });
-        self.record(|enc| {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(name), timestamp_writes: None });
+        let timed =
+            self.timestamps && strata_trace::enabled() && self.kernel_timing.load(std::sync::atomic::Ordering::Relaxed);
+        self.record(|enc, timing| {
+            let timestamp_writes = if timed { timing.writes(&self.device, name) } else { None };
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(name), timestamp_writes });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(x as u32, y as u32, 1);
@@ -464,7 +493,7 @@ impl Backend for Wgpu {
 
     fn alloc(&self, bytes: usize) -> Result<WgpuBuffer> {
         let b = self.take(bytes)?;
-        self.record(|enc| enc.clear_buffer(b.raw(), 0, None));
+        self.record(|enc, _| enc.clear_buffer(b.raw(), 0, None));
         self.check("alloc")?;
         Ok(b)
     }
@@ -501,7 +530,7 @@ impl Backend for Wgpu {
             }
         }
         staging.unmap();
-        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, b.raw(), 0, padded as u64));
+        self.record(|enc, _| enc.copy_buffer_to_buffer(&staging, 0, b.raw(), 0, padded as u64));
         self.check("upload")?;
         Ok(b)
     }
@@ -520,7 +549,7 @@ impl Backend for Wgpu {
             usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
             mapped_at_creation: false,
         });
-        self.record(|enc| enc.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, padded));
+        self.record(|enc, _| enc.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, padded));
         self.submit();
         let start = strata_trace::now_ns();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -540,6 +569,7 @@ impl Backend for Wgpu {
         );
         staging.unmap();
         strata_trace::complete_span("wgpu wait", start, strata_trace::now_ns());
+        self.collect_times();
         Ok(())
     }
 
@@ -548,6 +578,7 @@ impl Backend for Wgpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| err("synchronize", format!("waiting for the GPU: {e}")))?;
+        self.collect_times();
         self.check("synchronize")
     }
 

@@ -355,8 +355,14 @@ pub(crate) fn scan(
     };
     let sd = scratch_type(ct);
     let direct = out.dtype == sd;
-    let key = format!("scan {} {} {reverse} {inclusive}", op.name(), x.dtype);
+    let len = x.layout.shape().get(axis).copied().unwrap_or(1);
+    let lanes = n / len.max(1);
+    // Long lanes, not too many of them: a workgroup per lane, scanning tiles of 256 with a
+    // carried prefix; otherwise a thread per lane walking it.
+    let block = len >= 128 && lanes < (1 << 16);
+    let key = format!("scan {} {} {reverse} {inclusive} {block}", op.name(), x.dtype);
     let kernel = gpu.kernel(&key, 1, 1, || {
+        let ctn = ct.name();
         let mut s = String::from(
             "@group(0) @binding(0) var<storage, read> p: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<u32>;
@@ -364,38 +370,86 @@ pub(crate) fn scan(
 ",
         );
         s += &wgsl::loader("x", x.dtype);
+        s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
+        if block {
+            s += &format!("var<workgroup> sv: array<{ctn}, 256>;\n");
+        }
         // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
         //     out_strides[8]] (the lanes: the layout without the scanned axis)
         s += MAIN;
-        s += "    if gid >= p[0] { return; }
-    var rem = gid;
+        s += &format!(
+            "    let lane = {};
+    if lane >= p[0] {{ return; }}
+    var rem = lane;
     var xb = bitcast<i32>(p[4]);
     var ob = bitcast<i32>(p[5]);
-    for (var d = p[6]; d > 0u; d--) {
+    for (var d = p[6]; d > 0u; d--) {{
         let n = p[7u + d];
         let i = bitcast<i32>(rem % n);
         rem = rem / n;
         xb += i * bitcast<i32>(p[15u + d]);
         ob += i * bitcast<i32>(p[23u + d]);
-    }
+    }}
     let len = p[1];
-";
-        s += &format!("    var a: {} = {ident};\n", ct.name());
-        s += "    for (var step = 0u; step < len; step++) {\n";
-        s += if reverse {
-            "        let i = bitcast<i32>(len - 1u - step);\n"
+",
+            if block { "group" } else { "gid" }
+        );
+        let index = if reverse { "len - 1u - step" } else { "step" };
+        let store = |v: &str| format!("out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};", wgsl::encode(sd, v));
+        let chosen = if inclusive { "after" } else { "before" };
+        if block {
+            s += &format!(
+                "    var carry: {ctn} = {ident};
+    for (var t0 = 0u; t0 < len; t0 += 256u) {{
+        let step = t0 + lid;
+        let i = bitcast<i32>({index});
+        var v: {ctn} = {ident};
+        if step < len {{
+            v = ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2])));
+        }}
+        sv[lid] = v;
+        workgroupBarrier();
+        for (var off = 1u; off < 256u; off <<= 1u) {{
+            var t = sv[lid];
+            if lid >= off {{
+                t = f(sv[lid - off], t);
+            }}
+            workgroupBarrier();
+            sv[lid] = t;
+            workgroupBarrier();
+        }}
+        var before = carry;
+        if lid > 0u {{
+            before = f(carry, sv[lid - 1u]);
+        }}
+        let after = f(carry, sv[lid]);
+        if step < len {{
+            {}
+        }}
+        carry = f(carry, sv[255]);
+        workgroupBarrier();
+    }}
+}}
+",
+                store(chosen)
+            );
         } else {
-            "        let i = bitcast<i32>(step);\n"
-        };
-        s += "        let v = ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2])));\n        let before = a;\n";
-        s += &format!("        a = {f};\n");
-        let v = if inclusive { "a" } else { "before" };
-        s +=
-            &format!("        out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};\n    }}\n}}\n", wgsl::encode(sd, v));
+            s += &format!(
+                "    var a: {ctn} = {ident};
+    for (var step = 0u; step < len; step++) {{
+        let i = bitcast<i32>({index});
+        let before = a;
+        a = f(a, ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2]))));
+        let after = a;
+        {}
+    }}
+}}
+",
+                store(chosen)
+            );
+        }
         s
     })?;
-    let len = x.layout.shape().get(axis).copied().unwrap_or(1);
-    let lanes = n / len.max(1);
     let lane = |l: &Layout| -> (Vec<u32>, Vec<i32>, i32) {
         let mut shape: Vec<u32> = l.shape().iter().map(|&s| s as u32).collect();
         let mut strides: Vec<i32> = l.strides().iter().map(|&s| s as i32).collect();
@@ -423,7 +477,7 @@ pub(crate) fn scan(
     p.extend(pad(&shape, 1));
     p.extend(pad(&xs, 0).map(|v| v as u32));
     p.extend(pad(&os, 0).map(|v| v as u32));
-    let groups = (lanes as u64).div_ceil(u64::from(WORKGROUP));
+    let groups = if block { lanes as u64 } else { (lanes as u64).div_ceil(u64::from(WORKGROUP)) };
     if direct {
         return gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups);
     }

@@ -99,3 +99,49 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     assert!(sources.len() > 300, "the suite compiled only {} kernels", sources.len());
     assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn kernel_times_reach_the_flight_recorder() {
+    use strata_core::DType;
+    use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};
+    use strata_trace::{ProcessFilter, RecordKind, SegmentKind, Store};
+    let Some(gpu) = gpu() else { return };
+    if !gpu.has_timestamps() {
+        eprintln!("not run: the adapter has no timestamp queries");
+        return;
+    }
+    let _alone = suite::EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(strata_trace::enabled(), "the recorder is on unless STRATA_TRACE=off");
+    gpu.set_kernel_timing(true);
+    let n = 1 << 18;
+    let l = Layout::contiguous(&[n]);
+    let x = gpu.upload(&vec![0x3f; n * 4]).unwrap();
+    let mut y = gpu.alloc_output(n * 4).unwrap();
+    let before = strata_trace::now_ns();
+    // More than one submission's worth, so that batches are resolved and read in turn.
+    for _ in 0..100 {
+        gpu.unary(UnaryOp::Log1p, TensorRef::new(DType::F32, &x, &l), TensorMut::new(DType::F32, &mut y, &l)).unwrap();
+    }
+    gpu.synchronize().unwrap();
+    gpu.set_kernel_timing(false);
+    let after = strata_trace::now_ns();
+    strata_trace::flush().unwrap();
+    let store = Store::new(strata_trace::config().unwrap().dir);
+    let filter = ProcessFilter::Pid(std::process::id());
+    let trace = store.load(SegmentKind::Detail, None, &filter, &mut |_, _| {}, &mut |_| {}).unwrap();
+    let kernels: Vec<(u64, u64)> = trace
+        .processes
+        .iter()
+        .flat_map(|p| &p.records)
+        .filter_map(|r| match &r.kind {
+            RecordKind::Gpu { name, dur } if &**name == "log1p" => Some((r.ts, *dur)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kernels.len(), 100, "one GPU record per dispatch");
+    for (i, &(t, dur)) in kernels.iter().enumerate() {
+        assert!(dur > 0 && dur < 10_000_000_000, "kernel {i}: {dur} ns");
+        assert!(t + 1_000_000 >= before && t <= after + 1_000_000, "kernel {i} at {t}, window {before}..{after}");
+    }
+    eprintln!("GPU kernel times: first {} ns, last {} ns", kernels[0].1, kernels[99].1);
+}
