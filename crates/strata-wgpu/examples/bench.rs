@@ -185,7 +185,7 @@ fn gemm(gpu: &Wgpu) -> Result<(), strata_core::Error> {
     let blas = CudaBlas::new(cuda.stream().clone()).expect("cuBLAS");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     println!("{:<9} {:>6} {:>10} {:>10} {:>7} {:>10}", "dtype", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff");
-    for (t, n) in [(DType::F32, 2048), (DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096)] {
+    for (t, n) in [(DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096), (DType::F16, 8192)] {
         let w = t.bits() as usize / 8;
         let l = Layout::contiguous(&[n, n]);
         let (ha, hb) = (random(t, n * n, &mut seed), random(t, n * n, &mut seed));
@@ -226,7 +226,14 @@ fn gemm(gpu: &Wgpu) -> Result<(), strata_core::Error> {
 fn main() -> Result<(), strata_core::Error> {
     let gpu = Wgpu::new()?;
     let info = gpu.adapter_info();
-    println!("adapter: {} ({:?}, {:?}, driver {})", info.name, info.device_type, info.backend, info.driver_info);
+    println!(
+        "adapter: {} ({:?}, {:?}, driver {}); cooperative matrices: {}",
+        info.name,
+        info.device_type,
+        info.backend,
+        info.driver_info,
+        gpu.has_coop()
+    );
     bandwidth(&gpu)?;
     gemm(&gpu)
 }

@@ -39,6 +39,7 @@
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
+mod coop;
 mod elementwise;
 mod index;
 mod matmul;
@@ -133,7 +134,7 @@ struct Pending {
 pub(crate) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    /// The generated WGSL after the prelude.
+    /// The generated WGSL, without the prelude.
     source: String,
 }
 
@@ -160,6 +161,8 @@ pub struct Wgpu {
     /// Whether the device writes timestamps in compute passes, and whether they are asked for.
     timestamps: bool,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether f16 products run on cooperative matrices (`coop.rs`).
+    coop: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,12 +211,23 @@ impl Wgpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let coop = coop::supported(&adapter);
+        let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("strata"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            // SAFETY: the experimental feature asked for is cooperative matrices, used by one
+            // kernel (`coop.rs`) in the way wgpu's own tests use it, and only when
+            // `STRATA_WGPU_COOP=1` asks for it.
+            experimental_features: if coop {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -239,7 +253,8 @@ impl Wgpu {
             pool,
             error,
             checked: std::env::var("STRATA_WGPU_CHECKED").is_ok_and(|v| v == "1"),
-            timestamps: !features.is_empty(),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            coop,
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }
@@ -291,7 +306,7 @@ impl Wgpu {
     /// validate and translate to MSL, HLSL and SPIR-V with naga.
     pub fn kernel_sources(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> =
-            lock(&self.kernels).iter().map(|(k, v)| (k.clone(), format!("{PRELUDE}\n{}", v.source))).collect();
+            lock(&self.kernels).iter().map(|(k, v)| (k.clone(), module_code(&v.source))).collect();
         v.sort();
         v
     }
@@ -300,6 +315,11 @@ impl Wgpu {
     /// with `STRATA_TRACE_GPU=on`), where the adapter has timestamp queries.
     pub fn set_kernel_timing(&self, on: bool) {
         self.kernel_timing.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether f16 `matmul2d` runs on the adapter's cooperative matrices.
+    pub fn has_coop(&self) -> bool {
+        self.coop
     }
 
     /// Whether this adapter can time kernels ([`set_kernel_timing`](Self::set_kernel_timing)).
@@ -352,7 +372,7 @@ impl Wgpu {
             return Ok(k.clone());
         }
         let source = source();
-        let code = format!("{PRELUDE}\n{source}");
+        let code = module_code(&source);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(code.into()) };
         let module = if self.checked {
@@ -470,6 +490,13 @@ impl Wgpu {
         let buffer = self.pool.take(bytes)?;
         Ok(WgpuBuffer { buffer: Some(buffer), bytes, pool: self.pool.clone() })
     }
+}
+
+/// The whole module of a generated kernel: its `enable` directives (which must open a module),
+/// the prelude, then the rest.
+pub(crate) fn module_code(source: &str) -> String {
+    let (enables, body): (Vec<&str>, Vec<&str>) = source.lines().partition(|l| l.starts_with("enable "));
+    format!("{}\n{PRELUDE}\n{}", enables.join("\n"), body.join("\n"))
 }
 
 /// The element types the wgpu kernels handle: every type up to 32 bits.

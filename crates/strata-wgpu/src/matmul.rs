@@ -14,10 +14,16 @@ use crate::wgsl::{self, Ct};
 use crate::{Wgpu, WgpuBuffer, err};
 
 const TILE: usize = 128;
-const MAX_BATCH_DIMS: usize = 6;
+pub(crate) const MAX_BATCH_DIMS: usize = 6;
 
 /// The stride of the last two axes of `l`: `(rows, columns)`.
-fn last2(l: &Layout) -> (i32, i32) {
+/// The strides of `l`'s first `batch` axes, padded to [`MAX_BATCH_DIMS`] with zeros.
+pub(crate) fn batch_strides(l: &Layout, batch: usize) -> Vec<u32> {
+    let s = l.strides();
+    (0..MAX_BATCH_DIMS).map(|d| if d < batch { s[d] as i32 as u32 } else { 0 }).collect()
+}
+
+pub(crate) fn last2(l: &Layout) -> (i32, i32) {
     let s = l.strides();
     (s[s.len() - 2] as i32, s[s.len() - 1] as i32)
 }
@@ -28,7 +34,7 @@ pub(crate) fn matmul2d(
     left: TensorRef<'_, WgpuBuffer>,
     right: TensorRef<'_, WgpuBuffer>,
     bias: Option<TensorRef<'_, WgpuBuffer>>,
-    out: TensorMut<'_, WgpuBuffer>,
+    mut out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
     const OP: &str = "matmul2d";
     desc.validate_call(&left, &right, bias.as_ref(), &out)?;
@@ -46,6 +52,9 @@ pub(crate) fn matmul2d(
     let batch: usize = batch_shape.iter().product();
     if m == 0 || n == 0 || batch == 0 {
         return Ok(());
+    }
+    if let Some(done) = crate::coop::try_matmul(gpu, desc, &left, &right, bias.as_ref(), &mut out) {
+        return done;
     }
     // Strides of (m, k) in the left operand and of (k, n) in the right one.
     let (lr, lc) = last2(left.layout);
@@ -81,12 +90,7 @@ pub(crate) fn matmul2d(
             int,
         )
     })?;
-    let dims = |l: &Layout| -> Vec<u32> {
-        let s = l.strides();
-        (0..MAX_BATCH_DIMS)
-            .map(|d| s.get(d).filter(|_| d < batch_shape.len()).map_or(0, |&v| v as i32 as u32))
-            .collect()
-    };
+    let dims = |l: &Layout| batch_strides(l, batch_shape.len());
     let scratch_layout = Layout::contiguous(out.layout.shape());
     let dest_layout = if direct { out.layout } else { &scratch_layout };
     let (d_ms, d_ns) = last2(dest_layout);

@@ -66,15 +66,25 @@ fn translate(code: &str) -> Result<(), String> {
     use naga::back::{hlsl, msl, spv};
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let module = naga::front::wgsl::parse_str(code).map_err(|e| format!("parse: {}", e.emit_to_string(code)))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    // The cooperative-matrix kernels (on adapters that have them) need their capabilities and
+    // MSL 2.3 (simdgroup matrices); naga has no HLSL for them (DX12 takes the SIMT kernel).
+    let coop = code.contains("enable wgpu_cooperative_matrix;");
+    let caps = if coop {
+        Capabilities::default() | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16
+    } else {
+        Capabilities::default()
+    };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| format!("validate: {}", e.emit_to_string(code)))?;
-    msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-        .map_err(|e| format!("MSL: {e}"))?;
-    let mut out = String::new();
-    hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
-        .write(&module, &info, None)
-        .map_err(|e| format!("HLSL: {e}"))?;
+    let options = msl::Options { lang_version: if coop { (2, 3) } else { (1, 0) }, ..msl::Options::default() };
+    msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).map_err(|e| format!("MSL: {e}"))?;
+    if !coop {
+        let mut out = String::new();
+        hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+            .write(&module, &info, None)
+            .map_err(|e| format!("HLSL: {e}"))?;
+    }
     spv::write_vec(&module, &info, &spv::Options::default(), None).map_err(|e| format!("SPIR-V: {e}"))?;
     Ok(())
 }
