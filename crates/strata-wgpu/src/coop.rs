@@ -13,8 +13,7 @@
 use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
-use crate::elementwise::{input, map};
-use crate::matmul::{MAX_BATCH_DIMS, batch_strides, last2};
+use crate::matmul::{epilogue, header, launch, operand_strides};
 use crate::wgsl;
 use crate::{Wgpu, WgpuBuffer};
 
@@ -35,139 +34,45 @@ pub(crate) fn supported(adapter: &wgpu::Adapter) -> bool {
         && std::env::var("STRATA_WGPU_COOP").is_ok_and(|v| v == "1")
 }
 
-/// Runs the product on cooperative matrices when the device has them and the types are f16
-/// (f16 or f32 out); `None` leaves it to the SIMT kernel.
-pub(crate) fn try_matmul(
+/// The product on cooperative matrices (f16 operands; the caller checked the device).
+pub(crate) fn matmul(
     gpu: &Wgpu,
     desc: &Matmul2d,
     left: &TensorRef<'_, WgpuBuffer>,
     right: &TensorRef<'_, WgpuBuffer>,
     bias: Option<&TensorRef<'_, WgpuBuffer>>,
-    out: &mut TensorMut<'_, WgpuBuffer>,
-) -> Option<Result<()>> {
-    if !gpu.has_coop() || left.dtype != DType::F16 || right.dtype != DType::F16 {
-        return None;
-    }
-    Some(run(gpu, desc, left, right, bias, out))
-}
-
-fn run(
-    gpu: &Wgpu,
-    desc: &Matmul2d,
-    left: &TensorRef<'_, WgpuBuffer>,
-    right: &TensorRef<'_, WgpuBuffer>,
-    bias: Option<&TensorRef<'_, WgpuBuffer>>,
-    out: &mut TensorMut<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    const OP: &str = "matmul2d";
-    let (m, n, k) = (desc.m, desc.n, desc.k);
-    let batch_shape = &out.layout.shape()[..out.layout.ndim() - 2];
-    let batch: usize = batch_shape.iter().product();
-    let (lr, lc) = last2(left.layout);
-    let (l_ms, l_ks) = if desc.transpose_left { (lc, lr) } else { (lr, lc) };
-    let (rr, rc) = last2(right.layout);
-    let (r_ks, r_ns) = if desc.transpose_right { (rc, rr) } else { (rr, rc) };
-    let (o_ms, o_ns) = last2(out.layout);
+    let batch_axes = out.layout.ndim() - 2;
+    let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
     // Both operands contiguous along the staged axis with every row starting on a 32-bit word:
     // full tiles are staged two halves per load.
     let even = |l: &Layout, step: i32| {
-        step % 2 == 0 && l.offset().is_multiple_of(2) && l.strides()[..batch_shape.len()].iter().all(|s| s % 2 == 0)
+        step % 2 == 0 && l.offset().is_multiple_of(2) && l.strides()[..batch_axes].iter().all(|s| s % 2 == 0)
     };
     let pairs = l_ks == 1 && r_ns == 1 && even(left.layout, l_ms) && even(right.layout, r_ks);
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
-    let direct = out.dtype == DType::F32;
+    let direct = wgsl::bits(out.dtype) == 32;
     let act = desc.epilogue.activation();
     let key = format!(
-        "matmul coop f16 -> {} bias{} acc{accumulate} direct{direct} {act:?}",
+        "matmul coop f16 -> {} bias{} acc{accumulate} {act:?}",
         out.dtype,
         bias.map(|b| b.dtype.to_string()).unwrap_or_default()
     );
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
-    let kernel = gpu.kernel(&key, reads, 1, || source(out.dtype, bias.map(|b| b.dtype), accumulate, direct, act))?;
-    let scratch_layout = Layout::contiguous(out.layout.shape());
-    let dest_layout = if direct { out.layout } else { &scratch_layout };
-    let (d_ms, d_ns) = last2(dest_layout);
-    let mut p: Vec<u32> = vec![
-        m as u32,
-        n as u32,
-        k as u32,
-        batch as u32,
-        left.layout.offset() as u32,
-        right.layout.offset() as u32,
-        dest_layout.offset() as u32,
-        bias.map_or(0, |b| b.layout.offset() as u32),
-        l_ms as u32,
-        l_ks as u32,
-        r_ks as u32,
-        r_ns as u32,
-        d_ms as u32,
-        d_ns as u32,
-        batch_shape.len() as u32,
-        bias.map_or(0, |b| b.layout.strides()[0] as i32 as u32),
-        out.layout.offset() as u32,
-        o_ms as u32,
-        o_ns as u32,
-        u32::from(pairs),
-    ];
-    p.extend((0..MAX_BATCH_DIMS).map(|d| batch_shape.get(d).map_or(1, |&s| s as u32)));
-    for l in [left.layout, right.layout, dest_layout, out.layout] {
-        p.extend(batch_strides(l, batch_shape.len()));
-    }
-    let tiles = (m.div_ceil(128) * n.div_ceil(128) * batch) as u64;
-    let mut ins: Vec<&WgpuBuffer> = vec![left.buffer, right.buffer];
-    ins.extend(bias.map(|b| b.buffer));
-    if direct {
-        return gpu.dispatch(OP, &kernel, &p, &ins, &[out.buffer], tiles);
-    }
-    if accumulate {
-        ins.push(out.buffer);
-    }
-    let scratch = gpu.take(out.layout.numel() * 4)?;
-    gpu.dispatch(OP, &kernel, &p, &ins, &[&scratch], tiles)?;
-    drop(ins);
-    let target = TensorMut::new(out.dtype, &mut *out.buffer, out.layout);
-    map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], target)
+    let kernel = gpu.kernel(&key, reads, 1, || source(out.dtype, bias.map(|b| b.dtype), accumulate, act))?;
+    launch(gpu, &kernel, desc, left, right, bias, out, u32::from(pairs), 128)
 }
 
-/// The kernel; its parameters are the SIMT kernel's (`matmul.rs`).
-fn source(ot: DType, bias: Option<DType>, accumulate: bool, direct: bool, act: Activation) -> String {
+/// The kernel; its parameters are [`launch`]'s, with `flag` saying the operands can be
+/// staged in pairs.
+fn source(ot: DType, bias: Option<DType>, accumulate: bool, act: Activation) -> String {
     let mut s = String::from("enable f16;\nenable wgpu_cooperative_matrix;\n");
-    s += "@group(0) @binding(0) var<storage, read> p: array<u32>;\n";
-    s += "@group(0) @binding(1) var<storage, read> lhs: array<u32>;\n";
-    s += "@group(0) @binding(2) var<storage, read> rhs: array<u32>;\n";
-    s += &wgsl::loader("lhs", DType::F16);
-    s += &wgsl::loader("rhs", DType::F16);
-    let mut next = 3;
-    if let Some(bt) = bias {
-        s += &format!("@group(0) @binding({next}) var<storage, read> bias: array<u32>;\n");
-        s += &wgsl::loader("bias", bt);
-        next += 1;
-    }
-    if accumulate && !direct {
-        s += &format!("@group(0) @binding({next}) var<storage, read> cin: array<u32>;\n");
-        s += &wgsl::loader("cin", ot);
-        next += 1;
-    }
-    s += &format!("@group(0) @binding({next}) var<storage, read_write> out: array<u32>;\n");
-    if accumulate && direct {
-        s += &wgsl::loader("out", ot);
-    }
-    let dest_t = if direct { ot } else { DType::F32 };
+    s += &header(DType::F16, DType::F16, ot, bias, accumulate);
     s += "var<workgroup> As: array<f16, 4096>;
 var<workgroup> Bs: array<f16, 4096>;
 var<workgroup> Ts: array<f32, 2048>;
 var<workgroup> Z: array<f32, 256>;
-
-fn batch_offset(b: u32, strides: u32) -> i32 {
-    var rem = b;
-    var at = 0;
-    for (var d = p[14]; d > 0u; d--) {
-        let n = p[19u + d];
-        at += bitcast<i32>(rem % n) * bitcast<i32>(p[strides + d - 1u]);
-        rem = rem / n;
-    }
-    return at;
-}
 
 fn lhs_at(lb: i32, i: u32, k: u32) -> f16 {
     if i >= p[0] || k >= p[2] { return f16(0.0); }
@@ -256,26 +161,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     s += "        }\n        workgroupBarrier();\n    }\n";
     s += "    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);\n";
     s += "    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);\n";
-    let mut epilogue = String::from(
-        "            let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));
-            var v = Ts[sg * 256u + e];
-",
+    let epilogue = format!(
+        "            var v = Ts[sg * 256u + e];\n{}",
+        epilogue(ot, bias.is_some(), accumulate, act, "f32", "            ")
     );
-    if accumulate {
-        let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
-        epilogue += &if direct {
-            format!("            v = v + ld_out({o});\n")
-        } else {
-            format!("            v = v + f32(ld_cin({o}));\n")
-        };
-    }
-    if bias.is_some() {
-        epilogue += "            v = v + f32(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n";
-    }
-    if act != Activation::None {
-        epilogue += &format!("            v = {};\n", wgsl::activation(act));
-    }
-    epilogue += &format!("            out[d] = {};\n", wgsl::encode(dest_t, "v"));
     for r in 0..4 {
         for c in 0..2 {
             s += &format!(
@@ -314,7 +203,7 @@ mod tests {
             for bias in [None, Some(ot)] {
                 for accumulate in [false, true] {
                     for act in [Activation::None, Activation::Gelu] {
-                        let code = crate::module_code(&source(ot, bias, accumulate, ot == DType::F32, act));
+                        let code = crate::module_code(&source(ot, bias, accumulate, act));
                         let module = naga::front::wgsl::parse_str(&code)
                             .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&code)));
                         let info = Validator::new(ValidationFlags::all(), caps)

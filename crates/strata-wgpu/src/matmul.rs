@@ -6,12 +6,12 @@
 //! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
 //! never share a word.
 
-use strata_core::kernel::{Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
+use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
 use crate::elementwise::{input, map};
 use crate::wgsl::{self, Ct};
-use crate::{Wgpu, WgpuBuffer, err};
+use crate::{Kernel, Wgpu, WgpuBuffer, err};
 
 const TILE: usize = 128;
 pub(crate) const MAX_BATCH_DIMS: usize = 6;
@@ -34,14 +34,14 @@ pub(crate) fn matmul2d(
     left: TensorRef<'_, WgpuBuffer>,
     right: TensorRef<'_, WgpuBuffer>,
     bias: Option<TensorRef<'_, WgpuBuffer>>,
-    mut out: TensorMut<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
     const OP: &str = "matmul2d";
     desc.validate_call(&left, &right, bias.as_ref(), &out)?;
     let mut types = vec![left.dtype, right.dtype, out.dtype];
     types.extend(bias.map(|b| b.dtype));
     wgsl::check_types(OP, &types)?;
-    let (m, n, k) = (desc.m, desc.n, desc.k);
+    let (m, n) = (desc.m, desc.n);
     let batch_shape = &out.layout.shape()[..out.layout.ndim() - 2];
     if batch_shape.len() > MAX_BATCH_DIMS {
         return Err(err(
@@ -53,16 +53,10 @@ pub(crate) fn matmul2d(
     if m == 0 || n == 0 || batch == 0 {
         return Ok(());
     }
-    if let Some(done) = crate::coop::try_matmul(gpu, desc, &left, &right, bias.as_ref(), &mut out) {
-        return done;
+    if gpu.has_coop() && left.dtype == DType::F16 && right.dtype == DType::F16 {
+        return crate::coop::matmul(gpu, desc, &left, &right, bias.as_ref(), out);
     }
-    // Strides of (m, k) in the left operand and of (k, n) in the right one.
-    let (lr, lc) = last2(left.layout);
-    let (l_ms, l_ks) = if desc.transpose_left { (lc, lr) } else { (lr, lc) };
-    let (rr, rc) = last2(right.layout);
-    let (r_ks, r_ns) = if desc.transpose_right { (rc, rr) } else { (rr, rc) };
-    let (o_ms, o_ns) = last2(out.layout);
-    let int = Ct::of(left.dtype) != Ct::F32;
+    let (_, l_ks, _, r_ns) = operand_strides(desc, left.layout, right.layout);
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let direct = wgsl::bits(out.dtype) == 32;
     let act = desc.epilogue.activation();
@@ -77,20 +71,38 @@ pub(crate) fn matmul2d(
     );
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
     let kernel = gpu.kernel(&key, reads, 1, || {
-        source(
-            left.dtype,
-            right.dtype,
-            out.dtype,
-            bias.map(|b| b.dtype),
-            accumulate,
-            direct,
-            l_ks == 1,
-            r_ns == 1,
-            act,
-            int,
-        )
+        source(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype), accumulate, l_ks == 1, r_ns == 1, act)
     })?;
-    let dims = |l: &Layout| batch_strides(l, batch_shape.len());
+    launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, TILE)
+}
+
+/// Builds the parameters both GEMM kernels take and runs `kernel` over `tile`-square tiles of
+/// the output; a 16-bit output is computed into f32 scratch (read back when accumulating)
+/// and rounded by a map, so that no two threads share a word.
+///
+/// Parameters: `[m, n, k, batch, left_off, right_off, dest_off, bias_off, l_ms, l_ks, r_ks,
+/// r_ns, d_ms, d_ns, batch_axes, bias_stride, out_off, o_ms, o_ns, flag, batch_shape[6],
+/// then the batch strides of left, right, dest and out (6 each)]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch(
+    gpu: &Wgpu,
+    kernel: &Kernel,
+    desc: &Matmul2d,
+    left: &TensorRef<'_, WgpuBuffer>,
+    right: &TensorRef<'_, WgpuBuffer>,
+    bias: Option<&TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+    flag: u32,
+    tile: usize,
+) -> Result<()> {
+    const OP: &str = "matmul2d";
+    let (m, n, k) = (desc.m, desc.n, desc.k);
+    let batch_shape = &out.layout.shape()[..out.layout.ndim() - 2];
+    let batch: usize = batch_shape.iter().product();
+    let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
+    let (o_ms, o_ns) = last2(out.layout);
+    let direct = wgsl::bits(out.dtype) == 32;
+    let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let scratch_layout = Layout::contiguous(out.layout.shape());
     let dest_layout = if direct { out.layout } else { &scratch_layout };
     let (d_ms, d_ns) = last2(dest_layout);
@@ -114,43 +126,41 @@ pub(crate) fn matmul2d(
         out.layout.offset() as u32,
         o_ms as u32,
         o_ns as u32,
-        0,
+        flag,
     ];
     p.extend((0..MAX_BATCH_DIMS).map(|d| batch_shape.get(d).map_or(1, |&s| s as u32)));
-    p.extend(dims(left.layout));
-    p.extend(dims(right.layout));
-    p.extend(dims(dest_layout));
-    p.extend(dims(out.layout));
-    let tiles = (m.div_ceil(TILE) * n.div_ceil(TILE) * batch) as u64;
+    for l in [left.layout, right.layout, dest_layout, out.layout] {
+        p.extend(batch_strides(l, batch_shape.len()));
+    }
+    let tiles = (m.div_ceil(tile) * n.div_ceil(tile) * batch) as u64;
     let mut ins: Vec<&WgpuBuffer> = vec![left.buffer, right.buffer];
     ins.extend(bias.map(|b| b.buffer));
     if direct {
-        return gpu.dispatch(OP, &kernel, &p, &ins, &[out.buffer], tiles);
+        return gpu.dispatch(OP, kernel, &p, &ins, &[out.buffer], tiles);
     }
     if accumulate {
         ins.push(out.buffer);
     }
     let scratch = gpu.take(out.layout.numel() * 4)?;
-    gpu.dispatch(OP, &kernel, &p, &ins, &[&scratch], tiles)?;
+    gpu.dispatch(OP, kernel, &p, &ins, &[&scratch], tiles)?;
     drop(ins);
     map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn source(
-    lt: DType,
-    rt: DType,
-    ot: DType,
-    bias: Option<DType>,
-    accumulate: bool,
-    direct: bool,
-    a_k_contiguous: bool,
-    b_n_contiguous: bool,
-    act: strata_core::kernel::Activation,
-    int: bool,
-) -> String {
-    let acc_t = if int { "i32" } else { "f32" };
-    let zero = if int { "0" } else { "0.0" };
+/// The strides of (m, k) in the left operand and of (k, n) in the right one.
+pub(crate) fn operand_strides(desc: &Matmul2d, left: &Layout, right: &Layout) -> (i32, i32, i32, i32) {
+    let (lr, lc) = last2(left);
+    let (l_ms, l_ks) = if desc.transpose_left { (lc, lr) } else { (lr, lc) };
+    let (rr, rc) = last2(right);
+    let (r_ks, r_ns) = if desc.transpose_right { (rc, rr) } else { (rr, rc) };
+    (l_ms, l_ks, r_ks, r_ns)
+}
+
+/// The WGSL both GEMM kernels open with: the bindings (parameters, left, right, the bias, the
+/// old output when accumulating into scratch, the destination), their loaders and
+/// `batch_offset`.
+pub(crate) fn header(lt: DType, rt: DType, ot: DType, bias: Option<DType>, accumulate: bool) -> String {
+    let direct = wgsl::bits(ot) == 32;
     let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
     s += "@group(0) @binding(1) var<storage, read> lhs: array<u32>;\n";
     s += "@group(0) @binding(2) var<storage, read> rhs: array<u32>;\n";
@@ -171,23 +181,70 @@ fn source(
     if accumulate && direct {
         s += &wgsl::loader("out", ot);
     }
+    s += "
+fn batch_offset(b: u32, strides: u32) -> i32 {
+    var rem = b;
+    var at = 0;
+    for (var d = p[14]; d > 0u; d--) {
+        let n = p[19u + d];
+        at += bitcast<i32>(rem % n) * bitcast<i32>(p[strides + d - 1u]);
+        rem = rem / n;
+    }
+    return at;
+}
+";
+    s
+}
+
+/// The WGSL statements that finish output `(i, j)` from `v` (of `acc_t`): the old output when
+/// accumulating, the bias, the activation, the store at `d` (computed here from `db`, and the
+/// old output's position from `ob`).
+pub(crate) fn epilogue(ot: DType, bias: bool, accumulate: bool, act: Activation, acc_t: &str, indent: &str) -> String {
+    let direct = wgsl::bits(ot) == 32;
+    let mut s = format!(
+        "{indent}let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));\n"
+    );
+    if accumulate {
+        let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
+        s += &if direct {
+            format!("{indent}v = v + ld_out({o});\n")
+        } else {
+            format!("{indent}v = v + {acc_t}(ld_cin({o}));\n")
+        };
+    }
+    if bias {
+        s += &format!(
+            "{indent}v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
+        );
+    }
+    if act != Activation::None {
+        s += &format!("{indent}v = {};\n", wgsl::activation(act));
+    }
     let dest_t = if direct { ot } else { DType::F32 };
+    s += &format!("{indent}out[d] = {};\n", wgsl::encode(dest_t, "v"));
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn source(
+    lt: DType,
+    rt: DType,
+    ot: DType,
+    bias: Option<DType>,
+    accumulate: bool,
+    a_k_contiguous: bool,
+    b_n_contiguous: bool,
+    act: Activation,
+) -> String {
+    let int = Ct::of(lt) != Ct::F32;
+    let acc_t = if int { "i32" } else { "f32" };
+    let zero = if int { "0" } else { "0.0" };
+    let mut s = header(lt, rt, ot, bias, accumulate);
     // Shared tiles, k-major: As[k][m] and Bs[k][n] as rows of 32 four-wide vectors, so that a
     // thread reads its four rows (columns) with one vector load.
     s += &format!(
         "var<workgroup> As: array<vec4<{acc_t}>, 256>;
 var<workgroup> Bs: array<vec4<{acc_t}>, 256>;
-
-fn batch_offset(b: u32, strides: u32) -> i32 {{
-    var rem = b;
-    var at = 0;
-    for (var d = p[14]; d > 0u; d--) {{
-        let n = p[19u + d];
-        at += bitcast<i32>(rem % n) * bitcast<i32>(p[strides + d - 1u]);
-        rem = rem / n;
-    }}
-    return at;
-}}
 
 fn lhs_at(lb: i32, i: u32, k: u32) -> {acc_t} {{
     if i >= p[0] || k >= p[2] {{ return {zero}; }}
@@ -292,28 +349,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             for (var c = 0u; c < 4u; c++) {
                 let j = col0 + h * 64u + tx * 4u + c;
                 if i < M && j < N {
-                    let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));
                     var v = acc[r * 2u + h][c];
 ";
-    if accumulate {
-        let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
-        s += &if direct {
-            format!("                    v = v + ld_out({o});\n")
-        } else {
-            format!("                    v = v + {acc_t}(ld_cin({o}));\n")
-        };
-    }
-    if bias.is_some() {
-        s += &format!(
-            "                    v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
-        );
-    }
-    if act != strata_core::kernel::Activation::None {
-        s += &format!("                    v = {};\n", wgsl::activation(act));
-    }
-    s += &format!(
-        "                    out[d] = {};\n                }}\n            }}\n        }}\n    }}\n}}\n",
-        wgsl::encode(dest_t, "v")
-    );
+    s += &epilogue(ot, bias.is_some(), accumulate, act, acc_t, "                    ");
+    s += "                }\n            }\n        }\n    }\n}\n";
     s
 }
