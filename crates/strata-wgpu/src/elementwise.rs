@@ -59,6 +59,11 @@ pub(crate) fn params(op: &'static str, out: &Layout, inputs: &[&Layout]) -> Resu
     Ok(p)
 }
 
+/// Where the parameters after the geometry of `operands` operands start (see [`params`]).
+pub(crate) fn extra_at(operands: usize) -> usize {
+    12 + 9 * operands
+}
+
 /// WGSL `pos(k, i)`: the element of operand `k` (0 = output) at logical index `i`.
 pub(crate) fn pos_fn(contiguous: bool) -> &'static str {
     if contiguous {
@@ -143,7 +148,7 @@ pub(crate) fn map_code(
     for i in inputs {
         key.push_str(&format!(" {}:{}{}", i.name, i.t.dtype, if i.load { "" } else { " raw" }));
     }
-    let extra_at = 12 + 9 * (inputs.len() + 1);
+    let extra_at = extra_at(inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
         let array = if packed { "array<vec4<u32>>" } else { "array<u32>" };
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
@@ -175,7 +180,7 @@ pub(crate) fn map_code(
         s += "fn out_pos(i: u32) -> u32 {\n    return pos(0u, i);\n}\n";
         s += MAIN;
         s += "    let n = p[0];\n    let base = p[2];\n";
-        s += &wgsl::store_loop(out.dtype, true);
+        s += &wgsl::store_loop(out.dtype);
         s += "}\n";
         s
     })?;

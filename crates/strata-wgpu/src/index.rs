@@ -8,7 +8,7 @@ use strata_core::kernel::{
 };
 use strata_core::{DType, Result};
 
-use crate::elementwise::{Code, MAIN, input, map_code, params, pos_fn, raw_input};
+use crate::elementwise::{Code, MAIN, extra_at, input, map_code, params, pos_fn, raw_input};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -47,7 +47,10 @@ fn check_indices(gpu: &Wgpu, op: &'static str, idx: &TensorRef<'_, WgpuBuffer>, 
         s += &wgsl::loader("idx", idx.dtype);
         s += pos_fn(contiguous);
         s += MAIN;
-        s += "    if gid >= p[0] { return; }\n    let v = ld_idx(pos(0u, gid));\n    let size = p[21];\n";
+        s += &format!(
+            "    if gid >= p[0] {{ return; }}\n    let v = ld_idx(pos(0u, gid));\n    let size = p[{}];\n",
+            extra_at(1)
+        );
         s += if Ct::of(idx.dtype) == Ct::I32 {
             "    if v < -bitcast<i32>(size) || v >= bitcast<i32>(size) { atomicMin(&bad[0], gid); }\n}\n"
         } else {
@@ -129,9 +132,9 @@ pub(crate) fn scatter_add(
 @group(0) @binding(1) var<storage, read> in0: array<u32>;
 @group(0) @binding(2) var<storage, read> in1: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<atomic<u32>>;
-const EXTRA: u32 = 39u;
 ",
         );
+        s += &format!("const EXTRA: u32 = {}u;\n", extra_at(3));
         s += &wgsl::loader("in0", idx.dtype);
         s += &wgsl::loader("in1", out.dtype);
         // Operand 0 (the one the iteration runs over) is the updates, then the indices, then

@@ -130,12 +130,11 @@ pub(crate) fn encode(t: DType, v: &str) -> String {
 /// type `t`) at element `pos(i)`, for the thread `gid`. 32-bit outputs take one element per
 /// thread at any layout; narrower ones need a contiguous output starting at element `base`,
 /// and each thread owns one 32-bit word, so no two threads write the same word.
-pub(crate) fn store_loop(t: DType, contiguous_base: bool) -> String {
+pub(crate) fn store_loop(t: DType) -> String {
     let enc = encode(t, "value(i)");
     if bits(t) == 32 {
         return format!("    let i = gid;\n    if i >= n {{ return; }}\n    out[out_pos(i)] = {enc};\n");
     }
-    debug_assert!(contiguous_base);
     let per = per_word(t);
     let width = bits(t);
     let mask = (1u64 << width) - 1;
