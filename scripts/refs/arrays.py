@@ -12,6 +12,7 @@ import math
 import os
 
 import numpy as np
+import mlx.core as mx
 
 
 def enc(a):
@@ -178,13 +179,92 @@ def main():
         w = r((3,))
         add("outer", [v, w], np.outer(v, w))
 
+        # Sorting: NaNs last, stable on ties (integers with repeats), any axis, flattened.
+        xs = r((4, 5, 6))
+        xs[0, 1, 2] = np.nan
+        xs[2, 3, 0] = np.nan
+        for ax in [0, 1, -1]:
+            add("sort", [xs], np.sort(xs, axis=ax, kind="stable"), axis=ax)
+            add("argsort", [xs], np.argsort(xs, axis=ax, kind="stable").astype(np.uint32), axis=ax)
+        add("sort", [xs], np.sort(xs, axis=None), axis=None)
+        ti = rng.integers(-3, 3, size=(7, 9)).astype(np.int32)
+        add("argsort", [ti], np.argsort(ti, axis=1, kind="stable").astype(np.uint32), axis=1)
+        add("argsort", [ti.astype(np.uint8)], np.argsort(ti.astype(np.uint8), axis=0, kind="stable").astype(np.uint32), axis=0)
+        add("sort", [ti.astype(np.float16)], np.sort(ti.astype(np.float16), axis=1, kind="stable"), axis=1)
+        add("topk", [xs[1:]], np.sort(xs[1:], axis=-1)[..., -3:], k=3, axis=-1)
+        add("topk", [ti], np.sort(ti, axis=0)[-7:], k=7, axis=0)
+        add("sort", [r((0, 3))], np.zeros((0, 3), np.float32), axis=0)
+
+        # Convolutions (channels last, MLX weight layout [c_out, *k, c_in/groups]) against a
+        # float64 direct sum; the transposed ones also against MLX, whose API this is.
+        def conv_ref(x, w, stride, pad, dil, groups):
+            s = x.ndim - 2
+            x, w = x.astype(np.float64), w.astype(np.float64)
+            xp = np.pad(x, [(0, 0)] + [(p, p) for p in pad] + [(0, 0)])
+            k = w.shape[1:-1]
+            out_sp = [(xp.shape[1 + a] - dil[a] * (k[a] - 1) - 1) // stride[a] + 1 for a in range(s)]
+            co, cig = w.shape[0], w.shape[-1]
+            cog = co // groups
+            y = np.zeros([x.shape[0]] + out_sp + [co])
+            for tap in np.ndindex(*k):
+                sl = tuple(slice(tap[a] * dil[a], tap[a] * dil[a] + (out_sp[a] - 1) * stride[a] + 1, stride[a]) for a in range(s))
+                win = xp[(slice(None),) + sl]
+                for g in range(groups):
+                    wg = w[(slice(g * cog, (g + 1) * cog),) + tap + (slice(None),)]  # [cog, cig]
+                    y[..., g * cog:(g + 1) * cog] += win[..., g * cig:(g + 1) * cig] @ wg.T
+            return y
+
+        def conv_t_ref(x, w, stride, pad, dil, outpad, groups):
+            s = x.ndim - 2
+            x, w = x.astype(np.float64), w.astype(np.float64)
+            k = w.shape[1:-1]
+            co, cig = w.shape[0], w.shape[-1]
+            cog = co // groups
+            full = [(x.shape[1 + a] - 1) * stride[a] + dil[a] * (k[a] - 1) + 1 + outpad[a] for a in range(s)]
+            y = np.zeros([x.shape[0]] + full + [co])
+            for tap in np.ndindex(*k):
+                sl = tuple(slice(tap[a] * dil[a], tap[a] * dil[a] + (x.shape[1 + a] - 1) * stride[a] + 1, stride[a]) for a in range(s))
+                for g in range(groups):
+                    wg = w[(slice(g * cog, (g + 1) * cog),) + tap + (slice(None),)]  # [cog, cig]
+                    y[(slice(None),) + sl + (slice(g * cog, (g + 1) * cog),)] += x[..., g * cig:(g + 1) * cig] @ wg.T
+            crop = tuple(slice(pad[a], full[a] - pad[a]) for a in range(s))
+            return y[(slice(None),) + crop]
+
+        convs = [  # (input shape, weight shape, stride, pad, dilation, groups)
+            ((2, 9, 3), (4, 3, 3), [2], [1], [1], 1),
+            ((1, 10, 4), (6, 2, 2), [1], [0], [3], 2),
+            ((2, 7, 6, 3), (5, 3, 3, 3), [1, 2], [1, 0], [1, 1], 1),
+            ((1, 6, 5, 4), (4, 3, 2, 1), [1, 1], [1, 1], [2, 1], 4),
+            ((1, 4, 5, 3, 2), (3, 2, 3, 2, 2), [1, 2, 1], [0, 1, 1], [1, 1, 1], 1),
+        ]
+        for xs_, ws_, st, pd, dl, gr in convs:
+            cx, cw = r(xs_), r(ws_)
+            add("conv", [cx, cw], conv_ref(cx, cw, st, pd, dl, gr).astype(np.float32), stride=st, padding=pd, dilation=dl, groups=gr)
+        cx, cw = r((1, 5, 5, 4), dtype=np.float64), r((3, 3, 3, 4), dtype=np.float64)
+        add("conv", [cx, cw], conv_ref(cx, cw, [1, 1], [1, 1], [1, 1], 1), stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1)
+        convts = [  # (input, weight, stride, pad, dilation, output padding, groups)
+            ((2, 5, 3), (4, 3, 3), [2], [1], [1], [1], 1),
+            ((1, 4, 5, 4), (6, 3, 3, 2), [2, 1], [1, 0], [1, 1], [1, 0], 2),
+            ((1, 3, 4, 2), (3, 2, 3, 2), [1, 2], [0, 1], [2, 1], [1, 1], 1),
+        ]
+        fns = {1: mx.conv_transpose1d, 2: mx.conv_transpose2d}
+        for xs_, ws_, st, pd, dl, op, gr in convts:
+            cx, cw = r(xs_), r(ws_)
+            want = conv_t_ref(cx, cw, st, pd, dl, op, gr)
+            s_ = len(xs_) - 2
+            unwrap = (lambda v: v[0]) if s_ == 1 else (lambda v: tuple(v))
+            got = np.array(fns[s_](mx.array(cx), mx.array(cw), stride=unwrap(st), padding=unwrap(pd),
+                                   dilation=unwrap(dl), output_padding=unwrap(op), groups=gr))
+            assert got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-4), \
+                f"conv_transpose reference disagrees with MLX for {xs_} {ws_}"
+            add("conv_transpose", [cx, cw], want.astype(np.float32), stride=st, padding=pd, dilation=dl, output_padding=op, groups=gr)
+
     # Type promotion: NumPy 2's result_type over the standard types (uint64 with a signed type
     # is left out: MLX and Strata give float32 there, NumPy float64).
     types = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64"]
     promo = [[a, b, str(np.result_type(a, b))] for a in types for b in types]
 
     # Random numbers: MLX's Threefry keys, splits, uniforms and normals for random seeds.
-    import mlx.core as mx
     rand = []
     for sd in [0, int(rng.integers(0, 2**32)), int(rng.integers(2**32, 2**63))]:
         k = mx.random.key(sd)

@@ -75,6 +75,16 @@ pub enum Error {
         bytes: usize,
     },
 
+    /// An operation this backend has no kernel for yet. The array layer may run it on the CPU
+    /// instead, explicitly (see `strata`'s device docs); a kernel-layer caller gets this `Err`.
+    #[error("{op} is not implemented on the {backend} backend yet")]
+    NotImplemented {
+        /// The operation.
+        op: &'static str,
+        /// The backend ([`Backend::name`](crate::kernel::Backend::name)).
+        backend: String,
+    },
+
     /// Any other invalid argument.
     #[error("{op}: {message}")]
     InvalidArgument {

@@ -111,6 +111,9 @@ impl Backend for Cpu {
     ) -> Result<()> {
         crate::scatter_add(axis, indices, updates, out)
     }
+    fn argsort(&self, axis: usize, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
+        crate::argsort(axis, x, out)
+    }
     fn random_bits(&self, keys: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         crate::random_bits(keys, out)
     }

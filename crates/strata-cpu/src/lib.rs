@@ -37,7 +37,7 @@ pub use cast::{cast, copy};
 pub use conv::conv;
 pub use elementwise::{binary, select, unary};
 pub use fused::fused;
-pub use index::{gather, scatter_add};
+pub use index::{argsort, gather, scatter_add};
 pub use matmul::matmul2d;
 pub use qmatmul::quantized_matmul;
 pub use random::{random_bits, threefry2x32};

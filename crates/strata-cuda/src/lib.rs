@@ -172,10 +172,7 @@ fn unsupported_type(op: &'static str, t: DType) -> Error {
 }
 
 fn not_yet(op: &'static str) -> Error {
-    Error::InvalidArgument {
-        op,
-        message: "not implemented on the CUDA backend yet (see issue 7); use the CPU backend".into(),
-    }
+    Error::NotImplemented { op, backend: "cuda".into() }
 }
 
 impl Cuda {

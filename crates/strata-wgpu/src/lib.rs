@@ -69,7 +69,7 @@ fn err(op: &'static str, message: impl Into<String>) -> Error {
 }
 
 fn not_yet(op: &'static str) -> Error {
-    err(op, "not implemented on the wgpu backend yet (see issue 8); use the CPU backend")
+    Error::NotImplemented { op, backend: "wgpu".into() }
 }
 
 /// Device memory: a block from the pool, returned to it when dropped.

@@ -200,6 +200,10 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let (a, b) = (&x[0], &x[1]);
             vec![Some(matmul(g, &swapaxes(b, -1, -2)?)?), Some(matmul(&swapaxes(a, -1, -2)?, g)?)]
         }
+        Prim::Conv(desc) => {
+            let (dx, dw) = crate::conv::conv_vjp(desc, &x[0], &x[1], g)?;
+            vec![Some(dx), Some(dw)]
+        }
         Prim::Reshape => vec![Some(reshape_to(g, x[0].shape()))],
         Prim::Transpose(perm) => {
             let mut inv = vec![0; perm.len()];
@@ -220,7 +224,7 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let upd = node_like(&Prim::Slice { start: start.clone(), step: step.clone() }, vec![g.clone()], &x[1]);
             vec![Some(base), Some(upd)]
         }
-        Prim::RandomBits => vec![None],
+        Prim::RandomBits | Prim::ArgSort(_) => vec![None],
         Prim::Gather(axis) => {
             let base = zeros(x[0].shape(), g.dtype())?;
             vec![Some(node_like(&Prim::ScatterAdd(*axis), vec![base, x[1].clone(), g.clone()], &x[0])), None]
@@ -317,7 +321,13 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let r = t[1].as_ref().map(|tb| matmul(&x[0], tb)).transpose()?;
             sum_opt(l, r)?
         }
-        Prim::RandomBits => None,
+        Prim::RandomBits | Prim::ArgSort(_) => None,
+        // Bilinear: d conv(x, w) = conv(dx, w) + conv(x, dw).
+        Prim::Conv(desc) => {
+            let l = t[0].as_ref().map(|tx| crate::conv::conv_node(tx, &x[1], desc)).transpose()?;
+            let r = t[1].as_ref().map(|tw| crate::conv::conv_node(&x[0], tw, desc)).transpose()?;
+            sum_opt(l, r)?
+        }
         Prim::Gather(_) => t[0].as_ref().map(|t0| node_like(prim, vec![t0.clone(), x[1].clone()], node)),
         Prim::ScatterAdd(_) => {
             if t[0].is_none() && t[2].is_none() {

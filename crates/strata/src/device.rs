@@ -7,6 +7,12 @@
 //! once on stderr before falling back to the CPU. Arrays on different devices can be combined:
 //! an input on another device is copied to the node's device when the node runs, and the copy
 //! is recorded in the flight recorder as a `cross-device copy` instant.
+//!
+//! A primitive the device has no kernel for yet (`Error::NotImplemented` from its backend)
+//! runs on the CPU instead, never silently: the first time per primitive it is said on stderr,
+//! and every time a `cpu fallback` instant goes into the flight recorder (next to the two
+//! `cross-device copy` instants). `STRATA_FALLBACK=error` turns the fallback off, so such a
+//! program fails with the backend's error instead.
 
 use std::sync::Mutex;
 
@@ -80,6 +86,14 @@ pub(crate) fn cuda() -> Result<&'static strata_cuda::Cuda> {
 pub(crate) fn wgpu() -> Result<&'static strata_wgpu::Wgpu> {
     static WGPU: std::sync::OnceLock<Result<strata_wgpu::Wgpu>> = std::sync::OnceLock::new();
     WGPU.get_or_init(strata_wgpu::Wgpu::new).as_ref().map_err(Clone::clone)
+}
+
+/// Whether a primitive without a kernel on its device may run on the CPU (`STRATA_FALLBACK`
+/// is not `error`).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub(crate) fn cpu_fallback() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !std::env::var("STRATA_FALLBACK").is_ok_and(|v| v.eq_ignore_ascii_case("error")))
 }
 
 static DEFAULT: Mutex<Option<Device>> = Mutex::new(None);

@@ -22,6 +22,7 @@
 mod array;
 mod autodiff;
 mod compile;
+mod conv;
 mod device;
 mod display;
 mod graph;
@@ -29,17 +30,20 @@ mod operators;
 mod ops;
 mod prim;
 pub mod random;
+mod sort;
 mod vmap;
 
 pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};
 pub use autodiff::{grad, jvp, value_and_grad, vjp};
 pub use compile::{Compiled, compile};
+pub use conv::{conv_general, conv_transpose1d, conv_transpose2d, conv_transpose3d, conv1d, conv2d, conv3d};
 pub use device::{Device, default_device, set_default_device};
 pub use graph::{Array, eval_all, live_nodes};
+pub use sort::{argpartition, argsort, partition, sort, topk};
 pub use vmap::vmap;
 
 pub use ops::*;
-pub use strata_core::kernel::{BinaryOp, ReduceOp, ScanOp, UnaryOp};
+pub use strata_core::kernel::{BinaryOp, Conv, ReduceOp, ScanOp, UnaryOp};
 pub use strata_core::{DType, Error, Result};
 
 // The README's examples are compiled and run as doctests here (the top crate sees them all).

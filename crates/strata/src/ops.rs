@@ -8,13 +8,13 @@ use strata_core::{DType, Error, Kind, Result};
 use crate::graph::Array;
 use crate::prim::Prim;
 
-fn invalid(op: &'static str, message: String) -> Error {
+pub(crate) fn invalid(op: &'static str, message: String) -> Error {
     Error::InvalidArgument { op, message }
 }
 
 /// Fails with the stored error if an operand is the result of a failed operator
 /// expression (`a + b` cannot return a `Result`; it returns an array that carries the error).
-fn check_ok(xs: &[&Array]) -> Result<()> {
+pub(crate) fn check_ok(xs: &[&Array]) -> Result<()> {
     for x in xs {
         if let Prim::Error(e) = x.prim() {
             return Err(e.clone());
@@ -23,7 +23,7 @@ fn check_ok(xs: &[&Array]) -> Result<()> {
     Ok(())
 }
 
-fn make(prim: Prim, inputs: Vec<Array>, shape: Vec<usize>, dtype: DType) -> Array {
+pub(crate) fn make(prim: Prim, inputs: Vec<Array>, shape: Vec<usize>, dtype: DType) -> Array {
     let device = inputs.first().map(|a| a.device()).unwrap_or_else(crate::default_device);
     Array::node(prim, inputs, shape, dtype, device)
 }
@@ -106,7 +106,7 @@ pub(crate) fn norm_axis(op: &'static str, axis: isize, ndim: usize) -> Result<us
     Ok(a as usize)
 }
 
-fn norm_axes(op: &'static str, axes: Option<&[isize]>, ndim: usize) -> Result<Vec<usize>> {
+pub(crate) fn norm_axes(op: &'static str, axes: Option<&[isize]>, ndim: usize) -> Result<Vec<usize>> {
     let mut out: Vec<usize> = match axes {
         None => (0..ndim).collect(),
         Some(axes) => axes.iter().map(|&a| norm_axis(op, a, ndim)).collect::<Result<_>>()?,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use strata_core::kernel::{
-    Backend, BinaryOp, Fused, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp,
+    Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp,
 };
 use strata_core::{DType, Result};
 use strata_cpu::{Cpu, CpuBuffer};
@@ -42,6 +42,8 @@ pub(crate) enum Prim {
     Cast,
     /// `[..., m, k] · [..., k, n]` with equal batch axes.
     Matmul,
+    /// A convolution of a channels-last input by an HWIO weight (the kernel layer's layouts).
+    Conv(Conv),
     /// Same elements, the node's shape.
     Reshape,
     /// Axes permuted: output axis `i` is input axis `perm[i]`.
@@ -66,6 +68,9 @@ pub(crate) enum Prim {
     ScatterAdd(usize),
     /// Threefry random bits from the keys `[K, 2]` into `[K, N]` uint32.
     RandomBits,
+    /// The uint32 indices that sort the input along an axis (stable, NaNs last). Sorting is
+    /// this and a `Gather`, so only this needs a kernel and derivatives come from `Gather`'s.
+    ArgSort(usize),
     /// An element-wise program over inputs of the node's shape (made by `compile`).
     Fused(Arc<Fused>),
     /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
@@ -87,6 +92,7 @@ impl Prim {
             Prim::Scan { op, .. } => op.name(),
             Prim::Cast => "astype",
             Prim::Matmul => "matmul",
+            Prim::Conv(_) => "conv",
             Prim::Reshape => "reshape",
             Prim::Transpose(_) => "transpose",
             Prim::Broadcast => "broadcast_to",
@@ -96,6 +102,7 @@ impl Prim {
             Prim::Fused(_) => "fused",
             Prim::Gather(_) => "take_along_axis",
             Prim::RandomBits => "random_bits",
+            Prim::ArgSort(_) => "argsort",
             Prim::ScatterAdd(_) => "scatter_add",
             Prim::Error(_) => "error",
         }
@@ -161,9 +168,39 @@ pub(crate) fn eval(node: &Array, inputs: &[&Data], dtypes: &[DType]) -> Result<D
     match device {
         Device::Cpu => eval_on(&Cpu, node, &inputs, dtypes),
         #[cfg(feature = "cuda")]
-        Device::Cuda => eval_on(crate::device::cuda()?, node, &inputs, dtypes),
+        Device::Cuda => or_cpu(node, &inputs, dtypes, eval_on(crate::device::cuda()?, node, &inputs, dtypes)),
         #[cfg(feature = "wgpu")]
-        Device::Wgpu => eval_on(crate::device::wgpu()?, node, &inputs, dtypes),
+        Device::Wgpu => or_cpu(node, &inputs, dtypes, eval_on(crate::device::wgpu()?, node, &inputs, dtypes)),
+    }
+}
+
+/// `r`, or where the device said it has no kernel for the primitive, the primitive run on
+/// the CPU (unless `STRATA_FALLBACK=error`).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn or_cpu(node: &Array, inputs: &[&Data], dtypes: &[DType], r: Result<Data>) -> Result<Data> {
+    match r {
+        Err(strata_core::Error::NotImplemented { op, backend }) if crate::device::cpu_fallback() => {
+            cpu_fallback_notice(op, &backend);
+            let moved = inputs.iter().map(|d| to_device(d, Device::Cpu)).collect::<Result<Vec<_>>>()?;
+            let out = eval_on(&Cpu, node, &moved.iter().collect::<Vec<_>>(), dtypes)?;
+            to_device(&out, node.device())
+        }
+        r => r,
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+/// Says once per primitive on stderr, and every time in the flight recorder (a `cpu fallback`
+/// instant), that a primitive ran on the CPU because its device has no kernel for it.
+fn cpu_fallback_notice(op: &'static str, backend: &str) {
+    static SAID: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    strata_trace::instant("cpu fallback");
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.contains(&op) {
+        said.push(op);
+        eprintln!(
+            "strata: {op} has no kernel on {backend} yet; it runs on the CPU (inputs and result copied). STRATA_FALLBACK=error makes this an error."
+        );
     }
 }
 
@@ -233,6 +270,7 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
         Prim::Constant => Err(internal("a constant without data")),
         Prim::Error(e) => Err(e.clone()),
         Prim::RandomBits => fresh(b, shape, dtype, |out| b.random_bits(arg(0), out)),
+        Prim::ArgSort(axis) => fresh(b, shape, dtype, |out| b.argsort(*axis, arg(0), out)),
         Prim::Gather(axis) => fresh(b, shape, dtype, |out| b.gather(*axis, arg(0), arg(1), out)),
         Prim::ScatterAdd(axis) => fresh_with(b, shape, dtype, |buffer, layout| {
             b.copy(arg(0), TensorMut::new(dtype, buffer, layout))?;
@@ -256,6 +294,7 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
             let desc = Matmul2d::for_operands(l.layout, r.layout, false, false)?;
             fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, out))
         }
+        Prim::Conv(desc) => fresh(b, shape, dtype, |out| b.conv(desc, arg(0), arg(1), out)),
         Prim::Reshape => {
             let d = contiguous(b, inputs[0], dtype)?;
             let strides = Layout::contiguous(shape).strides().to_vec();

@@ -74,6 +74,7 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
         }
         Prim::Concat(axis) => like(all()?, Prim::Concat(axis + 1)),
         Prim::Gather(axis) => like(all()?, Prim::Gather(axis + 1)),
+        Prim::ArgSort(axis) => like(all()?, Prim::ArgSort(axis + 1)),
         // One key per example: [B, 1, 2] keys give [B, 1, N] bits; flatten the key axis away.
         Prim::RandomBits => {
             let k = with_batch(&xs[0], b)?; // [B, K, 2]
@@ -83,6 +84,23 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
             reshape_to(&bits, &bshape)
         }
         Prim::ScatterAdd(axis) => like(all()?, Prim::ScatterAdd(axis + 1)),
+        Prim::Conv(desc) => {
+            let x = with_batch(&xs[0], b)?; // [b, batch, ...]
+            if xs[1].batched {
+                // A weight per example: one convolution each.
+                let one = |a: &Array, i: usize| {
+                    ops::slice_axis(a, 0, i as isize, i as isize + 1).and_then(|s| ops::squeeze(&s, Some(&[0])))
+                };
+                let ys = (0..b)
+                    .map(|i| crate::conv::conv_node(&one(&x, i)?, &one(&xs[1].a, i)?, desc))
+                    .collect::<Result<Vec<_>>>()?;
+                ops::stack(&ys.iter().collect::<Vec<_>>(), 0)?
+            } else {
+                // One weight: the examples join the convolution's batch.
+                let folded = reshape_to(&x, &[&[b * x.shape()[1]][..], &x.shape()[2..]].concat());
+                reshape_to(&crate::conv::conv_node(&folded, &xs[1].a, desc)?, &bshape)
+            }
+        }
         Prim::Matmul => {
             let (a, bm) = (with_batch(&xs[0], b)?, with_batch(&xs[1], b)?);
             like(vec![a, bm], Prim::Matmul)

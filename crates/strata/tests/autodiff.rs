@@ -198,6 +198,64 @@ fn matmul_derivatives() {
 }
 
 #[test]
+fn conv_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    // (input, MLX-layout weight, descriptor): strides, dilation, padding, groups, transposes.
+    let mut strided = Conv::new_2d([2, 1], [1, 0]);
+    strided.padding[1] = (1, 2);
+    let cases: Vec<(&str, Array, Array, Conv)> = vec![
+        ("conv1d stride 2 dilation 2", r(&[2, 9, 3], 1), r(&[4, 3, 3], 2), {
+            let mut d = Conv::new(1).dilation(&[2]);
+            d.stride[0] = 2;
+            d.padding[0] = (1, 1);
+            d
+        }),
+        ("conv2d strided, uneven padding", r(&[1, 6, 5, 2], 3), r(&[3, 3, 2, 2], 4), strided),
+        ("conv2d depthwise", r(&[2, 4, 4, 3], 5), r(&[3, 3, 3, 1], 6), Conv::new_2d([1, 1], [1, 1]).groups(3)),
+        ("conv2d groups 2", r(&[1, 5, 4, 4], 7), r(&[6, 2, 2, 2], 8), Conv::new_2d([2, 1], [0, 1]).groups(2)),
+        (
+            "conv_transpose2d",
+            r(&[1, 3, 4, 3], 9),
+            r(&[2, 3, 2, 3], 10),
+            Conv::new_2d([2, 1], [1, 0]).transposed(&[1, 0]),
+        ),
+        (
+            "conv_transpose1d groups 2",
+            r(&[2, 4, 4], 11),
+            r(&[6, 3, 2], 12),
+            Conv::new(1).groups(2).transposed(&[0]).dilation(&[2]),
+        ),
+        ("conv3d", r(&[1, 3, 4, 3, 2], 13), r(&[2, 2, 3, 2, 2], 14), {
+            let mut d = Conv::new(3);
+            d.stride = [1, 2, 1];
+            d.padding = [(0, 0), (1, 1), (1, 0)];
+            d
+        }),
+    ];
+    for (name, x, w, desc) in cases {
+        check(name, &move |a: &[Array]| conv_general(&a[0], &a[1], &desc), &[x, w]);
+    }
+    // grad of grad goes through the weight's cotangent (slices, matmuls) and the transpose.
+    let (x, w) = (r(&[1, 5, 2], 15), r(&[2, 3, 2], 16));
+    check(
+        "grad of conv1d",
+        &|a: &[Array]| {
+            let inner = |b: &[Array]| square(&conv1d(&b[0], &b[1], 1, 1, 1, 1)?)?.sum(None, false);
+            Ok(grad(inner, &[0])(a)?.remove(0))
+        },
+        &[x, w],
+    );
+}
+
+#[test]
+fn sort_derivatives() {
+    let x = arr(&rand_vec(24, 21, -2.0, 2.0), &[4, 6]);
+    check("sort axis 1", &|a: &[Array]| sort(&a[0], Some(1)), std::slice::from_ref(&x));
+    check("sort flattened", &|a: &[Array]| sort(&a[0], None), std::slice::from_ref(&x));
+    check("topk", &|a: &[Array]| topk(&a[0], 2, Some(0)), std::slice::from_ref(&x));
+}
+
+#[test]
 fn transforms_compose() {
     // grad of grad: d²/dx² x³ = 6x.
     let x = arr(&[0.5, -1.5, 2.0], &[3]);

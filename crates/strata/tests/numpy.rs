@@ -113,6 +113,22 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "take_along_axis" => take_along_axis(&a[0], &a[1], int(kw, "axis")),
         "scatter_add" => scatter_add_along_axis(&a[0], &a[1], &a[2], int(kw, "axis")),
         "outer" => outer(&a[0], &a[1]),
+        "sort" => sort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
+        "argsort" => argsort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
+        "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
+        "conv" | "conv_transpose" => {
+            let list = |k: &str| -> Vec<usize> { axes(kw, k).unwrap().iter().map(|&v| v as usize).collect() };
+            let s = a[0].ndim() - 2;
+            let mut desc = Conv::new(s).groups(kw["groups"].as_u64().unwrap() as usize).dilation(&list("dilation"));
+            desc.stride[..s].copy_from_slice(&list("stride"));
+            for (p, v) in desc.padding.iter_mut().zip(list("padding")) {
+                *p = (v, v);
+            }
+            if op == "conv_transpose" {
+                desc = desc.transposed(&list("output_padding"));
+            }
+            conv_general(&a[0], &a[1], &desc)
+        }
         name => {
             let op = *BinaryOp::ALL.iter().find(|o| o.name() == name).unwrap_or_else(|| panic!("no op {name}"));
             binary(op, &a[0], &a[1])

@@ -73,3 +73,25 @@ fn vmap_errors() {
     let e = f(&[rand(&[3], 1)]).unwrap_err().to_string();
     assert!(e.contains("1 arguments"), "{e}");
 }
+
+#[test]
+fn vmap_of_conv_and_sort_matches_a_loop() {
+    // x: 5 examples of [2, 6, 3]; w shared, or one per example.
+    let xs = rand(&[5, 2, 6, 3], 11);
+    let w = rand(&[4, 3, 3], 12);
+    let ws = rand(&[5, 4, 3, 3], 13);
+    let f = |a: &[Array]| -> Result<Vec<Array>> {
+        let y = conv1d(&a[0], &a[1], 2, 1, 1, 1)?;
+        Ok(vec![sort(&y, Some(1))?, argsort(&a[0], Some(-1))?])
+    };
+    let one =
+        |a: &Array, i: usize| squeeze(&slice_axis(a, 0, i as isize, i as isize + 1).unwrap(), Some(&[0])).unwrap();
+    for (w, axis) in [(&w, None), (&ws, Some(0))] {
+        let got = vmap(f, &[Some(0), axis], &[])(&[xs.clone(), w.clone()]).unwrap();
+        let per: Vec<Vec<Array>> =
+            (0..5).map(|i| f(&[one(&xs, i), if axis.is_some() { one(w, i) } else { w.clone() }]).unwrap()).collect();
+        for j in 0..2 {
+            close(&got[j], &stack(&per.iter().map(|p| &p[j]).collect::<Vec<_>>(), 0).unwrap());
+        }
+    }
+}

@@ -204,6 +204,13 @@ pub trait Backend: Send + Sync {
     /// Threefry-2x32 random bits: `out` (`[K, N]` uint32) gets `N` words from each key of
     /// `keys` (`[K, 2]` uint32), in MLX's layout.
     fn random_bits(&self, keys: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
+    /// The indices (uint32) that sort each lane of `x` along `axis` ascending, stably, NaNs
+    /// last (NumPy's `argsort(kind="stable")`). Backends without a sort kernel keep this
+    /// default, which says so; the array layer then runs it on the CPU, visibly.
+    fn argsort(&self, axis: usize, x: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()> {
+        let _ = (axis, x, out);
+        Err(crate::Error::NotImplemented { op: "argsort", backend: self.name() })
+    }
     /// A copy between layouts of the same dtype and shape.
     fn copy(&self, x: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
     /// A conversion between dtypes (same shape), with `ml_dtypes`' rules.

@@ -109,6 +109,24 @@ pub fn validate_gather<B: Storage>(
     out.check(OP, "the output")
 }
 
+/// Checks an `argsort`: `out` is uint32 of `x`'s shape, `axis` one of its axes, and `x` of a
+/// type with an order (not packed, not complex).
+pub fn validate_argsort<B: Storage>(axis: usize, x: &TensorRef<'_, B>, out: &TensorMut<'_, B>) -> Result<()> {
+    const OP: &str = "argsort";
+    if axis >= x.layout.ndim().max(1) {
+        return Err(invalid(OP, format!("axis {axis} is out of range for shape {:?}", x.layout.shape())));
+    }
+    if out.layout.shape() != x.layout.shape() || out.dtype != DType::U32 {
+        return Err(invalid(OP, format!("the output must be uint32 {:?}", x.layout.shape())));
+    }
+    if x.dtype.is_packed() || x.dtype == DType::C64 {
+        return Err(Error::UnsupportedDType { op: OP, dtype: x.dtype, expected: "a real type of 8 bits or more" });
+    }
+    non_overlapping(OP, out.layout)?;
+    x.check(OP, "the array")?;
+    out.check(OP, "the output")
+}
+
 /// Checks a `scatter_add`: `indices` and `updates` share one shape, which agrees with `out`'s
 /// except on `axis`; the type is one of [`SCATTER_TYPES`].
 pub fn validate_scatter_add<B: Storage>(

@@ -25,8 +25,8 @@ pub use elementwise::{
 };
 pub use fused::{Fused, FusedOp};
 pub use index::{
-    INDEX_TYPES, SCATTER_TYPES, validate_gather, validate_random_bits, validate_reduce_call, validate_scan,
-    validate_scatter_add, wrap_index,
+    INDEX_TYPES, SCATTER_TYPES, validate_argsort, validate_gather, validate_random_bits, validate_reduce_call,
+    validate_scan, validate_scatter_add, wrap_index,
 };
 pub use layout::Layout;
 pub use matmul::{Epilogue, Matmul2d, MatmulMode};
