@@ -259,6 +259,32 @@ def main():
                 f"conv_transpose reference disagrees with MLX for {xs_} {ws_}"
             add("conv_transpose", [cx, cw], want.astype(np.float32), stride=st, padding=pd, dilation=dl, output_padding=op, groups=gr)
 
+        # mx.fast: MLX's own outputs are the reference (this is its API).
+        def m(f, *xs, **kw):
+            return np.array(f(*[mx.array(x) for x in xs], **kw))
+        xf, wf, bf = r((2, 3, 8)), r((8,)), r((8,))
+        add("rms_norm", [xf, wf], m(mx.fast.rms_norm, xf, wf, eps=1e-5), eps=1e-5)
+        add("layer_norm", [xf, wf, bf], m(mx.fast.layer_norm, xf, wf, bf, eps=1e-5), eps=1e-5)
+        xr = r((2, 3, 5, 8))
+        for dims, trad, base, scale, off in [(8, False, 10000.0, 1.0, 0), (8, True, 10000.0, 1.0, 3), (4, False, 500.0, 0.5, 2), (6, True, 10000.0, 2.0, 0)]:
+            want = np.array(mx.fast.rope(mx.array(xr), dims, traditional=trad, base=base, scale=scale, offset=off))
+            add("rope", [xr], want, dims=dims, traditional=trad, base=base, scale=scale, offset=off)
+        for (hq, hkv, lq, lk, d), mk in [((4, 2, 5, 7, 8), None), ((2, 1, 6, 6, 16), "causal"), ((3, 3, 4, 9, 8), "causal"),
+                                          ((2, 2, 3, 5, 8), "bool"), ((4, 1, 3, 5, 8), "float")]:
+            q, k, v = r((2, hq, lq, d)), r((2, hkv, lk, d)), r((2, hkv, lk, d))
+            scale = 1.0 / math.sqrt(d)
+            ops_ = [q, k, v]
+            if mk == "bool":
+                mask = rng.random((1, hq, lq, lk)) < 0.7
+                mask[..., 0] = True
+                ops_.append(mask)
+            elif mk == "float":
+                mask = r((lq, lk))
+                ops_.append(mask)
+            mm = mx.array(ops_[3]) if len(ops_) > 3 else ("causal" if mk == "causal" else None)
+            want = np.array(mx.fast.scaled_dot_product_attention(mx.array(q), mx.array(k), mx.array(v), scale=scale, mask=mm))
+            add("sdpa", ops_, want, scale=scale, mask=mk or "none")
+
     # Type promotion: NumPy 2's result_type over the standard types (uint64 with a signed type
     # is left out: MLX and Strata give float32 there, NumPy float64).
     types = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64"]

@@ -9,7 +9,10 @@ use std::time::Instant;
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../strata/examples/curve_fit.rs"]
 mod curve_fit;
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../strata/examples/heat.rs"]
+mod heat;
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../strata/examples/mandelbrot.rs"]
 mod mandelbrot;
 #[allow(clippy::duplicate_mod)]
@@ -48,6 +51,18 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         path.display()
     );
     let t = Instant::now();
+    let (path, s) = heat::run(&args.out)?;
+    let steps = |n: Option<usize>| n.map_or(format!("not in {}", heat::STEPS), |n| format!("{n} steps"));
+    println!(
+        "  heat         {:>7.2} s  {n}×{n} plate to steady state, Jacobi (one conv2d a step) vs SOR ω={:.3} (two): change < 1e-4 after {} vs {}\n               -> {}",
+        t.elapsed().as_secs_f64(),
+        s.omega,
+        steps(s.steps_to_1e4.0),
+        steps(s.steps_to_1e4.1),
+        path.display(),
+        n = heat::N,
+    );
+    let t = Instant::now();
     match trace_demo::run(2.0) {
         Ok(trace) => {
             let path = args.out.join("trace_frames.png");
@@ -72,7 +87,6 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => println!("  trace        skipped: {e}"),
     }
-    println!("\n(the heat-diffusion example arrives with conv2d in the array layer)");
     strata_trace::flush()?;
     Ok(())
 }

@@ -237,6 +237,10 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let (_, gs) = vjp(|a| Ok(vec![expand_fused(program, a)?]), x, std::slice::from_ref(g))?;
             gs.into_iter().map(Some).collect()
         }
+        Prim::Attention(desc) => {
+            let (_, gs) = vjp(|a| Ok(vec![crate::fast::attention_reference(desc, a)?]), x, std::slice::from_ref(g))?;
+            gs.into_iter().zip(x).map(|(g, xi)| is_float(xi).then_some(g)).collect()
+        }
         Prim::Concat(axis) => {
             let mut at = 0;
             let mut out = Vec::new();
@@ -339,6 +343,11 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
         Prim::Fused(program) => {
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
             let (_, out) = jvp(|a| Ok(vec![expand_fused(program, a)?]), x, &ts)?;
+            out.into_iter().next()
+        }
+        Prim::Attention(desc) => {
+            let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
+            let (_, out) = jvp(|a| Ok(vec![crate::fast::attention_reference(desc, a)?]), x, &ts)?;
             out.into_iter().next()
         }
         // Linear in their inputs: the same primitive applied to the tangents.

@@ -67,7 +67,7 @@ fn forward_weight(w: &Array) -> Array {
 fn transposed_weight(w: &Array, groups: usize) -> Result<Array> {
     let s = w.ndim() - 2;
     let (c_out, cig) = (w.shape()[0], w.shape()[s + 1]);
-    if groups == 0 || c_out % groups != 0 {
+    if groups == 0 || !c_out.is_multiple_of(groups) {
         return Err(invalid("conv_transpose", format!("{c_out} output channels do not split into {groups} groups")));
     }
     let cog = c_out / groups;

@@ -25,6 +25,7 @@ mod compile;
 mod conv;
 mod device;
 mod display;
+pub mod fast;
 mod graph;
 mod operators;
 mod ops;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use strata_core::kernel::{
-    Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp,
+    Attention, Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, ReduceOp, ScanOp, TensorMut, TensorRef, UnaryOp,
 };
 use strata_core::{DType, Result};
 use strata_cpu::{Cpu, CpuBuffer};
@@ -44,6 +44,8 @@ pub(crate) enum Prim {
     Matmul,
     /// A convolution of a channels-last input by an HWIO weight (the kernel layer's layouts).
     Conv(Conv),
+    /// Scaled dot-product attention of `[q, k, v]` or `[q, k, v, mask]`.
+    Attention(Attention),
     /// Same elements, the node's shape.
     Reshape,
     /// Axes permuted: output axis `i` is input axis `perm[i]`.
@@ -93,6 +95,7 @@ impl Prim {
             Prim::Cast => "astype",
             Prim::Matmul => "matmul",
             Prim::Conv(_) => "conv",
+            Prim::Attention(_) => "scaled_dot_product_attention",
             Prim::Reshape => "reshape",
             Prim::Transpose(_) => "transpose",
             Prim::Broadcast => "broadcast_to",
@@ -295,6 +298,10 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
             fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, out))
         }
         Prim::Conv(desc) => fresh(b, shape, dtype, |out| b.conv(desc, arg(0), arg(1), out)),
+        Prim::Attention(desc) => {
+            let mask = (inputs.len() > 3).then(|| arg(3));
+            fresh(b, shape, dtype, |out| b.attention(desc, arg(0), arg(1), arg(2), mask, out))
+        }
         Prim::Reshape => {
             let d = contiguous(b, inputs[0], dtype)?;
             let strides = Layout::contiguous(shape).strides().to_vec();

@@ -101,6 +101,16 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
                 reshape_to(&crate::conv::conv_node(&folded, &xs[1].a, desc)?, &bshape)
             }
         }
+        // The examples join the attention's batch axis.
+        Prim::Attention(desc) => {
+            let fold = |x: &Batched| -> Result<Array> {
+                let a = with_batch(x, b)?;
+                Ok(reshape_to(&a, &[&[b * a.shape()[1]][..], &a.shape()[2..]].concat()))
+            };
+            let folded = xs.iter().map(fold).collect::<Result<Vec<_>>>()?;
+            let out = [&[b * shape[0]][..], &shape[1..]].concat();
+            reshape_to(&Array::node(Prim::Attention(*desc), folded, out, dtype, xs[0].a.device()), &bshape)
+        }
         Prim::Matmul => {
             let (a, bm) = (with_batch(&xs[0], b)?, with_batch(&xs[1], b)?);
             like(vec![a, bm], Prim::Matmul)

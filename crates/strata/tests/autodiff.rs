@@ -248,6 +248,33 @@ fn conv_derivatives() {
 }
 
 #[test]
+fn fast_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    let (x, w, b) = (r(&[2, 3, 6], 31), r(&[6], 32), r(&[6], 33));
+    check("rms_norm", &|a: &[Array]| fast::rms_norm(&a[0], Some(&a[1]), 1e-5), &[x.clone(), w.clone()]);
+    check("layer_norm", &|a: &[Array]| fast::layer_norm(&a[0], Some(&a[1]), Some(&a[2]), 1e-5), &[x.clone(), w, b]);
+    check("rope", &|a: &[Array]| fast::rope(&a[0], 4, false, 10000.0, 1.0, 2), std::slice::from_ref(&x));
+    check("rope traditional", &|a: &[Array]| fast::rope(&a[0], 6, true, 100.0, 0.5, 0), std::slice::from_ref(&x));
+    let (q, k, v) = (r(&[1, 4, 3, 4], 34), r(&[1, 2, 5, 4], 35), r(&[1, 2, 5, 3], 36));
+    check(
+        "attention, grouped heads",
+        &|a: &[Array]| fast::scaled_dot_product_attention(&a[0], &a[1], &a[2], 0.5, fast::Mask::None),
+        &[q.clone(), k.clone(), v.clone()],
+    );
+    check(
+        "attention, causal",
+        &|a: &[Array]| fast::scaled_dot_product_attention(&a[0], &a[1], &a[2], 0.5, fast::Mask::Causal),
+        &[q.clone(), k.clone(), v.clone()],
+    );
+    let m = r(&[3, 5], 37);
+    check(
+        "attention, additive mask (and its gradient)",
+        &|a: &[Array]| fast::scaled_dot_product_attention(&a[0], &a[1], &a[2], 0.5, fast::Mask::Array(&a[3])),
+        &[q, k, v, m],
+    );
+}
+
+#[test]
 fn sort_derivatives() {
     let x = arr(&rand_vec(24, 21, -2.0, 2.0), &[4, 6]);
     check("sort axis 1", &|a: &[Array]| sort(&a[0], Some(1)), std::slice::from_ref(&x));

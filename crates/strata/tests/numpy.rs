@@ -116,6 +116,24 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "sort" => sort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "argsort" => argsort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
+        "rms_norm" => fast::rms_norm(&a[0], Some(&a[1]), kw["eps"].as_f64().unwrap() as f32),
+        "layer_norm" => fast::layer_norm(&a[0], Some(&a[1]), Some(&a[2]), kw["eps"].as_f64().unwrap() as f32),
+        "rope" => fast::rope(
+            &a[0],
+            kw["dims"].as_u64().unwrap() as usize,
+            kw["traditional"].as_bool().unwrap(),
+            kw["base"].as_f64().unwrap() as f32,
+            kw["scale"].as_f64().unwrap() as f32,
+            kw["offset"].as_u64().unwrap() as usize,
+        ),
+        "sdpa" => {
+            let mask = match kw["mask"].as_str().unwrap() {
+                "causal" => fast::Mask::Causal,
+                "none" => fast::Mask::None,
+                _ => fast::Mask::Array(&a[3]),
+            };
+            fast::scaled_dot_product_attention(&a[0], &a[1], &a[2], kw["scale"].as_f64().unwrap() as f32, mask)
+        }
         "conv" | "conv_transpose" => {
             let list = |k: &str| -> Vec<usize> { axes(kw, k).unwrap().iter().map(|&v| v as usize).collect() };
             let s = a[0].ndim() - 2;

@@ -95,3 +95,21 @@ fn vmap_of_conv_and_sort_matches_a_loop() {
         }
     }
 }
+
+#[test]
+fn vmap_of_attention_matches_a_loop() {
+    // q mapped over its first axis (3 examples of [1, 2, 4, 8]); k and v shared.
+    let qs = rand(&[3, 1, 2, 4, 8], 21);
+    let (k, v) = (rand(&[1, 1, 6, 8], 22), rand(&[1, 1, 6, 8], 23));
+    let f = |a: &[Array]| -> Result<Vec<Array>> {
+        Ok(vec![fast::scaled_dot_product_attention(&a[0], &a[1], &a[2], 0.3, fast::Mask::Causal)?])
+    };
+    let got = vmap(f, &[Some(0), None, None], &[])(&[qs.clone(), k.clone(), v.clone()]).unwrap();
+    let per: Vec<Array> = (0..3)
+        .map(|i| {
+            let qi = squeeze(&slice_axis(&qs, 0, i, i + 1).unwrap(), Some(&[0])).unwrap();
+            f(&[qi, k.clone(), v.clone()]).unwrap().remove(0)
+        })
+        .collect();
+    close(&got[0], &stack(&per.iter().collect::<Vec<_>>(), 0).unwrap());
+}
