@@ -259,6 +259,21 @@ def main():
                 f"conv_transpose reference disagrees with MLX for {xs_} {ws_}"
             add("conv_transpose", [cx, cw], want.astype(np.float32), stride=st, padding=pd, dilation=dl, output_padding=op, groups=gr)
 
+        # einsum and tensordot.
+        ea, eb, ec = r((3, 4)), r((4, 5)), r((5, 2))
+        sq = r((4, 4))
+        bt = r((2, 3, 4))
+        for spec, ops_ in [("ij,jk->ik", [ea, eb]), ("ij,jk,kl->il", [ea, eb, ec]), ("ii->i", [sq]), ("ii", [sq]),
+                           ("ij->", [ea]), ("ji", [ea]), ("i,i", [ea[0], ea[1]]), ("i,j->ij", [ea[0], eb[0]]),
+                           ("bij,bkj->bik", [bt, r((2, 5, 4))]), ("...ij,jk->...ik", [bt, eb]),
+                           ("b...j,j->b...", [bt, ea[0]]), ("ij,ij->ij", [ea, ea]), ("iij->ij", [r((3, 3, 2))]),
+                           ("ab,cd->", [ea, eb]), ("...i,...i->...", [r((2, 1, 4)), r((3, 4))])]:
+            add("einsum", ops_, np.einsum(spec, *ops_), spec=spec)
+        ta, tb = r((2, 3, 4)), r((3, 4, 5))
+        add("tensordot", [ta, tb], np.tensordot(ta, tb, axes=2), axes=2)
+        tc = r((4, 2, 6))
+        add("tensordot_axes", [ta, tc], np.tensordot(ta, tc, axes=([2, 0], [0, 1])), a=[2, 0], b=[0, 1])
+
         # mx.fast: MLX's own outputs are the reference (this is its API).
         def m(f, *xs, **kw):
             return np.array(f(*[mx.array(x) for x in xs], **kw))

@@ -237,6 +237,7 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             let (_, gs) = vjp(|a| Ok(vec![expand_fused(program, a)?]), x, std::slice::from_ref(g))?;
             gs.into_iter().map(Some).collect()
         }
+        Prim::Custom(c) => c.vjp(x, g)?.into_iter().map(Some).collect(),
         Prim::Attention(desc) => {
             let (_, gs) = vjp(|a| Ok(vec![crate::fast::attention_reference(desc, a)?]), x, std::slice::from_ref(g))?;
             gs.into_iter().zip(x).map(|(g, xi)| is_float(xi).then_some(g)).collect()
@@ -344,6 +345,11 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
             let (_, out) = jvp(|a| Ok(vec![expand_fused(program, a)?]), x, &ts)?;
             out.into_iter().next()
+        }
+        Prim::Custom(c) => {
+            let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
+            let (_, mut out) = jvp(|a| (c.func.forward)(a), x, &ts)?;
+            Some(out.swap_remove(c.index))
         }
         Prim::Attention(desc) => {
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;

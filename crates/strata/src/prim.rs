@@ -75,6 +75,9 @@ pub(crate) enum Prim {
     ArgSort(usize),
     /// An element-wise program over inputs of the node's shape (made by `compile`).
     Fused(Arc<Fused>),
+    /// An output of a function with its own derivative rule (`custom_vjp`, `checkpoint`); it
+    /// is evaluated by running the function (`graph.rs`), not by a kernel.
+    Custom(crate::custom::CustomOutput),
     /// The result of an operator expression that failed (`a + b` cannot return a `Result`):
     /// evaluating it, or using it in an op, returns the error.
     Error(strata_core::Error),
@@ -103,6 +106,7 @@ impl Prim {
             Prim::SliceUpdate { .. } => "slice_update",
             Prim::Concat(_) => "concatenate",
             Prim::Fused(_) => "fused",
+            Prim::Custom(_) => "custom",
             Prim::Gather(_) => "take_along_axis",
             Prim::RandomBits => "random_bits",
             Prim::ArgSort(_) => "argsort",
@@ -271,6 +275,7 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
     let arg = |i: usize| operand::<B>(inputs[i], dtypes[i]);
     match node.prim() {
         Prim::Constant => Err(internal("a constant without data")),
+        Prim::Custom(_) => Err(internal("a custom function reached a backend")),
         Prim::Error(e) => Err(e.clone()),
         Prim::RandomBits => fresh(b, shape, dtype, |out| b.random_bits(arg(0), out)),
         Prim::ArgSort(axis) => fresh(b, shape, dtype, |out| b.argsort(*axis, arg(0), out)),

@@ -101,6 +101,13 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
                 reshape_to(&crate::conv::conv_node(&folded, &xs[1].a, desc)?, &bshape)
             }
         }
+        // The forward function mapped (a custom vjp rule does not survive vmap).
+        Prim::Custom(c) => {
+            let f = c.func.forward.clone();
+            let axes: Vec<Option<isize>> = xs.iter().map(|x| x.batched.then_some(0)).collect();
+            let args: Vec<Array> = xs.iter().map(|x| x.a.clone()).collect();
+            vmap(move |a: &[Array]| f(a), &axes, &[])(&args)?.swap_remove(c.index)
+        }
         // The examples join the attention's batch axis.
         Prim::Attention(desc) => {
             let fold = |x: &Batched| -> Result<Array> {

@@ -70,6 +70,22 @@ fn bad_input_is_an_error_naming_shapes() {
             .contains("index 3 is out of range for an axis of size 3")
     );
     assert!(msg(take(&x, &zeros(&[2], DType::F32).unwrap(), Some(1))).contains("integers"));
+    // Sorting, convolutions, einsum, attention.
+    assert!(msg(topk(&x, 4, Some(1))).contains("k = 4"));
+    assert!(msg(sort(&x, Some(2))).contains("axis 2"));
+    let img = zeros(&[1, 5, 5, 3], DType::F32).unwrap();
+    let w = zeros(&[4, 3, 3, 2], DType::F32).unwrap();
+    assert!(msg(conv2d(&img, &w, [1, 1], [0, 0], [1, 1], 1)).contains("3 channels"));
+    assert!(msg(conv2d(&img, &zeros(&[4, 3, 3], DType::F32).unwrap(), [1, 1], [0, 0], [1, 1], 1)).contains("weight"));
+    let (ii, wi) = (img.astype(DType::I32).unwrap(), w.astype(DType::I32).unwrap());
+    assert!(msg(conv2d(&ii, &wi, [1, 1], [0, 0], [1, 1], 1)).contains("int32"));
+    assert!(msg(einsum("ij,jk->ik", &[&x, &x])).contains("sizes 3 and 2"));
+    assert!(msg(einsum("ij->iz", &[&x])).contains("`z`"));
+    assert!(msg(einsum("ij,k", &[&x])).contains("2 operands"));
+    let q = zeros(&[1, 3, 4, 8], DType::F32).unwrap();
+    let kv = zeros(&[1, 2, 4, 8], DType::F32).unwrap();
+    assert!(msg(fast::scaled_dot_product_attention(&q, &kv, &kv, 1.0, fast::Mask::None)).contains("3 query heads"));
+    assert!(msg(fast::rope(&x, 3, false, 1e4, 1.0, 0)).contains("even dims"));
 }
 
 #[test]

@@ -275,6 +275,15 @@ fn fast_derivatives() {
 }
 
 #[test]
+fn einsum_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    let (a, b, c) = (r(&[3, 4], 51), r(&[2, 4, 5], 52), r(&[4, 4], 53));
+    check("einsum ij,bjk->bik", &|x: &[Array]| einsum("ij,bjk->bik", &[&x[0], &x[1]]), &[a.clone(), b.clone()]);
+    check("einsum ii,ji->j (diagonal)", &|x: &[Array]| einsum("ii,ji->j", &[&x[0], &x[1]]), &[c, a.clone()]);
+    check("tensordot", &|x: &[Array]| tensordot_axes(&x[0], &x[1], &[1], &[1]), &[a, b]);
+}
+
+#[test]
 fn sort_derivatives() {
     let x = arr(&rand_vec(24, 21, -2.0, 2.0), &[4, 6]);
     check("sort axis 1", &|a: &[Array]| sort(&a[0], Some(1)), std::slice::from_ref(&x));
@@ -323,4 +332,60 @@ fn errors_are_clear() {
     assert!(e.contains("argnum 3"), "{e}");
     let e = vjp(|a| Ok(vec![a[0].clone()]), std::slice::from_ref(&x), &[arr(&[1.0], &[1])]).err().unwrap().to_string();
     assert!(e.contains("[1]") && e.contains("[2]"), "{e}");
+}
+
+#[test]
+fn custom_vjp_and_checkpoint() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A rule that differs from the ops' derivative is the one used: d/dx sin(x) reported as 2.
+    let odd = custom_vjp(
+        |x: &[Array]| Ok(vec![sin(&x[0])?, exp(&x[0])?]),
+        |x: &[Array], _y: &[Array], g: &[Array]| Ok(vec![&g[0] * 2.0 + &g[1] * exp(&x[0])?]),
+    );
+    let x = arr(&[0.3, -0.7, 1.1], &[3]);
+    let o = odd.clone();
+    let gs =
+        grad(move |a: &[Array]| (o(a)?[0].clone() + o(a)?[1].clone()).sum(None, false), &[])(std::slice::from_ref(&x))
+            .unwrap();
+    for (g, xv) in gs[0].to_vec::<f64>().unwrap().iter().zip([0.3f64, -0.7, 1.1]) {
+        assert!((g - (2.0 + xv.exp())).abs() < 1e-12, "{g}");
+    }
+    // Values are the forward function's; jvp and vmap go through it.
+    let y = odd(std::slice::from_ref(&x)).unwrap();
+    assert!((y[0].to_vec::<f64>().unwrap()[0] - 0.3f64.sin()).abs() < 1e-15);
+    let t = arr(&[1.0, 1.0, 1.0], &[3]);
+    let o = odd.clone();
+    let (_, jt) = jvp(move |a| o(a), std::slice::from_ref(&x), &[t]).unwrap();
+    assert!((jt[0].to_vec::<f64>().unwrap()[2] - 1.1f64.cos()).abs() < 1e-12);
+    let o = odd.clone();
+    let v = vmap(move |a: &[Array]| o(a), &[Some(0)], &[])(&[arr(&[0.1, 0.2, 0.3, 0.4], &[2, 2])]).unwrap();
+    assert!((v[1].to_vec::<f64>().unwrap()[3] - 0.4f64.exp()).abs() < 1e-12);
+    // A rule returning the wrong number or shape of cotangents is an error.
+    let bad = custom_vjp(|x: &[Array]| Ok(vec![x[0].clone()]), |_: &[Array], _: &[Array], _: &[Array]| Ok(vec![]));
+    let e = grad(move |a: &[Array]| bad(a)?[0].sum(None, false), &[])(std::slice::from_ref(&x)).err().unwrap();
+    assert!(e.to_string().contains("returned 0 cotangents for 1 arguments"), "{e}");
+
+    // checkpoint: the gradients of the plain function, the forward run again in the backward pass.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let block = move |a: &[Array]| -> Result<Vec<Array>> {
+        c.fetch_add(1, Ordering::SeqCst);
+        let h = tanh(&matmul(&a[0], &a[1])?)?;
+        Ok(vec![tanh(&matmul(&h, &a[1])?)?])
+    };
+    let (x, w) = (arr(&rand_vec(12, 41, -1.0, 1.0), &[3, 4]), arr(&rand_vec(16, 42, -1.0, 1.0), &[4, 4]));
+    let b2 = block.clone();
+    let plain = grad(move |a: &[Array]| square(&b2(a)?[0])?.sum(None, false), &[])(&[x.clone(), w.clone()]).unwrap();
+    let ck = checkpoint(block);
+    let before = calls.load(Ordering::SeqCst);
+    let ckd = grad(move |a: &[Array]| square(&ck(a)?[0])?.sum(None, false), &[])(&[x, w]).unwrap();
+    eval_all(&[&ckd[0], &ckd[1]]).unwrap();
+    // Once to learn the shapes, once to evaluate, once more in the backward pass.
+    assert_eq!(calls.load(Ordering::SeqCst) - before, 3);
+    for (p, c) in plain.iter().zip(&ckd) {
+        for (a, b) in p.to_vec::<f64>().unwrap().iter().zip(c.to_vec::<f64>().unwrap()) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+    }
 }

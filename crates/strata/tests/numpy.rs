@@ -116,6 +116,9 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "sort" => sort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "argsort" => argsort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
+        "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
+        "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),
+        "tensordot_axes" => tensordot_axes(&a[0], &a[1], &axes(kw, "a").unwrap(), &axes(kw, "b").unwrap()),
         "rms_norm" => fast::rms_norm(&a[0], Some(&a[1]), kw["eps"].as_f64().unwrap() as f32),
         "layer_norm" => fast::layer_norm(&a[0], Some(&a[1]), Some(&a[2]), kw["eps"].as_f64().unwrap() as f32),
         "rope" => fast::rope(
