@@ -307,6 +307,7 @@ def main():
 
     # Random numbers: MLX's Threefry keys, splits, uniforms and normals for random seeds.
     rand = []
+    cat_logits = [[0.1, 1.5, -0.3, 0.8], [2.0, -1.0, 0.0, 0.5]]
     for sd in [0, int(rng.integers(0, 2**32)), int(rng.integers(2**32, 2**63))]:
         k = mx.random.key(sd)
         rand.append({
@@ -314,6 +315,10 @@ def main():
             "split": np.array(mx.random.split(k, 3)).ravel().tolist(),
             "uniform": np.array(mx.random.uniform(-2.0, 3.0, shape=(2, 7), key=k)).ravel().tolist(),
             "normal": np.array(mx.random.normal(shape=(9,), key=k)).ravel().tolist(),
+            "permutation": np.array(mx.random.permutation(12, key=k)).ravel().tolist(),
+            "gumbel": np.array(mx.random.gumbel(shape=(7,), key=k)).ravel().tolist(),
+            "truncated_normal": np.array(mx.random.truncated_normal(-0.5, 1.5, shape=(9,), key=k)).ravel().tolist(),
+            "categorical": np.array(mx.random.categorical(mx.array(cat_logits), axis=-1, num_samples=5, key=k)).ravel().tolist(),
         })
 
     os.makedirs(os.path.join(args.out, "arrays"), exist_ok=True)

@@ -238,6 +238,10 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
             gs.into_iter().map(Some).collect()
         }
         Prim::Custom(c) => c.vjp(x, g)?.into_iter().map(Some).collect(),
+        // y = x·Wᵀ gives dx = g·W: the same weight, the other way round.
+        Prim::QuantizedMatmul { weight, transpose } => {
+            vec![Some(crate::quantized::quantized_matmul(g, weight, !transpose)?)]
+        }
         Prim::Attention(desc) => {
             let (_, gs) = vjp(|a| Ok(vec![crate::fast::attention_reference(desc, a)?]), x, std::slice::from_ref(g))?;
             gs.into_iter().zip(x).map(|(g, xi)| is_float(xi).then_some(g)).collect()
@@ -346,6 +350,7 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             let (_, out) = jvp(|a| Ok(vec![expand_fused(program, a)?]), x, &ts)?;
             out.into_iter().next()
         }
+        Prim::QuantizedMatmul { .. } => t[0].as_ref().map(|t0| node_like(prim, vec![t0.clone()], node)),
         Prim::Custom(c) => {
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
             let (_, mut out) = jvp(|a| (c.func.forward)(a), x, &ts)?;

@@ -32,6 +32,7 @@ mod graph;
 mod operators;
 mod ops;
 mod prim;
+mod quantized;
 pub mod random;
 mod sort;
 mod vmap;
@@ -44,6 +45,9 @@ pub use custom::{checkpoint, custom_vjp};
 pub use device::{Device, default_device, set_default_device};
 pub use einsum::{einsum, tensordot, tensordot_axes};
 pub use graph::{Array, eval_all, live_nodes};
+pub use quantized::{
+    MxElement, Numerics, QuantMode, QuantizedArray, QuantizedTensor, dequantize, quantize, quantized_matmul,
+};
 pub use sort::{argpartition, argsort, partition, sort, topk};
 pub use vmap::vmap;
 

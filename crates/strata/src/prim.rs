@@ -46,6 +46,11 @@ pub(crate) enum Prim {
     Conv(Conv),
     /// Scaled dot-product attention of `[q, k, v]` or `[q, k, v, mask]`.
     Attention(Attention),
+    /// `x·Wᵀ` (or `x·W`) with a quantized `W`, dequantized inside the kernel.
+    QuantizedMatmul {
+        weight: crate::quantized::QuantizedArray,
+        transpose: bool,
+    },
     /// Same elements, the node's shape.
     Reshape,
     /// Axes permuted: output axis `i` is input axis `perm[i]`.
@@ -99,6 +104,7 @@ impl Prim {
             Prim::Matmul => "matmul",
             Prim::Conv(_) => "conv",
             Prim::Attention(_) => "scaled_dot_product_attention",
+            Prim::QuantizedMatmul { .. } => "quantized_matmul",
             Prim::Reshape => "reshape",
             Prim::Transpose(_) => "transpose",
             Prim::Broadcast => "broadcast_to",
@@ -117,7 +123,7 @@ impl Prim {
 }
 
 /// A backend the array layer can hold buffers of.
-trait DeviceBackend: Backend {
+trait DeviceBackend: Backend<Quantized: 'static> + 'static {
     fn unwrap(b: &Buffer) -> &Self::Buffer;
     fn wrap(b: Self::Buffer) -> Buffer;
 }
@@ -303,6 +309,11 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
             fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, out))
         }
         Prim::Conv(desc) => fresh(b, shape, dtype, |out| b.conv(desc, arg(0), arg(1), out)),
+        Prim::QuantizedMatmul { weight, transpose } => {
+            let q = weight.resident(b)?;
+            let desc = strata_core::kernel::QuantizedMatmul { transpose: *transpose };
+            fresh(b, shape, dtype, |out| b.quantized_matmul(&desc, arg(0), &q, out))
+        }
         Prim::Attention(desc) => {
             let mask = (inputs.len() > 3).then(|| arg(3));
             fresh(b, shape, dtype, |out| b.attention(desc, arg(0), arg(1), arg(2), mask, out))

@@ -102,3 +102,70 @@ pub fn randint(low: i64, high: i64, shape: &[usize], dtype: DType, key: Option<&
 pub fn bernoulli(p: f64, shape: &[usize], key: Option<&Array>) -> Result<Array> {
     ops::less(&uniform(0.0, 1.0, shape, DType::F32, key)?, &Array::scalar(p as f32))
 }
+
+/// Gumbel samples, `−log(−log(u))` for `u` uniform in `[0, 1)` (as MLX).
+pub fn gumbel(shape: &[usize], dtype: DType, key: Option<&Array>) -> Result<Array> {
+    let u = uniform(0.0, 1.0, shape, dtype, key)?;
+    ops::negative(&ops::log(&ops::negative(&ops::log(&u)?)?)?)
+}
+
+/// Indices drawn from the categorical distribution with unnormalised log-probabilities
+/// `logits` along `axis` (the Gumbel-max trick, as MLX): one per lane, or `num_samples` per
+/// lane on a new last axis.
+///
+/// ```
+/// use strata::{Array, random};
+/// // Logits with one overwhelming entry always pick it.
+/// let logits = Array::from_slice(&[0.0f32, 50.0, 0.0, 0.0, 0.0, 50.0], &[2, 3])?;
+/// let s = random::categorical(&logits, -1, Some(4), Some(&random::key(7)))?;
+/// assert_eq!(s.to_vec::<u32>()?, [1, 1, 1, 1, 2, 2, 2, 2]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn categorical(logits: &Array, axis: isize, num_samples: Option<usize>, key: Option<&Array>) -> Result<Array> {
+    let ax = ops::norm_axis("categorical", axis, logits.ndim())?;
+    let logits = if logits.dtype().is_float() { logits.clone() } else { logits.astype(DType::F32)? };
+    match num_samples {
+        None => {
+            let g = gumbel(logits.shape(), logits.dtype(), key)?;
+            ops::argmax(&ops::add(&logits, &g)?, Some(ax as isize), false)
+        }
+        Some(n) => {
+            // Logits with a new last axis of n draws (MLX's layout, so samples match its own).
+            let mut shape = logits.shape().to_vec();
+            shape.push(n);
+            let g = gumbel(&shape, logits.dtype(), key)?;
+            ops::argmax(&ops::add(&ops::expand_dims(&logits, -1)?, &g)?, Some(ax as isize), false)
+        }
+    }
+}
+
+/// Normal samples truncated to `[lower, upper]`: `√2·erfinv(u)` for `u` uniform between the
+/// bounds' images under `erf(·/√2)`, clipped (as MLX).
+pub fn truncated_normal(lower: f64, upper: f64, shape: &[usize], dtype: DType, key: Option<&Array>) -> Result<Array> {
+    if !dtype.is_float() || lower.partial_cmp(&upper) != Some(std::cmp::Ordering::Less) {
+        return Err(invalid(
+            "truncated_normal",
+            format!("needs a floating dtype and lower < upper; got {dtype}, [{lower}, {upper}]"),
+        ));
+    }
+    // The bounds' images in the sample type, as MLX computes them.
+    let bound = |v: f64| -> Result<f64> {
+        let a = crate::array::full(&[], v / std::f64::consts::SQRT_2, dtype)?;
+        ops::erf(&a)?.astype(DType::F64)?.item::<f64>()
+    };
+    let u = uniform(bound(lower)?, bound(upper)?, shape, dtype, key)?;
+    let z = ops::multiply(&ops::erfinv(&u)?, &ops::weak_scalar(&u, std::f64::consts::SQRT_2))?;
+    ops::clip(&z, Some(lower), Some(upper))
+}
+
+/// A random permutation of `0..n` as uint32 (MLX's `permutation(n)`: the argsort of `n`
+/// random words).
+pub fn permutation(n: usize, key: Option<&Array>) -> Result<Array> {
+    crate::sort::argsort(&bits(&[n], key)?, Some(0))
+}
+
+/// `x` with its slices along `axis` in a random order.
+pub fn shuffle(x: &Array, axis: isize, key: Option<&Array>) -> Result<Array> {
+    let ax = ops::norm_axis("shuffle", axis, x.ndim())?;
+    ops::take(x, &permutation(x.shape()[ax], key)?, Some(ax as isize))
+}

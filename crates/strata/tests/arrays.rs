@@ -150,3 +150,57 @@ fn the_default_device_is_the_best_one_present() {
     let host = Array::from_bytes(&3.0f32.to_le_bytes(), &[], DType::F32, Device::Cpu).unwrap();
     assert_eq!((&a * &host).to_vec::<f32>().unwrap(), [3.0, 6.0]);
 }
+
+#[test]
+fn quantized_matmul_matches_the_dequantized_product() {
+    let r =
+        |shape: &[usize], seed: u64| random::uniform(-1.0, 1.0, shape, DType::F32, Some(&random::key(seed))).unwrap();
+    let close = |a: &Array, b: &Array, what: &str| {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        for (i, (p, q)) in a.to_vec::<f32>().unwrap().iter().zip(b.to_vec::<f32>().unwrap()).enumerate() {
+            assert!((p - q).abs() <= 1e-4 * q.abs().max(1.0), "{what}[{i}]: {p} vs {q}");
+        }
+    };
+    let modes = [
+        QuantMode::mxfp4(),
+        QuantMode::mxfp8(MxElement::E4M3),
+        QuantMode::nvfp4(),
+        QuantMode::affine(4, 64),
+        QuantMode::mxint8(),
+    ];
+    let x = r(&[2, 3, 64], 1);
+    for mode in modes {
+        // y = x·Wᵀ with W [n, k] = [24, 64].
+        let w = r(&[24, 64], 2);
+        let q = quantize(&w, &mode).unwrap();
+        let wd = dequantize(&q, DType::F32).unwrap();
+        let y = quantized_matmul(&x, &q, true).unwrap();
+        close(&y, &matmul(&x, &wd.transpose(None).unwrap()).unwrap(), &format!("{mode} x·Wᵀ"));
+        // y = x·W with W [k, n] = [64, 128] (quantized along n).
+        let w2 = r(&[64, 128], 3);
+        let q2 = quantize(&w2, &mode).unwrap();
+        let y2 = quantized_matmul(&x, &q2, false).unwrap();
+        close(&y2, &matmul(&x, &dequantize(&q2, DType::F32).unwrap()).unwrap(), &format!("{mode} x·W"));
+        // The gradient in x is the cotangent times W (no dequantized copy), and vmap maps it.
+        let c = r(&[2, 3, 24], 4);
+        let cc = c.clone();
+        let qq = q.clone();
+        let g = grad(move |a: &[Array]| (quantized_matmul(&a[0], &qq, true)? * &cc).sum(None, false), &[])(
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
+        close(&g[0], &matmul(&c, &wd).unwrap(), &format!("{mode} gradient"));
+        let qv = q.clone();
+        let v = vmap(move |a: &[Array]| Ok(vec![quantized_matmul(&a[0], &qv, true)?]), &[Some(1)], &[])(
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
+        close(&v[0], &moveaxis(&y, 1, 0).unwrap(), &format!("{mode} vmap"));
+    }
+    // Bad input names what is wrong.
+    let q = quantize(&r(&[8, 32], 5), &QuantMode::mxfp4()).unwrap();
+    let e = quantized_matmul(&r(&[2, 16], 6), &q, true).unwrap_err().to_string();
+    assert!(e.contains("[.., m, 32]"), "{e}");
+    let e = quantize(&r(&[8, 30], 7), &QuantMode::mxfp4()).unwrap_err().to_string();
+    assert!(e.contains("30"), "{e}");
+}

@@ -252,5 +252,22 @@ fn random_matches_mlx() {
             let b = b.as_f64().unwrap() as f32;
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "normal, seed {seed}: {a} vs {b}");
         }
+        let ints = |name: &str| -> Vec<u32> {
+            r[name].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        };
+        let p = random::permutation(12, Some(&k)).unwrap().to_vec::<u32>().unwrap();
+        assert_eq!(p, ints("permutation"), "permutation, seed {seed}");
+        let logits = Array::from_slice(&[0.1f32, 1.5, -0.3, 0.8, 2.0, -1.0, 0.0, 0.5], &[2, 4]).unwrap();
+        let c = random::categorical(&logits, -1, Some(5), Some(&k)).unwrap();
+        assert_eq!(c.shape(), [2, 5]);
+        assert_eq!(c.to_vec::<u32>().unwrap(), ints("categorical"), "categorical, seed {seed}");
+        let floats = |name: &str, got: Array| {
+            for (a, b) in got.to_vec::<f32>().unwrap().iter().zip(r[name].as_array().unwrap()) {
+                let b = b.as_f64().unwrap() as f32;
+                assert!((a - b).abs() <= 2e-5 * b.abs().max(1.0), "{name}, seed {seed}: {a} vs {b}");
+            }
+        };
+        floats("gumbel", random::gumbel(&[7], DType::F32, Some(&k)).unwrap());
+        floats("truncated_normal", random::truncated_normal(-0.5, 1.5, &[9], DType::F32, Some(&k)).unwrap());
     }
 }
