@@ -259,6 +259,16 @@ def main():
                 f"conv_transpose reference disagrees with MLX for {xs_} {ws_}"
             add("conv_transpose", [cx, cw], want.astype(np.float32), stride=st, padding=pd, dilation=dl, output_padding=op, groups=gr)
 
+        # put_along_axis (distinct indices per lane: a permutation's first columns) and masks.
+        pb = r((3, 5))
+        pi = np.argsort(rng.random((3, 5)), axis=1)[:, :3].astype(np.int32)
+        pv = r((3, 3))
+        pw = pb.copy()
+        np.put_along_axis(pw, pi, pv, axis=1)
+        add("put_along_axis", [pb, pi, pv], pw, axis=1)
+        add("boolean_mask", [pb, pb > 0.3], pb[pb > 0.3])
+        add("boolean_mask", [pb, np.zeros((3, 5), bool)], pb[np.zeros((3, 5), bool)])
+
         # einsum and tensordot.
         ea, eb, ec = r((3, 4)), r((4, 5)), r((5, 2))
         sq = r((4, 4))

@@ -221,6 +221,10 @@ impl Array {
     /// Runs one node whose inputs are evaluated.
     fn realize(&self) -> Result<()> {
         let mut inputs = self.inputs();
+        // Another thread (an `async_eval`) may have computed it while this one waited.
+        if self.is_evaluated() {
+            return Ok(());
+        }
         let data = {
             let datas: Vec<&Data> = inputs
                 .iter()
@@ -265,6 +269,42 @@ pub fn eval_all(arrays: &[&Array]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Work started by [`async_eval`]; [`wait`](EvalHandle::wait) for its result (reading any of
+/// the arrays waits too, by evaluating what is still pending).
+pub struct EvalHandle(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl EvalHandle {
+    /// Waits for the evaluation and returns its result.
+    pub fn wait(mut self) -> Result<()> {
+        match self.0.take() {
+            None => Ok(()),
+            Some(h) => h.join().unwrap_or_else(|_| Err(internal("the evaluation thread panicked"))),
+        }
+    }
+}
+
+/// Starts evaluating `arrays` on a background thread and returns at once (MLX's `async_eval`):
+/// the caller can build the next step's graph meanwhile. Inside a transform it evaluates
+/// before returning, since the transform needs the graph it is tracing.
+///
+/// ```
+/// let x = strata::arange(0.0, 1e5, 1.0, strata::DType::F32)?;
+/// let y = strata::sin(&x)?.sum(None, false)?;
+/// let h = strata::async_eval(&[&y]);
+/// let z = strata::cos(&x)?; // built while y is computed
+/// h.wait()?;
+/// assert!(y.is_evaluated() && !z.is_evaluated());
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn async_eval(arrays: &[&Array]) -> EvalHandle {
+    let owned: Vec<Array> = arrays.iter().map(|&a| a.clone()).collect();
+    if TRACING.with(|t| t.get()) > 0 {
+        let r = eval_all(arrays);
+        return EvalHandle(Some(std::thread::spawn(move || r)));
+    }
+    EvalHandle(Some(std::thread::spawn(move || eval_all(&owned.iter().collect::<Vec<_>>()))))
 }
 
 /// The pending nodes `roots` depend on, inputs before users.

@@ -35,6 +35,7 @@ mod prim;
 mod quantized;
 pub mod random;
 mod sort;
+mod tree;
 mod vmap;
 
 pub use array::{Element, arange, eye, full, identity, linspace, ones, ones_like, tri, zeros, zeros_like};
@@ -44,11 +45,12 @@ pub use conv::{conv_general, conv_transpose1d, conv_transpose2d, conv_transpose3
 pub use custom::{checkpoint, custom_vjp};
 pub use device::{Device, default_device, set_default_device};
 pub use einsum::{einsum, tensordot, tensordot_axes};
-pub use graph::{Array, eval_all, live_nodes};
+pub use graph::{Array, EvalHandle, async_eval, eval_all, live_nodes};
 pub use quantized::{
     MxElement, Numerics, QuantMode, QuantizedArray, QuantizedTensor, dequantize, quantize, quantized_matmul,
 };
 pub use sort::{argpartition, argsort, partition, sort, topk};
+pub use tree::{Tree, value_and_grad_tree};
 pub use vmap::vmap;
 
 pub use ops::*;

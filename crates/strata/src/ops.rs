@@ -865,3 +865,41 @@ pub fn scatter_add_along_axis(base: &Array, idx: &Array, updates: &Array, axis: 
     let u = updates.astype(base.dtype())?;
     Ok(make(Prim::ScatterAdd(a), vec![base.clone(), idx, u], base.shape().to_vec(), base.dtype()))
 }
+
+/// `base` with `values` written at `idx` along `axis` (NumPy's `put_along_axis`, returning a
+/// new array). `idx` and `values` have one shape, agreeing with `base` off `axis`. Indices
+/// are meant to be distinct within each lane (a permutation, the positions of a top-k); where
+/// one repeats, its values are summed, which NumPy leaves unspecified.
+pub fn put_along_axis(base: &Array, idx: &Array, values: &Array, axis: isize) -> Result<Array> {
+    check_ok(&[base, idx, values])?;
+    let hit_dtype = if base.dtype().is_float() { base.dtype() } else { DType::I32 };
+    let zeros = crate::array::zeros(base.shape(), base.dtype())?;
+    let hits = scatter_add_along_axis(
+        &crate::array::zeros(base.shape(), hit_dtype)?,
+        idx,
+        &crate::array::ones(idx.shape(), hit_dtype)?,
+        axis,
+    )?;
+    let written = scatter_add_along_axis(&zeros, idx, &values.astype(base.dtype())?, axis)?;
+    where_(&greater(&hits, &weak_scalar(&hits, 0.0))?, &written, base)
+}
+
+/// The elements of `x` where `mask` (broadcast to `x`) is true, flattened (NumPy's `x[mask]`).
+/// The result's length depends on the mask's values, so the mask is evaluated here.
+///
+/// ```
+/// let x = strata::arange(0.0, 6.0, 1.0, strata::DType::F32)?.reshape(&[2, 3])?;
+/// let m = strata::greater(&x, &strata::Array::scalar(2.5f32))?;
+/// assert_eq!(strata::boolean_mask(&x, &m)?.to_vec::<f32>()?, [3.0, 4.0, 5.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn boolean_mask(x: &Array, mask: &Array) -> Result<Array> {
+    check_ok(&[x, mask])?;
+    if mask.dtype() != DType::Bool {
+        return Err(invalid("boolean_mask", format!("the mask is {}; it must be bool", mask.dtype())));
+    }
+    let m = broadcast_to(mask, x.shape())?.to_vec::<bool>()?;
+    let at: Vec<u32> = m.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i as u32).collect();
+    let idx = Array::from_slice(&at, &[at.len()])?;
+    take(&flatten(x)?, &idx, Some(0))
+}

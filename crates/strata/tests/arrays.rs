@@ -114,28 +114,6 @@ fn lazy_until_read_and_views_share_memory() {
 }
 
 #[test]
-fn memory_stays_flat_over_a_long_loop() {
-    let mut x = zeros(&[64, 64], DType::F32).unwrap();
-    let w = full(&[64, 64], 0.001, DType::F32).unwrap();
-    x.eval().unwrap();
-    let mut counts = Vec::new();
-    for step in 0..300 {
-        x = (&x + &matmul(&x, &w).unwrap()) * 0.5 + 1.0;
-        x.eval().unwrap();
-        if step % 100 == 99 {
-            counts.push(live_nodes());
-        }
-    }
-    assert!(counts.windows(2).all(|w| w[1] <= w[0]), "live nodes grew: {counts:?}");
-    // A pending chain of a million nodes drops without overflowing the stack.
-    let mut y = Array::scalar(0.0f32);
-    for _ in 0..1_000_000 {
-        y = &y + 1.0;
-    }
-    drop(y);
-}
-
-#[test]
 fn the_default_device_is_the_best_one_present() {
     // `scripts/device/array-test.sh` sets STRATA_EXPECT_DEVICE=cuda so that its suites cannot
     // quietly run on the CPU; elsewhere the default is CUDA exactly when it can be opened.
@@ -203,4 +181,48 @@ fn quantized_matmul_matches_the_dequantized_product() {
     assert!(e.contains("[.., m, 32]"), "{e}");
     let e = quantize(&r(&[8, 30], 7), &QuantMode::mxfp4()).unwrap_err().to_string();
     assert!(e.contains("30"), "{e}");
+}
+
+#[test]
+fn parameter_trees_and_async_eval() {
+    // A two-layer model's parameters as a tree; the gradient comes back in the same shape.
+    let r = |shape: &[usize], seed: u64| random::normal(shape, DType::F32, 0.0, 1.0, Some(&random::key(seed))).unwrap();
+    let params = Tree::map([
+        ("layers", Tree::List(vec![Tree::map([("w", Tree::from(r(&[4, 8], 1))), ("b", Tree::from(r(&[8], 2)))])])),
+        ("out", Tree::from(r(&[8, 1], 3))),
+    ]);
+    let x = r(&[5, 4], 4);
+    let model = move |p: &Tree| -> Result<Array> {
+        let h = tanh(&(matmul(&x, p.get("layers.0.w").unwrap())? + p.get("layers.0.b").unwrap()))?;
+        square(&matmul(&h, p.get("out").unwrap())?)?.mean(None, false)
+    };
+    let (loss, g) = value_and_grad_tree(&model)(&params).unwrap();
+    let names: Vec<String> = g.flatten().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["layers.0.b", "layers.0.w", "out"]);
+    // Against the flat value_and_grad on the same leaves.
+    let leaves: Vec<Array> = params.leaves().into_iter().cloned().collect();
+    let structure = params.clone();
+    let flat = move |xs: &[Array]| model(&structure.with_leaves(xs)?);
+    let (v, gs) = value_and_grad(flat, &[])(&leaves).unwrap();
+    assert_eq!(v.item::<f32>().unwrap(), loss.item::<f32>().unwrap());
+    for (a, b) in g.leaves().iter().zip(&gs) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    }
+    // An SGD step over the tree, and structure mismatches as errors.
+    let stepped = params.zip_map(&g, &mut |p, d| Ok(p - d * 0.1)).unwrap();
+    assert_eq!(stepped.get("out").unwrap().shape(), [8, 1]);
+    assert!(params.zip_map(&Tree::List(vec![]), &mut |p, _| Ok(p.clone())).is_err());
+    assert!(params.with_leaves(&leaves[..2]).is_err());
+
+    // async_eval: the work happens on another thread; waiting returns its result; reading an
+    // array being evaluated meanwhile is safe (it waits for or repeats no node).
+    let big = arange(0.0, 200_000.0, 1.0, DType::F32).unwrap();
+    let s = sin(&big).unwrap().sum(None, false).unwrap();
+    let h = async_eval(&[&s]);
+    let t = cos(&big).unwrap().sum(None, false).unwrap();
+    let (sv, tv) = (s.item::<f32>().unwrap(), t.item::<f32>().unwrap());
+    h.wait().unwrap();
+    assert!(s.is_evaluated() && sv.is_finite() && tv.is_finite());
+    let bad = take(&big, &Array::from_slice(&[300_000i32], &[1]).unwrap(), Some(0)).unwrap();
+    assert!(async_eval(&[&bad]).wait().unwrap_err().to_string().contains("out of range"));
 }

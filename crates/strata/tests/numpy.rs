@@ -116,6 +116,8 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "sort" => sort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "argsort" => argsort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
+        "put_along_axis" => put_along_axis(&a[0], &a[1], &a[2], int(kw, "axis")),
+        "boolean_mask" => boolean_mask(&a[0], &a[1]),
         "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
         "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),
         "tensordot_axes" => tensordot_axes(&a[0], &a[1], &axes(kw, "a").unwrap(), &axes(kw, "b").unwrap()),
