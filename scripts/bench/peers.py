@@ -43,6 +43,7 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
   {"op": "graph_adds", "n"}
       mlx           a chain of n lazy scalar adds, then mx.eval (graph overhead per op)
   {"op": "gelu_chain", "n"}     tanh-GELU written as 9 element-wise ops on n float32
+  {"op": "mlp_step", "batch", "dims", "hidden", "classes"}  one MLP training step (Adam)
       mlx           uncompiled, mx.eval
       mlx_compiled  the same function through mx.compile
       numpy         the same expression in NumPy
@@ -410,6 +411,31 @@ def gelu_chain_numpy(case):
     (n,) = need(case, "n")
     x = np.random.default_rng(SEED).standard_normal(n).astype(np.float32)
     return lambda: gelu_chain(np, x)
+
+
+@peer("mlp_step", "mlx")
+def mlp_step_mlx(case):
+    # One training step of a 2-layer MLP (Linear, ReLU, Linear; cross-entropy; Adam), the
+    # step written as an MLX user would (nn.value_and_grad, optimizer.update, eval).
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    batch, dims, hidden, classes = need(case, "batch", "dims", "hidden", "classes")
+    gen = np.random.default_rng(SEED)
+    x = mx.array(gen.standard_normal((batch, dims)).astype(np.float32))
+    y = mx.array(gen.integers(0, classes, batch).astype(np.uint32))
+    model = nn.Sequential(nn.Linear(dims, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    opt = optim.Adam(1e-3, bias_correction=True)
+
+    def loss(m, x, y):
+        return nn.losses.cross_entropy(m(x), y, reduction="mean")
+
+    step = nn.value_and_grad(model, loss)
+
+    def run():
+        l, g = step(model, x, y)
+        opt.update(model, g)
+        mx.eval(model.parameters(), opt.state, l)
+    return run
 
 
 # ---- timing ---------------------------------------------------------------------------------

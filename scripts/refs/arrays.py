@@ -310,6 +310,69 @@ def main():
             want = np.array(mx.fast.scaled_dot_product_attention(mx.array(q), mx.array(k), mx.array(v), scale=scale, mask=mm))
             add("sdpa", ops_, want, scale=scale, mask=mk or "none")
 
+    # nn layers and losses (float64 NumPy formulas), and optimizer trajectories from
+    # mlx.optimizers (their conventions: bias correction and all).
+    with np.errstate(all="ignore"):
+        def f64(*xs):
+            return [np.asarray(v, np.float64) for v in xs]
+        xl, wl, bl = r((2, 3, 5)), r((4, 5)), r((4,))
+        a, w, b = f64(xl, wl, bl)
+        add("nn_linear", [xl, wl, bl], (a @ w.T + b).astype(np.float32))
+        ids = rng.integers(0, 6, size=(2, 3)).astype(np.int32)
+        emb = r((6, 4))
+        add("nn_embedding", [ids, emb], emb[ids])
+        xg = r((2, 4, 3, 6))
+        wg, bg = r((6,)), r((6,))
+        g_ = xg.astype(np.float64).reshape(2, -1, 3, 2)
+        mu = g_.mean(axis=(1, 3), keepdims=True)
+        var = ((g_ - mu) ** 2).mean(axis=(1, 3), keepdims=True)
+        gn = ((g_ - mu) / np.sqrt(var + 1e-5)).reshape(xg.shape) * wg + bg
+        add("nn_group_norm", [xg, wg, bg], gn.astype(np.float32), groups=3)
+        xp_ = r((2, 7, 6, 3))
+        pad_ = np.pad(xp_.astype(np.float64), [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
+        mp = np.stack([pad_[:, i:i + 7:2, j:j + 6:2] for i in range(3) for j in range(3)]).max(0)
+        add("nn_max_pool2d", [xp_], mp.astype(np.float32), kernel=3, stride=2, padding=1)
+        ap = np.stack([xp_[:, i:i + 6:2, j:j + 5:2] for i in range(2) for j in range(2)]).mean(0)
+        add("nn_avg_pool2d", [xp_], ap.astype(np.float32), kernel=2, stride=2, padding=0)
+        lg = r((5, 4), -3, 3)
+        tg = rng.integers(0, 4, size=(5,)).astype(np.int32)
+        l64 = lg.astype(np.float64)
+        logp = l64 - np.log(np.exp(l64).sum(-1, keepdims=True))
+        nllv = -logp[np.arange(5), tg]
+        for ls in [0.0, 0.1]:
+            add("loss_cross_entropy", [lg, tg], np.float32(((1 - ls) * nllv + ls * (-logp.mean(-1))).mean()), smoothing=ls)
+        pr, tr = r((6, 3)), r((6, 3))
+        p64, t64 = f64(pr, tr)
+        d = np.abs(p64 - t64)
+        add("loss_mse", [pr, tr], np.float32(((p64 - t64) ** 2).mean()))
+        add("loss_l1", [pr, tr], np.float32(d.mean()))
+        add("loss_huber", [pr, tr], np.float32(np.where(d <= 0.5, 0.5 * d * d, 0.5 * (d - 0.25)).mean()), delta=0.5)
+        yb = (rng.random((6, 3)) < 0.5).astype(np.float32)
+        add("loss_bce_logits", [pr, yb], np.float32((np.maximum(p64, 0) - p64 * yb + np.log1p(np.exp(-np.abs(p64)))).mean()))
+        cos = (p64 * t64).sum(-1) / np.sqrt((p64 ** 2).sum(-1) * (t64 ** 2).sum(-1))
+        add("loss_cosine", [pr, tr], np.float32((1 - cos).mean()))
+        lq = np.log(np.exp(p64) / np.exp(p64).sum(-1, keepdims=True))
+        lp = np.log(np.exp(t64) / np.exp(t64).sum(-1, keepdims=True))
+        add("loss_kl", [lq.astype(np.float32), lp.astype(np.float32)], np.float32((np.exp(lp) * (lp - lq)).sum(-1).mean()))
+
+    import mlx.optimizers as mo
+    optims = []
+    p0 = r((3, 4))
+    gs = [r((3, 4)) for _ in range(3)]
+    for name, make in [("sgd", lambda: mo.SGD(0.1)), ("sgd_momentum", lambda: mo.SGD(0.1, momentum=0.9, weight_decay=0.01)),
+                       ("sgd_nesterov", lambda: mo.SGD(0.1, momentum=0.9, nesterov=True)),
+                       ("adam", lambda: mo.Adam(0.01, bias_correction=True)), ("adam_mlx", lambda: mo.Adam(0.01)),
+                       ("adamw", lambda: mo.AdamW(0.01, weight_decay=0.1, bias_correction=True)),
+                       ("adamax_mlx", lambda: mo.Adamax(0.01)), ("adagrad", lambda: mo.Adagrad(0.1)),
+                       ("rmsprop", lambda: mo.RMSprop(0.01)), ("lion", lambda: mo.Lion(0.01, weight_decay=0.1))]:
+        opt = make()
+        params = {"w": mx.array(p0)}
+        traj = []
+        for g in gs:
+            params = opt.apply_gradients({"w": mx.array(g)}, params)
+            traj.append(np.array(params["w"]).ravel().tolist())
+        optims.append({"name": name, "p0": p0.ravel().tolist(), "grads": [g.ravel().tolist() for g in gs], "after": traj})
+
     # Type promotion: NumPy 2's result_type over the standard types (uint64 with a signed type
     # is left out: MLX and Strata give float32 there, NumPy float64).
     types = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64"]
@@ -331,9 +394,26 @@ def main():
             "categorical": np.array(mx.random.categorical(mx.array(cat_logits), axis=-1, num_samples=5, key=k)).ravel().tolist(),
         })
 
+    # Files written by Python's safetensors and NumPy, for the Rust loader (tests/nn.rs).
+    from safetensors.numpy import save_file
+    iod = os.path.join(args.out, "io")
+    os.makedirs(iod, exist_ok=True)
+    tensors = {
+        "weight": r((3, 4)), "bias16": r((5,)).astype(np.float16), "ids": rng.integers(-9, 9, (2, 3)).astype(np.int64),
+        "flags": rng.random((4,)) < 0.5, "counts": rng.integers(0, 200, (6,)).astype(np.uint8), "d": r((2, 2), dtype=np.float64),
+        "scalar": np.array(2.5, np.float32),
+    }
+    save_file(tensors, os.path.join(iod, "from_python.safetensors"))
+    for k, v in tensors.items():
+        np.save(os.path.join(iod, k + ".npy"), v)
+    with open(os.path.join(iod, "values.json"), "w") as f:
+        json.dump({k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.astype(np.float64).ravel().tolist()}
+                   for k, v in tensors.items()}, f)
+
     os.makedirs(os.path.join(args.out, "arrays"), exist_ok=True)
     with open(os.path.join(args.out, "arrays", "cases.json"), "w") as f:
-        json.dump({"seed": args.seed, "numpy": np.__version__, "cases": cases, "promotion": promo, "random": rand}, f)
+        json.dump({"seed": args.seed, "numpy": np.__version__, "cases": cases, "promotion": promo, "random": rand,
+                   "optimizers": optims}, f)
     with open(os.path.join(args.out, "arrays", "manifest.json"), "w") as f:
         json.dump({"seed": args.seed, "cases": len(cases)}, f)
     print(f"arrays: {len(cases)} cases, {len(promo)} promotion pairs")

@@ -21,6 +21,9 @@ mod picture;
 #[allow(dead_code)]
 #[path = "../../strata-trace/examples/trace_demo.rs"]
 mod trace_demo;
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../strata/examples/train_mlp.rs"]
+mod train_mlp;
 
 /// Arguments of `strata tour`.
 #[derive(clap::Args)]
@@ -61,6 +64,19 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         steps(s.steps_to_1e4.1),
         path.display(),
         n = heat::N,
+    );
+    let t = Instant::now();
+    let (path, s) = train_mlp::run(&args.out, true)?;
+    println!(
+        "  train_mlp    {:>7.2} s  a {}-parameter MLP on a 3-class spiral, AdamW, {} epochs: loss {:.3} -> {:.4}, accuracy {:.1}%\n               -> {} (weights: {})",
+        t.elapsed().as_secs_f64(),
+        s.parameters,
+        train_mlp::EPOCHS,
+        s.loss.0,
+        s.loss.1,
+        100.0 * s.accuracy,
+        path.display(),
+        s.weights.display(),
     );
     let t = Instant::now();
     match trace_demo::run(2.0) {

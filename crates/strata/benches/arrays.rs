@@ -45,6 +45,32 @@ fn main() {
     let compiled = strata::compile(|a: &[Array]| Ok(vec![gelu(&a[0])]));
     let fused = || compiled.call(std::slice::from_ref(&x)).unwrap()[0].eval().unwrap();
 
+    // One MLP training step (issue 5's benchmark): 784 → 256 → 10, cross-entropy, Adam.
+    let mlp = |batch: usize| {
+        use strata::nn::{self, Module};
+        use strata::optim::{self, Optimizer};
+        let model = nn::Sequential::new()
+            .push(nn::Linear::new(784, 256, true).unwrap())
+            .push(nn::Activation::Relu)
+            .push(nn::Linear::new(256, 10, true).unwrap());
+        let x = strata::random::normal(&[batch, 784], DType::F32, 0.0, 1.0, None).unwrap();
+        let y = strata::random::randint(0, 10, &[batch], DType::U32, None).unwrap();
+        let state = std::cell::RefCell::new((model, optim::Adam::new(1e-3)));
+        let step = nn::value_and_grad(|m: &nn::Sequential, a: &[Array]| {
+            nn::losses::cross_entropy(&m.forward(&a[0])?, &a[1], 0.0)
+        });
+        move || {
+            let (model, opt) = &mut *state.borrow_mut();
+            let (l, g) = step(model, &[x.clone(), y.clone()]).unwrap();
+            let p = opt.update(&model.trainable_parameters(), &g).unwrap();
+            model.update(&p).unwrap();
+            let mut all = p.leaves();
+            all.push(&l);
+            strata::eval_all(&all).unwrap();
+        }
+    };
+    let (mlp32, mlp1024) = (mlp(32), mlp(1024));
+
     type Case<'a> = (&'a str, serde_json::Value, Vec<&'a str>, Box<dyn Fn() + 'a>, f64);
     let cases: Vec<Case> = vec![
         (
@@ -66,6 +92,20 @@ fn main() {
             json!({"op": "gelu_chain", "n": n}),
             vec!["mlx", "mlx_compiled", "numpy"],
             Box::new(fused),
+            1.0,
+        ),
+        (
+            "MLP step 784-256-10, Adam, batch 32",
+            json!({"op": "mlp_step", "batch": 32, "dims": 784, "hidden": 256, "classes": 10}),
+            vec!["mlx"],
+            Box::new(mlp32),
+            1.0,
+        ),
+        (
+            "MLP step 784-256-10, Adam, batch 1024",
+            json!({"op": "mlp_step", "batch": 1024, "dims": 784, "hidden": 256, "classes": 10}),
+            vec!["mlx"],
+            Box::new(mlp1024),
             1.0,
         ),
     ];

@@ -97,6 +97,21 @@ impl Array {
         Ok(T::from_bytes(&bytes[start..]))
     }
 
+    /// The elements' raw little-endian bytes in row-major order (sub-byte types packed, as
+    /// [`from_bytes`](Array::from_bytes) takes them). Evaluates the array.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let a = ops::contiguous(self)?;
+        a.eval()?;
+        let data = a.data().expect("evaluated");
+        let bits = self.dtype().bits() as usize;
+        if !(data.layout.offset() * bits).is_multiple_of(8) {
+            return Err(invalid("to_bytes", format!("a {} view that starts inside a byte", self.dtype())));
+        }
+        let start = data.layout.offset() * bits / 8;
+        let len = self.dtype().byte_len(a.size());
+        Ok(data.buffer.host_bytes(start + len)?[start..start + len].to_vec())
+    }
+
     /// The single element of a one-element array.
     pub fn item<T: Element>(&self) -> Result<T> {
         if self.size() != 1 {

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
+use strata::nn::Module;
+use strata::optim::Optimizer;
 use strata::*;
 
 fn refs() -> Value {
@@ -118,6 +120,24 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
         "put_along_axis" => put_along_axis(&a[0], &a[1], &a[2], int(kw, "axis")),
         "boolean_mask" => boolean_mask(&a[0], &a[1]),
+        "nn_linear" => nn::Linear { weight: a[1].clone(), bias: Some(a[2].clone()), frozen: false }.forward(&a[0]),
+        "nn_embedding" => nn::Embedding { weight: a[1].clone(), frozen: false }.forward(&a[0]),
+        "nn_group_norm" => {
+            let mut g = nn::GroupNorm::new(kw["groups"].as_u64().unwrap() as usize, a[1].size(), 1e-5)?;
+            (g.weight, g.bias) = (a[1].clone(), a[2].clone());
+            g.forward(&a[0])
+        }
+        "nn_max_pool2d" | "nn_avg_pool2d" => {
+            let (k, st, p) = (int(kw, "kernel") as usize, int(kw, "stride") as usize, int(kw, "padding") as usize);
+            if op == "nn_max_pool2d" { nn::Pool::max2d(k, st, p) } else { nn::Pool::avg2d(k, st, p) }.forward(&a[0])
+        }
+        "loss_cross_entropy" => nn::losses::cross_entropy(&a[0], &a[1], kw["smoothing"].as_f64().unwrap()),
+        "loss_mse" => nn::losses::mse(&a[0], &a[1]),
+        "loss_l1" => nn::losses::l1(&a[0], &a[1]),
+        "loss_huber" => nn::losses::huber(&a[0], &a[1], kw["delta"].as_f64().unwrap()),
+        "loss_bce_logits" => nn::losses::binary_cross_entropy_with_logits(&a[0], &a[1]),
+        "loss_cosine" => nn::losses::cosine_similarity_loss(&a[0], &a[1], 1e-8),
+        "loss_kl" => nn::losses::kl_div(&a[0], &a[1]),
         "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
         "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),
         "tensordot_axes" => tensordot_axes(&a[0], &a[1], &axes(kw, "a").unwrap(), &axes(kw, "b").unwrap()),
@@ -271,5 +291,51 @@ fn random_matches_mlx() {
         };
         floats("gumbel", random::gumbel(&[7], DType::F32, Some(&k)).unwrap());
         floats("truncated_normal", random::truncated_normal(-0.5, 1.5, &[9], DType::F32, Some(&k)).unwrap());
+    }
+}
+
+/// Three steps of each optimizer from the same start and gradients as `mlx.optimizers`.
+#[test]
+fn optimizers_match_mlx() {
+    let refs = refs();
+    let cases = refs["optimizers"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    let floats = |v: &Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let mut opt: Box<dyn Optimizer> = match name {
+            "sgd" => Box::new(optim::Sgd::new(0.1)),
+            "sgd_momentum" => Box::new(optim::Sgd::new(0.1).momentum(0.9, false).weight_decay(0.01)),
+            "sgd_nesterov" => Box::new(optim::Sgd::new(0.1).momentum(0.9, true)),
+            "adam" => Box::new(optim::Adam::new(0.01)),
+            "adam_mlx" => {
+                let mut a = optim::Adam::new(0.01);
+                a.bias_correction = false;
+                Box::new(a)
+            }
+            "adamw" => Box::new(optim::adamw(0.01, 0.1)),
+            "adamax_mlx" => {
+                let mut a = optim::Adamax::new(0.01);
+                a.bias_correction = false;
+                Box::new(a)
+            }
+            "adagrad" => Box::new(optim::Adagrad::new(0.1)),
+            "rmsprop" => Box::new(optim::RmsProp::new(0.01)),
+            "lion" => {
+                let mut l = optim::Lion::new(0.01);
+                l.weight_decay = 0.1;
+                Box::new(l)
+            }
+            other => panic!("no optimizer {other}"),
+        };
+        let mut p = Tree::map([("w", Tree::from(Array::from_slice(&floats(&c["p0"]), &[3, 4]).unwrap()))]);
+        for (k, (g, want)) in c["grads"].as_array().unwrap().iter().zip(c["after"].as_array().unwrap()).enumerate() {
+            let g = Tree::map([("w", Tree::from(Array::from_slice(&floats(g), &[3, 4]).unwrap()))]);
+            p = opt.update(&p, &g).unwrap();
+            let got = p.get("w").unwrap().to_vec::<f32>().unwrap();
+            for (i, (a, b)) in got.iter().zip(floats(want)).enumerate() {
+                assert!((a - b).abs() <= 2e-6 * b.abs().max(1.0), "{name} step {k} [{i}]: {a} vs MLX {b}");
+            }
+        }
     }
 }

@@ -1,0 +1,240 @@
+//! Saving and loading arrays: safetensors (the `safetensors` crate; what PyTorch, MLX and
+//! Hugging Face models ship in) and NumPy's `.npy`.
+//!
+//! A parameter [`Tree`] is stored flat under its dotted paths (`layers.0.weight`), so a model
+//! saved here loads in Python with `safetensors.numpy.load_file` under the same names, and a
+//! file written there loads here. A corrupt or mismatched file is an `Err` that names the file
+//! and the tensor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use strata_core::{DType, Error, Result};
+
+use crate::graph::Array;
+use crate::tree::Tree;
+
+fn err(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument { op: "io", message: format!("{}: {message}", path.display()) }
+}
+
+fn to_st(d: DType) -> Option<Dtype> {
+    Some(match d {
+        DType::Bool => Dtype::BOOL,
+        DType::U8 => Dtype::U8,
+        DType::I8 => Dtype::I8,
+        DType::U16 => Dtype::U16,
+        DType::I16 => Dtype::I16,
+        DType::U32 => Dtype::U32,
+        DType::I32 => Dtype::I32,
+        DType::U64 => Dtype::U64,
+        DType::I64 => Dtype::I64,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::F8E4M3 => Dtype::F8_E4M3,
+        DType::F8E5M2 => Dtype::F8_E5M2,
+        DType::E8M0 => Dtype::F8_E8M0,
+        DType::C64 => Dtype::C64,
+        _ => return None,
+    })
+}
+
+fn from_st(d: Dtype) -> Option<DType> {
+    Some(match d {
+        Dtype::BOOL => DType::Bool,
+        Dtype::U8 => DType::U8,
+        Dtype::I8 => DType::I8,
+        Dtype::U16 => DType::U16,
+        Dtype::I16 => DType::I16,
+        Dtype::U32 => DType::U32,
+        Dtype::I32 => DType::I32,
+        Dtype::U64 => DType::U64,
+        Dtype::I64 => DType::I64,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F32 => DType::F32,
+        Dtype::F64 => DType::F64,
+        Dtype::F8_E4M3 => DType::F8E4M3,
+        Dtype::F8_E5M2 => DType::F8E5M2,
+        Dtype::F8_E8M0 => DType::E8M0,
+        Dtype::C64 => DType::C64,
+        _ => return None,
+    })
+}
+
+/// Writes named arrays to a safetensors file (with optional string metadata).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("strata-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("w.safetensors");
+/// let w = strata::arange(0.0, 6.0, 1.0, strata::DType::BF16)?.reshape(&[2, 3])?;
+/// strata::io::save_safetensors(&path, &[("w".into(), w.clone())], None)?;
+/// let back = strata::io::load_safetensors(&path)?;
+/// assert_eq!(back[0].0, "w");
+/// assert_eq!(back[0].1.to_vec::<f32>()?, w.to_vec::<f32>()?);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn save_safetensors(
+    path: &Path,
+    arrays: &[(String, Array)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let mut bytes = Vec::with_capacity(arrays.len());
+    for (name, a) in arrays {
+        let t = to_st(a.dtype()).ok_or_else(|| err(path, format!("{name}: safetensors has no {} type", a.dtype())))?;
+        bytes.push((name, t, a.shape().to_vec(), a.to_bytes()?));
+    }
+    let views = bytes
+        .iter()
+        .map(|(name, t, shape, b)| {
+            TensorView::new(*t, shape.clone(), b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| err(path, format!("{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| err(path, e))
+}
+
+/// Reads every array of a safetensors file, in the file's order (the `safetensors` writer
+/// orders by alignment, then name), onto the default device.
+pub fn load_safetensors(path: &Path) -> Result<Vec<(String, Array)>> {
+    let data = std::fs::read(path).map_err(|e| err(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&data)
+        .map_err(|e| err(path, format!("not a valid safetensors file: {e}")))?;
+    let mut named: Vec<(usize, String, Array)> = Vec::new();
+    for (name, view) in st.tensors() {
+        let t =
+            from_st(view.dtype()).ok_or_else(|| err(path, format!("{name}: unsupported type {:?}", view.dtype())))?;
+        let a = Array::from_bytes(view.data(), view.shape(), t, crate::default_device())
+            .map_err(|e| err(path, format!("{name}: {e}")))?;
+        // The header's data offsets give the file's order (the map does not keep it).
+        let at = view.data().as_ptr() as usize - data.as_ptr() as usize;
+        named.push((at, name, a));
+    }
+    named.sort_by_key(|(at, _, _)| *at);
+    Ok(named.into_iter().map(|(_, n, a)| (n, a)).collect())
+}
+
+/// Saves a parameter tree under its dotted paths.
+pub fn save_tree(path: &Path, tree: &Tree) -> Result<()> {
+    save_safetensors(path, &tree.flatten(), None)
+}
+
+/// Loads a file into the structure of `like` (a model's current parameters): every path of
+/// `like` must be in the file with the same shape; the values keep the file's type converted to
+/// `like`'s. A missing tensor or a shape mismatch is an `Err` naming it.
+pub fn load_tree(path: &Path, like: &Tree) -> Result<Tree> {
+    let mut file: BTreeMap<String, Array> = load_safetensors(path)?.into_iter().collect();
+    let mut leaves = Vec::new();
+    for (name, want) in like.flatten() {
+        let a = file.remove(&name).ok_or_else(|| err(path, format!("no tensor named {name}")))?;
+        if a.shape() != want.shape() {
+            return Err(err(path, format!("{name} has shape {:?}; the model needs {:?}", a.shape(), want.shape())));
+        }
+        leaves.push(a.astype(want.dtype())?);
+    }
+    like.with_leaves(&leaves)
+}
+
+/// The `.npy` header's type code for `d`.
+fn npy_descr(d: DType) -> Option<&'static str> {
+    Some(match d {
+        DType::Bool => "|b1",
+        DType::U8 => "|u1",
+        DType::I8 => "|i1",
+        DType::U16 => "<u2",
+        DType::I16 => "<i2",
+        DType::U32 => "<u4",
+        DType::I32 => "<i4",
+        DType::U64 => "<u8",
+        DType::I64 => "<i8",
+        DType::F16 => "<f2",
+        DType::F32 => "<f4",
+        DType::F64 => "<f8",
+        DType::C64 => "<c8",
+        _ => return None,
+    })
+}
+
+/// Writes one array as a NumPy `.npy` file (version 1.0, C order).
+pub fn save_npy(path: &Path, a: &Array) -> Result<()> {
+    let descr = npy_descr(a.dtype()).ok_or_else(|| err(path, format!("NumPy has no {} type", a.dtype())))?;
+    let shape = match a.shape() {
+        [n] => format!("({n},)"),
+        s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&a.to_bytes()?);
+    std::fs::write(path, out).map_err(|e| err(path, e))
+}
+
+/// Reads a NumPy `.npy` file (C order, little-endian) onto the default device.
+pub fn load_npy(path: &Path) -> Result<Array> {
+    let data = std::fs::read(path).map_err(|e| err(path, e))?;
+    if data.len() < 10 || &data[..6] != b"\x93NUMPY" {
+        return Err(err(path, "not a .npy file (no \\x93NUMPY magic)"));
+    }
+    let (hlen, start) = match data[6] {
+        1 => (u16::from_le_bytes([data[8], data[9]]) as usize, 10),
+        2 | 3 if data.len() >= 12 => (u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize, 12),
+        v => return Err(err(path, format!(".npy version {v} is not supported"))),
+    };
+    let header = data
+        .get(start..start + hlen)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| err(path, "the header is cut short or not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let i = header.find(&format!("'{key}':"))? + key.len() + 3;
+        Some(header[i..].trim_start())
+    };
+    let descr = field("descr").and_then(|v| v.strip_prefix('\'')).and_then(|v| v.split('\'').next());
+    let dtype = [
+        DType::Bool,
+        DType::U8,
+        DType::I8,
+        DType::U16,
+        DType::I16,
+        DType::U32,
+        DType::I32,
+        DType::U64,
+        DType::I64,
+        DType::F16,
+        DType::F32,
+        DType::F64,
+        DType::C64,
+    ]
+    .into_iter()
+    .find(|&d| npy_descr(d) == descr)
+    .ok_or_else(|| err(path, format!("unsupported type {descr:?} (little-endian numbers and bool are)")))?;
+    if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
+        return Err(err(path, "Fortran-ordered arrays are not supported"));
+    }
+    let shape_text = field("shape").and_then(|v| v.strip_prefix('(')).and_then(|v| v.split(')').next());
+    let shape: Vec<usize> = shape_text
+        .ok_or_else(|| err(path, "the header has no shape"))?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| err(path, format!("bad shape entry {s:?}"))))
+        .collect::<Result<_>>()?;
+    let body = &data[start + hlen..];
+    let need = dtype.byte_len(shape.iter().product());
+    if body.len() != need {
+        return Err(err(
+            path,
+            format!("shape {shape:?} of {dtype} needs {need} bytes of data; the file has {}", body.len()),
+        ));
+    }
+    Array::from_bytes(body, &shape, dtype, crate::default_device())
+}

@@ -1,0 +1,755 @@
+//! The layers: each a struct of parameter arrays with MLX's names and layouts (so weights
+//! saved by MLX, or by PyTorch after a transpose of its conv weights, load by name).
+
+use std::collections::BTreeMap;
+
+use strata_core::{DType, Error, Result};
+
+use super::{Init, Module, child, empty, map_of, set_leaf};
+use crate::graph::Array;
+use crate::ops::*;
+use crate::tree::Tree;
+
+fn invalid(op: &'static str, message: String) -> Error {
+    Error::InvalidArgument { op, message }
+}
+
+/// Implements `trainable_parameters`/`set_frozen` for a leaf layer with a `frozen` field.
+macro_rules! freezable {
+    () => {
+        fn trainable_parameters(&self) -> Tree {
+            if self.frozen { empty() } else { self.parameters() }
+        }
+    };
+}
+
+/// `y = x·Wᵀ + b`, `W` of shape `[out, in]`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: Array,
+    /// `[out]`, if any.
+    pub bias: Option<Array>,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl Linear {
+    /// Weights and bias uniform in ±1/√in (MLX's default).
+    pub fn new(input: usize, output: usize, bias: bool) -> Result<Linear> {
+        let weight = Init::LecunUniform.array(&[output, input], None)?;
+        let bias = if bias {
+            let a = 1.0 / (input.max(1) as f64).sqrt();
+            Some(crate::random::uniform(-a, a, &[output], DType::F32, None)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias, frozen: false })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let y = matmul(x, &swapaxes(&self.weight, 0, 1)?)?;
+        match &self.bias {
+            Some(b) => add(&y, b),
+            None => Ok(y),
+        }
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
+        if let Some(b) = &mut self.bias {
+            set_leaf("bias", b, child(p, "bias"))?;
+        }
+        Ok(())
+    }
+    freezable!();
+}
+
+/// A lookup table: integer ids `[...]` to rows `[..., dims]` of `weight [count, dims]`.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// `[count, dims]`.
+    pub weight: Array,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl Embedding {
+    /// Rows drawn from N(0, 1/dims)… as MLX: normal with σ = 1/√dims.
+    pub fn new(count: usize, dims: usize) -> Result<Embedding> {
+        let weight = crate::random::normal(&[count, dims], DType::F32, 0.0, 1.0 / (dims.max(1) as f64).sqrt(), None)?;
+        Ok(Embedding { weight, frozen: false })
+    }
+
+    /// Scores against every row, `x·Wᵀ` (a tied output layer).
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        matmul(x, &swapaxes(&self.weight, 0, 1)?)
+    }
+}
+
+impl Module for Embedding {
+    fn forward(&self, ids: &Array) -> Result<Array> {
+        take(&self.weight, ids, Some(0))
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight))])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))
+    }
+    freezable!();
+}
+
+/// A 1-D convolution over `[batch, length, in]`; weight `[out, k, in / groups]`.
+#[derive(Clone, Debug)]
+pub struct Conv1d {
+    /// `[out, k, in / groups]`.
+    pub weight: Array,
+    /// `[out]`, if any.
+    pub bias: Option<Array>,
+    /// Step, padding (both sides), dilation, groups.
+    pub stride: usize,
+    #[allow(missing_docs)]
+    pub padding: usize,
+    #[allow(missing_docs)]
+    pub dilation: usize,
+    #[allow(missing_docs)]
+    pub groups: usize,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl Conv1d {
+    /// Weights uniform in ±1/√(in·k/groups).
+    pub fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Conv1d> {
+        let weight = Init::LecunUniform.array(&[output, kernel, input], None)?;
+        let bias = if bias { Some(crate::array::zeros(&[output], DType::F32)?) } else { None };
+        Ok(Conv1d { weight, bias, stride, padding, dilation: 1, groups: 1, frozen: false })
+    }
+}
+
+impl Module for Conv1d {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let y = crate::conv::conv1d(x, &self.weight, self.stride, self.padding, self.dilation, self.groups)?;
+        match &self.bias {
+            Some(b) => add(&y, b),
+            None => Ok(y),
+        }
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
+        if let Some(b) = &mut self.bias {
+            set_leaf("bias", b, child(p, "bias"))?;
+        }
+        Ok(())
+    }
+    freezable!();
+}
+
+/// A 2-D convolution over NHWC input; weight `[out, kh, kw, in / groups]` (OHWI).
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// `[out, kh, kw, in / groups]`.
+    pub weight: Array,
+    /// `[out]`, if any.
+    pub bias: Option<Array>,
+    #[allow(missing_docs)]
+    pub stride: [usize; 2],
+    #[allow(missing_docs)]
+    pub padding: [usize; 2],
+    #[allow(missing_docs)]
+    pub dilation: [usize; 2],
+    #[allow(missing_docs)]
+    pub groups: usize,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl Conv2d {
+    /// A square `kernel`, weights uniform in ±1/√(in·k²).
+    pub fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        let weight = Init::LecunUniform.array(&[output, kernel, kernel, input], None)?;
+        let bias = if bias { Some(crate::array::zeros(&[output], DType::F32)?) } else { None };
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [1; 2],
+            groups: 1,
+            frozen: false,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let y = crate::conv::conv2d(x, &self.weight, self.stride, self.padding, self.dilation, self.groups)?;
+        match &self.bias {
+            Some(b) => add(&y, b),
+            None => Ok(y),
+        }
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
+        if let Some(b) = &mut self.bias {
+            set_leaf("bias", b, child(p, "bias"))?;
+        }
+        Ok(())
+    }
+    freezable!();
+}
+
+/// Layer normalization over the last axis, with a learned scale and shift.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// `[dims]` (ones at first), if affine.
+    pub weight: Option<Array>,
+    /// `[dims]` (zeros at first), if affine.
+    pub bias: Option<Array>,
+    #[allow(missing_docs)]
+    pub eps: f32,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl LayerNorm {
+    /// With `affine`, a scale and shift per feature.
+    pub fn new(dims: usize, eps: f32, affine: bool) -> Result<LayerNorm> {
+        let (w, b) = if affine {
+            (Some(crate::array::ones(&[dims], DType::F32)?), Some(crate::array::zeros(&[dims], DType::F32)?))
+        } else {
+            (None, None)
+        };
+        Ok(LayerNorm { weight: w, bias: b, eps, frozen: false })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        crate::fast::layer_norm(x, self.weight.as_ref(), self.bias.as_ref(), self.eps)
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", self.weight.as_ref()), ("bias", self.bias.as_ref())])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        if let Some(w) = &mut self.weight {
+            set_leaf("weight", w, child(p, "weight"))?;
+        }
+        if let Some(b) = &mut self.bias {
+            set_leaf("bias", b, child(p, "bias"))?;
+        }
+        Ok(())
+    }
+    freezable!();
+}
+
+/// RMS normalization over the last axis, with a learned scale.
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    /// `[dims]` (ones at first).
+    pub weight: Array,
+    #[allow(missing_docs)]
+    pub eps: f32,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl RmsNorm {
+    /// A scale per feature, ones at first.
+    pub fn new(dims: usize, eps: f32) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: crate::array::ones(&[dims], DType::F32)?, eps, frozen: false })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        crate::fast::rms_norm(x, Some(&self.weight), self.eps)
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight))])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))
+    }
+    freezable!();
+}
+
+/// Group normalization of channels-last input `[batch, ..., channels]`: channels split into
+/// `groups`, each normalized over its channels and every position.
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    #[allow(missing_docs)]
+    pub groups: usize,
+    /// `[channels]` scale and shift.
+    pub weight: Array,
+    #[allow(missing_docs)]
+    pub bias: Array,
+    #[allow(missing_docs)]
+    pub eps: f32,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl GroupNorm {
+    /// `channels` split into `groups`.
+    pub fn new(groups: usize, channels: usize, eps: f32) -> Result<GroupNorm> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            return Err(invalid("GroupNorm", format!("{channels} channels do not split into {groups} groups")));
+        }
+        Ok(GroupNorm {
+            groups,
+            weight: crate::array::ones(&[channels], DType::F32)?,
+            bias: crate::array::zeros(&[channels], DType::F32)?,
+            eps,
+            frozen: false,
+        })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let c = *x.shape().last().unwrap_or(&0);
+        if x.ndim() < 2 || c != self.weight.size() {
+            return Err(invalid(
+                "GroupNorm",
+                format!("input {:?} needs [batch, ..., {}] channels last", x.shape(), self.weight.size()),
+            ));
+        }
+        let b = x.shape()[0] as isize;
+        let g = x.reshape(&[b, -1, self.groups as isize, (c / self.groups) as isize])?;
+        let mu = mean(&g, Some(&[1, 3]), true)?;
+        let d = subtract(&g, &mu)?;
+        let v = mean(&square(&d)?, Some(&[1, 3]), true)?;
+        let n = multiply(&d, &rsqrt(&add(&v, &weak_scalar(&v, f64::from(self.eps)))?)?)?;
+        let n = reshape_to(&contiguous(&n)?, x.shape());
+        add(&multiply(&n, &self.weight)?, &self.bias)
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight)), ("bias", Some(&self.bias))])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
+        set_leaf("bias", &mut self.bias, child(p, "bias"))
+    }
+    freezable!();
+}
+
+/// Zeroes each value with probability `p` while training, scaling the rest by `1/(1−p)`; the
+/// identity in evaluation mode.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    #[allow(missing_docs)]
+    pub p: f64,
+    #[allow(missing_docs)]
+    pub training: bool,
+}
+
+impl Dropout {
+    /// Drop probability `p` in `[0, 1)`.
+    pub fn new(p: f64) -> Result<Dropout> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(invalid("Dropout", format!("p = {p}; it must be in [0, 1)")));
+        }
+        Ok(Dropout { p, training: true })
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        if !self.training || self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = crate::random::bernoulli(1.0 - self.p, x.shape(), None)?.astype(x.dtype())?;
+        multiply(x, &multiply(&keep, &weak_scalar(&keep, 1.0 / (1.0 - self.p)))?)
+    }
+    fn parameters(&self) -> Tree {
+        empty()
+    }
+    fn update(&mut self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+}
+
+/// An element-wise activation as a layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    #[allow(missing_docs)]
+    Relu,
+    /// `max(x, a·x)`.
+    LeakyRelu(f64),
+    #[allow(missing_docs)]
+    Gelu,
+    /// GELU with the tanh approximation.
+    GeluTanh,
+    #[allow(missing_docs)]
+    Silu,
+    #[allow(missing_docs)]
+    Sigmoid,
+    #[allow(missing_docs)]
+    Tanh,
+    #[allow(missing_docs)]
+    Softplus,
+    /// `x` if positive, `e^x − 1` otherwise.
+    Elu,
+    /// `log(softmax(x))` over the last axis.
+    LogSoftmax,
+}
+
+impl Module for Activation {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        match *self {
+            Activation::Relu => relu(x),
+            Activation::LeakyRelu(a) => maximum(x, &multiply(x, &weak_scalar(x, a))?),
+            Activation::Gelu => gelu(x),
+            Activation::GeluTanh => gelu_tanh(x),
+            Activation::Silu => silu(x),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Tanh => tanh(x),
+            Activation::Softplus => softplus(x),
+            Activation::Elu => where_(&greater(x, &weak_scalar(x, 0.0))?, x, &expm1(x)?),
+            Activation::LogSoftmax => subtract(x, &logsumexp(x, Some(&[-1]), true)?),
+        }
+    }
+    fn parameters(&self) -> Tree {
+        empty()
+    }
+    fn update(&mut self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A clonable boxed module (so containers of layers can be cloned for `value_and_grad`).
+pub trait BoxedModule: Module {
+    #[allow(missing_docs)]
+    fn clone_box(&self) -> Box<dyn BoxedModule>;
+    #[allow(missing_docs)]
+    fn set_frozen(&mut self, frozen: bool);
+}
+
+macro_rules! boxed {
+    ($($t:ty),*) => {$(
+        impl BoxedModule for $t {
+            fn clone_box(&self) -> Box<dyn BoxedModule> {
+                Box::new(self.clone())
+            }
+            fn set_frozen(&mut self, frozen: bool) {
+                self.frozen = frozen;
+            }
+        }
+    )*};
+}
+boxed!(Linear, Embedding, Conv1d, Conv2d, LayerNorm, RmsNorm, GroupNorm, MultiHeadAttention);
+
+impl BoxedModule for Dropout {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(self.clone())
+    }
+    fn set_frozen(&mut self, _: bool) {}
+}
+
+impl BoxedModule for Activation {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(*self)
+    }
+    fn set_frozen(&mut self, _: bool) {}
+}
+
+impl BoxedModule for Sequential {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(self.clone())
+    }
+    fn set_frozen(&mut self, frozen: bool) {
+        self.layers.iter_mut().for_each(|l| l.set_frozen(frozen));
+    }
+}
+
+/// Layers applied in order; their parameters are `layers.0`, `layers.1`, … as in MLX.
+#[derive(Default)]
+pub struct Sequential {
+    /// The layers.
+    pub layers: Vec<Box<dyn BoxedModule>>,
+}
+
+impl Clone for Sequential {
+    fn clone(&self) -> Self {
+        Sequential { layers: self.layers.iter().map(|l| l.clone_box()).collect() }
+    }
+}
+
+impl std::fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sequential({} layers)", self.layers.len())
+    }
+}
+
+impl Sequential {
+    /// No layers.
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+
+    /// With `layer` appended.
+    pub fn push(mut self, layer: impl BoxedModule + 'static) -> Sequential {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Freezes (or unfreezes) every layer, or with `index` one of them.
+    pub fn freeze(&mut self, index: Option<usize>, frozen: bool) {
+        match index {
+            Some(i) => {
+                if let Some(l) = self.layers.get_mut(i) {
+                    l.set_frozen(frozen);
+                }
+            }
+            None => self.layers.iter_mut().for_each(|l| l.set_frozen(frozen)),
+        }
+    }
+
+    fn tree(&self, f: impl Fn(&dyn BoxedModule) -> Tree) -> Tree {
+        let list = Tree::List(self.layers.iter().map(|l| f(l.as_ref())).collect());
+        Tree::Map(BTreeMap::from([("layers".to_string(), list)]))
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        self.layers.iter().try_fold(x.clone(), |h, l| l.forward(&h))
+    }
+    fn parameters(&self) -> Tree {
+        self.tree(|l| l.parameters())
+    }
+    fn trainable_parameters(&self) -> Tree {
+        self.tree(|l| l.trainable_parameters())
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        let Some(Tree::List(items)) = child(p, "layers") else { return Ok(()) };
+        if items.len() != self.layers.len() {
+            return Err(invalid(
+                "Module::update",
+                format!("layers: {} entries for {} layers", items.len(), self.layers.len()),
+            ));
+        }
+        for (i, (l, t)) in self.layers.iter_mut().zip(items).enumerate() {
+            l.update(t).map_err(|e| match e {
+                Error::InvalidArgument { op, message } => {
+                    Error::InvalidArgument { op, message: format!("layers.{i}.{message}") }
+                }
+                e => e,
+            })?;
+        }
+        Ok(())
+    }
+    fn set_training(&mut self, training: bool) {
+        self.layers.iter_mut().for_each(|l| l.set_training(training));
+    }
+}
+
+/// Multi-head attention with input and output projections (`query_proj`, `key_proj`,
+/// `value_proj`, `out_proj`, as MLX), on the flash-attention kernel.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    #[allow(missing_docs)]
+    pub heads: usize,
+    #[allow(missing_docs)]
+    pub query_proj: Linear,
+    #[allow(missing_docs)]
+    pub key_proj: Linear,
+    #[allow(missing_docs)]
+    pub value_proj: Linear,
+    #[allow(missing_docs)]
+    pub out_proj: Linear,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl MultiHeadAttention {
+    /// `dims` split into `heads` heads.
+    pub fn new(dims: usize, heads: usize, bias: bool) -> Result<MultiHeadAttention> {
+        if heads == 0 || !dims.is_multiple_of(heads) {
+            return Err(invalid("MultiHeadAttention", format!("{dims} dims do not split into {heads} heads")));
+        }
+        Ok(MultiHeadAttention {
+            heads,
+            query_proj: Linear::new(dims, dims, bias)?,
+            key_proj: Linear::new(dims, dims, bias)?,
+            value_proj: Linear::new(dims, dims, bias)?,
+            out_proj: Linear::new(dims, dims, bias)?,
+            frozen: false,
+        })
+    }
+
+    /// Attention of queries `[batch, Lq, dims]` over keys and values `[batch, Lk, dims]`.
+    pub fn attend(&self, q: &Array, k: &Array, v: &Array, mask: crate::fast::Mask<'_>) -> Result<Array> {
+        let h = self.heads as isize;
+        let split = |x: &Array| -> Result<Array> {
+            let (b, l, d) = (x.shape()[0] as isize, x.shape()[1] as isize, x.shape()[2] as isize);
+            swapaxes(&x.reshape(&[b, l, h, d / h])?, 1, 2)
+        };
+        let (q, k, v) = (
+            split(&self.query_proj.forward(q)?)?,
+            split(&self.key_proj.forward(k)?)?,
+            split(&self.value_proj.forward(v)?)?,
+        );
+        let scale = 1.0 / (q.shape()[3] as f32).sqrt();
+        let o = crate::fast::scaled_dot_product_attention(&q, &k, &v, scale, mask)?;
+        let (b, l) = (o.shape()[0] as isize, o.shape()[2] as isize);
+        self.out_proj.forward(&contiguous(&swapaxes(&o, 1, 2)?)?.reshape(&[b, l, -1])?)
+    }
+}
+
+impl Module for MultiHeadAttention {
+    /// Self-attention of `x [batch, L, dims]`.
+    fn forward(&self, x: &Array) -> Result<Array> {
+        self.attend(x, x, x, crate::fast::Mask::None)
+    }
+    fn parameters(&self) -> Tree {
+        Tree::map([
+            ("query_proj", self.query_proj.parameters()),
+            ("key_proj", self.key_proj.parameters()),
+            ("value_proj", self.value_proj.parameters()),
+            ("out_proj", self.out_proj.parameters()),
+        ])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        for (name, l) in [
+            ("query_proj", &mut self.query_proj),
+            ("key_proj", &mut self.key_proj),
+            ("value_proj", &mut self.value_proj),
+            ("out_proj", &mut self.out_proj),
+        ] {
+            if let Some(t) = child(p, name) {
+                l.update(t)?;
+            }
+        }
+        Ok(())
+    }
+    freezable!();
+}
+
+/// Max or average pooling over the spatial axes of channels-last input `[batch, *spatial,
+/// channels]` (1-D or 2-D): the reduction over the strided slices of every window tap, so it
+/// runs on every device and differentiates like those ops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pool {
+    /// Spatial axes: 1 or 2.
+    pub spatial: usize,
+    /// Window size per axis.
+    pub kernel: [usize; 2],
+    /// Step per axis.
+    pub stride: [usize; 2],
+    /// Padding on both sides per axis (with −∞ for max, 0 for average, as PyTorch counts it).
+    pub padding: [usize; 2],
+    /// Average instead of max.
+    pub average: bool,
+}
+
+impl Pool {
+    /// 2-D max pooling with a square window (stride = window, as MLX's default).
+    pub fn max2d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { spatial: 2, kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2], average: false }
+    }
+
+    /// 2-D average pooling with a square window.
+    pub fn avg2d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { average: true, ..Pool::max2d(kernel, stride, padding) }
+    }
+
+    /// 1-D max pooling.
+    pub fn max1d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { spatial: 1, kernel: [kernel, 1], stride: [stride, 1], padding: [padding, 0], average: false }
+    }
+
+    /// 1-D average pooling.
+    pub fn avg1d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { average: true, ..Pool::max1d(kernel, stride, padding) }
+    }
+}
+
+impl Module for Pool {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let s = self.spatial;
+        if !(1..=2).contains(&s) || x.ndim() != s + 2 || self.kernel[..s].contains(&0) || self.stride[..s].contains(&0)
+        {
+            return Err(invalid(
+                "pool",
+                format!(
+                    "a {s}-D pool of window {:?} needs input [batch, {s} spatial, channels]; got {:?}",
+                    &self.kernel[..s],
+                    x.shape()
+                ),
+            ));
+        }
+        let fill = if self.average { 0.0 } else { f64::NEG_INFINITY };
+        let widths: Vec<(usize, usize)> =
+            [(0, 0)].into_iter().chain((0..s).map(|a| (self.padding[a], self.padding[a]))).chain([(0, 0)]).collect();
+        let xp = pad(x, &widths, fill)?;
+        let mut out_sp = Vec::with_capacity(s);
+        for a in 0..s {
+            let n = xp.shape()[1 + a];
+            if n < self.kernel[a] {
+                return Err(invalid(
+                    "pool",
+                    format!("axis {a}: the padded input has {n} positions, the window {}", self.kernel[a]),
+                ));
+            }
+            out_sp.push((n - self.kernel[a]) / self.stride[a] + 1);
+        }
+        let mut taps = Vec::new();
+        for t in 0..self.kernel[..s].iter().product::<usize>() {
+            let k = if s == 1 { [t, 0] } else { [t / self.kernel[1], t % self.kernel[1]] };
+            let mut start = vec![0isize; s + 2];
+            let mut stop: Vec<isize> = xp.shape().iter().map(|&d| d as isize).collect();
+            let mut step = vec![1isize; s + 2];
+            for a in 0..s {
+                start[1 + a] = k[a] as isize;
+                step[1 + a] = self.stride[a] as isize;
+                stop[1 + a] = (k[a] + (out_sp[a] - 1) * self.stride[a] + 1) as isize;
+            }
+            taps.push(slice(&xp, &start, &stop, &step)?);
+        }
+        let stacked = stack(&taps.iter().collect::<Vec<_>>(), 0)?;
+        if self.average { mean(&stacked, Some(&[0]), false) } else { max(&stacked, Some(&[0]), false) }
+    }
+    fn parameters(&self) -> Tree {
+        empty()
+    }
+    fn update(&mut self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl BoxedModule for Pool {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(*self)
+    }
+    fn set_frozen(&mut self, _: bool) {}
+}

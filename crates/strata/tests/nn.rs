@@ -1,0 +1,180 @@
+//! nn, optim and io end to end: a training run that reaches a stated accuracy, freezing,
+//! update errors, optimizer state through a file, and safetensors/npy files — bit-exact round
+//! trips, files written by Python's `safetensors` and NumPy read here, and (checked by
+//! `scripts/refs/io_check.py` after the tests) files written here read there.
+
+use std::path::PathBuf;
+
+use strata::nn::{self, Module};
+use strata::optim::{self, Optimizer};
+use strata::*;
+
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../examples/train_mlp.rs"]
+mod train_mlp;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/nn-test");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn the_spiral_classifier_trains_to_98_percent() {
+    let (png, s) = train_mlp::run(&scratch(""), false).unwrap();
+    assert!(png.exists() && s.weights.exists());
+    assert!(s.loss.1 < s.loss.0 / 5.0, "loss {:?}", s.loss);
+    assert!(s.accuracy >= 0.98, "accuracy {}", s.accuracy);
+}
+
+#[test]
+fn frozen_layers_get_no_gradient_and_bad_updates_are_errors() {
+    let mut m =
+        nn::Sequential::new().push(nn::Linear::new(3, 4, true).unwrap()).push(nn::Linear::new(4, 2, false).unwrap());
+    m.freeze(Some(0), true);
+    let t = m.trainable_parameters();
+    let names: Vec<String> = t.flatten().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["layers.1.weight"]);
+    let x = random::normal(&[5, 3], DType::F32, 0.0, 1.0, Some(&random::key(1))).unwrap();
+    let vg = nn::value_and_grad(|m: &nn::Sequential, a: &[Array]| square(&m.forward(&a[0])?)?.sum(None, false));
+    let (_, g) = vg(&m, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(g.flatten().len(), 1);
+    let before = m.parameters().get("layers.0.weight").unwrap().to_vec::<f32>().unwrap();
+    let mut opt = optim::Sgd::new(0.1);
+    let p = opt.update(&m.trainable_parameters(), &g).unwrap();
+    m.update(&p).unwrap();
+    assert_eq!(m.parameters().get("layers.0.weight").unwrap().to_vec::<f32>().unwrap(), before);
+    // A leaf of the wrong shape names its path.
+    let bad = Tree::map([(
+        "layers",
+        Tree::List(vec![
+            Tree::map([("weight", Tree::from(zeros(&[2, 2], DType::F32).unwrap()))]),
+            Tree::map::<&str>([]),
+        ]),
+    )]);
+    let e = m.update(&bad).unwrap_err().to_string();
+    assert!(e.contains("layers.0.weight has shape [4, 3]"), "{e}");
+    // Dropout is the identity in evaluation mode, and drops while training.
+    let mut d = nn::Sequential::new().push(nn::Dropout::new(0.5).unwrap());
+    let ones = strata::ones(&[1000], DType::F32).unwrap();
+    let kept = d.forward(&ones).unwrap().to_vec::<f32>().unwrap().iter().filter(|&&v| v != 0.0).count();
+    assert!((400..600).contains(&kept), "{kept}");
+    d.set_training(false);
+    assert_eq!(d.forward(&ones).unwrap().to_vec::<f32>().unwrap(), vec![1.0; 1000]);
+}
+
+#[test]
+fn optimizer_state_round_trips_through_a_file() {
+    let p =
+        Tree::map([("w", Tree::from(random::normal(&[3, 3], DType::F32, 0.0, 1.0, Some(&random::key(2))).unwrap()))]);
+    let g = p.map_leaves(&mut |a| Ok(a * 0.3)).unwrap();
+    let mut a = optim::adamw(1e-2, 0.01);
+    let p1 = a.update(&p, &g).unwrap();
+    let p2 = a.update(&p1, &g).unwrap();
+    let path = scratch("adam_state.safetensors");
+    io::save_tree(&path, &a.state()).unwrap();
+    let mut b = optim::adamw(1e-2, 0.01);
+    b.load_state(&io::load_tree(&path, &a.state()).unwrap()).unwrap();
+    let (n1, n2) = (a.update(&p2, &g).unwrap(), b.update(&p2, &g).unwrap());
+    assert_eq!(n1.get("w").unwrap().to_vec::<f32>().unwrap(), n2.get("w").unwrap().to_vec::<f32>().unwrap());
+    // Schedules and clipping.
+    let s = optim::cosine_decay(1.0, 10, 0.0);
+    assert!((s.at(5) - 0.5).abs() < 1e-12 && s.at(20) == 0.0);
+    let (c, norm) = optim::clip_grad_norm(&g, 0.1).unwrap();
+    let cn: f32 = c.leaves()[0].to_vec::<f32>().unwrap().iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((cn - 0.1).abs() < 1e-4 && norm.item::<f32>().unwrap() > 0.1);
+}
+
+#[test]
+fn files_round_trip_bit_exactly_and_bad_files_are_errors() {
+    let k = random::key(3);
+    let f = random::normal(&[4, 5], DType::F32, 0.0, 3.0, Some(&k)).unwrap();
+    let arrays: Vec<(String, Array)> = [DType::F32, DType::F16, DType::BF16, DType::F64, DType::F8E4M3, DType::F8E5M2]
+        .iter()
+        .map(|&t| (format!("x_{t}"), f.astype(t).unwrap()))
+        .chain([
+            ("ids".to_string(), Array::from_slice(&[1i32, -7, 1 << 30], &[3]).unwrap()),
+            ("mask".to_string(), greater(&f, &Array::scalar(0.0f32)).unwrap()),
+            ("u".to_string(), Array::from_slice(&[u64::MAX, 3], &[2]).unwrap()),
+        ])
+        .collect();
+    let path = scratch("round_trip.safetensors");
+    io::save_safetensors(&path, &arrays, None).unwrap();
+    // (The file orders tensors its own way: by alignment, then name.)
+    let back: std::collections::BTreeMap<String, Array> = io::load_safetensors(&path).unwrap().into_iter().collect();
+    assert_eq!(back.len(), arrays.len());
+    for (n, a) in &arrays {
+        let b = &back[n];
+        assert_eq!((a.dtype(), a.shape()), (b.dtype(), b.shape()), "{n}");
+        assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{n}");
+    }
+    // A truncated file, a missing tensor and a shape mismatch name what is wrong.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = scratch("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = io::load_safetensors(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+    let like = Tree::map([("nope", Tree::from(zeros(&[1], DType::F32).unwrap()))]);
+    assert!(io::load_tree(&path, &like).unwrap_err().to_string().contains("no tensor named nope"));
+    let like = Tree::map([("x_float32", Tree::from(zeros(&[5, 4], DType::F32).unwrap()))]);
+    assert!(io::load_tree(&path, &like).unwrap_err().to_string().contains("x_float32 has shape [4, 5]"));
+    // .npy
+    for (n, a) in &arrays {
+        if matches!(a.dtype(), DType::BF16 | DType::F8E4M3 | DType::F8E5M2) {
+            assert!(io::save_npy(&scratch("x.npy"), a).is_err(), "{n}: NumPy has no such type");
+            continue;
+        }
+        let p = scratch(&format!("{n}.npy"));
+        io::save_npy(&p, a).unwrap();
+        let b = io::load_npy(&p).unwrap();
+        assert_eq!((a.dtype(), a.shape()), (b.dtype(), b.shape()));
+        assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{n}.npy");
+    }
+    let junk = scratch("junk.npy");
+    std::fs::write(&junk, b"not numpy at all").unwrap();
+    assert!(io::load_npy(&junk).unwrap_err().to_string().contains("not a .npy file"));
+
+    // For Python: a file of known values that scripts/refs/io_check.py reads back.
+    if let Some(dir) = std::env::var_os("STRATA_IO_EXPORT") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let keep: Vec<(String, Array)> = arrays
+            .iter()
+            .filter(|(_, a)| !matches!(a.dtype(), DType::BF16 | DType::F8E4M3 | DType::F8E5M2))
+            .cloned()
+            .collect();
+        io::save_safetensors(&dir.join("from_rust.safetensors"), &keep, None).unwrap();
+        let json: serde_json::Map<String, serde_json::Value> = keep
+            .iter()
+            .map(|(n, a)| (n.clone(), serde_json::json!({"dtype": a.dtype().to_string(), "shape": a.shape(), "data": a.to_vec::<f64>().unwrap()})))
+            .collect();
+        std::fs::write(dir.join("from_rust.json"), serde_json::Value::Object(json).to_string()).unwrap();
+        io::save_npy(&dir.join("from_rust.npy"), &keep[0].1).unwrap();
+    }
+}
+
+#[test]
+fn files_written_by_python_load_with_their_values() {
+    let root = std::env::var_os("STRATA_REFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/refs"));
+    let dir = root.join("io");
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("values.json"))
+            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test (it writes the Python files) first", dir.display())),
+    )
+    .unwrap();
+    let got = io::load_safetensors(&dir.join("from_python.safetensors")).unwrap();
+    let want = want.as_object().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (name, a) in &got {
+        let w = &want[name];
+        assert_eq!(a.dtype().to_string(), w["dtype"].as_str().unwrap(), "{name}");
+        let shape: Vec<usize> = w["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        assert_eq!(a.shape(), shape, "{name}");
+        let vals: Vec<f64> = w["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(a.to_vec::<f64>().unwrap(), vals, "{name}");
+        let npy = io::load_npy(&dir.join(format!("{name}.npy"))).unwrap();
+        assert_eq!(npy.to_vec::<f64>().unwrap(), vals, "{name}.npy");
+    }
+}

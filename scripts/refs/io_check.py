@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Reads the files the Rust test `files_round_trip_bit_exactly_and_bad_files_are_errors` wrote
+(STRATA_IO_EXPORT) with Python's safetensors and NumPy, and checks every value."""
+import json
+import os
+import sys
+
+import numpy as np
+from safetensors.numpy import load_file
+
+
+def main():
+    d = sys.argv[1]
+    want = json.load(open(os.path.join(d, "from_rust.json")))
+    got = load_file(os.path.join(d, "from_rust.safetensors"))
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for name, w in want.items():
+        a = got[name]
+        assert str(a.dtype) == w["dtype"], (name, a.dtype, w["dtype"])
+        assert list(a.shape) == w["shape"], (name, a.shape, w["shape"])
+        assert np.array_equal(a.astype(np.float64).ravel(), np.array(w["data"], np.float64), equal_nan=True), name
+    npy = np.load(os.path.join(d, "from_rust.npy"))
+    w = want["x_float32"]
+    assert str(npy.dtype) == "float32" and list(npy.shape) == w["shape"], (npy.dtype, npy.shape)
+    assert np.array_equal(npy.astype(np.float64).ravel(), np.array(w["data"], np.float64)), "from_rust.npy"
+    print(f"io: {len(want)} tensors and one .npy written by Rust read by safetensors and NumPy {np.__version__}: equal")
+
+
+if __name__ == "__main__":
+    main()
