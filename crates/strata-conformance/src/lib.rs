@@ -687,6 +687,66 @@ pub fn gather_scatter_and_random_bits_match_the_cpu<B: Backend>(gpu: &B, types: 
     report("gather/scatter_add/random_bits", failures, count);
 }
 
+/// `argsort` against the CPU: every type the backend takes, both axes of a strided operand,
+/// lanes of lengths around the powers of two (ties from small integers, NaNs, ±0 and
+/// infinities among the floats), a strided output. Indices must be equal (the order is stable).
+pub fn argsort_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x5047);
+    let (contiguous, transposed) = layouts();
+    let (mut failures, mut count) = (Vec::new(), 0);
+    let sortable = [
+        DType::Bool,
+        DType::U8,
+        DType::I8,
+        DType::U16,
+        DType::I16,
+        DType::U32,
+        DType::I32,
+        DType::U64,
+        DType::I64,
+        DType::F16,
+        DType::BF16,
+        DType::F32,
+        DType::F64,
+    ];
+    for t in sortable.into_iter().filter(|t| types.contains(t)) {
+        for (l, axis) in [(&contiguous, 1), (&contiguous, 0), (&transposed, 1), (&transposed, 0)] {
+            let x = random(t, SHAPE[0] * SHAPE[1], &mut rng);
+            count += 1;
+            compare(
+                gpu,
+                &format!("argsort {t} axis {axis} {:?}", l.strides()),
+                &[(t, x, l.clone())],
+                DType::U32,
+                &contiguous,
+                |i, o| gpu.argsort(axis, i[0], o),
+                |i, o| Cpu.argsort(axis, i[0], o),
+                &mut failures,
+            );
+        }
+    }
+    for t in [DType::F32, DType::I32].into_iter().filter(|t| types.contains(t)) {
+        for len in [1, 2, 31, 32, 33, 255, 1000, 1024, 4095, 4096] {
+            let shape = [3, len];
+            let x = random(t, 3 * len, &mut rng);
+            count += 1;
+            // The output transposed: [3, len] seen through strides (1, 3).
+            let out = Layout::contiguous(&[len, 3]).swap_axes(0, 1);
+            compare(
+                gpu,
+                &format!("argsort {t} lanes of {len}"),
+                &[(t, x, Layout::contiguous(&shape))],
+                DType::U32,
+                &out,
+                |i, o| gpu.argsort(1, i[0], o),
+                |i, o| Cpu.argsort(1, i[0], o),
+                &mut failures,
+            );
+        }
+    }
+    report("argsort", failures, count);
+}
+
 /// An out-of-range index is an `Err` naming it, and the output is untouched.
 pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types: &[DType]) {
     let x = gpu.upload(&[1u8; 4 * 10]).unwrap();

@@ -2,15 +2,19 @@
 //! (`kernels/index.cu`). Index values are checked on the device before anything is written: a
 //! bad one costs a synchronisation and comes back as an `Err` naming it.
 
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 use strata_core::kernel::{
-    Backend, Layout, TensorMut, TensorRef, validate_gather, validate_random_bits, validate_scatter_add,
+    Backend, Layout, TensorMut, TensorRef, validate_argsort, validate_gather, validate_random_bits,
+    validate_scatter_add,
 };
 use strata_core::{DType, Error, Result};
 
 use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, geometry};
 
 const INDEX: &str = include_str!("../kernels/index.cu");
+const SORT: &str = include_str!("../kernels/sort.cu");
+/// The longest lane the shared-memory sort takes (`STRATA_SORT_MAX` in `sort.cu`).
+const SORT_MAX: usize = 4096;
 
 /// The unsigned type of an element's width: indexing moves bits.
 fn bits_type(t: DType) -> &'static str {
@@ -30,6 +34,9 @@ pub(crate) fn gather_source(t: DType, ti: DType) -> String {
 }
 pub(crate) fn scatter_source(t: DType, ti: DType) -> String {
     format!("{ELEMENTWISE}{INDEX}\nSTRATA_SCATTER_ADD({}, {})\n", c(t), c(ti))
+}
+pub(crate) fn argsort_source(t: DType) -> String {
+    format!("{ELEMENTWISE}{SORT}\nSTRATA_ARGSORT({})\n", c(t))
 }
 pub(crate) fn random_source() -> String {
     format!("{ELEMENTWISE}{INDEX}\nSTRATA_RANDOM_BITS\n")
@@ -158,9 +165,14 @@ pub(crate) fn random_bits(cuda: &Cuda, keys: TensorRef<'_, CudaBuffer>, out: Ten
     cuda.timed(OP, || unsafe { b.launch(cfg) })
 }
 
-/// Every indexing and random kernel the backend can generate (for the NVRTC compile test).
+/// Every indexing, sorting and random kernel the backend can generate (for the NVRTC compile
+/// test).
 pub(crate) fn all_sources() -> Vec<String> {
     let mut units = vec![random_source()];
+    use DType::*;
+    for t in [Bool, U8, I8, U16, I16, U32, I32, U64, I64, F16, BF16, F32, F64] {
+        units.push(argsort_source(t));
+    }
     for ti in strata_core::kernel::INDEX_TYPES {
         units.push(check_source(ti));
         for t in [DType::U8, DType::U16, DType::U32, DType::U64] {
@@ -171,4 +183,58 @@ pub(crate) fn all_sources() -> Vec<String> {
         }
     }
     units
+}
+
+/// The indices that sort each lane along `axis` (stable, NaNs last): a block per lane, a
+/// bitonic sort of (key, position) pairs in shared memory. Lanes longer than 4096 elements are
+/// `Error::NotImplemented` (the array layer then sorts on the CPU, visibly).
+pub(crate) fn argsort(
+    cuda: &Cuda,
+    axis: usize,
+    x: TensorRef<'_, CudaBuffer>,
+    out: TensorMut<'_, CudaBuffer>,
+) -> Result<()> {
+    const OP: &str = "argsort";
+    validate_argsort(axis, &x, &out)?;
+    let shape = x.layout.shape();
+    let n = x.layout.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let len = shape.get(axis).copied().unwrap_or(1);
+    if len > SORT_MAX {
+        return Err(Error::NotImplemented { op: "argsort of lanes longer than 4096", backend: cuda.name() });
+    }
+    let inner: usize = shape.iter().skip(axis + 1).product();
+    let dense = |l: &Layout| l.is_contiguous() && l.offset() == 0;
+    // The kernel reads and writes dense operands; others go through a copy.
+    let contiguous = Layout::contiguous(shape);
+    let xc = if dense(x.layout) {
+        None
+    } else {
+        let mut b = cuda.alloc_output(x.dtype.byte_len(n))?;
+        cuda.copy(x.clone(), TensorMut::new(x.dtype, &mut b, &contiguous))?;
+        Some(b)
+    };
+    let xbuf = xc.as_ref().unwrap_or(x.buffer);
+    let mut oc = if dense(out.layout) { None } else { Some(cuda.alloc_output(4 * n)?) };
+    let f = cuda.kernel(&format!("argsort {}", x.dtype), || argsort_source(x.dtype))?;
+    let (len64, inner64, pow2) = (len as i64, inner as i64, len.next_power_of_two() as i64);
+    let threads = (len.next_power_of_two() / 2).clamp(32, 1024) as u32;
+    let cfg = LaunchConfig { grid_dim: ((n / len) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    {
+        let obuf = match oc.as_mut() {
+            Some(b) => b.slice_mut(),
+            None => out.buffer.slice_mut(),
+        };
+        let mut b = cuda.stream.launch_builder(&f);
+        b.arg(xbuf.slice()).arg(obuf).arg(&len64).arg(&inner64).arg(&pow2);
+        // SAFETY: parameters as `STRATA_ARGSORT` declares them; both operands are dense with n
+        // elements (checked by validate_argsort or made so above), one block per lane.
+        cuda.timed(OP, || unsafe { b.launch(cfg) })?;
+    }
+    if let Some(tmp) = oc {
+        cuda.copy(TensorRef::new(DType::U32, &tmp, &contiguous), out)?;
+    }
+    Ok(())
 }

@@ -538,6 +538,10 @@ impl Backend for Cuda {
         index::random_bits(self, keys, out)
     }
 
+    fn argsort(&self, axis: usize, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
+        index::argsort(self, axis, x, out)
+    }
+
     fn copy(&self, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
         if x.dtype != out.dtype {
             return Err(Error::InvalidArgument {

@@ -36,6 +36,7 @@ suite_tests!(
     reductions_match_the_cpu,
     scans_match_the_cpu,
     gather_scatter_and_random_bits_match_the_cpu,
+    argsort_matches_the_cpu,
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
     fused_programs_match_the_cpu,
