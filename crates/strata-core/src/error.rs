@@ -77,7 +77,7 @@ pub enum Error {
 
     /// An operation this backend has no kernel for yet. The array layer may run it on the CPU
     /// instead, explicitly (see `strata`'s device docs); a kernel-layer caller gets this `Err`.
-    #[error("{op} is not implemented on the {backend} backend yet")]
+    #[error("{op} is not implemented yet on {backend}")]
     NotImplemented {
         /// The operation.
         op: &'static str,

@@ -213,7 +213,7 @@ pub(crate) fn argsort(
         None
     } else {
         let mut b = cuda.alloc_output(x.dtype.byte_len(n))?;
-        cuda.copy(x.clone(), TensorMut::new(x.dtype, &mut b, &contiguous))?;
+        cuda.copy(x, TensorMut::new(x.dtype, &mut b, &contiguous))?;
         Some(b)
     };
     let xbuf = xc.as_ref().unwrap_or(x.buffer);

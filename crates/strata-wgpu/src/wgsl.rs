@@ -54,14 +54,12 @@ pub(crate) fn supported(t: DType) -> bool {
     )
 }
 
-/// `Err` naming the first operand type the backend cannot store.
+/// `Err` naming the first operand type the kernels cannot take (64-bit types, which WGSL has
+/// no arithmetic for on Metal; the narrow MX formats): `NotImplemented`, so that the array layer
+/// can run such an op on the CPU.
 pub(crate) fn check_types(op: &'static str, dtypes: &[DType]) -> Result<()> {
     match dtypes.iter().find(|t| !supported(**t)) {
-        Some(&dtype) => Err(Error::UnsupportedDType {
-            op,
-            dtype,
-            expected: "a type of at most 32 bits on wgpu (bool, 8/16/32-bit integers, float16, bfloat16, float32)",
-        }),
+        Some(&dtype) => Err(Error::NotImplemented { op, backend: format!("wgpu for {dtype}") }),
         None => Ok(()),
     }
 }

@@ -110,7 +110,10 @@ fn lazy_until_read_and_views_share_memory() {
     assert!(y.is_evaluated() && t.is_evaluated());
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 3.0, 2.0, 4.0]);
     let e: Vec<f32> = [1.0f32, 3.0, 2.0, 4.0].iter().map(|v| v.exp()).collect();
-    assert_eq!(y.to_vec::<f32>().unwrap(), e);
+    // Within an ulp or two: each device has its own exp.
+    for (g, w) in y.to_vec::<f32>().unwrap().iter().zip(&e) {
+        assert!((g - w).abs() <= 2.0 * f32::EPSILON * w, "{g} vs {w}");
+    }
 }
 
 #[test]
