@@ -355,6 +355,34 @@ def main():
         lp = np.log(np.exp(t64) / np.exp(t64).sum(-1, keepdims=True))
         add("loss_kl", [lq.astype(np.float32), lp.astype(np.float32)], np.float32((np.exp(lp) * (lp - lq)).sum(-1).mean()))
 
+    # linalg (float64 mostly; NumPy's LAPACK is the reference).
+    with np.errstate(all="ignore"):
+        A = r((2, 4, 4), dtype=np.float64) + 4 * np.eye(4)
+        B = r((2, 4, 3), dtype=np.float64)
+        add("linalg_solve", [A, B], np.linalg.solve(A, B))
+        add("linalg_solve", [A[0], B[0, :, 0]], np.linalg.solve(A[0], B[0, :, 0]))
+        add("linalg_inv", [A], np.linalg.inv(A))
+        add("linalg_det", [A], np.linalg.det(A))
+        sg, ld = np.linalg.slogdet(A - 4 * np.eye(4))
+        add("linalg_slogdet", [A - 4 * np.eye(4)], np.stack([sg, ld]))
+        S = A @ np.swapaxes(A, -1, -2) + np.eye(4)
+        add("linalg_cholesky", [S], np.linalg.cholesky(S))
+        add("linalg_eigvalsh", [S], np.linalg.eigvalsh(S))
+        M = r((3, 5, 3), dtype=np.float64)
+        add("linalg_svdvals", [M], np.linalg.svd(M, compute_uv=False))
+        add("linalg_svdvals", [np.swapaxes(M, -1, -2)], np.linalg.svd(np.swapaxes(M, -1, -2), compute_uv=False))
+        add("linalg_pinv", [M], np.linalg.pinv(M))
+        T = np.tril(A[0])
+        add("linalg_solve_triangular", [T, B[0]], np.linalg.solve(T, B[0]), lower=True)
+        for o in [None, 1, 2, np.inf, -np.inf, 0, 3]:
+            add("linalg_norm", [B], np.linalg.norm(B, ord=o, axis=-1), ord=o if o is None or np.isfinite(o) else ("inf" if o > 0 else "-inf"), matrix=False)
+        for o in [None, 1, -1, 2, -2, np.inf, "nuc"]:
+            add("linalg_norm", [M], np.linalg.norm(M, ord=o, axis=(-2, -1)), ord=o if o is None or o == "nuc" or np.isfinite(o) else "inf", matrix=True)
+        ca, cb = r((4, 3)), r((1, 3))
+        add("linalg_cross", [ca, cb], np.cross(ca, cb))
+        Af = A.astype(np.float32)
+        add("linalg_inv", [Af], np.linalg.inv(A).astype(np.float32))
+
     import mlx.optimizers as mo
     optims = []
     p0 = r((3, 4))

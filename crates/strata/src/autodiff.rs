@@ -351,6 +351,14 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
             out.into_iter().next()
         }
         Prim::QuantizedMatmul { .. } => t[0].as_ref().map(|t0| node_like(prim, vec![t0.clone()], node)),
+        // A host function has no graph to push tangents through, but its vjp rule is a
+        // linear map u ↦ Jᵀu written in array ops: the vjp of that map at t is J·t.
+        Prim::Custom(c) if c.func.opaque.is_some() => {
+            let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
+            let u0 = zeros(node.shape(), node.dtype())?;
+            let (_, jt) = vjp(|u| c.vjp(x, &u[0]), &[u0], &ts)?;
+            jt.into_iter().next()
+        }
         Prim::Custom(c) => {
             let ts = (0..x.len()).map(tz).collect::<Result<Vec<_>>>()?;
             let (_, mut out) = jvp(|a| (c.func.forward)(a), x, &ts)?;

@@ -23,6 +23,9 @@ pub(crate) struct CustomFn {
     rule: Arc<Rule>,
     /// The outputs' shapes and dtypes.
     outputs: Vec<(Vec<usize>, strata_core::DType)>,
+    /// The forward function computes on the host (reads values), so it has no graph: `jvp`
+    /// goes through the vjp rule instead (it is linear), and `vmap` calls it on batches.
+    pub(crate) opaque: Option<&'static str>,
     /// The last evaluation: argument node ids and every output's value (a function with
     /// several outputs runs once for all of them).
     last: Mutex<Option<(Vec<u64>, Vec<Data>)>>,
@@ -148,9 +151,37 @@ where
         check_ok(&args.iter().collect::<Vec<_>>())?;
         // Shapes and types from a lazy trace (nothing runs).
         let outputs = forward(args)?.iter().map(|o| (o.shape().to_vec(), o.dtype())).collect();
-        let func = Arc::new(CustomFn { forward: forward.clone(), rule: rule.clone(), outputs, last: Mutex::new(None) });
+        let func = Arc::new(CustomFn {
+            forward: forward.clone(),
+            rule: rule.clone(),
+            outputs,
+            opaque: None,
+            last: Mutex::new(None),
+        });
         Ok(CustomOutput::nodes(&func, args))
     }
+}
+
+/// A function computed on the host (its forward reads its arguments' values), with a
+/// reverse-mode rule: `name(args)`'s outputs as nodes. Its forward pass runs once per evaluation
+/// for all outputs; `jvp` is the vjp of the (linear) rule; `vmap` calls it on the batched
+/// arguments (so it must take leading batch axes). Used by `linalg`.
+pub(crate) fn host_function(
+    name: &'static str,
+    args: &[Array],
+    outputs: Vec<(Vec<usize>, strata_core::DType)>,
+    forward: impl Fn(&[Array]) -> Result<Vec<Array>> + Send + Sync + 'static,
+    rule: impl Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + Send + Sync + 'static,
+) -> Result<Vec<Array>> {
+    check_ok(&args.iter().collect::<Vec<_>>())?;
+    let func = Arc::new(CustomFn {
+        forward: Arc::new(forward),
+        rule: Arc::new(rule),
+        outputs,
+        opaque: Some(name),
+        last: Mutex::new(None),
+    });
+    Ok(CustomOutput::nodes(&func, args))
 }
 
 /// `f`, whose intermediates are not kept for the backward pass but recomputed there from its

@@ -30,6 +30,7 @@ mod einsum;
 pub mod fast;
 mod graph;
 pub mod io;
+pub mod linalg;
 pub mod nn;
 mod operators;
 mod ops;

@@ -104,6 +104,8 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
             }
         }
         // The forward function mapped (a custom vjp rule does not survive vmap).
+        // A host function takes leading batch axes itself (tracing it would freeze its values).
+        Prim::Custom(c) if c.func.opaque.is_some() => (c.func.forward)(&all()?)?.swap_remove(c.index),
         Prim::Custom(c) => {
             let f = c.func.forward.clone();
             let axes: Vec<Option<isize>> = xs.iter().map(|x| x.batched.then_some(0)).collect();

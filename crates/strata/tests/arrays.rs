@@ -229,3 +229,54 @@ fn parameter_trees_and_async_eval() {
     let bad = take(&big, &Array::from_slice(&[300_000i32], &[1]).unwrap(), Some(0)).unwrap();
     assert!(async_eval(&[&bad]).wait().unwrap_err().to_string().contains("out of range"));
 }
+
+#[test]
+fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
+    let r = |shape: &[usize], seed: u64| random::normal(shape, DType::F64, 0.0, 1.0, Some(&random::key(seed))).unwrap();
+    let close = |a: &Array, b: &Array, what: &str| {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        for (i, (p, q)) in a.to_vec::<f64>().unwrap().iter().zip(b.to_vec::<f64>().unwrap()).enumerate() {
+            assert!((p - q).abs() <= 1e-10 * q.abs().max(1.0), "{what}[{i}]: {p} vs {q}");
+        }
+    };
+    let t = |x: &Array| swapaxes(x, -1, -2).unwrap();
+    for (m, n) in [(5, 3), (3, 5), (4, 4)] {
+        let a = r(&[2, m, n], m as u64 * 10 + n as u64);
+        let (q, rr) = linalg::qr(&a).unwrap();
+        close(&matmul(&q, &rr).unwrap(), &a, "Q·R");
+        let k = m.min(n);
+        close(
+            &matmul(&t(&q), &q).unwrap(),
+            &broadcast_to(&identity(k, DType::F64).unwrap(), &[2, k, k]).unwrap(),
+            "QᵀQ",
+        );
+        let (u, s, vt) = linalg::svd(&a).unwrap();
+        close(&matmul(&(&u * expand_dims(&s, -2).unwrap()), &vt).unwrap(), &a, "U·S·Vᵀ");
+        close(
+            &matmul(&t(&u), &u).unwrap(),
+            &broadcast_to(&identity(k, DType::F64).unwrap(), &[2, k, k]).unwrap(),
+            "UᵀU",
+        );
+    }
+    let x = r(&[3, 4, 4], 7);
+    let spd = matmul(&x, &t(&x)).unwrap() + identity(4, DType::F64).unwrap();
+    let l = linalg::cholesky(&spd).unwrap();
+    close(&matmul(&l, &t(&l)).unwrap(), &spd, "L·Lᵀ");
+    let (w, v) = linalg::eigh(&spd).unwrap();
+    close(&matmul(&(&v * expand_dims(&w, -2).unwrap()), &t(&v)).unwrap(), &spd, "V·diag(w)·Vᵀ");
+    // vmap over a host function takes the batch as a leading axis.
+    let per = vmap(|a: &[Array]| Ok(vec![linalg::det(&a[0])?]), &[Some(0)], &[])(std::slice::from_ref(&spd)).unwrap();
+    close(&per[0], &linalg::det(&spd).unwrap(), "vmap(det)");
+    // Bad input.
+    let sing = Array::from_slice(&[1.0f64, 2.0, 2.0, 4.0], &[2, 2]).unwrap();
+    let e = linalg::inv(&sing).unwrap().eval().unwrap_err().to_string();
+    assert!(e.contains("singular"), "{e}");
+    assert_eq!(linalg::det(&sing).unwrap().item::<f64>().unwrap(), 0.0);
+    let e = linalg::cholesky(&(&sing * -1.0)).unwrap().eval().unwrap_err().to_string();
+    assert!(e.contains("not positive definite"), "{e}");
+    assert!(linalg::solve(&r(&[3, 2], 1), &r(&[3], 2)).unwrap_err().to_string().contains("square"));
+    assert!(linalg::solve(&r(&[3, 3], 1), &r(&[4], 2)).unwrap_err().to_string().contains("do not fit"));
+    // f32 in, f32 out.
+    let f = linalg::inv(&spd.astype(DType::F32).unwrap()).unwrap();
+    assert_eq!(f.dtype(), DType::F32);
+}

@@ -284,6 +284,41 @@ fn einsum_derivatives() {
 }
 
 #[test]
+fn linalg_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    let eye = |n: usize| identity(n, DType::F64).unwrap();
+    // Well-conditioned square matrices: random plus 3·I.
+    let a = (r(&[2, 3, 3], 61) + eye(3) * 3.0).clone();
+    let b = r(&[2, 3, 2], 62);
+    check("solve", &|x: &[Array]| linalg::solve(&x[0], &x[1]), &[a.clone(), b]);
+    check("inv", &|x: &[Array]| linalg::inv(&x[0]), std::slice::from_ref(&a));
+    check("det", &|x: &[Array]| linalg::det(&x[0]), std::slice::from_ref(&a));
+    check("slogdet", &|x: &[Array]| Ok(linalg::slogdet(&x[0])?.1), std::slice::from_ref(&a));
+    let x = r(&[3, 3], 63);
+    let spd = |x: &Array| -> Result<Array> { Ok(matmul(x, &x.transpose(None)?)? + identity(3, DType::F64)?) };
+    check("cholesky of X·Xᵀ + I", &move |v: &[Array]| linalg::cholesky(&spd(&v[0])?), std::slice::from_ref(&x));
+    let sym = |x: &Array| -> Result<Array> { Ok(x + x.transpose(None)?) };
+    check("eigh values", &move |v: &[Array]| Ok(linalg::eigh(&sym(&v[0])?)?.0), std::slice::from_ref(&x));
+    // Eigenvectors up to sign: fix it by making each column's largest entry positive.
+    check(
+        "eigh vectors (sign-fixed)",
+        &move |v: &[Array]| {
+            let (_, vecs) = linalg::eigh(&sym(&v[0])?)?;
+            let s = sign(&sum(&vecs, Some(&[0]), true)?)?;
+            Ok(vecs * stop_gradient(&s)?)
+        },
+        std::slice::from_ref(&x),
+    );
+    check("singular values", &|v: &[Array]| Ok(linalg::svd(&v[0])?.1), &[r(&[4, 3], 64)]);
+    // qr has no derivative yet: a clear error, in both modes.
+    let m = r(&[3, 2], 65);
+    let e = grad(|v: &[Array]| linalg::qr(&v[0])?.1.sum(None, false), &[])(std::slice::from_ref(&m)).err().unwrap();
+    assert!(e.to_string().contains("derivative of qr"), "{e}");
+    let e = jvp(|v| Ok(vec![linalg::qr(&v[0])?.1]), std::slice::from_ref(&m), std::slice::from_ref(&m)).err().unwrap();
+    assert!(e.to_string().contains("derivative of qr"), "{e}");
+}
+
+#[test]
 fn sort_derivatives() {
     let x = arr(&rand_vec(24, 21, -2.0, 2.0), &[4, 6]);
     check("sort axis 1", &|a: &[Array]| sort(&a[0], Some(1)), std::slice::from_ref(&x));

@@ -138,6 +138,29 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "loss_bce_logits" => nn::losses::binary_cross_entropy_with_logits(&a[0], &a[1]),
         "loss_cosine" => nn::losses::cosine_similarity_loss(&a[0], &a[1], 1e-8),
         "loss_kl" => nn::losses::kl_div(&a[0], &a[1]),
+        "linalg_solve" => linalg::solve(&a[0], &a[1]),
+        "linalg_inv" => linalg::inv(&a[0]),
+        "linalg_det" => linalg::det(&a[0]),
+        "linalg_slogdet" => {
+            let (s, l) = linalg::slogdet(&a[0])?;
+            stack(&[&s, &l], 0)
+        }
+        "linalg_cholesky" => linalg::cholesky(&a[0]),
+        "linalg_eigvalsh" => linalg::eigvalsh(&a[0]),
+        "linalg_svdvals" => Ok(linalg::svd(&a[0])?.1),
+        "linalg_pinv" => linalg::pinv(&a[0], 1e-15),
+        "linalg_solve_triangular" => linalg::solve_triangular(&a[0], &a[1], kw["lower"].as_bool().unwrap()),
+        "linalg_norm" => {
+            let ord = match &kw["ord"] {
+                Value::Null => None,
+                Value::String(s) if s == "nuc" => Some(f64::NAN),
+                Value::String(s) if s == "inf" => Some(f64::INFINITY),
+                Value::String(_) => Some(f64::NEG_INFINITY),
+                v => v.as_f64(),
+            };
+            linalg::norm(&a[0], ord, kw["matrix"].as_bool().unwrap())
+        }
+        "linalg_cross" => linalg::cross(&a[0], &a[1]),
         "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
         "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),
         "tensordot_axes" => tensordot_axes(&a[0], &a[1], &axes(kw, "a").unwrap(), &axes(kw, "b").unwrap()),

@@ -1,0 +1,673 @@
+//! Linear algebra, as `numpy.linalg` / `mlx.core.linalg`: factorizations and solvers over the
+//! last two axes (leading axes are a batch).
+//!
+//! The factorizations run on the host in float64 (float32 inputs come back as float32), as
+//! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`),
+//! Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`, one-sided Jacobi
+//! for `svd`. Each is one host function in the graph with a reverse-mode rule written in array
+//! ops (so gradients run on the device and compose); forward mode through them is an error.
+//! `norm`, `cross` and `pinv` are compositions of other ops.
+
+use strata_core::{DType, Error, Result};
+
+use crate::custom::host_function;
+use crate::graph::Array;
+use crate::ops::*;
+
+fn err(op: &'static str, message: String) -> Error {
+    Error::InvalidArgument { op, message }
+}
+
+/// A batch of row-major matrices in float64.
+struct Mats {
+    batch: Vec<usize>,
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl Mats {
+    fn of(op: &'static str, a: &Array) -> Result<Mats> {
+        if a.ndim() < 2 {
+            return Err(err(op, format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
+        }
+        let (b, rc) = a.shape().split_at(a.ndim() - 2);
+        Ok(Mats { batch: b.to_vec(), rows: rc[0], cols: rc[1], data: a.to_vec::<f64>()? })
+    }
+    fn count(&self) -> usize {
+        self.batch.iter().product()
+    }
+    fn mat(&self, i: usize) -> &[f64] {
+        let n = self.rows * self.cols;
+        &self.data[i * n..(i + 1) * n]
+    }
+}
+
+/// An array of `dtype` on `like`'s device from float64 values.
+fn out(values: Vec<f64>, shape: &[usize], dtype: DType, like: &Array) -> Result<Array> {
+    let a = Array::from_bytes(bytemuck::cast_slice::<f64, u8>(&values), shape, DType::F64, like.device())?;
+    a.astype(dtype)
+}
+
+fn float_type(op: &'static str, a: &Array) -> Result<DType> {
+    match a.dtype() {
+        DType::F32 | DType::F64 => Ok(a.dtype()),
+        DType::F16 | DType::BF16 => Ok(DType::F32),
+        t if t.is_integer() || t == DType::Bool => Ok(DType::F32),
+        t => Err(Error::UnsupportedDType { op, dtype: t, expected: "a real number type" }),
+    }
+}
+
+fn square(op: &'static str, a: &Array) -> Result<usize> {
+    let s = a.shape();
+    if a.ndim() < 2 || s[a.ndim() - 1] != s[a.ndim() - 2] {
+        return Err(err(op, format!("needs square matrices [..., n, n]; got shape {s:?}")));
+    }
+    Ok(s[a.ndim() - 1])
+}
+
+fn mt(a: &Array) -> Result<Array> {
+    swapaxes(a, -1, -2)
+}
+
+// ---- host algorithms (one matrix, row-major, float64) ------------------------------------
+
+/// LU with partial pivoting in place: returns the row permutation and its sign, or the column
+/// where a pivot is exactly zero.
+fn lu(a: &mut [f64], n: usize) -> (Vec<usize>, f64, Option<usize>) {
+    let mut perm: Vec<usize> = (0..n).collect();
+    let (mut sign, mut singular) = (1.0, None);
+    for k in 0..n {
+        let p = (k..n).max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs())).unwrap_or(k);
+        if a[p * n + k] == 0.0 {
+            singular.get_or_insert(k);
+            continue;
+        }
+        if p != k {
+            for j in 0..n {
+                a.swap(k * n + j, p * n + j);
+            }
+            perm.swap(k, p);
+            sign = -sign;
+        }
+        for i in k + 1..n {
+            let f = a[i * n + k] / a[k * n + k];
+            a[i * n + k] = f;
+            for j in k + 1..n {
+                a[i * n + j] -= f * a[k * n + j];
+            }
+        }
+    }
+    (perm, sign, singular)
+}
+
+/// Solves `LU x = P b` for the `m` columns of `b` (`n × m`, row-major), in place.
+fn lu_solve(lu: &[f64], perm: &[usize], n: usize, b: &mut [f64], m: usize) {
+    let pb: Vec<f64> = perm.iter().flat_map(|&p| b[p * m..(p + 1) * m].to_vec()).collect();
+    b.copy_from_slice(&pb);
+    for c in 0..m {
+        for i in 0..n {
+            let s: f64 = (0..i).map(|j| lu[i * n + j] * b[j * m + c]).sum();
+            b[i * m + c] -= s;
+        }
+        for i in (0..n).rev() {
+            let s: f64 = (i + 1..n).map(|j| lu[i * n + j] * b[j * m + c]).sum();
+            b[i * m + c] = (b[i * m + c] - s) / lu[i * n + i];
+        }
+    }
+}
+
+/// Cyclic Jacobi on a symmetric matrix: eigenvalues ascending and the eigenvectors as columns.
+fn jacobi_eigh(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
+        let total: f64 = a.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| a[i * n + i].total_cmp(&a[j * n + j]));
+    let w = order.iter().map(|&i| a[i * n + i]).collect();
+    let mut vs = vec![0.0; n * n];
+    for (c, &o) in order.iter().enumerate() {
+        for r in 0..n {
+            vs[r * n + c] = v[r * n + o];
+        }
+    }
+    (w, vs)
+}
+
+/// One-sided Jacobi SVD of an `m × n` matrix with `m ≥ n`: `U` (`m × n`), `S` (descending) and
+/// `V` (`n × n`, columns the right singular vectors).
+fn jacobi_svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut u = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let mut rotated = false;
+        for p in 0..n {
+            for q in p + 1..n {
+                let (mut alpha, mut beta, mut gamma) = (0.0, 0.0, 0.0);
+                for k in 0..m {
+                    let (up, uq) = (u[k * n + p], u[k * n + q]);
+                    alpha += up * up;
+                    beta += uq * uq;
+                    gamma += up * uq;
+                }
+                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let t = if zeta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for k in 0..m {
+                    let (up, uq) = (u[k * n + p], u[k * n + q]);
+                    u[k * n + p] = c * up - s * uq;
+                    u[k * n + q] = s * up + c * uq;
+                }
+                for k in 0..n {
+                    let (vp, vq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vp - s * vq;
+                    v[k * n + q] = s * vp + c * vq;
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let norms: Vec<f64> = (0..n).map(|j| (0..m).map(|k| u[k * n + j].powi(2)).sum::<f64>().sqrt()).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| norms[j].total_cmp(&norms[i]));
+    let (mut uo, mut vo) = (vec![0.0; m * n], vec![0.0; n * n]);
+    for (c, &o) in order.iter().enumerate() {
+        for k in 0..m {
+            uo[k * n + c] = if norms[o] > 0.0 { u[k * n + o] / norms[o] } else { 0.0 };
+        }
+        for k in 0..n {
+            vo[k * n + c] = v[k * n + o];
+        }
+    }
+    (uo, order.iter().map(|&o| norms[o]).collect(), vo)
+}
+
+// ---- public functions --------------------------------------------------------------------
+
+/// `x` with `A x = b` for square `a [..., n, n]` and `b [..., n, k]` (or `[..., n]`); a
+/// singular matrix is an `Err`.
+///
+/// ```
+/// let a = strata::Array::from_slice(&[2.0f32, 1.0, 1.0, 3.0], &[2, 2])?;
+/// let b = strata::Array::from_slice(&[3.0f32, 5.0], &[2])?;
+/// let x = strata::linalg::solve(&a, &b)?.to_vec::<f32>()?;
+/// assert!((x[0] - 0.8).abs() < 1e-6 && (x[1] - 1.4).abs() < 1e-6);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn solve(a: &Array, b: &Array) -> Result<Array> {
+    let n = square("solve", a)?;
+    let vector = b.ndim() == a.ndim() - 1;
+    let b2 = if vector { expand_dims(b, -1)? } else { b.clone() };
+    if b2.ndim() != a.ndim()
+        || b2.shape()[b2.ndim() - 2] != n
+        || b2.shape()[..b2.ndim() - 2] != a.shape()[..a.ndim() - 2]
+    {
+        return Err(err(
+            "solve",
+            format!("a {:?} and b {:?} do not fit (b needs [..., {n}, k] or [..., {n}])", a.shape(), b.shape()),
+        ));
+    }
+    let t = result_type(float_type("solve", a)?, float_type("solve", b)?);
+    let (a, b2) = (a.astype(t)?, b2.astype(t)?);
+    let shape = b2.shape().to_vec();
+    let x = host_function(
+        "solve",
+        &[a, b2],
+        vec![(shape.clone(), t)],
+        move |args| {
+            let (am, bm) = (Mats::of("solve", &args[0])?, Mats::of("solve", &args[1])?);
+            let k = bm.cols;
+            let mut xs = Vec::with_capacity(bm.data.len());
+            for i in 0..am.count() {
+                let mut l = am.mat(i).to_vec();
+                let (perm, _, singular) = lu(&mut l, n);
+                if let Some(c) = singular {
+                    return Err(err("solve", format!("matrix {i} of the batch is singular (no pivot in column {c})")));
+                }
+                let mut x = bm.mat(i).to_vec();
+                lu_solve(&l, &perm, n, &mut x, k);
+                xs.extend(x);
+            }
+            Ok(vec![out(xs, args[1].shape(), t, &args[0])?])
+        },
+        |args, outs, g| {
+            // dB = A⁻ᵀ G, dA = −dB Xᵀ.
+            let db = solve(&mt(&args[0])?, &g[0])?;
+            let da = negative(&matmul(&db, &mt(&outs[0])?)?)?;
+            Ok(vec![da, db])
+        },
+    )?;
+    let x = x.into_iter().next().expect("one output");
+    if vector { squeeze(&x, Some(&[-1])) } else { Ok(x) }
+}
+
+/// The inverse of square matrices; a singular one is an `Err`.
+pub fn inv(a: &Array) -> Result<Array> {
+    let n = square("inv", a)?;
+    let eye = crate::array::identity(n, float_type("inv", a)?)?;
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    solve(a, &broadcast_to(&eye, &[&batch[..], &[n, n]].concat())?)
+}
+
+/// `(sign, log|det|)` of square matrices (sign 0 and log −∞ where singular).
+pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
+    let n = square("slogdet", a)?;
+    let t = float_type("slogdet", a)?;
+    let a = a.astype(t)?;
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    let outs = host_function(
+        "slogdet",
+        std::slice::from_ref(&a),
+        vec![(batch.clone(), t), (batch.clone(), t)],
+        move |args| {
+            let am = Mats::of("slogdet", &args[0])?;
+            let (mut signs, mut logs) = (Vec::new(), Vec::new());
+            for i in 0..am.count() {
+                let mut l = am.mat(i).to_vec();
+                let (_, mut sign, singular) = lu(&mut l, n);
+                if singular.is_some() {
+                    signs.push(0.0);
+                    logs.push(f64::NEG_INFINITY);
+                    continue;
+                }
+                let mut log = 0.0;
+                for k in 0..n {
+                    let d = l[k * n + k];
+                    sign *= d.signum();
+                    log += d.abs().ln();
+                }
+                signs.push(sign);
+                logs.push(log);
+            }
+            Ok(vec![out(signs, &am.batch, t, &args[0])?, out(logs, &am.batch, t, &args[0])?])
+        },
+        |args, _outs, g| {
+            // d log|det A| = tr(A⁻¹ dA): the cotangent is g · A⁻ᵀ (the sign has none).
+            let ginv = mt(&inv(&args[0])?)?;
+            Ok(vec![multiply(&expand_dims(&expand_dims(&g[1], -1)?, -1)?, &ginv)?])
+        },
+    )?;
+    let mut it = outs.into_iter();
+    Ok((it.next().expect("sign"), it.next().expect("log")))
+}
+
+/// The determinant of square matrices.
+pub fn det(a: &Array) -> Result<Array> {
+    let (s, l) = slogdet(a)?;
+    multiply(&s, &exp(&l)?)
+}
+
+/// The lower Cholesky factor `L` (`A = L Lᵀ`) of symmetric positive-definite matrices; a
+/// matrix that is not positive definite is an `Err`.
+pub fn cholesky(a: &Array) -> Result<Array> {
+    let n = square("cholesky", a)?;
+    let t = float_type("cholesky", a)?;
+    let a = a.astype(t)?;
+    let shape = a.shape().to_vec();
+    let l = host_function(
+        "cholesky",
+        std::slice::from_ref(&a),
+        vec![(shape.clone(), t)],
+        move |args| {
+            let am = Mats::of("cholesky", &args[0])?;
+            let mut ls = Vec::with_capacity(am.data.len());
+            for b in 0..am.count() {
+                let a = am.mat(b);
+                let mut l = vec![0.0; n * n];
+                for j in 0..n {
+                    let d = a[j * n + j] - (0..j).map(|k| l[j * n + k] * l[j * n + k]).sum::<f64>();
+                    if d <= 0.0 || d.is_nan() {
+                        return Err(err(
+                            "cholesky",
+                            format!("matrix {b} of the batch is not positive definite (pivot {j} is {d})"),
+                        ));
+                    }
+                    l[j * n + j] = d.sqrt();
+                    for i in j + 1..n {
+                        let s = a[i * n + j] - (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum::<f64>();
+                        l[i * n + j] = s / l[j * n + j];
+                    }
+                }
+                ls.extend(l);
+            }
+            Ok(vec![out(ls, args[0].shape(), t, &args[0])?])
+        },
+        move |_args, outs, g| {
+            // Φ(Lᵀ Ḡ) (lower triangle, diagonal halved), then A̅ = sym(L⁻ᵀ Φ L⁻¹).
+            let l = &outs[0];
+            let lt = crate::array::tri(n, n, 0, l.dtype())?;
+            let half = subtract(&lt, &multiply(&crate::array::identity(n, l.dtype())?, &weak_scalar(l, 0.5))?)?;
+            let phi = multiply(&matmul(&mt(l)?, &g[0])?, &half)?;
+            let linv = inv(l)?;
+            let x = matmul(&matmul(&mt(&linv)?, &phi)?, &linv)?;
+            Ok(vec![multiply(&add(&x, &mt(&x)?)?, &weak_scalar(&x, 0.5))?])
+        },
+    )?;
+    Ok(l.into_iter().next().expect("one output"))
+}
+
+/// `x` with `T x = b` for triangular `t` (`lower` or upper), by `solve` (the triangle is
+/// taken from `t`, the rest ignored).
+pub fn solve_triangular(t: &Array, b: &Array, lower: bool) -> Result<Array> {
+    let n = square("solve_triangular", t)?;
+    let mask = crate::array::tri(n, n, 0, float_type("solve_triangular", t)?)?;
+    let mask = if lower { mask } else { mt(&mask)? };
+    solve(&multiply(t, &mask)?, b)
+}
+
+/// Eigenvalues (ascending) and eigenvectors (columns) of symmetric matrices; only the lower
+/// triangle is read, as NumPy's `eigh(UPLO="L")`.
+///
+/// ```
+/// let a = strata::Array::from_slice(&[2.0f64, 1.0, 1.0, 2.0], &[2, 2])?;
+/// let (w, _v) = strata::linalg::eigh(&a)?;
+/// let w = w.to_vec::<f64>()?;
+/// assert!((w[0] - 1.0).abs() < 1e-12 && (w[1] - 3.0).abs() < 1e-12);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn eigh(a: &Array) -> Result<(Array, Array)> {
+    let n = square("eigh", a)?;
+    let t = float_type("eigh", a)?;
+    let a = a.astype(t)?;
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    let shape = a.shape().to_vec();
+    let outs = host_function(
+        "eigh",
+        std::slice::from_ref(&a),
+        vec![([&batch[..], &[n]].concat(), t), (shape.clone(), t)],
+        move |args| {
+            let am = Mats::of("eigh", &args[0])?;
+            let (mut ws, mut vs) = (Vec::new(), Vec::new());
+            for b in 0..am.count() {
+                let m = am.mat(b);
+                let sym: Vec<f64> =
+                    (0..n * n).map(|k| if k / n >= k % n { m[k] } else { m[(k % n) * n + k / n] }).collect();
+                let (w, v) = jacobi_eigh(&sym, n);
+                ws.extend(w);
+                vs.extend(v);
+            }
+            let wshape = [&am.batch[..], &[n]].concat();
+            Ok(vec![out(ws, &wshape, t, &args[0])?, out(vs, args[0].shape(), t, &args[0])?])
+        },
+        move |_args, outs, g| {
+            // A̅ = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ with F_ij = 1/(w_j − w_i) off the diagonal;
+            // then the lower triangle is what was read (the upper mirrored into it).
+            let (w, v) = (&outs[0], &outs[1]);
+            let diff = subtract(&expand_dims(w, -2)?, &expand_dims(w, -1)?)?; // w_j − w_i
+            let eye = crate::array::identity(n, w.dtype())?;
+            let f = where_(
+                &equal(&eye, &weak_scalar(&eye, 1.0))?,
+                &zeros_like_f(&diff)?,
+                &reciprocal(&add(&diff, &eye)?)?,
+            )?;
+            let inner = add(&multiply(&expand_dims(&g[0], -1)?, &eye)?, &multiply(&f, &matmul(&mt(v)?, &g[1])?)?)?;
+            let full = matmul(&matmul(v, &inner)?, &mt(v)?)?;
+            let sym = multiply(&add(&full, &mt(&full)?)?, &weak_scalar(&full, 0.5))?;
+            // Only the lower triangle of A is read: fold the upper part's share onto it.
+            let lower = crate::array::tri(n, n, 0, w.dtype())?;
+            let strict = crate::array::tri(n, n, -1, w.dtype())?;
+            Ok(vec![multiply(&sym, &add(&lower, &strict)?)?])
+        },
+    )?;
+    let mut it = outs.into_iter();
+    Ok((it.next().expect("w"), it.next().expect("v")))
+}
+
+fn zeros_like_f(a: &Array) -> Result<Array> {
+    crate::array::zeros(a.shape(), a.dtype())
+}
+
+/// The eigenvalues of symmetric matrices, ascending.
+pub fn eigvalsh(a: &Array) -> Result<Array> {
+    Ok(eigh(a)?.0)
+}
+
+/// The reduced QR factorization `A = Q R` (`Q [..., m, k]` with orthonormal columns, `R [...,
+/// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections.
+pub fn qr(a: &Array) -> Result<(Array, Array)> {
+    let t = float_type("qr", a)?;
+    let a = a.astype(t)?;
+    if a.ndim() < 2 {
+        return Err(err("qr", format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
+    }
+    let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
+    let k = m.min(n);
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    let outs = host_function(
+        "qr",
+        std::slice::from_ref(&a),
+        vec![([&batch[..], &[m, k]].concat(), t), ([&batch[..], &[k, n]].concat(), t)],
+        move |args| {
+            let am = Mats::of("qr", &args[0])?;
+            let (mut qs, mut rs) = (Vec::new(), Vec::new());
+            for b in 0..am.count() {
+                let mut r = am.mat(b).to_vec();
+                let mut q = vec![0.0; m * m];
+                for i in 0..m {
+                    q[i * m + i] = 1.0;
+                }
+                for j in 0..k {
+                    let norm = (j..m).map(|i| r[i * n + j].powi(2)).sum::<f64>().sqrt();
+                    if norm == 0.0 {
+                        continue;
+                    }
+                    let alpha = if r[j * n + j] > 0.0 { -norm } else { norm };
+                    let mut v: Vec<f64> = (j..m).map(|i| r[i * n + j]).collect();
+                    v[0] -= alpha;
+                    let vn: f64 = v.iter().map(|x| x * x).sum();
+                    if vn == 0.0 {
+                        continue;
+                    }
+                    for c in 0..n {
+                        let d: f64 = (j..m).map(|i| v[i - j] * r[i * n + c]).sum::<f64>() * 2.0 / vn;
+                        for i in j..m {
+                            r[i * n + c] -= d * v[i - j];
+                        }
+                    }
+                    for row in 0..m {
+                        let d: f64 = (j..m).map(|i| q[row * m + i] * v[i - j]).sum::<f64>() * 2.0 / vn;
+                        for i in j..m {
+                            q[row * m + i] -= d * v[i - j];
+                        }
+                    }
+                }
+                // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
+                for j in 0..k {
+                    if r[j * n + j] < 0.0 {
+                        for c in 0..n {
+                            r[j * n + c] = -r[j * n + c];
+                        }
+                        for row in 0..m {
+                            q[row * m + j] = -q[row * m + j];
+                        }
+                    }
+                }
+                qs.extend((0..m).flat_map(|i| q[i * m..i * m + k].to_vec()));
+                for i in 0..k {
+                    rs.extend((0..n).map(|c| if c >= i { r[i * n + c] } else { 0.0 }));
+                }
+            }
+            Ok(vec![
+                out(qs, &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
+                out(rs, &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
+            ])
+        },
+        |_, _, _| Err(err("qr", "the derivative of qr is not implemented yet".into())),
+    )?;
+    let mut it = outs.into_iter();
+    Ok((it.next().expect("q"), it.next().expect("r")))
+}
+
+/// The reduced singular value decomposition `A = U diag(S) Vᵀ` (`U [..., m, k]`, `S [...,
+/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi.
+pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
+    let t = float_type("svd", a)?;
+    let a = a.astype(t)?;
+    if a.ndim() < 2 {
+        return Err(err("svd", format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
+    }
+    let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
+    let k = m.min(n);
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    let shapes = vec![
+        ([&batch[..], &[m, k]].concat(), t),
+        ([&batch[..], &[k]].concat(), t),
+        ([&batch[..], &[k, n]].concat(), t),
+    ];
+    let outs = host_function(
+        "svd",
+        std::slice::from_ref(&a),
+        shapes,
+        move |args| {
+            let am = Mats::of("svd", &args[0])?;
+            let (mut us, mut ss, mut vts) = (Vec::new(), Vec::new(), Vec::new());
+            for b in 0..am.count() {
+                let x = am.mat(b);
+                if m >= n {
+                    let (u, s, v) = jacobi_svd(x, m, n);
+                    us.extend(u);
+                    ss.extend(s);
+                    vts.extend((0..n).flat_map(|i| (0..n).map(|j| v[j * n + i]).collect::<Vec<_>>()));
+                } else {
+                    // Aᵀ = V S Uᵀ.
+                    let xt: Vec<f64> = (0..n * m).map(|p| x[(p % m) * n + p / m]).collect();
+                    let (v, s, u) = jacobi_svd(&xt, n, m);
+                    us.extend(u);
+                    ss.extend(s);
+                    vts.extend((0..m).flat_map(|i| (0..n).map(|j| v[j * m + i]).collect::<Vec<_>>()));
+                }
+            }
+            let b = &am.batch;
+            Ok(vec![
+                out(us, &[&b[..], &[m, k]].concat(), t, &args[0])?,
+                out(ss, &[&b[..], &[k]].concat(), t, &args[0])?,
+                out(vts, &[&b[..], &[k, n]].concat(), t, &args[0])?,
+            ])
+        },
+        |_args, outs, g| {
+            // Only the singular values' cotangent is supported: A̅ = U diag(S̄) Vᵀ.
+            let (u, vt) = (&outs[0], &outs[2]);
+            Ok(vec![matmul(&multiply(u, &expand_dims(&g[1], -2)?)?, vt)?])
+        },
+    )?;
+    let mut it = outs.into_iter();
+    Ok((it.next().expect("u"), it.next().expect("s"), it.next().expect("vt")))
+}
+
+/// The pseudo-inverse through the SVD, singular values below `rcond · max(S)` dropped.
+pub fn pinv(a: &Array, rcond: f64) -> Result<Array> {
+    let (u, s, vt) = svd(a)?;
+    let cutoff = multiply(&max(&s, Some(&[-1]), true)?, &weak_scalar(&s, rcond))?;
+    let keep = greater(&s, &cutoff)?;
+    let sinv = where_(&keep, &reciprocal(&where_(&keep, &s, &ones_f(&s)?)?)?, &zeros_like_f(&s)?)?;
+    matmul(&multiply(&mt(&vt)?, &expand_dims(&sinv, -2)?)?, &mt(&u)?)
+}
+
+fn ones_f(a: &Array) -> Result<Array> {
+    crate::array::ones(a.shape(), a.dtype())
+}
+
+/// The norm of a vector (`ord`: `None` or 2 Euclidean, 1, ∞ as `f64::INFINITY`, −∞, 0 the
+/// count of non-zeros, any other p) over the last axis, or with `matrix` of the last two axes
+/// (`None` Frobenius, 1, −1, ∞, −∞, 2 and −2 by singular values; `nuc` through `ord = f64::NAN`).
+pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
+    let t = float_type("norm", x)?;
+    let x = x.astype(t)?;
+    let ax = |a: isize| Some(vec![a]);
+    if !matrix {
+        let a = abs(&x)?;
+        let axes = ax(-1);
+        let axes = axes.as_deref();
+        return match ord {
+            None => sqrt(&sum(&square_(&x)?, axes, false)?),
+            Some(p) if p == f64::INFINITY => max(&a, axes, false),
+            Some(p) if p == f64::NEG_INFINITY => min(&a, axes, false),
+            Some(0.0) => sum(&not_equal(&x, &weak_scalar(&x, 0.0))?.astype(t)?, axes, false),
+            Some(1.0) => sum(&a, axes, false),
+            Some(2.0) => sqrt(&sum(&square_(&x)?, axes, false)?),
+            Some(p) => power(&sum(&power(&a, &weak_scalar(&a, p))?, axes, false)?, &weak_scalar(&a, 1.0 / p)),
+        };
+    }
+    if x.ndim() < 2 {
+        return Err(err("norm", format!("a matrix norm needs [..., m, n]; got shape {:?}", x.shape())));
+    }
+    let a = abs(&x)?;
+    match ord {
+        None => sqrt(&sum(&square_(&x)?, Some(&[-2, -1]), false)?),
+        Some(p) if p.is_nan() => sum(&svd(&x)?.1, Some(&[-1]), false),
+        Some(1.0) => max(&sum(&a, Some(&[-2]), false)?, Some(&[-1]), false),
+        Some(-1.0) => min(&sum(&a, Some(&[-2]), false)?, Some(&[-1]), false),
+        Some(p) if p == f64::INFINITY => max(&sum(&a, Some(&[-1]), false)?, Some(&[-1]), false),
+        Some(p) if p == f64::NEG_INFINITY => min(&sum(&a, Some(&[-1]), false)?, Some(&[-1]), false),
+        Some(2.0) => max(&svd(&x)?.1, Some(&[-1]), false),
+        Some(-2.0) => min(&svd(&x)?.1, Some(&[-1]), false),
+        Some(p) => Err(err("norm", format!("matrix norm order {p} is not one of None, nuc (NaN), ±1, ±2, ±∞"))),
+    }
+}
+
+fn square_(x: &Array) -> Result<Array> {
+    crate::ops::square(x)
+}
+
+/// The cross product of 3-vectors along the last axis (broadcasting the rest).
+pub fn cross(a: &Array, b: &Array) -> Result<Array> {
+    if a.shape().last() != Some(&3) || b.shape().last() != Some(&3) {
+        return Err(err("cross", format!("needs 3-vectors on the last axis; got {:?} and {:?}", a.shape(), b.shape())));
+    }
+    let c = |x: &Array, i: isize| slice_axis(x, -1, i, i + 1);
+    let (a0, a1, a2, b0, b1, b2) = (c(a, 0)?, c(a, 1)?, c(a, 2)?, c(b, 0)?, c(b, 1)?, c(b, 2)?);
+    let x = subtract(&multiply(&a1, &b2)?, &multiply(&a2, &b1)?)?;
+    let y = subtract(&multiply(&a2, &b0)?, &multiply(&a0, &b2)?)?;
+    let z = subtract(&multiply(&a0, &b1)?, &multiply(&a1, &b0)?)?;
+    concatenate(&[&x, &y, &z], -1)
+}
