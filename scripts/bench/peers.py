@@ -44,6 +44,7 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
       mlx           a chain of n lazy scalar adds, then mx.eval (graph overhead per op)
   {"op": "gelu_chain", "n"}     tanh-GELU written as 9 element-wise ops on n float32
   {"op": "mlp_step", "batch", "dims", "hidden", "classes"}  one MLP training step (Adam)
+  {"op": "linalg", "fn": "solve"|"eigh"|"svd", "n"}  float64 n×n factorizations
       mlx           uncompiled, mx.eval
       mlx_compiled  the same function through mx.compile
       numpy         the same expression in NumPy
@@ -436,6 +437,23 @@ def mlp_step_mlx(case):
         opt.update(model, g)
         mx.eval(model.parameters(), opt.state, l)
     return run
+
+
+@peer("linalg", "numpy")
+def linalg_numpy(case):
+    # float64 n×n: solve against n right-hand sides, eigh of a symmetric matrix, svd.
+    fn, n = need(case, "fn", "n")
+    gen = np.random.default_rng(SEED)
+    a = gen.standard_normal((n, n)) + n ** 0.5 * np.eye(n)
+    if fn == "solve":
+        b = gen.standard_normal((n, n))
+        return lambda: np.linalg.solve(a, b)
+    if fn == "eigh":
+        s = a + a.T
+        return lambda: np.linalg.eigh(s)
+    if fn == "svd":
+        return lambda: np.linalg.svd(a, full_matrices=False)
+    raise ValueError(f"no linalg function {fn}")
 
 
 # ---- timing ---------------------------------------------------------------------------------

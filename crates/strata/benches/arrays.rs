@@ -71,6 +71,24 @@ fn main() {
     };
     let (mlp32, mlp1024) = (mlp(32), mlp(1024));
 
+    // linalg at n = 512 in float64 (issue 5's benchmark) against NumPy's LAPACK.
+    let m = 512;
+    let a = (strata::random::normal(&[m, m], DType::F64, 0.0, 1.0, None).unwrap()
+        + strata::identity(m, DType::F64).unwrap() * (m as f64).sqrt())
+    .clone();
+    let rhs = strata::random::normal(&[m, m], DType::F64, 0.0, 1.0, None).unwrap();
+    let sym = (&a + a.transpose(None).unwrap()).clone();
+    strata::eval_all(&[&a, &rhs, &sym]).unwrap();
+    let solve = || strata::linalg::solve(&a, &rhs).unwrap().eval().unwrap();
+    let eigh = || {
+        let (w, v) = strata::linalg::eigh(&sym).unwrap();
+        strata::eval_all(&[&w, &v]).unwrap()
+    };
+    let svd = || {
+        let (u, s, vt) = strata::linalg::svd(&a).unwrap();
+        strata::eval_all(&[&u, &s, &vt]).unwrap()
+    };
+
     type Case<'a> = (&'a str, serde_json::Value, Vec<&'a str>, Box<dyn Fn() + 'a>, f64);
     let cases: Vec<Case> = vec![
         (
@@ -101,6 +119,15 @@ fn main() {
             Box::new(mlp32),
             1.0,
         ),
+        (
+            "linalg solve 512×512 f64, 512 rhs",
+            json!({"op": "linalg", "fn": "solve", "n": m}),
+            vec!["numpy"],
+            Box::new(solve),
+            1.0,
+        ),
+        ("linalg eigh 512×512 f64", json!({"op": "linalg", "fn": "eigh", "n": m}), vec!["numpy"], Box::new(eigh), 1.0),
+        ("linalg svd 512×512 f64", json!({"op": "linalg", "fn": "svd", "n": m}), vec!["numpy"], Box::new(svd), 1.0),
         (
             "MLP step 784-256-10, Adam, batch 1024",
             json!({"op": "mlp_step", "batch": 1024, "dims": 784, "hidden": 256, "classes": 10}),

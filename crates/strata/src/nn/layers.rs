@@ -14,6 +14,30 @@ fn invalid(op: &'static str, message: String) -> Error {
     Error::InvalidArgument { op, message }
 }
 
+/// `y + bias` where there is one.
+fn plus_bias(y: Array, bias: &Option<Array>) -> Result<Array> {
+    match bias {
+        Some(b) => add(&y, b),
+        None => Ok(y),
+    }
+}
+
+/// The `Module` methods of a layer whose parameters are `weight` and an optional `bias`.
+macro_rules! weight_and_bias {
+    () => {
+        fn parameters(&self) -> Tree {
+            map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
+        }
+        fn update(&mut self, p: &Tree) -> Result<()> {
+            set_leaf("weight", &mut self.weight, child(p, "weight"))?;
+            if let Some(b) = &mut self.bias {
+                set_leaf("bias", b, child(p, "bias"))?;
+            }
+            Ok(())
+        }
+    };
+}
+
 /// Implements `trainable_parameters`/`set_frozen` for a leaf layer with a `frozen` field.
 macro_rules! freezable {
     () => {
@@ -50,22 +74,9 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Array) -> Result<Array> {
-        let y = matmul(x, &swapaxes(&self.weight, 0, 1)?)?;
-        match &self.bias {
-            Some(b) => add(&y, b),
-            None => Ok(y),
-        }
+        plus_bias(matmul(x, &swapaxes(&self.weight, 0, 1)?)?, &self.bias)
     }
-    fn parameters(&self) -> Tree {
-        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
-    }
-    fn update(&mut self, p: &Tree) -> Result<()> {
-        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
-        if let Some(b) = &mut self.bias {
-            set_leaf("bias", b, child(p, "bias"))?;
-        }
-        Ok(())
-    }
+    weight_and_bias!();
     freezable!();
 }
 
@@ -142,21 +153,9 @@ impl Conv1d {
 impl Module for Conv1d {
     fn forward(&self, x: &Array) -> Result<Array> {
         let y = crate::conv::conv1d(x, &self.weight, self.stride, self.padding, self.dilation, self.groups)?;
-        match &self.bias {
-            Some(b) => add(&y, b),
-            None => Ok(y),
-        }
+        plus_bias(y, &self.bias)
     }
-    fn parameters(&self) -> Tree {
-        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
-    }
-    fn update(&mut self, p: &Tree) -> Result<()> {
-        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
-        if let Some(b) = &mut self.bias {
-            set_leaf("bias", b, child(p, "bias"))?;
-        }
-        Ok(())
-    }
+    weight_and_bias!();
     freezable!();
 }
 
@@ -206,21 +205,9 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Array) -> Result<Array> {
         let y = crate::conv::conv2d(x, &self.weight, self.stride, self.padding, self.dilation, self.groups)?;
-        match &self.bias {
-            Some(b) => add(&y, b),
-            None => Ok(y),
-        }
+        plus_bias(y, &self.bias)
     }
-    fn parameters(&self) -> Tree {
-        map_of(vec![("weight", Some(&self.weight)), ("bias", self.bias.as_ref())])
-    }
-    fn update(&mut self, p: &Tree) -> Result<()> {
-        set_leaf("weight", &mut self.weight, child(p, "weight"))?;
-        if let Some(b) = &mut self.bias {
-            set_leaf("bias", b, child(p, "bias"))?;
-        }
-        Ok(())
-    }
+    weight_and_bias!();
     freezable!();
 }
 
