@@ -196,6 +196,7 @@ pub(crate) fn argsort(
 ) -> Result<()> {
     const OP: &str = "argsort";
     validate_argsort(axis, &x, &out)?;
+    Cuda::types(OP, &[x.dtype])?;
     let shape = x.layout.shape();
     let n = x.layout.numel();
     if n == 0 {

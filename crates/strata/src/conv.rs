@@ -265,6 +265,15 @@ pub(crate) fn conv_vjp(desc: &Conv, x: &Array, w: &Array, g: &Array) -> Result<(
     } else {
         weight_cotangent(desc, x, g, w.shape())?
     };
+    // With an output padding at or past the stride (possible when the dilation is larger), the
+    // adjoint covers a few positions more than `x` has: its first ones are the cotangent.
+    let dx = if dx.shape() != x.shape() && dx.shape().iter().zip(x.shape()).all(|(a, b)| a >= b) {
+        let start = vec![0isize; x.ndim()];
+        let stop: Vec<isize> = x.shape().iter().map(|&d| d as isize).collect();
+        slice(&dx, &start, &stop, &vec![1; x.ndim()])?
+    } else {
+        dx
+    };
     if dx.shape() != x.shape() {
         return Err(invalid("conv", format!("internal: input cotangent {:?} for input {:?}", dx.shape(), x.shape())));
     }

@@ -87,6 +87,15 @@ impl CustomOutput {
             .collect::<Result<_>>()?;
         let outs = (self.func.forward)(&leaves)?;
         crate::graph::eval_all(&outs.iter().collect::<Vec<_>>())?;
+        let same = outs.len() == self.func.outputs.len()
+            && outs.iter().zip(&self.func.outputs).all(|(o, (s, t))| o.shape() == s.as_slice() && o.dtype() == *t);
+        if !same {
+            let got: Vec<_> = outs.iter().map(|o| (o.shape().to_vec(), o.dtype())).collect();
+            return Err(invalid(
+                "custom_vjp",
+                format!("the function returned {got:?} when evaluated but {:?} when traced", self.func.outputs),
+            ));
+        }
         let values = outs
             .iter()
             .map(|o| o.data().cloned().ok_or_else(|| crate::graph::internal("a custom output was not evaluated")))
@@ -127,7 +136,8 @@ impl CustomOutput {
 /// `forward` with the reverse-mode derivative `rule(primals, outputs, cotangents) → one
 /// cotangent per primal` instead of the one its ops imply (MLX's `custom_function` with a
 /// `vjp`). `jvp` and `vmap` go through `forward` itself. With several outputs the rule is
-/// called once per output that receives a cotangent, the others' cotangents zero.
+/// called once per output that receives a cotangent, the others' cotangents zero. Gradients
+/// flow to the arguments only: pass parameters as arguments, not captured in the closure.
 ///
 /// ```
 /// use strata::{Array, custom_vjp, grad};
@@ -186,7 +196,7 @@ pub(crate) fn host_function(
 
 /// `f`, whose intermediates are not kept for the backward pass but recomputed there from its
 /// arguments: memory for time, as `mx.checkpoint` and `jax.checkpoint`. The gradients are
-/// `f`'s.
+/// `f`'s, with respect to its arguments (pass parameters as arguments, not captured).
 ///
 /// ```
 /// use strata::{Array, checkpoint, grad};

@@ -196,6 +196,12 @@ pub fn einsum(subscripts: &str, operands: &[&Array]) -> Result<Array> {
 /// The sum of products over the last `axes` axes of `a` and the first `axes` of `b` (NumPy's
 /// `tensordot(a, b, axes=n)`).
 pub fn tensordot(a: &Array, b: &Array, axes: usize) -> Result<Array> {
+    if axes > a.ndim() || axes > b.ndim() {
+        return Err(invalid(
+            "tensordot",
+            format!("{axes} axes to contract, but the operands are {:?} and {:?}", a.shape(), b.shape()),
+        ));
+    }
     let pa: Vec<isize> = (a.ndim().saturating_sub(axes)..a.ndim()).map(|i| i as isize).collect();
     let pb: Vec<isize> = (0..axes.min(b.ndim())).map(|i| i as isize).collect();
     tensordot_axes(a, b, &pa, &pb)
@@ -213,6 +219,10 @@ pub fn tensordot_axes(a: &Array, b: &Array, a_axes: &[isize], b_axes: &[isize]) 
     }
     let ca = a_axes.iter().map(|&x| norm_axis("tensordot", x, a.ndim())).collect::<Result<Vec<_>>>()?;
     let cb = b_axes.iter().map(|&x| norm_axis("tensordot", x, b.ndim())).collect::<Result<Vec<_>>>()?;
+    let repeats = |c: &[usize]| c.iter().enumerate().any(|(i, x)| c[..i].contains(x));
+    if repeats(&ca) || repeats(&cb) {
+        return Err(invalid("tensordot", format!("axes {a_axes:?} and {b_axes:?} must not repeat an axis")));
+    }
     for (&i, &j) in ca.iter().zip(&cb) {
         if a.shape()[i] != b.shape()[j] {
             return Err(invalid(

@@ -140,6 +140,45 @@ pub fn load_tree(path: &Path, like: &Tree) -> Result<Tree> {
     like.with_leaves(&leaves)
 }
 
+/// A file's tensors as a tree rebuilt from their dotted names (`m.0` and `m.1` become a list
+/// under `m`): what [`crate::optim::Optimizer::load_state`] takes from a saved state, without a
+/// template of the right size.
+pub fn load_tree_flat(path: &Path) -> Result<Tree> {
+    #[derive(Default)]
+    struct Node(BTreeMap<String, Node>, Option<Array>);
+    let mut root = Node::default();
+    for (name, a) in load_safetensors(path)? {
+        let mut at = &mut root;
+        for part in name.split('.') {
+            at = at.0.entry(part.to_string()).or_default();
+        }
+        at.1 = Some(a);
+    }
+    fn build(path: &Path, name: &str, n: Node) -> Result<Tree> {
+        if let Some(a) = n.1 {
+            if !n.0.is_empty() {
+                return Err(err(path, format!("{name} is both a tensor and a prefix of others")));
+            }
+            return Ok(Tree::Array(a));
+        }
+        let indices: Option<Vec<usize>> = n.0.keys().map(|k| k.parse::<usize>().ok()).collect();
+        let list = matches!(&indices, Some(ix) if ix.iter().enumerate().all(|(i, &k)| i == k));
+        let kids = n.0.into_iter().map(|(k, c)| {
+            let full = if name.is_empty() { k.clone() } else { format!("{name}.{k}") };
+            build(path, &full, c).map(|t| (k, t))
+        });
+        if list {
+            // BTreeMap orders "10" before "2": put the items in numeric order.
+            let mut items = kids.collect::<Result<Vec<_>>>()?;
+            items.sort_by_key(|(k, _)| k.parse::<usize>().unwrap_or(usize::MAX));
+            Ok(Tree::List(items.into_iter().map(|(_, t)| t).collect()))
+        } else {
+            Ok(Tree::Map(kids.collect::<Result<_>>()?))
+        }
+    }
+    build(path, "", root)
+}
+
 /// The `.npy` header's type code for `d`.
 fn npy_descr(d: DType) -> Option<&'static str> {
     Some(match d {
@@ -229,7 +268,9 @@ pub fn load_npy(path: &Path) -> Result<Array> {
         .map(|s| s.parse::<usize>().map_err(|_| err(path, format!("bad shape entry {s:?}"))))
         .collect::<Result<_>>()?;
     let body = &data[start + hlen..];
-    let need = dtype.byte_len(shape.iter().product());
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n.checked_mul(8).is_some());
+    let Some(count) = count else { return Err(err(path, format!("shape {shape:?} is too large"))) };
+    let need = dtype.byte_len(count);
     if body.len() != need {
         return Err(err(
             path,

@@ -390,7 +390,10 @@ pub fn cholesky(a: &Array) -> Result<Array> {
             let phi = multiply(&matmul(&mt(l)?, &g[0])?, &half)?;
             let linv = inv(l)?;
             let x = matmul(&matmul(&mt(&linv)?, &phi)?, &linv)?;
-            Ok(vec![multiply(&add(&x, &mt(&x)?)?, &weak_scalar(&x, 0.5))?])
+            let sym = multiply(&add(&x, &mt(&x)?)?, &weak_scalar(&x, 0.5))?;
+            // Only the lower triangle of A is read: the upper part's share folds onto it.
+            let strict = crate::array::tri(n, n, -1, l.dtype())?;
+            Ok(vec![multiply(&sym, &add(&lt, &strict)?)?])
         },
     )?;
     Ok(l.into_iter().next().expect("one output"))
@@ -548,17 +551,51 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
     Ok((it.next().expect("q"), it.next().expect("r")))
 }
 
-/// The reduced singular value decomposition `A = U diag(S) Vᵀ` (`U [..., m, k]`, `S [...,
-/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi.
-pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
-    let t = float_type("svd", a)?;
-    let a = a.astype(t)?;
+/// `U`, `S`, `Vᵀ` of every matrix of `args[0]` (`k = min(m, n)`), on the host.
+fn svd_forward(args: &[Array], m: usize, n: usize, t: DType) -> Result<Vec<Array>> {
+    let k = m.min(n);
+    let am = Mats::of("svd", &args[0])?;
+    let (mut us, mut ss, mut vts) = (Vec::new(), Vec::new(), Vec::new());
+    for b in 0..am.count() {
+        let x = am.mat(b);
+        if m >= n {
+            let (u, s, v) = jacobi_svd(x, m, n);
+            us.extend(u);
+            ss.extend(s);
+            vts.extend((0..n).flat_map(|i| (0..n).map(|j| v[j * n + i]).collect::<Vec<_>>()));
+        } else {
+            // Aᵀ = V S Uᵀ.
+            let xt: Vec<f64> = (0..n * m).map(|p| x[(p % m) * n + p / m]).collect();
+            let (v, s, u) = jacobi_svd(&xt, n, m);
+            us.extend(u);
+            ss.extend(s);
+            vts.extend((0..m).flat_map(|i| (0..n).map(|j| v[j * m + i]).collect::<Vec<_>>()));
+        }
+    }
+    let b = &am.batch;
+    Ok(vec![
+        out(us, &[&b[..], &[m, k]].concat(), t, &args[0])?,
+        out(ss, &[&b[..], &[k]].concat(), t, &args[0])?,
+        out(vts, &[&b[..], &[k, n]].concat(), t, &args[0])?,
+    ])
+}
+
+/// `a` as a float type with its matrix sizes, or an error.
+fn matrices(op: &'static str, a: &Array) -> Result<(Array, DType, usize, usize, Vec<usize>)> {
+    let t = float_type(op, a)?;
     if a.ndim() < 2 {
-        return Err(err("svd", format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
+        return Err(err(op, format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
     }
     let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
+    Ok((a.astype(t)?, t, m, n, a.shape()[..a.ndim() - 2].to_vec()))
+}
+
+/// The reduced singular value decomposition `A = U diag(S) Vᵀ` (`U [..., m, k]`, `S [...,
+/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi. `S` is
+/// differentiable ([`svdvals`]); a gradient through `U` or `Vt` is an `Err` for now.
+pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
+    let (a, t, m, n, batch) = matrices("svd", a)?;
     let k = m.min(n);
-    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
     let shapes = vec![
         ([&batch[..], &[m, k]].concat(), t),
         ([&batch[..], &[k]].concat(), t),
@@ -568,40 +605,31 @@ pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
         "svd",
         std::slice::from_ref(&a),
         shapes,
-        move |args| {
-            let am = Mats::of("svd", &args[0])?;
-            let (mut us, mut ss, mut vts) = (Vec::new(), Vec::new(), Vec::new());
-            for b in 0..am.count() {
-                let x = am.mat(b);
-                if m >= n {
-                    let (u, s, v) = jacobi_svd(x, m, n);
-                    us.extend(u);
-                    ss.extend(s);
-                    vts.extend((0..n).flat_map(|i| (0..n).map(|j| v[j * n + i]).collect::<Vec<_>>()));
-                } else {
-                    // Aᵀ = V S Uᵀ.
-                    let xt: Vec<f64> = (0..n * m).map(|p| x[(p % m) * n + p / m]).collect();
-                    let (v, s, u) = jacobi_svd(&xt, n, m);
-                    us.extend(u);
-                    ss.extend(s);
-                    vts.extend((0..m).flat_map(|i| (0..n).map(|j| v[j * m + i]).collect::<Vec<_>>()));
-                }
-            }
-            let b = &am.batch;
-            Ok(vec![
-                out(us, &[&b[..], &[m, k]].concat(), t, &args[0])?,
-                out(ss, &[&b[..], &[k]].concat(), t, &args[0])?,
-                out(vts, &[&b[..], &[k, n]].concat(), t, &args[0])?,
-            ])
-        },
-        |_args, outs, g| {
-            // Only the singular values' cotangent is supported: A̅ = U diag(S̄) Vᵀ.
-            let (u, vt) = (&outs[0], &outs[2]);
-            Ok(vec![matmul(&multiply(u, &expand_dims(&g[1], -2)?)?, vt)?])
+        move |args| svd_forward(args, m, n, t),
+        |_, _, _| {
+            Err(err("svd", "the derivative of svd's singular vectors is not implemented yet (svdvals has one)".into()))
         },
     )?;
     let mut it = outs.into_iter();
-    Ok((it.next().expect("u"), it.next().expect("s"), it.next().expect("vt")))
+    let (u, _, vt) = (it.next().expect("u"), it.next(), it.next().expect("vt"));
+    Ok((u, svdvals(&a)?, vt))
+}
+
+/// The singular values, descending, differentiable: `A̅ = U diag(S̄) Vᵀ`.
+pub fn svdvals(a: &Array) -> Result<Array> {
+    let (a, t, m, n, batch) = matrices("svdvals", a)?;
+    let k = m.min(n);
+    let s = host_function(
+        "svdvals",
+        std::slice::from_ref(&a),
+        vec![([&batch[..], &[k]].concat(), t)],
+        move |args| Ok(vec![svd_forward(args, m, n, t)?.swap_remove(1)]),
+        |args, _outs, g| {
+            let (u, _, vt) = svd(&args[0])?;
+            Ok(vec![matmul(&multiply(&u, &expand_dims(&g[0], -2)?)?, &vt)?])
+        },
+    )?;
+    Ok(s.into_iter().next().expect("one output"))
 }
 
 /// The pseudo-inverse through the SVD, singular values below `rcond · max(S)` dropped.

@@ -68,7 +68,7 @@ pub fn linear_schedule(init: f64, end: f64, steps: usize) -> Schedule {
 }
 
 /// `schedules[i]` from `boundaries[i-1]` on, each counting its steps from its own start (a
-/// warm-up joined to a decay).
+/// warm-up joined to a decay). No schedules at all is a rate of 0.
 ///
 /// ```
 /// use strata::optim::{join_schedules, linear_schedule, cosine_decay};
@@ -78,6 +78,9 @@ pub fn linear_schedule(init: f64, end: f64, steps: usize) -> Schedule {
 /// # Ok::<(), strata::Error>(())
 /// ```
 pub fn join_schedules(schedules: Vec<Schedule>, boundaries: &[usize]) -> Schedule {
+    if schedules.is_empty() {
+        return Schedule::from(0.0);
+    }
     let b = boundaries.to_vec();
     Schedule::new(move |t| {
         let i = b.iter().take_while(|&&x| t >= x).count().min(schedules.len() - 1);

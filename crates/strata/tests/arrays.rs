@@ -82,6 +82,8 @@ fn bad_input_is_an_error_naming_shapes() {
     assert!(msg(einsum("ij,jk->ik", &[&x, &x])).contains("sizes 3 and 2"));
     assert!(msg(einsum("ij->iz", &[&x])).contains("`z`"));
     assert!(msg(einsum("ij,k", &[&x])).contains("2 operands"));
+    assert!(msg(tensordot(&x, &x, 3)).contains("3 axes to contract"));
+    assert!(msg(tensordot_axes(&x, &x, &[0, 0], &[0, 1])).contains("must not repeat"));
     let q = zeros(&[1, 3, 4, 8], DType::F32).unwrap();
     let kv = zeros(&[1, 2, 4, 8], DType::F32).unwrap();
     assert!(msg(fast::scaled_dot_product_attention(&q, &kv, &kv, 1.0, fast::Mask::None)).contains("3 query heads"));

@@ -225,6 +225,10 @@ fn conv_derivatives() {
             r(&[6, 3, 2], 12),
             Conv::new(1).groups(2).transposed(&[0]).dilation(&[2]),
         ),
+        // Output padding past the stride (allowed as the dilation is larger).
+        ("conv_transpose1d dilation 2, output padding 1", r(&[1, 4, 1], 17), r(&[1, 3, 1], 18), {
+            Conv::new(1).dilation(&[2]).transposed(&[1])
+        }),
         ("conv3d", r(&[1, 3, 4, 3, 2], 13), r(&[2, 2, 3, 2, 2], 14), {
             let mut d = Conv::new(3);
             d.stride = [1, 2, 1];
@@ -310,6 +314,9 @@ fn linalg_derivatives() {
         std::slice::from_ref(&x),
     );
     check("singular values", &|v: &[Array]| Ok(linalg::svd(&v[0])?.1), &[r(&[4, 3], 64)]);
+    // Singular vectors have no derivative yet: a clear error (values do, above).
+    let e = grad(|v: &[Array]| linalg::svd(&v[0])?.0.sum(None, false), &[])(&[r(&[3, 2], 66)]).err().unwrap();
+    assert!(e.to_string().contains("singular vectors"), "{e}");
     // qr has no derivative yet: a clear error, in both modes.
     let m = r(&[3, 2], 65);
     let e = grad(|v: &[Array]| linalg::qr(&v[0])?.1.sum(None, false), &[])(std::slice::from_ref(&m)).err().unwrap();

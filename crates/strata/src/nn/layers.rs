@@ -596,6 +596,17 @@ impl MultiHeadAttention {
 
     /// Attention of queries `[batch, Lq, dims]` over keys and values `[batch, Lk, dims]`.
     pub fn attend(&self, q: &Array, k: &Array, v: &Array, mask: crate::fast::Mask<'_>) -> Result<Array> {
+        if q.ndim() != 3 || k.ndim() != 3 || v.ndim() != 3 || k.shape() != v.shape() || q.shape()[0] != k.shape()[0] {
+            return Err(invalid(
+                "MultiHeadAttention",
+                format!(
+                    "queries {:?}, keys {:?} and values {:?} must be [batch, length, dims] with one batch and keys shaped as values",
+                    q.shape(),
+                    k.shape(),
+                    v.shape()
+                ),
+            ));
+        }
         let h = self.heads as isize;
         let split = |x: &Array| -> Result<Array> {
             let (b, l, d) = (x.shape()[0] as isize, x.shape()[1] as isize, x.shape()[2] as isize);
