@@ -58,7 +58,7 @@ fn float_type(op: &'static str, a: &Array) -> Result<DType> {
     }
 }
 
-fn square(op: &'static str, a: &Array) -> Result<usize> {
+fn square_size(op: &'static str, a: &Array) -> Result<usize> {
     let s = a.shape();
     if a.ndim() < 2 || s[a.ndim() - 1] != s[a.ndim() - 2] {
         return Err(err(op, format!("needs square matrices [..., n, n]; got shape {s:?}")));
@@ -245,7 +245,7 @@ fn jacobi_svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
 /// # Ok::<(), strata::Error>(())
 /// ```
 pub fn solve(a: &Array, b: &Array) -> Result<Array> {
-    let n = square("solve", a)?;
+    let n = square_size("solve", a)?;
     let vector = b.ndim() == a.ndim() - 1;
     let b2 = if vector { expand_dims(b, -1)? } else { b.clone() };
     if b2.ndim() != a.ndim()
@@ -293,7 +293,7 @@ pub fn solve(a: &Array, b: &Array) -> Result<Array> {
 
 /// The inverse of square matrices; a singular one is an `Err`.
 pub fn inv(a: &Array) -> Result<Array> {
-    let n = square("inv", a)?;
+    let n = square_size("inv", a)?;
     let eye = crate::array::identity(n, float_type("inv", a)?)?;
     let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
     solve(a, &broadcast_to(&eye, &[&batch[..], &[n, n]].concat())?)
@@ -301,7 +301,7 @@ pub fn inv(a: &Array) -> Result<Array> {
 
 /// `(sign, log|det|)` of square matrices (sign 0 and log −∞ where singular).
 pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
-    let n = square("slogdet", a)?;
+    let n = square_size("slogdet", a)?;
     let t = float_type("slogdet", a)?;
     let a = a.astype(t)?;
     let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
@@ -350,7 +350,7 @@ pub fn det(a: &Array) -> Result<Array> {
 /// The lower Cholesky factor `L` (`A = L Lᵀ`) of symmetric positive-definite matrices; a
 /// matrix that is not positive definite is an `Err`.
 pub fn cholesky(a: &Array) -> Result<Array> {
-    let n = square("cholesky", a)?;
+    let n = square_size("cholesky", a)?;
     let t = float_type("cholesky", a)?;
     let a = a.astype(t)?;
     let shape = a.shape().to_vec();
@@ -402,7 +402,7 @@ pub fn cholesky(a: &Array) -> Result<Array> {
 /// `x` with `T x = b` for triangular `t` (`lower` or upper), by `solve` (the triangle is
 /// taken from `t`, the rest ignored).
 pub fn solve_triangular(t: &Array, b: &Array, lower: bool) -> Result<Array> {
-    let n = square("solve_triangular", t)?;
+    let n = square_size("solve_triangular", t)?;
     let mask = crate::array::tri(n, n, 0, float_type("solve_triangular", t)?)?;
     let mask = if lower { mask } else { mt(&mask)? };
     solve(&multiply(t, &mask)?, b)
@@ -419,7 +419,7 @@ pub fn solve_triangular(t: &Array, b: &Array, lower: bool) -> Result<Array> {
 /// # Ok::<(), strata::Error>(())
 /// ```
 pub fn eigh(a: &Array) -> Result<(Array, Array)> {
-    let n = square("eigh", a)?;
+    let n = square_size("eigh", a)?;
     let t = float_type("eigh", a)?;
     let a = a.astype(t)?;
     let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
@@ -450,7 +450,7 @@ pub fn eigh(a: &Array) -> Result<(Array, Array)> {
             let eye = crate::array::identity(n, w.dtype())?;
             let f = where_(
                 &equal(&eye, &weak_scalar(&eye, 1.0))?,
-                &zeros_like_f(&diff)?,
+                &crate::array::zeros_like(&diff)?,
                 &reciprocal(&add(&diff, &eye)?)?,
             )?;
             let inner = add(&multiply(&expand_dims(&g[0], -1)?, &eye)?, &multiply(&f, &matmul(&mt(v)?, &g[1])?)?)?;
@@ -466,10 +466,6 @@ pub fn eigh(a: &Array) -> Result<(Array, Array)> {
     Ok((it.next().expect("w"), it.next().expect("v")))
 }
 
-fn zeros_like_f(a: &Array) -> Result<Array> {
-    crate::array::zeros(a.shape(), a.dtype())
-}
-
 /// The eigenvalues of symmetric matrices, ascending.
 pub fn eigvalsh(a: &Array) -> Result<Array> {
     Ok(eigh(a)?.0)
@@ -478,14 +474,8 @@ pub fn eigvalsh(a: &Array) -> Result<Array> {
 /// The reduced QR factorization `A = Q R` (`Q [..., m, k]` with orthonormal columns, `R [...,
 /// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections.
 pub fn qr(a: &Array) -> Result<(Array, Array)> {
-    let t = float_type("qr", a)?;
-    let a = a.astype(t)?;
-    if a.ndim() < 2 {
-        return Err(err("qr", format!("needs matrices [..., m, n]; got shape {:?}", a.shape())));
-    }
-    let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
+    let (a, t, m, n, batch) = matrices("qr", a)?;
     let k = m.min(n);
-    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
     let outs = host_function(
         "qr",
         std::slice::from_ref(&a),
@@ -637,12 +627,12 @@ pub fn pinv(a: &Array, rcond: f64) -> Result<Array> {
     let (u, s, vt) = svd(a)?;
     let cutoff = multiply(&max(&s, Some(&[-1]), true)?, &weak_scalar(&s, rcond))?;
     let keep = greater(&s, &cutoff)?;
-    let sinv = where_(&keep, &reciprocal(&where_(&keep, &s, &ones_f(&s)?)?)?, &zeros_like_f(&s)?)?;
+    let sinv = where_(
+        &keep,
+        &reciprocal(&where_(&keep, &s, &crate::array::ones_like(&s)?)?)?,
+        &crate::array::zeros_like(&s)?,
+    )?;
     matmul(&multiply(&mt(&vt)?, &expand_dims(&sinv, -2)?)?, &mt(&u)?)
-}
-
-fn ones_f(a: &Array) -> Result<Array> {
-    crate::array::ones(a.shape(), a.dtype())
 }
 
 /// The norm of a vector (`ord`: `None` or 2 Euclidean, 1, ∞ as `f64::INFINITY`, −∞, 0 the
@@ -657,12 +647,12 @@ pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
         let axes = ax(-1);
         let axes = axes.as_deref();
         return match ord {
-            None => sqrt(&sum(&square_(&x)?, axes, false)?),
+            None => sqrt(&sum(&square(&x)?, axes, false)?),
             Some(p) if p == f64::INFINITY => max(&a, axes, false),
             Some(p) if p == f64::NEG_INFINITY => min(&a, axes, false),
             Some(0.0) => sum(&not_equal(&x, &weak_scalar(&x, 0.0))?.astype(t)?, axes, false),
             Some(1.0) => sum(&a, axes, false),
-            Some(2.0) => sqrt(&sum(&square_(&x)?, axes, false)?),
+            Some(2.0) => sqrt(&sum(&square(&x)?, axes, false)?),
             Some(p) => power(&sum(&power(&a, &weak_scalar(&a, p))?, axes, false)?, &weak_scalar(&a, 1.0 / p)),
         };
     }
@@ -671,7 +661,7 @@ pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
     }
     let a = abs(&x)?;
     match ord {
-        None => sqrt(&sum(&square_(&x)?, Some(&[-2, -1]), false)?),
+        None => sqrt(&sum(&square(&x)?, Some(&[-2, -1]), false)?),
         Some(p) if p.is_nan() => sum(&svd(&x)?.1, Some(&[-1]), false),
         Some(1.0) => max(&sum(&a, Some(&[-2]), false)?, Some(&[-1]), false),
         Some(-1.0) => min(&sum(&a, Some(&[-2]), false)?, Some(&[-1]), false),
@@ -681,10 +671,6 @@ pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
         Some(-2.0) => min(&svd(&x)?.1, Some(&[-1]), false),
         Some(p) => Err(err("norm", format!("matrix norm order {p} is not one of None, nuc (NaN), ±1, ±2, ±∞"))),
     }
-}
-
-fn square_(x: &Array) -> Result<Array> {
-    crate::ops::square(x)
 }
 
 /// The cross product of 3-vectors along the last axis (broadcasting the rest).
