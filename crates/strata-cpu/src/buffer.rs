@@ -7,6 +7,26 @@ use bytemuck::Pod;
 use strata_core::{Error, Result};
 
 const ALIGN: usize = 64;
+/// Blocks of at least this size start on a huge-page boundary and ask for huge pages: a
+/// kernel streaming through megabytes then takes one TLB entry per 2 MiB, not per 4 KiB
+/// (measured: the cold first pass of a fused element-wise kernel over 4 MiB got faster).
+const HUGE: usize = 2 << 20;
+
+fn align(len: usize) -> usize {
+    if len >= HUGE { HUGE } else { ALIGN }
+}
+
+/// Advises the kernel to back `[ptr, ptr + len)` with transparent huge pages (Linux with THP
+/// in `madvise` mode; elsewhere, or if refused, the pages stay small: only speed differs).
+fn huge_pages(ptr: NonNull<u8>, len: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: madvise only advises on a range this buffer owns; it cannot change its contents.
+    unsafe {
+        libc::madvise(ptr.as_ptr().cast(), len / HUGE * HUGE, libc::MADV_HUGEPAGE);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
+}
 
 /// A zero-initialized, 64-byte aligned block of bytes, viewable as a slice of any plain
 /// element type.
@@ -32,10 +52,19 @@ impl CpuBuffer {
             unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
             return Ok(CpuBuffer { ptr, len });
         }
-        let layout = AllocLayout::from_size_align(len, ALIGN).map_err(|_| oom(len))?;
+        let layout = AllocLayout::from_size_align(len, align(len)).map_err(|_| oom(len))?;
+        if layout.align() == ALIGN {
+            // SAFETY: the layout has a non-zero size.
+            let ptr = unsafe { alloc::alloc_zeroed(layout) };
+            return NonNull::new(ptr).map(|ptr| CpuBuffer { ptr, len }).ok_or_else(|| oom(len));
+        }
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        NonNull::new(ptr).map(|ptr| CpuBuffer { ptr, len }).ok_or_else(|| oom(len))
+        let ptr = NonNull::new(unsafe { alloc::alloc(layout) }).ok_or_else(|| oom(len))?;
+        huge_pages(ptr, len);
+        // SAFETY: `ptr` is valid for `len` bytes; clearing them after the advice is what
+        // faults the pages in, as huge pages where the kernel has them.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+        Ok(CpuBuffer { ptr, len })
     }
 
     /// `len` bytes for a kernel to overwrite entirely: a reused block keeps its old bytes
@@ -96,7 +125,7 @@ impl Drop for CpuBuffer {
             return;
         }
         // SAFETY: allocated in `zeros` with this size and alignment.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), AllocLayout::from_size_align_unchecked(self.len, ALIGN)) };
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), AllocLayout::from_size_align_unchecked(self.len, align(self.len))) };
     }
 }
 

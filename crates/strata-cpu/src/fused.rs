@@ -1,8 +1,9 @@
 //! The [`Fused`] kernel: an element-wise program run over blocks of `CHUNK` elements, each
 //! step a vectorized loop over one block held in L1 (one op per loop, its `match` resolved
-//! outside the loop), blocks split across threads. Contiguous inputs are read in place and
-//! broadcast scalars folded into the ops that use them, so memory is touched once per input
-//! and once for the output, however long the chain.
+//! outside the loop), blocks split across threads. Contiguous inputs are read in place,
+//! broadcast scalars folded into the ops that use them (and steps on scalars alone folded
+//! once per call), and register blocks reused once their value is dead, so memory is touched
+//! once per input and once for the output, and L1 holds the live set, however long the chain.
 
 use bytemuck::Pod;
 use rayon::prelude::*;
@@ -13,7 +14,7 @@ use crate::elem::Float;
 use crate::{TensorMut, TensorRef};
 
 const OP: &str = "fused";
-/// Elements per step loop (4 KiB of f32: every live step fits L1 together).
+/// Elements per step loop (4 KiB of f32: the live register blocks fit L1 together).
 const CHUNK: usize = 1024;
 /// Elements per parallel task.
 const TASK: usize = 16 * CHUNK;
@@ -65,10 +66,11 @@ fn run<T: Float + Pod>(program: &Fused, inputs: &[TensorRef<'_>], out: TensorMut
             }
         })
         .collect();
+    let plan = plan(program, &sources);
     let task = |(t, o): (usize, &mut [T])| {
-        let mut regs = vec![T::ZERO; program.ops.len() * CHUNK];
+        let mut regs = vec![T::ZERO; plan.slots * CHUNK];
         for (c, o) in o.chunks_mut(CHUNK).enumerate() {
-            block(program, &sources, t * TASK + c * CHUNK, o, &mut regs);
+            block(&plan, &sources, t * TASK + c * CHUNK, o, &mut regs);
         }
     };
     if n > TASK {
@@ -78,77 +80,144 @@ fn run<T: Float + Pod>(program: &Fused, inputs: &[TensorRef<'_>], out: TensorMut
     }
 }
 
-/// Where a step's values for the current block are: in its register block, straight in a
-/// contiguous input, or one broadcast value (folded into the ops that use it).
+/// Where a step's values for the current block are: a register block, a contiguous input
+/// read in place, or one value (a broadcast input, or steps on such values folded when the
+/// plan is made).
 #[derive(Clone, Copy)]
-enum Operand {
-    Reg(usize),
+enum Arg<T> {
+    Slot(usize),
     Input(usize),
-    Scalar(usize),
+    Value(T),
 }
 
-/// Elements `start .. start + out.len()`; the last step writes `out` directly.
-fn block<T: Float + Pod>(program: &Fused, sources: &[Source<'_, T>], start: usize, out: &mut [T], regs: &mut [T]) {
-    let w = out.len();
-    let last = program.ops.len() - 1;
-    let mut where_: Vec<Operand> = Vec::with_capacity(program.ops.len());
+/// One loop over a block, into a register slot or (`None`) the output.
+enum Step<T> {
+    Gather(usize, Option<usize>),
+    Copy(Arg<T>),
+    Unary(UnaryOp, Arg<T>, Option<usize>),
+    Binary(BinaryOp, Arg<T>, Arg<T>, Option<usize>),
+}
+
+/// The program as loops over a block, made once per call. Register blocks are reused once
+/// their value is dead, so the live set, not the program's length, decides how much of L1 a
+/// block takes.
+struct Plan<T> {
+    steps: Vec<Step<T>>,
+    slots: usize,
+}
+
+fn plan<T: Float>(program: &Fused, sources: &[Source<'_, T>]) -> Plan<T> {
+    let n = program.ops.len();
+    let last = n - 1;
+    let operands = |op: &FusedOp| match *op {
+        FusedOp::Input(_) => [None, None],
+        FusedOp::Unary(_, a) => [Some(a), None],
+        FusedOp::Binary(_, x, y) => [Some(x), (y != x).then_some(y)],
+    };
+    let mut last_use = vec![0; n];
     for (i, op) in program.ops.iter().enumerate() {
-        let (before, rest) = regs.split_at_mut(i * CHUNK);
-        let dst = if i == last { &mut *out } else { &mut rest[..w] };
-        let slice = |o: Operand| -> &[T] {
-            match o {
-                Operand::Reg(k) => &before[k * CHUNK..k * CHUNK + w],
-                Operand::Input(k) => match &sources[k] {
+        operands(op).into_iter().flatten().for_each(|a| last_use[a] = i);
+    }
+    let mut args: Vec<Arg<T>> = Vec::with_capacity(n);
+    let (mut steps, mut free, mut slots) = (Vec::new(), Vec::new(), 0);
+    for (i, op) in program.ops.iter().enumerate() {
+        let mut dst = || {
+            (i != last).then(|| {
+                free.pop().unwrap_or_else(|| {
+                    slots += 1;
+                    slots - 1
+                })
+            })
+        };
+        let arg = match *op {
+            FusedOp::Input(k) => match &sources[k] {
+                Source::Contiguous(_) => Some(Arg::Input(k)),
+                Source::Scalar(v) => Some(Arg::Value(*v)),
+                Source::Strided(..) => {
+                    let d = dst();
+                    steps.push(Step::Gather(k, d));
+                    d.map(Arg::Slot)
+                }
+            },
+            FusedOp::Unary(u, a) => match args[a] {
+                Arg::Value(v) => Some(Arg::Value(v.unary(u))),
+                a => {
+                    let d = dst();
+                    steps.push(Step::Unary(u, a, d));
+                    d.map(Arg::Slot)
+                }
+            },
+            FusedOp::Binary(b, x, y) => match (args[x], args[y]) {
+                (Arg::Value(p), Arg::Value(q)) => Some(Arg::Value(p.binary(q, b))),
+                (x, y) => {
+                    let d = dst();
+                    steps.push(Step::Binary(b, x, y, d));
+                    d.map(Arg::Slot)
+                }
+            },
+        };
+        // `None`: the step wrote the output. An input or a folded value is copied out.
+        let arg = match arg {
+            Some(a) if i == last => {
+                steps.push(Step::Copy(a));
+                a
+            }
+            Some(a) => a,
+            None => Arg::Value(T::ZERO),
+        };
+        args.push(arg);
+        for a in operands(op).into_iter().flatten() {
+            if let (true, Arg::Slot(s)) = (last_use[a] == i, args[a]) {
+                free.push(s);
+            }
+        }
+    }
+    Plan { steps, slots }
+}
+
+/// Elements `start .. start + out.len()`.
+fn block<T: Float + Pod>(plan: &Plan<T>, sources: &[Source<'_, T>], start: usize, out: &mut [T], regs: &mut [T]) {
+    let w = out.len();
+    for step in &plan.steps {
+        let dst_slot = match *step {
+            Step::Gather(_, d) | Step::Unary(.., d) | Step::Binary(.., d) => d,
+            Step::Copy(_) => None,
+        };
+        // The destination block, and the register file split around it for the operands.
+        let (lo, dst, hi, at) = match dst_slot {
+            Some(d) => {
+                let (lo, rest) = regs.split_at_mut(d * CHUNK);
+                let (dst, hi) = rest.split_at_mut(CHUNK);
+                (&*lo, &mut dst[..w], &*hi, d)
+            }
+            None => (&*regs, &mut *out, &[][..], usize::MAX),
+        };
+        let slice = |a: Arg<T>| -> &[T] {
+            match a {
+                Arg::Slot(s) if s < at => &lo[s * CHUNK..s * CHUNK + w],
+                Arg::Slot(s) => &hi[(s - at - 1) * CHUNK..(s - at - 1) * CHUNK + w],
+                Arg::Input(k) => match &sources[k] {
                     Source::Contiguous(s) => &s[start..start + w],
                     _ => unreachable!("only contiguous inputs are read in place"),
                 },
-                Operand::Scalar(_) => unreachable!("scalars are folded into their users"),
+                Arg::Value(_) => unreachable!("values are folded into the ops that use them"),
             }
         };
-        let scalar = |o: Operand| match o {
-            Operand::Scalar(k) => match &sources[k] {
-                Source::Scalar(v) => Some(*v),
-                _ => None,
-            },
-            _ => None,
-        };
-        let here = match *op {
-            FusedOp::Input(k) => match &sources[k] {
-                Source::Contiguous(_) if i != last => Operand::Input(k),
-                Source::Scalar(_) if i != last => Operand::Scalar(k),
-                Source::Contiguous(s) => {
-                    dst.copy_from_slice(&s[start..start + w]);
-                    Operand::Reg(i)
-                }
-                Source::Scalar(v) => {
-                    dst.fill(*v);
-                    Operand::Reg(i)
-                }
-                Source::Strided(data, l) => {
+        match *step {
+            Step::Gather(k, _) => {
+                if let Source::Strided(data, l) = &sources[k] {
                     for (j, d) in dst.iter_mut().enumerate() {
                         *d = data[position(l, start + j)];
                     }
-                    Operand::Reg(i)
                 }
-            },
-            FusedOp::Unary(u, a) => {
-                match scalar(where_[a]) {
-                    Some(v) => dst.fill(v.unary(u)),
-                    None => unary_slice(u, slice(where_[a]), dst),
-                }
-                Operand::Reg(i)
             }
-            FusedOp::Binary(b, x, y) => {
-                match (scalar(where_[x]), scalar(where_[y])) {
-                    (Some(p), Some(q)) => dst.fill(p.binary(q, b)),
-                    (None, Some(q)) => binary_scalar_right(b, slice(where_[x]), q, dst),
-                    (Some(p), None) => binary_scalar_left(b, p, slice(where_[y]), dst),
-                    (None, None) => binary_slice(b, slice(where_[x]), slice(where_[y]), dst),
-                }
-                Operand::Reg(i)
-            }
-        };
-        where_.push(here);
+            Step::Copy(Arg::Value(v)) => dst.fill(v),
+            Step::Copy(a) => dst.copy_from_slice(slice(a)),
+            Step::Unary(u, a, _) => unary_slice(u, slice(a), dst),
+            Step::Binary(b, Arg::Value(p), y, _) => binary_scalar_left(b, p, slice(y), dst),
+            Step::Binary(b, x, Arg::Value(q), _) => binary_scalar_right(b, slice(x), q, dst),
+            Step::Binary(b, x, y, _) => binary_slice(b, slice(x), slice(y), dst),
+        }
     }
 }
 

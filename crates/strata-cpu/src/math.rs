@@ -57,25 +57,24 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 }
 
 /// `tanh x` for one value, written so that a loop over it vectorizes (libm's `tanhf` is a
-/// call per element): an odd Taylor polynomial below |x| = 0.5 (truncation error below
-/// 1e-8 relative), `1 − 2/(e^{2|x|} + 1)` above, with the sign restored.
+/// call per element): Eigen's 13/6-degree odd/even rational interpolant on [-9, 9] (outside
+/// it tanh rounds to ±1 in float32), `x` itself below |x| = 0.0004 where `x` is the correctly
+/// rounded value. One division and eleven fused multiply-adds; within 3 ulp (tested below).
 #[inline(always)]
 pub(crate) fn tanh_f32(x: f32) -> f32 {
-    let a = x.abs();
-    let z = a * a;
-    // tanh a = a + a·z·P(z), z = a², P from the Taylor series (c₁ = −1/3, c₂ = 2/15, …).
-    let p = z.mul_add(0.000_590_027_4, -0.001_455_834_4);
-    let p = z.mul_add(p, 0.003_592_128);
-    let p = z.mul_add(p, -0.008_863_235);
-    let p = z.mul_add(p, 0.021_869_488);
-    let p = z.mul_add(p, -0.053_968_254);
-    let p = z.mul_add(p, 0.133_333_33);
-    let p = z.mul_add(p, -0.333_333_34);
-    let small = a.mul_add(z * p, a);
-    let large = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
-    let t = if a < 0.5 { small } else { large };
-    let t = if a.is_nan() { x } else { t };
-    t.copysign(x)
+    let c = x.clamp(-9.0, 9.0);
+    let z = c * c;
+    let p = z.mul_add(-2.760_768_5e-16, 2.000_188e-13);
+    let p = z.mul_add(p, -8.604_672e-11);
+    let p = z.mul_add(p, 5.122_297e-8);
+    let p = z.mul_add(p, 1.485_722_4e-5);
+    let p = z.mul_add(p, 6.372_619_3e-4);
+    let p = z.mul_add(p, 4.893_524_6e-3);
+    let q = z.mul_add(1.198_258_4e-6, 1.185_347_1e-4);
+    let q = z.mul_add(q, 2.268_434_6e-3);
+    let q = z.mul_add(q, 4.893_525e-3);
+    let t = c * p / q;
+    if x.abs() < 0.0004 { x } else { t }
 }
 
 /// `x[i] = e^x[i]` with the best instruction set available.

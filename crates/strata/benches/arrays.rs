@@ -1,7 +1,7 @@
 //! The array layer's benchmark: graph overhead and element-wise chains against MLX CPU (and
 //! NumPy) in the same run, interleaved as in `strata-cpu`'s benchmark.
 //!
-//! `cargo bench -p strata --bench arrays [-- --rounds 9]`
+//! `cargo bench -p strata --bench arrays [-- --rounds 9] [--only SUBSTRING]`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +21,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize =
         args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(9);
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned().unwrap_or_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut peers = Peers::start(&root, threads).unwrap_or_else(|e| {
@@ -137,6 +138,9 @@ fn main() {
         ),
     ];
     for (name, case, names, ours, per) in cases {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         ours();
         let mut mine = Vec::new();
         let mut theirs = vec![Vec::new(); names.len()];
@@ -159,5 +163,26 @@ fn main() {
             line += &format!(" | {p} {:.3} ms -> {:.2}x", t * 1e3, t / us);
         }
         println!("{line}");
+    }
+    if "gelu chain, steady state".contains(only.as_str()) {
+        // compile against our own graph as a training loop calls it: back to back, warm
+        // caches, no peer in between (the rows above are single calls after the peers ran).
+        let burst = |f: &dyn Fn()| {
+            let t = Instant::now();
+            (0..10).for_each(|_| f());
+            t.elapsed().as_secs_f64() / 10.0
+        };
+        let (mut plain, mut fusedt) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            plain.push(burst(&chain));
+            fusedt.push(burst(&fused));
+        }
+        let (p, f) = (median(&mut plain), median(&mut fusedt));
+        println!(
+            "gelu chain, steady state (10 calls back to back) uncompiled {:.3} ms, compiled {:.3} ms -> compile {:.2}x",
+            p * 1e3,
+            f * 1e3,
+            p / f
+        );
     }
 }
