@@ -266,6 +266,25 @@ def main():
         pw = pb.copy()
         np.put_along_axis(pw, pi, pv, axis=1)
         add("put_along_axis", [pb, pi, pv], pw, axis=1)
+        # gather / scatter across several axes: NumPy's advanced indexing with the indexed axes
+        # moved to the front (so the broadcast index axes come first, the rest in order).
+        gx = r((3, 4, 5))
+        for axes_, ishapes in [([0, 2], [(2, 3), (3,)]), ([2, 1], [(4,), (2, 1)]), ([1], [(2, 2)]), ([0, 1, 2], [(5,), (5,), (1,)])]:
+            idxs = [rng.integers(-gx.shape[a], gx.shape[a], size=sh).astype(np.int32) for a, sh in zip(axes_, ishapes)]
+            front = np.moveaxis(gx, axes_, range(len(axes_)))
+            want = front[tuple(idxs)]
+            add("gather_nd", [gx, *idxs], want, axes=axes_)
+            upd = r(want.shape)
+            acc = gx.copy()
+            np.add.at(np.moveaxis(acc, axes_, range(len(axes_))), tuple(idxs), upd)
+            add("scatter_add_nd", [gx, *idxs, upd], acc, axes=axes_)
+        # scatter (set) at distinct positions: a permutation's first entries of the flat index.
+        flat = rng.permutation(3 * 5)[:6]
+        si = [(flat // 5).astype(np.int32), (flat % 5).astype(np.int32) - 5]
+        su = r((6, 4))
+        put = gx.copy()
+        np.moveaxis(put, [0, 2], [0, 1])[tuple(si)] = su
+        add("scatter_nd", [gx, *si, su], put, axes=[0, 2])
         add("boolean_mask", [pb, pb > 0.3], pb[pb > 0.3])
         add("boolean_mask", [pb, np.zeros((3, 5), bool)], pb[np.zeros((3, 5), bool)])
 

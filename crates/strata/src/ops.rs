@@ -884,6 +884,123 @@ pub fn put_along_axis(base: &Array, idx: &Array, values: &Array, axis: isize) ->
     where_(&greater(&hits, &weak_scalar(&hits, 0.0))?, &written, base)
 }
 
+/// The indexed axes moved to the front, their indices as one flat index into their product
+/// (negative indices wrapped; an index out of range on its own axis becomes an out-of-range
+/// flat index, so evaluation fails as `take` does rather than reading a neighbour).
+struct Flat {
+    /// `x` with `axes` first, in the order given.
+    moved: Array,
+    /// The flat index, of the indices' broadcast shape.
+    index: Array,
+    /// The product of the indexed axes' sizes.
+    size: usize,
+    perm: Vec<usize>,
+}
+
+fn flat_index(op: &'static str, x: &Array, indices: &[Array], axes: &[isize]) -> Result<Flat> {
+    if indices.is_empty() || indices.len() != axes.len() {
+        return Err(invalid(
+            op,
+            format!("{} index arrays for {} axes; give one per axis, at least one", indices.len(), axes.len()),
+        ));
+    }
+    let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(op, a, x.ndim())).collect::<Result<_>>()?;
+    if (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+        return Err(invalid(op, format!("axes {axes:?} repeat an axis")));
+    }
+    let mut shape = Vec::new();
+    for i in indices {
+        shape = broadcast_shapes(&shape, i.shape())?;
+    }
+    let size: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let t = if size < i32::MAX as usize { DType::I32 } else { DType::I64 };
+    let mut index = crate::array::zeros(&shape, t)?;
+    let mut valid = crate::array::full(&shape, 1.0, DType::Bool)?;
+    let mut stride = 1usize;
+    for (i, &a) in indices.iter().zip(&axes).rev() {
+        let dim = x.shape()[a] as f64;
+        let i = index_array(op, i)?.astype(t)?;
+        let zero = weak_scalar(&i, 0.0);
+        let i = where_(&less(&i, &zero)?, &add(&i, &weak_scalar(&i, dim))?, &i)?;
+        valid = logical_and(&valid, &logical_and(&greater_equal(&i, &zero)?, &less(&i, &weak_scalar(&i, dim))?)?)?;
+        index = add(&index, &multiply(&i, &weak_scalar(&i, stride as f64))?)?;
+        stride *= x.shape()[a];
+    }
+    let index = where_(&valid, &index, &weak_scalar(&index, size as f64))?;
+    let perm: Vec<usize> = axes.iter().copied().chain((0..x.ndim()).filter(|d| !axes.contains(d))).collect();
+    Ok(Flat { moved: permute(x, perm.clone()), index, size, perm })
+}
+
+/// NumPy's advanced indexing on `axes`: `out[b.., r..] = x[.., indices[0][b..] on axes[0], ..,
+/// indices[k][b..] on axes[k], ..]`, the index arrays broadcast together to `b..` and the axes
+/// not indexed, `r..`, following in order (NumPy's layout when the indexed axes are not
+/// adjacent: `x[i, :, j]`). Negative indices count from the end; an index out of range is an
+/// error when evaluated. Differentiable in `x` (the vjp is [`scatter_add`]).
+///
+/// ```
+/// let x = strata::arange(0.0, 12.0, 1.0, strata::DType::F32)?.reshape(&[3, 4])?;
+/// let (i, j) = (strata::Array::from_slice(&[0i32, 2], &[2])?, strata::Array::from_slice(&[1i32, -1], &[2])?);
+/// // x[[0, 2], [1, -1]] = [x[0, 1], x[2, 3]]
+/// assert_eq!(strata::gather(&x, &[i, j], &[0, 1])?.to_vec::<f32>()?, [1.0, 11.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn gather(x: &Array, indices: &[Array], axes: &[isize]) -> Result<Array> {
+    check_ok(&[x])?;
+    check_ok(&indices.iter().collect::<Vec<_>>())?;
+    let f = flat_index("gather", x, indices, axes)?;
+    let rest = &f.moved.shape()[axes.len()..];
+    let merged: Vec<usize> = std::iter::once(f.size).chain(rest.iter().copied()).collect();
+    take(&reshape_to(&f.moved, &merged), &f.index, Some(0))
+}
+
+/// `base` with `updates` added at the positions [`gather`] with the same `indices` and `axes`
+/// reads (`np.add.at(base, (.., i, .., j, ..), updates)`): repeated positions accumulate.
+/// `updates` broadcasts to the shape `gather` would return.
+pub fn scatter_add(base: &Array, indices: &[Array], axes: &[isize], updates: &Array) -> Result<Array> {
+    check_ok(&[base, updates])?;
+    check_ok(&indices.iter().collect::<Vec<_>>())?;
+    scatter_flat("scatter_add", base, indices, axes, updates, false)
+}
+
+/// `base` with `updates` written at the positions [`gather`] with the same `indices` and
+/// `axes` reads (NumPy's `base[.., i, .., j, ..] = updates` on a copy). Positions are meant to
+/// be distinct; where one repeats, its updates are summed (NumPy keeps one, unspecified which).
+pub fn scatter(base: &Array, indices: &[Array], axes: &[isize], updates: &Array) -> Result<Array> {
+    check_ok(&[base, updates])?;
+    check_ok(&indices.iter().collect::<Vec<_>>())?;
+    scatter_flat("scatter", base, indices, axes, updates, true)
+}
+
+fn scatter_flat(
+    op: &'static str,
+    base: &Array,
+    indices: &[Array],
+    axes: &[isize],
+    updates: &Array,
+    put: bool,
+) -> Result<Array> {
+    let f = flat_index(op, base, indices, axes)?;
+    let rest = f.moved.shape()[axes.len()..].to_vec();
+    let n = f.index.size();
+    let target: Vec<usize> = f.index.shape().iter().chain(&rest).copied().collect();
+    let u = broadcast_to(&updates.astype(base.dtype())?, &target)
+        .map_err(|_| invalid(op, format!("updates {:?} do not broadcast to {target:?}", updates.shape())))?;
+    let lanes: Vec<usize> = std::iter::once(n).chain(rest.iter().copied()).collect();
+    let mut column = vec![1; lanes.len()];
+    column[0] = n;
+    let idx = broadcast_to(&reshape_to(&flatten(&f.index)?, &column), &lanes)?;
+    let merged: Vec<usize> = std::iter::once(f.size).chain(rest.iter().copied()).collect();
+    let flat_base = reshape_to(&f.moved, &merged);
+    let u = reshape_to(&u, &lanes);
+    let out =
+        if put { put_along_axis(&flat_base, &idx, &u, 0)? } else { scatter_add_along_axis(&flat_base, &idx, &u, 0)? };
+    let mut inverse = vec![0; f.perm.len()];
+    for (i, &p) in f.perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    Ok(permute(&reshape_to(&out, f.moved.shape()), inverse))
+}
+
 /// The elements of `x` where `mask` (broadcast to `x`) is true, flattened (NumPy's `x[mask]`).
 /// The result's length depends on the mask's values, so the mask is evaluated here.
 ///

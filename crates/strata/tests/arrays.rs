@@ -69,6 +69,13 @@ fn bad_input_is_an_error_naming_shapes() {
             .to_string()
             .contains("index 3 is out of range for an axis of size 3")
     );
+    // x is [2, 3]: row 1, column 3 is out of range on its own axis though 1·3 + 3 < 6.
+    let (i, j) = (Array::from_slice(&[1i32], &[1]).unwrap(), Array::from_slice(&[3i32], &[1]).unwrap());
+    let e = gather(&x, &[i.clone(), j.clone()], &[0, 1]).unwrap().eval().unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+    assert!(msg(gather(&x, std::slice::from_ref(&i), &[0, 1])).contains("1 index arrays for 2 axes"));
+    assert!(msg(gather(&x, &[i.clone(), j.clone()], &[1, -1])).contains("repeat"));
+    assert!(msg(scatter_add(&x, &[i, j], &[0, 1], &zeros(&[2], DType::F32).unwrap())).contains("do not broadcast"));
     assert!(msg(take(&x, &zeros(&[2], DType::F32).unwrap(), Some(1))).contains("integers"));
     // Sorting, convolutions, einsum, attention.
     assert!(msg(topk(&x, 4, Some(1))).contains("k = 4"));

@@ -175,6 +175,20 @@ fn reductions_scans_and_shapes() {
                 scatter_add_along_axis(&a[0], &idx, &upd, 2)
             }),
         ),
+        (
+            "gather on two axes",
+            Box::new(|a| {
+                let ij = [Array::from_slice(&[1i32, -1, 0, 1], &[4])?, Array::from_slice(&[3i32, 0, -2, 3], &[4])?];
+                gather(&a[0], &ij, &[0, 2])
+            }),
+        ),
+        (
+            "scatter_add on two axes",
+            Box::new(|a| {
+                let ij = [Array::from_slice(&[1i32, -1, 0, 1], &[4])?, Array::from_slice(&[3i32, 0, -2, 3], &[4])?];
+                scatter_add(&a[0], &ij, &[0, 2], &sin(&gather(&a[0], &ij, &[0, 2])?)?)
+            }),
+        ),
         ("cast round trip", Box::new(|a| a[0].astype(DType::F32)?.astype(DType::F64))),
     ];
     for (name, f) in cases {

@@ -119,6 +119,15 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "argsort" => argsort(&a[0], kw["axis"].as_i64().map(|v| v as isize)),
         "topk" => topk(&a[0], kw["k"].as_u64().unwrap() as usize, kw["axis"].as_i64().map(|v| v as isize)),
         "put_along_axis" => put_along_axis(&a[0], &a[1], &a[2], int(kw, "axis")),
+        "gather_nd" => gather(&a[0], &a[1..], &axes(kw, "axes").unwrap()),
+        "scatter_add_nd" => {
+            let k = a.len() - 2;
+            scatter_add(&a[0], &a[1..=k], &axes(kw, "axes").unwrap(), &a[k + 1])
+        }
+        "scatter_nd" => {
+            let k = a.len() - 2;
+            scatter(&a[0], &a[1..=k], &axes(kw, "axes").unwrap(), &a[k + 1])
+        }
         "boolean_mask" => boolean_mask(&a[0], &a[1]),
         "nn_linear" => nn::Linear { weight: a[1].clone(), bias: Some(a[2].clone()), frozen: false }.forward(&a[0]),
         "nn_embedding" => nn::Embedding { weight: a[1].clone(), frozen: false }.forward(&a[0]),
