@@ -44,6 +44,8 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
       mlx           a chain of n lazy scalar adds, then mx.eval (graph overhead per op)
   {"op": "gelu_chain", "n"}     tanh-GELU written as 9 element-wise ops on n float32
   {"op": "mlp_step", "batch", "dims", "hidden", "classes"}  one MLP training step (Adam)
+  {"op": "transformer_step", "layers", "dims", "heads", "mlp", "batch", "seq"}  one
+      transformer-encoder training step (causal mask, MSE to a fixed target, Adam)
   {"op": "linalg", "fn": "solve"|"eigh"|"svd", "n"}  float64 n×n factorizations
       mlx           uncompiled, mx.eval
       mlx_compiled  the same function through mx.compile
@@ -429,6 +431,32 @@ def mlp_step_mlx(case):
 
     def loss(m, x, y):
         return nn.losses.cross_entropy(m(x), y, reduction="mean")
+
+    step = nn.value_and_grad(model, loss)
+
+    def run():
+        l, g = step(model, x, y)
+        opt.update(model, g)
+        mx.eval(model.parameters(), opt.state, l)
+    return run
+
+
+@peer("transformer_step", "mlx")
+def transformer_step_mlx(case):
+    # One training step of nn.TransformerEncoder (pre-norm, causal mask, MSE, Adam), written
+    # as the MLP step is.
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    layers, dims, heads, mlp, batch, seq = need(case, "layers", "dims", "heads", "mlp", "batch", "seq")
+    gen = np.random.default_rng(SEED)
+    x = mx.array(gen.standard_normal((batch, seq, dims)).astype(np.float32))
+    y = mx.array(gen.standard_normal((batch, seq, dims)).astype(np.float32))
+    model = nn.TransformerEncoder(layers, dims, heads, mlp_dims=mlp)
+    mask = nn.MultiHeadAttention.create_additive_causal_mask(seq)
+    opt = optim.Adam(1e-3, bias_correction=True)
+
+    def loss(m, x, y):
+        return nn.losses.mse_loss(m(x, mask), y)
 
     step = nn.value_and_grad(model, loss)
 

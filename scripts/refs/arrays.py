@@ -402,6 +402,33 @@ def main():
         Af = A.astype(np.float32)
         add("linalg_inv", [Af], np.linalg.inv(A).astype(np.float32))
 
+    # Transformer stacks, batch norm and the bilinear layer: MLX's own layers are the reference
+    # (their parameters go out by name, so the Rust side must match MLX's structure).
+    import mlx.nn as mnn
+    from mlx.utils import tree_flatten
+    mx.random.seed(int(rng.integers(0, 2**31)))
+    for nf in [True, False]:
+        tx, mem = r((2, 5, 16)), r((2, 7, 16))
+        causal = mnn.MultiHeadAttention.create_additive_causal_mask(5)
+        tenc = mnn.TransformerEncoder(num_layers=2, dims=16, num_heads=4, mlp_dims=24, norm_first=nf)
+        tenc.eval()
+        names, vals = zip(*[(k, np.array(v)) for k, v in tree_flatten(tenc.parameters())])
+        add("nn_transformer_encoder", [tx, *vals], np.array(tenc(mx.array(tx), causal)), names=list(names), norm_first=nf)
+        dec = mnn.TransformerDecoder(num_layers=2, dims=16, num_heads=4, mlp_dims=24, norm_first=nf)
+        dec.eval()
+        names, vals = zip(*[(k, np.array(v)) for k, v in tree_flatten(dec.parameters())])
+        want = np.array(dec(mx.array(tx), mx.array(mem), causal, None))
+        add("nn_transformer_decoder", [tx, mem, *vals], want, names=list(names), norm_first=nf)
+    bn = mnn.BatchNorm(6, momentum=0.3)
+    bx = [r((4, 3, 6)) for _ in range(2)]
+    train_out = [np.array(bn(mx.array(v))) for v in bx]
+    bn.eval()
+    eval_out = np.array(bn(mx.array(bx[0])))
+    add("nn_batch_norm", [bx[0], bx[1]], np.stack([*train_out, eval_out, np.broadcast_to(np.array(bn.running_var), eval_out.shape)]))
+    bl_ = mnn.Bilinear(5, 3, 4)
+    b1, b2 = r((2, 3, 5)), r((2, 3, 3))
+    add("nn_bilinear", [b1, b2, np.array(bl_.weight), np.array(bl_.bias)], np.array(bl_(mx.array(b1), mx.array(b2))))
+
     import mlx.optimizers as mo
     optims = []
     p0 = r((3, 4))

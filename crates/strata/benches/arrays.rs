@@ -72,6 +72,30 @@ fn main() {
     };
     let (mlp32, mlp1024) = (mlp(32), mlp(1024));
 
+    // One transformer-encoder training step (issue 5's benchmark): 2 pre-norm layers, 128
+    // wide, 4 heads, MLP 512, batch 8 × 64 tokens, causal, MSE, Adam.
+    let (tl, td, th, tm, tb, ts) = (2, 128, 4, 512, 8, 64);
+    let transformer = {
+        use strata::nn::{self, Module};
+        use strata::optim::{self, Optimizer};
+        let model = nn::TransformerEncoder::new(tl, td, th, Some(tm), 0.0, true).unwrap();
+        let x = strata::random::normal(&[tb, ts, td], DType::F32, 0.0, 1.0, None).unwrap();
+        let y = strata::random::normal(&[tb, ts, td], DType::F32, 0.0, 1.0, None).unwrap();
+        let state = std::cell::RefCell::new((model, optim::Adam::new(1e-3)));
+        let step = nn::value_and_grad(|m: &nn::TransformerEncoder, a: &[Array]| {
+            nn::losses::mse(&m.forward_masked(&a[0], strata::fast::Mask::Causal)?, &a[1])
+        });
+        move || {
+            let (model, opt) = &mut *state.borrow_mut();
+            let (l, g) = step(model, &[x.clone(), y.clone()]).unwrap();
+            let p = opt.update(&model.trainable_parameters(), &g).unwrap();
+            model.update(&p).unwrap();
+            let mut all = p.leaves();
+            all.push(&l);
+            strata::eval_all(&all).unwrap();
+        }
+    };
+
     // linalg at n = 512 in float64 (issue 5's benchmark) against NumPy's LAPACK.
     let m = 512;
     let a = (strata::random::normal(&[m, m], DType::F64, 0.0, 1.0, None).unwrap()
@@ -118,6 +142,13 @@ fn main() {
             json!({"op": "mlp_step", "batch": 32, "dims": 784, "hidden": 256, "classes": 10}),
             vec!["mlx"],
             Box::new(mlp32),
+            1.0,
+        ),
+        (
+            "transformer encoder step, 2×128, batch 8×64",
+            json!({"op": "transformer_step", "layers": tl, "dims": td, "heads": th, "mlp": tm, "batch": tb, "seq": ts}),
+            vec!["mlx"],
+            Box::new(transformer),
             1.0,
         ),
         (

@@ -128,6 +128,40 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
             let k = a.len() - 2;
             scatter(&a[0], &a[1..=k], &axes(kw, "axes").unwrap(), &a[k + 1])
         }
+        "nn_transformer_encoder" | "nn_transformer_decoder" => {
+            // MLX's parameters by name, put into ours by path: every one of ours must be there.
+            let names: Vec<&str> = kw["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let decoder = op == "nn_transformer_decoder";
+            let inputs = if decoder { 2 } else { 1 };
+            let given: std::collections::BTreeMap<&str, &Array> = names.iter().copied().zip(&a[inputs..]).collect();
+            let nf = kw["norm_first"].as_bool().unwrap();
+            let load = |m: &mut dyn Module| -> Result<()> {
+                let mine = m.parameters();
+                assert_eq!(mine.flatten().len(), names.len(), "{op}: {names:?}");
+                let leaves: Vec<Array> = mine.flatten().iter().map(|(n, _)| given[n.as_str()].clone()).collect();
+                m.update(&mine.with_leaves(&leaves)?)
+            };
+            if decoder {
+                let mut m = nn::TransformerDecoder::new(2, 16, 4, Some(24), 0.0, nf)?;
+                load(&mut m)?;
+                m.forward_with(&a[0], &a[1], strata::fast::Mask::Causal, strata::fast::Mask::None)
+            } else {
+                let mut m = nn::TransformerEncoder::new(2, 16, 4, Some(24), 0.0, nf)?;
+                load(&mut m)?;
+                m.forward_masked(&a[0], strata::fast::Mask::Causal)
+            }
+        }
+        "nn_batch_norm" => {
+            let mut bn = nn::BatchNorm::new(6, 1e-5, 0.3, true)?;
+            let (t0, t1) = (bn.forward(&a[0])?, bn.forward(&a[1])?);
+            bn.set_training(false);
+            let e = bn.forward(&a[0])?;
+            let rv = broadcast_to(&bn.running_stats().1, e.shape())?;
+            stack(&[&t0, &t1, &e, &rv], 0)
+        }
+        "nn_bilinear" => {
+            nn::Bilinear { weight: a[2].clone(), bias: Some(a[3].clone()), frozen: false }.forward_pair(&a[0], &a[1])
+        }
         "boolean_mask" => boolean_mask(&a[0], &a[1]),
         "nn_linear" => nn::Linear { weight: a[1].clone(), bias: Some(a[2].clone()), frozen: false }.forward(&a[0]),
         "nn_embedding" => nn::Embedding { weight: a[1].clone(), frozen: false }.forward(&a[0]),

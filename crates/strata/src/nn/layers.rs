@@ -453,7 +453,7 @@ macro_rules! boxed {
         }
     )*};
 }
-boxed!(Linear, Embedding, Conv1d, Conv2d, LayerNorm, RmsNorm, GroupNorm, MultiHeadAttention);
+boxed!(Linear, Embedding, Conv1d, Conv2d, LayerNorm, RmsNorm, GroupNorm, MultiHeadAttention, BatchNorm, Bilinear);
 
 impl BoxedModule for Dropout {
     fn clone_box(&self) -> Box<dyn BoxedModule> {
@@ -746,6 +746,227 @@ impl Module for Pool {
 }
 
 impl BoxedModule for Pool {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(*self)
+    }
+    fn set_frozen(&mut self, _: bool) {}
+}
+
+/// Batch normalization of channels-last input `[batch, ..., channels]` (MLX's `BatchNorm`):
+/// while training, each channel is normalized by the batch's mean and (biased) variance over
+/// every other axis and the running statistics (mean, unbiased variance) move toward them by
+/// `momentum`; in evaluation
+/// mode the running statistics are used.
+///
+/// The running statistics are parameters (saved and loaded with the others) but never
+/// trainable. Clones share them, so a step through [`super::value_and_grad`], which runs a
+/// clone, updates the model's; they are lazy arrays like any other, so evaluate
+/// [`Module::parameters`] with the trained ones now and then to keep their graph short.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// `[channels]` scale (ones at first), if affine.
+    pub weight: Option<Array>,
+    /// `[channels]` shift (zeros at first), if affine.
+    pub bias: Option<Array>,
+    running: std::sync::Arc<std::sync::Mutex<(Array, Array)>>,
+    #[allow(missing_docs)]
+    pub eps: f32,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f32,
+    #[allow(missing_docs)]
+    pub training: bool,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl BatchNorm {
+    /// MLX's defaults are `eps = 1e-5`, `momentum = 0.1`, affine.
+    pub fn new(channels: usize, eps: f32, momentum: f32, affine: bool) -> Result<BatchNorm> {
+        let (w, b) = if affine {
+            (Some(crate::array::ones(&[channels], DType::F32)?), Some(crate::array::zeros(&[channels], DType::F32)?))
+        } else {
+            (None, None)
+        };
+        let stats = (crate::array::zeros(&[channels], DType::F32)?, crate::array::ones(&[channels], DType::F32)?);
+        Ok(BatchNorm {
+            weight: w,
+            bias: b,
+            running: std::sync::Arc::new(std::sync::Mutex::new(stats)),
+            eps,
+            momentum,
+            training: true,
+            frozen: false,
+        })
+    }
+
+    /// The running mean and variance.
+    pub fn running_stats(&self) -> (Array, Array) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let c = self.running_stats().0.size();
+        if x.ndim() < 2 || x.shape()[x.ndim() - 1] != c {
+            return Err(invalid("BatchNorm", format!("input {:?} must be [batch, ..., {c}]", x.shape())));
+        }
+        let axes: Vec<isize> = (0..x.ndim() as isize - 1).collect();
+        let (mean, var) = if self.training {
+            if x.size() / c <= 1 {
+                return Err(invalid(
+                    "BatchNorm",
+                    format!(
+                        "input {:?} has one value per channel: nothing to normalize over while training",
+                        x.shape()
+                    ),
+                ));
+            }
+            let mean = crate::ops::mean(x, Some(&axes), false)?;
+            let var = crate::ops::var(x, Some(&axes), false, 0)?;
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let m = self.momentum as f64;
+            let blend = |old: &Array, new: &Array| -> Result<Array> {
+                add(&multiply(old, &weak_scalar(old, 1.0 - m))?, &multiply(&stop_gradient(new)?, &weak_scalar(new, m))?)
+            };
+            // The running variance is the unbiased estimate (MLX and PyTorch), the batch's own
+            // normalization the biased one.
+            let unbiased = crate::ops::var(x, Some(&axes), false, 1)?;
+            *running = (blend(&running.0, &mean)?, blend(&running.1, &unbiased)?);
+            (mean, var)
+        } else {
+            self.running_stats()
+        };
+        let y = divide(&subtract(x, &mean)?, &sqrt(&add(&var, &weak_scalar(&var, self.eps as f64))?)?)?;
+        let y = match &self.weight {
+            Some(w) => multiply(&y, w)?,
+            None => y,
+        };
+        plus_bias(y, &self.bias)
+    }
+    fn parameters(&self) -> Tree {
+        let (m, v) = self.running_stats();
+        map_of(vec![
+            ("weight", self.weight.as_ref()),
+            ("bias", self.bias.as_ref()),
+            ("running_mean", Some(&m)),
+            ("running_var", Some(&v)),
+        ])
+    }
+    fn trainable_parameters(&self) -> Tree {
+        if self.frozen {
+            return empty();
+        }
+        map_of(vec![("weight", self.weight.as_ref()), ("bias", self.bias.as_ref())])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        if let Some(w) = &mut self.weight {
+            set_leaf("weight", w, child(p, "weight"))?;
+        }
+        if let Some(b) = &mut self.bias {
+            set_leaf("bias", b, child(p, "bias"))?;
+        }
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        set_leaf("running_mean", &mut running.0, child(p, "running_mean"))?;
+        set_leaf("running_var", &mut running.1, child(p, "running_var"))
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+}
+
+/// `y[..., o] = Σᵢⱼ x1[..., i]·W[o, j, i]·x2[..., j] + b[o]` (MLX's `Bilinear`; `W` of shape
+/// `[out, in2, in1]`). It takes two inputs: [`Bilinear::forward_pair`].
+#[derive(Clone, Debug)]
+pub struct Bilinear {
+    /// `[out, in2, in1]`.
+    pub weight: Array,
+    /// `[out]`, if any.
+    pub bias: Option<Array>,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl Bilinear {
+    /// Uniform in ±1/√in1 as MLX initializes it.
+    pub fn new(in1: usize, in2: usize, out: usize, bias: bool) -> Result<Bilinear> {
+        let s = 1.0 / (in1 as f64).sqrt();
+        let u = |shape: &[usize]| crate::random::uniform(-s, s, shape, DType::F32, None);
+        Ok(Bilinear { weight: u(&[out, in2, in1])?, bias: if bias { Some(u(&[out])?) } else { None }, frozen: false })
+    }
+
+    /// The bilinear form of `x1 [..., in1]` and `x2 [..., in2]` (the same leading axes).
+    pub fn forward_pair(&self, x1: &Array, x2: &Array) -> Result<Array> {
+        let (out, in2, in1) = (self.weight.shape()[0], self.weight.shape()[1], self.weight.shape()[2]);
+        let lead = &x1.shape()[..x1.ndim().saturating_sub(1)];
+        if x1.ndim() == 0 || x1.shape()[x1.ndim() - 1] != in1 || x2.shape() != [lead, &[in2]].concat() {
+            return Err(invalid(
+                "Bilinear",
+                format!(
+                    "inputs {:?} and {:?} must be [..., {in1}] and [..., {in2}] with the same leading axes",
+                    x1.shape(),
+                    x2.shape()
+                ),
+            ));
+        }
+        let n = lead.iter().product::<usize>() as isize;
+        let w = self.weight.reshape(&[(out * in2) as isize, in1 as isize])?;
+        let y = matmul(&x1.reshape(&[n, in1 as isize])?, &w.transpose(None)?)?;
+        let y = swapaxes(&y.reshape(&[n, out as isize, in2 as isize])?, -2, -1)?;
+        let y = matmul(&x2.reshape(&[n, 1, in2 as isize])?, &y)?;
+        let shape: Vec<isize> = lead.iter().map(|&d| d as isize).chain([out as isize]).collect();
+        plus_bias(y.reshape(&shape)?, &self.bias)
+    }
+}
+
+impl Module for Bilinear {
+    /// An error: a bilinear layer has two inputs ([`Bilinear::forward_pair`]).
+    fn forward(&self, _: &Array) -> Result<Array> {
+        Err(invalid("Bilinear", "a bilinear layer takes two inputs: call forward_pair(x1, x2)".into()))
+    }
+    weight_and_bias!();
+    freezable!();
+}
+
+/// Rotary position embedding as a layer (MLX's `nn.RoPE`): [`crate::fast::rope`] on the first
+/// `dims` features of the last axis, positions along the second-to-last.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rope {
+    #[allow(missing_docs)]
+    pub dims: usize,
+    /// Rotate adjacent pairs (the original formulation) instead of the two halves.
+    pub traditional: bool,
+    #[allow(missing_docs)]
+    pub base: f32,
+    /// Positions are multiplied by this.
+    pub scale: f32,
+}
+
+impl Rope {
+    /// MLX's defaults: `base = 10000`, `scale = 1`, not traditional.
+    pub fn new(dims: usize) -> Rope {
+        Rope { dims, traditional: false, base: 10_000.0, scale: 1.0 }
+    }
+
+    /// Positions starting at `offset` (the length of a key-value cache).
+    pub fn forward_at(&self, x: &Array, offset: usize) -> Result<Array> {
+        crate::fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset)
+    }
+}
+
+impl Module for Rope {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        self.forward_at(x, 0)
+    }
+    fn parameters(&self) -> Tree {
+        empty()
+    }
+    fn update(&mut self, _: &Tree) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl BoxedModule for Rope {
     fn clone_box(&self) -> Box<dyn BoxedModule> {
         Box::new(*self)
     }

@@ -29,12 +29,14 @@
 mod init;
 mod layers;
 pub mod losses;
+mod transformer;
 
 pub use init::{Init, glorot_normal, glorot_uniform, he_normal, he_uniform};
 pub use layers::{
-    Activation, BoxedModule, Conv1d, Conv2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear, MultiHeadAttention,
-    Pool, RmsNorm, Sequential,
+    Activation, BatchNorm, Bilinear, BoxedModule, Conv1d, Conv2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear,
+    MultiHeadAttention, Pool, RmsNorm, Rope, Sequential,
 };
+pub use transformer::{TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer};
 
 use std::collections::BTreeMap;
 
