@@ -430,22 +430,29 @@ def main():
     add("nn_bilinear", [b1, b2, np.array(bl_.weight), np.array(bl_.bias)], np.array(bl_(mx.array(b1), mx.array(b2))))
 
     import mlx.optimizers as mo
+    # Two parameters, a matrix "w" and a vector "b" (Adafactor factors only the first, Muon
+    # orthogonalizes only the first), three steps each.
     optims = []
-    p0 = r((3, 4))
-    gs = [r((3, 4)) for _ in range(3)]
+    p0, q0 = r((3, 4)), r((5,))
+    gs = [(r((3, 4)), r((5,))) for _ in range(3)]
     for name, make in [("sgd", lambda: mo.SGD(0.1)), ("sgd_momentum", lambda: mo.SGD(0.1, momentum=0.9, weight_decay=0.01)),
                        ("sgd_nesterov", lambda: mo.SGD(0.1, momentum=0.9, nesterov=True)),
                        ("adam", lambda: mo.Adam(0.01, bias_correction=True)), ("adam_mlx", lambda: mo.Adam(0.01)),
                        ("adamw", lambda: mo.AdamW(0.01, weight_decay=0.1, bias_correction=True)),
                        ("adamax_mlx", lambda: mo.Adamax(0.01)), ("adagrad", lambda: mo.Adagrad(0.1)),
-                       ("rmsprop", lambda: mo.RMSprop(0.01)), ("lion", lambda: mo.Lion(0.01, weight_decay=0.1))]:
+                       ("rmsprop", lambda: mo.RMSprop(0.01)), ("lion", lambda: mo.Lion(0.01, weight_decay=0.1)),
+                       ("adafactor", lambda: mo.Adafactor()),
+                       ("adafactor_b1", lambda: mo.Adafactor(0.01, relative_step=False, beta_1=0.9, weight_decay=0.1)),
+                       ("muon", lambda: mo.Muon(0.02)), ("muon_plain", lambda: mo.Muon(0.02, nesterov=False, weight_decay=0.0))]:
         opt = make()
-        params = {"w": mx.array(p0)}
-        traj = []
-        for g in gs:
-            params = opt.apply_gradients({"w": mx.array(g)}, params)
+        params = {"w": mx.array(p0), "b": mx.array(q0)}
+        traj, qtraj = [], []
+        for g, h in gs:
+            params = opt.apply_gradients({"w": mx.array(g), "b": mx.array(h)}, params)
             traj.append(np.array(params["w"]).ravel().tolist())
-        optims.append({"name": name, "p0": p0.ravel().tolist(), "grads": [g.ravel().tolist() for g in gs], "after": traj})
+            qtraj.append(np.array(params["b"]).ravel().tolist())
+        optims.append({"name": name, "p0": p0.ravel().tolist(), "grads": [g.ravel().tolist() for g, _ in gs], "after": traj,
+                       "q0": q0.tolist(), "qgrads": [h.tolist() for _, h in gs], "qafter": qtraj})
 
     # Type promotion: NumPy 2's result_type over the standard types (uint64 with a signed type
     # is left out: MLX and Strata give float32 there, NumPy float64).

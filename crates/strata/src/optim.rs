@@ -118,6 +118,10 @@ pub trait Optimizer {
     fn learning_rate(&self) -> f64;
 }
 
+/// The first value of state slot `k` for a parameter (zeros of its shape unless an optimizer
+/// keeps something smaller, as Adafactor's factored second moments).
+type SlotInit = Arc<dyn Fn(usize, &Array) -> Result<Array> + Send + Sync>;
+
 /// The shared machinery: step count, schedule, and `k` state arrays per parameter.
 #[derive(Clone)]
 struct Slots {
@@ -125,11 +129,12 @@ struct Slots {
     lr: Schedule,
     per_param: Vec<Vec<Array>>,
     names: &'static [&'static str],
+    init: Option<SlotInit>,
 }
 
 impl Slots {
     fn new(lr: Schedule, names: &'static [&'static str]) -> Slots {
-        Slots { step: 0, lr, per_param: Vec::new(), names }
+        Slots { step: 0, lr, per_param: Vec::new(), names, init: None }
     }
 
     /// Runs `rule(param, grad, state, lr, step)` on every leaf, creating zero state the first
@@ -146,9 +151,13 @@ impl Slots {
             return Err(invalid(op, format!("{} parameters but {} gradients", p.len(), g.len())));
         }
         if self.per_param.is_empty() {
+            let zero = |k: usize, x: &Array| match &self.init {
+                Some(f) => f(k, x),
+                None => crate::array::zeros(x.shape(), x.dtype()),
+            };
             self.per_param = p
                 .iter()
-                .map(|x| self.names.iter().map(|_| crate::array::zeros(x.shape(), x.dtype())).collect::<Result<_>>())
+                .map(|x| (0..self.names.len()).map(|k| zero(k, x)).collect::<Result<_>>())
                 .collect::<Result<_>>()?;
         } else if self.per_param.len() != p.len() {
             return Err(invalid(op, format!("state for {} parameters, given {}", self.per_param.len(), p.len())));
@@ -441,6 +450,190 @@ impl Optimizer for Lion {
             st[0] = add(&multiply(&st[0], &s(p, b2))?, &multiply(g, &s(p, 1.0 - b2))?)?;
             let p = if wd != 0.0 { multiply(p, &s(p, 1.0 - lr * wd))? } else { p.clone() };
             subtract(&p, &multiply(&sign(&c)?, &s(&p, lr))?)
+        })
+    }
+    optimizer_common!();
+}
+
+/// Adafactor (Shazeer & Stern; MLX's `Adafactor`): second moments of matrices kept as a row
+/// and a column average (memory `O(n + m)` for an `n × m` weight), updates clipped by their
+/// RMS, and by default a relative step size `min(1e-2, 1/√t)` scaled by the parameter's RMS, so
+/// no learning rate is needed. Parameters of two or more axes are factored over the last two.
+#[derive(Clone)]
+pub struct Adafactor {
+    /// Added to `g²` (`eps.0`) and the floor of the parameter-RMS scale (`eps.1`).
+    pub eps: (f64, f64),
+    /// Updates whose RMS exceeds this are scaled down to it.
+    pub clip_threshold: f64,
+    /// `β₂ = 1 − t^decay_rate`.
+    pub decay_rate: f64,
+    /// A first moment with this decay, if any.
+    pub beta1: Option<f64>,
+    /// Decoupled weight decay, scaled by the step size.
+    pub weight_decay: f64,
+    /// Scale the step size by the parameter's RMS.
+    pub scale_parameter: bool,
+    /// Use the relative step size instead of the learning rate.
+    pub relative_step: bool,
+    /// With `relative_step`, grow the step size as `1e-6·t` at first.
+    pub warmup_init: bool,
+    slots: Slots,
+}
+
+impl Adafactor {
+    /// MLX's defaults: relative step sizes, no first moment, no weight decay.
+    pub fn new() -> Adafactor {
+        let factored = |k: usize, x: &Array| -> Result<Array> {
+            let s = x.shape();
+            let n = s.len();
+            let shape: Vec<usize> = match (k, n >= 2) {
+                (0, true) => s[..n - 1].to_vec(),
+                (1, true) => s[..n - 2].iter().chain(&s[n - 1..]).copied().collect(),
+                (2, false) | (3, _) => s.to_vec(),
+                _ => Vec::new(),
+            };
+            crate::array::zeros(&shape, x.dtype())
+        };
+        Adafactor {
+            eps: (1e-30, 1e-3),
+            clip_threshold: 1.0,
+            decay_rate: -0.8,
+            beta1: None,
+            weight_decay: 0.0,
+            scale_parameter: true,
+            relative_step: true,
+            warmup_init: false,
+            slots: Slots {
+                init: Some(Arc::new(factored)),
+                ..Slots::new(Schedule::from(0.0), &["exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq", "exp_avg"])
+            },
+        }
+    }
+
+    /// Steps of `lr` (scaled by the parameter's RMS while `scale_parameter`) instead of the
+    /// relative step size. (MLX ignores a learning rate unless `relative_step=False` is also
+    /// given; here giving one is what turns relative steps off.)
+    pub fn with_learning_rate(lr: impl Into<Schedule>) -> Adafactor {
+        let mut a = Adafactor::new();
+        a.slots.lr = lr.into();
+        a.relative_step = false;
+        a
+    }
+}
+
+impl Default for Adafactor {
+    fn default() -> Adafactor {
+        Adafactor::new()
+    }
+}
+
+/// `√mean(x²)` as a scalar array.
+fn rms(x: &Array) -> Result<Array> {
+    sqrt(&mean(&square(x)?, None, false)?)
+}
+
+impl Optimizer for Adafactor {
+    fn update(&mut self, params: &Tree, grads: &Tree) -> Result<Tree> {
+        let a = self.clone();
+        self.slots.apply("Adafactor", params, grads, |p, g, st, lr, t| {
+            let t = t as f64;
+            let relative =
+                if a.relative_step { (if a.warmup_init { 1e-6 * t } else { 1e-2 }).min(1.0 / t.sqrt()) } else { lr };
+            let step_size = if a.scale_parameter {
+                multiply(&maximum(&rms(p)?, &s(p, a.eps.1))?, &s(p, relative))?
+            } else {
+                s(p, relative)
+            };
+            let b2 = 1.0 - t.powf(a.decay_rate);
+            let blend = |old: &Array, new: &Array| add(&multiply(old, &s(p, b2))?, &multiply(new, &s(p, 1.0 - b2))?);
+            let g2 = add(&square(g)?, &s(p, a.eps.0))?;
+            let update = if p.ndim() >= 2 {
+                st[0] = blend(&st[0], &mean(&g2, Some(&[-1]), false)?)?;
+                st[1] = blend(&st[1], &mean(&g2, Some(&[-2]), false)?)?;
+                let r = rsqrt(&divide(&st[0], &mean(&st[0], Some(&[-1]), true)?)?)?;
+                let c = rsqrt(&st[1])?;
+                multiply(&multiply(&expand_dims(&r, -1)?, &expand_dims(&c, -2)?)?, g)?
+            } else {
+                st[2] = blend(&st[2], &g2)?;
+                multiply(&rsqrt(&st[2])?, g)?
+            };
+            let clip = maximum(&divide(&rms(&update)?, &s(p, a.clip_threshold))?, &s(p, 1.0))?;
+            let mut update = multiply(&divide(&update, &clip)?, &step_size)?;
+            if let Some(b1) = a.beta1 {
+                st[3] = add(&multiply(&st[3], &s(p, b1))?, &multiply(&update, &s(p, 1.0 - b1))?)?;
+                update = st[3].clone();
+            }
+            let p = if a.weight_decay != 0.0 {
+                add(p, &multiply(p, &multiply(&step_size, &s(p, -a.weight_decay))?)?)?
+            } else {
+                p.clone()
+            };
+            subtract(&p, &update)
+        })
+    }
+    optimizer_common!();
+}
+
+/// Muon (Jordan et al.; MLX's `Muon`): SGD momentum whose update, for parameters of two or
+/// more axes (flattened to `[shape[0], rest]`), is replaced by its nearest semi-orthogonal
+/// matrix through five Newton–Schulz iterations, and the step scaled by
+/// `√max(1, rows/cols)`. Vectors take the plain momentum step.
+#[derive(Clone)]
+pub struct Muon {
+    #[allow(missing_docs)]
+    pub momentum: f64,
+    /// Added to the gradient as `λ·p` (MLX's rule).
+    pub weight_decay: f64,
+    #[allow(missing_docs)]
+    pub nesterov: bool,
+    /// Newton–Schulz iterations.
+    pub ns_steps: usize,
+    slots: Slots,
+}
+
+impl Muon {
+    /// MLX's defaults: momentum 0.95, weight decay 0.01, Nesterov, five iterations.
+    pub fn new(lr: impl Into<Schedule>) -> Muon {
+        Muon { momentum: 0.95, weight_decay: 0.01, nesterov: true, ns_steps: 5, slots: Slots::new(lr.into(), &["v"]) }
+    }
+}
+
+/// The semi-orthogonal factor of `x` (2-D) by the quintic Newton–Schulz iteration.
+fn newton_schulz(x: &Array, steps: usize) -> Result<Array> {
+    let (a, b, c) = (3.4445, -4.7750, 2.0315);
+    let tall = x.shape()[0] > x.shape()[1];
+    let mut x = if tall { x.transpose(None)? } else { x.clone() };
+    let norm = sqrt(&sum(&square(&x)?, None, true)?)?;
+    x = divide(&x, &add(&norm, &s(&x, 1e-7))?)?;
+    for _ in 0..steps {
+        let m = matmul(&x, &x.transpose(None)?)?;
+        let bm = add(&multiply(&m, &s(&m, b))?, &multiply(&matmul(&m, &m)?, &s(&m, c))?)?;
+        x = add(&multiply(&x, &s(&x, a))?, &matmul(&bm, &x)?)?;
+    }
+    if tall { x.transpose(None) } else { Ok(x) }
+}
+
+impl Optimizer for Muon {
+    fn update(&mut self, params: &Tree, grads: &Tree) -> Result<Tree> {
+        let (mu, wd, nesterov, steps) = (self.momentum, self.weight_decay, self.nesterov, self.ns_steps);
+        self.slots.apply("Muon", params, grads, |p, g, st, lr, _| {
+            let g = if wd != 0.0 { add(g, &multiply(p, &s(p, wd))?)? } else { g.clone() };
+            st[0] = add(&multiply(&st[0], &s(p, mu))?, &multiply(&g, &s(p, 1.0 - mu))?)?;
+            let update = if nesterov {
+                add(&multiply(&g, &s(p, 1.0 - mu))?, &multiply(&st[0], &s(p, mu))?)?
+            } else {
+                st[0].clone()
+            };
+            let (update, lr) = if p.ndim() >= 2 {
+                let shape = p.shape().to_vec();
+                let flat = update.reshape(&[shape[0] as isize, -1])?;
+                let o = newton_schulz(&flat, steps)?.reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())?;
+                let n = shape.len();
+                (o, lr * (shape[n - 2] as f64 / shape[n - 1] as f64).max(1.0).sqrt())
+            } else {
+                (update, lr)
+            };
+            subtract(p, &multiply(&update, &s(p, lr))?)
         })
     }
     optimizer_common!();

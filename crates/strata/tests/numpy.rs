@@ -365,7 +365,7 @@ fn random_matches_mlx() {
 fn optimizers_match_mlx() {
     let refs = refs();
     let cases = refs["optimizers"].as_array().unwrap();
-    assert!(cases.len() >= 10);
+    assert!(cases.len() >= 14);
     let floats = |v: &Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
     for c in cases {
         let name = c["name"].as_str().unwrap();
@@ -392,15 +392,35 @@ fn optimizers_match_mlx() {
                 l.weight_decay = 0.1;
                 Box::new(l)
             }
+            "adafactor" => Box::new(optim::Adafactor::new()),
+            "adafactor_b1" => {
+                let mut a = optim::Adafactor::with_learning_rate(0.01);
+                (a.beta1, a.weight_decay) = (Some(0.9), 0.1);
+                Box::new(a)
+            }
+            "muon" => Box::new(optim::Muon::new(0.02)),
+            "muon_plain" => {
+                let mut m = optim::Muon::new(0.02);
+                (m.nesterov, m.weight_decay) = (false, 0.0);
+                Box::new(m)
+            }
             other => panic!("no optimizer {other}"),
         };
-        let mut p = Tree::map([("w", Tree::from(Array::from_slice(&floats(&c["p0"]), &[3, 4]).unwrap()))]);
-        for (k, (g, want)) in c["grads"].as_array().unwrap().iter().zip(c["after"].as_array().unwrap()).enumerate() {
-            let g = Tree::map([("w", Tree::from(Array::from_slice(&floats(g), &[3, 4]).unwrap()))]);
-            p = opt.update(&p, &g).unwrap();
-            let got = p.get("w").unwrap().to_vec::<f32>().unwrap();
-            for (i, (a, b)) in got.iter().zip(floats(want)).enumerate() {
-                assert!((a - b).abs() <= 2e-6 * b.abs().max(1.0), "{name} step {k} [{i}]: {a} vs MLX {b}");
+        let tree = |w: &Value, b: &Value| {
+            Tree::map([
+                ("w", Tree::from(Array::from_slice(&floats(w), &[3, 4]).unwrap())),
+                ("b", Tree::from(Array::from_slice(&floats(b), &[5]).unwrap())),
+            ])
+        };
+        let mut p = tree(&c["p0"], &c["q0"]);
+        let steps = c["grads"].as_array().unwrap().iter().zip(c["qgrads"].as_array().unwrap());
+        for (k, (g, h)) in steps.enumerate() {
+            p = opt.update(&p, &tree(g, h)).unwrap();
+            for (leaf, key) in [("w", "after"), ("b", "qafter")] {
+                let got = p.get(leaf).unwrap().to_vec::<f32>().unwrap();
+                for (i, (a, b)) in got.iter().zip(floats(&c[key][k])).enumerate() {
+                    assert!((a - b).abs() <= 2e-6 * b.abs().max(1.0), "{name} step {k} {leaf}[{i}]: {a} vs MLX {b}");
+                }
             }
         }
     }
