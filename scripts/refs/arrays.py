@@ -487,6 +487,8 @@ def main():
     save_file(tensors, os.path.join(iod, "from_python.safetensors"))
     for k, v in tensors.items():
         np.save(os.path.join(iod, k + ".npy"), v)
+    np.savez(os.path.join(iod, "from_python.npz"), **tensors)
+    np.savez_compressed(os.path.join(iod, "from_python_compressed.npz"), **tensors)
     with open(os.path.join(iod, "values.json"), "w") as f:
         json.dump({k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.astype(np.float64).ravel().tolist()}
                    for k, v in tensors.items()}, f)

@@ -23,7 +23,13 @@ def main():
     w = want["x_float32"]
     assert str(npy.dtype) == "float32" and list(npy.shape) == w["shape"], (npy.dtype, npy.shape)
     assert np.array_equal(npy.astype(np.float64).ravel(), np.array(w["data"], np.float64)), "from_rust.npy"
-    print(f"io: {len(want)} tensors and one .npy written by Rust read by safetensors and NumPy {np.__version__}: equal")
+    with np.load(os.path.join(d, "from_rust.npz")) as z:
+        assert set(z.files) == set(want), (sorted(z.files), sorted(want))
+        for name, w in want.items():
+            a = z[name]
+            assert str(a.dtype) == w["dtype"] and list(a.shape) == w["shape"], (name, a.dtype, a.shape)
+            assert np.array_equal(a.astype(np.float64).ravel(), np.array(w["data"], np.float64), equal_nan=True), name
+    print(f"io: {len(want)} tensors, one .npy and a compressed .npz written by Rust read by safetensors and NumPy {np.__version__}: equal")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 //! Saving and loading arrays: safetensors (the `safetensors` crate; what PyTorch, MLX and
-//! Hugging Face models ship in) and NumPy's `.npy`.
+//! Hugging Face models ship in) and NumPy's `.npy` and `.npz` (the `zip` crate).
 //!
 //! A parameter [`Tree`] is stored flat under its dotted paths (`layers.0.weight`), so a model
 //! saved here loads in Python with `safetensors.numpy.load_file` under the same names, and a
 //! file written there loads here. A corrupt or mismatched file is an `Err` that names the file
-//! and the tensor.
+//! and the tensor (or archive member).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -201,7 +201,13 @@ fn npy_descr(d: DType) -> Option<&'static str> {
 
 /// Writes one array as a NumPy `.npy` file (version 1.0, C order).
 pub fn save_npy(path: &Path, a: &Array) -> Result<()> {
-    let descr = npy_descr(a.dtype()).ok_or_else(|| err(path, format!("NumPy has no {} type", a.dtype())))?;
+    let out = npy_bytes(a).map_err(|m| err(path, m))?;
+    std::fs::write(path, out).map_err(|e| err(path, e))
+}
+
+/// An array as the bytes of a `.npy` file.
+fn npy_bytes(a: &Array) -> std::result::Result<Vec<u8>, String> {
+    let descr = npy_descr(a.dtype()).ok_or_else(|| format!("NumPy has no {} type", a.dtype()))?;
     let shape = match a.shape() {
         [n] => format!("({n},)"),
         s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -214,25 +220,31 @@ pub fn save_npy(path: &Path, a: &Array) -> Result<()> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&a.to_bytes()?);
-    std::fs::write(path, out).map_err(|e| err(path, e))
+    out.extend_from_slice(&a.to_bytes().map_err(|e| e.to_string())?);
+    Ok(out)
 }
 
 /// Reads a NumPy `.npy` file (C order, little-endian) onto the default device.
 pub fn load_npy(path: &Path) -> Result<Array> {
     let data = std::fs::read(path).map_err(|e| err(path, e))?;
+    npy_from_bytes(&data, &|m| err(path, m))
+}
+
+/// The array in the bytes of a `.npy` file; `err` says where they came from.
+fn npy_from_bytes(data: &[u8], err: &dyn Fn(String) -> Error) -> Result<Array> {
+    let err = |m: &dyn std::fmt::Display| err(m.to_string());
     if data.len() < 10 || &data[..6] != b"\x93NUMPY" {
-        return Err(err(path, "not a .npy file (no \\x93NUMPY magic)"));
+        return Err(err(&"not a .npy file (no \\x93NUMPY magic)"));
     }
     let (hlen, start) = match data[6] {
         1 => (u16::from_le_bytes([data[8], data[9]]) as usize, 10),
         2 | 3 if data.len() >= 12 => (u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize, 12),
-        v => return Err(err(path, format!(".npy version {v} is not supported"))),
+        v => return Err(err(&format!(".npy version {v} is not supported"))),
     };
     let header = data
         .get(start..start + hlen)
         .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| err(path, "the header is cut short or not text"))?;
+        .ok_or_else(|| err(&"the header is cut short or not text"))?;
     let field = |key: &str| -> Option<&str> {
         let i = header.find(&format!("'{key}':"))? + key.len() + 3;
         Some(header[i..].trim_start())
@@ -255,27 +267,65 @@ pub fn load_npy(path: &Path) -> Result<Array> {
     ]
     .into_iter()
     .find(|&d| npy_descr(d) == descr)
-    .ok_or_else(|| err(path, format!("unsupported type {descr:?} (little-endian numbers and bool are)")))?;
+    .ok_or_else(|| err(&format!("unsupported type {descr:?} (little-endian numbers and bool are)")))?;
     if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err(err(path, "Fortran-ordered arrays are not supported"));
+        return Err(err(&"Fortran-ordered arrays are not supported"));
     }
     let shape_text = field("shape").and_then(|v| v.strip_prefix('(')).and_then(|v| v.split(')').next());
     let shape: Vec<usize> = shape_text
-        .ok_or_else(|| err(path, "the header has no shape"))?
+        .ok_or_else(|| err(&"the header has no shape"))?
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| err(path, format!("bad shape entry {s:?}"))))
+        .map(|s| s.parse::<usize>().map_err(|_| err(&format!("bad shape entry {s:?}"))))
         .collect::<Result<_>>()?;
     let body = &data[start + hlen..];
     let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n.checked_mul(8).is_some());
-    let Some(count) = count else { return Err(err(path, format!("shape {shape:?} is too large"))) };
+    let Some(count) = count else { return Err(err(&format!("shape {shape:?} is too large"))) };
     let need = dtype.byte_len(count);
     if body.len() != need {
-        return Err(err(
-            path,
-            format!("shape {shape:?} of {dtype} needs {need} bytes of data; the file has {}", body.len()),
-        ));
+        return Err(err(&format!(
+            "shape {shape:?} of {dtype} needs {need} bytes of data; the file has {}",
+            body.len()
+        )));
     }
     Array::from_bytes(body, &shape, dtype, crate::default_device())
+}
+
+/// Writes named arrays as a NumPy `.npz` archive (`np.savez`; with `compress`,
+/// `np.savez_compressed`): one `NAME.npy` member per array, readable by `np.load`.
+pub fn save_npz(path: &Path, arrays: &[(&str, &Array)], compress: bool) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| err(path, e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let method = if compress { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+    // Large arrays need ZIP64 records; NumPy writes them the same way.
+    let options = zip::write::SimpleFileOptions::default().compression_method(method).large_file(true);
+    for (name, a) in arrays {
+        let bytes = npy_bytes(a).map_err(|m| err(path, format!("{name}: {m}")))?;
+        zip.start_file(format!("{name}.npy"), options).map_err(|e| err(path, format!("{name}: {e}")))?;
+        zip.write_all(&bytes).map_err(|e| err(path, format!("{name}: {e}")))?;
+    }
+    zip.finish().map_err(|e| err(path, e))?;
+    Ok(())
+}
+
+/// Reads a NumPy `.npz` archive (compressed or not): its arrays by name (the member names
+/// without `.npy`), in the archive's order. A member that is not a valid `.npy` is an error
+/// naming it.
+pub fn load_npz(path: &Path) -> Result<Vec<(String, Array)>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| err(path, format!("not a .npz (zip) archive: {e}")))?;
+    let mut out = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i).map_err(|e| err(path, e))?;
+        let full = member.name().map_err(|e| err(path, e))?.to_string();
+        let name = full.strip_suffix(".npy").unwrap_or(&full).to_string();
+        let mut data = Vec::with_capacity(member.size().min(1 << 30) as usize);
+        member.read_to_end(&mut data).map_err(|e| err(path, format!("{name}: {e}")))?;
+        let a = npy_from_bytes(&data, &|m| err(path, format!("{name}: {m}")))?;
+        out.push((name, a));
+    }
+    Ok(out)
 }

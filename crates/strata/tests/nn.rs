@@ -138,6 +138,34 @@ fn files_round_trip_bit_exactly_and_bad_files_are_errors() {
     let junk = scratch("junk.npy");
     std::fs::write(&junk, b"not numpy at all").unwrap();
     assert!(io::load_npy(&junk).unwrap_err().to_string().contains("not a .npy file"));
+    // .npz, stored and deflated; a corrupt archive and a corrupt member are errors naming them.
+    let npy_ok: Vec<(&str, &Array)> = arrays
+        .iter()
+        .filter(|(_, a)| !matches!(a.dtype(), DType::BF16 | DType::F8E4M3 | DType::F8E5M2))
+        .map(|(n, a)| (n.as_str(), a))
+        .collect();
+    for compress in [false, true] {
+        let p = scratch("round_trip.npz");
+        io::save_npz(&p, &npy_ok, compress).unwrap();
+        let back = io::load_npz(&p).unwrap();
+        assert_eq!(back.len(), npy_ok.len());
+        for ((n, a), (m, b)) in npy_ok.iter().zip(&back) {
+            assert_eq!((*n, a.dtype(), a.shape()), (m.as_str(), b.dtype(), b.shape()));
+            assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{n} in .npz");
+        }
+    }
+    let e = io::load_npz(&junk).unwrap_err().to_string();
+    assert!(e.contains("junk.npy") && e.contains("not a .npz"), "{e}");
+    let bad = scratch("bad_member.npz");
+    {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
+        z.start_file("w.npy", zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(b"\x93NUMPY garbage").unwrap();
+        z.finish().unwrap();
+    }
+    let e = io::load_npz(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad_member.npz") && e.contains("w:"), "{e}");
 
     // For Python: a file of known values that scripts/refs/io_check.py reads back.
     if let Some(dir) = std::env::var_os("STRATA_IO_EXPORT") {
@@ -155,6 +183,8 @@ fn files_round_trip_bit_exactly_and_bad_files_are_errors() {
             .collect();
         std::fs::write(dir.join("from_rust.json"), serde_json::Value::Object(json).to_string()).unwrap();
         io::save_npy(&dir.join("from_rust.npy"), &keep[0].1).unwrap();
+        let named: Vec<(&str, &Array)> = keep.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        io::save_npz(&dir.join("from_rust.npz"), &named, true).unwrap();
     }
 }
 
@@ -181,6 +211,16 @@ fn files_written_by_python_load_with_their_values() {
         assert_eq!(a.to_vec::<f64>().unwrap(), vals, "{name}");
         let npy = io::load_npy(&dir.join(format!("{name}.npy"))).unwrap();
         assert_eq!(npy.to_vec::<f64>().unwrap(), vals, "{name}.npy");
+    }
+    // np.savez and np.savez_compressed archives of the same arrays.
+    for file in ["from_python.npz", "from_python_compressed.npz"] {
+        let got = io::load_npz(&dir.join(file)).unwrap();
+        assert_eq!(got.len(), want.len(), "{file}");
+        for (name, a) in &got {
+            let vals: Vec<f64> = want[name]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(a.dtype().to_string(), want[name]["dtype"].as_str().unwrap(), "{file}: {name}");
+            assert_eq!(a.to_vec::<f64>().unwrap(), vals, "{file}: {name}");
+        }
     }
 }
 
