@@ -386,6 +386,17 @@ def main():
         add("linalg_slogdet", [A - 4 * np.eye(4)], np.stack([sg, ld]))
         S = A @ np.swapaxes(A, -1, -2) + np.eye(4)
         add("linalg_cholesky", [S], np.linalg.cholesky(S))
+        add("linalg_cholesky_inv", [np.linalg.cholesky(S)], np.linalg.inv(S))
+        # LU against MLX's (NumPy has none): the packed factors and swaps, and p, L, U.
+        Lq = r((3, 5, 5))
+        lf, piv = mx.linalg.lu_factor(mx.array(Lq), stream=mx.cpu)
+        add("linalg_lu_factor", [Lq], np.concatenate([np.array(lf), np.array(piv)[..., None].astype(np.float32)], -1))
+        # Small integers: equal pivot candidates everywhere (the first is taken, as LAPACK).
+        Lt = rng.integers(-2, 3, (2, 4, 4)).astype(np.float32) + 5 * np.eye(4, dtype=np.float32)[::-1]
+        lf, piv = mx.linalg.lu_factor(mx.array(Lt), stream=mx.cpu)
+        add("linalg_lu_factor", [Lt], np.concatenate([np.array(lf), np.array(piv)[..., None].astype(np.float32)], -1))
+        pp, ll, uu = mx.linalg.lu(mx.array(Lq), stream=mx.cpu)
+        add("linalg_lu", [Lq], np.concatenate([np.array(pp)[..., None].astype(np.float32), np.array(ll), np.array(uu)], -1))
         add("linalg_eigvalsh", [S], np.linalg.eigvalsh(S))
         M = r((3, 5, 3), dtype=np.float64)
         add("linalg_svdvals", [M], np.linalg.svd(M, compute_uv=False))
@@ -425,6 +436,14 @@ def main():
     bn.eval()
     eval_out = np.array(bn(mx.array(bx[0])))
     add("nn_batch_norm", [bx[0], bx[1]], np.stack([*train_out, eval_out, np.broadcast_to(np.array(bn.running_var), eval_out.shape)]))
+    for name_, layer, xs_ in [("nn_conv3d", mnn.Conv3d(2, 3, 2, stride=1, padding=1), (1, 4, 4, 3, 2)),
+                              ("nn_conv_transpose1d", mnn.ConvTranspose1d(3, 2, 3, stride=2, padding=1), (2, 5, 3)),
+                              ("nn_conv_transpose2d", mnn.ConvTranspose2d(3, 2, 3, stride=2, padding=1), (2, 4, 5, 3)),
+                              ("nn_conv_transpose3d", mnn.ConvTranspose3d(2, 2, 2, stride=2, padding=0), (1, 3, 2, 3, 2))]:
+        cx_ = r(xs_)
+        add(name_, [cx_, np.array(layer.weight), np.array(layer.bias)], np.array(layer(mx.array(cx_))),
+            stride=layer.stride[0] if isinstance(layer.stride, tuple) else layer.stride,
+            padding=layer.padding[0] if isinstance(layer.padding, tuple) else layer.padding)
     bl_ = mnn.Bilinear(5, 3, 4)
     b1, b2 = r((2, 3, 5)), r((2, 3, 3))
     add("nn_bilinear", [b1, b2, np.array(bl_.weight), np.array(bl_.bias)], np.array(bl_(mx.array(b1), mx.array(b2))))

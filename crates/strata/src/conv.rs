@@ -84,7 +84,7 @@ pub(crate) fn conv_node(x: &Array, wk: &Array, desc: &Conv) -> Result<Array> {
     Ok(make(Prim::Conv(*desc), vec![x.clone(), wk.clone()], shape, x.dtype()))
 }
 
-fn desc_of(spatial: usize, stride: &[usize], padding: &[usize], dilation: &[usize], groups: usize) -> Conv {
+pub(crate) fn desc_of(spatial: usize, stride: &[usize], padding: &[usize], dilation: &[usize], groups: usize) -> Conv {
     let mut d = Conv::new(spatial).groups(groups).dilation(dilation);
     d.stride[..spatial].copy_from_slice(stride);
     for (p, &v) in d.padding.iter_mut().zip(padding) {
@@ -135,7 +135,7 @@ pub fn conv3d(
     conv_general(x, w, &desc_of(3, &stride, &padding, &dilation, groups))
 }
 
-fn transposed(mut d: Conv, output_padding: &[usize]) -> Conv {
+pub(crate) fn transposed(mut d: Conv, output_padding: &[usize]) -> Conv {
     d.transposed = true;
     d.output_padding[..output_padding.len()].copy_from_slice(output_padding);
     d

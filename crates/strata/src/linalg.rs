@@ -2,7 +2,8 @@
 //! last two axes (leading axes are a batch).
 //!
 //! The factorizations run on the host in float64 (float32 inputs come back as float32), as
-//! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`),
+//! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
+//! `lu`, `lu_factor`),
 //! Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`, one-sided Jacobi
 //! for `svd`. Each is one host function in the graph with a reverse-mode rule written in array
 //! ops (so gradients run on the device and compose); forward mode through them is an error.
@@ -74,11 +75,12 @@ fn mt(a: &Array) -> Result<Array> {
 
 /// LU with partial pivoting in place: returns the row permutation and its sign, or the column
 /// where a pivot is exactly zero.
-fn lu(a: &mut [f64], n: usize) -> (Vec<usize>, f64, Option<usize>) {
+fn lu_in_place(a: &mut [f64], n: usize) -> (Vec<usize>, f64, Option<usize>) {
     let mut perm: Vec<usize> = (0..n).collect();
     let (mut sign, mut singular) = (1.0, None);
     for k in 0..n {
-        let p = (k..n).max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs())).unwrap_or(k);
+        // The first of equal pivots, as LAPACK's idamax (so ties factor as NumPy and MLX do).
+        let p = (k..n).fold(k, |best, i| if a[i * n + k].abs() > a[best * n + k].abs() { i } else { best });
         if a[p * n + k] == 0.0 {
             singular.get_or_insert(k);
             continue;
@@ -270,7 +272,7 @@ pub fn solve(a: &Array, b: &Array) -> Result<Array> {
             let mut xs = Vec::with_capacity(bm.data.len());
             for i in 0..am.count() {
                 let mut l = am.mat(i).to_vec();
-                let (perm, _, singular) = lu(&mut l, n);
+                let (perm, _, singular) = lu_in_place(&mut l, n);
                 if let Some(c) = singular {
                     return Err(err("solve", format!("matrix {i} of the batch is singular (no pivot in column {c})")));
                 }
@@ -314,7 +316,7 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
             let (mut signs, mut logs) = (Vec::new(), Vec::new());
             for i in 0..am.count() {
                 let mut l = am.mat(i).to_vec();
-                let (_, mut sign, singular) = lu(&mut l, n);
+                let (_, mut sign, singular) = lu_in_place(&mut l, n);
                 if singular.is_some() {
                     signs.push(0.0);
                     logs.push(f64::NEG_INFINITY);
@@ -345,6 +347,98 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
 pub fn det(a: &Array) -> Result<Array> {
     let (s, l) = slogdet(a)?;
     multiply(&s, &exp(&l)?)
+}
+
+/// The LU factorization with partial pivoting as MLX's `linalg.lu_factor` (and SciPy's): the
+/// factors in one matrix (`L` below the diagonal, its unit diagonal implied, `U` on and
+/// above) and the pivots as `uint32` row swaps (row `k` was swapped with row `pivots[k]`, in
+/// order). Singular matrices factor too (a zero pivot column is left as it is). Not
+/// differentiable yet: a gradient through it is an `Err`.
+pub fn lu_factor(a: &Array) -> Result<(Array, Array)> {
+    let (factors, _, swaps) = lu_parts("lu_factor", a)?;
+    Ok((factors, swaps))
+}
+
+/// `(p, L, U)` with `A = L[p, :] @ U` per matrix (MLX's `linalg.lu`: `p` a `uint32` row
+/// index, `L` unit lower triangular, `U` upper triangular).
+///
+/// ```
+/// # use strata::{Array, linalg};
+/// let a = Array::from_slice(&[0.0f32, 2.0, 1.0, 1.0], &[2, 2])?;
+/// let (p, l, u) = linalg::lu(&a)?;
+/// let back = strata::take(&l, &p, Some(0))?.matmul(&u)?;
+/// assert_eq!(back.to_vec::<f32>()?, [0.0, 2.0, 1.0, 1.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn lu(a: &Array) -> Result<(Array, Array, Array)> {
+    let (factors, rows, _) = lu_parts("lu", a)?;
+    let n = factors.shape()[factors.ndim() - 1];
+    let t = factors.dtype();
+    let eye = crate::array::identity(n, t)?;
+    let lower = add(&multiply(&factors, &crate::array::tri(n, n, -1, t)?)?, &eye)?;
+    let upper = multiply(&factors, &mt(&crate::array::tri(n, n, 0, t)?)?)?;
+    Ok((rows, lower, upper))
+}
+
+/// The packed factors, the row index `p` (`A = L[p] U`) and the LAPACK-style swaps, as
+/// `uint32`.
+fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
+    let n = square_size(op, a)?;
+    let t = float_type(op, a)?;
+    let a = a.astype(t)?;
+    let shape = a.shape().to_vec();
+    let batch: Vec<usize> = shape[..shape.len() - 2].to_vec();
+    let index_shape = [&batch[..], &[n]].concat();
+    let outs = host_function(
+        op,
+        std::slice::from_ref(&a),
+        vec![(shape.clone(), t), (index_shape.clone(), DType::U32), (index_shape.clone(), DType::U32)],
+        move |args| {
+            let am = Mats::of(op, &args[0])?;
+            let (mut factors, mut rows, mut swaps) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..am.count() {
+                let mut l = am.mat(i).to_vec();
+                let (perm, _, _) = lu_in_place(&mut l, n);
+                // perm[i] is the row of A that ended at row i; p is its inverse.
+                let mut p = vec![0.0; n];
+                for (i, &r) in perm.iter().enumerate() {
+                    p[r] = i as f64;
+                }
+                // The swaps that build perm from the identity, one per step.
+                let mut current: Vec<usize> = (0..n).collect();
+                let mut at: Vec<usize> = (0..n).collect();
+                for k in 0..n {
+                    let j = at[perm[k]];
+                    swaps.push(j as f64);
+                    current.swap(k, j);
+                    at[current[k]] = k;
+                    at[current[j]] = j;
+                }
+                factors.extend(l);
+                rows.extend(p);
+            }
+            Ok(vec![
+                out(factors, args[0].shape(), t, &args[0])?,
+                out(rows, &[&am.batch[..], &[n]].concat(), DType::U32, &args[0])?,
+                out(swaps, &[&am.batch[..], &[n]].concat(), DType::U32, &args[0])?,
+            ])
+        },
+        move |_, _, _| Err(err(op, "the derivative of an LU factorization is not implemented yet".into())),
+    )?;
+    let mut it = outs.into_iter();
+    Ok((it.next().expect("factors"), it.next().expect("rows"), it.next().expect("swaps")))
+}
+
+/// The inverse of `A` from its Cholesky factor (`A = L Lᵀ`, or `A = Uᵀ U` with `upper`):
+/// `A⁻¹ = L⁻ᵀ L⁻¹` (MLX's `linalg.cholesky_inv`). Differentiable.
+pub fn cholesky_inv(factor: &Array, upper: bool) -> Result<Array> {
+    let n = square_size("cholesky_inv", factor)?;
+    let l = if upper { mt(factor)? } else { factor.clone() };
+    let t = float_type("cholesky_inv", &l)?;
+    let batch: Vec<usize> = l.shape()[..l.ndim() - 2].to_vec();
+    let eye = broadcast_to(&crate::array::identity(n, t)?, &[&batch[..], &[n, n]].concat())?;
+    let linv = solve_triangular(&l, &eye, true)?;
+    matmul(&mt(&linv)?, &linv)
 }
 
 /// The lower Cholesky factor `L` (`A = L Lᵀ`) of symmetric positive-definite matrices; a

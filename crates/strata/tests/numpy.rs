@@ -159,6 +159,20 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
             let rv = broadcast_to(&bn.running_stats().1, e.shape())?;
             stack(&[&t0, &t1, &e, &rv], 0)
         }
+        "nn_conv3d" | "nn_conv_transpose1d" | "nn_conv_transpose2d" | "nn_conv_transpose3d" => {
+            fn layer<const N: usize>(a: &[Array], kw: &Value, transposed: bool) -> Result<Array> {
+                let (s, p) = (int(kw, "stride") as usize, int(kw, "padding") as usize);
+                let mut c = nn::ConvNd::<N>::new(1, 1, 1, s, p, true)?;
+                (c.weight, c.bias, c.transposed) = (a[1].clone(), Some(a[2].clone()), transposed);
+                c.forward(&a[0])
+            }
+            match op {
+                "nn_conv3d" => layer::<3>(a, kw, false),
+                "nn_conv_transpose1d" => layer::<1>(a, kw, true),
+                "nn_conv_transpose2d" => layer::<2>(a, kw, true),
+                _ => layer::<3>(a, kw, true),
+            }
+        }
         "nn_bilinear" => {
             nn::Bilinear { weight: a[2].clone(), bias: Some(a[3].clone()), frozen: false }.forward_pair(&a[0], &a[1])
         }
@@ -189,6 +203,15 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
             stack(&[&s, &l], 0)
         }
         "linalg_cholesky" => linalg::cholesky(&a[0]),
+        "linalg_cholesky_inv" => linalg::cholesky_inv(&a[0], false),
+        "linalg_lu_factor" => {
+            let (f, piv) = linalg::lu_factor(&a[0])?;
+            concatenate(&[&f, &expand_dims(&piv.astype(DType::F32)?, -1)?], -1)
+        }
+        "linalg_lu" => {
+            let (p, l, u) = linalg::lu(&a[0])?;
+            concatenate(&[&expand_dims(&p.astype(DType::F32)?, -1)?, &l, &u], -1)
+        }
         "linalg_eigvalsh" => linalg::eigvalsh(&a[0]),
         "linalg_svdvals" => Ok(linalg::svd(&a[0])?.1),
         "linalg_pinv" => linalg::pinv(&a[0], 1e-15),

@@ -211,6 +211,86 @@ impl Module for Conv2d {
     freezable!();
 }
 
+/// An `N`-d convolution over channels-last input `[batch, *spatial, in]`, or its transpose
+/// (MLX's `Conv3d` and `ConvTranspose1d/2d/3d`); weight `[out, *kernel, in / groups]` in both
+/// cases, as MLX lays them out. [`Conv3d`] names the 3-d one; the transposed layers come from
+/// [`ConvNd::transposed`].
+#[derive(Clone, Debug)]
+pub struct ConvNd<const N: usize> {
+    /// `[out, *kernel, in / groups]`.
+    pub weight: Array,
+    /// `[out]`, if any.
+    pub bias: Option<Array>,
+    #[allow(missing_docs)]
+    pub stride: [usize; N],
+    #[allow(missing_docs)]
+    pub padding: [usize; N],
+    #[allow(missing_docs)]
+    pub dilation: [usize; N],
+    /// Extra rows at the end of a transposed convolution's output.
+    pub output_padding: [usize; N],
+    #[allow(missing_docs)]
+    pub groups: usize,
+    /// The transposed convolution (the adjoint of the forward one).
+    pub transposed: bool,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+/// A 3-d convolution layer over `[batch, d, h, w, in]`.
+pub type Conv3d = ConvNd<3>;
+
+impl<const N: usize> ConvNd<N> {
+    /// A cubic `kernel`, weights uniform in ±1/√(in·kᴺ) as MLX initializes them.
+    pub fn new(input: usize, output: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Result<Self> {
+        let shape: Vec<usize> = std::iter::once(output).chain([kernel; N]).chain([input]).collect();
+        let weight = Init::LecunUniform.array(&shape, None)?;
+        let bias = if bias { Some(crate::array::zeros(&[output], DType::F32)?) } else { None };
+        Ok(ConvNd {
+            weight,
+            bias,
+            stride: [stride; N],
+            padding: [padding; N],
+            dilation: [1; N],
+            output_padding: [0; N],
+            groups: 1,
+            transposed: false,
+            frozen: false,
+        })
+    }
+
+    /// The transposed convolution layer (MLX's `ConvTranspose{N}d`), initialized as `new`.
+    pub fn transposed(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        Ok(ConvNd { transposed: true, ..Self::new(input, output, kernel, stride, padding, bias)? })
+    }
+}
+
+impl<const N: usize> Module for ConvNd<N> {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let d = crate::conv::desc_of(N, &self.stride, &self.padding, &self.dilation, self.groups);
+        let d = if self.transposed { crate::conv::transposed(d, &self.output_padding) } else { d };
+        plus_bias(crate::conv::conv_general(x, &self.weight, &d)?, &self.bias)
+    }
+    weight_and_bias!();
+    freezable!();
+}
+
+impl<const N: usize> BoxedModule for ConvNd<N> {
+    fn clone_box(&self) -> Box<dyn BoxedModule> {
+        Box::new(self.clone())
+    }
+    fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+}
+
 /// Layer normalization over the last axis, with a learned scale and shift.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {

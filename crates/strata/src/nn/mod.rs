@@ -33,8 +33,8 @@ mod transformer;
 
 pub use init::{Init, glorot_normal, glorot_uniform, he_normal, he_uniform};
 pub use layers::{
-    Activation, BatchNorm, Bilinear, BoxedModule, Conv1d, Conv2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear,
-    MultiHeadAttention, Pool, RmsNorm, Rope, Sequential,
+    Activation, BatchNorm, Bilinear, BoxedModule, Conv1d, Conv2d, Conv3d, ConvNd, Dropout, Embedding, GroupNorm,
+    LayerNorm, Linear, MultiHeadAttention, Pool, RmsNorm, Rope, Sequential,
 };
 pub use transformer::{TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer};
 
