@@ -38,6 +38,18 @@ macro_rules! weight_and_bias {
     };
 }
 
+/// The `Module` methods of a layer without parameters.
+macro_rules! no_parameters {
+    () => {
+        fn parameters(&self) -> Tree {
+            empty()
+        }
+        fn update(&mut self, _: &Tree) -> Result<()> {
+            Ok(())
+        }
+    };
+}
+
 /// Implements `trainable_parameters`/`set_frozen` for a leaf layer with a `frozen` field.
 macro_rules! freezable {
     () => {
@@ -454,12 +466,7 @@ impl Module for Dropout {
         let keep = crate::random::bernoulli(1.0 - self.p, x.shape(), None)?.astype(x.dtype())?;
         multiply(x, &multiply(&keep, &weak_scalar(&keep, 1.0 / (1.0 - self.p)))?)
     }
-    fn parameters(&self) -> Tree {
-        empty()
-    }
-    fn update(&mut self, _: &Tree) -> Result<()> {
-        Ok(())
-    }
+    no_parameters!();
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
@@ -505,12 +512,7 @@ impl Module for Activation {
             Activation::LogSoftmax => subtract(x, &logsumexp(x, Some(&[-1]), true)?),
         }
     }
-    fn parameters(&self) -> Tree {
-        empty()
-    }
-    fn update(&mut self, _: &Tree) -> Result<()> {
-        Ok(())
-    }
+    no_parameters!();
 }
 
 /// A clonable boxed module (so containers of layers can be cloned for `value_and_grad`).
@@ -535,19 +537,18 @@ macro_rules! boxed {
 }
 boxed!(Linear, Embedding, Conv1d, Conv2d, LayerNorm, RmsNorm, GroupNorm, MultiHeadAttention, BatchNorm, Bilinear);
 
-impl BoxedModule for Dropout {
-    fn clone_box(&self) -> Box<dyn BoxedModule> {
-        Box::new(self.clone())
-    }
-    fn set_frozen(&mut self, _: bool) {}
+/// `BoxedModule` for layers without parameters (nothing to freeze).
+macro_rules! boxed_stateless {
+    ($($t:ty),*) => {$(
+        impl BoxedModule for $t {
+            fn clone_box(&self) -> Box<dyn BoxedModule> {
+                Box::new(<$t as Clone>::clone(self))
+            }
+            fn set_frozen(&mut self, _: bool) {}
+        }
+    )*};
 }
-
-impl BoxedModule for Activation {
-    fn clone_box(&self) -> Box<dyn BoxedModule> {
-        Box::new(*self)
-    }
-    fn set_frozen(&mut self, _: bool) {}
-}
+boxed_stateless!(Dropout, Activation, Pool, Rope);
 
 impl BoxedModule for Sequential {
     fn clone_box(&self) -> Box<dyn BoxedModule> {
@@ -618,22 +619,7 @@ impl Module for Sequential {
         self.tree(|l| l.trainable_parameters())
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        let Some(Tree::List(items)) = child(p, "layers") else { return Ok(()) };
-        if items.len() != self.layers.len() {
-            return Err(invalid(
-                "Module::update",
-                format!("layers: {} entries for {} layers", items.len(), self.layers.len()),
-            ));
-        }
-        for (i, (l, t)) in self.layers.iter_mut().zip(items).enumerate() {
-            l.update(t).map_err(|e| match e {
-                Error::InvalidArgument { op, message } => {
-                    Error::InvalidArgument { op, message: format!("layers.{i}.{message}") }
-                }
-                e => e,
-            })?;
-        }
-        Ok(())
+        super::update_layers(p, self.layers.iter_mut().map(|l| &mut **l as &mut dyn Module))
     }
     fn set_training(&mut self, training: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(training));
@@ -718,17 +704,15 @@ impl Module for MultiHeadAttention {
         ])
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        for (name, l) in [
-            ("query_proj", &mut self.query_proj),
-            ("key_proj", &mut self.key_proj),
-            ("value_proj", &mut self.value_proj),
-            ("out_proj", &mut self.out_proj),
-        ] {
-            if let Some(t) = child(p, name) {
-                l.update(t)?;
-            }
-        }
-        Ok(())
+        super::update_children(
+            p,
+            vec![
+                ("query_proj", &mut self.query_proj),
+                ("key_proj", &mut self.key_proj),
+                ("value_proj", &mut self.value_proj),
+                ("out_proj", &mut self.out_proj),
+            ],
+        )
     }
     freezable!();
 }
@@ -817,19 +801,7 @@ impl Module for Pool {
         let stacked = stack(&taps.iter().collect::<Vec<_>>(), 0)?;
         if self.average { mean(&stacked, Some(&[0]), false) } else { max(&stacked, Some(&[0]), false) }
     }
-    fn parameters(&self) -> Tree {
-        empty()
-    }
-    fn update(&mut self, _: &Tree) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl BoxedModule for Pool {
-    fn clone_box(&self) -> Box<dyn BoxedModule> {
-        Box::new(*self)
-    }
-    fn set_frozen(&mut self, _: bool) {}
+    no_parameters!();
 }
 
 /// Batch normalization of channels-last input `[batch, ..., channels]` (MLX's `BatchNorm`):
@@ -1038,17 +1010,5 @@ impl Module for Rope {
     fn forward(&self, x: &Array) -> Result<Array> {
         self.forward_at(x, 0)
     }
-    fn parameters(&self) -> Tree {
-        empty()
-    }
-    fn update(&mut self, _: &Tree) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl BoxedModule for Rope {
-    fn clone_box(&self) -> Box<dyn BoxedModule> {
-        Box::new(*self)
-    }
-    fn set_frozen(&mut self, _: bool) {}
+    no_parameters!();
 }

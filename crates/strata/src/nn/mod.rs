@@ -104,6 +104,40 @@ pub(crate) fn set_leaf(path: &str, current: &mut Array, new: Option<&Tree>) -> R
     }
 }
 
+/// `e` with `name.` before its message, for an error in a child module.
+pub(crate) fn prefixed(name: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument { op, message } => Error::InvalidArgument { op, message: format!("{name}.{message}") },
+        e => e,
+    }
+}
+
+/// Updates named children from `p`, prefixing an error with the child's name.
+pub(crate) fn update_children(p: &Tree, children: Vec<(&str, &mut dyn Module)>) -> Result<()> {
+    for (name, m) in children {
+        if let Some(t) = child(p, name) {
+            m.update(t).map_err(|e| prefixed(name, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts back the list under `layers` of `p` into `layers`, one entry per layer; errors name
+/// `layers.i`.
+pub(crate) fn update_layers<'a>(p: &Tree, layers: impl ExactSizeIterator<Item = &'a mut dyn Module>) -> Result<()> {
+    let Some(Tree::List(items)) = child(p, "layers") else { return Ok(()) };
+    if items.len() != layers.len() {
+        return Err(Error::InvalidArgument {
+            op: "Module::update",
+            message: format!("layers: {} entries for {} layers", items.len(), layers.len()),
+        });
+    }
+    for (i, (l, t)) in layers.zip(items).enumerate() {
+        l.update(t).map_err(|e| prefixed(&format!("layers.{i}"), e))?;
+    }
+    Ok(())
+}
+
 /// The child `key` of a map tree, if `t` is a map.
 pub(crate) fn child<'a>(t: &'a Tree, key: &str) -> Option<&'a Tree> {
     match t {

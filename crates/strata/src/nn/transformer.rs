@@ -2,28 +2,13 @@
 //! `nn.TransformerDecoderLayer`, `nn.TransformerDecoder`): the same parameter names, the same
 //! pre- or post-norm arithmetic, so MLX weights load by name and outputs agree.
 
-use strata_core::{Error, Result};
+use strata_core::Result;
 
-use super::{Activation, Dropout, LayerNorm, Linear, Module, MultiHeadAttention, child};
+use super::{Activation, Dropout, LayerNorm, Linear, Module, MultiHeadAttention, update_children, update_layers};
 use crate::fast::Mask;
 use crate::graph::Array;
 use crate::ops::add;
 use crate::tree::Tree;
-
-/// Updates named children from `p`, prefixing an error with the child's name.
-fn update_children(p: &Tree, children: Vec<(&str, &mut dyn Module)>) -> Result<()> {
-    for (name, m) in children {
-        if let Some(t) = child(p, name) {
-            m.update(t).map_err(|e| match e {
-                Error::InvalidArgument { op, message } => {
-                    Error::InvalidArgument { op, message: format!("{name}.{message}") }
-                }
-                e => e,
-            })?;
-        }
-    }
-    Ok(())
-}
 
 /// The feed-forward block `linear2(dropout(activation(linear1(x))))`.
 fn mlp(x: &Array, linear1: &Linear, activation: Activation, dropout: &Dropout, linear2: &Linear) -> Result<Array> {
@@ -159,24 +144,14 @@ impl TransformerEncoder {
     }
 }
 
-/// The update of a list of layers under `layers`, errors prefixed with `layers.i`.
-fn update_list<M: Module>(p: &Tree, layers: &mut [M]) -> Result<()> {
-    let Some(Tree::List(items)) = child(p, "layers") else { return Ok(()) };
-    if items.len() != layers.len() {
-        return Err(Error::InvalidArgument {
-            op: "Module::update",
-            message: format!("layers: {} entries for {} layers", items.len(), layers.len()),
-        });
-    }
-    for (i, (l, t)) in layers.iter_mut().zip(items).enumerate() {
-        l.update(t).map_err(|e| match e {
-            Error::InvalidArgument { op, message } => {
-                Error::InvalidArgument { op, message: format!("layers.{i}.{message}") }
-            }
-            e => e,
-        })?;
-    }
-    Ok(())
+/// The parameter tree of a stack: `layers` (a list) and the final norm `ln`.
+fn stack_tree<M: Module>(layers: &[M], ln: &LayerNorm, f: impl Fn(&dyn Module) -> Tree) -> Tree {
+    Tree::map([("layers", Tree::List(layers.iter().map(|l| f(l)).collect())), ("ln", f(ln))])
+}
+
+fn update_stack<M: Module>(p: &Tree, layers: &mut [M], ln: &mut LayerNorm) -> Result<()> {
+    update_layers(p, layers.iter_mut().map(|l| l as &mut dyn Module))?;
+    update_children(p, vec![("ln", ln)])
 }
 
 impl Module for TransformerEncoder {
@@ -184,20 +159,13 @@ impl Module for TransformerEncoder {
         self.forward_masked(x, Mask::None)
     }
     fn parameters(&self) -> Tree {
-        Tree::map([
-            ("layers", Tree::List(self.layers.iter().map(|l| l.parameters()).collect())),
-            ("ln", self.ln.parameters()),
-        ])
+        stack_tree(&self.layers, &self.ln, |m| m.parameters())
     }
     fn trainable_parameters(&self) -> Tree {
-        Tree::map([
-            ("layers", Tree::List(self.layers.iter().map(|l| l.trainable_parameters()).collect())),
-            ("ln", self.ln.trainable_parameters()),
-        ])
+        stack_tree(&self.layers, &self.ln, |m| m.trainable_parameters())
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        update_list(p, &mut self.layers)?;
-        update_children(p, vec![("ln", &mut self.ln)])
+        update_stack(p, &mut self.layers, &mut self.ln)
     }
     fn set_training(&mut self, training: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(training));
@@ -357,20 +325,13 @@ impl Module for TransformerDecoder {
         self.forward_with(x, x, Mask::Causal, Mask::None)
     }
     fn parameters(&self) -> Tree {
-        Tree::map([
-            ("layers", Tree::List(self.layers.iter().map(|l| l.parameters()).collect())),
-            ("ln", self.ln.parameters()),
-        ])
+        stack_tree(&self.layers, &self.ln, |m| m.parameters())
     }
     fn trainable_parameters(&self) -> Tree {
-        Tree::map([
-            ("layers", Tree::List(self.layers.iter().map(|l| l.trainable_parameters()).collect())),
-            ("ln", self.ln.trainable_parameters()),
-        ])
+        stack_tree(&self.layers, &self.ln, |m| m.trainable_parameters())
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        update_list(p, &mut self.layers)?;
-        update_children(p, vec![("ln", &mut self.ln)])
+        update_stack(p, &mut self.layers, &mut self.ln)
     }
     fn set_training(&mut self, training: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(training));
