@@ -3,10 +3,10 @@
 //!
 //! The factorizations run on the host in float64 (float32 inputs come back as float32), as
 //! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
-//! `lu`, `lu_factor`),
-//! Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`, one-sided Jacobi
-//! for `svd`. Each is one host function in the graph with a reverse-mode rule written in array
-//! ops (so gradients run on the device and compose); forward mode through them is an error.
+//! `lu`, `lu_factor`), Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`,
+//! one-sided Jacobi for `svd`. Each is one host function in the graph with a reverse-mode rule
+//! written in array ops (so gradients run on the device and compose); forward mode is the
+//! reverse rule transposed (the rule is linear in the cotangents). `lu` has no rule yet.
 //! `norm`, `cross` and `pinv` are compositions of other ops.
 
 use strata_core::{DType, Error, Result};
@@ -566,7 +566,8 @@ pub fn eigvalsh(a: &Array) -> Result<Array> {
 }
 
 /// The reduced QR factorization `A = Q R` (`Q [..., m, k]` with orthonormal columns, `R [...,
-/// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections.
+/// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections. Differentiable for
+/// square and tall matrices (`m ≥ n`, full rank); the derivative for wide ones is an `Err`.
 pub fn qr(a: &Array) -> Result<(Array, Array)> {
     let (a, t, m, n, batch) = matrices("qr", a)?;
     let k = m.min(n);
@@ -629,7 +630,19 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
                 out(rs, &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
             ])
         },
-        |_, _, _| Err(err("qr", "the derivative of qr is not implemented yet".into())),
+        move |_, outs, g| {
+            if m < n {
+                return Err(err("qr", "the derivative of qr of a wide matrix (m < n) is not implemented yet".into()));
+            }
+            // The transpose of the forward-mode rule (JAX's qr_jvp_rule, m ≥ n): with
+            // B = QᵀQ̄ − R̄Rᵀ and G = tril(B − Bᵀ, −1) − B, Ā = (Q̄ + Q G) R⁻ᵀ.
+            let (q, r) = (&outs[0], &outs[1]);
+            let b = subtract(&matmul(&mt(q)?, &g[0])?, &matmul(&g[1], &mt(r)?)?)?;
+            let strict = crate::array::tri(k, k, -1, b.dtype())?;
+            let gm = subtract(&multiply(&subtract(&b, &mt(&b)?)?, &strict)?, &b)?;
+            let x = add(&g[0], &matmul(q, &gm)?)?;
+            Ok(vec![mt(&solve_triangular(r, &mt(&x)?, false)?)?])
+        },
     )?;
     let mut it = outs.into_iter();
     Ok((it.next().expect("q"), it.next().expect("r")))
@@ -675,8 +688,10 @@ fn matrices(op: &'static str, a: &Array) -> Result<(Array, DType, usize, usize, 
 }
 
 /// The reduced singular value decomposition `A = U diag(S) Vᵀ` (`U [..., m, k]`, `S [...,
-/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi. `S` is
-/// differentiable ([`svdvals`]); a gradient through `U` or `Vt` is an `Err` for now.
+/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi. Differentiable
+/// where the singular values are distinct and nonzero (the vectors' derivative divides by
+/// their gaps and by the values; singular vectors are defined up to sign, so a loss should
+/// not depend on it).
 pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
     let (a, t, m, n, batch) = matrices("svd", a)?;
     let k = m.min(n);
@@ -690,8 +705,33 @@ pub fn svd(a: &Array) -> Result<(Array, Array, Array)> {
         std::slice::from_ref(&a),
         shapes,
         move |args| svd_forward(args, m, n, t),
-        |_, _, _| {
-            Err(err("svd", "the derivative of svd's singular vectors is not implemented yet (svdvals has one)".into()))
+        |_, outs, g| {
+            // Townsend's rule (2016), F[i, j] = 1/(s_j² − s_i²) off the diagonal:
+            // Ā = U[(F∘(UᵀŪ − ŪᵀU))S + diag(S̄) + S(F∘(VᵀV̄ − V̄ᵀV))]Vᵀ
+            //     + (I − UUᵀ)ŪS⁻¹Vᵀ + US⁻¹V̄ᵀ(I − VVᵀ).
+            let (u, sv, vt) = (&outs[0], &outs[1], &outs[2]);
+            let (v, gv) = (mt(vt)?, mt(&g[2])?);
+            let k = sv.shape()[sv.ndim() - 1];
+            let s2 = square(sv)?;
+            let gap = subtract(&expand_dims(&s2, -2)?, &expand_dims(&s2, -1)?)?;
+            let off = crate::array::eye(k, k, 0, DType::Bool)?;
+            let f = where_(&off, &crate::array::zeros_like(&gap)?, &reciprocal(&gap)?)?;
+            let skew = |a: &Array, da: &Array| -> Result<Array> {
+                let p = matmul(&mt(a)?, da)?;
+                multiply(&f, &subtract(&p, &mt(&p)?)?)
+            };
+            let (row, col) = (expand_dims(sv, -2)?, expand_dims(sv, -1)?);
+            let inner = add(
+                &add(
+                    &multiply(&skew(u, &g[0])?, &row)?,
+                    &multiply(&crate::array::eye(k, k, 0, sv.dtype())?, &expand_dims(&g[1], -1)?)?,
+                )?,
+                &multiply(&col, &skew(&v, &gv)?)?,
+            )?;
+            let core = matmul(&matmul(u, &inner)?, vt)?;
+            let left = divide(&subtract(&g[0], &matmul(u, &matmul(&mt(u)?, &g[0])?)?)?, &row)?;
+            let right = divide(&subtract(&mt(&gv)?, &matmul(&matmul(&mt(&gv)?, &v)?, vt)?)?, &col)?;
+            Ok(vec![add(&add(&core, &matmul(&left, vt)?)?, &matmul(u, &right)?)?])
         },
     )?;
     let mut it = outs.into_iter();

@@ -328,15 +328,34 @@ fn linalg_derivatives() {
         std::slice::from_ref(&x),
     );
     check("singular values", &|v: &[Array]| Ok(linalg::svd(&v[0])?.1), &[r(&[4, 3], 64)]);
-    // Singular vectors have no derivative yet: a clear error (values do, above).
-    let e = grad(|v: &[Array]| linalg::svd(&v[0])?.0.sum(None, false), &[])(&[r(&[3, 2], 66)]).err().unwrap();
-    assert!(e.to_string().contains("singular vectors"), "{e}");
-    // qr has no derivative yet: a clear error, in both modes.
-    let m = r(&[3, 2], 65);
+    // Singular vectors, tall and wide, with the sign of each pair fixed as for eigh.
+    let svd_fixed = |v: &[Array]| -> Result<(Array, Array)> {
+        let (u, _, vt) = linalg::svd(&v[0])?;
+        let s = stop_gradient(&sign(&sum(&u, Some(&[-2]), true)?)?)?;
+        Ok((&u * &s, &vt * swapaxes(&s, -1, -2)?))
+    };
+    for (shape, seed) in [([4, 3], 66), ([3, 5], 69)] {
+        check("svd U (sign-fixed)", &move |v: &[Array]| Ok(svd_fixed(v)?.0), &[r(&shape, seed)]);
+        check("svd Vt (sign-fixed)", &move |v: &[Array]| Ok(svd_fixed(v)?.1), &[r(&shape, seed)]);
+    }
+    // qr of tall and square matrices (Q and R each, and both through one scalar), batched.
+    let tall = r(&[2, 4, 3], 65);
+    check("qr Q", &|v: &[Array]| Ok(linalg::qr(&v[0])?.0), std::slice::from_ref(&tall));
+    check("qr R", &|v: &[Array]| Ok(linalg::qr(&v[0])?.1), std::slice::from_ref(&tall));
+    check(
+        "qr Q·R and Q together",
+        &|v: &[Array]| {
+            let (q, rr) = linalg::qr(&v[0])?;
+            Ok(sin(&q)? * 2.0 + sum(&rr, Some(&[-1]), true)?)
+        },
+        &[(r(&[3, 3], 67) + eye(3) * 2.0).clone()],
+    );
+    // Wide matrices have no derivative yet: a clear error, in both modes.
+    let m = r(&[2, 3], 68);
     let e = grad(|v: &[Array]| linalg::qr(&v[0])?.1.sum(None, false), &[])(std::slice::from_ref(&m)).err().unwrap();
-    assert!(e.to_string().contains("derivative of qr"), "{e}");
+    assert!(e.to_string().contains("wide matrix"), "{e}");
     let e = jvp(|v| Ok(vec![linalg::qr(&v[0])?.1]), std::slice::from_ref(&m), std::slice::from_ref(&m)).err().unwrap();
-    assert!(e.to_string().contains("derivative of qr"), "{e}");
+    assert!(e.to_string().contains("wide matrix"), "{e}");
 }
 
 #[test]
