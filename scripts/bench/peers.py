@@ -416,6 +416,18 @@ def gelu_chain_numpy(case):
     return lambda: gelu_chain(np, x)
 
 
+def train_step(model, loss, opt, *args):
+    # One step as an MLX user writes it: nn.value_and_grad, optimizer.update, one eval.
+    import mlx.nn as nn
+    step = nn.value_and_grad(model, loss)
+
+    def run():
+        l, g = step(model, *args)
+        opt.update(model, g)
+        mx.eval(model.parameters(), opt.state, l)
+    return run
+
+
 @peer("mlp_step", "mlx")
 def mlp_step_mlx(case):
     # One training step of a 2-layer MLP (Linear, ReLU, Linear; cross-entropy; Adam), the
@@ -432,13 +444,7 @@ def mlp_step_mlx(case):
     def loss(m, x, y):
         return nn.losses.cross_entropy(m(x), y, reduction="mean")
 
-    step = nn.value_and_grad(model, loss)
-
-    def run():
-        l, g = step(model, x, y)
-        opt.update(model, g)
-        mx.eval(model.parameters(), opt.state, l)
-    return run
+    return train_step(model, loss, opt, x, y)
 
 
 @peer("transformer_step", "mlx")
@@ -458,13 +464,7 @@ def transformer_step_mlx(case):
     def loss(m, x, y):
         return nn.losses.mse_loss(m(x, mask), y)
 
-    step = nn.value_and_grad(model, loss)
-
-    def run():
-        l, g = step(model, x, y)
-        opt.update(model, g)
-        mx.eval(model.parameters(), opt.state, l)
-    return run
+    return train_step(model, loss, opt, x, y)
 
 
 @peer("linalg", "numpy")

@@ -17,6 +17,28 @@ fn gelu(x: &Array) -> Array {
     0.5 * x * (1.0 + strata::tanh(&(0.7978845608028654 * (x + 0.044715 * x * x * x))).unwrap())
 }
 
+/// One training step as a user writes it: `nn::value_and_grad` of `loss` on `(x, y)`, an Adam
+/// update, and one evaluation of the new parameters and the loss.
+fn train_step<M: strata::nn::Module + Clone>(
+    model: M,
+    x: Array,
+    y: Array,
+    loss: impl Fn(&M, &[Array]) -> strata::Result<Array>,
+) -> impl Fn() {
+    use strata::optim::{self, Optimizer};
+    let state = std::cell::RefCell::new((model, optim::Adam::new(1e-3)));
+    let step = strata::nn::value_and_grad(loss);
+    move || {
+        let (model, opt) = &mut *state.borrow_mut();
+        let (l, g) = step(model, &[x.clone(), y.clone()]).unwrap();
+        let p = opt.update(&model.trainable_parameters(), &g).unwrap();
+        model.update(&p).unwrap();
+        let mut all = p.leaves();
+        all.push(&l);
+        strata::eval_all(&all).unwrap();
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize =
@@ -49,26 +71,15 @@ fn main() {
     // One MLP training step (issue 5's benchmark): 784 → 256 → 10, cross-entropy, Adam.
     let mlp = |batch: usize| {
         use strata::nn::{self, Module};
-        use strata::optim::{self, Optimizer};
         let model = nn::Sequential::new()
             .push(nn::Linear::new(784, 256, true).unwrap())
             .push(nn::Activation::Relu)
             .push(nn::Linear::new(256, 10, true).unwrap());
         let x = strata::random::normal(&[batch, 784], DType::F32, 0.0, 1.0, None).unwrap();
         let y = strata::random::randint(0, 10, &[batch], DType::U32, None).unwrap();
-        let state = std::cell::RefCell::new((model, optim::Adam::new(1e-3)));
-        let step = nn::value_and_grad(|m: &nn::Sequential, a: &[Array]| {
+        train_step(model, x, y, |m: &nn::Sequential, a: &[Array]| {
             nn::losses::cross_entropy(&m.forward(&a[0])?, &a[1], 0.0)
-        });
-        move || {
-            let (model, opt) = &mut *state.borrow_mut();
-            let (l, g) = step(model, &[x.clone(), y.clone()]).unwrap();
-            let p = opt.update(&model.trainable_parameters(), &g).unwrap();
-            model.update(&p).unwrap();
-            let mut all = p.leaves();
-            all.push(&l);
-            strata::eval_all(&all).unwrap();
-        }
+        })
     };
     let (mlp32, mlp1024) = (mlp(32), mlp(1024));
 
@@ -76,24 +87,13 @@ fn main() {
     // wide, 4 heads, MLP 512, batch 8 × 64 tokens, causal, MSE, Adam.
     let (tl, td, th, tm, tb, ts) = (2, 128, 4, 512, 8, 64);
     let transformer = {
-        use strata::nn::{self, Module};
-        use strata::optim::{self, Optimizer};
+        use strata::nn;
         let model = nn::TransformerEncoder::new(tl, td, th, Some(tm), 0.0, true).unwrap();
         let x = strata::random::normal(&[tb, ts, td], DType::F32, 0.0, 1.0, None).unwrap();
         let y = strata::random::normal(&[tb, ts, td], DType::F32, 0.0, 1.0, None).unwrap();
-        let state = std::cell::RefCell::new((model, optim::Adam::new(1e-3)));
-        let step = nn::value_and_grad(|m: &nn::TransformerEncoder, a: &[Array]| {
+        train_step(model, x, y, |m: &nn::TransformerEncoder, a: &[Array]| {
             nn::losses::mse(&m.forward_masked(&a[0], strata::fast::Mask::Causal)?, &a[1])
-        });
-        move || {
-            let (model, opt) = &mut *state.borrow_mut();
-            let (l, g) = step(model, &[x.clone(), y.clone()]).unwrap();
-            let p = opt.update(&model.trainable_parameters(), &g).unwrap();
-            model.update(&p).unwrap();
-            let mut all = p.leaves();
-            all.push(&l);
-            strata::eval_all(&all).unwrap();
-        }
+        })
     };
 
     // linalg at n = 512 in float64 (issue 5's benchmark) against NumPy's LAPACK.

@@ -22,6 +22,17 @@ fn plus_bias(y: Array, bias: &Option<Array>) -> Result<Array> {
     }
 }
 
+/// Puts back an optional `weight` and `bias` from an update tree.
+fn update_affine(p: &Tree, weight: &mut Option<Array>, bias: &mut Option<Array>) -> Result<()> {
+    if let Some(w) = weight {
+        set_leaf("weight", w, child(p, "weight"))?;
+    }
+    if let Some(b) = bias {
+        set_leaf("bias", b, child(p, "bias"))?;
+    }
+    Ok(())
+}
+
 /// The `Module` methods of a layer whose parameters are `weight` and an optional `bias`.
 macro_rules! weight_and_bias {
     () => {
@@ -336,13 +347,7 @@ impl Module for LayerNorm {
         map_of(vec![("weight", self.weight.as_ref()), ("bias", self.bias.as_ref())])
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        if let Some(w) = &mut self.weight {
-            set_leaf("weight", w, child(p, "weight"))?;
-        }
-        if let Some(b) = &mut self.bias {
-            set_leaf("bias", b, child(p, "bias"))?;
-        }
-        Ok(())
+        update_affine(p, &mut self.weight, &mut self.bias)
     }
     freezable!();
 }
@@ -912,12 +917,7 @@ impl Module for BatchNorm {
         map_of(vec![("weight", self.weight.as_ref()), ("bias", self.bias.as_ref())])
     }
     fn update(&mut self, p: &Tree) -> Result<()> {
-        if let Some(w) = &mut self.weight {
-            set_leaf("weight", w, child(p, "weight"))?;
-        }
-        if let Some(b) = &mut self.bias {
-            set_leaf("bias", b, child(p, "bias"))?;
-        }
+        update_affine(p, &mut self.weight, &mut self.bias)?;
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         set_leaf("running_mean", &mut running.0, child(p, "running_mean"))?;
         set_leaf("running_var", &mut running.1, child(p, "running_var"))
