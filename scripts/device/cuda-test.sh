@@ -14,11 +14,14 @@ seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"
 STRATA_SEED=$seed "$bin" --test-threads=4 --nocapture 2>&1 | tail -40
 status=${PIPESTATUS[0]}
-# On Hopper the K-major products run on the warpgroup (wgmma) kernel; run them once more on
-# the warp-scope (mma.sync) kernel.
-echo "== matmul2d with STRATA_GEMM_KERNEL=warp"
-STRATA_GEMM_KERNEL=warp STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
-status=$((status | PIPESTATUS[0]))
+# On Hopper the K-major products run on the warp-specialized TMA kernel (the cp.async
+# warpgroup kernel where tensor maps cannot describe the operands); run them once more on the
+# cp.async warpgroup kernel and on the warp-scope (mma.sync) kernel.
+for kernel in wg warp; do
+    echo "== matmul2d with STRATA_GEMM_KERNEL=$kernel"
+    STRATA_GEMM_KERNEL=$kernel STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+    status=$((status | PIPESTATUS[0]))
+done
 if [ "${2:-}" = "compute-sanitizer" ]; then
     # The out-of-memory test makes the driver refuse an allocation on purpose; memcheck reports
     # such API errors, so it runs apart and its report is shown, not counted.

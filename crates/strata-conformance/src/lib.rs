@@ -923,6 +923,51 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     report("matmul2d", failures, count);
 }
 
+/// 16-bit products large enough that a persistent kernel walks several output tiles per
+/// multiprocessor (more tiles than a GPU has multiprocessors), with ragged edges in m, n and k:
+/// batched operands, a broadcast right operand, a bias with an activation, and both layouts of
+/// the right operand. Too heavy for software rasterizers; the CUDA suite runs it.
+pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x7d1e);
+    let (m, n, k, batch) = (1000, 2056, 200, 3);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
+        for (tr, broadcast, bias) in
+            [(false, false, false), (true, true, true), (true, false, false), (false, true, true)]
+        {
+            let desc = Matmul2d::new(m, n, k).transpose_right(tr);
+            let desc = if bias { desc.epilogue(Epilogue::Bias(Activation::Relu)) } else { desc };
+            let [rr, rc] = if tr { [n, k] } else { [k, n] };
+            let right_batch = if broadcast { 1 } else { batch };
+            let right =
+                Layout::new(&[batch, rr, rc], &[if broadcast { 0 } else { (rr * rc) as isize }, rc as isize, 1], 0)
+                    .unwrap();
+            let mut inputs = vec![
+                (t, operand(t, batch * m * k, &mut rng), Layout::contiguous(&[batch, m, k])),
+                (t, operand(t, right_batch * rr * rc, &mut rng), right),
+            ];
+            if bias {
+                inputs.push((t, operand(t, n, &mut rng), Layout::contiguous(&[n])));
+            }
+            count += 1;
+            let tol = if t == DType::BF16 { Tol::Mixed(1.0 / 128.0, 2e-2) } else { Tol::Mixed(1.0 / 1024.0, 2e-3) };
+            compare_with(
+                gpu,
+                &format!("matmul2d {t} m={m} n={n} k={k} batch={batch} tr={tr} broadcast={broadcast} bias={bias}"),
+                &inputs,
+                None,
+                t,
+                &Layout::contiguous(&[batch, m, n]),
+                tol,
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                &mut failures,
+            );
+        }
+    }
+    report("matmul2d (many tiles)", failures, count);
+}
+
 /// Fused element-wise programs with broadcast and transposed inputs.
 pub fn fused_programs_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     use strata_core::kernel::{Fused, FusedOp as F};

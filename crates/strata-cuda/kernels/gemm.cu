@@ -52,6 +52,16 @@ __device__ __forceinline__ void finish(CT v, TOUT* c, i64 pos, const TOUT* bias,
     c[pos] = St<TOUT>::from(act(v));
 }
 
+// Two adjacent outputs in one store (the address is aligned to the pair): 16-bit types as one
+// 32-bit word, f32 as one 64-bit word.
+template <class TOUT> __device__ __forceinline__ void store_pair(TOUT* p, float x, float y) {
+    if constexpr (sizeof(TOUT) == 2) {
+        *(u32*)p = (u32)St<TOUT>::from(x).bits | ((u32)St<TOUT>::from(y).bits << 16);
+    } else {
+        *(u64*)p = (u64)__float_as_uint(x) | ((u64)__float_as_uint(y) << 32);
+    }
+}
+
 // ---- SIMT --------------------------------------------------------------------------------------
 template <class TIN, class CT, class TOUT, class F>
 __device__ void gemm_simt(const TIN* __restrict__ a, const TIN* __restrict__ b, const TOUT* bias, TOUT* c,
@@ -260,6 +270,188 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 #endif
 }
 
+// ---- tensor cores, warp-specialized and persistent (sm_90a) ---------------------------------------
+// The same 128 x 256 x 64 tiles and wgmma products as `gemm_wg`, organised as FlashAttention-3
+// and CUTLASS's Hopper kernels are: one CTA per multiprocessor walks the output tiles; in each,
+// a producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
+// every k step, STAGES ahead, and two consumer warpgroups (the registers the producer gave up)
+// run the products and the epilogue. Stages change hands through transaction barriers: `full`
+// (the copy engine's bytes landed) and `empty` (both consumers' products of the stage are done),
+// so the producer fetches the next tile while the consumers still store the last one.
+// Operands come as tensor maps over (k, rows, batch) (B: (n, k, batch) when MN-major), which
+// zero-fill beyond every edge: ragged m, n and k cost nothing here. The output leaves the same
+// way when C is a tensor map too (`c_tma`; not when accumulating into C): each consumer rounds
+// its 64 x 256 block into shared memory, 128 bytes of columns at a time, and the copy engine
+// stores it (clipped at the edges) while the next chunk is written. Storing straight from the
+// registers instead (the fallback) scatters 16-byte pieces over 8 rows per instruction and cost
+// as much as a quarter of the kernel's time.
+#define STRATA_WS_STAGES 4
+// Each consumer stages its output through two 8 KiB buffers of 64 rows x 128 bytes.
+#define STRATA_WS_EPI_BYTES 8192
+#define STRATA_WS_SMEM \
+    (STRATA_WS_STAGES * (STRATA_WG_BM + STRATA_WG_BN) * STRATA_WG_BK * 2 + 4 * STRATA_WS_EPI_BYTES + 1024 + 128)
+
+// Tile `t` of the walk: grouped raster (8 block-rows at a time, column by column) within each
+// batch entry.
+__device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z, int& tm, int& tn) {
+    const i64 per_batch = (i64)tiles_m * tiles_n;
+    z = t / per_batch;
+    const int r = (int)(t % per_batch), per_group = 8 * tiles_n, first = (r / per_group) * 8;
+    const int rows_here = min(8, tiles_m - first), within = r % per_group;
+    tm = first + within % rows_here;
+    tn = within / rows_here;
+}
+
+template <class T, class TOUT, bool RK, class F>
+__device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::TensorMap& map_b,
+                        const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma,
+                        const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
+#if defined(STRATA_HAS_WGMMA)
+    using namespace tensor_ops;
+    const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = STRATA_WG_BK, S = STRATA_WS_STAGES;
+    const u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
+    extern __shared__ u8 dyn_smem[];
+    T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
+    T* sa = base;                // S tiles of [BM][BK]
+    T* sb = base + S * BM * BK;  // S tiles of [BN][BK] (or BN/64 blocks of [BK][64])
+    u8* epi = (u8*)(sb + S * BN * BK);  // 2 consumers x 2 buffers
+    u64* full = (u64*)(epi + 4 * STRATA_WS_EPI_BYTES);
+    u64* empty = full + S;
+    const int wg = threadIdx.x / 128;
+    const int tiles_m = (int)((g.m + BM - 1) / BM), tiles_n = (int)((g.n + BN - 1) / BN);
+    const i64 tiles = (i64)tiles_m * tiles_n * g.batch;
+    const int ktiles = (int)((g.k + BK - 1) / BK);
+    if (threadIdx.x == 0) {
+        tma_prefetch_map(map_a);
+        tma_prefetch_map(map_b);
+        for (int s = 0; s < S; ++s) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 8);  // one arrival per consumer warp
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+    if (wg == 0) {
+        regs_release<40>();
+        if (threadIdx.x == 0) {
+            u32 it = 0;
+            for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
+                i64 z;
+                int tm, tn;
+                ws_tile(t, tiles_m, tiles_n, z, tm, tn);
+                const int za = a_batched ? (int)z : 0, zb = b_batched ? (int)z : 0;
+                for (int kt = 0; kt < ktiles; ++kt, ++it) {
+                    const int s = it % S;
+                    mbar_wait(&empty[s], ((it / S) & 1) ^ 1);
+                    mbar_expect_tx(&full[s], STAGE_BYTES);
+                    tma_load(sa + s * BM * BK, map_a, &full[s], kt * BK, tm * BM, za);
+                    if constexpr (RK) {
+                        tma_load(sb + s * BN * BK, map_b, &full[s], kt * BK, tn * BN, zb);
+                    } else {
+#pragma unroll
+                        for (int blk = 0; blk < BN / 64; ++blk)
+                            tma_load(sb + s * BN * BK + blk * 64 * BK, map_b, &full[s], tn * BN + blk * 64, kt * BK, zb);
+                    }
+                }
+            }
+        }
+    } else {
+        regs_acquire<232>();
+        typedef Matmul2d<64, BN, true, RK, Warpgroup> Mm;
+        const int cw = wg - 1;
+        const bool leader = (threadIdx.x % 32) == 0;
+        u32 it = 0;
+        for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
+            i64 z;
+            int tm, tn;
+            ws_tile(t, tiles_m, tiles_n, z, tm, tn);
+            WgDest<BN> acc;
+            acc.fill(0.f);
+            for (int kt = 0; kt < ktiles; ++kt, ++it) {
+                const int s = it % S;
+                mbar_wait(&full[s], (it / S) & 1);
+                Mm::template run<BK, T>(acc, sa + s * BM * BK + cw * 64 * BK, sb + s * BN * BK);
+                // Keep this step's products in flight; the previous step's are done, so its
+                // stage goes back to the producer.
+                wgmma_wait<1>();
+                acc.fence();
+                if (kt > 0 && leader) mbar_arrive(&empty[(it - 1) % S]);
+            }
+            wgmma_wait<0>();
+            acc.fence();
+            if (ktiles > 0 && leader) mbar_arrive(&empty[(it - 1) % S]);
+            const i64 m0 = (i64)tm * BM + cw * 64, n0 = (i64)tn * BN;
+            if (c_tma) {
+                constexpr int CW = 128 / sizeof(TOUT), PER = CW / 2;  // columns, registers per chunk
+                const bool issuer = threadIdx.x % 128 == 0;
+                u8* buf = epi;
+                // One loop over the registers (a run-time index would send them to local memory);
+                // chunk q's buffer is (q & 1) of this consumer's two.
+#pragma unroll
+                for (int i = 0; i < BN / 2; i += 2) {
+                    const int q = i / PER;
+                    if (i % PER == 0) {
+                        if (q > 0) {
+                            fence_proxy_async();
+                            named_barrier(1 + cw, 128);
+                            if (issuer) {
+                                tma_store(map_c, buf, (int)(n0 + (q - 1) * CW), (int)m0, (int)z);
+                                bulk_commit();
+                            }
+                        }
+                        buf = epi + (cw * 2 + (q & 1)) * STRATA_WS_EPI_BYTES;
+                        // The store that last read this buffer (two chunks ago) is done with it.
+                        if (issuer) bulk_wait_read<1>();
+                        named_barrier(1 + cw, 128);
+                    }
+                    const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
+                    float v0 = acc.v[i], v1 = acc.v[i + 1];
+                    if (g.has_bias) {
+                        const i64 gj = n0 + q * CW + col;
+                        if (gj < g.n) v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
+                        if (gj + 1 < g.n) v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
+                    }
+                    // The tensor map's 128-byte swizzle: 16-byte piece p of row r sits at p ^ (r % 8).
+                    const int byte = col * (int)sizeof(TOUT);
+                    store_pair((TOUT*)(buf + r * 128 + (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15)), act(v0), act(v1));
+                }
+                fence_proxy_async();
+                named_barrier(1 + cw, 128);
+                if (issuer) {
+                    tma_store(map_c, buf, (int)(n0 + BN - CW), (int)m0, (int)z);
+                    bulk_commit();
+                }
+                continue;
+            }
+            i64 ao, bo, co;
+            batch_offsets(g, z, ao, bo, co);
+            // Pairs of adjacent columns go out as one store when C's rows are unit-stride.
+            const bool pairs = g.c_cs == 1 && ((co + m0 * g.c_rs + n0) & 1) == 0 && (g.c_rs & 1) == 0 && !g.accumulate;
+#pragma unroll
+            for (int i = 0; i < BN / 2; i += 2) {
+                const i64 gi = m0 + WgDest<BN>::row(i), gj = n0 + WgDest<BN>::col(i);
+                if (gi >= g.m) continue;
+                if (pairs && gj + 1 < g.n) {
+                    float v0 = acc.v[i], v1 = acc.v[i + 1];
+                    if (g.has_bias) {
+                        v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
+                        v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
+                    }
+                    store_pair(c + co + gi * g.c_rs + gj, act(v0), act(v1));
+                } else {
+                    if (gj < g.n) finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+                    if (gj + 1 < g.n)
+                        finish<float, TOUT>(acc.v[i + 1], c, co + gi * g.c_rs + (gj + 1) * g.c_cs, bias, g, gj + 1, act);
+                }
+            }
+        }
+        if (c_tma && threadIdx.x % 128 == 0) bulk_wait<0>();
+    }
+#else
+    __trap();  // the host launches this kernel on sm_90a only
+#endif
+}
+
 }  // namespace strata
 
 #endif  // STRATA_GEMM_CU
@@ -283,4 +475,14 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
         const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,                   \
         strata::MatmulGeometry g) {                                                                  \
         strata::gemm_wg<T, TOUT, RK>(a, b, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
+    }
+
+#define STRATA_GEMM_WS(T, TOUT, RK)                                                                      \
+    extern "C" __global__ void __launch_bounds__(384, 1) strata_kernel(                              \
+        const __grid_constant__ strata::tensor_ops::TensorMap map_a,                                   \
+        const __grid_constant__ strata::tensor_ops::TensorMap map_b,                                   \
+        const __grid_constant__ strata::tensor_ops::TensorMap map_c, int a_batched, int b_batched,      \
+        int c_tma, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                            \
+        strata::gemm_ws<T, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, bias, c, g,     \
+                                     [](float v) -> float { return STRATA_ACT(v); });                \
     }

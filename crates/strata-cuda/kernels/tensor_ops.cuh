@@ -228,6 +228,12 @@ template <int M, int N, bool LEFT_K_MAJOR, bool RIGHT_K_MAJOR, class Scope = War
 // `Tile<T, ROWS, 64>` lays them out), 1024-byte aligned: A K-major, B K-major or MN-major.
 struct Warpgroup {};
 
+// A tensor map (CUtensorMap) encoded by the host and passed by value as a `__grid_constant__`
+// kernel parameter: the copy engine reads it from the parameter space.
+struct __align__(64) TensorMap {
+    u64 opaque[16];
+};
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define STRATA_HAS_WGMMA 1
 
@@ -361,6 +367,80 @@ template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR,
         wgmma_commit();
     }
 };
+
+// ---- the bulk tensor copy engine (TMA) and transaction barriers --------------------------------
+// A producer thread asks the copy engine for a tile (`tma_load`: a box of a tensor described by
+// a `TensorMap` the host encoded, written to shared memory with the same 128-byte swizzle as
+// `Tile<T, ROWS, 64>`, zeros outside the tensor) and tells a barrier how many bytes will land
+// (`mbar_expect_tx`); consumers wait on the barrier's phase (`mbar_wait`) and hand the stage
+// back through another barrier (`mbar_arrive`).
+__device__ __forceinline__ void mbar_init(u64* bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+// Makes initialized barriers visible to the copy engine and the other threads (then a
+// __syncthreads).
+__device__ __forceinline__ void mbar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    fence_proxy_async();
+}
+__device__ __forceinline__ void mbar_expect_tx(u64* bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(u64* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+// Waits until the barrier's phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(u64* bar, u32 parity) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "WAIT:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAIT;\n"
+        "}\n" ::"r"(smem_addr(bar)),
+        "r"(parity)
+        : "memory");
+}
+// A 3-d box at coordinates (c0 innermost, c1, c2) of `map` into shared memory at `dst`,
+// completing on `bar`.
+__device__ __forceinline__ void tma_load(void* dst, const TensorMap& map, u64* bar, int c0, int c1, int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(
+            smem_addr(dst)),
+        "l"((u64)&map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
+        : "memory");
+}
+// Stores a 3-d box of `map` at (c0, c1, c2) from shared memory at `src` (same swizzle as the
+// load; parts outside the tensor are not written). Completion is tracked per thread in bulk
+// groups: `bulk_commit`, then `bulk_wait_read<n>` (the shared memory of all but n groups may be
+// reused) or `bulk_wait<n>` (their writes are done).
+__device__ __forceinline__ void tma_store(const TensorMap& map, const void* src, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.tile.bulk_group [%0, {%1, %2, %3}], [%4];" ::"l"((u64)&map),
+                 "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(src))
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void bulk_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+}
+template <int N> __device__ __forceinline__ void bulk_wait() {
+    asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory");
+}
+// A barrier among `threads` threads (a multiple of 32) of the block, numbered `id` (1-15; 0 is
+// __syncthreads's).
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const TensorMap& map) {
+    asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&map) : "memory");
+}
+// Warp specialization: a producer warpgroup gives registers back, consumers take them
+// (`setmaxnreg`; the kernel needs a register cap at entry, `__launch_bounds__(threads, 1)`).
+template <int N> __device__ __forceinline__ void regs_release() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void regs_acquire() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
 #endif
 
 }  // namespace tensor_ops

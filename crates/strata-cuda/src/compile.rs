@@ -37,8 +37,19 @@ pub fn nvrtc_version() -> Result<(i32, i32)> {
     Ok((major, minor))
 }
 
+/// `STRATA_NVRTC_VERBOSE=1` adds ptxas's resource report (registers, shared memory, spills)
+/// and prints NVRTC's log of every compile to stderr.
+fn verbose() -> bool {
+    std::env::var_os("STRATA_NVRTC_VERBOSE").is_some_and(|v| v != "0")
+}
+
 fn options(arch: &str) -> Vec<String> {
-    vec![format!("--gpu-architecture={arch}"), "-std=c++17".into(), "--device-as-default-execution-space".into()]
+    let mut o =
+        vec![format!("--gpu-architecture={arch}"), "-std=c++17".into(), "--device-as-default-execution-space".into()];
+    if verbose() {
+        o.push("--ptxas-options=-v".into());
+    }
+    o
 }
 
 /// Two FNV-1a hashes with different seeds: a 128-bit cache key that is the same in every run.
@@ -118,16 +129,21 @@ fn compile_uncached(source: &str, opts: &[String]) -> Result<Vec<u8>> {
     let ptrs: Vec<*const c_char> = c_opts.iter().map(|o| o.as_ptr()).collect();
     // SAFETY: `ptrs` points at live C strings for the duration of the call.
     let r = unsafe { sys::nvrtcCompileProgram(prog.0, ptrs.len() as i32, ptrs.as_ptr()) };
-    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+    let log = || {
         let mut size = 0usize;
         // SAFETY: the log is read into a buffer of the size NVRTC reports.
-        let log = unsafe {
+        unsafe {
             sys::nvrtcGetProgramLogSize(prog.0, &mut size);
             let mut buf = vec![0u8; size.max(1)];
             sys::nvrtcGetProgramLog(prog.0, buf.as_mut_ptr() as *mut c_char);
             String::from_utf8_lossy(&buf[..size.saturating_sub(1)]).into_owned()
-        };
-        return Err(err(format!("compiling a kernel ({}) failed:\n{log}", opts.join(" "))));
+        }
+    };
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(err(format!("compiling a kernel ({}) failed:\n{}", opts.join(" "), log())));
+    }
+    if verbose() {
+        eprintln!("NVRTC ({}):\n{}", opts.join(" "), log());
     }
     let mut size = 0usize;
     // SAFETY: the cubin is read into a buffer of the size NVRTC reports.

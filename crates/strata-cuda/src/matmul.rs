@@ -1,7 +1,7 @@
 //! `matmul2d` on the device (`kernels/gemm.cu` over `kernels/tensor_ops.cuh`): the choice
 //! between the tensor-core kernel and the SIMT one, the geometry, the launch.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
@@ -47,6 +47,8 @@ unsafe impl DeviceRepr for MatmulGeometry {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
     /// Tensor cores at warpgroup scope (`wgmma`, sm_90a): f16/bf16, A K-major; whether B is.
+    /// Runs the persistent warp-specialized kernel fed by the copy engine (TMA) when both
+    /// operands can be described by tensor maps, else the cp.async one.
     Warpgroup { right_k_major: bool },
     /// Tensor cores at warp scope (`mma.sync`): f16/bf16; whether A and B are K-major.
     Warp { left_k_major: bool, right_k_major: bool },
@@ -56,6 +58,101 @@ pub(crate) enum Path {
 
 /// Bytes of dynamic shared memory the warpgroup kernel takes (`STRATA_WG_SMEM`).
 const WG_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
+/// Bytes of dynamic shared memory the warp-specialized kernel takes (`STRATA_WS_SMEM`).
+const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 128;
+
+/// Mirrors `strata::tensor_ops::TensorMap`: a `CUtensorMap` passed by value.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct TensorMap([u64; 16]);
+
+// SAFETY: 128 bytes of plain data, laid out as the kernel's `TensorMap` parameter.
+unsafe impl DeviceRepr for TensorMap {}
+
+/// One operand of the warp-specialized kernel as the copy engine sees it: a 3-d tensor of
+/// `inner` contiguous elements by `outer` rows (`row_stride` elements apart) by `batch`
+/// matrices (`batch_stride` apart, or one matrix shared by the whole batch).
+struct TmaOperand {
+    t: DType,
+    inner: usize,
+    outer: usize,
+    row_stride: i64,
+    batch: Option<(usize, i64)>,
+    /// The box the kernel loads: (inner, outer) elements.
+    boxed: (u32, u32),
+}
+
+impl TmaOperand {
+    /// The tensor map over the 16-bit matrix at `ptr` (the operand's offset applied), or `None`
+    /// where the copy engine cannot address it (misaligned, strides not multiples of 16 bytes).
+    fn encode(&self, ptr: u64) -> Option<TensorMap> {
+        use cudarc::driver::sys;
+        let w = u64::from(self.t.bits() / 8);
+        let aligned = |bytes: i64| bytes > 0 && bytes % 16 == 0;
+        let row = if self.outer == 1 { self.inner.next_multiple_of(16) as i64 } else { self.row_stride };
+        if !ptr.is_multiple_of(16) || !aligned(row * w as i64) {
+            return None;
+        }
+        let (count, bstride) = match self.batch {
+            Some((count, stride)) => (count, stride),
+            None => (1, row * self.outer as i64),
+        };
+        if !aligned(bstride * w as i64) {
+            return None;
+        }
+        let dims = [self.inner as u64, self.outer as u64, count as u64];
+        let strides = [row as u64 * w, bstride as u64 * w];
+        let boxes = [self.boxed.0, self.boxed.1, 1];
+        let ones = [1u32; 3];
+        let ty = match self.t {
+            DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            DType::F32 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+            _ => return None,
+        };
+        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+        // SAFETY: every array holds `rank` = 3 entries; `ptr` is a live device allocation
+        // that holds the described tensor (the operand was checked against its buffer).
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                map.as_mut_ptr(),
+                ty,
+                3,
+                ptr as *mut std::ffi::c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxes.as_ptr(),
+                ones.as_ptr(),
+                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return None;
+        }
+        // SAFETY: initialized by the successful call.
+        Some(TensorMap(unsafe { map.assume_init() }.opaque))
+    }
+}
+
+/// The one stride that walks a flattened batch index through `strides` over `shape`
+/// (`Some(0)`: the operand is shared by every batch entry), or `None` where no single stride
+/// does (then the copy engine's 3-d view cannot describe the operand).
+fn batch_stride(shape: &[i64], strides: &[i64]) -> Option<i64> {
+    let mut first = None;
+    let mut expected = 0;
+    for (&n, &s) in shape.iter().zip(strides).rev().filter(|(n, _)| **n != 1) {
+        match first {
+            None => first = Some(s),
+            Some(_) if s != expected => return None,
+            Some(_) => {}
+        }
+        expected = s * n;
+    }
+    Some(first.unwrap_or(0))
+}
 
 /// The compute type of the SIMT kernel for input type `t`.
 fn compute(t: DType) -> &'static str {
@@ -78,6 +175,15 @@ pub(crate) fn tc_source(t: DType, out: DType, act: Activation, left_k_major: boo
 pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
     format!(
         "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_WG({}, {}, {right_k_major})\n",
+        exprs::activation(act, "float"),
+        c(t),
+        c(out)
+    )
+}
+
+pub(crate) fn ws_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_WS({}, {}, {right_k_major})\n",
         exprs::activation(act, "float"),
         c(t),
         c(out)
@@ -176,6 +282,44 @@ pub(crate) fn matmul2d(
     b_base.extend(&g.b_batch[..nbatch]);
     let path =
         choose(cuda.arch(), left.dtype, unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
+    // A bias-less kernel still takes a pointer; it is never read.
+    let dummy;
+    let bias_buf = match &bias {
+        Some(b) => b.buffer,
+        None => {
+            dummy = cuda.alloc_output(16)?;
+            &dummy
+        }
+    };
+    if let Path::Warpgroup { right_k_major } = path
+        && kernel_override().as_deref() != Some("wg")
+    {
+        let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
+        let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
+        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, a_ptr, b_ptr, right_k_major) {
+            let key = format!("gemm ws {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
+            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(left.dtype, out.dtype, act, right_k_major))?;
+            let tiles = m.div_ceil(128) * n.div_ceil(256) * g.batch as usize;
+            let cfg = LaunchConfig {
+                grid_dim: (tiles.min(cuda.sms as usize) as u32, 1, 1),
+                block_dim: (384, 1, 1),
+                shared_mem_bytes: WS_SMEM,
+            };
+            let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
+            let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
+            drop(c_guard);
+            let c_tma = i32::from(map_c.is_some());
+            let map_c = map_c.unwrap_or(TensorMap([0; 16]));
+            let mut b = cuda.stream.launch_builder(&f);
+            b.arg(&maps.a).arg(&maps.b).arg(&map_c).arg(&maps.a_batched).arg(&maps.b_batched).arg(&c_tma);
+            b.arg(bias_buf.slice()).arg(out.buffer.slice_mut()).arg(&g);
+            // SAFETY: parameters as `STRATA_GEMM_WS` declares them; the tensor maps describe
+            // operands that were checked against their buffers, which stay alive (and ordered
+            // on this stream by the read guards and the output's argument) until the launch
+            // is queued.
+            return cuda.timed(OP, || unsafe { b.launch(cfg) });
+        }
+    }
     let (f, (bm, bn), smem) = match path {
         Path::Warpgroup { right_k_major } => {
             let key = format!("gemm wg {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
@@ -190,15 +334,6 @@ pub(crate) fn matmul2d(
         Path::Simt => {
             let key = format!("gemm simt {} {} {act:?}", left.dtype, out.dtype);
             (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, (64, 64), 0)
-        }
-    };
-    // A bias-less kernel still takes a pointer; it is never read.
-    let dummy;
-    let bias_buf = match &bias {
-        Some(b) => b.buffer,
-        None => {
-            dummy = cuda.alloc_output(16)?;
-            &dummy
         }
     };
     let cfg = LaunchConfig {
@@ -219,9 +354,62 @@ pub(crate) fn matmul2d(
     cuda.timed(OP, || unsafe { b.launch(cfg) })
 }
 
+/// `STRATA_GEMM_KERNEL`: `warp` keeps products off the warpgroup kernels, `wg` off the
+/// warp-specialized one (to test or time the others).
+fn kernel_override() -> Option<String> {
+    std::env::var("STRATA_GEMM_KERNEL").ok()
+}
+
+/// The tensor maps of the warp-specialized kernel: A (K-major), B (K-major or MN-major) and
+/// whether each walks the batch, or `None` where the copy engine cannot describe them.
+fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, a_ptr: u64, b_ptr: u64, right_k_major: bool) -> Option<Maps> {
+    let shape = &g.batch_shape[..nbatch];
+    let (sa, sb) = (batch_stride(shape, &g.a_batch[..nbatch])?, batch_stride(shape, &g.b_batch[..nbatch])?);
+    if g.batch > i64::from(i32::MAX) || g.k == 0 {
+        return None;
+    }
+    let walk = |s: i64| (s != 0).then_some((g.batch as usize, s));
+    let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+    let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (64, 128) };
+    let b = if right_k_major {
+        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (64, 256) }
+    } else {
+        TmaOperand { t, inner: n, outer: k, row_stride: g.b_rs, batch: walk(sb), boxed: (64, 64) }
+    };
+    let a_map = a.encode(a_ptr + g.a_off as u64 * 2)?;
+    let b_map = b.encode(b_ptr + g.b_off as u64 * 2)?;
+    Some(Maps { a: a_map, b: b_map, a_batched: i32::from(sa != 0), b_batched: i32::from(sb != 0) })
+}
+
+/// The output's tensor map for the copy engine's stores (chunks of 64 rows × 128 bytes), or
+/// `None` where C must be written element by element (accumulating, strided, misaligned).
+fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64) -> Option<TensorMap> {
+    let sc = batch_stride(&g.batch_shape[..nbatch], &g.c_batch[..nbatch])?;
+    if g.accumulate != 0 || g.c_cs != 1 || (sc == 0 && g.batch > 1) {
+        return None;
+    }
+    let w = u64::from(t.bits() / 8);
+    let c = TmaOperand {
+        t,
+        inner: g.n as usize,
+        outer: g.m as usize,
+        row_stride: g.c_rs,
+        batch: (sc != 0).then_some((g.batch as usize, sc)),
+        boxed: (128 / w as u32, 64),
+    };
+    c.encode(c_ptr + g.c_off as u64 * w)
+}
+
+/// What `tma_maps` finds.
+struct Maps {
+    a: TensorMap,
+    b: TensorMap,
+    a_batched: i32,
+    b_batched: i32,
+}
+
 /// The kernel for a product on `arch` of `t` operands whose matrices are row-major
-/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`). `STRATA_GEMM_KERNEL=warp`
-/// keeps products off the warpgroup kernel (to test or time the warp one).
+/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`).
 pub(crate) fn choose(arch: &str, t: DType, left: Option<bool>, right: Option<bool>) -> Path {
     let (Some(left_row_major), Some(right_row_major)) = (left, right) else { return Path::Simt };
     if !matches!(t, DType::F16 | DType::BF16) {
@@ -230,7 +418,7 @@ pub(crate) fn choose(arch: &str, t: DType, left: Option<bool>, right: Option<boo
     // A row-major left operand has K contiguous; a right operand has K contiguous when it is
     // column-major (stored n × k).
     let (left_k_major, right_k_major) = (left_row_major, !right_row_major);
-    let warp_only = std::env::var("STRATA_GEMM_KERNEL").is_ok_and(|v| v == "warp");
+    let warp_only = kernel_override().as_deref() == Some("warp");
     if arch == "sm_90a" && left_k_major && !warp_only {
         Path::Warpgroup { right_k_major }
     } else {
@@ -263,10 +451,13 @@ pub(crate) fn all_sources() -> Vec<String> {
     {
         units.push(wg_source(t, o, Activation::None, true));
         units.push(wg_source(t, o, Activation::None, false));
+        units.push(ws_source(t, o, Activation::None, true));
+        units.push(ws_source(t, o, Activation::None, false));
     }
     for act in Activation::ALL {
         units.push(simt_source(DType::F32, DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
+        units.push(ws_source(DType::BF16, DType::BF16, act, false));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units
