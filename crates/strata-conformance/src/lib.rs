@@ -965,6 +965,42 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
             );
         }
     }
+    // Few tiles and a long k: the k steps are split among work units (split-K on CUDA) and the
+    // partial products summed with the epilogue (bias and activation, accumulation into C).
+    let (m, n, k) = (48, 520, 1000);
+    for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
+        for (tr, variant) in [(true, 0), (false, 1), (true, 2), (false, 0)] {
+            let desc = Matmul2d::new(m, n, k).transpose_right(tr);
+            let desc = match variant {
+                1 => desc.epilogue(Epilogue::Bias(Activation::Gelu)),
+                2 => desc.mode(MatmulMode::MultiplyAccumulate),
+                _ => desc,
+            };
+            let [rr, rc] = if tr { [n, k] } else { [k, n] };
+            let mut inputs = vec![
+                (t, operand(t, 2 * m * k, &mut rng), Layout::contiguous(&[2, m, k])),
+                (t, operand(t, rr * rc, &mut rng), Layout::new(&[2, rr, rc], &[0, rc as isize, 1], 0).unwrap()),
+            ];
+            if desc.epilogue.has_bias() {
+                inputs.push((t, operand(t, n, &mut rng), Layout::contiguous(&[n])));
+            }
+            let initial = operand(t, 2 * m * n, &mut rng);
+            count += 1;
+            let tol = if t == DType::BF16 { Tol::Mixed(1.0 / 128.0, 2e-2) } else { Tol::Mixed(1.0 / 1024.0, 2e-3) };
+            compare_with(
+                gpu,
+                &format!("matmul2d {t} m={m} n={n} k={k} batch=2 tr={tr} {:?} {:?}", desc.epilogue, desc.mode),
+                &inputs,
+                Some(&initial),
+                t,
+                &Layout::contiguous(&[2, m, n]),
+                tol,
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                &mut failures,
+            );
+        }
+    }
     report("matmul2d (many tiles)", failures, count);
 }
 

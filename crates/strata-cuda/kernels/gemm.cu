@@ -302,9 +302,13 @@ __device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z,
     tn = within / rows_here;
 }
 
+// With `splits` > 1 the k steps of each tile are shared out among that many work units (split-K,
+// for products with too few tiles to fill the GPU); unit s of batch entry z stores its fp32
+// partial tile through `map_c` at batch coordinate z * splits + s, and `gemm_splitk_reduce`
+// sums them.
 template <class T, class TOUT, bool RK, class F>
 __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::TensorMap& map_b,
-                        const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma,
+                        const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma, int splits,
                         const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
 #if defined(STRATA_HAS_WGMMA)
     using namespace tensor_ops;
@@ -320,7 +324,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     const int wg = threadIdx.x / 128;
     const int tiles_m = (int)((g.m + BM - 1) / BM), tiles_n = (int)((g.n + BN - 1) / BN);
     const i64 tiles = (i64)tiles_m * tiles_n * g.batch;
-    const int ktiles = (int)((g.k + BK - 1) / BK);
+    const int ktiles = (int)((g.k + BK - 1) / BK), kper = (ktiles + splits - 1) / splits;
+    const i64 units = tiles * splits;
     if (threadIdx.x == 0) {
         tma_prefetch_map(map_a);
         tma_prefetch_map(map_b);
@@ -335,12 +340,13 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         regs_release<40>();
         if (threadIdx.x == 0) {
             u32 it = 0;
-            for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
+            for (i64 u = blockIdx.x; u < units; u += gridDim.x) {
                 i64 z;
                 int tm, tn;
-                ws_tile(t, tiles_m, tiles_n, z, tm, tn);
+                ws_tile(u / splits, tiles_m, tiles_n, z, tm, tn);
                 const int za = a_batched ? (int)z : 0, zb = b_batched ? (int)z : 0;
-                for (int kt = 0; kt < ktiles; ++kt, ++it) {
+                const int k_begin = (int)(u % splits) * kper, k_end = min(ktiles, k_begin + kper);
+                for (int kt = k_begin; kt < k_end; ++kt, ++it) {
                     const int s = it % S;
                     mbar_wait(&empty[s], ((it / S) & 1) ^ 1);
                     mbar_expect_tx(&full[s], STAGE_BYTES);
@@ -361,13 +367,14 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         const int cw = wg - 1;
         const bool leader = (threadIdx.x % 32) == 0;
         u32 it = 0;
-        for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
+        for (i64 u = blockIdx.x; u < units; u += gridDim.x) {
             i64 z;
             int tm, tn;
-            ws_tile(t, tiles_m, tiles_n, z, tm, tn);
+            ws_tile(u / splits, tiles_m, tiles_n, z, tm, tn);
+            const int k_begin = (int)(u % splits) * kper, k_end = min(ktiles, k_begin + kper);
             WgDest<BN> acc;
             acc.fill(0.f);
-            for (int kt = 0; kt < ktiles; ++kt, ++it) {
+            for (int kt = k_begin; kt < k_end; ++kt, ++it) {
                 const int s = it % S;
                 mbar_wait(&full[s], (it / S) & 1);
                 Mm::template run<BK, T>(acc, sa + s * BM * BK + cw * 64 * BK, sb + s * BN * BK);
@@ -375,11 +382,12 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 // stage goes back to the producer.
                 wgmma_wait<1>();
                 acc.fence();
-                if (kt > 0 && leader) mbar_arrive(&empty[(it - 1) % S]);
+                if (kt > k_begin && leader) mbar_arrive(&empty[(it - 1) % S]);
             }
             wgmma_wait<0>();
             acc.fence();
-            if (ktiles > 0 && leader) mbar_arrive(&empty[(it - 1) % S]);
+            if (k_end > k_begin && leader) mbar_arrive(&empty[(it - 1) % S]);
+            const int zc = (int)(z * splits + u % splits);
             const i64 m0 = (i64)tm * BM + cw * 64, n0 = (i64)tn * BN;
             if (c_tma) {
                 constexpr int CW = 128 / sizeof(TOUT), PER = CW / 2;  // columns, registers per chunk
@@ -395,7 +403,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                             fence_proxy_async();
                             named_barrier(1 + cw, 128);
                             if (issuer) {
-                                tma_store(map_c, buf, (int)(n0 + (q - 1) * CW), (int)m0, (int)z);
+                                tma_store(map_c, buf, (int)(n0 + (q - 1) * CW), (int)m0, zc);
                                 bulk_commit();
                             }
                         }
@@ -418,7 +426,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 fence_proxy_async();
                 named_barrier(1 + cw, 128);
                 if (issuer) {
-                    tma_store(map_c, buf, (int)(n0 + BN - CW), (int)m0, (int)z);
+                    tma_store(map_c, buf, (int)(n0 + BN - CW), (int)m0, zc);
                     bulk_commit();
                 }
                 continue;
@@ -452,6 +460,23 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
 #endif
 }
 
+// The second pass of split-K: C = act(Σ_s partial[z * splits + s] (+ C) + bias), the partial
+// tiles fp32 rows of `ld` elements.
+template <class TOUT, class F>
+__device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i64 ld, const TOUT* bias, TOUT* c,
+                                   const MatmulGeometry& g, F act) {
+    const i64 mn = g.m * ld, total = g.batch * g.m * g.n;
+    for (i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
+        const i64 z = e / (g.m * g.n), r = e % (g.m * g.n), i = r / g.n, j = r % g.n;
+        const float* p = part + z * splits * mn + i * ld + j;
+        float v = 0.f;
+        for (int s = 0; s < splits; ++s) v += p[s * mn];
+        i64 ao, bo, co;
+        batch_offsets(g, z, ao, bo, co);
+        finish<float, TOUT>(v, c, co + i * g.c_rs + j * g.c_cs, bias, g, j, act);
+    }
+}
+
 }  // namespace strata
 
 #endif  // STRATA_GEMM_CU
@@ -482,7 +507,14 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         const __grid_constant__ strata::tensor_ops::TensorMap map_a,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_b,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_c, int a_batched, int b_batched,      \
-        int c_tma, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                            \
-        strata::gemm_ws<T, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, bias, c, g,     \
+        int c_tma, int splits, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                \
+        strata::gemm_ws<T, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
                                      [](float v) -> float { return STRATA_ACT(v); });                \
+    }
+
+#define STRATA_GEMM_SPLITK_REDUCE(TOUT)                                                                 \
+    extern "C" __global__ void __launch_bounds__(256) strata_kernel(                                 \
+        const float* __restrict__ part, int splits, long long ld, const TOUT* bias, TOUT* c,          \
+        strata::MatmulGeometry g) {                                                                  \
+        strata::gemm_splitk_reduce<TOUT>(part, splits, ld, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
     }

@@ -190,6 +190,14 @@ pub(crate) fn ws_source(t: DType, out: DType, act: Activation, right_k_major: bo
     )
 }
 
+pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_SPLITK_REDUCE({})\n",
+        exprs::activation(act, "float"),
+        c(out)
+    )
+}
+
 pub(crate) fn simt_source(t: DType, out: DType, act: Activation) -> String {
     let ct = compute(t);
     format!(
@@ -297,21 +305,25 @@ pub(crate) fn matmul2d(
         let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
         let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
         if let Some(maps) = tma_maps(&g, nbatch, left.dtype, a_ptr, b_ptr, right_k_major) {
-            let key = format!("gemm ws {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
-            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(left.dtype, out.dtype, act, right_k_major))?;
             let tiles = m.div_ceil(128) * n.div_ceil(256) * g.batch as usize;
+            let splits = split_k(tiles, k.div_ceil(64), cuda.sms as usize);
             let cfg = LaunchConfig {
-                grid_dim: (tiles.min(cuda.sms as usize) as u32, 1, 1),
+                grid_dim: ((tiles * splits).min(cuda.sms as usize) as u32, 1, 1),
                 block_dim: (384, 1, 1),
                 shared_mem_bytes: WS_SMEM,
             };
+            if splits > 1 {
+                return split_k_product(cuda, &g, &maps, splits, cfg, right_k_major, (left.dtype, act), bias_buf, out);
+            }
+            let key = format!("gemm ws {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
+            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(left.dtype, out.dtype, act, right_k_major))?;
             let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
             let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
             drop(c_guard);
             let c_tma = i32::from(map_c.is_some());
             let map_c = map_c.unwrap_or(TensorMap([0; 16]));
             let mut b = cuda.stream.launch_builder(&f);
-            b.arg(&maps.a).arg(&maps.b).arg(&map_c).arg(&maps.a_batched).arg(&maps.b_batched).arg(&c_tma);
+            b.arg(&maps.a).arg(&maps.b).arg(&map_c).arg(&maps.a_batched).arg(&maps.b_batched).arg(&c_tma).arg(&1i32);
             b.arg(bias_buf.slice()).arg(out.buffer.slice_mut()).arg(&g);
             // SAFETY: parameters as `STRATA_GEMM_WS` declares them; the tensor maps describe
             // operands that were checked against their buffers, which stay alive (and ordered
@@ -400,6 +412,68 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64) -> Option
     c.encode(c_ptr + g.c_off as u64 * w)
 }
 
+/// How many work units share each output tile's k steps (split-K): enough to fill the GPU when
+/// the tiles alone would leave half of its multiprocessors idle, with at least four k steps a
+/// unit and none empty.
+fn split_k(tiles: usize, ksteps: usize, sms: usize) -> usize {
+    if tiles * 2 > sms {
+        return 1;
+    }
+    let s = (sms / tiles).min(ksteps / 4).max(1);
+    ksteps.div_ceil(ksteps.div_ceil(s))
+}
+
+/// A product whose k steps are split `splits` ways: the warp-specialized kernel stores fp32
+/// partial tiles, then `STRATA_GEMM_SPLITK_REDUCE` sums them into C with the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn split_k_product(
+    cuda: &Cuda,
+    g: &MatmulGeometry,
+    maps: &Maps,
+    splits: usize,
+    cfg: LaunchConfig,
+    right_k_major: bool,
+    (t, act): (DType, Activation),
+    bias: &CudaBuffer,
+    out: TensorMut<'_, CudaBuffer>,
+) -> Result<()> {
+    let (m, n, batch) = (g.m as usize, g.n as usize, g.batch as usize);
+    let ld = n.next_multiple_of(4);
+    let mut part = cuda.alloc_output(batch * splits * m * ld * 4)?;
+    let (p_ptr, guard) = part.slice().device_ptr(&cuda.stream);
+    let rows = TmaOperand {
+        t: DType::F32,
+        inner: n,
+        outer: m,
+        row_stride: ld as i64,
+        batch: Some((batch * splits, (m * ld) as i64)),
+        boxed: (32, 64),
+    };
+    let map_p = rows.encode(p_ptr).ok_or_else(|| Error::InvalidArgument {
+        op: "matmul2d",
+        message: format!("no tensor map for a {batch}·{splits} × {m} × {n} split-K workspace"),
+    })?;
+    drop(guard);
+    let key = format!("gemm ws {t} f32 None {right_k_major}");
+    let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(t, DType::F32, Activation::None, right_k_major))?;
+    let partial = MatmulGeometry { has_bias: 0, accumulate: 0, ..*g };
+    let mut b = cuda.stream.launch_builder(&f);
+    let splits = splits as i32;
+    b.arg(&maps.a).arg(&maps.b).arg(&map_p).arg(&maps.a_batched).arg(&maps.b_batched).arg(&1i32).arg(&splits);
+    b.arg(bias.slice()).arg(part.slice_mut()).arg(&partial);
+    // SAFETY: as for the single-pass launch; the workspace holds every partial tile.
+    cuda.timed("matmul2d", || unsafe { b.launch(cfg) })?;
+    let key = format!("gemm splitk {} {act:?}", out.dtype);
+    let f = cuda.kernel(&key, || reduce_source(out.dtype, act))?;
+    let mut b = cuda.stream.launch_builder(&f);
+    let ld = ld as i64;
+    b.arg(part.slice()).arg(&splits).arg(&ld).arg(bias.slice()).arg(out.buffer.slice_mut()).arg(g);
+    let cfg = cuda.linear((batch * m * n) as u64, 256 * 4, 8);
+    // SAFETY: parameters as `STRATA_GEMM_SPLITK_REDUCE` declares them; the output was checked
+    // against its buffer.
+    cuda.timed("matmul2d", || unsafe { b.launch(cfg) })
+}
+
 /// What `tma_maps` finds.
 struct Maps {
     a: TensorMap,
@@ -453,11 +527,13 @@ pub(crate) fn all_sources() -> Vec<String> {
         units.push(wg_source(t, o, Activation::None, false));
         units.push(ws_source(t, o, Activation::None, true));
         units.push(ws_source(t, o, Activation::None, false));
+        units.push(reduce_source(o, Activation::None));
     }
     for act in Activation::ALL {
         units.push(simt_source(DType::F32, DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
         units.push(ws_source(DType::BF16, DType::BF16, act, false));
+        units.push(reduce_source(DType::BF16, act));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units
