@@ -1001,6 +1001,43 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
             );
         }
     }
+    // f32 products that allow relaxed precision (tf32 tensor cores on Hopper: each operand keeps
+    // 10 mantissa bits, so the error grows with √k), B stored n × k (the tensor-core layout) and
+    // k × n (exact kernels), with a bias and an activation, split k and padded rows.
+    if types.contains(&DType::F32) {
+        for (m, n, k, tr, batch) in [
+            (136, 200, 72, true, 1),
+            (1000, 2056, 200, true, 3),
+            (48, 520, 1000, true, 2),
+            (70, 90, 37, true, 1),
+            (136, 200, 72, false, 1),
+        ] {
+            let t = DType::F32;
+            let desc = Matmul2d::new(m, n, k).transpose_right(tr).relaxed_precision(true);
+            let desc = if batch == 3 { desc.epilogue(Epilogue::Bias(Activation::Silu)) } else { desc };
+            let [rr, rc] = if tr { [n, k] } else { [k, n] };
+            let mut inputs = vec![
+                (t, operand(t, batch * m * k, &mut rng), Layout::contiguous(&[batch, m, k])),
+                (t, operand(t, rr * rc, &mut rng), Layout::new(&[batch, rr, rc], &[0, rc as isize, 1], 0).unwrap()),
+            ];
+            if desc.epilogue.has_bias() {
+                inputs.push((t, operand(t, n, &mut rng), Layout::contiguous(&[n])));
+            }
+            count += 1;
+            compare_with(
+                gpu,
+                &format!("matmul2d f32 relaxed m={m} n={n} k={k} batch={batch} tr={tr} {:?}", desc.epilogue),
+                &inputs,
+                None,
+                t,
+                &Layout::contiguous(&[batch, m, n]),
+                Tol::Mixed(1e-2, 3e-3 * (k as f64).sqrt()),
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                &mut failures,
+            );
+        }
+    }
     report("matmul2d (many tiles)", failures, count);
 }
 

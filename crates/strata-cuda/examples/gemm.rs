@@ -4,11 +4,13 @@
 //! is timed.
 //!
 //! `cargo run --release -p strata-cuda --example gemm [CASES...]` on a machine with a GPU. A
-//! case is `N` (square, every type and both layouts of B) or `MxNxK` (bf16, B stored n × k as a
-//! `Linear` layer's weight is); with none, the square sizes 4096 and 8192 and the LLM shapes
-//! (m = 16 … 8192 against the projections of 8B- and 70B-class models).
+//! case is `N` (square, every type and both layouts of B, and f32 with relaxed precision: tf32
+//! against cuBLAS's TF32 mode) or `MxNxK` (bf16, B stored n × k as a `Linear` layer's weight
+//! is); with none, the square sizes 4096 and 8192 and the LLM shapes (m = 16 … 8192 against the
+//! projections of 8B- and 70B-class models).
 
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
+use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t, cublasSetMathMode};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::CudaSlice;
 use cudarc::driver::sys::CUevent_flags;
 use half::{bf16, f16};
@@ -55,6 +57,8 @@ struct Case {
     n: usize,
     k: usize,
     nt: bool,
+    /// f32 with relaxed precision on both sides (tf32).
+    tf32: bool,
 }
 
 /// cuBLAS on row-major operands: C = A·B is Cᵀ = Bᵀ·Aᵀ in its column-major terms; with B
@@ -67,8 +71,11 @@ fn cublas(blas: &CudaBlas, c: Case, a: &CudaBuffer, b: &CudaBuffer, out: &mut Cu
         GemmConfig { transa, transb: cublasOperation_t::CUBLAS_OP_N, m: n, n: m, k, alpha, lda, ldb: k, beta, ldc: n }
     }
     let (la, lb, lc) = (c.m * c.k, c.k * c.n, c.m * c.n);
-    // SAFETY: each buffer holds at least the elements of the type it is viewed as.
+    let math = if c.tf32 { cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH } else { cublasMath_t::CUBLAS_DEFAULT_MATH };
+    // SAFETY: the handle is live; each buffer holds at least the elements of the type it is
+    // viewed as.
     unsafe {
+        cublasSetMathMode(*blas.handle(), math);
         match c.t {
             DType::BF16 => {
                 let (av, bv) =
@@ -100,12 +107,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn parse(args: &[String]) -> Vec<Case> {
     let square = |n: usize| {
         let mut v = Vec::new();
-        for (t, nt) in
-            [(DType::BF16, true), (DType::BF16, false), (DType::F16, true), (DType::F16, false), (DType::F32, false)]
-        {
+        for (t, nt, tf32) in [
+            (DType::BF16, true, false),
+            (DType::BF16, false, false),
+            (DType::F16, true, false),
+            (DType::F16, false, false),
+            (DType::F32, true, true),
+            (DType::F32, false, false),
+        ] {
             // The f32 SIMT kernel: one size is enough to place it.
-            if t != DType::F32 || n <= 4096 {
-                v.push(Case { t, m: n, n, k: n, nt });
+            if t != DType::F32 || tf32 || n <= 4096 {
+                v.push(Case { t, m: n, n, k: n, nt, tf32 });
             }
         }
         v
@@ -115,7 +127,7 @@ fn parse(args: &[String]) -> Vec<Case> {
         let dims: Vec<usize> = a.split('x').filter_map(|d| d.parse().ok()).collect();
         match dims[..] {
             [n] => cases.extend(square(n)),
-            [m, n, k] => cases.push(Case { t: DType::BF16, m, n, k, nt: true }),
+            [m, n, k] => cases.push(Case { t: DType::BF16, m, n, k, nt: true, tf32: false }),
             _ => eprintln!("skipping {a:?}: a case is N or MxNxK"),
         }
     }
@@ -125,7 +137,7 @@ fn parse(args: &[String]) -> Vec<Case> {
         // (n, k) of a Llama-3-8B layer (qkv+o 4096², MLP 14336 up and down) and a 70B-class MLP.
         for (n, k) in [(4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192)] {
             for m in [16, 128, 1024, 4096, 8192] {
-                cases.push(Case { t: DType::BF16, m, n, k, nt: true });
+                cases.push(Case { t: DType::BF16, m, n, k, nt: true, tf32: false });
             }
         }
     }
@@ -158,7 +170,7 @@ fn main() -> Result<(), strata_core::Error> {
         let b = &operands.as_ref().unwrap().4;
         let mut ours = gpu.upload(&vec![0xA5; c.m * c.n * w])?;
         let mut theirs = gpu.upload(&vec![0x5A; c.m * c.n * w])?;
-        let desc = Matmul2d::new(c.m, c.n, c.k).transpose_right(c.nt);
+        let desc = Matmul2d::new(c.m, c.n, c.k).transpose_right(c.nt).relaxed_precision(c.tf32);
         let (la, lb, lc) = (
             Layout::contiguous(&[c.m, c.k]),
             Layout::contiguous(&if c.nt { [c.n, c.k] } else { [c.k, c.n] }),
@@ -205,7 +217,7 @@ fn main() -> Result<(), strata_core::Error> {
         let (ms, pms) = (median(mine), median(peer));
         println!(
             "{:<5} {:<3} {:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>9.1e}",
-            c.t.to_string(),
+            if c.tf32 { "tf32".to_string() } else { c.t.to_string() },
             if c.nt { "NT" } else { "NN" },
             c.m,
             c.n,

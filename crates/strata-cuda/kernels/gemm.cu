@@ -271,7 +271,8 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 }
 
 // ---- tensor cores, warp-specialized and persistent (sm_90a) ---------------------------------------
-// The same 128 x 256 x 64 tiles and wgmma products as `gemm_wg`, organised as FlashAttention-3
+// The same 128 x 256 tiles and wgmma products as `gemm_wg` (k steps of 128 bytes: 64 f16/bf16
+// elements, or 32 f32 ones multiplied as tf32 when the product allows relaxed precision), organised as FlashAttention-3
 // and CUTLASS's Hopper kernels are: one CTA per multiprocessor walks the output tiles; in each,
 // a producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
 // every k step, STAGES ahead, and two consumer warpgroups (the registers the producer gave up)
@@ -312,7 +313,9 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                         const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
 #if defined(STRATA_HAS_WGMMA)
     using namespace tensor_ops;
-    const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = STRATA_WG_BK, S = STRATA_WS_STAGES;
+    static_assert(RK || sizeof(T) == 2, "an MN-major B only for 16-bit types");
+    // k steps of 128 bytes: 64 16-bit elements or 32 f32 ones (tf32 products).
+    const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = 128 / sizeof(T), S = STRATA_WS_STAGES;
     const u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
     T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);

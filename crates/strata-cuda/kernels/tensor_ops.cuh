@@ -314,6 +314,40 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
               "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])  \
             : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
     }
+// The same for types whose operands must both be K-major (tf32, fp8): no transpose flags.
+#define STRATA_WGMMA_M64N256_KMAJOR(NAME, TY, SHAPE)                                               \
+    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
+        asm volatile(                                                                               \
+            "{\n.reg .pred p;\n"                                                                \
+            "setp.ne.b32 p, %130, 0;\n"                                                    \
+            "wgmma.mma_async.sync.aligned." SHAPE " {"                      \
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "  \
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "  \
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "  \
+            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "  \
+            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"  \
+            "}, %128, %129, p, 1, 1;\n}\n"  \
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
+              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
+              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
+              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
+              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),  \
+              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),  \
+              "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),  \
+              "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),  \
+              "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),  \
+              "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),  \
+              "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),  \
+              "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),  \
+              "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])  \
+            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
+    }
 STRATA_WGMMA_M64N128(wgmma_m64n128k16, f16, "f16", 0)
 STRATA_WGMMA_M64N128(wgmma_m64n128k16, bf16, "bf16", 0)
 STRATA_WGMMA_M64N256(wgmma_m64n256k16, f16, "f16", 0)
@@ -322,6 +356,8 @@ STRATA_WGMMA_M64N128(wgmma_m64n128k16_tb, f16, "f16", 1)
 STRATA_WGMMA_M64N128(wgmma_m64n128k16_tb, bf16, "bf16", 1)
 STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, f16, "f16", 1)
 STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, bf16, "bf16", 1)
+// f32 operands read as tf32 (the low 13 mantissa bits ignored): 8 deep, 32 bytes like k16.
+STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k8, float, "m64n256k8.f32.tf32.tf32")
 
 // A warpgroup's 64 x N destination in fp32 registers: warp w of the group holds rows
 // 16w..16w+15, laid out as `Dest`'s 16 x 8 blocks along N.
@@ -340,17 +376,22 @@ template <int N> struct WgDest {
     }
 };
 
+// One wgmma over 32 bytes of K: k16 for 16-bit types, k8 for tf32.
 template <int N, bool TRANS_B, class T> __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
-    if constexpr (N == 256 && TRANS_B) wgmma_m64n256k16_tb(d, a, b, 1, t);
+    if constexpr (sizeof(T) == 4) {
+        static_assert(N == 256 && !TRANS_B, "tf32: n256, both operands K-major");
+        wgmma_m64n256k8(d, a, b, 1, t);
+    } else if constexpr (N == 256 && TRANS_B) wgmma_m64n256k16_tb(d, a, b, 1, t);
     else if constexpr (N == 256) wgmma_m64n256k16(d, a, b, 1, t);
     else if constexpr (TRANS_B) wgmma_m64n128k16_tb(d, a, b, 1, t);
     else wgmma_m64n128k16(d, a, b, 1, t);
 }
 
-// matmul2d at warpgroup scope: D[64 x N] += A[64 x K] · B[K x N], K a multiple of 16 up to 64.
-// A's tile is [64][64] (K-major). B's is [N][64] (K-major, RIGHT_K_MAJOR) or N/64 blocks of
-// [64 k][64 n] (MN-major). Issues the products and commits them as one group;
-// `wgmma_wait<n>()` later waits until at most n groups are in flight.
+// matmul2d at warpgroup scope: D[64 x N] += A[64 x K] · B[K x N], K 128 bytes of elements at
+// most (64 16-bit ones, 32 f32 ones read as tf32) in 32-byte steps. A's tile is [64][K]
+// (K-major). B's is [N][K] (K-major, RIGHT_K_MAJOR) or N/64 blocks of [64 k][64 n] (MN-major,
+// 16-bit types only). Issues the products and commits them as one group; `wgmma_wait<n>()`
+// later waits until at most n groups are in flight.
 template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR, Warpgroup> {
     static_assert(N == 128 || N == 256, "wgmma n128 or n256");
     template <int K, class T> __device__ static void run(WgDest<N>& d, const T* a, const T* b) {
@@ -358,9 +399,9 @@ template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR,
         const u64 db = RIGHT_K_MAJOR ? wgmma_desc(b) : wgmma_desc_mn(b, 64 * 64 * sizeof(T));
         wgmma_fence();
 #pragma unroll
-        for (int k = 0; k < K / 16; ++k) {
-            // k16 steps: 32 bytes along a K-major row, or 16 rows of 128 bytes down an
-            // MN-major block.
+        for (int k = 0; k < K * (int)sizeof(T) / 32; ++k) {
+            // 32-byte steps along a K-major row, or 16 rows of 128 bytes down an MN-major
+            // block.
             const u64 b_step = RIGHT_K_MAJOR ? 2 * k : 128 * k;
             wgmma_m64k16<N, !RIGHT_K_MAJOR>(d.v, da + 2 * k, db + b_step, T());
         }

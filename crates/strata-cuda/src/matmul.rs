@@ -52,6 +52,9 @@ pub(crate) enum Path {
     Warpgroup { right_k_major: bool },
     /// Tensor cores at warp scope (`mma.sync`): f16/bf16; whether A and B are K-major.
     Warp { left_k_major: bool, right_k_major: bool },
+    /// f32 products that allow relaxed precision, both operands K-major, on sm_90a: the
+    /// warp-specialized kernel on tf32 tensor cores (else the SIMT kernel).
+    Tf32,
     /// CUDA cores: every other type or layout.
     Simt,
 }
@@ -288,8 +291,8 @@ pub(crate) fn matmul2d(
     a_base.extend(&g.a_batch[..nbatch]);
     let mut b_base = vec![g.b_off];
     b_base.extend(&g.b_batch[..nbatch]);
-    let path =
-        choose(cuda.arch(), left.dtype, unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
+    let layouts = (unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
+    let path = choose(cuda.arch(), left.dtype, desc.relaxed_precision, layouts);
     // A bias-less kernel still takes a pointer; it is never read.
     let dummy;
     let bias_buf = match &bias {
@@ -299,14 +302,17 @@ pub(crate) fn matmul2d(
             &dummy
         }
     };
-    if let Path::Warpgroup { right_k_major } = path
-        && kernel_override().as_deref() != Some("wg")
-    {
+    let specialized = match path {
+        Path::Warpgroup { right_k_major } if kernel_override().as_deref() != Some("wg") => Some(right_k_major),
+        Path::Tf32 => Some(true),
+        _ => None,
+    };
+    if let Some(right_k_major) = specialized {
         let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
         let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
         if let Some(maps) = tma_maps(&g, nbatch, left.dtype, a_ptr, b_ptr, right_k_major) {
             let tiles = m.div_ceil(128) * n.div_ceil(256) * g.batch as usize;
-            let splits = split_k(tiles, k.div_ceil(64), cuda.sms as usize);
+            let splits = split_k(tiles, k.div_ceil(128 * 8 / left.dtype.bits() as usize), cuda.sms as usize);
             let cfg = LaunchConfig {
                 grid_dim: ((tiles * splits).min(cuda.sms as usize) as u32, 1, 1),
                 block_dim: (384, 1, 1),
@@ -343,7 +349,7 @@ pub(crate) fn matmul2d(
             let f = cuda.kernel(&key, || tc_source(left.dtype, out.dtype, act, left_k_major, right_k_major))?;
             (f, (128, 128), 0)
         }
-        Path::Simt => {
+        Path::Simt | Path::Tf32 => {
             let key = format!("gemm simt {} {} {act:?}", left.dtype, out.dtype);
             (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, (64, 64), 0)
         }
@@ -382,14 +388,17 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, a_ptr: u64, b_ptr: u64,
     }
     let walk = |s: i64| (s != 0).then_some((g.batch as usize, s));
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
-    let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (64, 128) };
+    // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones); an MN-major B in blocks of
+    // 64 × 64.
+    let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
+    let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, 128) };
     let b = if right_k_major {
-        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (64, 256) }
+        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, 256) }
     } else {
         TmaOperand { t, inner: n, outer: k, row_stride: g.b_rs, batch: walk(sb), boxed: (64, 64) }
     };
-    let a_map = a.encode(a_ptr + g.a_off as u64 * 2)?;
-    let b_map = b.encode(b_ptr + g.b_off as u64 * 2)?;
+    let a_map = a.encode(a_ptr + g.a_off as u64 * w)?;
+    let b_map = b.encode(b_ptr + g.b_off as u64 * w)?;
     Some(Maps { a: a_map, b: b_map, a_batched: i32::from(sa != 0), b_batched: i32::from(sb != 0) })
 }
 
@@ -483,16 +492,20 @@ struct Maps {
 }
 
 /// The kernel for a product on `arch` of `t` operands whose matrices are row-major
-/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`).
-pub(crate) fn choose(arch: &str, t: DType, left: Option<bool>, right: Option<bool>) -> Path {
+/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`); `relaxed`: the descriptor
+/// allows lower precision (tf32 for f32).
+pub(crate) fn choose(arch: &str, t: DType, relaxed: bool, (left, right): (Option<bool>, Option<bool>)) -> Path {
     let (Some(left_row_major), Some(right_row_major)) = (left, right) else { return Path::Simt };
-    if !matches!(t, DType::F16 | DType::BF16) {
-        return Path::Simt;
-    }
     // A row-major left operand has K contiguous; a right operand has K contiguous when it is
     // column-major (stored n × k).
     let (left_k_major, right_k_major) = (left_row_major, !right_row_major);
     let warp_only = kernel_override().as_deref() == Some("warp");
+    if t == DType::F32 && relaxed && arch == "sm_90a" && left_k_major && right_k_major && !warp_only {
+        return Path::Tf32;
+    }
+    if !matches!(t, DType::F16 | DType::BF16) {
+        return Path::Simt;
+    }
     if arch == "sm_90a" && left_k_major && !warp_only {
         Path::Warpgroup { right_k_major }
     } else {
@@ -534,6 +547,7 @@ pub(crate) fn all_sources() -> Vec<String> {
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
         units.push(ws_source(DType::BF16, DType::BF16, act, false));
         units.push(reduce_source(DType::BF16, act));
+        units.push(ws_source(DType::F32, DType::F32, act, true));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units
