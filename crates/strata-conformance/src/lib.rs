@@ -512,6 +512,10 @@ pub fn reductions_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (Layout::contiguous(&[100_003]), vec![0], vec![]),
         (Layout::contiguous(&[5, 5003]), vec![1], vec![5, 1]),
         (Layout::contiguous(&[4, 6, 7]), vec![0, 2], vec![6]),
+        // Columns whose innermost kept axis is dense and a multiple of four (four outputs a
+        // thread on CUDA), long enough to be chunked, and with two kept axes.
+        (Layout::contiguous(&[2003, 12]), vec![0], vec![12]),
+        (Layout::contiguous(&[5, 301, 8]), vec![1], vec![5, 8]),
     ];
     let (mut failures, mut count) = (Vec::new(), 0);
     for &t in types {

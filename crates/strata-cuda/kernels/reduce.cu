@@ -5,7 +5,8 @@
 //   block for long rows) shares one output, strides over its elements and combines through
 //   shuffles and shared memory;
 // - columns (otherwise, e.g. summing over axis 0 of a row-major matrix): one thread per output,
-//   adjacent threads on adjacent outputs so that their loads coalesce.
+//   adjacent threads on adjacent outputs so that their loads coalesce; four adjacent outputs
+//   per thread with 16-byte loads where the innermost kept axis is dense.
 // Few outputs over long blocks split each block into chunks whose partial results go to a dense
 // scratch array that a second launch reduces (arg reductions never split).
 //
@@ -144,7 +145,8 @@ struct ReduceGeometry {
     i32 rows;       // 1: a group of `group` threads per output; 0: one thread per output
     i32 group;      // 32 or the block size
     i32 red_dense;  // the reduced elements are one dense run: position = base + j
-    i32 vec4;       // ... and every run and chunk starts at a multiple of 4 elements: Pack loads
+    i32 vec4;       // rows: the runs and chunks start at multiples of 4 elements; columns: the
+                    // innermost kept axis is dense, 4-aligned, a multiple of 4 long (Pack loads)
     i64 kept_shape[STRATA_MAX_DIMS], kept_in[STRATA_MAX_DIMS], kept_out[STRATA_MAX_DIMS];
     i64 red_shape[STRATA_MAX_DIMS], red_stride[STRATA_MAX_DIMS];
     i64 in_offset, out_offset;
@@ -233,6 +235,38 @@ __device__ __forceinline__ void reduce(const TIN* __restrict__ x, TOUT* __restri
             if (live && lane == 0) {
                 if (g.chunks > 1) y[item] = OP::template out<TOUT>(acc);
                 else y[out] = OP::template out<TOUT>(acc);
+            }
+        }
+    } else if (g.vec4) {
+        // Columns with the innermost kept axis dense (and a multiple of four long, every row
+        // 4-aligned): four adjacent outputs per thread, one 16-byte (f32) load per row, four rows
+        // of loads in flight.
+        const i64 quads = g.outputs / 4, step = g.kept_out[g.nkept - 1];
+        STRATA_GRID_LOOP(t, quads * g.chunks) {
+            const i64 o = (t % quads) * 4, c = t / quads;
+            i64 in, out;
+            kept_position(g, o, in, out);
+            const i64 j0 = c * g.chunk_len, j1 = min(j0 + g.chunk_len, g.block);
+            A acc[4] = {OP::id(), OP::id(), OP::id(), OP::id()};
+            i64 j = j0;
+            for (; j + 3 < j1; j += 4) {
+                Pack<TIN, 4> u[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r) u[r] = *(const Pack<TIN, 4>*)(x + in + reduced_position(g, j + r));
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[e] = OP::comb(acc[e], OP::lift((CT)ld(u[r].v[e]), j + r));
+            }
+            for (; j < j1; ++j) {
+                const Pack<TIN, 4> u = *(const Pack<TIN, 4>*)(x + in + reduced_position(g, j));
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[e] = OP::comb(acc[e], OP::lift((CT)ld(u.v[e]), j));
+            }
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                if (g.chunks > 1) y[(o + e) * g.chunks + c] = OP::template out<TOUT>(acc[e]);
+                else y[out + e * step] = OP::template out<TOUT>(acc[e]);
             }
         }
     } else {

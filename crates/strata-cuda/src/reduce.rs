@@ -168,12 +168,23 @@ pub(crate) fn reduce(
     g.rows = i32::from(g.block > 1 && (g.red_dense == 1 || innermost_dense));
     let sms = i64::from(cuda.sms);
     // Enough independent work to fill the device: few outputs over long blocks are split.
+    // Columns whose innermost kept axis is dense take four outputs a thread (16-byte loads).
+    let aligned = |v: i64| v % 4 == 0;
+    let nk = kept.len();
+    let column_quads = g.rows == 0
+        && nk > 0
+        && g.kept_in[nk - 1] == 1
+        && aligned(g.kept_shape[nk - 1])
+        && aligned(g.in_offset)
+        && g.kept_in[..nk - 1].iter().all(|&s| aligned(s))
+        && g.red_stride[..axes.len()].iter().all(|&s| aligned(s));
+    let threads_per_chunk = if column_quads { g.outputs / 4 } else { g.outputs };
     g.chunks = if op.is_index() {
         1
     } else if g.rows == 1 && g.outputs < 4 * sms && g.block >= 8192 {
         ceil_div(8 * sms, g.outputs).min(ceil_div(g.block, 4096))
-    } else if g.rows == 0 && g.outputs < 512 * sms && g.block >= 64 {
-        ceil_div(2048 * sms, g.outputs).min(ceil_div(g.block, 32))
+    } else if g.rows == 0 && threads_per_chunk < 512 * sms && g.block >= 64 {
+        ceil_div(2048 * sms, threads_per_chunk).min(ceil_div(g.block, 32))
     } else {
         1
     };
@@ -182,14 +193,14 @@ pub(crate) fn reduce(
     g.chunks = ceil_div(g.block, g.chunk_len).max(1);
     g.group = if g.chunk_len >= 1024 { 256 } else { 32 };
     // Pack loads: dense runs whose starts (every row's and every chunk's) are 4-aligned.
-    let aligned = |v: i64| v % 4 == 0;
     g.vec4 = i32::from(
-        g.rows == 1
-            && g.red_dense == 1
-            && aligned(g.in_offset)
-            && aligned(g.block)
-            && aligned(g.chunk_len)
-            && g.kept_in[..kept.len()].iter().all(|&s| aligned(s)),
+        column_quads
+            || (g.rows == 1
+                && g.red_dense == 1
+                && aligned(g.in_offset)
+                && aligned(g.block)
+                && aligned(g.chunk_len)
+                && g.kept_in[..nk].iter().all(|&s| aligned(s))),
     );
 
     if g.chunks == 1 {
@@ -237,8 +248,12 @@ fn launch_reduce(
     y: &mut CudaBuffer,
 ) -> Result<()> {
     let items = (g.outputs * g.chunks) as u64;
-    // Rows: 256 / group outputs to a block; columns: one per thread.
-    let cfg = if g.rows == 1 { cuda.linear(items, 256 / g.group as u64, 16) } else { cuda.linear(items, 256, 32) };
+    // Rows: 256 / group outputs to a block; columns: one per thread (four with `vec4`).
+    let cfg = match (g.rows, g.vec4) {
+        (1, _) => cuda.linear(items, 256 / g.group as u64, 16),
+        (_, 1) => cuda.linear(items / 4, 256, 32),
+        _ => cuda.linear(items, 256, 32),
+    };
     let mut b = cuda.stream.launch_builder(f);
     b.arg(x.slice()).arg(y.slice_mut()).arg(g);
     // SAFETY: parameters as `STRATA_REDUCE` declares them; the geometry stays inside the
