@@ -573,8 +573,15 @@ pub fn scans_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let (contiguous, transposed) = layouts();
     // Short lanes (a thread each), lanes along a strided axis, and long dense lanes (a block
     // each, several tiles).
-    let cases: Vec<(Layout, usize)> =
-        vec![(contiguous.clone(), 1), (contiguous, 0), (transposed, 1), (Layout::contiguous(&[3, 3001]), 1)];
+    let cases: Vec<(Layout, usize)> = vec![
+        (contiguous.clone(), 1),
+        (contiguous, 0),
+        (transposed, 1),
+        (Layout::contiguous(&[3, 3001]), 1),
+        // 4-aligned rows (16-byte loads on CUDA): several tiles and a ragged last one.
+        (Layout::contiguous(&[2, 5004]), 1),
+        (Layout::contiguous(&[1, 9000]), 1),
+    ];
     let (mut failures, mut count) = (Vec::new(), 0);
     for &t in types {
         for &op in ScanOp::ALL {
@@ -925,6 +932,44 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         );
     }
     report("matmul2d", failures, count);
+}
+
+/// Scans over more lanes than a GPU runs blocks at once (each block walks several lanes), of
+/// sums, maxima and
+/// log-sum-exps in f32 and bf16, both directions, inclusive and exclusive. Too heavy for software
+/// rasterizers; the CUDA suite runs it.
+pub fn scans_over_many_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x5ca7);
+    let l = Layout::contiguous(&[4500, 1028]);
+    let n = 4500 * 1028;
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for t in [DType::F32, DType::BF16].into_iter().filter(|t| types.contains(t)) {
+        for op in [ScanOp::Sum, ScanOp::Max, ScanOp::LogAddExp] {
+            for (reverse, inclusive) in [(false, true), (false, false), (true, true)] {
+                let x = uniform(t, n, 0.0, 1.0, &mut rng);
+                let tol = match (t, op) {
+                    (_, ScanOp::Max) => Tol::Ulps,
+                    (DType::F32, ScanOp::LogAddExp) => Tol::Mixed(2e-5, 1e-6),
+                    (_, ScanOp::LogAddExp) => Tol::Mixed(2.0 / 128.0, 3e-2),
+                    _ => accumulation_tol(t),
+                };
+                count += 1;
+                compare_with(
+                    gpu,
+                    &format!("{} {t} [4500, 1028] rev {reverse} incl {inclusive}", op.name()),
+                    &[(t, x, l.clone())],
+                    None,
+                    t,
+                    &l,
+                    tol,
+                    |i, o| gpu.scan(op, 1, reverse, inclusive, i[0], o),
+                    |i, o| Cpu.scan(op, 1, reverse, inclusive, i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("scan (many lanes)", failures, count);
 }
 
 /// 16-bit products large enough that a persistent kernel walks several output tiles per
