@@ -3,8 +3,13 @@
 //! The weight is dequantized a few rows at a time into a small f32 scratch (64 rows of `W`,
 //! in L2), and each chunk feeds the GEMM, which for a single row of `x` is the vector path
 //! (dot products over the decoded rows). Chunks run in parallel. FP4 rows (mxfp4, nvfp4)
-//! decode with AVX-512 table permutes, 32 elements per block in a few instructions; other
-//! modes use the block decoder of `strata-core`, which defines the values bit for bit.
+//! decode with AVX-512 table permutes, 32 elements per block in a few instructions; affine
+//! 4- and 8-bit rows with AVX-512 widening and `q·scale + bias`; other modes use the block
+//! decoder of `strata-core`, which defines the values bit for bit (the fast decoders are
+//! tested equal to it).
+//!
+//! With few rows of `x` (GEMV-like products, `x·Wᵀ`), a row of `W` is decoded into L1 and dotted
+//! with every row of `x` at once instead: the weight is read once, and nothing else is.
 
 use bytemuck::Pod;
 use half::{bf16, f16};
@@ -20,6 +25,9 @@ use crate::{TensorMut, TensorRef};
 const OP: &str = "quantized_matmul";
 /// Weight rows decoded per chunk.
 const CHUNK: usize = 64;
+/// Rows of `x` (over the whole batch) up to which `x·Wᵀ` decodes each weight row once into L1
+/// and dots it with every row of `x`, instead of feeding the GEMM.
+const FEW_ROWS: usize = 4;
 
 /// Runs a [`QuantizedMatmul`]: `out = x·Wᵀ` (or `x·W`).
 ///
@@ -72,6 +80,37 @@ where
     };
     let (xl, ol) = (x.layout, out.layout);
     let none = Epilogue { bias: None, activation: Default::default() };
+    if desc.transpose && batches * m <= FEW_ROWS && k > 0 {
+        // Every row of x widened to f32 once.
+        let mut xf = vec![0.0f32; batches * m * k];
+        for (r, row) in xf.chunks_exact_mut(k.max(1)).enumerate() {
+            let base = batch_pos(xl, r / m) + (r % m) as isize * x_rs;
+            for (p, v) in row.iter_mut().enumerate() {
+                // SAFETY: inside x (validated shapes, checked buffer).
+                *v = unsafe { *(x_ptr as *const I).offset(base + p as isize * x_cs) }.widen();
+            }
+        }
+        let rows = batches * m;
+        (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|c| {
+            let mut row = vec![0.0f32; k];
+            let mut scales = Vec::new();
+            let mut y = [0.0f32; FEW_ROWS];
+            for j in c * CHUNK..(c * CHUNK + CHUNK).min(n) {
+                if !affine_row_dots(w, j, &xf, &mut scales, &mut y[..rows]) {
+                    decode_rows(w, j..j + 1, &mut row);
+                    for (yr, xr) in y.iter_mut().zip(xf.chunks_exact(k)) {
+                        *yr = dot(&row, xr);
+                    }
+                }
+                for (r, &v) in y[..rows].iter().enumerate() {
+                    let pos = batch_pos(ol, r / m) + (r % m) as isize * o_rs + j as isize * o_cs;
+                    // SAFETY: inside the output; chunks write disjoint columns.
+                    unsafe { *(o_ptr as *mut O).offset(pos) = O::narrow(v) };
+                }
+            }
+        });
+        return Ok(());
+    }
     if desc.transpose {
         // W is [n, k]: each chunk of its rows is a block of output columns.
         (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|c| {
@@ -147,6 +186,15 @@ pub(crate) fn decode_rows(w: &QuantizedTensor, rows: std::ops::Range<usize>, out
     let block = mode.block_size();
     let blocks = (rows.start * w.shape()[1] / block)..(rows.end * w.shape()[1] / block);
     let fp4 = matches!(mode, QuantMode::Mx { element: MxElement::E2M1, .. } | QuantMode::Nvfp4 { .. });
+    let affine = matches!(mode, QuantMode::Affine { bits: 4 | 8, .. }) && block.is_multiple_of(32);
+    if affine {
+        let bits = mode.element_bits() as usize;
+        let biases = w.biases().expect("affine tensors carry biases");
+        let scales: Vec<(f32, f32)> = blocks.clone().map(|b| (w.scales().get_f32(b), biases.get_f32(b))).collect();
+        let bytes = &w.data()[blocks.start * block * bits / 8..blocks.end * block * bits / 8];
+        decode_affine(bytes, bits, block, &scales, out);
+        return;
+    }
     if fp4 {
         let tensor_scale = w.tensor_scale();
         let scale = |b: usize| -> f32 {
@@ -161,6 +209,162 @@ pub(crate) fn decode_rows(w: &QuantizedTensor, rows: std::ops::Range<usize>, out
     } else {
         for (b, o) in blocks.zip(out.chunks_exact_mut(block)) {
             w.dequantize_block(b, o);
+        }
+    }
+}
+
+/// `y[r] = Σ_p W[j, p]·x[r][p]` for row `j` of an affine 4- or 8-bit `W` and every row of `xs`
+/// (`y.len()` rows of `k`), decoding the codes in registers as [`decode_affine`] does (the same
+/// values) without writing them anywhere. Returns `false`, computing nothing, for other modes
+/// or without AVX-512. `scales` is scratch.
+fn affine_row_dots(w: &QuantizedTensor, j: usize, xs: &[f32], scales: &mut Vec<(f32, f32)>, y: &mut [f32]) -> bool {
+    let mode = *w.mode();
+    let (block, k) = (mode.block_size(), w.shape()[1]);
+    if !matches!(mode, QuantMode::Affine { bits: 4 | 8, .. }) || !block.is_multiple_of(32) || y.len() > FEW_ROWS {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+        let bits = mode.element_bits() as usize;
+        let biases = w.biases().expect("affine tensors carry biases");
+        let blocks = j * k / block..(j + 1) * k / block;
+        scales.clear();
+        scales.extend(blocks.clone().map(|b| (w.scales().get_f32(b), biases.get_f32(b))));
+        let bytes = &w.data()[j * k * bits / 8..(j + 1) * k * bits / 8];
+        // SAFETY: the CPU has AVX-512F/BW; `bytes` holds the row's k codes and `xs` y.len() rows of k.
+        unsafe { affine_row_dots_avx512(bytes, bits, block, scales, xs, k, y) };
+        return true;
+    }
+    let _ = (j, xs, scales, k);
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn affine_row_dots_avx512(
+    bytes: &[u8],
+    bits: usize,
+    block: usize,
+    scales: &[(f32, f32)],
+    xs: &[f32],
+    k: usize,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let low = _mm_set1_epi8(0x0F);
+    let rows = y.len();
+    let mut acc = [[_mm512_setzero_ps(); 2]; FEW_ROWS];
+    for g in 0..k / 32 {
+        let (s, b) = scales[g * 32 / block];
+        let (s, b) = (_mm512_set1_ps(s), _mm512_set1_ps(b));
+        // SAFETY: group `g` has 32 codes (16 bytes at 4 bits, 32 at 8) and every row of `xs`
+        // 32 values at 32·g.
+        unsafe {
+            let (first, second) = if bits == 4 {
+                let packed = _mm_loadu_si128(bytes.as_ptr().add(16 * g).cast());
+                let lo = _mm_and_si128(packed, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+                (_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)))
+            } else {
+                let p = bytes.as_ptr().add(32 * g);
+                (
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())),
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast())),
+                )
+            };
+            let v0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(first), s), b);
+            let v1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(second), s), b);
+            for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                let x = xs.as_ptr().add(r * k + 32 * g);
+                acc[0] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x), acc[0]);
+                acc[1] = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x.add(16)), acc[1]);
+            }
+        }
+    }
+    for (yr, acc) in y.iter_mut().zip(&acc) {
+        *yr = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    }
+}
+
+/// `Σ a·b` with four vector accumulators (AVX-512 where the CPU has it).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { dot_avx512(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (every load): `i + 64 <= n` or `i + 16 <= n`, both slices hold `n` floats.
+    while i + 64 <= n {
+        for (u, acc) in acc.iter_mut().enumerate() {
+            let (x, y) =
+                unsafe { (_mm512_loadu_ps(a.as_ptr().add(i + 16 * u)), _mm512_loadu_ps(b.as_ptr().add(i + 16 * u))) };
+            *acc = _mm512_fmadd_ps(x, y, *acc);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        let (x, y) = unsafe { (_mm512_loadu_ps(a.as_ptr().add(i)), _mm512_loadu_ps(b.as_ptr().add(i))) };
+        acc[0] = _mm512_fmadd_ps(x, y, acc[0]);
+        i += 16;
+    }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm512_reduce_add_ps(sum) + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// Decodes affine 4- or 8-bit codes (element 0 in the low bits) in blocks of `block` elements
+/// with a (scale, bias) each: `out[i] = q_i · scale + bias`, rounded after the product and after
+/// the sum as `strata-core`'s decoder does (no fused multiply-add), so the values are the same.
+fn decode_affine(bytes: &[u8], bits: usize, block: usize, scales: &[(f32, f32)], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512F/BW.
+        unsafe { decode_affine_avx512(bytes, bits, block, scales, out) };
+        return;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let q = if bits == 8 { bytes[i] } else { (bytes[i / 2] >> (4 * (i % 2))) & 15 };
+        let (s, b) = scales[i / block];
+        *o = f32::from(q) * s + b;
+    }
+}
+
+/// [`decode_affine`] 32 elements at a time (`block` is a multiple of 32).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn decode_affine_avx512(bytes: &[u8], bits: usize, block: usize, scales: &[(f32, f32)], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let low = _mm_set1_epi8(0x0F);
+    for (g, o) in out.chunks_exact_mut(32).enumerate() {
+        let (s, b) = scales[g * 32 / block];
+        let (s, b) = (_mm512_set1_ps(s), _mm512_set1_ps(b));
+        // SAFETY: group `g` has 32 codes: 16 bytes at 4 bits, 32 at 8; `o` holds 32 floats.
+        unsafe {
+            let (first, second) = if bits == 4 {
+                let packed = _mm_loadu_si128(bytes.as_ptr().add(16 * g).cast());
+                let lo = _mm_and_si128(packed, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+                (_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)))
+            } else {
+                let p = bytes.as_ptr().add(32 * g);
+                (
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())),
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast())),
+                )
+            };
+            let v0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(first), s), b);
+            let v1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(second), s), b);
+            _mm512_storeu_ps(o.as_mut_ptr(), v0);
+            _mm512_storeu_ps(o.as_mut_ptr().add(16), v1);
         }
     }
 }
@@ -295,7 +499,7 @@ mod tests {
         ];
         for (s, mode) in modes.iter().enumerate() {
             let mode: QuantMode = mode.parse().unwrap();
-            for (m, n, batch) in [(1, 70, &[][..]), (5, 129, &[2][..]), (33, 64, &[][..])] {
+            for (m, n, batch) in [(1, 70, &[][..]), (2, 70, &[2][..]), (5, 129, &[2][..]), (33, 64, &[][..])] {
                 check(&mode, true, batch, m, n, 256, s as u64);
                 check(&mode, false, batch, m, 128, n.max(2) * 2, s as u64 + 100);
             }
@@ -305,9 +509,16 @@ mod tests {
     }
 
     #[test]
-    fn fp4_fast_path_is_the_block_decoder() {
-        // The vectorized FP4 decode gives exactly what strata-core's decoder gives.
-        for (mode, cols) in [("mxfp4", 512), ("nvfp4", 512), ("nvfp4+noclip", 48)] {
+    fn fast_decoders_are_the_block_decoder() {
+        // The vectorized FP4 and affine decoders give exactly what strata-core's decoder gives.
+        for (mode, cols) in [
+            ("mxfp4", 512),
+            ("nvfp4", 512),
+            ("nvfp4+noclip", 48),
+            ("affine:4:64", 512),
+            ("affine:8:32", 96),
+            ("affine:4:128", 256),
+        ] {
             let mode: QuantMode = mode.parse().unwrap();
             let v: Vec<f32> = values(64 * cols, 3).iter().map(|x| x * 100.0).collect();
             let w = quant::quantize(&v, &[64, cols], &mode).unwrap();
