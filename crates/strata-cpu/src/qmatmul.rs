@@ -251,29 +251,14 @@ unsafe fn affine_row_dots_avx512(
     y: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let low = _mm_set1_epi8(0x0F);
     let rows = y.len();
     let mut acc = [[_mm512_setzero_ps(); 2]; FEW_ROWS];
     for g in 0..k / 32 {
         let (s, b) = scales[g * 32 / block];
         let (s, b) = (_mm512_set1_ps(s), _mm512_set1_ps(b));
-        // SAFETY: group `g` has 32 codes (16 bytes at 4 bits, 32 at 8) and every row of `xs`
-        // 32 values at 32·g.
+        // SAFETY: group `g` has 32 codes and every row of `xs` 32 values at 32·g.
         unsafe {
-            let (first, second) = if bits == 4 {
-                let packed = _mm_loadu_si128(bytes.as_ptr().add(16 * g).cast());
-                let lo = _mm_and_si128(packed, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-                (_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)))
-            } else {
-                let p = bytes.as_ptr().add(32 * g);
-                (
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())),
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast())),
-                )
-            };
-            let v0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(first), s), b);
-            let v1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(second), s), b);
+            let (v0, v1) = affine_group_avx512(bytes, bits, g, s, b);
             for (r, acc) in acc.iter_mut().enumerate().take(rows) {
                 let x = xs.as_ptr().add(r * k + 32 * g);
                 acc[0] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x), acc[0]);
@@ -338,31 +323,53 @@ fn decode_affine(bytes: &[u8], bits: usize, block: usize, scales: &[(f32, f32)],
     }
 }
 
+/// The 32 values of affine group `g` (codes of `bits` = 4 or 8, element 0 in the low bits):
+/// `q·s + b`, rounded after the product and after the sum.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW and `bytes` holds group `g` (32 codes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn affine_group_avx512(
+    bytes: &[u8],
+    bits: usize,
+    g: usize,
+    s: std::arch::x86_64::__m512,
+    b: std::arch::x86_64::__m512,
+) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    debug_assert!(bytes.len() >= 32 * (g + 1) * bits / 8);
+    // SAFETY: the caller's contract: the group's 16 (4-bit) or 32 (8-bit) bytes are there.
+    let (first, second) = unsafe {
+        if bits == 4 {
+            let low = _mm_set1_epi8(0x0F);
+            let packed = _mm_loadu_si128(bytes.as_ptr().add(16 * g).cast());
+            let lo = _mm_and_si128(packed, low);
+            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+            (_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)))
+        } else {
+            let p = bytes.as_ptr().add(32 * g);
+            (_mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())), _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast())))
+        }
+    };
+    (
+        _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(first), s), b),
+        _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(second), s), b),
+    )
+}
+
 /// [`decode_affine`] 32 elements at a time (`block` is a multiple of 32).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn decode_affine_avx512(bytes: &[u8], bits: usize, block: usize, scales: &[(f32, f32)], out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let low = _mm_set1_epi8(0x0F);
     for (g, o) in out.chunks_exact_mut(32).enumerate() {
         let (s, b) = scales[g * 32 / block];
         let (s, b) = (_mm512_set1_ps(s), _mm512_set1_ps(b));
-        // SAFETY: group `g` has 32 codes: 16 bytes at 4 bits, 32 at 8; `o` holds 32 floats.
+        // SAFETY: group `g` has 32 codes; `o` holds 32 floats.
         unsafe {
-            let (first, second) = if bits == 4 {
-                let packed = _mm_loadu_si128(bytes.as_ptr().add(16 * g).cast());
-                let lo = _mm_and_si128(packed, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-                (_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)))
-            } else {
-                let p = bytes.as_ptr().add(32 * g);
-                (
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())),
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast())),
-                )
-            };
-            let v0 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(first), s), b);
-            let v1 = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(second), s), b);
+            let (v0, v1) = affine_group_avx512(bytes, bits, g, s, b);
             _mm512_storeu_ps(o.as_mut_ptr(), v0);
             _mm512_storeu_ps(o.as_mut_ptr().add(16), v1);
         }
