@@ -86,8 +86,9 @@ struct TmaOperand {
 }
 
 impl TmaOperand {
-    /// The tensor map over the 16-bit matrix at `ptr` (the operand's offset applied), or `None`
-    /// where the copy engine cannot address it (misaligned, strides not multiples of 16 bytes).
+    /// The tensor map over the f16/bf16/f32 matrix at `ptr` (the operand's offset applied), or
+    /// `None` where the copy engine cannot address it (misaligned, strides not multiples of 16
+    /// bytes, another type).
     fn encode(&self, ptr: u64) -> Option<TensorMap> {
         use cudarc::driver::sys;
         let w = u64::from(self.t.bits() / 8);
@@ -166,49 +167,34 @@ fn compute(t: DType) -> &'static str {
     }
 }
 
-pub(crate) fn tc_source(t: DType, out: DType, act: Activation, left_k_major: bool, right_k_major: bool) -> String {
+/// One GEMM compilation unit: the headers, the activation `act` over compute type `ct` as
+/// `STRATA_ACT`, and the kernel macro `invocation`.
+fn unit(act: Activation, ct: &str, invocation: String) -> String {
     format!(
-        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_TC({}, {}, {left_k_major}, {right_k_major})\n",
-        exprs::activation(act, "float"),
-        c(t),
-        c(out)
+        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\n{invocation}\n",
+        exprs::activation(act, ct)
     )
+}
+
+pub(crate) fn tc_source(t: DType, out: DType, act: Activation, left_k_major: bool, right_k_major: bool) -> String {
+    unit(act, "float", format!("STRATA_GEMM_TC({}, {}, {left_k_major}, {right_k_major})", c(t), c(out)))
 }
 
 pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
-    format!(
-        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_WG({}, {}, {right_k_major})\n",
-        exprs::activation(act, "float"),
-        c(t),
-        c(out)
-    )
+    unit(act, "float", format!("STRATA_GEMM_WG({}, {}, {right_k_major})", c(t), c(out)))
 }
 
 pub(crate) fn ws_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
-    format!(
-        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_WS({}, {}, {right_k_major})\n",
-        exprs::activation(act, "float"),
-        c(t),
-        c(out)
-    )
+    unit(act, "float", format!("STRATA_GEMM_WS({}, {}, {right_k_major})", c(t), c(out)))
 }
 
 pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
-    format!(
-        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_SPLITK_REDUCE({})\n",
-        exprs::activation(act, "float"),
-        c(out)
-    )
+    unit(act, "float", format!("STRATA_GEMM_SPLITK_REDUCE({})", c(out)))
 }
 
 pub(crate) fn simt_source(t: DType, out: DType, act: Activation) -> String {
     let ct = compute(t);
-    format!(
-        "{ELEMENTWISE}{TENSOR_OPS}{GEMM}\n#undef STRATA_ACT\n#define STRATA_ACT(v) ({})\nSTRATA_GEMM_SIMT({}, {ct}, {})\n",
-        exprs::activation(act, ct),
-        c(t),
-        c(out)
-    )
+    unit(act, ct, format!("STRATA_GEMM_SIMT({}, {ct}, {})", c(t), c(out)))
 }
 
 /// Whether a matrix with row stride `rs` and column stride `cs` (for rows × cols) can be
