@@ -174,7 +174,7 @@ fn cublas(
     }
 }
 
-fn gemm(gpu: &Wgpu) -> Result<(), strata_core::Error> {
+fn gemm(gpu: &Wgpu, types: &[DType]) -> Result<(), strata_core::Error> {
     let cuda = match strata_cuda::Cuda::new(0) {
         Ok(c) => c,
         Err(e) => {
@@ -185,7 +185,8 @@ fn gemm(gpu: &Wgpu) -> Result<(), strata_core::Error> {
     let blas = CudaBlas::new(cuda.stream().clone()).expect("cuBLAS");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     println!("{:<9} {:>6} {:>10} {:>10} {:>7} {:>10}", "dtype", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff");
-    for (t, n) in [(DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096), (DType::F16, 8192)] {
+    let cases = [(DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096), (DType::F16, 8192)];
+    for (t, n) in cases.into_iter().filter(|(t, _)| types.contains(t)) {
         let w = t.bits() as usize / 8;
         let l = Layout::contiguous(&[n, n]);
         let (ha, hb) = (random(t, n * n, &mut seed), random(t, n * n, &mut seed));
@@ -227,13 +228,22 @@ fn main() -> Result<(), strata_core::Error> {
     let gpu = Wgpu::new()?;
     let info = gpu.adapter_info();
     println!(
-        "adapter: {} ({:?}, {:?}, driver {}); cooperative matrices: {}",
+        "adapter: {} ({:?}, {:?}, driver {}); cooperative matrices: {}; workgroup memory: {} KiB",
         info.name,
         info.device_type,
         info.backend,
         info.driver_info,
-        gpu.has_coop()
+        gpu.has_coop(),
+        gpu.limits().max_compute_workgroup_storage_size / 1024
     );
-    bandwidth(&gpu)?;
-    gemm(&gpu)
+    // Arguments pick sections: `bandwidth`, `gemm` (both dtypes), `f16` or `f32` (one GEMM
+    // dtype); none runs everything.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
+    if want("bandwidth") {
+        bandwidth(&gpu)?;
+    }
+    let named = |t: DType| args.iter().any(|a| a.parse::<DType>().ok() == Some(t));
+    let types: Vec<DType> = [DType::F32, DType::F16].into_iter().filter(|&t| want("gemm") || named(t)).collect();
+    gemm(&gpu, &types)
 }

@@ -1,14 +1,30 @@
 //! `matmul2d` for f16 on cooperative matrices (`EXPERIMENTAL_COOPERATIVE_MATRIX`: Vulkan's
 //! `KHR_cooperative_matrix` on NVIDIA, simdgroup matrices on Metal), where the adapter has
-//! 16×16×16 f16 products with f32 accumulators and 32-wide subgroups, and
-//! `STRATA_WGPU_COOP=1` asks for it (opt-in until it is faster than the SIMT kernel).
+//! 16×16×16 f16 products with f32 accumulators and 32-wide subgroups (NVIDIA's Vulkan driver;
+//! Apple's 8×8 simdgroup matrices need a kernel of their own), unless `STRATA_WGPU_COOP=0`.
 //!
-//! A workgroup of eight subgroups computes a 128×128 tile: 128×32 and 32×128 slices of the
-//! operands are staged in workgroup memory as f16 (any strides: the staging follows them),
-//! each subgroup multiplies a 64×32 part with 4×2 accumulator matrices, and the results go out
-//! through a 16×16 staging tile per subgroup, where the epilogue (accumulate, bias,
-//! activation) runs. Loads and stores of cooperative matrices use constant strides only: naga
-//! 30's SPIR-V writer panics on a stride that is not a constant.
+//! A workgroup computes a 128×128 tile of the output; its subgroups split the tile in a grid
+//! ([`Tiles`]), each holding a grid of 16×16 f32 accumulators. Slices along k of both operands
+//! are staged in workgroup memory: every thread loads its share of the next slice into
+//! registers (16 bytes at a time where the operand is contiguous and aligned, element by
+//! element at the edges and for other strides) before the products of the current one, and
+//! stores it after them (with two buffers, one barrier a slice suffices). Each operand is
+//! staged along its contiguous axis, rows padded by 16 bytes so that the matrix loads hit
+//! every bank once; the matrix loads then read rows or columns as that layout says.
+//!
+//! What made it fast (H100/H200, BENCHMARKS.md): no global load under a branch — tiles wholly
+//! inside the operands take a copy of the pipeline without bounds checks, addresses computed
+//! once, and the last slice loads itself again rather than skip — went from 55 to 160 TFLOP/s;
+//! slices of 64 in one buffer to 190. Two buffers of 64 do not fit the 48 KiB of workgroup
+//! memory NVIDIA's Vulkan driver allows; a second set of prefetch registers, 64×64 tiles and
+//! 16-byte operand loads did not help.
+//!
+//! Naga's SPIR-V writer needs constant strides for matrix loads and stores, so operands are
+//! never loaded straight from their buffers. The operands are bound as `vec4<f16>`; on Vulkan
+//! the staging arrays hold `vec4<f16>` too (matrix loads count their stride in array
+//! elements), while Metal's `simdgroup_load` takes a pointer to the matrix's scalar type, so
+//! elsewhere the staging holds `f16` scalars. Results leave through a 16×16 f32 tile per
+//! subgroup in workgroup memory, where the epilogue (accumulate, bias, activation) runs.
 
 use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
 use strata_core::{DType, Result};
@@ -29,9 +45,79 @@ pub(crate) fn supported(adapter: &wgpu::Adapter) -> bool {
                 && p.ab_type == wgpu::CooperativeScalarType::F16
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
-        // Opt-in until it beats the SIMT kernel: 17 against 22 TFLOP/s for f16 at 8192 on an
-        // H200 (BENCHMARKS.md), correct but staged too slowly.
-        && std::env::var("STRATA_WGPU_COOP").is_ok_and(|v| v == "1")
+        // On unless `STRATA_WGPU_COOP=0`: 9× the SIMT kernel on an H100 (BENCHMARKS.md).
+        && std::env::var("STRATA_WGPU_COOP").map_or(true, |v| v != "0")
+}
+
+/// How a workgroup's subgroups split its 128×128 tile: `wm × wn` subgroups, each holding
+/// `rm × rn` accumulators of 16×16; slices of `bk` along k, staged in `stages` buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tiles {
+    wm: u32,
+    wn: u32,
+    rm: u32,
+    rn: u32,
+    bk: u32,
+    stages: u32,
+}
+
+impl Tiles {
+    /// Four subgroups of 64×64: eight matrix loads feed sixteen products a step.
+    /// Eight subgroups of 64×32, slices of 64 in one buffer: the fastest of those measured on
+    /// an H100 and an H200 (BENCHMARKS.md); two buffers of 64 do not fit in 48 KiB.
+    const DEFAULT: Tiles = Tiles { wm: 2, wn: 4, rm: 4, rn: 2, bk: 64, stages: 1 };
+
+    /// `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for tuning).
+    fn from_env() -> Tiles {
+        let parsed = std::env::var("STRATA_WGPU_COOP_TILES").ok().and_then(|v| {
+            let d: Vec<u32> = v.split('x').filter_map(|x| x.parse().ok()).collect();
+            let &[wm, wn, rm, rn, bk, stages] = d.as_slice() else { return None };
+            let t = Tiles { wm, wn, rm, rn, bk, stages };
+            let fits = wm * rm == wn * rn
+                && [64, 128].contains(&t.side())
+                && t.threads() <= 1024
+                && (t.side() * bk / 8).is_multiple_of(t.threads());
+            (fits && (1..=2).contains(&stages) && [16, 32, 64].contains(&bk)).then_some(t)
+        });
+        parsed.unwrap_or(Tiles::DEFAULT)
+    }
+
+    fn threads(&self) -> u32 {
+        32 * self.wm * self.wn
+    }
+
+    /// The side of the workgroup's square tile of the output.
+    fn side(&self) -> u32 {
+        16 * self.wm * self.rm
+    }
+}
+
+/// How one operand is staged: `k_major` when its rows of the staging run along k (the operand
+/// is contiguous along k, or along neither axis), else along m (n); sizes are in 16-byte quads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Staging {
+    k_major: bool,
+    /// The slice's extent along k.
+    bk: u32,
+    /// The tile's extent along m (n).
+    side: u32,
+}
+
+impl Staging {
+    /// Quads of a staging row.
+    fn per_row(&self) -> u32 {
+        if self.k_major { self.bk / 8 } else { self.side / 8 }
+    }
+
+    /// Quads between consecutive staging rows (one quad of padding).
+    fn row(&self) -> u32 {
+        self.per_row() + 1
+    }
+
+    /// Quads of one buffer.
+    fn size(&self) -> u32 {
+        if self.k_major { self.side * self.row() } else { self.bk * self.row() }
+    }
 }
 
 /// The product on cooperative matrices (f16 operands; the caller checked the device).
@@ -45,140 +131,323 @@ pub(crate) fn matmul(
 ) -> Result<()> {
     let batch_axes = out.layout.ndim() - 2;
     let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
-    // Both operands contiguous along the staged axis with every row starting on a 32-bit word:
-    // full tiles are staged two halves per load.
-    let even = |l: &Layout, step: i32| {
-        step % 2 == 0 && l.offset().is_multiple_of(2) && l.strides()[..batch_axes].iter().all(|s| s % 2 == 0)
+    let tiles = Tiles::from_env();
+    let (bk, side) = (tiles.bk, tiles.side());
+    let a = Staging { k_major: l_ks == 1 || l_ms != 1, bk, side };
+    let b = Staging { k_major: r_ks == 1 || r_ns != 1, bk, side };
+    // An operand loads 16 bytes at a time when its staged axis is contiguous and every row
+    // (and batch) starts on 8 elements.
+    let quads = |l: &Layout, unit: i32, other: i32| {
+        unit == 1
+            && other % 8 == 0
+            && l.offset().is_multiple_of(8)
+            && l.strides()[..batch_axes].iter().all(|s| s % 8 == 0)
     };
-    let pairs = l_ks == 1 && r_ns == 1 && even(left.layout, l_ms) && even(right.layout, r_ks);
+    let a_quads = if a.k_major { quads(left.layout, l_ks, l_ms) } else { quads(left.layout, l_ms, l_ks) };
+    let b_quads = if b.k_major { quads(right.layout, r_ks, r_ns) } else { quads(right.layout, r_ns, r_ks) };
+    let wide = gpu.adapter_info().backend == wgpu::Backend::Vulkan
+        && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0");
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let direct = wgsl::bits(out.dtype) == 32;
     let act = desc.epilogue.activation();
-    let key = format!(
-        "matmul coop f16 -> {} bias{} acc{accumulate} {act:?}",
-        out.dtype,
-        bias.map(|b| b.dtype.to_string()).unwrap_or_default()
-    );
+    let v = Variant { tiles, a, b, wide, ot: out.dtype, bias: bias.map(|b| b.dtype), accumulate, act };
+    let key = format!("matmul coop {v:?}");
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
-    let kernel = gpu.kernel(&key, reads, 1, || source(out.dtype, bias.map(|b| b.dtype), accumulate, act))?;
-    launch(gpu, &kernel, desc, left, right, bias, out, u32::from(pairs), 128)
+    let kernel = gpu.kernel(&key, reads, 1, || source(&v))?;
+    let flag = u32::from(a_quads) | (u32::from(b_quads) << 1);
+    launch(gpu, &kernel, desc, left, right, bias, out, flag, side as usize)
 }
 
-/// The kernel; its parameters are [`launch`]'s, with `flag` saying the operands can be
-/// staged in pairs.
-fn source(ot: DType, bias: Option<DType>, accumulate: bool, act: Activation) -> String {
+/// Everything a kernel is specialized on.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    tiles: Tiles,
+    a: Staging,
+    b: Staging,
+    /// Staging as `vec4<f16>` (Vulkan) rather than `f16` scalars.
+    wide: bool,
+    ot: DType,
+    bias: Option<DType>,
+    accumulate: bool,
+    act: Activation,
+}
+
+/// The WGSL of one operand's loaders: `{x}_el` reads element (outer, k) (zero outside the
+/// operand) and `{x}_quad` the quad `w` (8 elements, as the two columns of a `mat2x4`) of the
+/// slice at (`o0`, `k0`) in the order of the staging. For slices wholly inside an operand that
+/// loads whole quads, `{x}_start` gives quad `w`'s element at k = 0 once, and `{x}_fast` loads
+/// the quad at an element without a branch (a load in a branch costs its whole latency before
+/// the next one issues) or a read of the parameters.
+fn operand(x: &str, st: Staging, limit: &str, s_outer: &str, s_k: &str, flag: u32) -> String {
+    let per_row = st.per_row();
+    let (o, k, full, at, along_outer) = if st.k_major {
+        (
+            format!("o0 + w / {per_row}u"),
+            format!("k0 + (w % {per_row}u) * 8u"),
+            format!("o < {limit} && k + 8u <= p[2]"),
+            format!("base + bitcast<i32>(o) * bitcast<i32>({s_outer}) + bitcast<i32>(k)"),
+            false,
+        )
+    } else {
+        (
+            format!("o0 + (w % {per_row}u) * 8u"),
+            format!("k0 + w / {per_row}u"),
+            format!("k < p[2] && o + 8u <= {limit}"),
+            format!("base + bitcast<i32>(k) * bitcast<i32>({s_k}) + bitcast<i32>(o)"),
+            true,
+        )
+    };
+    format!(
+        "fn {x}_el(base: i32, o: u32, k: u32) -> f16 {{
+    if o >= {limit} || k >= p[2] {{ return f16(0.0); }}
+    let e = bitcast<u32>(base + bitcast<i32>(o) * bitcast<i32>({s_outer}) + bitcast<i32>(k) * bitcast<i32>({s_k}));
+    return {x}[e >> 2u][e & 3u];
+}}
+
+fn {x}_quad(base: i32, o0: u32, k0: u32, w: u32) -> mat2x4<f16> {{
+    let o = {o};
+    let k = {k};
+    if (p[19] & {flag}u) != 0u && {full} {{
+        let e = bitcast<u32>({at}) >> 2u;
+        return mat2x4<f16>({x}[e], {x}[e + 1u]);
+    }}
+    return mat2x4<f16>({});
+}}
+
+fn {x}_start(base: i32, o0: u32, w: u32) -> u32 {{
+    let k0 = 0u;
+    let o = {o};
+    let k = {k};
+    return bitcast<u32>({at});
+}}
+
+fn {x}_fast(e: u32) -> mat2x4<f16> {{
+    let q = e >> 2u;
+    return mat2x4<f16>({x}[q], {x}[q + 1u]);
+}}
+
+",
+        (0..8)
+            .map(|j| if along_outer {
+                format!("{x}_el(base, o + {j}u, k)")
+            } else {
+                format!("{x}_el(base, o, k + {j}u)")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The kernel; its parameters are [`launch`]'s, with `flag` bit 0 (1) saying the left (right)
+/// operand loads whole quads.
+fn source(v: &Variant) -> String {
+    let Variant { tiles: t, a, b, wide, ot, bias, accumulate, act } = *v;
+    let threads = t.threads();
+    let side = t.side();
     let mut s = String::from("enable f16;\nenable wgpu_cooperative_matrix;\n");
-    s += &header(DType::F16, DType::F16, ot, bias, accumulate);
-    s += "var<workgroup> As: array<f16, 4096>;
-var<workgroup> Bs: array<f16, 4096>;
-var<workgroup> Ts: array<f32, 2048>;
-var<workgroup> Z: array<f32, 256>;
-
-fn lhs_at(lb: i32, i: u32, k: u32) -> f16 {
-    if i >= p[0] || k >= p[2] { return f16(0.0); }
-    return f16(ld_lhs(bitcast<u32>(lb + bitcast<i32>(i) * bitcast<i32>(p[8]) + bitcast<i32>(k) * bitcast<i32>(p[9]))));
-}
-
-fn rhs_at(rb: i32, k: u32, j: u32) -> f16 {
-    if j >= p[1] || k >= p[2] { return f16(0.0); }
-    return f16(ld_rhs(bitcast<u32>(rb + bitcast<i32>(k) * bitcast<i32>(p[10]) + bitcast<i32>(j) * bitcast<i32>(p[11]))));
-}
-
-@compute @workgroup_size(256)
+    s += &header(DType::F16, DType::F16, ot, bias, accumulate, true);
+    // Staging arrays: `q` elements per quad of 8 halves.
+    let q = if wide { 2 } else { 8 };
+    let elem = if wide { "vec4<f16>" } else { "f16" };
+    s += &format!("var<workgroup> As: array<{elem}, {}>;\n", t.stages * a.size() * q);
+    s += &format!("var<workgroup> Bs: array<{elem}, {}>;\n", t.stages * b.size() * q);
+    s += &format!("var<workgroup> Ts: array<f32, {}>;\n", t.wm * t.wn * 256);
+    s += &operand("lhs", a, "p[0]", "p[8]", "p[9]", 1);
+    s += &operand("rhs", b, "p[1]", "p[11]", "p[10]", 2);
+    // Where a staged quad goes, and the store itself.
+    let slot = |st: Staging| {
+        let per_row = st.per_row();
+        format!("(w / {per_row}u) * {}u + w % {per_row}u", st.row())
+    };
+    let put = |arr: &str, at: String| {
+        if wide {
+            format!("    {arr}[2u * ({at})] = v[0];\n    {arr}[2u * ({at}) + 1u] = v[1];\n")
+        } else {
+            let mut r = format!("    let e = ({at}) * 8u;\n");
+            for j in 0..8 {
+                r += &format!("    {arr}[e + {j}u] = v[{}][{}];\n", j / 4, j % 4);
+            }
+            r
+        }
+    };
+    s += &format!(
+        "fn put_a(buf: u32, w: u32, v: mat2x4<f16>) {{\n    let at = buf * {}u + {};\n{}}}\n\n",
+        a.size(),
+        slot(a),
+        put("As", "at".into())
+    );
+    s += &format!(
+        "fn put_b(buf: u32, w: u32, v: mat2x4<f16>) {{\n    let at = buf * {}u + {};\n{}}}\n\n",
+        b.size(),
+        slot(b),
+        put("Bs", "at".into())
+    );
+    s += &format!(
+        "@compute @workgroup_size({threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32) {{
     let M = p[0];
     let N = p[1];
     let K = p[2];
     let group = wg.y * nwg.x + wg.x;
-    let tn = (N + 127u) / 128u;
-    let per_batch = ((M + 127u) / 128u) * tn;
-    if group >= per_batch * p[3] { return; }
+    let tm = (M + {side}u - 1u) / {side}u;
+    let tn = (N + {side}u - 1u) / {side}u;
+    let per_batch = tm * tn;
+    if group >= per_batch * p[3] {{ return; }}
     let b = group / per_batch;
     let t = group % per_batch;
-    let row0 = (t / tn) * 128u;
-    let col0 = (t % tn) * 128u;
+    // Tiles in bands of 8 block-rows, column by column within a band: the workgroups running
+    // at once share operand rows and columns in L2.
+    let band = min(tm - (t / (8u * tn)) * 8u, 8u);
+    let in_band = t % (8u * tn);
+    let row0 = ((t / (8u * tn)) * 8u + in_band % band) * {side}u;
+    let col0 = (in_band / band) * {side}u;
     let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
     let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
-    // Eight subgroups of 32: subgroup sg computes rows wm*64.. and columns wn*32.. of the tile.
+    // Subgroup sg computes rows sm * {}.. and columns sn * {}.. of the tile.
     let sg = lid / 32u;
     let lane = lid % 32u;
-    let wm = sg / 4u;
-    let wn = sg % 4u;
-    Z[lid] = 0.0;
-    workgroupBarrier();
-";
-    for r in 0..4 {
-        for c in 0..2 {
-            s += &format!("    var c{r}{c} = coopLoad<coop_mat16x16<f32, C>>(&Z[0], 16u);\n");
+    let sm = sg / {}u;
+    let sn = sg % {}u;
+",
+        t.rm * 16,
+        t.rn * 16,
+        t.wn,
+        t.wn
+    );
+    // Zero accumulators, loaded from a zeroed 16×16 tile.
+    s += &format!("    for (var e = lid; e < 256u; e += {threads}u) {{ Ts[e] = 0.0; }}\n");
+    s += "    workgroupBarrier();\n";
+    for r in 0..t.rm {
+        for c in 0..t.rn {
+            s += &format!("    var c{r}_{c} = coopLoad<coop_mat16x16<f32, C>>(&Ts[0], 16u);\n");
         }
     }
-    s += "    let pairs = p[19] == 1u && row0 + 128u <= M && col0 + 128u <= N;
-    for (var k0 = 0u; k0 < K; k0 += 32u) {
-        if pairs && k0 + 32u <= K {
-            for (var q = 0u; q < 8u; q++) {
-                let w = lid + q * 256u;
-                let row = w / 16u;
-                let kw = (w % 16u) * 2u;
-                let ea = lb + bitcast<i32>(row0 + row) * bitcast<i32>(p[8]) + bitcast<i32>(k0 + kw);
-                let va = lhs[bitcast<u32>(ea) / 2u];
-                As[row * 32u + kw] = f16(f16_to_f32(va & 0xffffu));
-                As[row * 32u + kw + 1u] = f16(f16_to_f32(va >> 16u));
-                let kb = w / 64u;
-                let nw = (w % 64u) * 2u;
-                let eb = rb + bitcast<i32>(k0 + kb) * bitcast<i32>(p[10]) + bitcast<i32>(col0 + nw);
-                let vb = rhs[bitcast<u32>(eb) / 2u];
-                Bs[kb * 128u + nw] = f16(f16_to_f32(vb & 0xffffu));
-                Bs[kb * 128u + nw + 1u] = f16(f16_to_f32(vb >> 16u));
-            }
+    s += "    workgroupBarrier();\n";
+    // Each thread's share of a slice: `per` quads of each operand, registers ra*/rb*.
+    let bk = t.bk;
+    let per = t.side() * bk / 8 / threads;
+    let fetch = |k0: &str, fast: bool| {
+        let mut r = String::new();
+        for i in 0..per {
+            let w = i * threads;
+            r += &if fast {
+                format!(
+                    "            ra{i} = lhs_fast(pa{i} + ({k0}) * ka);\n            rb{i} = rhs_fast(pb{i} + ({k0}) * kb);\n"
+                )
+            } else {
+                format!(
+                    "            ra{i} = lhs_quad(lb, row0, {k0}, lid + {w}u);\n            rb{i} = rhs_quad(rb, col0, {k0}, lid + {w}u);\n"
+                )
+            };
+        }
+        r
+    };
+    let store = |buf: &str| {
+        let mut r = String::new();
+        for i in 0..per {
+            r += &format!("            put_a({buf}, lid + {}u, ra{i});\n", i * threads);
+            r += &format!("            put_b({buf}, lid + {}u, rb{i});\n", i * threads);
+        }
+        r
+    };
+    // The matrix loads: pointer into the staging (in elements of the staging array) and
+    // stride, for the left operand's 16 rows at `m` and the right one's 16 columns at `n`.
+    let load = |role: &str, arr: &str, st: Staging, outer: String, kk: u32| {
+        let size = st.size();
+        let (at, major) = if st.k_major {
+            (format!("cur * {size}u + ({outer}) * {}u + {}u", st.row(), kk / 8), role == "A")
         } else {
-            for (var q = 0u; q < 16u; q++) {
-                let e = lid + q * 256u;
-                As[e] = lhs_at(lb, row0 + e / 32u, k0 + e % 32u);
-                Bs[e] = rhs_at(rb, k0 + e / 128u, col0 + e % 128u);
+            (format!("cur * {size}u + {}u + ({outer}) / 8u", kk * st.row()), role == "B")
+        };
+        // Row-major for A means m along rows of the staging: A staged k-major, B staged
+        // n-major (rows of k); otherwise column-major.
+        let f = if major { "coopLoadT" } else { "coopLoad" };
+        let at = if q == 1 { at } else { format!("({at}) * {q}u") };
+        format!("{f}<coop_mat16x16<f16, {role}>>(&{arr}[{at}], {}u)", st.row() * q)
+    };
+    let mut products = String::new();
+    for kk in (0..bk).step_by(16) {
+        products += "            {\n";
+        for r in 0..t.rm {
+            let m = format!("sm * {}u + {}u", t.rm * 16, r * 16);
+            products += &format!("            let a{r} = {};\n", load("A", "As", a, m, kk));
+        }
+        for c in 0..t.rn {
+            let n = format!("sn * {}u + {}u", t.rn * 16, c * 16);
+            products += &format!("            let b{c} = {};\n", load("B", "Bs", b, n, kk));
+        }
+        for r in 0..t.rm {
+            for c in 0..t.rn {
+                products += &format!("            c{r}_{c} = coopMultiplyAdd(a{r}, b{c}, c{r}_{c});\n");
             }
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < 32u; kk += 16u) {
-";
-    for r in 0..4 {
+        products += "            }\n";
+    }
+    // The pipeline over k, twice: without checks where the tile and every slice lie inside
+    // operands that load whole quads, with them elsewhere.
+    for i in 0..per {
+        s += &format!("    var ra{i}: mat2x4<f16>;\n    var rb{i}: mat2x4<f16>;\n");
+    }
+    // Where each quad of a slice starts, and how far apart slices are, in elements.
+    for i in 0..per {
+        let w = i * threads;
         s += &format!(
-            "            let a{r} = coopLoadT<coop_mat16x16<f16, A>>(&As[(wm * 64u + {}u) * 32u + kk], 32u);\n",
-            r * 16
+            "    let pa{i} = lhs_start(lb, row0, lid + {w}u);\n    let pb{i} = rhs_start(rb, col0, lid + {w}u);\n"
         );
     }
-    for c in 0..2 {
-        s += &format!(
-            "            let b{c} = coopLoadT<coop_mat16x16<f16, B>>(&Bs[kk * 128u + wn * 32u + {}u], 128u);\n",
-            c * 16
-        );
-    }
-    for r in 0..4 {
-        for c in 0..2 {
-            s += &format!("            c{r}{c} = coopMultiplyAdd(a{r}, b{c}, c{r}{c});\n");
+    s += &format!("    let ka = {};\n", if a.k_major { "1u" } else { "p[9]" });
+    s += &format!("    let kb = {};\n", if b.k_major { "1u" } else { "p[10]" });
+    s += &format!("    let slices = (K + {bk}u - 1u) / {bk}u;\n");
+    // `&`, not `&&`: naga lowers the short-circuit to a branch, after which the matrix
+    // operations no longer count as in uniform control flow.
+    s += &format!(
+        "    let fast = ((p[19] & 3u) == 3u) & (row0 + {side}u <= M) & (col0 + {side}u <= N) & (K % {bk}u == 0u) & (K > 0u);\n"
+    );
+    for fast in [true, false] {
+        s += if fast { "    if fast {\n" } else { "    } else {\n" };
+        s += &fetch("0u", fast);
+        s += &store("0u");
+        // Later slices load without a branch (the last one loads itself again): a load under
+        // a branch is waited for where the branch ends, before the products it should overlap.
+        s += "        workgroupBarrier();\n";
+        // With one buffer, the next slice waits in registers until every subgroup is done
+        // with the current one.
+        let cur = if t.stages == 2 { "i & 1u" } else { "0u" };
+        s += &format!("        for (var i = 0u; i < slices; i++) {{\n            let cur = {cur};\n");
+        s += &fetch(&format!("min(i + 1u, slices - 1u) * {bk}u"), fast);
+        s += &products;
+        if t.stages == 2 {
+            s += &store("1u - cur");
+        } else {
+            s += "            workgroupBarrier();\n";
+            s += &store("0u");
         }
+        s += "            workgroupBarrier();\n        }\n";
     }
-    s += "        }\n        workgroupBarrier();\n    }\n";
+    s += "    }\n";
     s += "    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);\n";
     s += "    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);\n";
     let epilogue = format!(
         "            var v = Ts[sg * 256u + e];\n{}",
         epilogue(ot, bias.is_some(), accumulate, act, "f32", "            ")
     );
-    for r in 0..4 {
-        for c in 0..2 {
+    for r in 0..t.rm {
+        for c in 0..t.rn {
             s += &format!(
-                "    coopStoreT(c{r}{c}, &Ts[sg * 256u], 16u);
+                "    coopStoreT(c{r}_{c}, &Ts[sg * 256u], 16u);
     workgroupBarrier();
     for (var e = lane; e < 256u; e += 32u) {{
-        let i = row0 + wm * 64u + {}u + e / 16u;
-        let j = col0 + wn * 32u + {}u + e % 16u;
+        let i = row0 + sm * {}u + {}u + e / 16u;
+        let j = col0 + sn * {}u + {}u + e % 16u;
         if i < M && j < N {{
 {epilogue}        }}
     }}
     workgroupBarrier();
 ",
+                t.rm * 16,
                 r * 16,
+                t.rn * 16,
                 c * 16
             );
         }
@@ -192,32 +461,62 @@ mod tests {
     use super::*;
 
     /// The cooperative-matrix kernels cannot run in CI (lavapipe has no cooperative matrices),
-    /// so every variant is validated by naga and written as SPIR-V and MSL here.
+    /// so every variant is validated by naga and written as SPIR-V, and the portable ones
+    /// (f16 staging) as MSL, here.
     #[test]
     fn every_variant_validates_and_translates() {
         use naga::back::{msl, spv};
         use naga::valid::{Capabilities, ValidationFlags, Validator};
         let caps = Capabilities::default() | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16;
         let mut count = 0;
-        for ot in [DType::F16, DType::F32] {
-            for bias in [None, Some(ot)] {
-                for accumulate in [false, true] {
-                    for act in [Activation::None, Activation::Gelu] {
-                        let code = crate::module_code(&source(ot, bias, accumulate, act));
-                        let module = naga::front::wgsl::parse_str(&code)
-                            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&code)));
-                        let info = Validator::new(ValidationFlags::all(), caps)
-                            .validate(&module)
-                            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&code)));
-                        spv::write_vec(&module, &info, &spv::Options::default(), None).expect("SPIR-V");
+        let tiles = [
+            Tiles::DEFAULT,
+            Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 32, stages: 2 },
+            Tiles { wm: 4, wn: 2, rm: 2, rn: 4, bk: 16, stages: 2 },
+            Tiles { wm: 2, wn: 2, rm: 2, rn: 2, bk: 64, stages: 2 },
+        ];
+        for (n, (wide, t)) in [true, false].into_iter().flat_map(|w| tiles.map(|t| (w, t))).enumerate() {
+            for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
+                // Every epilogue once, on a rotating choice of the rest.
+                for (e, (ot, bias, accumulate, act)) in [
+                    (DType::F16, None, false, Activation::None),
+                    (DType::F32, Some(DType::F32), true, Activation::Gelu),
+                    (DType::F16, Some(DType::F16), true, Activation::Relu),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if (n + e) % 3 != 0 && !(a && b) {
+                        continue;
+                    }
+                    let v = Variant {
+                        tiles: t,
+                        a: Staging { k_major: a, bk: t.bk, side: t.side() },
+                        b: Staging { k_major: b, bk: t.bk, side: t.side() },
+                        wide,
+                        ot,
+                        bias,
+                        accumulate,
+                        act,
+                    };
+                    let code = crate::module_code(&source(&v));
+                    let module = naga::front::wgsl::parse_str(&code)
+                        .unwrap_or_else(|e| panic!("{v:?}: {}", e.emit_to_string(&code)));
+                    let info = Validator::new(ValidationFlags::all(), caps)
+                        .validate(&module)
+                        .unwrap_or_else(|e| panic!("{v:?}: {}", e.emit_to_string(&code)));
+                    spv::write_vec(&module, &info, &spv::Options::default(), None).expect("SPIR-V");
+                    if !wide {
                         // Metal's simdgroup matrices need MSL 2.3.
                         let options = msl::Options { lang_version: (2, 3), ..msl::Options::default() };
-                        msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).expect("MSL");
-                        count += 1;
+                        let (msl, _) =
+                            msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).expect("MSL");
+                        assert!(msl.contains("simdgroup_load"), "{v:?}");
                     }
+                    count += 1;
                 }
             }
         }
-        assert_eq!(count, 16);
+        assert_eq!(count, 48);
     }
 }

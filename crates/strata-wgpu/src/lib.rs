@@ -221,8 +221,8 @@ impl Wgpu {
             required_features: features,
             required_limits: limits.clone(),
             // SAFETY: the experimental feature asked for is cooperative matrices, used by one
-            // kernel (`coop.rs`) in the way wgpu's own tests use it, and only when
-            // `STRATA_WGPU_COOP=1` asks for it.
+            // kernel (`coop.rs`) in the way wgpu's own tests use it, verified against the CPU
+            // on NVIDIA's Vulkan driver (the only adapter `coop::supported` accepts so far).
             experimental_features: if coop {
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {
@@ -262,6 +262,11 @@ impl Wgpu {
     /// The adapter's name, type and API, as wgpu reports them.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// The device's limits (the adapter's, all asked for).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
     }
 
     /// The device, for other wgpu work sharing Strata's buffers.

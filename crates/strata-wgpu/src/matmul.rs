@@ -158,14 +158,18 @@ pub(crate) fn operand_strides(desc: &Matmul2d, left: &Layout, right: &Layout) ->
 
 /// The WGSL both GEMM kernels open with: the bindings (parameters, left, right, the bias, the
 /// old output when accumulating into scratch, the destination), their loaders and
-/// `batch_offset`.
-pub(crate) fn header(lt: DType, rt: DType, ot: DType, bias: Option<DType>, accumulate: bool) -> String {
+/// `batch_offset`. With `halves` the (f16) operands are bound as `array<vec4<f16>>` and the
+/// kernel brings its own loaders.
+pub(crate) fn header(lt: DType, rt: DType, ot: DType, bias: Option<DType>, accumulate: bool, halves: bool) -> String {
     let direct = wgsl::bits(ot) == 32;
     let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
-    s += "@group(0) @binding(1) var<storage, read> lhs: array<u32>;\n";
-    s += "@group(0) @binding(2) var<storage, read> rhs: array<u32>;\n";
-    s += &wgsl::loader("lhs", lt);
-    s += &wgsl::loader("rhs", rt);
+    let operand = if halves { "array<vec4<f16>>" } else { "array<u32>" };
+    s += &format!("@group(0) @binding(1) var<storage, read> lhs: {operand};\n");
+    s += &format!("@group(0) @binding(2) var<storage, read> rhs: {operand};\n");
+    if !halves {
+        s += &wgsl::loader("lhs", lt);
+        s += &wgsl::loader("rhs", rt);
+    }
     let mut next = 3;
     if let Some(bt) = bias {
         s += &format!("@group(0) @binding({next}) var<storage, read> bias: array<u32>;\n");
@@ -239,7 +243,7 @@ fn source(
     let int = Ct::of(lt) != Ct::F32;
     let acc_t = if int { "i32" } else { "f32" };
     let zero = if int { "0" } else { "0.0" };
-    let mut s = header(lt, rt, ot, bias, accumulate);
+    let mut s = header(lt, rt, ot, bias, accumulate, false);
     // Shared tiles, k-major: As[k][m] and Bs[k][n] as rows of 32 four-wide vectors, so that a
     // thread reads its four rows (columns) with one vector load.
     s += &format!(

@@ -54,6 +54,18 @@ suite_tests!(
     fused_programs_match_the_cpu,
 );
 
+/// Products of many tiles with ragged edges (the cooperative-matrix kernel's pipeline over k
+/// and its edges); on hardware adapters only: lavapipe would take minutes.
+#[test]
+fn matmul2d_many_tiles_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+        eprintln!("matmul2d_many_tiles_match_the_cpu: not run on a software adapter");
+        return;
+    }
+    suite::matmul2d_many_tiles_match_the_cpu(gpu, &strata_wgpu::supported_dtypes());
+}
+
 #[test]
 fn bad_input_and_out_of_memory_are_errors() {
     let Some(gpu) = gpu() else { return };
