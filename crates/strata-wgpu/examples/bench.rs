@@ -134,12 +134,30 @@ fn bandwidth(gpu: &Wgpu) -> Result<(), strata_core::Error> {
         let s = time(gpu, 10, || f(&mut out));
         println!("{name:<36} {:>9.0} {:>8.2}", gbs(*moved, s), gbs(*moved, s) / gbs(2 * bytes, copy));
     }
+    Ok(())
+}
+
+/// Host time per dispatch of a tiny kernel, back to back.
+fn dispatch(gpu: &Wgpu) -> Result<(), strata_core::Error> {
     let tiny = Layout::contiguous(&[256]);
+    let x = gpu.upload(&[0x3f; 1024])?;
+    let mut out = gpu.alloc_output(1024)?;
     let s = time(gpu, 2000, || {
         gpu.unary(UnaryOp::Neg, TensorRef::new(DType::F32, &x, &tiny), TensorMut::new(DType::F32, &mut out, &tiny))
             .unwrap()
     });
     println!("{:<36} {:>9.2} µs", "dispatch, 1 KiB", s * 1e6);
+    // The host's part alone: recording (and submitting), without waiting for the device.
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..2000 {
+            gpu.unary(UnaryOp::Neg, TensorRef::new(DType::F32, &x, &tiny), TensorMut::new(DType::F32, &mut out, &tiny))?;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / 2000.0);
+        gpu.synchronize()?;
+    }
+    println!("{:<36} {:>9.2} µs", "dispatch, host time to record", best * 1e6);
     Ok(())
 }
 
@@ -236,14 +254,20 @@ fn main() -> Result<(), strata_core::Error> {
         gpu.has_coop(),
         gpu.limits().max_compute_workgroup_storage_size / 1024
     );
-    // Arguments pick sections: `bandwidth`, `gemm` (both dtypes), `f16` or `f32` (one GEMM
-    // dtype); none runs everything.
+    // Arguments pick sections: `bandwidth`, `dispatch`, `gemm` (both dtypes), `f16` or `f32`
+    // (one GEMM dtype); none runs everything.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
     if want("bandwidth") {
         bandwidth(&gpu)?;
     }
+    if want("dispatch") {
+        dispatch(&gpu)?;
+    }
     let named = |t: DType| args.iter().any(|a| a.parse::<DType>().ok() == Some(t));
     let types: Vec<DType> = [DType::F32, DType::F16].into_iter().filter(|&t| want("gemm") || named(t)).collect();
+    if types.is_empty() {
+        return Ok(());
+    }
     gemm(&gpu, &types)
 }

@@ -57,7 +57,6 @@ use strata_core::kernel::{
 };
 use strata_core::quant::QuantizedTensor;
 use strata_core::{Error, Result};
-use wgpu::util::DeviceExt;
 
 use pool::Pool;
 
@@ -128,6 +127,33 @@ struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     passes: u32,
     timing: timing::Timing,
+    params: Option<Params>,
+}
+
+/// The parameters of the dispatches recorded since the last submit, written into a mapped
+/// staging buffer as they are recorded and copied to the device ahead of the dispatches when
+/// they are submitted: two buffers a submit rather than one created, mapped and written a
+/// dispatch.
+struct Params {
+    staging: wgpu::Buffer,
+    device: wgpu::Buffer,
+    used: u64,
+}
+
+impl Params {
+    /// Bytes of parameters a submit holds before it is split.
+    const SIZE: u64 = 64 << 10;
+
+    fn new(device: &wgpu::Device, bytes: u64) -> Params {
+        let buffer = |usage, mapped_at_creation| {
+            device.create_buffer(&wgpu::BufferDescriptor { label: Some("params"), size: bytes, usage, mapped_at_creation })
+        };
+        Params {
+            staging: buffer(wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC, true),
+            device: buffer(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, false),
+            used: 0,
+        }
+    }
 }
 
 /// A compiled kernel and the layout of its bindings.
@@ -248,7 +274,12 @@ impl Wgpu {
             queue,
             info,
             limits,
-            pending: Arc::new(Mutex::new(Pending { encoder: None, passes: 0, timing: timing::Timing::default() })),
+            pending: Arc::new(Mutex::new(Pending {
+                encoder: None,
+                passes: 0,
+                timing: timing::Timing::default(),
+                params: None,
+            })),
             kernels: Arc::default(),
             pool,
             error,
@@ -334,29 +365,42 @@ impl Wgpu {
 
     /// Records `f` into the pending command encoder, submitting it every few passes.
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder, &mut timing::Timing)) {
-        let mut guard = lock(&self.pending);
-        let p = &mut *guard;
+        self.record_locked(&mut lock(&self.pending), f);
+    }
+
+    fn record_locked(&self, p: &mut Pending, f: impl FnOnce(&mut wgpu::CommandEncoder, &mut timing::Timing)) {
         let enc = p.encoder.get_or_insert_with(|| {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("strata") })
         });
         f(enc, &mut p.timing);
         p.passes += 1;
         if p.passes >= PASSES_PER_SUBMIT {
-            Self::submit_locked(&self.queue, p);
+            self.submit_locked(p);
         }
     }
 
-    fn submit_locked(queue: &wgpu::Queue, p: &mut Pending) {
+    /// Submits the pending encoder, after the copy of its dispatches' parameters.
+    fn submit_locked(&self, p: &mut Pending) {
         p.passes = 0;
-        if let Some(mut enc) = p.encoder.take() {
+        let params = p.params.take().map(|a| {
+            a.staging.unmap();
+            let mut enc =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("params") });
+            enc.copy_buffer_to_buffer(&a.staging, 0, &a.device, 0, a.used);
+            enc.finish()
+        });
+        let main = p.encoder.take().map(|mut enc| {
             p.timing.close(&mut enc);
-            queue.submit([enc.finish()]);
+            enc.finish()
+        });
+        if params.is_some() || main.is_some() {
+            self.queue.submit(params.into_iter().chain(main));
         }
     }
 
     /// Submits everything recorded so far.
     fn submit(&self) {
-        Self::submit_locked(&self.queue, &mut lock(&self.pending));
+        self.submit_locked(&mut lock(&self.pending));
     }
 
     /// After a wait: the kernel times of everything submitted, to the flight recorder.
@@ -459,13 +503,26 @@ impl Wgpu {
             }
         }
         let start = strata_trace::now_ns();
-        let params = if params.is_empty() { &[0u32][..] } else { params };
-        let pbuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytes_of(params),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: pbuf.as_entire_binding() }];
+        let params = bytes_of(if params.is_empty() { &[0u32][..] } else { params });
+        let len = params.len() as u64;
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment);
+        let mut guard = lock(&self.pending);
+        let p = &mut *guard;
+        if p.params.as_ref().is_some_and(|a| a.used + len > a.device.size()) {
+            self.submit_locked(p);
+        }
+        let arena =
+            p.params.get_or_insert_with(|| Params::new(&self.device, Params::SIZE.max(len.next_multiple_of(align))));
+        let offset = arena.used;
+        arena
+            .staging
+            .slice(offset..offset + len)
+            .get_mapped_range_mut()
+            .map_err(|e| err(name, format!("writing the parameters: {e}")))?
+            .copy_from_slice(params);
+        arena.used = (offset + len).next_multiple_of(align);
+        let binding = wgpu::BufferBinding { buffer: &arena.device, offset, size: std::num::NonZeroU64::new(len) };
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(binding) }];
         for (i, b) in reads.iter().chain(writes).enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.raw().as_entire_binding() });
         }
@@ -476,13 +533,14 @@ impl Wgpu {
         });
         let timed =
             self.timestamps && strata_trace::enabled() && self.kernel_timing.load(std::sync::atomic::Ordering::Relaxed);
-        self.record(|enc, timing| {
+        self.record_locked(p, |enc, timing| {
             let timestamp_writes = if timed { timing.writes(&self.device, name) } else { None };
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(name), timestamp_writes });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(x as u32, y as u32, 1);
         });
+        drop(guard);
         strata_trace::complete_span(name, start, strata_trace::now_ns());
         self.check(name)
     }
