@@ -413,6 +413,58 @@ def main():
         Af = A.astype(np.float32)
         add("linalg_inv", [Af], np.linalg.inv(A).astype(np.float32))
 
+    # FFT: complex values travel as [..., 2] (real, imaginary) pairs of float32; NumPy computes
+    # in complex128 from the same float32 values.
+    def cpx(shape):
+        zp = r(shape + (2,))
+        return zp, zp[..., 0].astype(np.float64) + 1j * zp[..., 1]
+
+    def pairs(z):
+        return np.stack([z.real, z.imag], -1).astype(np.float32)
+
+    zp, z = cpx((3, 8))
+    for n, axis in [(None, -1), (5, -1), (12, 0), (None, 0)]:
+        add("fft_fft", [zp], pairs(np.fft.fft(z, n=n, axis=axis)), n=n, axis=axis)
+        add("fft_ifft", [zp], pairs(np.fft.ifft(z, n=n, axis=axis)), n=n, axis=axis)
+    zp7, z7 = cpx((2, 7))
+    add("fft_fft", [zp7], pairs(np.fft.fft(z7)), n=None, axis=-1)
+    zp97, z97 = cpx((97,))
+    add("fft_fft", [zp97], pairs(np.fft.fft(z97)), n=None, axis=-1)
+    x, x7 = r((3, 10)), r((4, 7))
+    for xx, n, axis in [(x, None, -1), (x, 7, -1), (x7, None, 0), (x7, 12, -1)]:
+        add("fft_rfft", [xx], pairs(np.fft.rfft(xx.astype(np.float64), n=n, axis=axis)), n=n, axis=axis)
+    yp, y = cpx((3, 6))
+    for n, axis in [(None, -1), (11, -1), (10, -1), (4, 0)]:
+        add("fft_irfft", [yp], np.fft.irfft(y, n=n, axis=axis).astype(np.float32), n=n, axis=axis)
+    zp3, z3 = cpx((2, 4, 6))
+    add("fft_fftn", [zp3], pairs(np.fft.fftn(z3)), s=None, axes=None)
+    add("fft_fftn", [zp3], pairs(np.fft.fftn(z3, s=(3, 8), axes=(0, 2))), s=[3, 8], axes=[0, 2])
+    add("fft_ifftn", [zp3], pairs(np.fft.ifftn(z3, axes=(1, 2))), s=None, axes=[1, 2])
+    x3 = r((2, 4, 6))
+    add("fft_rfftn", [x3], pairs(np.fft.rfftn(x3.astype(np.float64))), s=None, axes=None)
+    add("fft_rfftn", [x3], pairs(np.fft.rfftn(x3.astype(np.float64), axes=(0, 1))), s=None, axes=[0, 1])
+    add("fft_irfftn", [zp3], np.fft.irfftn(z3, axes=(1, 2)).astype(np.float32), s=None, axes=[1, 2])
+    add("fft_irfftn", [zp3], np.fft.irfftn(z3, s=(4, 9), axes=(0, 2)).astype(np.float32), s=[4, 9], axes=[0, 2])
+    add("fft_fftshift", [x3], np.fft.fftshift(x3), axes=None)
+    add("fft_ifftshift", [x7], np.fft.ifftshift(x7, axes=(1,)), axes=[1])
+    for n, d in [(8, 1.0), (7, 0.5)]:
+        add("fft_fftfreq", [], np.fft.fftfreq(n, d).astype(np.float32), n=n, d=d)
+        add("fft_rfftfreq", [], np.fft.rfftfreq(n, d).astype(np.float32), n=n, d=d)
+    # complex64 arithmetic, and abs and sum of complex arrays.
+    ap, a_ = cpx((3, 4))
+    bp, b_ = cpx((1, 4))
+    add("complex_multiply", [ap, bp], pairs(a_ * b_))
+    add("complex_add", [ap, bp], pairs(a_ + b_))
+    add("complex_abs", [ap], np.abs(a_).astype(np.float32))
+    add("complex_sum", [ap], pairs(np.sum(a_, axis=0)))
+    add("complex_negative", [ap], pairs(-a_))
+    cp = ap.copy()
+    cp[0, :2, 1] += 1.0  # equal real parts, different imaginary ones
+    cp[1, 1, 0] -= 0.5
+    cc = cp[..., 0].astype(np.float64) + 1j * cp[..., 1]
+    add("complex_equal", [ap, cp], a_ == cc)
+    add("complex_not_equal", [ap, cp], a_ != cc)
+
     # Transformer stacks, batch norm and the bilinear layer: MLX's own layers are the reference
     # (their parameters go out by name, so the Rust side must match MLX's structure).
     import mlx.nn as mnn

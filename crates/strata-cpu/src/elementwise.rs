@@ -103,6 +103,10 @@ pub fn unary(op: UnaryOp, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
             U::LogicalNot | U::BitwiseNot => map1::<u8, u8>(x, out, |a: u8| (a == 0) as u8),
             _ => unreachable!("rejected by output_dtype"),
         },
+        DType::C64 => match op {
+            U::Neg => map1::<[f32; 2], [f32; 2]>(x, out, |[re, im]: [f32; 2]| [-re, -im]),
+            _ => unreachable!("rejected by output_dtype"),
+        },
         _ => unreachable!("rejected by output_dtype"),
     }
     Ok(())
@@ -166,6 +170,18 @@ pub fn binary(op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorMut<'
             B::BitwiseXor => map2::<u8, u8, u8>(a, b, out, |x: u8, y: u8| ((x != 0) != (y != 0)) as u8),
             _ => unreachable!("rejected by output_dtype"),
         },
+        // complex64 as (real, imaginary) pairs of f32.
+        DType::C64 => {
+            type C = [f32; 2];
+            match op {
+                B::Add => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p + r, q + t]),
+                B::Sub => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p - r, q - t]),
+                B::Mul => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p * r - q * t, p * t + q * r]),
+                B::Equal => map2::<C, C, u8>(a, b, out, |x: C, y: C| (x[0] == y[0] && x[1] == y[1]) as u8),
+                B::NotEqual => map2::<C, C, u8>(a, b, out, |x: C, y: C| (x[0] != y[0] || x[1] != y[1]) as u8),
+                _ => unreachable!("rejected by output_dtype"),
+            }
+        }
         _ => unreachable!("rejected by output_dtype"),
     }
     Ok(())

@@ -152,7 +152,11 @@ fn dispatch(gpu: &Wgpu) -> Result<(), strata_core::Error> {
     for _ in 0..5 {
         let t = Instant::now();
         for _ in 0..2000 {
-            gpu.unary(UnaryOp::Neg, TensorRef::new(DType::F32, &x, &tiny), TensorMut::new(DType::F32, &mut out, &tiny))?;
+            gpu.unary(
+                UnaryOp::Neg,
+                TensorRef::new(DType::F32, &x, &tiny),
+                TensorMut::new(DType::F32, &mut out, &tiny),
+            )?;
         }
         best = best.min(t.elapsed().as_secs_f64() / 2000.0);
         gpu.synchronize()?;

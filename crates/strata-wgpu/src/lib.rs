@@ -146,7 +146,12 @@ impl Params {
 
     fn new(device: &wgpu::Device, bytes: u64) -> Params {
         let buffer = |usage, mapped_at_creation| {
-            device.create_buffer(&wgpu::BufferDescriptor { label: Some("params"), size: bytes, usage, mapped_at_creation })
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: bytes,
+                usage,
+                mapped_at_creation,
+            })
         };
         Params {
             staging: buffer(wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC, true),
@@ -384,8 +389,7 @@ impl Wgpu {
         p.passes = 0;
         let params = p.params.take().map(|a| {
             a.staging.unmap();
-            let mut enc =
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("params") });
+            let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("params") });
             enc.copy_buffer_to_buffer(&a.staging, 0, &a.device, 0, a.used);
             enc.finish()
         });

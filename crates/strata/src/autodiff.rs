@@ -3,6 +3,7 @@
 //! too: `grad` of `grad`, `jvp` of `vjp` and the like compose without special cases.
 
 use std::collections::{HashMap, HashSet};
+use strata_core::DType;
 
 use strata_core::kernel::{BinaryOp, Fused, FusedOp, ReduceOp, ScanOp, UnaryOp};
 use strata_core::{Error, Result};
@@ -144,8 +145,9 @@ fn sum_to_shape(g: &Array, shape: &[usize]) -> Result<Array> {
     Ok(reshape_to(&r, shape))
 }
 
+/// Whether derivatives flow through `a`: floating and complex types.
 fn is_float(a: &Array) -> bool {
-    a.dtype().is_float()
+    a.dtype().is_float() || a.dtype() == DType::C64
 }
 
 /// The cotangents of `node`'s inputs given the cotangent `g` of its output (`None`: no
@@ -160,6 +162,12 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
         Prim::Unary(op) => vec![mul(unary_derivative(*op, &x[0], node)?)?],
         Prim::Binary(op) => {
             let (da, db) = binary_partials(*op, &x[0], &x[1], node)?;
+            // Complex cotangents are real pairs (fft.rs): a complex factor enters conjugated.
+            let (da, db) = if node.dtype() == DType::C64 {
+                (da.map(|d| crate::fft::conj(&d)).transpose()?, db.map(|d| crate::fft::conj(&d)).transpose()?)
+            } else {
+                (da, db)
+            };
             match op {
                 BinaryOp::Add => vec![Some(g.clone()), Some(g.clone())],
                 BinaryOp::Sub => vec![Some(g.clone()), Some(negative(g)?)],

@@ -17,6 +17,21 @@ fn format_values(a: &Array) -> Result<Vec<String>, strata_core::Error> {
         }
         DType::U32 | DType::U64 => a.to_vec::<u64>()?.iter().map(|v| v.to_string()).collect(),
         DType::I64 => a.to_vec::<i64>()?.iter().map(|v| v.to_string()).collect(),
+        DType::C64 => {
+            // NumPy's `1.5-2.j`: each part with up to eight decimals, trailing zeros dropped.
+            let part = |x: f32| {
+                let s = format!("{:.8}", x.abs());
+                s.trim_end_matches('0').to_string()
+            };
+            let pairs: Vec<f32> = bytemuck::pod_collect_to_vec(&a.to_bytes()?);
+            pairs
+                .chunks_exact(2)
+                .map(|p| {
+                    let re = if p[0] < 0.0 { format!("-{}", part(p[0])) } else { part(p[0]) };
+                    format!("{re}{}{}j", if p[1] < 0.0 { "-" } else { "+" }, part(p[1]))
+                })
+                .collect()
+        }
         _ => {
             let v = a.to_vec::<f64>()?;
             let all_int = v.iter().all(|x| !x.is_finite() || (x.fract() == 0.0 && x.abs() < 1e16));

@@ -45,6 +45,9 @@ pub fn result_type(a: DType, b: DType) -> DType {
     if a == b {
         return a;
     }
+    if a == C64 || b == C64 {
+        return C64;
+    }
     match ((a.kind(), a.bits()), (b.kind(), b.bits())) {
         ((Kind::Bool, _), _) => b,
         (_, (Kind::Bool, _)) => a,
@@ -476,6 +479,9 @@ pub fn stop_gradient(x: &Array) -> Result<Array> {
 /// inputs in float32, as MLX does.
 pub fn unary(op: UnaryOp, x: &Array) -> Result<Array> {
     check_ok(&[x])?;
+    if op == UnaryOp::Abs && x.dtype() == DType::C64 {
+        return crate::fft::complex_abs(x);
+    }
     let x = match op.output_dtype(x.dtype()) {
         Ok(_) => x.clone(),
         Err(e) if x.dtype().is_integer() || x.dtype() == DType::Bool => match op.output_dtype(DType::F32) {
@@ -592,6 +598,10 @@ pub(crate) fn weak_scalar(like: &Array, v: f64) -> Array {
 
 fn reduce(op: ReduceOp, x: &Array, axes: Option<&[isize]>, keepdims: bool) -> Result<Array> {
     check_ok(&[x])?;
+    if op == ReduceOp::Sum && x.dtype() == DType::C64 {
+        let part = |p: Array| reduce(op, &p, axes, keepdims);
+        return crate::fft::complex(&part(crate::fft::real(x)?)?, &part(crate::fft::imag(x)?)?);
+    }
     let axes = norm_axes(op.name(), axes, x.ndim())?;
     let mut x = x.clone();
     let dtype = match op {

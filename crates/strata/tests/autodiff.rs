@@ -464,3 +464,97 @@ fn custom_vjp_and_checkpoint() {
         }
     }
 }
+
+/// `check` for functions computed in float32 (the transforms): finite differences with a wide
+/// step, exact up to rounding for the linear maps they are (a small one for the others), and a
+/// float32 tolerance.
+fn check_f32(name: &str, f: &F, xs: &[Array]) {
+    check_f32_with(name, f, xs, 0.25);
+}
+
+fn check_f32_with(name: &str, f: &F, xs: &[Array], eps: f64) {
+    let xs: Vec<Array> = xs.iter().map(|x| x.astype(DType::F32).unwrap()).collect();
+    let y = f(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let w = arr(&rand_vec(y.size(), 98, -1.0, 1.0), y.shape());
+    let loss = |a: &[Array]| -> Result<Array> { (f(a)?.astype(DType::F64)? * &w).sum(None, false) };
+    let grads = grad(loss, &[])(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (i, x) in xs.iter().enumerate() {
+        let xv = x.to_vec::<f64>().unwrap();
+        let g = grads[i].to_vec::<f64>().unwrap();
+        assert_eq!(grads[i].shape(), x.shape(), "{name}: gradient shape");
+        for j in 0..xv.len() {
+            let at = |d: f64| {
+                let mut v = xv.clone();
+                v[j] += d;
+                let mut args = xs.clone();
+                args[i] = arr(&v, x.shape()).astype(DType::F32).unwrap();
+                loss(&args).unwrap().item::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (g[j] - fd).abs() < 2e-4 * (1.0 + fd.abs()),
+                "{name}: d/dx{i}[{j}] = {} by vjp, {fd} by differences",
+                g[j]
+            );
+        }
+        let t = arr(&rand_vec(x.size(), 17 + i as u64, -1.0, 1.0), x.shape()).astype(DType::F32).unwrap();
+        let mut tangents: Vec<Array> = xs.iter().map(|x| zeros_like(x).unwrap()).collect();
+        tangents[i] = t.clone();
+        let (_, jt) = jvp(|a| Ok(vec![f(a)?]), &xs, &tangents).unwrap_or_else(|e| panic!("{name} jvp: {e}"));
+        let tv = t.to_vec::<f64>().unwrap();
+        let shifted = |d: f64| {
+            let v: Vec<f64> = xv.iter().zip(&tv).map(|(a, b)| a + d * b).collect();
+            let mut args = xs.clone();
+            args[i] = arr(&v, x.shape()).astype(DType::F32).unwrap();
+            f(&args).unwrap().to_vec::<f64>().unwrap()
+        };
+        let (p, m) = (shifted(eps), shifted(-eps));
+        let got = jt[0].to_vec::<f64>().unwrap();
+        for k in 0..p.len() {
+            let fd = (p[k] - m[k]) / (2.0 * eps);
+            assert!((got[k] - fd).abs() < 2e-4 * (1.0 + fd.abs()), "{name}: jvp[{k}] = {} vs {fd}", got[k]);
+        }
+    }
+}
+
+#[test]
+fn fft_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    // Complex values built from two real arrays, results read back as (real, imaginary).
+    fn c(x: &[Array]) -> Result<Array> {
+        complex(&x[0], &x[1])
+    }
+    fn pairs(z: Array) -> Result<Array> {
+        stack(&[&real(&z)?, &imag(&z)?], -1)
+    }
+    let (re, im) = (r(&[2, 6], 81), r(&[2, 6], 82));
+    let both = [re.clone(), im.clone()];
+    check_f32("fft", &|x: &[Array]| pairs(fft::fft(&c(x)?, None, -1)?), &both);
+    check_f32("fft along axis 0, padded", &|x: &[Array]| pairs(fft::fft(&c(x)?, Some(3), 0)?), &both);
+    check_f32("ifft, cut", &|x: &[Array]| pairs(fft::ifft(&c(x)?, Some(4), -1)?), &both);
+    check_f32("rfft", &|x: &[Array]| pairs(fft::rfft(&x[0], None, -1)?), std::slice::from_ref(&re));
+    check_f32("rfft, odd and padded", &|x: &[Array]| pairs(fft::rfft(&x[0], Some(9), -1)?), std::slice::from_ref(&re));
+    check_f32("irfft, even", &|x: &[Array]| fft::irfft(&c(x)?, Some(10), -1), &both);
+    check_f32("irfft, odd", &|x: &[Array]| fft::irfft(&c(x)?, Some(9), -1), &both);
+    check_f32("fftn with s", &|x: &[Array]| pairs(fft::fftn(&c(x)?, Some(&[3, 5]), None)?), &both);
+    check_f32(
+        "rfftn then irfftn",
+        &|x: &[Array]| fft::irfftn(&fft::rfftn(&x[0], None, None)?, Some(&[2, 6]), None),
+        std::slice::from_ref(&re),
+    );
+    let (b0, b1) = (r(&[1, 6], 83), r(&[1, 6], 84));
+    check_f32(
+        "complex multiply (broadcast)",
+        &|x: &[Array]| pairs(multiply(&complex(&x[0], &x[1])?, &complex(&x[2], &x[3])?)?),
+        &[re.clone(), im.clone(), b0.clone(), b1.clone()],
+    );
+    // Away from |z| = 0, where abs bends too sharply for differences in float32.
+    let (re2, b2) = (&re + 2.0, &b0 + 2.0);
+    check_f32_with(
+        "abs of a complex product",
+        &|x: &[Array]| abs(&multiply(&complex(&x[0], &x[1])?, &complex(&x[2], &x[3])?)?),
+        &[re2, im.clone(), b2, b1],
+        1e-2,
+    );
+    check_f32("complex sum and conj", &|x: &[Array]| pairs(conj(&sum(&c(x)?, Some(&[0]), false)?)?), &both);
+}

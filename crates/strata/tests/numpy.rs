@@ -46,6 +46,44 @@ fn int(kw: &Value, key: &str) -> isize {
     kw[key].as_i64().unwrap() as isize
 }
 
+/// The FFT cases: complex values as [..., 2] (real, imaginary) pairs, both ways.
+fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
+    let c = |x: &Array| {
+        let last = x.ndim() as isize - 1;
+        complex(
+            &squeeze(&slice_axis(x, last, 0, 1)?, Some(&[last]))?,
+            &squeeze(&slice_axis(x, last, 1, 2)?, Some(&[last]))?,
+        )
+    };
+    let pairs = |z: Array| stack(&[&real(&z)?, &imag(&z)?], -1);
+    let n = kw["n"].as_u64().map(|n| n as usize);
+    let s: Option<Vec<usize>> = kw["s"].as_array().map(|v| v.iter().map(|d| d.as_u64().unwrap() as usize).collect());
+    let (s, ax) = (s.as_deref(), axes(kw, "axes"));
+    let ax = ax.as_deref();
+    match op {
+        "fft_fft" => pairs(fft::fft(&c(&a[0])?, n, int(kw, "axis"))?),
+        "fft_ifft" => pairs(fft::ifft(&c(&a[0])?, n, int(kw, "axis"))?),
+        "fft_rfft" => pairs(fft::rfft(&a[0], n, int(kw, "axis"))?),
+        "fft_irfft" => fft::irfft(&c(&a[0])?, n, int(kw, "axis")),
+        "fft_fftn" => pairs(fft::fftn(&c(&a[0])?, s, ax)?),
+        "fft_ifftn" => pairs(fft::ifftn(&c(&a[0])?, s, ax)?),
+        "fft_rfftn" => pairs(fft::rfftn(&a[0], s, ax)?),
+        "fft_irfftn" => fft::irfftn(&c(&a[0])?, s, ax),
+        "fft_fftshift" => fft::fftshift(&a[0], ax),
+        "fft_ifftshift" => fft::ifftshift(&a[0], ax),
+        "fft_fftfreq" => fft::fftfreq(n.unwrap(), kw["d"].as_f64().unwrap()),
+        "fft_rfftfreq" => fft::rfftfreq(n.unwrap(), kw["d"].as_f64().unwrap()),
+        "complex_multiply" => pairs(multiply(&c(&a[0])?, &c(&a[1])?)?),
+        "complex_add" => pairs(add(&c(&a[0])?, &c(&a[1])?)?),
+        "complex_abs" => abs(&c(&a[0])?),
+        "complex_sum" => pairs(sum(&c(&a[0])?, Some(&[0]), false)?),
+        "complex_negative" => pairs(negative(&c(&a[0])?)?),
+        "complex_equal" => equal(&c(&a[0])?, &c(&a[1])?),
+        "complex_not_equal" => not_equal(&c(&a[0])?, &c(&a[1])?),
+        _ => unreachable!("{op}"),
+    }
+}
+
 fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
     let ax = axes(kw, "axes");
     let keep = kw["keepdims"].as_bool().unwrap_or(false);
@@ -226,6 +264,7 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
             };
             linalg::norm(&a[0], ord, kw["matrix"].as_bool().unwrap())
         }
+        op if op.starts_with("fft_") || op.starts_with("complex_") => fft_case(op, a, kw),
         "linalg_cross" => linalg::cross(&a[0], &a[1]),
         "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
         "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),

@@ -22,13 +22,22 @@ enum Rule {
     Integer,
     /// `bool` in, `bool` out.
     Logical,
+    /// What `Numeric` takes, and complex64.
+    NumericComplex,
+    /// What `Predicate` takes, and complex64; returns `bool`.
+    PredicateComplex,
 }
 
 impl Rule {
     fn accepts(self, t: DType) -> bool {
         let standard = !t.is_packed() && t.float_format().is_none();
+        if t == DType::C64 {
+            return matches!(self, Rule::NumericComplex | Rule::PredicateComplex);
+        }
         standard
             && match self {
+                Rule::NumericComplex => Rule::Numeric.accepts(t),
+                Rule::PredicateComplex => Rule::Predicate.accepts(t),
                 Rule::Numeric | Rule::Predicate => t.is_integer() || t.is_float(),
                 Rule::Float => t.is_float(),
                 Rule::Bits => t.is_integer() || t == DType::Bool,
@@ -39,7 +48,7 @@ impl Rule {
 
     fn output(self, t: DType) -> DType {
         match self {
-            Rule::Predicate | Rule::Logical => DType::Bool,
+            Rule::Predicate | Rule::PredicateComplex | Rule::Logical => DType::Bool,
             _ => t,
         }
     }
@@ -51,6 +60,7 @@ impl Rule {
             Rule::Bits => "an integer type or bool",
             Rule::Integer => "an integer type",
             Rule::Logical => "bool",
+            Rule::NumericComplex | Rule::PredicateComplex => "an integer, floating or complex type",
         }
     }
 }
@@ -92,7 +102,7 @@ macro_rules! ops {
 ops! {
     /// An element-wise function of one operand.
     UnaryOp {
-        Neg => "negative", Numeric, "`-x` (wrapping for integers).";
+        Neg => "negative", NumericComplex, "`-x` (wrapping for integers).";
         Abs => "absolute", Numeric, "`|x|` (wrapping at the minimum integer).";
         Sign => "sign", Numeric, "-1, 0 or 1 (NaN stays NaN).";
         Square => "square", Numeric, "`x²`.";
@@ -140,9 +150,9 @@ ops! {
 ops! {
     /// An element-wise function of two operands of one type.
     BinaryOp {
-        Add => "add", Numeric, "`a + b` (wrapping for integers).";
-        Sub => "subtract", Numeric, "`a − b` (wrapping for integers).";
-        Mul => "multiply", Numeric, "`a · b` (wrapping for integers).";
+        Add => "add", NumericComplex, "`a + b` (wrapping for integers).";
+        Sub => "subtract", NumericComplex, "`a − b` (wrapping for integers).";
+        Mul => "multiply", NumericComplex, "`a · b` (wrapping for integers).";
         Div => "divide", Float, "`a / b`.";
         FloorDiv => "floor_divide", Numeric, "`⌊a / b⌋`; integer division by zero gives 0, as NumPy.";
         Remainder => "remainder", Numeric, "`a − ⌊a/b⌋·b`, the sign of `b` (Python's `%`); integer remainder by zero gives 0.";
@@ -151,8 +161,8 @@ ops! {
         Minimum => "minimum", Numeric, "The smaller; NaN if either is NaN.";
         Atan2 => "arctan2", Float, "The angle of the point `(b, a)`.";
         LogAddExp => "logaddexp", Float, "`ln(eᵃ + eᵇ)`, without overflow.";
-        Equal => "equal", Predicate, "`a == b`.";
-        NotEqual => "not_equal", Predicate, "`a != b`.";
+        Equal => "equal", PredicateComplex, "`a == b`.";
+        NotEqual => "not_equal", PredicateComplex, "`a != b`.";
         Less => "less", Predicate, "`a < b`.";
         LessEqual => "less_equal", Predicate, "`a <= b`.";
         Greater => "greater", Predicate, "`a > b`.";
