@@ -412,6 +412,11 @@ def main():
         add("linalg_cross", [ca, cb], np.cross(ca, cb))
         Af = A.astype(np.float32)
         add("linalg_inv", [Af], np.linalg.inv(A).astype(np.float32))
+        # General eigenvalues (complex pairs among them), sorted by real then imaginary part,
+        # as (real, imaginary) pairs.
+        G = r((2, 6, 6))
+        ev = np.sort_complex(np.linalg.eigvals(G.astype(np.float64)))
+        add("linalg_eigvals_sorted", [G], np.stack([ev.real, ev.imag], -1).astype(np.float32))
 
     # FFT: complex values travel as [..., 2] (real, imaginary) pairs of float32; NumPy computes
     # in complex128 from the same float32 values.

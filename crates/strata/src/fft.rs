@@ -29,7 +29,7 @@ fn err(op: &'static str, message: String) -> Error {
 }
 
 /// The values of a complex64 array, row-major, widened to float64.
-fn complex_values(a: &Array) -> Result<Vec<Complex<f64>>> {
+pub(crate) fn complex_values(a: &Array) -> Result<Vec<Complex<f64>>> {
     let a = a.astype(DType::C64)?;
     let bytes = a.to_bytes()?;
     let pairs: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
@@ -37,7 +37,7 @@ fn complex_values(a: &Array) -> Result<Vec<Complex<f64>>> {
 }
 
 /// A complex64 array of `shape` on `like`'s device.
-fn complex_array(values: &[Complex<f64>], shape: &[usize], like: &Array) -> Result<Array> {
+pub(crate) fn complex_array(values: &[Complex<f64>], shape: &[usize], like: &Array) -> Result<Array> {
     let pairs: Vec<f32> = values.iter().flat_map(|c| [c.re as f32, c.im as f32]).collect();
     Array::from_bytes(bytemuck::cast_slice(&pairs), shape, DType::C64, like.device())
 }

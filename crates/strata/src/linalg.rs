@@ -4,9 +4,11 @@
 //! The factorizations run on the host in float64 (float32 inputs come back as float32), as
 //! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
 //! `lu`, `lu_factor`), Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`,
-//! one-sided Jacobi for `svd`. Each is one host function in the graph with a reverse-mode rule
+//! one-sided Jacobi for `svd`, the complex Schur form (Hessenberg reduction, shifted QR) for
+//! `eig`/`eigvals`. Each is one host function in the graph with a reverse-mode rule
 //! written in array ops (so gradients run on the device and compose); forward mode is the
-//! reverse rule transposed (the rule is linear in the cotangents). `lu` has no rule yet.
+//! reverse rule transposed (the rule is linear in the cotangents). `lu` and `eig` have no rule
+//! yet.
 //! `norm`, `cross` and `pinv` are compositions of other ops.
 
 use strata_core::{DType, Error, Result};
@@ -818,4 +820,193 @@ pub fn cross(a: &Array, b: &Array) -> Result<Array> {
     let y = subtract(&multiply(&a2, &b0)?, &multiply(&a0, &b2)?)?;
     let z = subtract(&multiply(&a0, &b1)?, &multiply(&a1, &b0)?)?;
     concatenate(&[&x, &y, &z], -1)
+}
+
+// ---- general eigenproblems (complex Schur form) ------------------------------------------
+
+type C64 = rustfft::num_complex::Complex<f64>;
+
+/// The complex Schur form of `h` (n × n, row-major) in place, `h = Q T Qᴴ` with `T` upper
+/// triangular: Householder reduction to Hessenberg form, then shifted QR steps (Wilkinson
+/// shifts, Givens rotations) with deflation. Returns `Q`, or an error when an eigenvalue does
+/// not converge.
+fn complex_schur(h: &mut [C64], n: usize) -> std::result::Result<Vec<C64>, usize> {
+    let zero = C64::new(0.0, 0.0);
+    let mut q: Vec<C64> = (0..n * n).map(|k| if k / n == k % n { C64::new(1.0, 0.0) } else { zero }).collect();
+    // Hessenberg: a reflector I − 2vvᴴ per column zeroes it below the subdiagonal.
+    for k in 0..n.saturating_sub(2) {
+        let x: Vec<C64> = (k + 1..n).map(|i| h[i * n + k]).collect();
+        let norm = x.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        let phase = if x[0].norm() == 0.0 { C64::new(1.0, 0.0) } else { x[0] / x[0].norm() };
+        let mut v = x;
+        v[0] += phase * norm;
+        let vn = v.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|c| *c /= vn);
+        for j in 0..n {
+            let s: C64 = (0..v.len()).map(|i| v[i].conj() * h[(k + 1 + i) * n + j]).sum();
+            (0..v.len()).for_each(|i| h[(k + 1 + i) * n + j] -= v[i] * s * 2.0);
+        }
+        for m in [&mut *h, &mut q] {
+            for i in 0..n {
+                let s: C64 = (0..v.len()).map(|j| m[i * n + k + 1 + j] * v[j]).sum();
+                (0..v.len()).for_each(|j| m[i * n + k + 1 + j] -= s * v[j].conj() * 2.0);
+            }
+        }
+        (k + 2..n).for_each(|i| h[i * n + k] = zero);
+    }
+    let (mut hi, mut iterations) = (n.saturating_sub(1), 0);
+    while hi > 0 {
+        // The active block is lo..=hi, below the last negligible subdiagonal entry.
+        let mut lo = hi;
+        while lo > 0 {
+            let s = h[(lo - 1) * n + lo - 1].l1_norm() + h[lo * n + lo].l1_norm();
+            if h[lo * n + lo - 1].l1_norm() <= f64::EPSILON * s.max(f64::MIN_POSITIVE) {
+                h[lo * n + lo - 1] = zero;
+                break;
+            }
+            lo -= 1;
+        }
+        if lo == hi {
+            hi -= 1;
+            iterations = 0;
+            continue;
+        }
+        iterations += 1;
+        if iterations > 60 {
+            return Err(hi);
+        }
+        // Wilkinson's shift: the trailing 2 × 2 block's eigenvalue nearer its last entry (an
+        // exceptional one every tenth step, against cycles).
+        let (a, b, c, d) = (h[(hi - 1) * n + hi - 1], h[(hi - 1) * n + hi], h[hi * n + hi - 1], h[hi * n + hi]);
+        let mu = if iterations % 10 == 0 {
+            d + h[hi * n + hi - 1].norm()
+        } else {
+            let half = (a - d) * 0.5;
+            let root = (half * half + b * c).sqrt();
+            let (l1, l2) = (d + half + root, d + half - root);
+            if (l1 - d).norm() < (l2 - d).norm() { l1 } else { l2 }
+        };
+        // One QR step of H − μI on the block, as rotations zeroing the subdiagonal, then RQ + μI.
+        (lo..=hi).for_each(|i| h[i * n + i] -= mu);
+        let mut rotations = Vec::with_capacity(hi - lo);
+        for k in lo..hi {
+            let (x, y) = (h[k * n + k], h[(k + 1) * n + k]);
+            let r = (x.norm_sqr() + y.norm_sqr()).sqrt();
+            let (cs, sn) = if r == 0.0 { (C64::new(1.0, 0.0), zero) } else { (x / r, y / r) };
+            // [cs̄ sn̄; −sn cs] applied to rows k, k + 1.
+            for j in k..n {
+                let (p, t) = (h[k * n + j], h[(k + 1) * n + j]);
+                h[k * n + j] = cs.conj() * p + sn.conj() * t;
+                h[(k + 1) * n + j] = -sn * p + cs * t;
+            }
+            rotations.push((cs, sn));
+        }
+        for (k, &(cs, sn)) in (lo..hi).zip(&rotations) {
+            for (m, rows) in [(&mut *h, (k + 2).min(hi) + 1), (&mut q, n)] {
+                for i in 0..rows {
+                    let (p, t) = (m[i * n + k], m[i * n + k + 1]);
+                    m[i * n + k] = p * cs + t * sn;
+                    m[i * n + k + 1] = -p * sn.conj() + t * cs.conj();
+                }
+            }
+        }
+        (lo..=hi).for_each(|i| h[i * n + i] += mu);
+    }
+    Ok(q)
+}
+
+/// The eigenvectors of the upper triangular `t` mapped through `q` (columns of the row-major
+/// result), each of unit norm with its largest entry real and positive.
+fn schur_vectors(t: &[C64], q: &[C64], n: usize) -> Vec<C64> {
+    let zero = C64::new(0.0, 0.0);
+    let scale = t.iter().map(|c| c.l1_norm()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let mut v = vec![zero; n * n];
+    for k in 0..n {
+        let lambda = t[k * n + k];
+        let mut y = vec![zero; n];
+        y[k] = C64::new(1.0, 0.0);
+        for i in (0..k).rev() {
+            let s: C64 = (i + 1..=k).map(|j| t[i * n + j] * y[j]).sum();
+            let mut d = t[i * n + i] - lambda;
+            // Equal eigenvalues: perturb the pivot, as LAPACK's trevc does.
+            if d.l1_norm() < f64::EPSILON * scale {
+                d = C64::new(f64::EPSILON * scale, 0.0);
+            }
+            y[i] = -s / d;
+        }
+        let mut col: Vec<C64> = (0..n).map(|i| (0..=k).map(|j| q[i * n + j] * y[j]).sum()).collect();
+        let norm = col.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
+        let big = col.iter().copied().fold(zero, |m, c| if c.norm() > m.norm() { c } else { m });
+        let phase = if big.norm() == 0.0 { C64::new(1.0, 0.0) } else { big.conj() / big.norm() };
+        col.iter_mut().for_each(|c| *c = *c * phase / norm);
+        (0..n).for_each(|i| v[i * n + k] = col[i]);
+    }
+    v
+}
+
+/// Eigenvalues and right eigenvectors of general square matrices, as `numpy.linalg.eig` and
+/// `mx.linalg.eig`: complex64 `w[..., n]` and `v[..., n, n]` with `A v[:, k] = w[k] v[:, k]`,
+/// each column of unit norm with its largest entry real. Real or complex64 input; computed in
+/// complex float64 (Hessenberg reduction, shifted QR to the Schur form, back substitution).
+/// The eigenvalues come in the order the QR iteration finds them (NumPy's may differ). Not
+/// differentiable (a non-normal matrix's eigenvectors have no stable derivative in general).
+///
+/// ```
+/// use strata::{Array, linalg};
+/// // A rotation by 90°: eigenvalues ±i.
+/// let a = Array::from_slice(&[0.0f32, -1.0, 1.0, 0.0], &[2, 2])?;
+/// let w = linalg::eigvals(&a)?;
+/// let mut im = strata::imag(&w)?.to_vec::<f32>()?;
+/// im.sort_by(f32::total_cmp);
+/// assert!((im[0] + 1.0).abs() < 1e-6 && (im[1] - 1.0).abs() < 1e-6);
+/// assert!(strata::real(&w)?.to_vec::<f32>()?.iter().all(|r| r.abs() < 1e-6));
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn eig(a: &Array) -> Result<(Array, Array)> {
+    let mut outs = eig_outputs("eig", a, true)?.into_iter();
+    Ok((outs.next().expect("w"), outs.next().expect("v")))
+}
+
+/// The eigenvalues of general square matrices (complex64), as [`eig`] without the vectors.
+pub fn eigvals(a: &Array) -> Result<Array> {
+    Ok(eig_outputs("eigvals", a, false)?.remove(0))
+}
+
+fn eig_outputs(op: &'static str, a: &Array, vectors: bool) -> Result<Vec<Array>> {
+    let n = square_size(op, a)?;
+    let a = if a.dtype() == DType::C64 { a.clone() } else { a.astype(float_type(op, a)?)? };
+    let batch: Vec<usize> = a.shape()[..a.ndim() - 2].to_vec();
+    let mut outputs = vec![([&batch[..], &[n]].concat(), DType::C64)];
+    if vectors {
+        outputs.push((a.shape().to_vec(), DType::C64));
+    }
+    host_function(
+        op,
+        std::slice::from_ref(&a),
+        outputs,
+        move |args| {
+            let values = crate::fft::complex_values(&args[0])?;
+            let (mut ws, mut vs) = (Vec::new(), Vec::new());
+            for (b, m) in values.chunks((n * n).max(1)).enumerate().take(batch.iter().product()) {
+                let mut t = m.to_vec();
+                let q = complex_schur(&mut t, n).map_err(|k| {
+                    err(op, format!("matrix {b} of the batch: eigenvalue {k} did not converge in 60 QR steps"))
+                })?;
+                ws.extend((0..n).map(|i| t[i * n + i]));
+                if vectors {
+                    vs.extend(schur_vectors(&t, &q, n));
+                }
+            }
+            let like = &args[0];
+            let mut out = vec![crate::fft::complex_array(&ws, &[&batch[..], &[n]].concat(), like)?];
+            if vectors {
+                out.push(crate::fft::complex_array(&vs, args[0].shape(), like)?);
+            }
+            Ok(out)
+        },
+        move |_, _, _| Err(err(op, "has no derivative (general eigenvectors have none that is stable)".into())),
+    )
 }

@@ -289,3 +289,51 @@ fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
     let f = linalg::inv(&spd.astype(DType::F32).unwrap()).unwrap();
     assert_eq!(f.dtype(), DType::F32);
 }
+
+/// `eig` of general matrices: A v = w v for every pair, unit columns, on random real
+/// matrices (complex pairs among their eigenvalues), a complex one, a defective one and a
+/// triangular one; eigvals the same values.
+#[test]
+fn eig_pairs_satisfy_a_v_equals_w_v() {
+    let pairs = |z: &Array| -> Vec<(f64, f64)> {
+        let (re, im) = (real(z).unwrap().to_vec::<f64>().unwrap(), imag(z).unwrap().to_vec::<f64>().unwrap());
+        re.into_iter().zip(im).collect()
+    };
+    let check = |a: &Array, what: &str| {
+        let (w, v) = linalg::eig(a).unwrap();
+        let n = a.shape()[a.ndim() - 1];
+        let count: usize = a.shape()[..a.ndim() - 2].iter().product();
+        assert_eq!(w.shape(), [&a.shape()[..a.ndim() - 2], &[n]].concat().as_slice(), "{what}: w shape");
+        assert_eq!(v.shape(), a.shape(), "{what}: v shape");
+        let (am, wv, vv) = (pairs(&a.astype(DType::C64).unwrap()), pairs(&w), pairs(&v));
+        let mul = |(a, b): (f64, f64), (c, d): (f64, f64)| (a * c - b * d, a * d + b * c);
+        for m in 0..count {
+            let norm: f64 = am[m * n * n..(m + 1) * n * n].iter().map(|(r, i)| r.hypot(*i)).fold(0.0, f64::max);
+            for k in 0..n {
+                let col = |i: usize| vv[m * n * n + i * n + k];
+                let len: f64 = (0..n).map(|i| col(i).0.powi(2) + col(i).1.powi(2)).sum::<f64>().sqrt();
+                assert!((len - 1.0).abs() < 1e-5, "{what}: |v{k}| = {len}");
+                for i in 0..n {
+                    let av = (0..n).fold((0.0, 0.0), |s, j| {
+                        let p = mul(am[m * n * n + i * n + j], col(j));
+                        (s.0 + p.0, s.1 + p.1)
+                    });
+                    let wv_ = mul(wv[m * n + k], col(i));
+                    let err = (av.0 - wv_.0).hypot(av.1 - wv_.1);
+                    assert!(err < 1e-4 * (1.0 + norm), "{what}: matrix {m}, (A v{k} − w v{k})[{i}] = {err}");
+                }
+            }
+        }
+        let w2 = linalg::eigvals(a).unwrap();
+        assert_eq!(pairs(&w2), wv, "{what}: eigvals");
+    };
+    let r = |shape: &[usize], seed: u64| random::normal(shape, DType::F32, 0.0, 1.0, Some(&random::key(seed))).unwrap();
+    check(&r(&[3, 6, 6], 11), "random 6 × 6");
+    check(&r(&[1, 1], 12), "1 × 1");
+    check(&r(&[17, 17], 13), "random 17 × 17");
+    check(&complex(&r(&[5, 5], 14), &r(&[5, 5], 15)).unwrap(), "complex 5 × 5");
+    let jordan = Array::from_slice(&[2.0f32, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 0.0, 2.0], &[3, 3]).unwrap();
+    check(&jordan, "a Jordan block");
+    check(&Array::from_slice(&[1.0f32, 5.0, 0.0, 3.0], &[2, 2]).unwrap(), "triangular");
+    assert!(linalg::eig(&r(&[3, 4], 1)).unwrap_err().to_string().contains("square"));
+}

@@ -266,6 +266,20 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         }
         op if op.starts_with("fft_") || op.starts_with("complex_") => fft_case(op, a, kw),
         "linalg_cross" => linalg::cross(&a[0], &a[1]),
+        "linalg_eigvals_sorted" => {
+            // NumPy's order is LAPACK's: compare sorted by real part (to 1e-4, so that a
+            // conjugate pair's rounding does not decide), then imaginary part.
+            let w = linalg::eigvals(&a[0])?;
+            let n = a[0].shape()[a[0].ndim() - 1];
+            let (re, im) = (real(&w)?.to_vec::<f32>()?, imag(&w)?.to_vec::<f32>()?);
+            let mut out = Vec::new();
+            for m in 0..re.len() / n {
+                let mut p: Vec<(f32, f32)> = (m * n..(m + 1) * n).map(|k| (re[k], im[k])).collect();
+                p.sort_by(|x, y| ((x.0 * 1e4).round(), x.1).partial_cmp(&((y.0 * 1e4).round(), y.1)).unwrap());
+                out.extend(p.into_iter().flat_map(|(r, i)| [r, i]));
+            }
+            Array::from_slice(&out, &[w.shape(), &[2]].concat())
+        }
         "einsum" => einsum(kw["spec"].as_str().unwrap(), &a.iter().collect::<Vec<_>>()),
         "tensordot" => tensordot(&a[0], &a[1], kw["axes"].as_u64().unwrap() as usize),
         "tensordot_axes" => tensordot_axes(&a[0], &a[1], &axes(kw, "a").unwrap(), &axes(kw, "b").unwrap()),
