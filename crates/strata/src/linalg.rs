@@ -7,8 +7,7 @@
 //! one-sided Jacobi for `svd`, the complex Schur form (Hessenberg reduction, shifted QR) for
 //! `eig`/`eigvals`. Each is one host function in the graph with a reverse-mode rule
 //! written in array ops (so gradients run on the device and compose); forward mode is the
-//! reverse rule transposed (the rule is linear in the cotangents). `lu` and `eig` have no rule
-//! yet.
+//! reverse rule transposed (the rule is linear in the cotangents). `eig` has no rule yet.
 //! `norm`, `cross` and `pinv` are compositions of other ops.
 
 use strata_core::{DType, Error, Result};
@@ -354,8 +353,8 @@ pub fn det(a: &Array) -> Result<Array> {
 /// The LU factorization with partial pivoting as MLX's `linalg.lu_factor` (and SciPy's): the
 /// factors in one matrix (`L` below the diagonal, its unit diagonal implied, `U` on and
 /// above) and the pivots as `uint32` row swaps (row `k` was swapped with row `pivots[k]`, in
-/// order). Singular matrices factor too (a zero pivot column is left as it is). Not
-/// differentiable yet: a gradient through it is an `Err`.
+/// order). Singular matrices factor too (a zero pivot column is left as it is).
+/// Differentiable where `A` is not singular (through the factors; the pivots are constant).
 pub fn lu_factor(a: &Array) -> Result<(Array, Array)> {
     let (factors, _, swaps) = lu_parts("lu_factor", a)?;
     Ok((factors, swaps))
@@ -425,7 +424,24 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
                 out(swaps, &[&am.batch[..], &[n]].concat(), DType::U32, &args[0])?,
             ])
         },
-        move |_, _, _| Err(err(op, "the derivative of an LU factorization is not implemented yet".into())),
+        move |_, outs, g| {
+            // With L U = A[perm] (L unit lower, U upper, packed in F) and X = L⁻¹ dA[perm] U⁻¹:
+            // dL = L tril(X, −1), dU = triu(X) U, so A̅[perm] = L⁻ᵀ (tril(Lᵀ L̅, −1) + triu(U̅ Uᵀ)) U⁻ᵀ
+            // with L̅ = tril(F̅, −1), U̅ = triu(F̅); row p[r] of that is row r of A̅.
+            let (f, rows) = (&outs[0], &outs[1]);
+            let strict = crate::array::tri(n, n, -1, t)?;
+            let upper_mask = mt(&crate::array::tri(n, n, 0, t)?)?;
+            let l = add(&multiply(f, &strict)?, &crate::array::identity(n, t)?)?;
+            let u = multiply(f, &upper_mask)?;
+            let (lbar, ubar) = (multiply(&g[0], &strict)?, multiply(&g[0], &upper_mask)?);
+            let m = add(
+                &multiply(&matmul(&mt(&l)?, &lbar)?, &strict)?,
+                &multiply(&matmul(&ubar, &mt(&u)?)?, &upper_mask)?,
+            )?;
+            let y = solve_triangular(&mt(&l)?, &m, false)?;
+            let permuted = mt(&solve_triangular(&u, &mt(&y)?, false)?)?;
+            Ok(vec![take_along_axis(&permuted, &broadcast_to(&expand_dims(rows, -1)?, f.shape())?, -2)?])
+        },
     )?;
     let mut it = outs.into_iter();
     Ok((it.next().expect("factors"), it.next().expect("rows"), it.next().expect("swaps")))
@@ -569,7 +585,7 @@ pub fn eigvalsh(a: &Array) -> Result<Array> {
 
 /// The reduced QR factorization `A = Q R` (`Q [..., m, k]` with orthonormal columns, `R [...,
 /// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections. Differentiable for
-/// square and tall matrices (`m ≥ n`, full rank); the derivative for wide ones is an `Err`.
+/// full-rank matrices of any shape (for wide ones, `m < n`, through the leading square block).
 pub fn qr(a: &Array) -> Result<(Array, Array)> {
     let (a, t, m, n, batch) = matrices("qr", a)?;
     let k = m.min(n);
@@ -633,17 +649,26 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
             ])
         },
         move |_, outs, g| {
-            if m < n {
-                return Err(err("qr", "the derivative of qr of a wide matrix (m < n) is not implemented yet".into()));
-            }
             // The transpose of the forward-mode rule (JAX's qr_jvp_rule, m ≥ n): with
             // B = QᵀQ̄ − R̄Rᵀ and G = tril(B − Bᵀ, −1) − B, Ā = (Q̄ + Q G) R⁻ᵀ.
+            let tall = |q: &Array, r: &Array, qbar: &Array, rbar: &Array| -> Result<Array> {
+                let b = subtract(&matmul(&mt(q)?, qbar)?, &matmul(rbar, &mt(r)?)?)?;
+                let strict = crate::array::tri(k, k, -1, b.dtype())?;
+                let gm = subtract(&multiply(&subtract(&b, &mt(&b)?)?, &strict)?, &b)?;
+                let x = add(qbar, &matmul(q, &gm)?)?;
+                mt(&solve_triangular(r, &mt(&x)?, false)?)
+            };
             let (q, r) = (&outs[0], &outs[1]);
-            let b = subtract(&matmul(&mt(q)?, &g[0])?, &matmul(&g[1], &mt(r)?)?)?;
-            let strict = crate::array::tri(k, k, -1, b.dtype())?;
-            let gm = subtract(&multiply(&subtract(&b, &mt(&b)?)?, &strict)?, &b)?;
-            let x = add(&g[0], &matmul(q, &gm)?)?;
-            Ok(vec![mt(&solve_triangular(r, &mt(&x)?, false)?)?])
+            if m >= n {
+                return Ok(vec![tall(q, r, &g[0], &g[1])?]);
+            }
+            // Wide: A = [X | Y] with X = Q R_X square and Y = Q R_Y, so Y's share reaches Q:
+            // X̄ is the square rule with Q̄ + Y R̄_Yᵀ, and Ȳ = Q R̄_Y.
+            let (rx, ry) = (slice_axis(r, -1, 0, m as isize)?, slice_axis(r, -1, m as isize, n as isize)?);
+            let (rbx, rby) = (slice_axis(&g[1], -1, 0, m as isize)?, slice_axis(&g[1], -1, m as isize, n as isize)?);
+            let y = matmul(q, &ry)?;
+            let xbar = tall(q, &rx, &add(&g[0], &matmul(&y, &mt(&rby)?)?)?, &rbx)?;
+            concatenate(&[&xbar, &matmul(q, &rby)?], -1).map(|a| vec![a])
         },
     )?;
     let mut it = outs.into_iter();

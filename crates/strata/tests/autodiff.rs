@@ -312,6 +312,15 @@ fn linalg_derivatives() {
     check("inv", &|x: &[Array]| linalg::inv(&x[0]), std::slice::from_ref(&a));
     check("det", &|x: &[Array]| linalg::det(&x[0]), std::slice::from_ref(&a));
     check("slogdet", &|x: &[Array]| Ok(linalg::slogdet(&x[0])?.1), std::slice::from_ref(&a));
+    // LU with row swaps (a random matrix pivots): the packed factors, and L and U apart.
+    let g = r(&[2, 4, 4], 60);
+    check("lu_factor", &|x: &[Array]| Ok(linalg::lu_factor(&x[0])?.0), std::slice::from_ref(&g));
+    check("lu L", &|x: &[Array]| Ok(linalg::lu(&x[0])?.1), std::slice::from_ref(&g));
+    check("lu U", &|x: &[Array]| Ok(linalg::lu(&x[0])?.2), std::slice::from_ref(&g));
+    let swaps = arr(&[0.0, 2.0, 1.0, 1.0, 1.0, 0.0, 3.0, 0.5, 1.0], &[3, 3]);
+    let (p, _, _) = linalg::lu(&swaps).unwrap();
+    assert_ne!(p.to_vec::<u32>().unwrap(), [0, 1, 2], "the matrix should pivot");
+    check("lu_factor with pivots", &|x: &[Array]| Ok(linalg::lu_factor(&x[0])?.0), &[swaps]);
     let x = r(&[3, 3], 63);
     let spd = |x: &Array| -> Result<Array> { Ok(matmul(x, &x.transpose(None)?)? + identity(3, DType::F64)?) };
     check("cholesky of X·Xᵀ + I", &move |v: &[Array]| linalg::cholesky(&spd(&v[0])?), std::slice::from_ref(&x));
@@ -350,12 +359,18 @@ fn linalg_derivatives() {
         },
         &[(r(&[3, 3], 67) + eye(3) * 2.0).clone()],
     );
-    // Wide matrices have no derivative yet: a clear error, in both modes.
-    let m = r(&[2, 3], 68);
-    let e = grad(|v: &[Array]| linalg::qr(&v[0])?.1.sum(None, false), &[])(std::slice::from_ref(&m)).err().unwrap();
-    assert!(e.to_string().contains("wide matrix"), "{e}");
-    let e = jvp(|v| Ok(vec![linalg::qr(&v[0])?.1]), std::slice::from_ref(&m), std::slice::from_ref(&m)).err().unwrap();
-    assert!(e.to_string().contains("wide matrix"), "{e}");
+    // Wide matrices (batched): Q, R, and both through one scalar.
+    let wide = r(&[2, 3, 5], 68);
+    check("wide qr Q", &|v: &[Array]| Ok(linalg::qr(&v[0])?.0), std::slice::from_ref(&wide));
+    check("wide qr R", &|v: &[Array]| Ok(linalg::qr(&v[0])?.1), std::slice::from_ref(&wide));
+    check(
+        "wide qr Q and R together",
+        &|v: &[Array]| {
+            let (q, rr) = linalg::qr(&v[0])?;
+            Ok(sum(&sin(&q)?, Some(&[-1]), false)? + sum(&rr, Some(&[-1]), false)?)
+        },
+        std::slice::from_ref(&wide),
+    );
 }
 
 #[test]
