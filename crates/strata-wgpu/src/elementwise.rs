@@ -131,10 +131,10 @@ pub(crate) fn map_code(
     }
     let layouts: Vec<&Layout> = inputs.iter().map(|i| i.t.layout).collect();
     let contiguous = out.layout.is_contiguous() && layouts.iter().all(|l| l.is_contiguous());
-    // Dense 32-bit operands whose offsets are whole 16-byte words: each thread moves four
-    // elements with one 128-bit load per input and one store.
+    // Dense 16- and 32-bit operands whose offsets are whole vectors of four: each thread moves
+    // four elements with one 64- or 128-bit load per input and one store.
     let packed = contiguous
-        && types.iter().all(|&t| wgsl::bits(t) == 32)
+        && types.iter().all(|&t| matches!(wgsl::bits(t), 16 | 32))
         && inputs.iter().all(|i| i.load)
         && std::iter::once(out.layout).chain(layouts.iter().copied()).all(|l| l.offset() % 4 == 0);
     let shape = if packed {
@@ -150,15 +150,20 @@ pub(crate) fn map_code(
     }
     let extra_at = extra_at(inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
-        let array = if packed { "array<vec4<u32>>" } else { "array<u32>" };
+        // Packed operands are bound as vectors of four elements.
+        let array = |t: DType| match (packed, wgsl::bits(t)) {
+            (true, 16) => "array<vec2<u32>>",
+            (true, _) => "array<vec4<u32>>",
+            _ => "array<u32>",
+        };
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
         for (k, i) in inputs.iter().enumerate() {
-            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {array};\n", k + 1);
+            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {};\n", k + 1, array(i.t.dtype));
             if !packed {
                 s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
             }
         }
-        s += &format!("@group(0) @binding({}) var<storage, read_write> out: {array};\n", inputs.len() + 1);
+        s += &format!("@group(0) @binding({}) var<storage, read_write> out: {};\n", inputs.len() + 1, array(out.dtype));
         s += pos_fn(contiguous);
         s += &format!("const EXTRA: u32 = {extra_at}u;\n{}\n", code.helpers);
         // `compute(i, inputs...)`: the element at logical index `i` from its loaded inputs.
@@ -199,33 +204,61 @@ pub(crate) fn map_code(
     gpu.dispatch(op, &kernel, &p, &reads, &[out.buffer], (threads as u64).div_ceil(u64::from(WORKGROUP)))
 }
 
-/// The entry point of a packed map: four elements per thread through `vec4<u32>` bindings; the
-/// last, partial vector is stored element by element.
+/// The entry point of a packed map: four elements per thread through `vec4<u32>` (32-bit) or
+/// `vec2<u32>` (16-bit, two to a word) bindings; the last, partial vector is stored element by
+/// element (a 16-bit output's half-filled last word keeps its other half).
 fn packed_main(inputs: &[Input<'_>], out_t: DType) -> String {
     let mut s = String::from(MAIN);
     s += "    let n = p[0];\n    let i = gid * 4u;\n    if i >= n { return; }\n";
     for k in 0..inputs.len() {
         s += &format!("    let w{k} = in{k}[p[{}] / 4u + gid];\n", 12 + 9 * (k + 1));
     }
-    s += "    var r: vec4<u32>;\n";
+    // Element `lane`'s bits of operand `k`.
+    let bits = |k: usize, t: DType, lane: usize| {
+        if wgsl::bits(t) == 32 {
+            format!("w{k}[{lane}]")
+        } else {
+            format!("((w{k}[{}] >> {}u) & 0xffffu)", lane / 2, 16 * (lane % 2))
+        }
+    };
+    let narrow = wgsl::bits(out_t) == 16;
+    s += if narrow { "    var r = vec2<u32>(0u);\n" } else { "    var r: vec4<u32>;\n" };
     for lane in 0..4 {
         let args: String = inputs
             .iter()
             .enumerate()
-            .map(|(k, i)| format!(", {}", wgsl::decode32(i.t.dtype, &format!("w{k}[{lane}]"))))
+            .map(|(k, i)| format!(", {}", wgsl::decode(&bits(k, i.t.dtype, lane), i.t.dtype)))
             .collect();
-        s += &format!("    r[{lane}] = {};\n", wgsl::encode(out_t, &format!("compute(i + {lane}u{args})")));
+        let v = wgsl::encode(out_t, &format!("compute(i + {lane}u{args})"));
+        s += &if narrow {
+            format!("    r[{}] |= ({v} & 0xffffu) << {}u;\n", lane / 2, 16 * (lane % 2))
+        } else {
+            format!("    r[{lane}] = {v};\n")
+        };
     }
     s += "    let o = p[12] / 4u + gid;
     if i + 4u <= n {
         out[o] = r;
-    } else {
-        for (var l = 0u; i + l < n; l++) {
-            out[o][l] = r[l];
+        return;
+    }
+";
+    s += if narrow {
+        "    for (var w = 0u; i + 2u * w < n; w++) {
+        if i + 2u * w + 1u < n {
+            out[o][w] = r[w];
+        } else {
+            out[o][w] = (out[o][w] & 0xffff0000u) | (r[w] & 0xffffu);
         }
     }
 }
-";
+"
+    } else {
+        "    for (var l = 0u; i + l < n; l++) {
+        out[o][l] = r[l];
+    }
+}
+"
+    };
     s
 }
 

@@ -85,25 +85,22 @@ pub(crate) fn loader(var: &str, t: DType) -> String {
         16 => format!("({var}[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu"),
         _ => format!("({var}[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu"),
     };
-    let value = match t {
-        DType::F32 => "bitcast<f32>(w)",
-        DType::F16 => "f16_to_f32(w)",
-        DType::BF16 => "bf16_to_f32(w)",
-        DType::I32 => "bitcast<i32>(w)",
-        DType::I16 => "bitcast<i32>(w << 16u) >> 16u",
-        DType::I8 => "bitcast<i32>(w << 24u) >> 24u",
-        DType::Bool => "w != 0u",
-        _ => "w",
-    };
+    let value = decode("w", t);
     let ct = Ct::of(t).name();
     format!("fn ld_{var}(e: u32) -> {ct} {{\n    let w = {raw};\n    return {value};\n}}\n")
 }
 
-/// The expression of the 32-bit element `w` (a u32) as `t`'s compute type.
-pub(crate) fn decode32(t: DType, w: &str) -> String {
+/// The expression of element bits `w` (a u32 holding them in its low bits, the rest zero) as
+/// `t`'s compute type.
+pub(crate) fn decode(w: &str, t: DType) -> String {
     match t {
         DType::F32 => format!("bitcast<f32>({w})"),
+        DType::F16 => format!("f16_to_f32({w})"),
+        DType::BF16 => format!("bf16_to_f32({w})"),
         DType::I32 => format!("bitcast<i32>({w})"),
+        DType::I16 => format!("bitcast<i32>({w} << 16u) >> 16u"),
+        DType::I8 => format!("bitcast<i32>({w} << 24u) >> 24u"),
+        DType::Bool => format!("{w} != 0u"),
         _ => w.to_owned(),
     }
 }
