@@ -463,6 +463,11 @@ def main():
     add("complex_abs", [ap], np.abs(a_).astype(np.float32))
     add("complex_sum", [ap], pairs(np.sum(a_, axis=0)))
     add("complex_negative", [ap], pairs(-a_))
+    add("complex_divide", [ap, bp], pairs(a_ / b_))
+    add("complex_exp", [ap], pairs(np.exp(a_)))
+    add("complex_mean", [ap], pairs(np.mean(a_, axis=1)))
+    mp, m_ = cpx((2, 4, 3))
+    add("complex_matmul", [ap, mp], pairs(a_ @ m_))
     cp = ap.copy()
     cp[0, :2, 1] += 1.0  # equal real parts, different imaginary ones
     cp[1, 1, 0] -= 0.5

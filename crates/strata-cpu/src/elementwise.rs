@@ -105,6 +105,10 @@ pub fn unary(op: UnaryOp, x: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         },
         DType::C64 => match op {
             U::Neg => map1::<[f32; 2], [f32; 2]>(x, out, |[re, im]: [f32; 2]| [-re, -im]),
+            U::Exp => map1::<[f32; 2], [f32; 2]>(x, out, |[re, im]: [f32; 2]| {
+                let (m, (s, c)) = (f64::from(re).exp(), f64::from(im).sin_cos());
+                [(m * c) as f32, (m * s) as f32]
+            }),
             _ => unreachable!("rejected by output_dtype"),
         },
         _ => unreachable!("rejected by output_dtype"),
@@ -177,6 +181,12 @@ pub fn binary(op: BinaryOp, a: TensorRef<'_>, b: TensorRef<'_>, out: TensorMut<'
                 B::Add => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p + r, q + t]),
                 B::Sub => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p - r, q - t]),
                 B::Mul => map2::<C, C, C>(a, b, out, |[p, q]: C, [r, t]: C| [p * r - q * t, p * t + q * r]),
+                B::Div => map2::<C, C, C>(a, b, out, |x: C, y: C| {
+                    // In float64, so that |y|² neither overflows nor loses the small part.
+                    let [p, q, r, t] = [x[0], x[1], y[0], y[1]].map(f64::from);
+                    let d = r * r + t * t;
+                    [((p * r + q * t) / d) as f32, ((q * r - p * t) / d) as f32]
+                }),
                 B::Equal => map2::<C, C, u8>(a, b, out, |x: C, y: C| (x[0] == y[0] && x[1] == y[1]) as u8),
                 B::NotEqual => map2::<C, C, u8>(a, b, out, |x: C, y: C| (x[0] != y[0] || x[1] != y[1]) as u8),
                 _ => unreachable!("rejected by output_dtype"),

@@ -92,7 +92,10 @@ fn binary_partials(op: BinaryOp, a: &Array, b: &Array, y: &Array) -> Result<(Opt
         Add => (Some(one()), Some(one())),
         Sub => (Some(one()), Some(s(a, -1.0))),
         Mul => (Some(b.clone()), Some(a.clone())),
-        Div => (Some(reciprocal(b)?), Some(negative(&divide(y, b)?)?)),
+        Div => {
+            let inv = if b.dtype() == DType::C64 { divide(&s(b, 1.0), b)? } else { reciprocal(b)? };
+            (Some(inv), Some(negative(&divide(y, b)?)?))
+        }
         Pow => {
             let da = multiply(b, &power(a, &subtract(b, &one())?)?)?;
             // y·ln a, defined as 0 where a = 0 (as JAX does, so x**2 at 0 has a finite grad).
@@ -159,7 +162,12 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
         Prim::Constant | Prim::Error(_) => vec![],
         Prim::Identity => vec![Some(g.clone())],
         Prim::StopGradient => vec![None],
-        Prim::Unary(op) => vec![mul(unary_derivative(*op, &x[0], node)?)?],
+        Prim::Unary(op) => {
+            let d = unary_derivative(*op, &x[0], node)?;
+            // Complex cotangents are real pairs (fft.rs): a complex derivative enters conjugated.
+            let d = if node.dtype() == DType::C64 { d.map(|d| crate::fft::conj(&d)).transpose()? } else { d };
+            vec![mul(d)?]
+        }
         Prim::Binary(op) => {
             let (da, db) = binary_partials(*op, &x[0], &x[1], node)?;
             // Complex cotangents are real pairs (fft.rs): a complex factor enters conjugated.

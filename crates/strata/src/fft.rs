@@ -2,8 +2,9 @@
 //! they need ([`real`], [`imag`], [`conj`], [`complex`]).
 //!
 //! complex64 arrays hold (real, imaginary) pairs of f32. `add`, `subtract`, `multiply`,
-//! `negative`, `equal` and `not_equal` take them (CPU kernels; a GPU device runs them through
-//! its visible CPU fallback); `sum` and `abs` of complex arrays are compositions.
+//! `divide`, `negative`, `exp`, `equal` and `not_equal` take them (CPU kernels; a GPU device
+//! runs them through its visible CPU fallback); `sum`, `mean`, `abs` and `matmul` (four real
+//! products) of complex arrays are compositions.
 //!
 //! Every transform is a composition of one-dimensional transforms along the last axis, each
 //! one host function computed in float64 by rustfft (any length: mixed radix, Bluestein for

@@ -670,7 +670,7 @@ fn count(x: &Array, axes: Option<&[isize]>) -> Result<f64> {
 }
 
 fn float_of(x: &Array) -> Result<Array> {
-    if x.dtype().is_float() { Ok(x.clone()) } else { x.astype(DType::F32) }
+    if x.dtype().is_float() || x.dtype() == DType::C64 { Ok(x.clone()) } else { x.astype(DType::F32) }
 }
 
 /// The mean over `axes` (integers in float32).
@@ -753,10 +753,21 @@ pub fn matmul(a: &Array, b: &Array) -> Result<Array> {
         ));
     }
     let t = result_type(a.dtype(), b.dtype());
+    if t == DType::C64 {
+        // (A + iB)(C + iD) = (AC − BD) + i(AD + BC), on the real kernels.
+        use crate::fft::{complex, imag, real};
+        let (ar, ai, br, bi) = (real(a)?, imag(a)?, real(b)?, imag(b)?);
+        let re = subtract(&matmul(&ar, &br)?, &matmul(&ai, &bi)?)?;
+        return complex(&re, &add(&matmul(&ar, &bi)?, &matmul(&ai, &br)?)?);
+    }
     if !t.is_float() || !matches!(t, DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
         return Err(invalid(
             "matmul",
-            format!("operands of {} and {}: matmul needs float16, bfloat16, float32 or float64", a.dtype(), b.dtype()),
+            format!(
+                "operands of {} and {}: matmul needs float16, bfloat16, float32, float64 or complex64",
+                a.dtype(),
+                b.dtype()
+            ),
         ));
     }
     let a2 = if a.ndim() == 1 { reshape_to(a, &[1, a.shape()[0]]) } else { a.clone() };

@@ -542,6 +542,9 @@ fn fft_derivatives() {
     fn pairs(z: Array) -> Result<Array> {
         stack(&[&real(&z)?, &imag(&z)?], -1)
     }
+    fn mt_c(x: &[Array]) -> Result<Array> {
+        swapaxes(&c(x)?, -1, -2)
+    }
     let (re, im) = (r(&[2, 6], 81), r(&[2, 6], 82));
     let both = [re.clone(), im.clone()];
     check_f32("fft", &|x: &[Array]| pairs(fft::fft(&c(x)?, None, -1)?), &both);
@@ -572,4 +575,12 @@ fn fft_derivatives() {
         1e-2,
     );
     check_f32("complex sum and conj", &|x: &[Array]| pairs(conj(&sum(&c(x)?, Some(&[0]), false)?)?), &both);
+    check_f32("complex matmul", &|x: &[Array]| pairs(matmul(&c(x)?, &mt_c(x)?)?), &both);
+    check_f32_with("complex exp", &|x: &[Array]| pairs(exp(&c(x)?)?), &both, 1e-2);
+    check_f32_with(
+        "complex divide and mean",
+        &|x: &[Array]| pairs(mean(&divide(&c(x)?, &complex(&(&x[1] + 3.0), &x[0])?)?, Some(&[1]), false)?),
+        &both,
+        1e-2,
+    );
 }

@@ -24,6 +24,8 @@ enum Rule {
     Logical,
     /// What `Numeric` takes, and complex64.
     NumericComplex,
+    /// What `Float` takes, and complex64.
+    FloatComplex,
     /// What `Predicate` takes, and complex64; returns `bool`.
     PredicateComplex,
 }
@@ -32,11 +34,12 @@ impl Rule {
     fn accepts(self, t: DType) -> bool {
         let standard = !t.is_packed() && t.float_format().is_none();
         if t == DType::C64 {
-            return matches!(self, Rule::NumericComplex | Rule::PredicateComplex);
+            return matches!(self, Rule::NumericComplex | Rule::FloatComplex | Rule::PredicateComplex);
         }
         standard
             && match self {
                 Rule::NumericComplex => Rule::Numeric.accepts(t),
+                Rule::FloatComplex => Rule::Float.accepts(t),
                 Rule::PredicateComplex => Rule::Predicate.accepts(t),
                 Rule::Numeric | Rule::Predicate => t.is_integer() || t.is_float(),
                 Rule::Float => t.is_float(),
@@ -61,6 +64,7 @@ impl Rule {
             Rule::Integer => "an integer type",
             Rule::Logical => "bool",
             Rule::NumericComplex | Rule::PredicateComplex => "an integer, floating or complex type",
+            Rule::FloatComplex => "a floating or complex type",
         }
     }
 }
@@ -109,7 +113,7 @@ ops! {
         Sqrt => "sqrt", Float, "`√x`.";
         Rsqrt => "rsqrt", Float, "`1/√x`.";
         Reciprocal => "reciprocal", Float, "`1/x`.";
-        Exp => "exp", Float, "`eˣ`.";
+        Exp => "exp", FloatComplex, "`eˣ`.";
         Exp2 => "exp2", Float, "`2ˣ`.";
         Expm1 => "expm1", Float, "`eˣ − 1`, accurate near 0.";
         Log => "log", Float, "Natural logarithm.";
@@ -153,7 +157,7 @@ ops! {
         Add => "add", NumericComplex, "`a + b` (wrapping for integers).";
         Sub => "subtract", NumericComplex, "`a − b` (wrapping for integers).";
         Mul => "multiply", NumericComplex, "`a · b` (wrapping for integers).";
-        Div => "divide", Float, "`a / b`.";
+        Div => "divide", FloatComplex, "`a / b`.";
         FloorDiv => "floor_divide", Numeric, "`⌊a / b⌋`; integer division by zero gives 0, as NumPy.";
         Remainder => "remainder", Numeric, "`a − ⌊a/b⌋·b`, the sign of `b` (Python's `%`); integer remainder by zero gives 0.";
         Pow => "power", Numeric, "`aᵇ` (integers: wrapping, negative exponents give 0 unless `a` is ±1).";
