@@ -170,14 +170,24 @@ pub(crate) fn reduce(
     };
     let chunk = count.div_ceil(chunks);
     let single = sp.red_shape.len() == 1;
+    // A thread per four neighbouring outputs, read as one 16-byte vector per step, where the
+    // innermost kept axis is dense and every element of a vector starts on 16 bytes.
+    let last = sp.kept_shape.len().checked_sub(1);
+    let quads = serial
+        && !arg
+        && wgsl::bits(x.dtype) == 32
+        && last.is_some_and(|d| sp.kept_strides[d] == 1 && sp.kept_shape[d] % 4 == 0)
+        && x.layout.offset().is_multiple_of(4)
+        && sp.kept_strides[..last.unwrap_or(0)].iter().chain(&sp.red_strides).all(|s| s % 4 == 0);
     let key = format!(
-        "reduce {} {} {} {}",
+        "reduce {} {} {} {}{}",
         op.name(),
         x.dtype,
         if serial { "serial" } else { "group" },
-        if single { "single" } else { "walk" }
+        if single { "single" } else { "walk" },
+        if quads { " quads" } else { "" }
     );
-    let kernel = gpu.kernel(&key, 1, 1, || reduce_source(op, x.dtype, serial, single))?;
+    let kernel = gpu.kernel(&key, 1, 1, || reduce_source(op, x.dtype, serial, single, quads))?;
     let partial = chunks > 1;
     let direct = !partial && out.layout.is_contiguous() && out.dtype == sd;
     let scratch = if direct { None } else { Some(gpu.take(outputs * chunks * 4)?) };
@@ -196,7 +206,7 @@ pub(crate) fn reduce(
     p.extend(pad(&sp.kept_strides, 0).map(|v| v as u32));
     p.extend(pad(&sp.red_shape, 1));
     p.extend(pad(&sp.red_strides, 0).map(|v| v as u32));
-    let work = (outputs * chunks) as u64;
+    let work = (outputs * chunks / if quads { 4 } else { 1 }) as u64;
     let groups = if serial { work.div_ceil(u64::from(WORKGROUP)) } else { work };
     let Some(dest) = &scratch else {
         return gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups);
@@ -225,18 +235,23 @@ pub(crate) fn reduce(
 /// chunk, kept_shape[8], kept_strides[8], red_shape[8], red_strides[8]]`. Workgroup `g` (or
 /// thread `g` when `serial`) reduces chunk `c` of output `o` and writes result `g`, where a
 /// workgroup's `(o, c)` is `(g / chunks, g % chunks)` and a thread's `(g % outputs, g /
-/// outputs)`, so that neighbouring threads take neighbouring outputs.
-fn reduce_source(op: ReduceOp, t: DType, serial: bool, single: bool) -> String {
+/// outputs)`, so that neighbouring threads take neighbouring outputs. With `quads` (serial,
+/// 32-bit, not an arg reduction), thread `g` takes outputs `4(g % (outputs/4))..+4` of chunk
+/// `g / (outputs/4)`, reading `x` as `vec4<u32>`.
+fn reduce_source(op: ReduceOp, t: DType, serial: bool, single: bool, quads: bool) -> String {
     let red = reduction(op, t);
     let arg = op.is_index();
     let acc_t = red.acc.name();
-    let mut s = String::from(
+    let mut s = format!(
         "@group(0) @binding(0) var<storage, read> p: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read> x: {};
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 ",
+        if quads { "array<vec4<u32>>" } else { "array<u32>" }
     );
-    s += &wgsl::loader("x", t);
+    if !quads {
+        s += &wgsl::loader("x", t);
+    }
     s += "fn walk(i: u32, shape: u32, strides: u32, nd: u32) -> i32 {
     var rem = i;
     var at = 0;
@@ -270,6 +285,32 @@ fn reduce_source(op: ReduceOp, t: DType, serial: bool, single: bool) -> String {
     } else {
         format!("out[p[5] + g] = {};", wgsl::encode(scratch_type(red.acc), "a"))
     };
+    if quads {
+        let store = |j: usize| {
+            format!(
+                "    out[p[5] + c * p[0] + o + {j}u] = {};\n",
+                wgsl::encode(scratch_type(red.acc), &format!("a{j}"))
+            )
+        };
+        s += MAIN;
+        s += "    let q = p[0] / 4u;\n    let g = gid;\n    if g >= q * p[6] { return; }\n";
+        s += "    let o = (g % q) * 4u;\n    let c = g / q;\n";
+        s += "    let xb = bitcast<i32>(p[4]) + walk(o, 8u, 16u, p[2]);\n";
+        s += "    let lo = c * p[7];\n    let hi = min(p[1], lo + p[7]);\n";
+        for j in 0..4 {
+            s += &format!("    var a{j}: {acc_t} = {};\n", red.ident);
+        }
+        s += "    for (var r = lo; r < hi; r++) {\n        let w = x[red_pos(xb, r) / 4u];\n";
+        for j in 0..4 {
+            s += &format!("        a{j} = combine(a{j}, {});\n", wgsl::decode(&format!("w[{j}]"), t));
+        }
+        s += "    }\n";
+        for j in 0..4 {
+            s += &store(j);
+        }
+        s += "}\n";
+        return s;
+    }
     let (index, start, stride) = if serial {
         ("    let g = gid;\n    let o = g % p[0];\n    let c = g / p[0];\n", "lo", "1u")
     } else {
