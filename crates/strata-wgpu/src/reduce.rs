@@ -158,18 +158,6 @@ pub(crate) fn reduce(
         (0..x.layout.ndim()).filter(|&d| x.layout.shape()[d] > 1).min_by_key(|&d| x.layout.strides()[d].unsigned_abs());
     let reduced_inner = innermost.is_none_or(|d| axes.contains(&d));
     let serial = count < SERIAL_BELOW || !reduced_inner;
-    // Few outputs with many elements each: split each output's elements into chunks reduced
-    // in parallel, then reduce the partial results (not for the arg reductions, whose partial
-    // results would need their indices).
-    let chunks = if arg {
-        1
-    } else if serial {
-        (count / 256).clamp(1, (1usize << 17).div_ceil(outputs))
-    } else {
-        (count / 4096).clamp(1, 2048usize.div_ceil(outputs))
-    };
-    let chunk = count.div_ceil(chunks);
-    let single = sp.red_shape.len() == 1;
     // A thread per four neighbouring outputs, read as one 16-byte vector per step, where the
     // innermost kept axis is dense and every element of a vector starts on 16 bytes.
     let last = sp.kept_shape.len().checked_sub(1);
@@ -179,6 +167,19 @@ pub(crate) fn reduce(
         && last.is_some_and(|d| sp.kept_strides[d] == 1 && sp.kept_shape[d] % 4 == 0)
         && x.layout.offset().is_multiple_of(4)
         && sp.kept_strides[..last.unwrap_or(0)].iter().chain(&sp.red_strides).all(|s| s % 4 == 0);
+    // Few outputs with many elements each: split each output's elements into chunks reduced
+    // in parallel, then reduce the partial results (not for the arg reductions, whose partial
+    // results would need their indices).
+    let chunks = if arg {
+        1
+    } else if serial {
+        // About 2^17 threads in all (a thread takes four outputs with quads).
+        (count / 256).clamp(1, ((1usize << 17) * if quads { 4 } else { 1 }).div_ceil(outputs))
+    } else {
+        (count / 4096).clamp(1, 2048usize.div_ceil(outputs))
+    };
+    let chunk = count.div_ceil(chunks);
+    let single = sp.red_shape.len() == 1;
     let key = format!(
         "reduce {} {} {} {}{}",
         op.name(),
