@@ -4,9 +4,9 @@
 #
 #   here:   cargo build --release -p strata-wgpu --example bench   (target/release/examples/bench)
 #           and the .gl packages of scripts/device/wgpu-test.sh
-#   there:  scripts/device/wgpu-bench.sh target/release/examples/bench
+#   there:  scripts/device/wgpu-bench.sh target/release/examples/bench [sections: bandwidth,
+#           dispatch, gemm, f16, f32]
 set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
+. "$(dirname "$0")/vulkan-env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
-"$1" 2>&1 | grep -v XDG_RUNTIME_DIR
+"$@" 2>&1 | grep -v XDG_RUNTIME_DIR

@@ -10,11 +10,7 @@
 #   there:  scripts/device/wgpu-coop.sh .device/wgpu .device/bench [WMxWNxRMxRNxBKxSTAGES ...]
 set -uo pipefail
 tests="$1"; bench="$2"; shift 2
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-if [ ! -e /usr/share/vulkan/icd.d/nvidia_icd.json ] && [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
+. "$(dirname "$0")/vulkan-env.sh"
 export STRATA_REQUIRE_WGPU=1
 seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"

@@ -12,11 +12,7 @@
 # software one, and the test prints which it ran on.
 set -uo pipefail
 bin="$1"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-if [ ! -e /usr/share/vulkan/icd.d/nvidia_icd.json ] && [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
+. "$(dirname "$0")/vulkan-env.sh"
 export STRATA_REQUIRE_WGPU=1
 seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"

@@ -25,44 +25,59 @@ type F = dyn Fn(&[Array]) -> Result<Array>;
 /// Checks the vjp (through `grad` of `Σ f(x)·w` for random `w`) and the jvp of `f` against
 /// central differences at `xs`.
 fn check(name: &str, f: &F, xs: &[Array]) {
-    let eps = 1e-6;
-    let y = f(xs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_in(name, f, xs, DType::F64, 1e-6, 1e-5);
+}
+
+/// `check` for functions computed in float32 (the transforms): finite differences with a wide
+/// step, exact up to rounding for the linear maps they are, and a float32 tolerance.
+fn check_f32(name: &str, f: &F, xs: &[Array]) {
+    check_in(name, f, xs, DType::F32, 0.25, 2e-4);
+}
+
+/// `check` with the arguments in `dtype`, a difference step `eps` and a relative tolerance.
+fn check_in(name: &str, f: &F, xs: &[Array], dtype: DType, eps: f64, tol: f64) {
+    let xs: Vec<Array> = xs.iter().map(|x| x.astype(dtype).unwrap()).collect();
+    let y = f(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
     let w = arr(&rand_vec(y.size(), 99, -1.0, 1.0), y.shape());
-    let loss = |a: &[Array]| -> Result<Array> { (f(a)? * &w).sum(None, false) };
-    let grads = grad(loss, &[])(xs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let loss = |a: &[Array]| -> Result<Array> { (f(a)?.astype(DType::F64)? * &w).sum(None, false) };
+    let grads = grad(loss, &[])(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
     for (i, x) in xs.iter().enumerate() {
         let xv = x.to_vec::<f64>().unwrap();
         let g = grads[i].to_vec::<f64>().unwrap();
         assert_eq!(grads[i].shape(), x.shape(), "{name}: gradient shape");
+        let with = |v: Vec<f64>| {
+            let mut args = xs.clone();
+            args[i] = arr(&v, x.shape()).astype(dtype).unwrap();
+            args
+        };
         for j in 0..xv.len() {
             let at = |d: f64| {
                 let mut v = xv.clone();
                 v[j] += d;
-                let mut args = xs.to_vec();
-                args[i] = arr(&v, x.shape());
-                loss(&args).unwrap().item::<f64>().unwrap()
+                loss(&with(v)).unwrap().item::<f64>().unwrap()
             };
             let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-            let tol = 1e-5 * (1.0 + fd.abs());
-            assert!((g[j] - fd).abs() < tol, "{name}: d/dx{i}[{j}] = {} by vjp, {fd} by differences", g[j]);
+            assert!(
+                (g[j] - fd).abs() < tol * (1.0 + fd.abs()),
+                "{name}: d/dx{i}[{j}] = {} by vjp, {fd} by differences",
+                g[j]
+            );
         }
         // jvp along a random direction against the directional difference.
-        let t = arr(&rand_vec(x.size(), 7 + i as u64, -1.0, 1.0), x.shape());
+        let t = arr(&rand_vec(x.size(), 7 + i as u64, -1.0, 1.0), x.shape()).astype(dtype).unwrap();
         let mut tangents: Vec<Array> = xs.iter().map(|x| zeros_like(x).unwrap()).collect();
         tangents[i] = t.clone();
-        let (_, jt) = jvp(|a| Ok(vec![f(a)?]), xs, &tangents).unwrap_or_else(|e| panic!("{name} jvp: {e}"));
+        let (_, jt) = jvp(|a| Ok(vec![f(a)?]), &xs, &tangents).unwrap_or_else(|e| panic!("{name} jvp: {e}"));
         let tv = t.to_vec::<f64>().unwrap();
         let shifted = |d: f64| {
             let v: Vec<f64> = xv.iter().zip(&tv).map(|(a, b)| a + d * b).collect();
-            let mut args = xs.to_vec();
-            args[i] = arr(&v, x.shape());
-            f(&args).unwrap().to_vec::<f64>().unwrap()
+            f(&with(v)).unwrap().to_vec::<f64>().unwrap()
         };
         let (p, m) = (shifted(eps), shifted(-eps));
         let got = jt[0].to_vec::<f64>().unwrap();
         for k in 0..p.len() {
             let fd = (p[k] - m[k]) / (2.0 * eps);
-            assert!((got[k] - fd).abs() < 1e-5 * (1.0 + fd.abs()), "{name}: jvp[{k}] = {} vs {fd}", got[k]);
+            assert!((got[k] - fd).abs() < tol * (1.0 + fd.abs()), "{name}: jvp[{k}] = {} vs {fd}", got[k]);
         }
     }
 }
@@ -480,58 +495,6 @@ fn custom_vjp_and_checkpoint() {
     }
 }
 
-/// `check` for functions computed in float32 (the transforms): finite differences with a wide
-/// step, exact up to rounding for the linear maps they are (a small one for the others), and a
-/// float32 tolerance.
-fn check_f32(name: &str, f: &F, xs: &[Array]) {
-    check_f32_with(name, f, xs, 0.25);
-}
-
-fn check_f32_with(name: &str, f: &F, xs: &[Array], eps: f64) {
-    let xs: Vec<Array> = xs.iter().map(|x| x.astype(DType::F32).unwrap()).collect();
-    let y = f(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let w = arr(&rand_vec(y.size(), 98, -1.0, 1.0), y.shape());
-    let loss = |a: &[Array]| -> Result<Array> { (f(a)?.astype(DType::F64)? * &w).sum(None, false) };
-    let grads = grad(loss, &[])(&xs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    for (i, x) in xs.iter().enumerate() {
-        let xv = x.to_vec::<f64>().unwrap();
-        let g = grads[i].to_vec::<f64>().unwrap();
-        assert_eq!(grads[i].shape(), x.shape(), "{name}: gradient shape");
-        for j in 0..xv.len() {
-            let at = |d: f64| {
-                let mut v = xv.clone();
-                v[j] += d;
-                let mut args = xs.clone();
-                args[i] = arr(&v, x.shape()).astype(DType::F32).unwrap();
-                loss(&args).unwrap().item::<f64>().unwrap()
-            };
-            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-            assert!(
-                (g[j] - fd).abs() < 2e-4 * (1.0 + fd.abs()),
-                "{name}: d/dx{i}[{j}] = {} by vjp, {fd} by differences",
-                g[j]
-            );
-        }
-        let t = arr(&rand_vec(x.size(), 17 + i as u64, -1.0, 1.0), x.shape()).astype(DType::F32).unwrap();
-        let mut tangents: Vec<Array> = xs.iter().map(|x| zeros_like(x).unwrap()).collect();
-        tangents[i] = t.clone();
-        let (_, jt) = jvp(|a| Ok(vec![f(a)?]), &xs, &tangents).unwrap_or_else(|e| panic!("{name} jvp: {e}"));
-        let tv = t.to_vec::<f64>().unwrap();
-        let shifted = |d: f64| {
-            let v: Vec<f64> = xv.iter().zip(&tv).map(|(a, b)| a + d * b).collect();
-            let mut args = xs.clone();
-            args[i] = arr(&v, x.shape()).astype(DType::F32).unwrap();
-            f(&args).unwrap().to_vec::<f64>().unwrap()
-        };
-        let (p, m) = (shifted(eps), shifted(-eps));
-        let got = jt[0].to_vec::<f64>().unwrap();
-        for k in 0..p.len() {
-            let fd = (p[k] - m[k]) / (2.0 * eps);
-            assert!((got[k] - fd).abs() < 2e-4 * (1.0 + fd.abs()), "{name}: jvp[{k}] = {} vs {fd}", got[k]);
-        }
-    }
-}
-
 #[test]
 fn fft_derivatives() {
     let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
@@ -568,19 +531,23 @@ fn fft_derivatives() {
     );
     // Away from |z| = 0, where abs bends too sharply for differences in float32.
     let (re2, b2) = (&re + 2.0, &b0 + 2.0);
-    check_f32_with(
+    check_in(
         "abs of a complex product",
         &|x: &[Array]| abs(&multiply(&complex(&x[0], &x[1])?, &complex(&x[2], &x[3])?)?),
         &[re2, im.clone(), b2, b1],
+        DType::F32,
         1e-2,
+        2e-4,
     );
     check_f32("complex sum and conj", &|x: &[Array]| pairs(conj(&sum(&c(x)?, Some(&[0]), false)?)?), &both);
     check_f32("complex matmul", &|x: &[Array]| pairs(matmul(&c(x)?, &mt_c(x)?)?), &both);
-    check_f32_with("complex exp", &|x: &[Array]| pairs(exp(&c(x)?)?), &both, 1e-2);
-    check_f32_with(
+    check_in("complex exp", &|x: &[Array]| pairs(exp(&c(x)?)?), &both, DType::F32, 1e-2, 2e-4);
+    check_in(
         "complex divide and mean",
         &|x: &[Array]| pairs(mean(&divide(&c(x)?, &complex(&(&x[1] + 3.0), &x[0])?)?, Some(&[1]), false)?),
         &both,
+        DType::F32,
         1e-2,
+        2e-4,
     );
 }
