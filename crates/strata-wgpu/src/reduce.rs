@@ -164,7 +164,7 @@ pub(crate) fn reduce(
     let quads = serial
         && !arg
         && wgsl::bits(x.dtype) == 32
-        && last.is_some_and(|d| sp.kept_strides[d] == 1 && sp.kept_shape[d] % 4 == 0)
+        && last.is_some_and(|d| sp.kept_strides[d] == 1 && sp.kept_shape[d].is_multiple_of(4))
         && x.layout.offset().is_multiple_of(4)
         && sp.kept_strides[..last.unwrap_or(0)].iter().chain(&sp.red_strides).all(|s| s % 4 == 0);
     // Few outputs with many elements each: split each output's elements into chunks reduced
