@@ -464,6 +464,10 @@ def main():
     add("complex_sum", [ap], pairs(np.sum(a_, axis=0)))
     add("complex_negative", [ap], pairs(-a_))
     add("complex_divide", [ap, bp], pairs(a_ / b_))
+    for name_, f_ in [("sqrt", np.sqrt), ("log", np.log), ("sin", np.sin), ("cos", np.cos),
+                      ("square", np.square), ("reciprocal", np.reciprocal)]:
+        add("complex_unary", [ap], pairs(f_(a_)), name=name_)
+    add("complex_angle", [ap], np.angle(a_).astype(np.float32))
     add("complex_exp", [ap], pairs(np.exp(a_)))
     add("complex_mean", [ap], pairs(np.mean(a_, axis=1)))
     mp, m_ = cpx((2, 4, 3))

@@ -3,8 +3,9 @@
 //!
 //! complex64 arrays hold (real, imaginary) pairs of f32. `add`, `subtract`, `multiply`,
 //! `divide`, `negative`, `exp`, `equal` and `not_equal` take them (CPU kernels; a GPU device
-//! runs them through its visible CPU fallback); `sum`, `mean`, `abs` and `matmul` (four real
-//! products) of complex arrays are compositions.
+//! runs them through its visible CPU fallback); `sum`, `mean`, `abs`, `sqrt`, `log`, `sin`,
+//! `cos`, `square`, `reciprocal`, [`angle`] and `matmul` (four real products) of complex arrays
+//! are compositions of real ops, so their derivatives come with them.
 //!
 //! Every transform is a composition of one-dimensional transforms along the last axis, each
 //! one host function computed in float64 by rustfft (any length: mixed radix, Bluestein for
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
+use strata_core::kernel::UnaryOp;
 use strata_core::{DType, Error, Result};
 
 use crate::custom::host_function;
@@ -114,6 +116,38 @@ pub fn complex_abs(z: &Array) -> Result<Array> {
         return abs(z);
     }
     sqrt(&add(&square(&real(z)?)?, &square(&imag(z)?)?)?)
+}
+
+/// The argument of `z` in (−π, π] as float32, as `numpy.angle` (0 or π for real arrays).
+pub fn angle(z: &Array) -> Result<Array> {
+    arctan2(&imag(z)?, &real(z)?)
+}
+
+/// The element-wise functions of complex64 that are compositions of real ones (principal
+/// branches, as NumPy's); `None` for the others.
+pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Option<Result<Array>> {
+    let parts = || Ok::<_, Error>((real(z)?, imag(z)?));
+    Some(match op {
+        UnaryOp::Abs => complex_abs(z),
+        UnaryOp::Square => multiply(z, z),
+        UnaryOp::Reciprocal => full(&[], 1.0, DType::C64).and_then(|one| divide(&one, z)),
+        // √z = √|z| (cos θ/2 + i sin θ/2); log z = ln|z| + iθ.
+        UnaryOp::Sqrt => (|| {
+            let (r, half) = (sqrt(&complex_abs(z)?)?, multiply(&angle(z)?, &full(&[], 0.5, DType::F32)?)?);
+            complex(&multiply(&r, &cos(&half)?)?, &multiply(&r, &sin(&half)?)?)
+        })(),
+        UnaryOp::Log => (|| complex(&log(&complex_abs(z)?)?, &angle(z)?))(),
+        // sin(a + ib) = sin a cosh b + i cos a sinh b; cos(a + ib) = cos a cosh b − i sin a sinh b.
+        UnaryOp::Sin => (|| {
+            let (a, b) = parts()?;
+            complex(&multiply(&sin(&a)?, &cosh(&b)?)?, &multiply(&cos(&a)?, &sinh(&b)?)?)
+        })(),
+        UnaryOp::Cos => (|| {
+            let (a, b) = parts()?;
+            complex(&multiply(&cos(&a)?, &cosh(&b)?)?, &negative(&multiply(&sin(&a)?, &sinh(&b)?)?)?)
+        })(),
+        _ => return None,
+    })
 }
 
 /// The transform kinds of one axis.

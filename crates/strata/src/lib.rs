@@ -50,7 +50,7 @@ pub use conv::{conv_general, conv_transpose1d, conv_transpose2d, conv_transpose3
 pub use custom::{checkpoint, custom_vjp};
 pub use device::{Device, default_device, set_default_device};
 pub use einsum::{einsum, tensordot, tensordot_axes};
-pub use fft::{complex, conj, imag, real};
+pub use fft::{angle, complex, conj, imag, real};
 pub use graph::{Array, EvalHandle, async_eval, eval_all, live_nodes};
 pub use quantized::{
     MxElement, Numerics, QuantMode, QuantizedArray, QuantizedTensor, dequantize, quantize, quantized_matmul,

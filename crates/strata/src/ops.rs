@@ -479,8 +479,10 @@ pub fn stop_gradient(x: &Array) -> Result<Array> {
 /// inputs in float32, as MLX does.
 pub fn unary(op: UnaryOp, x: &Array) -> Result<Array> {
     check_ok(&[x])?;
-    if op == UnaryOp::Abs && x.dtype() == DType::C64 {
-        return crate::fft::complex_abs(x);
+    if x.dtype() == DType::C64
+        && let Some(r) = crate::fft::complex_unary(op, x)
+    {
+        return r;
     }
     let x = match op.output_dtype(x.dtype()) {
         Ok(_) => x.clone(),

@@ -542,6 +542,12 @@ fn fft_derivatives() {
     check_f32("complex sum and conj", &|x: &[Array]| pairs(conj(&sum(&c(x)?, Some(&[0]), false)?)?), &both);
     check_f32("complex matmul", &|x: &[Array]| pairs(matmul(&c(x)?, &mt_c(x)?)?), &both);
     check_in("complex exp", &|x: &[Array]| pairs(exp(&c(x)?)?), &both, DType::F32, 1e-2, 2e-4);
+    // Away from 0 and the negative real axis (the branch cut of sqrt and log).
+    let right = [&re + 2.0, im.clone()];
+    for (name, op) in [("sqrt", UnaryOp::Sqrt), ("log", UnaryOp::Log), ("sin", UnaryOp::Sin), ("cos", UnaryOp::Cos)] {
+        let f = move |x: &[Array]| pairs(unary(op, &c(x)?)?);
+        check_in(&format!("complex {name}"), &f, &right, DType::F32, 1e-2, 5e-4);
+    }
     check_in(
         "complex divide and mean",
         &|x: &[Array]| pairs(mean(&divide(&c(x)?, &complex(&(&x[1] + 3.0), &x[0])?)?, Some(&[1]), false)?),

@@ -80,6 +80,11 @@ fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "complex_negative" => pairs(negative(&c(&a[0])?)?),
         "complex_divide" => pairs(divide(&c(&a[0])?, &c(&a[1])?)?),
         "complex_exp" => pairs(exp(&c(&a[0])?)?),
+        "complex_unary" => {
+            let name = kw["name"].as_str().unwrap();
+            pairs(unary(*UnaryOp::ALL.iter().find(|o| o.name() == name).unwrap(), &c(&a[0])?)?)
+        }
+        "complex_angle" => angle(&c(&a[0])?),
         "complex_mean" => pairs(mean(&c(&a[0])?, Some(&[1]), false)?),
         "complex_matmul" => pairs(matmul(&c(&a[0])?, &c(&a[1])?)?),
         "complex_equal" => equal(&c(&a[0])?, &c(&a[1])?),
