@@ -18,6 +18,9 @@ mod mandelbrot;
 #[allow(clippy::duplicate_mod)]
 #[path = "../../strata/examples/common/picture.rs"]
 mod picture;
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../strata/examples/spectrum.rs"]
+mod spectrum;
 #[allow(dead_code)]
 #[path = "../../strata-trace/examples/trace_demo.rs"]
 mod trace_demo;
@@ -77,6 +80,17 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         100.0 * s.accuracy,
         path.display(),
         s.weights.display(),
+    );
+    let t = Instant::now();
+    let (path, s) = spectrum::run(&args.out)?;
+    println!(
+        "  spectrum     {:>7.2} s  rfft of {} noisy samples: tones at {} and {} Hz; low-passed at 80 Hz by irfft, {:.3} RMS from the 50 Hz tone\n               -> {}",
+        t.elapsed().as_secs_f64(),
+        spectrum::N,
+        s.peaks[0],
+        s.peaks[1],
+        s.filtered_error,
+        path.display()
     );
     let t = Instant::now();
     match trace_demo::run(2.0) {
