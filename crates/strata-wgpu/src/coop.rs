@@ -33,8 +33,26 @@ use crate::matmul::{epilogue, header, launch, operand_strides};
 use crate::wgsl;
 use crate::{Wgpu, WgpuBuffer};
 
+/// How this device runs the kernel, decided once when it is opened.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    tiles: Tiles,
+    /// Staging as `vec4<f16>` (Vulkan) rather than `f16` scalars.
+    wide: bool,
+}
+
+/// The kernel's configuration on `adapter`, or `None` when its cooperative matrices cannot run
+/// it.
+pub(crate) fn config(adapter: &wgpu::Adapter) -> Option<Config> {
+    supported(adapter).then(|| Config {
+        tiles: Tiles::from_env(),
+        wide: adapter.get_info().backend == wgpu::Backend::Vulkan
+            && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0"),
+    })
+}
+
 /// Whether the adapter's cooperative matrices can run this kernel.
-pub(crate) fn supported(adapter: &wgpu::Adapter) -> bool {
+fn supported(adapter: &wgpu::Adapter) -> bool {
     let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     let info = adapter.get_info();
     adapter.features().contains(need)
@@ -45,7 +63,8 @@ pub(crate) fn supported(adapter: &wgpu::Adapter) -> bool {
                 && p.ab_type == wgpu::CooperativeScalarType::F16
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
-        // On unless `STRATA_WGPU_COOP=0`: 9× the SIMT kernel on an H100 (BENCHMARKS.md).
+        // On unless `STRATA_WGPU_COOP=0`: 0.25× cuBLAS against the SIMT kernel's 0.03×
+        // (BENCHMARKS.md).
         && std::env::var("STRATA_WGPU_COOP").map_or(true, |v| v != "0")
 }
 
@@ -62,7 +81,6 @@ pub(crate) struct Tiles {
 }
 
 impl Tiles {
-    /// Four subgroups of 64×64: eight matrix loads feed sixteen products a step.
     /// Eight subgroups of 64×32, slices of 64 in one buffer: the fastest of those measured on
     /// an H100 and an H200 (BENCHMARKS.md); two buffers of 64 do not fit in 48 KiB.
     const DEFAULT: Tiles = Tiles { wm: 2, wn: 4, rm: 4, rn: 2, bk: 64, stages: 1 };
@@ -120,9 +138,10 @@ impl Staging {
     }
 }
 
-/// The product on cooperative matrices (f16 operands; the caller checked the device).
+/// The product on cooperative matrices (f16 operands) as `config` says.
 pub(crate) fn matmul(
     gpu: &Wgpu,
+    config: Config,
     desc: &Matmul2d,
     left: &TensorRef<'_, WgpuBuffer>,
     right: &TensorRef<'_, WgpuBuffer>,
@@ -131,7 +150,7 @@ pub(crate) fn matmul(
 ) -> Result<()> {
     let batch_axes = out.layout.ndim() - 2;
     let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
-    let tiles = Tiles::from_env();
+    let Config { tiles, wide } = config;
     let (bk, side) = (tiles.bk, tiles.side());
     let a = Staging { k_major: l_ks == 1 || l_ms != 1, bk, side };
     let b = Staging { k_major: r_ks == 1 || r_ns != 1, bk, side };
@@ -145,8 +164,6 @@ pub(crate) fn matmul(
     };
     let a_quads = if a.k_major { quads(left.layout, l_ks, l_ms) } else { quads(left.layout, l_ms, l_ks) };
     let b_quads = if b.k_major { quads(right.layout, r_ks, r_ns) } else { quads(right.layout, r_ns, r_ks) };
-    let wide = gpu.adapter_info().backend == wgpu::Backend::Vulkan
-        && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0");
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let direct = wgsl::bits(out.dtype) == 32;
     let act = desc.epilogue.activation();
@@ -270,18 +287,14 @@ fn source(v: &Variant) -> String {
             r
         }
     };
-    s += &format!(
-        "fn put_a(buf: u32, w: u32, v: mat2x4<f16>) {{\n    let at = buf * {}u + {};\n{}}}\n\n",
-        a.size(),
-        slot(a),
-        put("As", "at".into())
-    );
-    s += &format!(
-        "fn put_b(buf: u32, w: u32, v: mat2x4<f16>) {{\n    let at = buf * {}u + {};\n{}}}\n\n",
-        b.size(),
-        slot(b),
-        put("Bs", "at".into())
-    );
+    for (x, arr, st) in [("a", "As", a), ("b", "Bs", b)] {
+        s += &format!(
+            "fn put_{x}(buf: u32, w: u32, v: mat2x4<f16>) {{\n    let at = buf * {}u + {};\n{}}}\n\n",
+            st.size(),
+            slot(st),
+            put(arr, "at".into())
+        );
+    }
     s += &format!(
         "@compute @workgroup_size({threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -290,18 +303,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let N = p[1];
     let K = p[2];
     let group = wg.y * nwg.x + wg.x;
-    let tm = (M + {side}u - 1u) / {side}u;
     let tn = (N + {side}u - 1u) / {side}u;
-    let per_batch = tm * tn;
+    let per_batch = ((M + {side}u - 1u) / {side}u) * tn;
     if group >= per_batch * p[3] {{ return; }}
     let b = group / per_batch;
     let t = group % per_batch;
-    // Tiles in bands of 8 block-rows, column by column within a band: the workgroups running
-    // at once share operand rows and columns in L2.
-    let band = min(tm - (t / (8u * tn)) * 8u, 8u);
-    let in_band = t % (8u * tn);
-    let row0 = ((t / (8u * tn)) * 8u + in_band % band) * {side}u;
-    let col0 = (in_band / band) * {side}u;
+    let row0 = (t / tn) * {side}u;
+    let col0 = (t % tn) * {side}u;
     let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
     let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
     // Subgroup sg computes rows sm * {}.. and columns sn * {}.. of the tile.
@@ -326,7 +334,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     s += "    workgroupBarrier();\n";
     // Each thread's share of a slice: `per` quads of each operand, registers ra*/rb*.
     let bk = t.bk;
-    let per = t.side() * bk / 8 / threads;
+    let per = side * bk / 8 / threads;
     let fetch = |k0: &str, fast: bool| {
         let mut r = String::new();
         for i in 0..per {
@@ -363,8 +371,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         // Row-major for A means m along rows of the staging: A staged k-major, B staged
         // n-major (rows of k); otherwise column-major.
         let f = if major { "coopLoadT" } else { "coopLoad" };
-        let at = if q == 1 { at } else { format!("({at}) * {q}u") };
-        format!("{f}<coop_mat16x16<f16, {role}>>(&{arr}[{at}], {}u)", st.row() * q)
+        format!("{f}<coop_mat16x16<f16, {role}>>(&{arr}[({at}) * {q}u], {}u)", st.row() * q)
     };
     let mut products = String::new();
     for kk in (0..bk).step_by(16) {
@@ -408,15 +415,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         s += if fast { "    if fast {\n" } else { "    } else {\n" };
         s += &fetch("0u", fast);
         s += &store("0u");
-        // Later slices load without a branch (the last one loads itself again): a load under
-        // a branch is waited for where the branch ends, before the products it should overlap.
         s += "        workgroupBarrier();\n";
-        // With one buffer, the next slice waits in registers until every subgroup is done
-        // with the current one.
         let cur = if t.stages == 2 { "i & 1u" } else { "0u" };
         s += &format!("        for (var i = 0u; i < slices; i++) {{\n            let cur = {cur};\n");
+        // Later slices load without a branch (the last one loads itself again): a load under
+        // a branch is waited for where the branch ends, before the products it should overlap.
         s += &fetch(&format!("min(i + 1u, slices - 1u) * {bk}u"), fast);
         s += &products;
+        // With one buffer, the next slice waits in registers until every subgroup is done
+        // with the current one.
         if t.stages == 2 {
             s += &store("1u - cur");
         } else {

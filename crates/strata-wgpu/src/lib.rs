@@ -192,8 +192,8 @@ pub struct Wgpu {
     /// Whether the device writes timestamps in compute passes, and whether they are asked for.
     timestamps: bool,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
-    /// Whether f16 products run on cooperative matrices (`coop.rs`).
-    coop: bool,
+    /// How f16 products run on cooperative matrices (`coop.rs`), where they do.
+    coop: Option<coop::Config>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -242,9 +242,9 @@ impl Wgpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let coop = coop::supported(&adapter);
+        let coop = coop::config(&adapter);
         let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        if coop {
+        if coop.is_some() {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -254,7 +254,7 @@ impl Wgpu {
             // SAFETY: the experimental feature asked for is cooperative matrices, used by one
             // kernel (`coop.rs`) in the way wgpu's own tests use it, verified against the CPU
             // on NVIDIA's Vulkan driver (the only adapter `coop::supported` accepts so far).
-            experimental_features: if coop {
+            experimental_features: if coop.is_some() {
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {
                 wgpu::ExperimentalFeatures::disabled()
@@ -360,6 +360,10 @@ impl Wgpu {
 
     /// Whether f16 `matmul2d` runs on the adapter's cooperative matrices.
     pub fn has_coop(&self) -> bool {
+        self.coop.is_some()
+    }
+
+    pub(crate) fn coop_config(&self) -> Option<coop::Config> {
         self.coop
     }
 

@@ -53,8 +53,11 @@ pub(crate) fn matmul2d(
     if m == 0 || n == 0 || batch == 0 {
         return Ok(());
     }
-    if gpu.has_coop() && left.dtype == DType::F16 && right.dtype == DType::F16 {
-        return crate::coop::matmul(gpu, desc, &left, &right, bias.as_ref(), out);
+    if let Some(config) = gpu.coop_config()
+        && left.dtype == DType::F16
+        && right.dtype == DType::F16
+    {
+        return crate::coop::matmul(gpu, config, desc, &left, &right, bias.as_ref(), out);
     }
     let (_, l_ks, _, r_ns) = operand_strides(desc, left.layout, right.layout);
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;

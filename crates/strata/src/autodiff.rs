@@ -92,10 +92,7 @@ fn binary_partials(op: BinaryOp, a: &Array, b: &Array, y: &Array) -> Result<(Opt
         Add => (Some(one()), Some(one())),
         Sub => (Some(one()), Some(s(a, -1.0))),
         Mul => (Some(b.clone()), Some(a.clone())),
-        Div => {
-            let inv = if b.dtype() == DType::C64 { divide(&s(b, 1.0), b)? } else { reciprocal(b)? };
-            (Some(inv), Some(negative(&divide(y, b)?)?))
-        }
+        Div => (Some(reciprocal(b)?), Some(negative(&divide(y, b)?)?)),
         Pow => {
             let da = multiply(b, &power(a, &subtract(b, &one())?)?)?;
             // y·ln a, defined as 0 where a = 0 (as JAX does, so x**2 at 0 has a finite grad).
@@ -157,25 +154,19 @@ fn is_float(a: &Array) -> bool {
 /// derivative flows to that input).
 fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> {
     let prim = node.prim();
-    let mul = |d: Option<Array>| d.map(|d| multiply(g, &d)).transpose();
+    // The cotangent times an element-wise partial derivative; complex cotangents are real
+    // pairs (fft.rs), so a complex partial enters conjugated.
+    let mul = |d: Option<Array>| {
+        d.map(|d| if d.dtype() == DType::C64 { multiply(g, &crate::fft::conj(&d)?) } else { multiply(g, &d) })
+            .transpose()
+    };
     Ok(match prim {
         Prim::Constant | Prim::Error(_) => vec![],
         Prim::Identity => vec![Some(g.clone())],
         Prim::StopGradient => vec![None],
-        Prim::Unary(op) => {
-            let d = unary_derivative(*op, &x[0], node)?;
-            // Complex cotangents are real pairs (fft.rs): a complex derivative enters conjugated.
-            let d = if node.dtype() == DType::C64 { d.map(|d| crate::fft::conj(&d)).transpose()? } else { d };
-            vec![mul(d)?]
-        }
+        Prim::Unary(op) => vec![mul(unary_derivative(*op, &x[0], node)?)?],
         Prim::Binary(op) => {
             let (da, db) = binary_partials(*op, &x[0], &x[1], node)?;
-            // Complex cotangents are real pairs (fft.rs): a complex factor enters conjugated.
-            let (da, db) = if node.dtype() == DType::C64 {
-                (da.map(|d| crate::fft::conj(&d)).transpose()?, db.map(|d| crate::fft::conj(&d)).transpose()?)
-            } else {
-                (da, db)
-            };
             match op {
                 BinaryOp::Add => vec![Some(g.clone()), Some(g.clone())],
                 BinaryOp::Sub => vec![Some(g.clone()), Some(negative(g)?)],

@@ -18,17 +18,13 @@ fn format_values(a: &Array) -> Result<Vec<String>, strata_core::Error> {
         DType::U32 | DType::U64 => a.to_vec::<u64>()?.iter().map(|v| v.to_string()).collect(),
         DType::I64 => a.to_vec::<i64>()?.iter().map(|v| v.to_string()).collect(),
         DType::C64 => {
-            // NumPy's `1.5-2.j`: each part with up to eight decimals, trailing zeros dropped.
-            let part = |x: f32| {
-                let s = format!("{:.8}", x.abs());
-                s.trim_end_matches('0').to_string()
-            };
+            // NumPy's `1.5-2.j`.
             let pairs: Vec<f32> = bytemuck::pod_collect_to_vec(&a.to_bytes()?);
             pairs
                 .chunks_exact(2)
                 .map(|p| {
-                    let re = if p[0] < 0.0 { format!("-{}", part(p[0])) } else { part(p[0]) };
-                    format!("{re}{}{}j", if p[1] < 0.0 { "-" } else { "+" }, part(p[1]))
+                    let sign = if p[1] < 0.0 { "-" } else { "+" };
+                    format!("{}{sign}{}j", decimals(p[0].into()), decimals(p[1].abs().into()))
                 })
                 .collect()
         }
@@ -42,10 +38,7 @@ fn format_values(a: &Array) -> Result<Vec<String>, strata_core::Error> {
                     x if x.is_infinite() => if x > 0.0 { "inf" } else { "-inf" }.into(),
                     x if all_int => format!("{x:.0}."),
                     x if x != 0.0 && (x.abs() >= 1e8 || x.abs() < 1e-4) => format!("{x:.6e}"),
-                    x => {
-                        let s = format!("{x:.8}");
-                        s.trim_end_matches('0').to_string()
-                    }
+                    x => decimals(x),
                 })
                 .collect();
             // Align the decimal points, padding fractions on the right (NumPy's style).
@@ -63,6 +56,11 @@ fn format_values(a: &Array) -> Result<Vec<String>, strata_core::Error> {
                 .collect()
         }
     })
+}
+
+/// `x` with up to eight decimals, trailing zeros dropped (`1.`, `0.25`).
+fn decimals(x: f64) -> String {
+    format!("{x:.8}").trim_end_matches('0').to_string()
 }
 
 fn write_nested(f: &mut String, vals: &[String], shape: &[usize], indent: usize, width: usize) {

@@ -111,7 +111,7 @@ pub fn conj(z: &Array) -> Result<Array> {
 }
 
 /// `|z|` of a complex array as float32 (`abs` of a real one otherwise).
-pub fn complex_abs(z: &Array) -> Result<Array> {
+fn complex_abs(z: &Array) -> Result<Array> {
     if z.dtype() != DType::C64 {
         return abs(z);
     }
@@ -125,29 +125,23 @@ pub fn angle(z: &Array) -> Result<Array> {
 
 /// The element-wise functions of complex64 that are compositions of real ones (principal
 /// branches, as NumPy's); `None` for the others.
-pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Option<Result<Array>> {
-    let parts = || Ok::<_, Error>((real(z)?, imag(z)?));
-    Some(match op {
-        UnaryOp::Abs => complex_abs(z),
-        UnaryOp::Square => multiply(z, z),
-        UnaryOp::Reciprocal => full(&[], 1.0, DType::C64).and_then(|one| divide(&one, z)),
+pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Result<Option<Array>> {
+    let (a, b) = (real(z)?, imag(z)?);
+    Ok(Some(match op {
+        UnaryOp::Abs => complex_abs(z)?,
+        UnaryOp::Square => multiply(z, z)?,
+        UnaryOp::Reciprocal => divide(&full(&[], 1.0, DType::C64)?, z)?,
         // √z = √|z| (cos θ/2 + i sin θ/2); log z = ln|z| + iθ.
-        UnaryOp::Sqrt => (|| {
+        UnaryOp::Sqrt => {
             let (r, half) = (sqrt(&complex_abs(z)?)?, multiply(&angle(z)?, &full(&[], 0.5, DType::F32)?)?);
-            complex(&multiply(&r, &cos(&half)?)?, &multiply(&r, &sin(&half)?)?)
-        })(),
-        UnaryOp::Log => (|| complex(&log(&complex_abs(z)?)?, &angle(z)?))(),
+            complex(&multiply(&r, &cos(&half)?)?, &multiply(&r, &sin(&half)?)?)?
+        }
+        UnaryOp::Log => complex(&log(&complex_abs(z)?)?, &angle(z)?)?,
         // sin(a + ib) = sin a cosh b + i cos a sinh b; cos(a + ib) = cos a cosh b − i sin a sinh b.
-        UnaryOp::Sin => (|| {
-            let (a, b) = parts()?;
-            complex(&multiply(&sin(&a)?, &cosh(&b)?)?, &multiply(&cos(&a)?, &sinh(&b)?)?)
-        })(),
-        UnaryOp::Cos => (|| {
-            let (a, b) = parts()?;
-            complex(&multiply(&cos(&a)?, &cosh(&b)?)?, &negative(&multiply(&sin(&a)?, &sinh(&b)?)?)?)
-        })(),
-        _ => return None,
-    })
+        UnaryOp::Sin => complex(&multiply(&sin(&a)?, &cosh(&b)?)?, &multiply(&cos(&a)?, &sinh(&b)?)?)?,
+        UnaryOp::Cos => complex(&multiply(&cos(&a)?, &cosh(&b)?)?, &negative(&multiply(&sin(&a)?, &sinh(&b)?)?)?)?,
+        _ => return Ok(None),
+    }))
 }
 
 /// The transform kinds of one axis.
@@ -159,6 +153,16 @@ enum Kind {
     R2C,
     /// The n/2 + 1 non-negative frequencies of a real signal of length `n` back to it.
     C2R { n: usize },
+}
+
+impl Kind {
+    /// The transform's length for an input of `len` along the axis.
+    fn points(self, len: usize) -> usize {
+        match self {
+            Kind::C2R { n } => n,
+            _ => len,
+        }
+    }
 }
 
 /// `kind` along the last axis of `x` (already of the right length: n for `C2C`/`R2C`, n/2 + 1
@@ -183,10 +187,7 @@ fn last_axis(kind: Kind, x: &Array) -> Result<Array> {
         vec![(out_shape.clone(), out_t)],
         move |args| {
             let values = complex_values(&args[0])?;
-            let n = match kind {
-                Kind::C2R { n } => n,
-                _ => len,
-            };
+            let n = kind.points(len);
             let mut planner = FftPlanner::<f64>::new();
             let plan: Arc<dyn rustfft::Fft<f64>> = match kind {
                 Kind::C2C { inverse: false } | Kind::R2C => planner.plan_fft_forward(n),
@@ -202,11 +203,7 @@ fn last_axis(kind: Kind, x: &Array) -> Result<Array> {
                         // The Hermitian spectrum; the imaginary parts of the zero and Nyquist
                         // frequencies are ignored, as NumPy does.
                         for (k, b) in buf.iter_mut().enumerate() {
-                            let (src, flip) = if k < len { (k, false) } else { (n - k, true) };
-                            let mut c = if src < len { v[src] } else { Complex::new(0.0, 0.0) };
-                            if flip {
-                                c = c.conj();
-                            }
+                            let mut c = if k < len { v[k] } else { v[n - k].conj() };
                             if k == 0 || 2 * k == n {
                                 c.im = 0.0;
                             }
@@ -218,11 +215,11 @@ fn last_axis(kind: Kind, x: &Array) -> Result<Array> {
                 if n > 0 {
                     plan.process(&mut buf);
                 }
-                let scale = match kind {
+                let factor = match kind {
                     Kind::C2C { inverse: true } | Kind::C2R { .. } => 1.0 / n as f64,
                     _ => 1.0,
                 };
-                out.extend(buf[..out_len].iter().map(|c| c * scale));
+                out.extend(buf[..out_len].iter().map(|c| c * factor));
             }
             let like = &args[0];
             let y = if out_t == DType::F32 {
@@ -235,10 +232,7 @@ fn last_axis(kind: Kind, x: &Array) -> Result<Array> {
         },
         move |_, _, g| {
             let g = &g[0];
-            let n = match kind {
-                Kind::C2R { n } => n,
-                _ => len,
-            } as f64;
+            let n = kind.points(len) as f64;
             let dx = match kind {
                 // y = F x: x̄ = Fᴴ ȳ = n·ifft(ȳ); y = ifft(x) = Fᴴx/n: x̄ = F ȳ / n.
                 Kind::C2C { inverse: false } => scale(&last_axis(Kind::C2C { inverse: true }, g)?, n)?,

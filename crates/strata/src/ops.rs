@@ -480,9 +480,9 @@ pub fn stop_gradient(x: &Array) -> Result<Array> {
 pub fn unary(op: UnaryOp, x: &Array) -> Result<Array> {
     check_ok(&[x])?;
     if x.dtype() == DType::C64
-        && let Some(r) = crate::fft::complex_unary(op, x)
+        && let Some(r) = crate::fft::complex_unary(op, x)?
     {
-        return r;
+        return Ok(r);
     }
     let x = match op.output_dtype(x.dtype()) {
         Ok(_) => x.clone(),
