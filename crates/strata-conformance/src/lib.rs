@@ -10,9 +10,10 @@
 #![allow(clippy::type_complexity)]
 
 use half::{bf16, f16};
+use strata_core::formats::{F8E4M3, F8E5M2};
 use strata_core::kernel::{
-    Activation, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, ScanOp, TensorMut, TensorRef,
-    UnaryOp,
+    Activation, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, Scales, ScanOp, TensorMut,
+    TensorRef, UnaryOp,
 };
 use strata_core::{DType, Error};
 use strata_cpu::Cpu;
@@ -92,6 +93,8 @@ fn decode(t: DType, b: &[u8]) -> Vec<f64> {
     let w = (t.bits() / 8) as usize;
     b.chunks(w)
         .map(|c| match t {
+            DType::F8E4M3 => F8E4M3::from_bits(c[0]).to_f32() as f64,
+            DType::F8E5M2 => F8E5M2::from_bits(c[0]).to_f32() as f64,
             DType::F32 => f32::from_le_bytes(c.try_into().unwrap()) as f64,
             DType::F64 => f64::from_le_bytes(c.try_into().unwrap()),
             DType::F16 => f16::from_le_bytes(c.try_into().unwrap()).to_f64(),
@@ -478,6 +481,8 @@ fn uniform(t: DType, n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Vec<u8> {
             DType::F64 => out.extend(f.to_le_bytes()),
             DType::F16 => out.extend(f16::from_f64(f).to_le_bytes()),
             DType::BF16 => out.extend(bf16::from_f64(f).to_le_bytes()),
+            DType::F8E4M3 => out.push(F8E4M3::from_f32(f as f32).to_bits()),
+            DType::F8E5M2 => out.push(F8E5M2::from_f32(f as f32).to_bits()),
             _ => unreachable!("floats only"),
         }
     }
@@ -905,8 +910,8 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                     out_t,
                     &out_l,
                     tol,
-                    |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
-                    |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                    |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                    |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
                     &mut failures,
                 );
             }
@@ -926,13 +931,158 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
             out_t,
             &Layout::contiguous(&[m, n]),
             tol,
-            |i, o| gpu.matmul2d(&desc, i[0], i[1], None, o),
-            |i, o| Cpu.matmul2d(&desc, i[0], i[1], None, o),
+            |i, o| gpu.matmul2d(&desc, i[0], i[1], None, None, o),
+            |i, o| Cpu.matmul2d(&desc, i[0], i[1], None, None, o),
             &mut failures,
         );
     }
     report("matmul2d", failures, count);
 }
+
+/// Scaled fp8 products (`float8_e4m3fn`/`float8_e5m2` on either side, per-tensor and per-row
+/// scales) into f32, bf16 and f16: the tensor-core layout (both operands K-major) on tile-sized,
+/// ragged and split-K shapes, other layouts, a bias and activation, accumulation, a batch with
+/// the right operand broadcast. The GPU may accumulate with fewer bits than the CPU's f32 (the
+/// fp8 tensor cores of Hopper do), so the error is measured against `Σ|aᵢbᵢ|·s`, the size of
+/// the terms, and the worst of each type pair is printed.
+pub fn scaled_fp8_matmul_matches_the_cpu<B: Backend>(gpu: &B) {
+    let mut rng = Rng(seed() ^ 0x8f8f);
+    // (m, n, k, tl, tr, batch): the K-major layout on edge tiles, many k steps and few tiles
+    // (split-K), then the other layouts and a k whose rows the copy engine cannot address.
+    let shapes = [
+        (136, 264, 112, false, true, 1),
+        (256, 512, 1024, false, true, 2),
+        (48, 520, 2048, false, true, 1),
+        (17, 33, 40, false, false, 1),
+        (40, 70, 48, true, true, 1),
+        (70, 90, 37, false, true, 1),
+    ];
+    let fp8 = [DType::F8E4M3, DType::F8E5M2];
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for (lt, rt) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))) {
+        let mut worst = 0.0f64;
+        for out_t in [DType::F32, DType::BF16, DType::F16] {
+            let rel = match out_t {
+                DType::F32 => 0.0,
+                DType::BF16 => 1.0 / 128.0,
+                _ => 1.0 / 1024.0,
+            };
+            for (case, &(m, n, k, tl, tr, batch)) in shapes.iter().enumerate() {
+                let per_row = case % 2 == 0;
+                let desc = Matmul2d::new(m, n, k).transpose_left(tl).transpose_right(tr);
+                let desc = match (case + count) % 3 {
+                    0 => desc.epilogue(Epilogue::Bias(Activation::Relu)),
+                    1 => desc.mode(MatmulMode::MultiplyAccumulate),
+                    _ => desc,
+                };
+                let [lr, lc] = if tl { [k, m] } else { [m, k] };
+                let [rr, rc] = if tr { [n, k] } else { [k, n] };
+                let left = Layout::contiguous(&[batch, lr, lc]);
+                let right = Layout::new(&[batch, rr, rc], &[0, rc as isize, 1], 0).unwrap();
+                let out_l = Layout::contiguous(&[batch, m, n]);
+                let (a, b) =
+                    (uniform(lt, batch * lr * lc, -1.0, 1.0, &mut rng), uniform(rt, rr * rc, -1.0, 1.0, &mut rng));
+                let (sl, sr) = if per_row { (m, n) } else { (1, 1) };
+                let (sa, sb) =
+                    (uniform(DType::F32, sl, 0.5, 2.0, &mut rng), uniform(DType::F32, sr, 0.5, 2.0, &mut rng));
+                let scale_l = |len: usize| if per_row { Layout::contiguous(&[len]) } else { Layout::contiguous(&[]) };
+                let mut inputs = vec![
+                    (lt, a, left.clone()),
+                    (rt, b, right.clone()),
+                    (DType::F32, sa, scale_l(m)),
+                    (DType::F32, sb, scale_l(n)),
+                ];
+                if desc.epilogue.has_bias() {
+                    inputs.push((out_t, uniform(out_t, n, -1.0, 1.0, &mut rng), Layout::contiguous(&[n])));
+                }
+                let initial = uniform(out_t, batch * m * n, -1.0, 1.0, &mut rng);
+                // The size of the terms of each output: Σₚ|aᵢₚ·bₚⱼ|·sₗ·sᵣ (|A| and |B| gathered
+                // K-major first).
+                let (av, bv) = (decode(lt, &inputs[0].1), decode(rt, &inputs[1].1));
+                let (sav, sbv) = (decode(DType::F32, &inputs[2].1), decode(DType::F32, &inputs[3].1));
+                let gather = |v: &[f64], l: &Layout, rows: usize, t: bool, z: usize| -> Vec<f64> {
+                    let mut out = Vec::with_capacity(rows * k);
+                    for r in 0..rows {
+                        out.extend(
+                            (0..k).map(|p| v[l.position(&if t { [z, p, r] } else { [z, r, p] }) as usize].abs()),
+                        );
+                    }
+                    out
+                };
+                let mut size = vec![0.0f64; batch * m * n];
+                for z in 0..batch {
+                    let (ak, bk) = (gather(&av, &left, m, tl, z), gather(&bv, &right, n, !tr, z));
+                    for i in 0..m {
+                        for j in 0..n {
+                            let t: f64 = ak[i * k..][..k].iter().zip(&bk[j * k..][..k]).map(|(x, y)| x * y).sum();
+                            size[(z * m + i) * n + j] =
+                                t * sav[if per_row { i } else { 0 }] * sbv[if per_row { j } else { 0 }];
+                        }
+                    }
+                }
+                let gbufs: Vec<_> = inputs.iter().map(|(_, b, _)| gpu.upload(b).unwrap()).collect();
+                let cbufs: Vec<_> = inputs.iter().map(|(_, b, _)| Cpu.upload(b).unwrap()).collect();
+                let poison = vec![0xA5u8; initial.len()];
+                let start = if desc.mode == MatmulMode::MultiplyAccumulate { &initial } else { &poison };
+                let (mut gout, mut cout) = (gpu.upload(start).unwrap(), Cpu.upload(start).unwrap());
+                let grefs: Vec<_> = inputs.iter().zip(&gbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
+                let crefs: Vec<_> = inputs.iter().zip(&cbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
+                let what = format!(
+                    "matmul2d {lt}·{rt}->{out_t} m={m} n={n} k={k} tl={tl} tr={tr} batch={batch} per_row={per_row} {:?} {:?}",
+                    desc.epilogue, desc.mode
+                );
+                count += 1;
+                let gs = Scales { left: grefs[2], right: grefs[3] };
+                let cs = Scales { left: crefs[2], right: crefs[3] };
+                let g_res = gpu.matmul2d(
+                    &desc,
+                    grefs[0],
+                    grefs[1],
+                    grefs.get(4).copied(),
+                    Some(gs),
+                    TensorMut::new(out_t, &mut gout, &out_l),
+                );
+                let c_res = Cpu.matmul2d(
+                    &desc,
+                    crefs[0],
+                    crefs[1],
+                    crefs.get(4).copied(),
+                    Some(cs),
+                    TensorMut::new(out_t, &mut cout, &out_l),
+                );
+                if let Err(e) = g_res.and(c_res) {
+                    failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+                let (mut g, mut c) = (vec![0u8; initial.len()], vec![0u8; initial.len()]);
+                gpu.download(&gout, &mut g).unwrap();
+                Cpu.download(&cout, &mut c).unwrap();
+                let (g, c) = (decode(out_t, &g), decode(out_t, &c));
+                // The tensor cores' error, in units of the terms' size, beyond the rounding of
+                // the output.
+                let mut bad = None;
+                for e in 0..g.len() {
+                    let over = match (g[e].is_nan(), c[e].is_nan()) {
+                        (false, false) => ((g[e] - c[e]).abs() - rel * c[e].abs()).max(0.0) / size[e].max(1e-30),
+                        (true, true) => 0.0,
+                        _ => f64::INFINITY,
+                    };
+                    worst = worst.max(over);
+                    if over > FP8_ACCUMULATION && bad.is_none() {
+                        bad = Some(format!("{what}: element {e}: gpu {} cpu {} (terms {})", g[e], c[e], size[e]));
+                    }
+                }
+                failures.extend(bad);
+            }
+        }
+        eprintln!("matmul2d {lt}·{rt}: largest error {worst:.2e} of the terms' size (allowed {FP8_ACCUMULATION:.1e})");
+    }
+    report("matmul2d (scaled fp8)", failures, count);
+}
+
+/// How far a GPU's fp8 product may stray from the CPU's, relative to the size of its terms:
+/// Hopper's fp8 tensor cores keep about 14 bits of the running sum (DeepSeek-V3 §3.3.2).
+const FP8_ACCUMULATION: f64 = 1.0 / 4096.0;
 
 /// Scans over more lanes than a GPU runs blocks at once (each block walks several lanes), of
 /// sums, maxima and
@@ -1008,8 +1158,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 t,
                 &Layout::contiguous(&[batch, m, n]),
                 tol,
-                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
-                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
                 &mut failures,
             );
         }
@@ -1044,8 +1194,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 t,
                 &Layout::contiguous(&[2, m, n]),
                 tol,
-                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
-                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
                 &mut failures,
             );
         }
@@ -1081,8 +1231,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 t,
                 &Layout::contiguous(&[batch, m, n]),
                 Tol::Mixed(1e-2, 3e-3 * (k as f64).sqrt()),
-                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
-                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), o),
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
                 &mut failures,
             );
         }

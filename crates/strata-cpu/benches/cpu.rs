@@ -81,6 +81,7 @@ fn matmul_case(m: usize, n: usize, k: usize, dtype: DType, peers: Vec<&'static s
                 TensorRef::new(dtype, ab, la),
                 TensorRef::new(dtype, bb, lb),
                 None,
+                None,
                 TensorMut::new(dtype, &mut cb, lc),
             )
             .unwrap()

@@ -30,6 +30,7 @@ fn main() {
             TensorRef::new(dt, &a, &la),
             TensorRef::new(dt, &b, &lb),
             None,
+            None,
             TensorMut::new(dt, c, &lc),
         )
         .unwrap()

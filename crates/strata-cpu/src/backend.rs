@@ -2,7 +2,7 @@
 //! devices (the array layer). Calls run synchronously on the calling thread and rayon's pool.
 
 use strata_core::kernel::{
-    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp,
+    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, Scales, ScanOp, UnaryOp,
 };
 use strata_core::quant::QuantizedTensor;
 use strata_core::{Error, Result};
@@ -46,9 +46,10 @@ impl Backend for Cpu {
         left: TensorRef<'_>,
         right: TensorRef<'_>,
         bias: Option<TensorRef<'_>>,
+        scales: Option<Scales<'_, CpuBuffer>>,
         out: TensorMut<'_>,
     ) -> Result<()> {
-        crate::matmul2d(desc, left, right, bias, out)
+        crate::matmul2d(desc, left, right, bias, scales, out)
     }
     fn conv(&self, desc: &Conv, input: TensorRef<'_>, weight: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
         crate::conv(desc, input, weight, out)

@@ -4,7 +4,8 @@
 
 #![allow(clippy::needless_range_loop)] // index arithmetic mirrors the math
 use half::{bf16, f16};
-use strata_core::kernel::{Activation, Epilogue, Layout, Matmul2d, MatmulMode};
+use strata_core::formats::{F8E4M3, F8E5M2};
+use strata_core::kernel::{Activation, Epilogue, Layout, Matmul2d, MatmulMode, Scales};
 use strata_core::{DType, Error};
 use strata_cpu::{CpuBuffer, TensorMut, TensorRef, matmul2d};
 
@@ -43,6 +44,15 @@ fn buffer(dtype: DType, v: &[f64]) -> (CpuBuffer, Vec<f64>) {
         DType::I32 => {
             let x: Vec<i32> = v.iter().map(|&v| (v * 1000.0) as i32).collect();
             (CpuBuffer::from_slice(&x).unwrap(), x.iter().map(|&v| v as f64).collect())
+        }
+        // fp8 over several binades: [-1, 1) times 4.
+        DType::F8E4M3 => {
+            let x: Vec<u8> = v.iter().map(|&v| F8E4M3::from_f32(4.0 * v as f32).to_bits()).collect();
+            (CpuBuffer::from_slice(&x).unwrap(), x.iter().map(|&b| F8E4M3::from_bits(b).to_f32() as f64).collect())
+        }
+        DType::F8E5M2 => {
+            let x: Vec<u8> = v.iter().map(|&v| F8E5M2::from_f32(4.0 * v as f32).to_bits()).collect();
+            (CpuBuffer::from_slice(&x).unwrap(), x.iter().map(|&b| F8E5M2::from_bits(b).to_f32() as f64).collect())
         }
         _ => unreachable!(),
     }
@@ -112,6 +122,7 @@ fn case(
         TensorRef::new(inp, &lb, &l_layout),
         TensorRef::new(inp, &rb, &r_layout),
         epilogue.has_bias().then(|| TensorRef::new(out, &bb, &bias_layout)),
+        None,
         TensorMut::new(out, &mut ob, &o_layout),
     )
     .unwrap();
@@ -190,6 +201,96 @@ fn every_type_pair() {
     }
 }
 
+/// fp8 operands (either format on either side) with per-tensor or per-row scales, every
+/// transpose, accumulation and a bias, into f32, f16 and bf16, against the f64 product of the
+/// decoded values times the scales.
+#[test]
+fn fp8_products_with_scales() {
+    let (m, n, k) = (9, 23, 70);
+    let fp8 = [DType::F8E4M3, DType::F8E5M2];
+    let mut seed = 100;
+    for (lt, rt) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))) {
+        for out in [DType::F32, DType::F16, DType::BF16] {
+            for (case, per_row) in [false, true].into_iter().enumerate() {
+                seed += 10;
+                let (tl, tr) = (case == 1 && out != DType::F16, out != DType::BF16);
+                let accumulate = out == DType::F32;
+                let l_layout = Layout::contiguous(&if tl { [k, m] } else { [m, k] });
+                let r_layout = Layout::contiguous(&if tr { [n, k] } else { [k, n] });
+                let o_layout = Layout::contiguous(&[m, n]);
+                let (lb, lv) = buffer(lt, &values(m * k, seed));
+                let (rb, rv) = buffer(rt, &values(n * k, seed + 1));
+                let scale = |len: usize, s: u64| -> Vec<f64> {
+                    values(len, s).iter().map(|v| ((v * 3.0) as f32).exp2() as f64).collect()
+                };
+                let (sl, sr) = if per_row {
+                    (scale(m, seed + 2), scale(n, seed + 3))
+                } else {
+                    (scale(1, seed + 2), scale(1, seed + 3))
+                };
+                let (sl_b, _) = buffer(DType::F32, &sl);
+                let (sr_b, _) = buffer(DType::F32, &sr);
+                let (sl_l, sr_l) = if per_row {
+                    (Layout::contiguous(&[m]), Layout::contiguous(&[n]))
+                } else {
+                    (Layout::contiguous(&[]), Layout::contiguous(&[]))
+                };
+                let init = values(m * n, seed + 4);
+                let (mut ob, ov) = buffer(out, &if accumulate { init } else { vec![f64::NAN; m * n] });
+                let (bb, bv) = buffer(out, &values(n, seed + 5));
+                let bias_layout = Layout::contiguous(&[n]);
+                let desc = Matmul2d::new(m, n, k)
+                    .transpose_left(tl)
+                    .transpose_right(tr)
+                    .mode(if accumulate { MatmulMode::MultiplyAccumulate } else { MatmulMode::Multiply })
+                    .epilogue(Epilogue::Bias(Activation::Relu));
+                matmul2d(
+                    &desc,
+                    TensorRef::new(lt, &lb, &l_layout),
+                    TensorRef::new(rt, &rb, &r_layout),
+                    Some(TensorRef::new(out, &bb, &bias_layout)),
+                    Some(Scales {
+                        left: TensorRef::new(DType::F32, &sl_b, &sl_l),
+                        right: TensorRef::new(DType::F32, &sr_b, &sr_l),
+                    }),
+                    TensorMut::new(out, &mut ob, &o_layout),
+                )
+                .unwrap();
+                let got = read(out, &ob);
+                let eps = match out {
+                    DType::F32 => 2f64.powi(-22),
+                    DType::F16 => 2f64.powi(-10),
+                    _ => 2f64.powi(-7),
+                };
+                for i in 0..m {
+                    for j in 0..n {
+                        let s = sl[if per_row { i } else { 0 }] * sr[if per_row { j } else { 0 }];
+                        let (mut sum, mut mag) = (0.0, 0.0);
+                        for p in 0..k {
+                            let a = lv[if tl { p * m + i } else { i * k + p }];
+                            let b = rv[if tr { j * k + p } else { p * n + j }];
+                            sum += a * b * s;
+                            mag += (a * b * s).abs();
+                        }
+                        if accumulate {
+                            sum += ov[i * n + j];
+                            mag += ov[i * n + j].abs();
+                        }
+                        let want = (sum + bv[j]).max(0.0);
+                        mag += bv[j].abs();
+                        let bound = eps * (mag + want.abs()) * (k as f64 + 2.0).sqrt();
+                        assert!(
+                            (got[i * n + j] - want).abs() <= bound,
+                            "{lt}·{rt}->{out} tl={tl} tr={tr} per_row={per_row}: [{i},{j}] = {}, want {want}",
+                            got[i * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn batches_transposes_and_broadcast() {
     for (tl, tr) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -230,6 +331,7 @@ fn bad_calls_are_errors_and_leave_the_output_alone() {
             TensorRef::new(dl, &a, &la),
             TensorRef::new(dl, &b, lbx),
             None,
+            None,
             TensorMut::new(dout, &mut c, lcx),
         )
         .unwrap_err()
@@ -264,6 +366,29 @@ fn bad_calls_are_errors_and_leave_the_output_alone() {
         DType::F32,
     ));
     assert!(e.contains("no bias operand"), "{e}");
+    // Scales: only for fp8 operands, f32 of shape [] or [m] / [n].
+    let one = Layout::contiguous(&[]);
+    let rows = Layout::contiguous(&[3]);
+    let s = CpuBuffer::from_slice(&[1.0f32; 8]).unwrap();
+    let q = CpuBuffer::from_slice(&[0x38u8; 40]).unwrap();
+    let mut scaled = |dl: DType, sl: &Layout| -> String {
+        let scales = Scales { left: TensorRef::new(DType::F32, &s, sl), right: TensorRef::new(DType::F32, &s, &one) };
+        let (x, y) = if dl == DType::F32 { (&a, &b) } else { (&q, &q) };
+        matmul2d(
+            &Matmul2d::new(4, 5, 8),
+            TensorRef::new(dl, x, &la),
+            TensorRef::new(dl, y, &lb),
+            None,
+            Some(scales),
+            TensorMut::new(DType::F32, &mut c, &lc),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let e = scaled(DType::F32, &one);
+    assert!(e.contains("scales apply to fp8 operands"), "{e}");
+    let e = scaled(DType::F8E4M3, &rows);
+    assert!(e.contains("left scale is float32 of shape [3]") && e.contains("[] or [4]"), "{e}");
     // Nothing above touched the output.
     assert!(c.typed::<f32>().iter().all(|&v| v == 1.5));
 }

@@ -4,18 +4,24 @@
 //! is timed.
 //!
 //! `cargo run --release -p strata-cuda --example gemm [CASES...]` on a machine with a GPU. A
-//! case is `N` (square, every type and both layouts of B, and f32 with relaxed precision: tf32
-//! against cuBLAS's TF32 mode) or `MxNxK` (bf16, B stored n × k as a `Linear` layer's weight
-//! is); with none, the square sizes 4096 and 8192 and the LLM shapes (m = 16 … 8192 against the
-//! projections of 8B- and 70B-class models).
+//! case is `N` (square, every type and both layouts of B, f32 with relaxed precision: tf32
+//! against cuBLAS's TF32 mode, and fp8), `MxNxK` (bf16, B stored n × k as a `Linear` layer's
+//! weight is) or `fp8:MxNxK`; with none, the square sizes 4096 and 8192 and the LLM shapes
+//! (m = 16 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8.
+//!
+//! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
+//! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
 
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t, cublasSetMathMode};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::cublaslt::{result as lt, sys as ltsys};
 use cudarc::driver::CudaSlice;
+use cudarc::driver::DevicePtr;
 use cudarc::driver::sys::CUevent_flags;
 use half::{bf16, f16};
 use strata_core::DType;
-use strata_core::kernel::{Backend, Layout, Matmul2d, TensorMut, TensorRef};
+use strata_core::formats::F8E4M3;
+use strata_core::kernel::{Backend, Layout, Matmul2d, Scales, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
 struct Rng(u64);
@@ -35,6 +41,7 @@ fn random(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
         match t {
             DType::BF16 => out.extend(bf16::from_f32(v).to_le_bytes()),
             DType::F16 => out.extend(f16::from_f32(v).to_le_bytes()),
+            DType::F8E4M3 => out.push(F8E4M3::from_f32(v).to_bits()),
             _ => out.extend(v.to_le_bytes()),
         }
     }
@@ -53,6 +60,8 @@ fn decode(t: DType, b: &[u8]) -> Vec<f64> {
 #[derive(Clone, Copy)]
 struct Case {
     t: DType,
+    /// The output's type: `t`, or bf16 for fp8.
+    out: DType,
     m: usize,
     n: usize,
     k: usize,
@@ -99,6 +108,101 @@ fn cublas(blas: &CudaBlas, c: Case, a: &CudaBuffer, b: &CudaBuffer, out: &mut Cu
     }
 }
 
+/// cuBLASLt's fp8 GEMM (E4M3 · E4M3 → bf16, f32 scales per tensor, fast accumulation): the
+/// layout it requires, both operands K-major (its "TN"), is our A row-major and B stored n × k.
+/// In its column-major terms Cᵀ[n × m] = Bᵀ·Aᵀ with B's buffer as its A (transposed).
+struct Lt {
+    handle: ltsys::cublasLtHandle_t,
+    workspace: CudaSlice<u8>,
+}
+
+impl Lt {
+    fn new(gpu: &Cuda) -> Lt {
+        let workspace = gpu.stream().alloc_zeros(32 << 20).expect("the cuBLASLt workspace");
+        Lt { handle: lt::create_handle().expect("cuBLASLt"), workspace }
+    }
+
+    /// Queues `out = (sa·sb)·A·B` on the GPU's stream.
+    #[allow(clippy::too_many_arguments)]
+    fn fp8(
+        &mut self,
+        gpu: &Cuda,
+        c: Case,
+        a: &CudaBuffer,
+        b: &CudaBuffer,
+        sa: &CudaBuffer,
+        sb: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) {
+        use ltsys::cublasLtMatmulDescAttributes_t as D;
+        use ltsys::cudaDataType::{CUDA_R_8F_E4M3, CUDA_R_16BF};
+        let s = gpu.stream();
+        let (m, n, k) = (c.m as u64, c.n as u64, c.k as u64);
+        let (ap, _g1) = b.device_slice().device_ptr(s);
+        let (bp, _g2) = a.device_slice().device_ptr(s);
+        let (sap, _g3) = sb.device_slice().device_ptr(s);
+        let (sbp, _g4) = sa.device_slice().device_ptr(s);
+        let (dp, _g5) = out.device_slice().device_ptr(s);
+        let (wp, _g6) = self.workspace.device_ptr(s);
+        // SAFETY: the handle and descriptors are live for the call; the pointers are device
+        // allocations of the sizes the layouts describe; the attribute buffers are the types
+        // cuBLASLt documents for each attribute.
+        unsafe {
+            let desc =
+                lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
+                    .expect("a cuBLASLt matmul descriptor");
+            let set = |attr: D, v: *const std::ffi::c_void, size: usize| {
+                lt::set_matmul_desc_attribute(desc, attr, v, size).expect("a cuBLASLt attribute")
+            };
+            let t = cublasOperation_t::CUBLAS_OP_T as i32;
+            let fast: i8 = 1;
+            set(D::CUBLASLT_MATMUL_DESC_TRANSA, (&t as *const i32).cast(), 4);
+            set(D::CUBLASLT_MATMUL_DESC_FAST_ACCUM, (&fast as *const i8).cast(), 1);
+            set(D::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, (&sap as *const u64).cast(), 8);
+            set(D::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, (&sbp as *const u64).cast(), 8);
+            let la = lt::create_matrix_layout(CUDA_R_8F_E4M3, k, n, k as i64).unwrap();
+            let lb = lt::create_matrix_layout(CUDA_R_8F_E4M3, k, m, k as i64).unwrap();
+            let ld = lt::create_matrix_layout(CUDA_R_16BF, n, m, n as i64).unwrap();
+            let pref = lt::create_matmul_pref().unwrap();
+            let bytes: usize = 32 << 20;
+            lt::set_matmul_pref_attribute(
+                pref,
+                ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                (&bytes as *const usize).cast(),
+                8,
+            )
+            .unwrap();
+            let h = lt::get_matmul_algo_heuristic(self.handle, desc, la, lb, ld, ld, pref)
+                .expect("a cuBLASLt fp8 algorithm");
+            let (alpha, beta) = (1.0f32, 0.0f32);
+            lt::matmul(
+                self.handle,
+                desc,
+                (&alpha as *const f32).cast(),
+                (&beta as *const f32).cast(),
+                ap as *const _,
+                la,
+                bp as *const _,
+                lb,
+                dp as *const _,
+                ld,
+                dp as *mut _,
+                ld,
+                &h.algo,
+                wp as *mut _,
+                bytes,
+                s.cu_stream() as _,
+            )
+            .expect("cuBLASLt fp8 matmul");
+            lt::destroy_matmul_pref(pref).unwrap();
+            for l in [la, lb, ld] {
+                lt::destroy_matrix_layout(l).unwrap();
+            }
+            lt::destroy_matmul_desc(desc).unwrap();
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -117,18 +221,23 @@ fn parse(args: &[String]) -> Vec<Case> {
         ] {
             // The f32 SIMT kernel: one size is enough to place it.
             if t != DType::F32 || tf32 || n <= 4096 {
-                v.push(Case { t, m: n, n, k: n, nt, tf32 });
+                v.push(Case { t, out: t, m: n, n, k: n, nt, tf32 });
             }
         }
+        v.push(Case { t: DType::F8E4M3, out: DType::BF16, m: n, n, k: n, nt: true, tf32: false });
         v
     };
+    let fp8 = |m, n, k| Case { t: DType::F8E4M3, out: DType::BF16, m, n, k, nt: true, tf32: false };
+    let bf16 = |m, n, k| Case { t: DType::BF16, out: DType::BF16, m, n, k, nt: true, tf32: false };
     let mut cases = Vec::new();
     for a in args {
-        let dims: Vec<usize> = a.split('x').filter_map(|d| d.parse().ok()).collect();
+        let (is_fp8, spec) = a.strip_prefix("fp8:").map_or((false, a.as_str()), |s| (true, s));
+        let dims: Vec<usize> = spec.split('x').filter_map(|d| d.parse().ok()).collect();
         match dims[..] {
-            [n] => cases.extend(square(n)),
-            [m, n, k] => cases.push(Case { t: DType::BF16, m, n, k, nt: true, tf32: false }),
-            _ => eprintln!("skipping {a:?}: a case is N or MxNxK"),
+            [n] if !is_fp8 => cases.extend(square(n)),
+            [m, n, k] if is_fp8 => cases.push(fp8(m, n, k)),
+            [m, n, k] => cases.push(bf16(m, n, k)),
+            _ => eprintln!("skipping {a:?}: a case is N, MxNxK or fp8:MxNxK"),
         }
     }
     if args.is_empty() {
@@ -137,7 +246,12 @@ fn parse(args: &[String]) -> Vec<Case> {
         // (n, k) of a Llama-3-8B layer (qkv+o 4096², MLP 14336 up and down) and a 70B-class MLP.
         for (n, k) in [(4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192)] {
             for m in [16, 128, 1024, 4096, 8192] {
-                cases.push(Case { t: DType::BF16, m, n, k, nt: true, tf32: false });
+                cases.push(bf16(m, n, k));
+            }
+        }
+        for (n, k) in [(14336, 4096), (4096, 14336), (28672, 8192)] {
+            for m in [128, 1024, 4096, 8192] {
+                cases.push(fp8(m, n, k));
             }
         }
     }
@@ -149,6 +263,10 @@ fn main() -> Result<(), strata_core::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cases = parse(&args);
     let blas = CudaBlas::new(gpu.stream().clone()).expect("cuBLAS");
+    let mut blas_lt = Lt::new(&gpu);
+    // Per-tensor scales of the fp8 products: 0.5 and 0.25 (exact, so both sides agree).
+    let (scale_a, scale_b) = (gpu.upload(&0.5f32.to_le_bytes())?, gpu.upload(&0.25f32.to_le_bytes())?);
+    let scalar = Layout::contiguous(&[]);
     let event = || gpu.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).expect("an event");
     // Written before every timed launch so that no operand starts in L2 (50–60 MB on Hopper).
     let mut flush: CudaSlice<u8> = gpu.stream().alloc_zeros(256 << 20).expect("the L2 flush buffer");
@@ -160,7 +278,7 @@ fn main() -> Result<(), strata_core::Error> {
     );
     let mut operands: Option<(DType, usize, usize, bool, CudaBuffer)> = None;
     for c in cases {
-        let w = c.t.bits() as usize / 8;
+        let w = c.out.bits() as usize / 8;
         let a = gpu.upload(&random(c.t, c.m * c.k, &mut rng))?;
         // B is shared by the cases that differ only in m.
         if operands.as_ref().is_none_or(|o| (o.0, o.1, o.2, o.3) != (c.t, c.n, c.k, c.nt)) {
@@ -176,27 +294,39 @@ fn main() -> Result<(), strata_core::Error> {
             Layout::contiguous(&if c.nt { [c.n, c.k] } else { [c.k, c.n] }),
             Layout::contiguous(&[c.m, c.n]),
         );
+        let scales = (c.t == DType::F8E4M3).then(|| Scales {
+            left: TensorRef::new(DType::F32, &scale_a, &scalar),
+            right: TensorRef::new(DType::F32, &scale_b, &scalar),
+        });
         let run = |out: &mut CudaBuffer| {
             gpu.matmul2d(
                 &desc,
                 TensorRef::new(c.t, &a, &la),
                 TensorRef::new(c.t, b, &lb),
                 None,
-                TensorMut::new(c.t, out, &lc),
+                scales,
+                TensorMut::new(c.out, out, &lc),
             )
             .unwrap()
         };
+        let mut peer = |out: &mut CudaBuffer| {
+            if c.t == DType::F8E4M3 {
+                blas_lt.fp8(&gpu, c, &a, b, &scale_a, &scale_b, out)
+            } else {
+                cublas(&blas, c, &a, b, out)
+            }
+        };
         run(&mut ours);
-        cublas(&blas, c, &a, b, &mut theirs);
+        peer(&mut theirs);
         let (mut x, mut y) = (vec![0u8; c.m * c.n * w], vec![0u8; c.m * c.n * w]);
         gpu.download(&ours, &mut x)?;
         gpu.download(&theirs, &mut y)?;
-        let (x, y) = (decode(c.t, &x), decode(c.t, &y));
+        let (x, y) = (decode(c.out, &x), decode(c.out, &y));
         let diff: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
         let norm: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
         let flops = 2.0 * c.m as f64 * c.n as f64 * c.k as f64;
         let reps = if flops > 5e11 { 10 } else { 30 };
-        let (mut mine, mut peer) = (Vec::new(), Vec::new());
+        let (mut mine, mut theirs_ms) = (Vec::new(), Vec::new());
         for rep in 0..reps + 3 {
             for which in 0..2 {
                 gpu.stream().memset_zeros(&mut flush).expect("flushing L2");
@@ -205,19 +335,23 @@ fn main() -> Result<(), strata_core::Error> {
                 if which == 0 {
                     run(&mut ours)
                 } else {
-                    cublas(&blas, c, &a, b, &mut theirs)
+                    peer(&mut theirs)
                 }
                 e.record(gpu.stream()).unwrap();
                 let ms = s.elapsed_ms(&e).unwrap() as f64;
                 if rep >= 3 {
-                    if which == 0 { mine.push(ms) } else { peer.push(ms) }
+                    if which == 0 { mine.push(ms) } else { theirs_ms.push(ms) }
                 }
             }
         }
-        let (ms, pms) = (median(mine), median(peer));
+        let (ms, pms) = (median(mine), median(theirs_ms));
         println!(
             "{:<5} {:<3} {:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>9.1e}",
-            if c.tf32 { "tf32".to_string() } else { c.t.to_string() },
+            match c.t {
+                _ if c.tf32 => "tf32".to_string(),
+                DType::F8E4M3 => "e4m3".to_string(),
+                t => t.to_string(),
+            },
             if c.nt { "NT" } else { "NN" },
             c.m,
             c.n,

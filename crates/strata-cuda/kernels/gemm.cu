@@ -5,9 +5,13 @@
 //   through a 3-stage cp.async pipeline, eight warps of 64 x 32 running
 //   `tensor_ops::Matmul2d` (mma.sync).
 // - On sm_90a, when A is K-major (B either way), a warpgroup kernel on `wgmma` instead (below).
-// - A SIMT kernel for everything else (f32, f64, int8 -> int32, any strides): 64 x 64 tiles,
-//   4 x 4 outputs per thread.
-// Both share the epilogue. The Rust side defines STRATA_ACT(v), the activation on a float or
+// - A SIMT kernel for everything else (f32, f64, int8 -> int32, fp8 in other layouts, any
+//   strides): 64 x 64 tiles, 4 x 4 outputs per thread.
+// - fp8 products (E4M3/E5M2 on either side, both operands K-major) on sm_90a run the
+//   warp-specialized kernel on `wgmma ... k32` with f32 accumulation; their per-tensor or
+//   per-row scales multiply the product in the epilogue, before accumulation, bias and
+//   activation.
+// All share the epilogue. The Rust side defines STRATA_ACT(v), the activation on a float or
 // double `v` (or `v` itself).
 
 #ifndef STRATA_GEMM_CU
@@ -23,12 +27,22 @@ struct MatmulGeometry {
     i32 nbatch;
     i32 accumulate;  // C += ...
     i32 has_bias;
-    i32 pad;
+    i32 has_scale;  // scaled fp8 product: v *= scale_a[row * scale_a_stride] * scale_b[col * ...]
     i64 batch_shape[STRATA_MAX_BATCH], a_batch[STRATA_MAX_BATCH], b_batch[STRATA_MAX_BATCH], c_batch[STRATA_MAX_BATCH];
     // A seen as m x k, B as k x n, C as m x n: (row, col) at offset + row * rs + col * cs.
     i64 a_rs, a_cs, b_rs, b_cs, c_rs, c_cs;
     i64 a_off, b_off, c_off, bias_stride, bias_off;
+    const float* scale_a;
+    const float* scale_b;
+    i64 scale_a_stride, scale_b_stride;  // 0: one factor for the whole operand
 };
+
+// The factor of output (row, col) of a scaled product (1 otherwise); rows and columns past the
+// edge read nothing.
+__device__ __forceinline__ float scale_of(const MatmulGeometry& g, i64 row, i64 col) {
+    if (!g.has_scale || row >= g.m || col >= g.n) return 1.f;
+    return g.scale_a[row * g.scale_a_stride] * g.scale_b[col * g.scale_b_stride];
+}
 
 __device__ __forceinline__ void batch_offsets(const MatmulGeometry& g, i64 z, i64& a, i64& b, i64& c) {
     a = g.a_off;
@@ -43,10 +57,11 @@ __device__ __forceinline__ void batch_offsets(const MatmulGeometry& g, i64 z, i6
     }
 }
 
-// The epilogue of one output element: accumulate, bias, activation, rounding store.
+// The epilogue of output (row, col): scale, accumulate, bias, activation, rounding store.
 template <class CT, class TOUT, class F>
-__device__ __forceinline__ void finish(CT v, TOUT* c, i64 pos, const TOUT* bias, const MatmulGeometry& g, i64 col,
-                                       F act) {
+__device__ __forceinline__ void finish(CT v, TOUT* c, i64 pos, const TOUT* bias, const MatmulGeometry& g, i64 row,
+                                       i64 col, F act) {
+    if (g.has_scale) v *= (CT)scale_of(g, row, col);
     if (g.accumulate) v += (CT)ld(c[pos]);
     if (g.has_bias) v += (CT)ld(bias[g.bias_off + col * g.bias_stride]);
     c[pos] = St<TOUT>::from(act(v));
@@ -63,8 +78,8 @@ template <class TOUT> __device__ __forceinline__ void store_pair(TOUT* p, float 
 }
 
 // ---- SIMT --------------------------------------------------------------------------------------
-template <class TIN, class CT, class TOUT, class F>
-__device__ void gemm_simt(const TIN* __restrict__ a, const TIN* __restrict__ b, const TOUT* bias, TOUT* c,
+template <class TA, class TB, class CT, class TOUT, class F>
+__device__ void gemm_simt(const TA* __restrict__ a, const TB* __restrict__ b, const TOUT* bias, TOUT* c,
                           const MatmulGeometry& g, F act) {
     const int BM = 64, BN = 64, BK = 16;
     __shared__ CT As[BK][BM + 1];
@@ -114,7 +129,8 @@ __device__ void gemm_simt(const TIN* __restrict__ a, const TIN* __restrict__ b, 
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const i64 gi = m0 + ty * 4 + i, gj = n0 + tx * 4 + j;
-                if (gi < g.m && gj < g.n) finish<CT, TOUT>(acc[i][j], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+                if (gi < g.m && gj < g.n)
+                    finish<CT, TOUT>(acc[i][j], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gi, gj, act);
             }
     }
 }
@@ -177,7 +193,7 @@ __device__ void gemm_tc(const T* __restrict__ a, const T* __restrict__ b, const 
                 for (int e = 0; e < 4; ++e) {
                     const i64 gi = m0 + wm + Dest<64, 32>::row(i, e), gj = n0 + wn + Dest<64, 32>::col(j, e);
                     if (gi < g.m && gj < g.n)
-                        finish<float, TOUT>(acc.v[i][j][e], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+                        finish<float, TOUT>(acc.v[i][j][e], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gi, gj, act);
                 }
     }
 }
@@ -262,7 +278,8 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i) {
             const i64 gi = m0 + wg * 64 + WgDest<BN>::row(i), gj = n0 + WgDest<BN>::col(i);
-            if (gi < g.m && gj < g.n) finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+            if (gi < g.m && gj < g.n)
+                finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gi, gj, act);
         }
     }
 #else
@@ -307,14 +324,15 @@ __device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z,
 // for products with too few tiles to fill the GPU); unit s of batch entry z stores its fp32
 // partial tile through `map_c` at batch coordinate z * splits + s, and `gemm_splitk_reduce`
 // sums them.
-template <class T, class TOUT, bool RK, class F>
+template <class T, class TB, class TOUT, bool RK, class F>
 __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::TensorMap& map_b,
                         const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma, int splits,
                         const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
 #if defined(STRATA_HAS_WGMMA)
     using namespace tensor_ops;
     static_assert(RK || sizeof(T) == 2, "an MN-major B only for 16-bit types");
-    // k steps of 128 bytes: 64 16-bit elements or 32 f32 ones (tf32 products).
+    static_assert(sizeof(TB) == sizeof(T), "B's type differs from A's only within fp8");
+    // k steps of 128 bytes: 64 16-bit elements, 32 f32 ones (tf32 products) or 128 fp8 ones.
     const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = 128 / sizeof(T), S = STRATA_WS_STAGES;
     const u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
@@ -380,7 +398,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             for (int kt = k_begin; kt < k_end; ++kt, ++it) {
                 const int s = it % S;
                 mbar_wait(&full[s], (it / S) & 1);
-                Mm::template run<BK, T>(acc, sa + s * BM * BK + cw * 64 * BK, sb + s * BN * BK);
+                Mm::template run<BK, T, TB>(acc, sa + s * BM * BK + cw * 64 * BK, (const TB*)(sb + s * BN * BK));
                 // Keep this step's products in flight; the previous step's are done, so its
                 // stage goes back to the producer.
                 wgmma_wait<1>();
@@ -417,6 +435,11 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     }
                     const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
                     float v0 = acc.v[i], v1 = acc.v[i + 1];
+                    if (g.has_scale) {
+                        const i64 gj = n0 + q * CW + col;
+                        v0 *= scale_of(g, m0 + r, gj);
+                        v1 *= scale_of(g, m0 + r, gj + 1);
+                    }
                     if (g.has_bias) {
                         const i64 gj = n0 + q * CW + col;
                         if (gj < g.n) v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
@@ -443,16 +466,17 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 const i64 gi = m0 + WgDest<BN>::row(i), gj = n0 + WgDest<BN>::col(i);
                 if (gi >= g.m) continue;
                 if (pairs && gj + 1 < g.n) {
-                    float v0 = acc.v[i], v1 = acc.v[i + 1];
+                    float v0 = acc.v[i] * scale_of(g, gi, gj), v1 = acc.v[i + 1] * scale_of(g, gi, gj + 1);
                     if (g.has_bias) {
                         v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
                         v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
                     }
                     store_pair(c + co + gi * g.c_rs + gj, act(v0), act(v1));
                 } else {
-                    if (gj < g.n) finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gj, act);
+                    if (gj < g.n) finish<float, TOUT>(acc.v[i], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gi, gj, act);
                     if (gj + 1 < g.n)
-                        finish<float, TOUT>(acc.v[i + 1], c, co + gi * g.c_rs + (gj + 1) * g.c_cs, bias, g, gj + 1, act);
+                        finish<float, TOUT>(acc.v[i + 1], c, co + gi * g.c_rs + (gj + 1) * g.c_cs, bias, g, gi, gj + 1,
+                                            act);
                 }
             }
         }
@@ -476,7 +500,7 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
         for (int s = 0; s < splits; ++s) v += p[s * mn];
         i64 ao, bo, co;
         batch_offsets(g, z, ao, bo, co);
-        finish<float, TOUT>(v, c, co + i * g.c_rs + j * g.c_cs, bias, g, j, act);
+        finish<float, TOUT>(v, c, co + i * g.c_rs + j * g.c_cs, bias, g, i, j, act);
     }
 }
 
@@ -484,11 +508,11 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
 
 #endif  // STRATA_GEMM_CU
 
-#define STRATA_GEMM_SIMT(TIN, CT, TOUT)                                                              \
+#define STRATA_GEMM_SIMT(TA, TB, CT, TOUT)                                                           \
     extern "C" __global__ void __launch_bounds__(256) strata_kernel(                                 \
-        const TIN* __restrict__ a, const TIN* __restrict__ b, const TOUT* bias, TOUT* c,               \
+        const TA* __restrict__ a, const TB* __restrict__ b, const TOUT* bias, TOUT* c,                 \
         strata::MatmulGeometry g) {                                                                  \
-        strata::gemm_simt<TIN, CT, TOUT>(a, b, bias, c, g, [](CT v) -> CT { return STRATA_ACT(v); }); \
+        strata::gemm_simt<TA, TB, CT, TOUT>(a, b, bias, c, g, [](CT v) -> CT { return STRATA_ACT(v); }); \
     }
 
 #define STRATA_GEMM_TC(T, TOUT, LK, RK)                                                              \
@@ -505,13 +529,13 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
         strata::gemm_wg<T, TOUT, RK>(a, b, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
     }
 
-#define STRATA_GEMM_WS(T, TOUT, RK)                                                                      \
+#define STRATA_GEMM_WS(T, TB, TOUT, RK)                                                                  \
     extern "C" __global__ void __launch_bounds__(384, 1) strata_kernel(                              \
         const __grid_constant__ strata::tensor_ops::TensorMap map_a,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_b,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_c, int a_batched, int b_batched,      \
         int c_tma, int splits, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                \
-        strata::gemm_ws<T, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
+        strata::gemm_ws<T, TB, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
                                      [](float v) -> float { return STRATA_ACT(v); });                \
     }
 

@@ -16,6 +16,9 @@ typedef unsigned long long u64;
 
 struct f16 { u16 bits; };
 struct bf16 { u16 bits; };
+// OCP fp8 (the operands of scaled products): E4M3 ("fn": no Inf, NaN S.1111.111) and E5M2.
+struct e4m3 { u8 bits; };
+struct e5m2 { u8 bits; };
 
 #define STRATA_NAN __int_as_float(0x7fc00000)
 #define STRATA_INF __int_as_float(0x7f800000)
@@ -29,6 +32,16 @@ __device__ __forceinline__ float ld(f16 x) {
     return f;
 }
 __device__ __forceinline__ float ld(bf16 x) { return __uint_as_float(((u32)x.bits) << 16); }
+// E5M2 is the top byte of an f16.
+__device__ __forceinline__ float ld(e5m2 x) { return ld(f16{(u16)((u16)x.bits << 8)}); }
+__device__ __forceinline__ float ld(e4m3 x) {
+    const u32 e = (x.bits >> 3) & 15, m = x.bits & 7;
+    float v;
+    if (e == 15 && m == 7) v = STRATA_NAN;
+    else if (e == 0) v = (float)m * 0.001953125f;  // subnormal: m · 2^-9
+    else v = __uint_as_float(((e + 120) << 23) | (m << 20));
+    return (x.bits & 0x80) ? -v : v;
+}
 template <class T> __device__ __forceinline__ T ld(T x) { return x; }
 
 // ---- stores: compute type -> element (round to nearest even) ------------------------------

@@ -358,6 +358,16 @@ STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, f16, "f16", 1)
 STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, bf16, "bf16", 1)
 // f32 operands read as tf32 (the low 13 mantissa bits ignored): 8 deep, 32 bytes like k16.
 STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k8, float, "m64n256k8.f32.tf32.tf32")
+// fp8 pairs, 32 deep (32 bytes like k16), each side E4M3 or E5M2.
+template <class A, class B> struct Pair {};
+typedef Pair<e4m3, e4m3> e4m3_e4m3;
+typedef Pair<e4m3, e5m2> e4m3_e5m2;
+typedef Pair<e5m2, e4m3> e5m2_e4m3;
+typedef Pair<e5m2, e5m2> e5m2_e5m2;
+STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e4m3_e4m3, "m64n256k32.f32.e4m3.e4m3")
+STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e4m3_e5m2, "m64n256k32.f32.e4m3.e5m2")
+STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e5m2_e4m3, "m64n256k32.f32.e5m2.e4m3")
+STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e5m2_e5m2, "m64n256k32.f32.e5m2.e5m2")
 
 // A warpgroup's 64 x N destination in fp32 registers: warp w of the group holds rows
 // 16w..16w+15, laid out as `Dest`'s 16 x 8 blocks along N.
@@ -376,9 +386,14 @@ template <int N> struct WgDest {
     }
 };
 
-// One wgmma over 32 bytes of K: k16 for 16-bit types, k8 for tf32.
-template <int N, bool TRANS_B, class T> __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
-    if constexpr (sizeof(T) == 4) {
+// One wgmma over 32 bytes of K: k16 for 16-bit types, k8 for tf32, k32 for fp8 (A of type T,
+// B of type TB).
+template <int N, bool TRANS_B, class T, class TB = T>
+__device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
+    if constexpr (sizeof(T) == 1) {
+        static_assert(N == 256 && !TRANS_B, "fp8: n256, both operands K-major");
+        wgmma_m64n256k32(d, a, b, 1, Pair<T, TB>());
+    } else if constexpr (sizeof(T) == 4) {
         static_assert(N == 256 && !TRANS_B, "tf32: n256, both operands K-major");
         wgmma_m64n256k8(d, a, b, 1, t);
     } else if constexpr (N == 256 && TRANS_B) wgmma_m64n256k16_tb(d, a, b, 1, t);
@@ -388,13 +403,14 @@ template <int N, bool TRANS_B, class T> __device__ __forceinline__ void wgmma_m6
 }
 
 // matmul2d at warpgroup scope: D[64 x N] += A[64 x K] · B[K x N], K 128 bytes of elements at
-// most (64 16-bit ones, 32 f32 ones read as tf32) in 32-byte steps. A's tile is [64][K]
-// (K-major). B's is [N][K] (K-major, RIGHT_K_MAJOR) or N/64 blocks of [64 k][64 n] (MN-major,
-// 16-bit types only). Issues the products and commits them as one group; `wgmma_wait<n>()`
-// later waits until at most n groups are in flight.
+// most (64 16-bit ones, 32 f32 ones read as tf32, 128 fp8 ones) in 32-byte steps. A's tile is
+// [64][K] (K-major). B's is [N][K] (K-major, RIGHT_K_MAJOR) or N/64 blocks of [64 k][64 n]
+// (MN-major, 16-bit types only). B's type TB differs from A's only for fp8 pairs. Issues the
+// products and commits them as one group; `wgmma_wait<n>()` later waits until at most n groups
+// are in flight.
 template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR, Warpgroup> {
     static_assert(N == 128 || N == 256, "wgmma n128 or n256");
-    template <int K, class T> __device__ static void run(WgDest<N>& d, const T* a, const T* b) {
+    template <int K, class T, class TB = T> __device__ static void run(WgDest<N>& d, const T* a, const TB* b) {
         const u64 da = wgmma_desc(a);
         const u64 db = RIGHT_K_MAJOR ? wgmma_desc(b) : wgmma_desc_mn(b, 64 * 64 * sizeof(T));
         wgmma_fence();
@@ -403,7 +419,7 @@ template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR,
             // 32-byte steps along a K-major row, or 16 rows of 128 bytes down an MN-major
             // block.
             const u64 b_step = RIGHT_K_MAJOR ? 2 * k : 128 * k;
-            wgmma_m64k16<N, !RIGHT_K_MAJOR>(d.v, da + 2 * k, db + b_step, T());
+            wgmma_m64k16<N, !RIGHT_K_MAJOR, T, TB>(d.v, da + 2 * k, db + b_step, T());
         }
         wgmma_commit();
     }

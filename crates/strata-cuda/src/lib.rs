@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{
-    Attention, Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, Storage, TensorMut,
-    TensorRef, UnaryOp, validate_binary, validate_elementwise, validate_select, validate_unary,
+    Attention, Backend, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, Scales, ScanOp, Storage,
+    TensorMut, TensorRef, UnaryOp, validate_binary, validate_elementwise, validate_select, validate_unary,
 };
 use strata_core::quant::QuantizedTensor;
 use strata_core::{DType, Error, Result};
@@ -413,9 +413,10 @@ impl Backend for Cuda {
         left: TensorRef<'_, CudaBuffer>,
         right: TensorRef<'_, CudaBuffer>,
         bias: Option<TensorRef<'_, CudaBuffer>>,
+        scales: Option<Scales<'_, CudaBuffer>>,
         out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        matmul::matmul2d(self, desc, left, right, bias, out)
+        matmul::matmul2d(self, desc, left, right, bias, scales, out)
     }
     fn conv(
         &self,

@@ -2,7 +2,7 @@
 //! between the tensor-core kernel and the SIMT one, the geometry, the launch.
 
 use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
-use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
+use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
 use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, exprs};
@@ -22,7 +22,7 @@ struct MatmulGeometry {
     nbatch: i32,
     accumulate: i32,
     has_bias: i32,
-    pad: i32,
+    has_scale: i32,
     batch_shape: [i64; MAX_BATCH],
     a_batch: [i64; MAX_BATCH],
     b_batch: [i64; MAX_BATCH],
@@ -38,6 +38,10 @@ struct MatmulGeometry {
     c_off: i64,
     bias_stride: i64,
     bias_off: i64,
+    scale_a: u64,
+    scale_b: u64,
+    scale_a_stride: i64,
+    scale_b_stride: i64,
 }
 
 // SAFETY: plain old data with the C layout of `strata::MatmulGeometry`.
@@ -52,9 +56,9 @@ pub(crate) enum Path {
     Warpgroup { right_k_major: bool },
     /// Tensor cores at warp scope (`mma.sync`): f16/bf16; whether A and B are K-major.
     Warp { left_k_major: bool, right_k_major: bool },
-    /// f32 products that allow relaxed precision, both operands K-major, on sm_90a: the
-    /// warp-specialized kernel on tf32 tensor cores (else the SIMT kernel).
-    Tf32,
+    /// Both operands K-major on sm_90a, f32 products that allow relaxed precision (tf32 tensor
+    /// cores) or fp8 ones: the warp-specialized kernel (else the SIMT kernel).
+    KMajor,
     /// CUDA cores: every other type or layout.
     Simt,
 }
@@ -86,7 +90,7 @@ struct TmaOperand {
 }
 
 impl TmaOperand {
-    /// The tensor map over the f16/bf16/f32 matrix at `ptr` (the operand's offset applied), or
+    /// The tensor map over the f16/bf16/f32/fp8 matrix at `ptr` (the operand's offset applied), or
     /// `None` where the copy engine cannot address it (misaligned, strides not multiples of 16
     /// bytes, another type).
     fn encode(&self, ptr: u64) -> Option<TensorMap> {
@@ -112,6 +116,7 @@ impl TmaOperand {
             DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
             DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
             DType::F32 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+            DType::F8E4M3 | DType::F8E5M2 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
             _ => return None,
         };
         let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
@@ -158,6 +163,15 @@ fn batch_stride(shape: &[i64], strides: &[i64]) -> Option<i64> {
     Some(first.unwrap_or(0))
 }
 
+/// The C type of a GEMM operand (fp8 types are GEMM operands only).
+fn operand_c(t: DType) -> &'static str {
+    match t {
+        DType::F8E4M3 => "e4m3",
+        DType::F8E5M2 => "e5m2",
+        _ => c(t),
+    }
+}
+
 /// The compute type of the SIMT kernel for input type `t`.
 fn compute(t: DType) -> &'static str {
     match t {
@@ -184,17 +198,18 @@ pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bo
     unit(act, "float", format!("STRATA_GEMM_WG({}, {}, {right_k_major})", c(t), c(out)))
 }
 
-pub(crate) fn ws_source(t: DType, out: DType, act: Activation, right_k_major: bool) -> String {
-    unit(act, "float", format!("STRATA_GEMM_WS({}, {}, {right_k_major})", c(t), c(out)))
+/// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs).
+pub(crate) fn ws_source((t, tb): (DType, DType), out: DType, act: Activation, right_k_major: bool) -> String {
+    unit(act, "float", format!("STRATA_GEMM_WS({}, {}, {}, {right_k_major})", operand_c(t), operand_c(tb), c(out)))
 }
 
 pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
     unit(act, "float", format!("STRATA_GEMM_SPLITK_REDUCE({})", c(out)))
 }
 
-pub(crate) fn simt_source(t: DType, out: DType, act: Activation) -> String {
+pub(crate) fn simt_source((t, tb): (DType, DType), out: DType, act: Activation) -> String {
     let ct = compute(t);
-    unit(act, ct, format!("STRATA_GEMM_SIMT({}, {ct}, {})", c(t), c(out)))
+    unit(act, ct, format!("STRATA_GEMM_SIMT({}, {}, {ct}, {})", operand_c(t), operand_c(tb), c(out)))
 }
 
 /// Whether a matrix with row stride `rs` and column stride `cs` (for rows × cols) can be
@@ -220,10 +235,11 @@ pub(crate) fn matmul2d(
     left: TensorRef<'_, CudaBuffer>,
     right: TensorRef<'_, CudaBuffer>,
     bias: Option<TensorRef<'_, CudaBuffer>>,
+    scales: Option<Scales<'_, CudaBuffer>>,
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
     const OP: &str = "matmul2d";
-    desc.validate_call(&left, &right, bias.as_ref(), &out)?;
+    desc.validate_call(&left, &right, bias.as_ref(), scales.as_ref(), &out)?;
     let (m, n, k) = (desc.m, desc.n, desc.k);
     let nd = out.layout.ndim();
     let nbatch = nd - 2;
@@ -269,6 +285,21 @@ pub(crate) fn matmul2d(
     if let Some(b) = &bias {
         (g.bias_stride, g.bias_off) = (b.layout.strides()[0] as i64, b.layout.offset() as i64);
     }
+    // The scale operands' addresses (their offsets applied) go in the geometry; the read
+    // guards keep them ordered on this stream until the launches are queued.
+    let mut _scale_guards = Vec::new();
+    if let Some(s) = &scales {
+        g.has_scale = 1;
+        for (t, ptr, stride) in
+            [(&s.left, &mut g.scale_a, &mut g.scale_a_stride), (&s.right, &mut g.scale_b, &mut g.scale_b_stride)]
+        {
+            let (p, guard) = t.buffer.slice().device_ptr(&cuda.stream);
+            *ptr = p + 4 * t.layout.offset() as u64;
+            *stride = t.layout.strides().first().map_or(0, |&s| s as i64);
+            _scale_guards.push(guard);
+        }
+    }
+    let types = (left.dtype, right.dtype);
     if g.batch == 0 || m == 0 || n == 0 {
         return Ok(());
     }
@@ -278,7 +309,7 @@ pub(crate) fn matmul2d(
     let mut b_base = vec![g.b_off];
     b_base.extend(&g.b_batch[..nbatch]);
     let layouts = (unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
-    let path = choose(cuda.arch(), left.dtype, desc.relaxed_precision, layouts);
+    let path = choose(cuda.arch(), types, desc.relaxed_precision, layouts);
     // A bias-less kernel still takes a pointer; it is never read.
     let dummy;
     let bias_buf = match &bias {
@@ -290,7 +321,7 @@ pub(crate) fn matmul2d(
     };
     let specialized = match path {
         Path::Warpgroup { right_k_major } if kernel_override().as_deref() != Some("wg") => Some(right_k_major),
-        Path::Tf32 => Some(true),
+        Path::KMajor => Some(true),
         _ => None,
     };
     if let Some(right_k_major) = specialized {
@@ -305,10 +336,10 @@ pub(crate) fn matmul2d(
                 shared_mem_bytes: WS_SMEM,
             };
             if splits > 1 {
-                return split_k_product(cuda, &g, &maps, splits, cfg, right_k_major, (left.dtype, act), bias_buf, out);
+                return split_k_product(cuda, &g, &maps, splits, cfg, right_k_major, (types, act), bias_buf, out);
             }
-            let key = format!("gemm ws {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
-            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(left.dtype, out.dtype, act, right_k_major))?;
+            let key = format!("gemm ws {} {} {} {act:?} {right_k_major}", left.dtype, right.dtype, out.dtype);
+            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, right_k_major))?;
             let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
             let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
             drop(c_guard);
@@ -335,9 +366,9 @@ pub(crate) fn matmul2d(
             let f = cuda.kernel(&key, || tc_source(left.dtype, out.dtype, act, left_k_major, right_k_major))?;
             (f, (128, 128), 0)
         }
-        Path::Simt | Path::Tf32 => {
-            let key = format!("gemm simt {} {} {act:?}", left.dtype, out.dtype);
-            (cuda.kernel(&key, || simt_source(left.dtype, out.dtype, act))?, (64, 64), 0)
+        Path::Simt | Path::KMajor => {
+            let key = format!("gemm simt {} {} {} {act:?}", left.dtype, right.dtype, out.dtype);
+            (cuda.kernel(&key, || simt_source(types, out.dtype, act))?, (64, 64), 0)
         }
     };
     let cfg = LaunchConfig {
@@ -428,7 +459,7 @@ fn split_k_product(
     splits: usize,
     cfg: LaunchConfig,
     right_k_major: bool,
-    (t, act): (DType, Activation),
+    (types, act): ((DType, DType), Activation),
     bias: &CudaBuffer,
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
@@ -449,9 +480,9 @@ fn split_k_product(
         message: format!("no tensor map for a {batch}·{splits} × {m} × {n} split-K workspace"),
     })?;
     drop(guard);
-    let key = format!("gemm ws {t} f32 None {right_k_major}");
-    let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(t, DType::F32, Activation::None, right_k_major))?;
-    let partial = MatmulGeometry { has_bias: 0, accumulate: 0, ..*g };
+    let key = format!("gemm ws {} {} f32 None {right_k_major}", types.0, types.1);
+    let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, DType::F32, Activation::None, right_k_major))?;
+    let partial = MatmulGeometry { has_bias: 0, accumulate: 0, has_scale: 0, ..*g };
     let mut b = cuda.stream.launch_builder(&f);
     let splits = splits as i32;
     b.arg(&maps.a).arg(&maps.b).arg(&map_p).arg(&maps.a_batched).arg(&maps.b_batched).arg(&1i32).arg(&splits);
@@ -477,17 +508,23 @@ struct Maps {
     b_batched: i32,
 }
 
-/// The kernel for a product on `arch` of `t` operands whose matrices are row-major
-/// (`Some(true)`), column-major (`Some(false)`) or neither (`None`); `relaxed`: the descriptor
-/// allows lower precision (tf32 for f32).
-pub(crate) fn choose(arch: &str, t: DType, relaxed: bool, (left, right): (Option<bool>, Option<bool>)) -> Path {
+/// The kernel for a product on `arch` of operands of types `(t, _)` (equal but for fp8 pairs)
+/// whose matrices are row-major (`Some(true)`), column-major (`Some(false)`) or neither
+/// (`None`); `relaxed`: the descriptor allows lower precision (tf32 for f32).
+pub(crate) fn choose(
+    arch: &str,
+    (t, _): (DType, DType),
+    relaxed: bool,
+    (left, right): (Option<bool>, Option<bool>),
+) -> Path {
     let (Some(left_row_major), Some(right_row_major)) = (left, right) else { return Path::Simt };
     // A row-major left operand has K contiguous; a right operand has K contiguous when it is
     // column-major (stored n × k).
     let (left_k_major, right_k_major) = (left_row_major, !right_row_major);
     let warp_only = kernel_override().as_deref() == Some("warp");
-    if t == DType::F32 && relaxed && arch == "sm_90a" && left_k_major && right_k_major && !warp_only {
-        return Path::Tf32;
+    let k_major_kernel = (t == DType::F32 && relaxed) || strata_core::kernel::is_fp8(t);
+    if k_major_kernel && arch == "sm_90a" && left_k_major && right_k_major && !warp_only {
+        return Path::KMajor;
     }
     if !matches!(t, DType::F16 | DType::BF16) {
         return Path::Simt;
@@ -510,7 +547,7 @@ pub(crate) fn all_sources() -> Vec<String> {
         (DType::I8, &[DType::I32][..]),
     ] {
         for &o in outs {
-            units.push(simt_source(t, o, Activation::None));
+            units.push(simt_source((t, t), o, Activation::None));
             if matches!(t, DType::F16 | DType::BF16) {
                 for (lk, rk) in [(true, true), (true, false), (false, true), (false, false)] {
                     units.push(tc_source(t, o, Activation::None, lk, rk));
@@ -524,16 +561,23 @@ pub(crate) fn all_sources() -> Vec<String> {
     {
         units.push(wg_source(t, o, Activation::None, true));
         units.push(wg_source(t, o, Activation::None, false));
-        units.push(ws_source(t, o, Activation::None, true));
-        units.push(ws_source(t, o, Activation::None, false));
+        units.push(ws_source((t, t), o, Activation::None, true));
+        units.push(ws_source((t, t), o, Activation::None, false));
         units.push(reduce_source(o, Activation::None));
     }
+    // fp8: every pair, each output type once.
+    let fp8 = [DType::F8E4M3, DType::F8E5M2];
+    for (i, types) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
+        let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
+        units.push(ws_source(types, o, Activation::None, true));
+        units.push(simt_source(types, o, Activation::None));
+    }
     for act in Activation::ALL {
-        units.push(simt_source(DType::F32, DType::F32, act));
+        units.push(simt_source((DType::F32, DType::F32), DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
-        units.push(ws_source(DType::BF16, DType::BF16, act, false));
+        units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, false));
         units.push(reduce_source(DType::BF16, act));
-        units.push(ws_source(DType::F32, DType::F32, act, true));
+        units.push(ws_source((DType::F32, DType::F32), DType::F32, act, true));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units

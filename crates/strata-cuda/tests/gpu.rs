@@ -45,6 +45,12 @@ suite_tests!(
 );
 
 #[test]
+fn scaled_fp8_matmul_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    suite::scaled_fp8_matmul_matches_the_cpu(&gpu);
+}
+
+#[test]
 fn bad_input_and_out_of_memory_are_errors() {
     let Some(gpu) = gpu() else { return };
     eprintln!("architecture: {}", gpu.arch());

@@ -218,8 +218,15 @@ fn gemm(gpu: &Wgpu, types: &[DType]) -> Result<(), strata_core::Error> {
         let mut theirs = cuda.upload(&vec![0x5A; n * n * w])?;
         let desc = Matmul2d::new(n, n, n);
         let run = |c: &mut WgpuBuffer| {
-            gpu.matmul2d(&desc, TensorRef::new(t, &a, &l), TensorRef::new(t, &b, &l), None, TensorMut::new(t, c, &l))
-                .unwrap()
+            gpu.matmul2d(
+                &desc,
+                TensorRef::new(t, &a, &l),
+                TensorRef::new(t, &b, &l),
+                None,
+                None,
+                TensorMut::new(t, c, &l),
+            )
+            .unwrap()
         };
         run(&mut ours);
         cublas(&blas, t, n, &ca, &cb, &mut theirs);

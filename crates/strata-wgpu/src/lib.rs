@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_core::kernel::{
-    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, Storage, TensorMut,
+    Attention, Backend, BinaryOp, Conv, Fused, Matmul2d, QuantizedMatmul, ReduceOp, Scales, ScanOp, Storage, TensorMut,
     TensorRef, UnaryOp,
 };
 use strata_core::quant::QuantizedTensor;
@@ -690,9 +690,10 @@ impl Backend for Wgpu {
         left: TensorRef<'_, WgpuBuffer>,
         right: TensorRef<'_, WgpuBuffer>,
         bias: Option<TensorRef<'_, WgpuBuffer>>,
+        scales: Option<Scales<'_, WgpuBuffer>>,
         out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        matmul::matmul2d(self, desc, left, right, bias, out)
+        matmul::matmul2d(self, desc, left, right, bias, scales, out)
     }
 
     fn conv(

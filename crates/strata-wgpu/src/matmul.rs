@@ -6,7 +6,7 @@
 //! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
 //! never share a word.
 
-use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
+use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
 use crate::elementwise::{input, map};
@@ -34,10 +34,11 @@ pub(crate) fn matmul2d(
     left: TensorRef<'_, WgpuBuffer>,
     right: TensorRef<'_, WgpuBuffer>,
     bias: Option<TensorRef<'_, WgpuBuffer>>,
+    scales: Option<Scales<'_, WgpuBuffer>>,
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
     const OP: &str = "matmul2d";
-    desc.validate_call(&left, &right, bias.as_ref(), &out)?;
+    desc.validate_call(&left, &right, bias.as_ref(), scales.as_ref(), &out)?;
     let mut types = vec![left.dtype, right.dtype, out.dtype];
     types.extend(bias.map(|b| b.dtype));
     wgsl::check_types(OP, &types)?;

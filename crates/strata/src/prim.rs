@@ -306,7 +306,7 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
         Prim::Matmul => {
             let (l, r) = (arg(0), arg(1));
             let desc = Matmul2d::for_operands(l.layout, r.layout, false, false)?;
-            fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, out))
+            fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, None, out))
         }
         Prim::Conv(desc) => fresh(b, shape, dtype, |out| b.conv(desc, arg(0), arg(1), out)),
         Prim::QuantizedMatmul { weight, transpose } => {

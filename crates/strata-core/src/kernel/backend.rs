@@ -2,7 +2,9 @@
 //! array layer) to run on it. Operands are a backend's own buffers seen through a dtype and a
 //! [`Layout`]; descriptors say what to compute and are validated the same way everywhere.
 
-use crate::kernel::{Attention, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, ScanOp, UnaryOp};
+use crate::kernel::{
+    Attention, BinaryOp, Conv, Fused, Layout, Matmul2d, QuantizedMatmul, ReduceOp, Scales, ScanOp, UnaryOp,
+};
 use crate::quant::QuantizedTensor;
 use crate::{DType, Result};
 
@@ -105,13 +107,15 @@ pub trait Backend: Send + Sync {
     /// A quantized weight made resident.
     fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<Self::Quantized>;
 
-    /// [`Matmul2d`]: `out = act(left·right (+ out) + bias)`.
+    /// [`Matmul2d`]: `out = act(left·right (+ out) + bias)`, the product scaled by `scales`
+    /// (fp8 operands only) before the rest.
     fn matmul2d(
         &self,
         desc: &Matmul2d,
         left: TensorRef<'_, Self::Buffer>,
         right: TensorRef<'_, Self::Buffer>,
         bias: Option<TensorRef<'_, Self::Buffer>>,
+        scales: Option<Scales<'_, Self::Buffer>>,
         out: TensorMut<'_, Self::Buffer>,
     ) -> Result<()>;
     /// [`Conv`]: N-d convolution or its transpose, channels last.

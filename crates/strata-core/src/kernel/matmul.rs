@@ -41,13 +41,33 @@ impl Epilogue {
     }
 }
 
+/// The scale factors of a scaled (fp8) product: `C = act((sₗ ⊗ sᵣ) ∘ (A·B) (+ C) + bias)`,
+/// where `sₗ` is one f32 for the whole left operand (shape `[]`) or one per row of the output
+/// (`[m]`), and `sᵣ` one for the whole right operand (`[]`) or one per column (`[n]`) — the
+/// per-tensor and per-row scaling of `torch._scaled_mm` and cuBLASLt. The same factors apply
+/// to every batch entry.
+pub struct Scales<'a, B> {
+    /// `sₗ`: `[]` or `[m]`, f32.
+    pub left: TensorRef<'a, B>,
+    /// `sᵣ`: `[]` or `[n]`, f32.
+    pub right: TensorRef<'a, B>,
+}
+
+impl<B> Clone for Scales<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for Scales<'_, B> {}
+
 /// A 2-D matrix multiplication, batched over any leading axes.
 ///
 /// Operands: left `[..batch, m, k]` (`[..batch, k, m]` with `transpose_left`), right
 /// `[..batch, k, n]` (`[..batch, n, k]` with `transpose_right`), output `[..batch, m, n]`,
 /// and with a bias epilogue a bias `[n]`. Batch axes must agree exactly (a stride of 0
 /// broadcasts). Types: f32·f32, f16·f16 and bf16·bf16 with f32 accumulation (output of the
-/// same type or f32), f64·f64 (CPU), and i8·i8 → i32.
+/// same type or f32), f64·f64 (CPU), i8·i8 → i32, and fp8 (`float8_e4m3fn` or `float8_e5m2`
+/// on either side) with f32 accumulation into f32, f16 or bf16, optionally with [`Scales`].
 ///
 /// ```
 /// use strata_core::kernel::{Layout, Matmul2d};
@@ -76,6 +96,11 @@ pub struct Matmul2d {
     pub mode: MatmulMode,
     /// Bias and activation applied to the result.
     pub epilogue: Epilogue,
+}
+
+/// Whether `t` is one of the fp8 types the product takes.
+pub fn is_fp8(t: DType) -> bool {
+    matches!(t, DType::F8E4M3 | DType::F8E5M2)
 }
 
 impl Matmul2d {
@@ -141,20 +166,25 @@ impl Matmul2d {
         self
     }
 
-    /// Checks the operand types: both inputs the same type, an output the pair supports.
+    /// Checks the operand types: both inputs the same type (or two fp8 types), an output the
+    /// pair supports.
     pub fn validate_types(&self, left: DType, right: DType, out: DType, bias: Option<DType>) -> Result<()> {
-        let ok = left == right
-            && match left {
-                DType::F32 | DType::F64 => out == left,
-                DType::F16 | DType::BF16 => out == left || out == DType::F32,
-                DType::I8 => out == DType::I32,
-                _ => false,
-            };
+        let ok = if is_fp8(left) || is_fp8(right) {
+            is_fp8(left) && is_fp8(right) && matches!(out, DType::F32 | DType::F16 | DType::BF16)
+        } else {
+            left == right
+                && match left {
+                    DType::F32 | DType::F64 => out == left,
+                    DType::F16 | DType::BF16 => out == left || out == DType::F32,
+                    DType::I8 => out == DType::I32,
+                    _ => false,
+                }
+        };
         if !ok {
             return Err(Error::InvalidArgument {
                 op: "matmul2d",
                 message: format!(
-                    "unsupported types {left} · {right} -> {out} (supported: f32·f32->f32, f64·f64->f64, f16·f16->f16|f32, bf16·bf16->bf16|f32, int8·int8->int32)"
+                    "unsupported types {left} · {right} -> {out} (supported: f32·f32->f32, f64·f64->f64, f16·f16->f16|f32, bf16·bf16->bf16|f32, int8·int8->int32, fp8·fp8->f32|f16|bf16 with fp8 = float8_e4m3fn|float8_e5m2)"
                 ),
             });
         }
@@ -178,13 +208,14 @@ impl Matmul2d {
         Ok(())
     }
 
-    /// Checks a whole call for any backend: types, shapes, every operand inside its buffer,
-    /// and an output whose elements do not overlap.
+    /// Checks a whole call for any backend: types, shapes, scales, every operand inside its
+    /// buffer, and an output whose elements do not overlap.
     pub fn validate_call<B: Storage>(
         &self,
         left: &TensorRef<'_, B>,
         right: &TensorRef<'_, B>,
         bias: Option<&TensorRef<'_, B>>,
+        scales: Option<&Scales<'_, B>>,
         out: &TensorMut<'_, B>,
     ) -> Result<()> {
         const OP: &str = "matmul2d";
@@ -195,6 +226,27 @@ impl Matmul2d {
         out.check(OP, "the output")?;
         if let Some(b) = bias {
             b.check(OP, "the bias")?;
+        }
+        if let Some(s) = scales {
+            if !is_fp8(left.dtype) {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!("scales apply to fp8 operands; these are {} · {}", left.dtype, right.dtype),
+                });
+            }
+            for (what, t, len) in [("left", &s.left, self.m), ("right", &s.right, self.n)] {
+                let shape = t.layout.shape();
+                if t.dtype != DType::F32 || !(shape.is_empty() || shape == [len]) {
+                    return Err(Error::InvalidArgument {
+                        op: OP,
+                        message: format!(
+                            "the {what} scale is {} of shape {shape:?}; it must be float32 of shape [] or [{len}]",
+                            t.dtype
+                        ),
+                    });
+                }
+                t.check(OP, if what == "left" { "the left scale" } else { "the right scale" })?;
+            }
         }
         if !out.layout.is_non_overlapping() {
             return Err(Error::InvalidArgument {

@@ -29,7 +29,7 @@ pub use index::{
     validate_scan, validate_scatter_add, wrap_index,
 };
 pub use layout::Layout;
-pub use matmul::{Epilogue, Matmul2d, MatmulMode};
+pub use matmul::{Epilogue, Matmul2d, MatmulMode, Scales, is_fp8};
 pub use qmatmul::QuantizedMatmul;
 
 /// An element-wise function applied in an epilogue (and available as a unary op).

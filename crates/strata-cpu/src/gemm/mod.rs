@@ -29,6 +29,8 @@ pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + Input<Self> + O
     fn activate(self, act: Activation) -> Self;
     fn mul_add(a: Self, b: Self, c: Self) -> Self;
     fn add(a: Self, b: Self) -> Self;
+    /// `self · s` (the factor of a scaled product).
+    fn scaled(self, s: f32) -> Self;
     /// Cache blocking `(MC, KC, NC)`: A blocks of `MC × KC` live in L2, B micro-panels of
     /// `KC × NR` in L1.
     fn blocking(kernel: &Microkernel<Self>) -> (usize, usize, usize);
@@ -48,6 +50,9 @@ impl Acc for f32 {
     #[inline(always)]
     fn add(a: f32, b: f32) -> f32 {
         a + b
+    }
+    fn scaled(self, s: f32) -> f32 {
+        self * s
     }
     fn blocking(k: &Microkernel<f32>) -> (usize, usize, usize) {
         // 12x32: A block 120x256 (120 KiB, L2; its 12x256 micro-panel stays in L1), B panel
@@ -72,6 +77,9 @@ impl Acc for f64 {
     fn add(a: f64, b: f64) -> f64 {
         a + b
     }
+    fn scaled(self, s: f32) -> f64 {
+        self * f64::from(s)
+    }
     fn blocking(k: &Microkernel<f64>) -> (usize, usize, usize) {
         (k.mr * 20, 256, k.nr * 128)
     }
@@ -93,6 +101,9 @@ impl Acc for i32 {
     #[inline(always)]
     fn add(a: i32, b: i32) -> i32 {
         a.wrapping_add(b)
+    }
+    fn scaled(self, s: f32) -> i32 {
+        (f64::from(self) * f64::from(s)) as i32
     }
     fn blocking(k: &Microkernel<i32>) -> (usize, usize, usize) {
         (k.mr * 10, 256, k.nr * 32)
@@ -141,6 +152,22 @@ io! { f64:
 }
 io! { i32:
     i32 => |x| x, |a| a, true;
+}
+
+// fp8 operands widen exactly (through a 256-entry table) and accumulate in f32.
+impl Input<f32> for strata_core::formats::F8E4M3 {
+    const IS_ACC: bool = false;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl Input<f32> for strata_core::formats::F8E5M2 {
+    const IS_ACC: bool = false;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
 }
 
 impl Input<i32> for i8 {
@@ -202,7 +229,7 @@ impl<T> MatMut<T> {
         MatMut { ptr, rows, cols, ..self }
     }
     #[inline(always)]
-    unsafe fn at(&self, i: usize, j: usize) -> *mut T {
+    pub(crate) unsafe fn at(&self, i: usize, j: usize) -> *mut T {
         // SAFETY: (i, j) is inside the view.
         unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
     }
@@ -217,7 +244,7 @@ pub(crate) struct Epilogue<'a, A> {
 
 impl<A: Acc> Epilogue<'_, A> {
     #[inline(always)]
-    fn apply(&self, v: A, j: usize) -> A {
+    pub(crate) fn apply(&self, v: A, j: usize) -> A {
         let v = match self.bias {
             Some(b) => A::add(v, b[j]),
             None => v,
