@@ -945,7 +945,7 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
 /// the right operand broadcast. The GPU may accumulate with fewer bits than the CPU's f32 (the
 /// fp8 tensor cores of Hopper do), so the error is measured against `Σ|aᵢbᵢ|·s`, the size of
 /// the terms, and the worst of each type pair is printed.
-pub fn scaled_fp8_matmul_matches_the_cpu<B: Backend>(gpu: &B) {
+pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
     let mut rng = Rng(seed() ^ 0x8f8f);
     // (m, n, k, tl, tr, batch): the K-major layout on edge tiles, many k steps and few tiles
     // (split-K), then the other layouts and a k whose rows the copy engine cannot address.

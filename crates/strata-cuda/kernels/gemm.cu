@@ -324,7 +324,14 @@ __device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z,
 // for products with too few tiles to fill the GPU); unit s of batch entry z stores its fp32
 // partial tile through `map_c` at batch coordinate z * splits + s, and `gemm_splitk_reduce`
 // sums them.
-template <class T, class TB, class TOUT, bool RK, class F>
+//
+// With CL = 2 the CTAs run in clusters of two that take vertically adjacent tiles (rows tm and
+// tm + 1 of the same column tn): both need the same B tile, so each producer fetches half of it
+// and multicasts that half into both CTAs, halving B's traffic from L2 (B is the larger
+// operand of a 128 x 256 tile). A stage is then written by both producers, so it goes back
+// only when the consumers of both CTAs are done with it: each consumer warp arrives on the
+// `empty` barrier of both.
+template <class T, class TB, class TOUT, bool RK, int CL, class F>
 __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::TensorMap& map_b,
                         const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma, int splits,
                         const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
@@ -343,28 +350,35 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     u64* full = (u64*)(epi + 4 * STRATA_WS_EPI_BYTES);
     u64* empty = full + S;
     const int wg = threadIdx.x / 128;
+    static_assert(CL == 1 || CL == 2, "clusters of one or two CTAs");
+    const int rank = CL == 2 ? (int)cluster_rank() : 0;
+    // The walk is over cluster tiles: CL vertically adjacent tiles, one per CTA.
     const int tiles_m = (int)((g.m + BM - 1) / BM), tiles_n = (int)((g.n + BN - 1) / BN);
-    const i64 tiles = (i64)tiles_m * tiles_n * g.batch;
+    const int groups_m = (tiles_m + CL - 1) / CL;
+    const i64 tiles = (i64)groups_m * tiles_n * g.batch;
     const int ktiles = (int)((g.k + BK - 1) / BK), kper = (ktiles + splits - 1) / splits;
     const i64 units = tiles * splits;
+    const i64 first_unit = blockIdx.x / CL, unit_step = gridDim.x / CL;
     if (threadIdx.x == 0) {
         tma_prefetch_map(map_a);
         tma_prefetch_map(map_b);
         for (int s = 0; s < S; ++s) {
             mbar_init(&full[s], 1);
-            mbar_init(&empty[s], 8);  // one arrival per consumer warp
+            mbar_init(&empty[s], 8 * CL);  // one arrival per consumer warp of each CTA
         }
         mbar_init_fence();
     }
-    __syncthreads();
+    if constexpr (CL > 1) cluster_sync();
+    else __syncthreads();
     if (wg == 0) {
         regs_release<40>();
         if (threadIdx.x == 0) {
             u32 it = 0;
-            for (i64 u = blockIdx.x; u < units; u += gridDim.x) {
+            for (i64 u = first_unit; u < units; u += unit_step) {
                 i64 z;
-                int tm, tn;
-                ws_tile(u / splits, tiles_m, tiles_n, z, tm, tn);
+                int gm, tn;
+                ws_tile(u / splits, groups_m, tiles_n, z, gm, tn);
+                const int tm = gm * CL + rank;
                 const int za = a_batched ? (int)z : 0, zb = b_batched ? (int)z : 0;
                 const int k_begin = (int)(u % splits) * kper, k_end = min(ktiles, k_begin + kper);
                 for (int kt = k_begin; kt < k_end; ++kt, ++it) {
@@ -372,12 +386,21 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     mbar_wait(&empty[s], ((it / S) & 1) ^ 1);
                     mbar_expect_tx(&full[s], STAGE_BYTES);
                     tma_load(sa + s * BM * BK, map_a, &full[s], kt * BK, tm * BM, za);
-                    if constexpr (RK) {
+                    if constexpr (CL == 1 && RK) {
                         tma_load(sb + s * BN * BK, map_b, &full[s], kt * BK, tn * BN, zb);
-                    } else {
+                    } else if constexpr (CL == 1) {
 #pragma unroll
                         for (int blk = 0; blk < BN / 64; ++blk)
                             tma_load(sb + s * BN * BK + blk * 64 * BK, map_b, &full[s], tn * BN + blk * 64, kt * BK, zb);
+                    } else if constexpr (RK) {
+                        // This CTA's half of B's rows, into both CTAs.
+                        const int half = rank * (BN / 2);
+                        tma_load_multicast(sb + s * BN * BK + half * BK, map_b, &full[s], kt * BK, tn * BN + half, zb, 3);
+                    } else {
+#pragma unroll
+                        for (int blk = rank * (BN / 128); blk < (rank + 1) * (BN / 128); ++blk)
+                            tma_load_multicast(sb + s * BN * BK + blk * 64 * BK, map_b, &full[s], tn * BN + blk * 64,
+                                               kt * BK, zb, 3);
                     }
                 }
             }
@@ -388,10 +411,20 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         const int cw = wg - 1;
         const bool leader = (threadIdx.x % 32) == 0;
         u32 it = 0;
-        for (i64 u = blockIdx.x; u < units; u += gridDim.x) {
+        // Hands stage `s` back to the producer of every CTA that writes it.
+        auto release = [&](int s) {
+            if (!leader) return;
+            if constexpr (CL == 1) mbar_arrive(&empty[s]);
+            else {
+                mbar_arrive_cluster(&empty[s], 0);
+                mbar_arrive_cluster(&empty[s], 1);
+            }
+        };
+        for (i64 u = first_unit; u < units; u += unit_step) {
             i64 z;
-            int tm, tn;
-            ws_tile(u / splits, tiles_m, tiles_n, z, tm, tn);
+            int gm, tn;
+            ws_tile(u / splits, groups_m, tiles_n, z, gm, tn);
+            const int tm = gm * CL + rank;
             const int k_begin = (int)(u % splits) * kper, k_end = min(ktiles, k_begin + kper);
             WgDest<BN> acc;
             acc.fill(0.f);
@@ -403,17 +436,31 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 // stage goes back to the producer.
                 wgmma_wait<1>();
                 acc.fence();
-                if (kt > k_begin && leader) mbar_arrive(&empty[(it - 1) % S]);
+                if (kt > k_begin) release((it - 1) % S);
             }
             wgmma_wait<0>();
             acc.fence();
-            if (k_end > k_begin && leader) mbar_arrive(&empty[(it - 1) % S]);
+            if (k_end > k_begin) release((it - 1) % S);
+            // A cluster's second tile past the last row (an odd number of tile rows) was only
+            // computed to share B.
+            if (CL > 1 && (i64)tm * BM >= g.m) continue;
             const int zc = (int)(z * splits + u % splits);
             const i64 m0 = (i64)tm * BM + cw * 64, n0 = (i64)tn * BN;
             if (c_tma) {
                 constexpr int CW = 128 / sizeof(TOUT), PER = CW / 2;  // columns, registers per chunk
                 const bool issuer = threadIdx.x % 128 == 0;
                 u8* buf = epi;
+                // The scale factors of this thread's two rows (or of the whole product), read
+                // once: per-element reads of the factors cost fp8 a fifth of its speed. Only fp8
+                // products have scales; other types compile none of this.
+                constexpr bool SCALED = sizeof(T) == 1;
+                const i64 ra = m0 + WgDest<BN>::row(0), rb = m0 + WgDest<BN>::row(2);
+                float row_a = 1.f, row_b = 1.f;
+                if (SCALED && g.has_scale) {
+                    const float s0 = g.scale_b_stride == 0 ? g.scale_b[0] : 1.f;
+                    row_a = (ra < g.m ? g.scale_a[ra * g.scale_a_stride] : 0.f) * s0;
+                    row_b = (rb < g.m ? g.scale_a[rb * g.scale_a_stride] : 0.f) * s0;
+                }
                 // One loop over the registers (a run-time index would send them to local memory);
                 // chunk q's buffer is (q & 1) of this consumer's two.
 #pragma unroll
@@ -435,10 +482,15 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     }
                     const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
                     float v0 = acc.v[i], v1 = acc.v[i + 1];
-                    if (g.has_scale) {
-                        const i64 gj = n0 + q * CW + col;
-                        v0 *= scale_of(g, m0 + r, gj);
-                        v1 *= scale_of(g, m0 + r, gj + 1);
+                    if (SCALED && g.has_scale) {
+                        const float f = (i % 4) >= 2 ? row_b : row_a;
+                        v0 *= f;
+                        v1 *= f;
+                        if (g.scale_b_stride != 0) {
+                            const i64 gj = n0 + q * CW + col;
+                            if (gj < g.n) v0 *= g.scale_b[gj * g.scale_b_stride];
+                            if (gj + 1 < g.n) v1 *= g.scale_b[(gj + 1) * g.scale_b_stride];
+                        }
                     }
                     if (g.has_bias) {
                         const i64 gj = n0 + q * CW + col;
@@ -482,6 +534,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         }
         if (c_tma && threadIdx.x % 128 == 0) bulk_wait<0>();
     }
+    // The other CTA may still arrive on this one's barriers.
+    if constexpr (CL > 1) cluster_sync();
 #else
     __trap();  // the host launches this kernel on sm_90a only
 #endif
@@ -529,13 +583,24 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
         strata::gemm_wg<T, TOUT, RK>(a, b, bias, c, g, [](float v) -> float { return STRATA_ACT(v); }); \
     }
 
-#define STRATA_GEMM_WS(T, TB, TOUT, RK)                                                                  \
-    extern "C" __global__ void __launch_bounds__(384, 1) strata_kernel(                              \
+// CL: CTAs per cluster (1 or 2), fixed at compile time so that a plain launch forms the
+// clusters. CL = 1 declares no cluster at all: declared with clusters of one, the bf16 8192³
+// product ran at 0.78 of cuBLAS on an H100 where pairs ran at 0.96.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define STRATA_CLUSTER_DIMS_1
+#define STRATA_CLUSTER_DIMS_2 __cluster_dims__(2, 1, 1)
+#else
+#define STRATA_CLUSTER_DIMS_1
+#define STRATA_CLUSTER_DIMS_2
+#endif
+#define STRATA_CLUSTER_DIMS(CL) STRATA_CLUSTER_DIMS_##CL
+#define STRATA_GEMM_WS(T, TB, TOUT, RK, CL)                                                              \
+    extern "C" __global__ void __launch_bounds__(384, 1) STRATA_CLUSTER_DIMS(CL) strata_kernel(      \
         const __grid_constant__ strata::tensor_ops::TensorMap map_a,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_b,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_c, int a_batched, int b_batched,      \
         int c_tma, int splits, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                \
-        strata::gemm_ws<T, TB, TOUT, RK>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
+        strata::gemm_ws<T, TB, TOUT, RK, CL>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
                                      [](float v) -> float { return STRATA_ACT(v); });                \
     }
 

@@ -487,6 +487,38 @@ template <int N> __device__ __forceinline__ void bulk_wait() {
 __device__ __forceinline__ void named_barrier(int id, int threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
+// ---- thread-block clusters (sm_90) ------------------------------------------------------------
+// CTAs of one cluster share operand tiles: a producer multicasts its half of a tile into every
+// CTA's shared memory (same offset, completing on each CTA's barrier at the same offset), and
+// consumers hand a stage back to every producer that writes it (`mbar_arrive_cluster`).
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+// Every thread of every CTA in the cluster (barrier inits made visible before, shared memory
+// kept alive after). Not `.aligned`: the threads of a warp may arrive apart.
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
+// Arrives on the barrier at `bar`'s offset in the shared memory of cluster CTA `rank`.
+__device__ __forceinline__ void mbar_arrive_cluster(u64* bar, u32 rank) {
+    asm volatile(
+        "{\n.reg .b32 remote;\n"
+        "mapa.shared::cluster.u32 remote, %0, %1;\n"
+        "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(smem_addr(bar)),
+        "r"(rank)
+        : "memory");
+}
+// `tma_load` into the same offset of every CTA in `mask`, completing on each one's `bar`.
+__device__ __forceinline__ void tma_load_multicast(void* dst, const TensorMap& map, u64* bar, int c0, int c1, int c2,
+                                                   u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;" ::"r"(
+            smem_addr(dst)),
+        "l"((u64)&map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar)), "h"(mask)
+        : "memory");
+}
 __device__ __forceinline__ void tma_prefetch_map(const TensorMap& map) {
     asm volatile("prefetch.tensormap [%0];" ::"l"((u64)&map) : "memory");
 }

@@ -198,9 +198,30 @@ pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bo
     unit(act, "float", format!("STRATA_GEMM_WG({}, {}, {right_k_major})", c(t), c(out)))
 }
 
-/// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs).
-pub(crate) fn ws_source((t, tb): (DType, DType), out: DType, act: Activation, right_k_major: bool) -> String {
-    unit(act, "float", format!("STRATA_GEMM_WS({}, {}, {}, {right_k_major})", operand_c(t), operand_c(tb), c(out)))
+/// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs), in
+/// clusters of `cluster` CTAs (1 or 2).
+pub(crate) fn ws_source(
+    (t, tb): (DType, DType),
+    out: DType,
+    act: Activation,
+    right_k_major: bool,
+    cluster: usize,
+) -> String {
+    let (a, b, o) = (operand_c(t), operand_c(tb), c(out));
+    unit(act, "float", format!("STRATA_GEMM_WS({a}, {b}, {o}, {right_k_major}, {cluster})"))
+}
+
+/// CTAs per cluster of the warp-specialized kernel: pairs that share B's tile for fp8 wherever
+/// there are two rows of tiles (its k steps go twice as fast, so fetching B once for two tiles
+/// matters most there); one otherwise (16-bit pairs measured no faster: 0.95 of cuBLAS either
+/// way at bf16 8192³ on an H200). `STRATA_GEMM_CLUSTER=1|2` sets it, to compare.
+fn cluster_size(m: usize, t: DType) -> usize {
+    let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
+        Ok("1") => false,
+        Ok("2") => true,
+        _ => t.bits() == 8,
+    };
+    if m > 128 && pairs { 2 } else { 1 }
 }
 
 pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
@@ -327,19 +348,21 @@ pub(crate) fn matmul2d(
     if let Some(right_k_major) = specialized {
         let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
         let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
-        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, a_ptr, b_ptr, right_k_major) {
+        let cluster = cluster_size(m, left.dtype);
+        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, (a_ptr, b_ptr), right_k_major, cluster) {
             let tiles = m.div_ceil(128) * n.div_ceil(256) * g.batch as usize;
             let splits = split_k(tiles, k.div_ceil(128 * 8 / left.dtype.bits() as usize), cuda.sms as usize);
-            let cfg = LaunchConfig {
-                grid_dim: ((tiles * splits).min(cuda.sms as usize) as u32, 1, 1),
-                block_dim: (384, 1, 1),
-                shared_mem_bytes: WS_SMEM,
-            };
+            // Whole clusters, each walking cluster tiles (`cluster` tiles one above the other).
+            let units = m.div_ceil(128 * cluster) * n.div_ceil(256) * g.batch as usize * splits;
+            let ctas = (units * cluster).min(cuda.sms as usize / cluster * cluster);
+            let cfg = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (384, 1, 1), shared_mem_bytes: WS_SMEM };
+            let ws = (right_k_major, cluster);
             if splits > 1 {
-                return split_k_product(cuda, &g, &maps, splits, cfg, right_k_major, (types, act), bias_buf, out);
+                return split_k_product(cuda, &g, &maps, splits, cfg, ws, (types, act), bias_buf, out);
             }
-            let key = format!("gemm ws {} {} {} {act:?} {right_k_major}", left.dtype, right.dtype, out.dtype);
-            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, right_k_major))?;
+            let key = format!("gemm ws {} {} {} {act:?} {right_k_major} {cluster}", left.dtype, right.dtype, out.dtype);
+            let f =
+                cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, right_k_major, cluster))?;
             let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
             let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
             drop(c_guard);
@@ -395,9 +418,17 @@ fn kernel_override() -> Option<String> {
     std::env::var("STRATA_GEMM_KERNEL").ok()
 }
 
-/// The tensor maps of the warp-specialized kernel: A (K-major), B (K-major or MN-major) and
+/// The tensor maps of the warp-specialized kernel in clusters of `cluster` CTAs: A (K-major), B
+/// (K-major or MN-major; a K-major box holds the rows one CTA of the cluster fetches) and
 /// whether each walks the batch, or `None` where the copy engine cannot describe them.
-fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, a_ptr: u64, b_ptr: u64, right_k_major: bool) -> Option<Maps> {
+fn tma_maps(
+    g: &MatmulGeometry,
+    nbatch: usize,
+    t: DType,
+    (a_ptr, b_ptr): (u64, u64),
+    right_k_major: bool,
+    cluster: usize,
+) -> Option<Maps> {
     let shape = &g.batch_shape[..nbatch];
     let (sa, sb) = (batch_stride(shape, &g.a_batch[..nbatch])?, batch_stride(shape, &g.b_batch[..nbatch])?);
     if g.batch > i64::from(i32::MAX) || g.k == 0 {
@@ -410,7 +441,7 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, a_ptr: u64, b_ptr: u64,
     let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
     let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, 128) };
     let b = if right_k_major {
-        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, 256) }
+        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, 256 / cluster as u32) }
     } else {
         TmaOperand { t, inner: n, outer: k, row_stride: g.b_rs, batch: walk(sb), boxed: (64, 64) }
     };
@@ -458,7 +489,7 @@ fn split_k_product(
     maps: &Maps,
     splits: usize,
     cfg: LaunchConfig,
-    right_k_major: bool,
+    (right_k_major, cluster): (bool, usize),
     (types, act): ((DType, DType), Activation),
     bias: &CudaBuffer,
     out: TensorMut<'_, CudaBuffer>,
@@ -480,8 +511,9 @@ fn split_k_product(
         message: format!("no tensor map for a {batch}·{splits} × {m} × {n} split-K workspace"),
     })?;
     drop(guard);
-    let key = format!("gemm ws {} {} f32 None {right_k_major}", types.0, types.1);
-    let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, DType::F32, Activation::None, right_k_major))?;
+    let key = format!("gemm ws {} {} f32 None {right_k_major} {cluster}", types.0, types.1);
+    let f = cuda
+        .kernel_with_smem(&key, WS_SMEM, || ws_source(types, DType::F32, Activation::None, right_k_major, cluster))?;
     let partial = MatmulGeometry { has_bias: 0, accumulate: 0, has_scale: 0, ..*g };
     let mut b = cuda.stream.launch_builder(&f);
     let splits = splits as i32;
@@ -561,23 +593,23 @@ pub(crate) fn all_sources() -> Vec<String> {
     {
         units.push(wg_source(t, o, Activation::None, true));
         units.push(wg_source(t, o, Activation::None, false));
-        units.push(ws_source((t, t), o, Activation::None, true));
-        units.push(ws_source((t, t), o, Activation::None, false));
+        units.push(ws_source((t, t), o, Activation::None, true, 2));
+        units.push(ws_source((t, t), o, Activation::None, false, 2));
         units.push(reduce_source(o, Activation::None));
     }
     // fp8: every pair, each output type once.
     let fp8 = [DType::F8E4M3, DType::F8E5M2];
     for (i, types) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
-        units.push(ws_source(types, o, Activation::None, true));
+        units.push(ws_source(types, o, Activation::None, true, 1 + i % 2));
         units.push(simt_source(types, o, Activation::None));
     }
     for act in Activation::ALL {
         units.push(simt_source((DType::F32, DType::F32), DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
-        units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, false));
+        units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, false, 1));
         units.push(reduce_source(DType::BF16, act));
-        units.push(ws_source((DType::F32, DType::F32), DType::F32, act, true));
+        units.push(ws_source((DType::F32, DType::F32), DType::F32, act, true, 2));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units
