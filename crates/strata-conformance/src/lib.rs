@@ -947,10 +947,14 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
 /// the terms, and the worst of each type pair is printed.
 pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
     let mut rng = Rng(seed() ^ 0x8f8f);
-    // (m, n, k, tl, tr, batch): the K-major layout on edge tiles, many k steps and few tiles
-    // (split-K), then the other layouts and a k whose rows the copy engine cannot address.
+    // (m, n, k, tl, tr, batch): the K-major layout on edge tiles (with an odd number of tile
+    // rows, so that a pair of CTAs has a second tile wholly below m), many k steps and few
+    // tiles (split-K), then the other layouts and a k whose rows the copy engine cannot address.
+    // The scaling (per tensor or per row) and the epilogue (bias and activation, accumulation,
+    // none) rotate so that every shape meets each.
     let shapes = [
         (136, 264, 112, false, true, 1),
+        (300, 264, 256, false, true, 1),
         (256, 512, 1024, false, true, 2),
         (48, 520, 2048, false, true, 1),
         (17, 33, 40, false, false, 1),
@@ -959,18 +963,18 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
     ];
     let fp8 = [DType::F8E4M3, DType::F8E5M2];
     let (mut failures, mut count) = (Vec::new(), 0);
-    for (lt, rt) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))) {
+    for (pi, (lt, rt)) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
         let mut worst = 0.0f64;
-        for out_t in [DType::F32, DType::BF16, DType::F16] {
+        for (oi, out_t) in [DType::F32, DType::BF16, DType::F16].into_iter().enumerate() {
             let rel = match out_t {
                 DType::F32 => 0.0,
                 DType::BF16 => 1.0 / 128.0,
                 _ => 1.0 / 1024.0,
             };
             for (case, &(m, n, k, tl, tr, batch)) in shapes.iter().enumerate() {
-                let per_row = case % 2 == 0;
+                let per_row = (case + oi + pi) % 2 == 0;
                 let desc = Matmul2d::new(m, n, k).transpose_left(tl).transpose_right(tr);
-                let desc = match (case + count) % 3 {
+                let desc = match (case + oi) % 3 {
                     0 => desc.epilogue(Epilogue::Bias(Activation::Relu)),
                     1 => desc.mode(MatmulMode::MultiplyAccumulate),
                     _ => desc,
@@ -1022,7 +1026,8 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
                 }
                 let gbufs: Vec<_> = inputs.iter().map(|(_, b, _)| gpu.upload(b).unwrap()).collect();
                 let cbufs: Vec<_> = inputs.iter().map(|(_, b, _)| Cpu.upload(b).unwrap()).collect();
-                let poison = vec![0xA5u8; initial.len()];
+                // NaN in every output type: an element left unwritten fails.
+                let poison = vec![0xFFu8; initial.len()];
                 let start = if desc.mode == MatmulMode::MultiplyAccumulate { &initial } else { &poison };
                 let (mut gout, mut cout) = (gpu.upload(start).unwrap(), Cpu.upload(start).unwrap());
                 let grefs: Vec<_> = inputs.iter().zip(&gbufs).map(|((t, _, l), b)| TensorRef::new(*t, b, l)).collect();
@@ -1060,6 +1065,7 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
                 let (g, c) = (decode(out_t, &g), decode(out_t, &c));
                 // The tensor cores' error, in units of the terms' size, beyond the rounding of
                 // the output.
+                let allowed = FP8_ACCUMULATION.max(k as f64 / 32.0 * FP8_STEP);
                 let mut bad = None;
                 for e in 0..g.len() {
                     let over = match (g[e].is_nan(), c[e].is_nan()) {
@@ -1068,21 +1074,27 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
                         _ => f64::INFINITY,
                     };
                     worst = worst.max(over);
-                    if over > FP8_ACCUMULATION && bad.is_none() {
+                    if over > allowed && bad.is_none() {
                         bad = Some(format!("{what}: element {e}: gpu {} cpu {} (terms {})", g[e], c[e], size[e]));
                     }
                 }
                 failures.extend(bad);
             }
         }
-        eprintln!("matmul2d {lt}·{rt}: largest error {worst:.2e} of the terms' size (allowed {FP8_ACCUMULATION:.1e})");
+        eprintln!(
+            "matmul2d {lt}·{rt}: largest error {worst:.2e} of the terms' size (allowed {FP8_ACCUMULATION:.1e} or more with k)"
+        );
     }
     report("matmul2d (scaled fp8)", failures, count);
 }
 
 /// How far a GPU's fp8 product may stray from the CPU's, relative to the size of its terms:
-/// Hopper's fp8 tensor cores keep about 14 bits of the running sum (DeepSeek-V3 §3.3.2).
+/// Hopper's fp8 tensor cores keep about 14 bits of the running sum (DeepSeek-V3 §3.3.2), so
+/// each 32-deep step may lose up to a part in 2¹⁴ of the sum so far (itself at most the terms'
+/// size, and on random signs well under it): `FP8_STEP` a step, and at least `FP8_ACCUMULATION`
+/// (the largest seen on an H100 in 4 × 72 cases: 1.5e-4 of the terms' size).
 const FP8_ACCUMULATION: f64 = 1.0 / 4096.0;
+const FP8_STEP: f64 = 1.0 / 32768.0;
 
 /// Scans over more lanes than a GPU runs blocks at once (each block walks several lanes), of
 /// sums, maxima and
