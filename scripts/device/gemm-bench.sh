@@ -4,8 +4,9 @@
 #   here:   cargo build --release -p strata-cuda --example gemm   (target/release/examples/gemm)
 #   there:  scripts/device/gemm-bench.sh target/release/examples/gemm [SIZES...]
 #
-# Prints the card, then one row per (dtype, size): our TFLOP/s, cuBLAS's in the same process,
-# the ratio (cuBLAS time / ours) and the relative difference of the two results.
+# Prints the card, then one row per (dtype, size): our TFLOP/s, cuBLAS's in the same process
+# (cuBLASLt's fp8 GEMM for the e4m3 rows), the ratio (peer's time / ours) and the relative
+# difference of the two results. STRATA_GEMM_CLUSTER=1|2 sets whether CTAs run in pairs.
 set -euo pipefail
 bin="$1"
 shift
