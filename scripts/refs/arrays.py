@@ -465,8 +465,28 @@ def main():
     add("complex_negative", [ap], pairs(-a_))
     add("complex_divide", [ap, bp], pairs(a_ / b_))
     for name_, f_ in [("sqrt", np.sqrt), ("log", np.log), ("sin", np.sin), ("cos", np.cos),
-                      ("square", np.square), ("reciprocal", np.reciprocal)]:
+                      ("square", np.square), ("reciprocal", np.reciprocal), ("tan", np.tan),
+                      ("sinh", np.sinh), ("cosh", np.cosh), ("tanh", np.tanh), ("exp2", np.exp2),
+                      ("expm1", np.expm1), ("log2", np.log2), ("log10", np.log10),
+                      ("log1p", np.log1p), ("rsqrt", lambda z: 1 / np.sqrt(z)), ("sign", np.sign),
+                      ("arcsin", np.arcsin), ("arccos", np.arccos), ("arctan", np.arctan),
+                      ("arcsinh", np.arcsinh), ("arccosh", np.arccosh), ("arctanh", np.arctanh)]:
         add("complex_unary", [ap], pairs(f_(a_)), name=name_)
+    # Near 0, where expm1 and log1p must not cancel.
+    sp, s_ = cpx((2, 3))
+    sp *= 1e-4
+    s_ = sp[..., 0].astype(np.float64) + 1j * sp[..., 1]
+    for name_, f_ in [("expm1", np.expm1), ("log1p", np.log1p)]:
+        add("complex_unary", [sp], pairs(f_(s_)), name=name_)
+    add("complex_power", [ap, bp], pairs(a_ ** b_))
+    zp = ap.copy()
+    zp[0, :2] = 0.0  # NumPy's values at a zero base
+    wp = np.broadcast_to(bp, zp.shape).copy()
+    wp[0, 0] = 0.0
+    wp[0, 1] = [1.5, 0.0]
+    z_ = zp[..., 0].astype(np.float64) + 1j * zp[..., 1]
+    w_ = wp[..., 0].astype(np.float64) + 1j * wp[..., 1]
+    add("complex_power", [zp, wp], pairs(z_ ** w_))
     add("complex_angle", [ap], np.angle(a_).astype(np.float32))
     add("complex_exp", [ap], pairs(np.exp(a_)))
     add("complex_mean", [ap], pairs(np.mean(a_, axis=1)))

@@ -3,9 +3,10 @@
 //!
 //! complex64 arrays hold (real, imaginary) pairs of f32. `add`, `subtract`, `multiply`,
 //! `divide`, `negative`, `exp`, `equal` and `not_equal` take them (CPU kernels; a GPU device
-//! runs them through its visible CPU fallback); `sum`, `mean`, `abs`, `sqrt`, `log`, `sin`,
-//! `cos`, `square`, `reciprocal`, [`angle`] and `matmul` (four real products) of complex arrays
-//! are compositions of real ops, so their derivatives come with them.
+//! runs them through its visible CPU fallback); `sum`, `mean`, `abs`, [`angle`], `matmul` (four
+//! real products), `power` and every other element-wise function NumPy defines on complex
+//! numbers (roots, logarithms, exponentials, the trigonometric and hyperbolic functions and
+//! their inverses, `sign`) are compositions of real ops, so their derivatives come with them.
 //!
 //! Every transform is a composition of one-dimensional transforms along the last axis, each
 //! one host function computed in float64 by rustfft (any length: mixed radix, Bluestein for
@@ -140,8 +141,88 @@ pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Result<Option<Array>> {
         // sin(a + ib) = sin a cosh b + i cos a sinh b; cos(a + ib) = cos a cosh b − i sin a sinh b.
         UnaryOp::Sin => complex(&multiply(&sin(&a)?, &cosh(&b)?)?, &multiply(&cos(&a)?, &sinh(&b)?)?)?,
         UnaryOp::Cos => complex(&multiply(&cos(&a)?, &cosh(&b)?)?, &negative(&multiply(&sin(&a)?, &sinh(&b)?)?)?)?,
+        UnaryOp::Tan => divide(&unary(UnaryOp::Sin, z)?, &unary(UnaryOp::Cos, z)?)?,
+        // sinh(a + ib) = sinh a cos b + i cosh a sin b; cosh(a + ib) = cosh a cos b + i sinh a sin b.
+        UnaryOp::Sinh => complex(&multiply(&sinh(&a)?, &cos(&b)?)?, &multiply(&cosh(&a)?, &sin(&b)?)?)?,
+        UnaryOp::Cosh => complex(&multiply(&cosh(&a)?, &cos(&b)?)?, &multiply(&sinh(&a)?, &sin(&b)?)?)?,
+        UnaryOp::Tanh => divide(&unary(UnaryOp::Sinh, z)?, &unary(UnaryOp::Cosh, z)?)?,
+        UnaryOp::Exp2 => exp(&multiply(z, &scalar(std::f64::consts::LN_2)?)?)?,
+        // eᶻ − 1 without cancellation near 0: (expm1 a · cos b − 2 sin²(b/2)) + i eᵃ sin b.
+        UnaryOp::Expm1 => {
+            let half = sin(&multiply(&b, &scalar(0.5)?)?)?;
+            let re = subtract(&multiply(&expm1(&a)?, &cos(&b)?)?, &multiply(&multiply(&half, &half)?, &scalar(2.0)?)?)?;
+            complex(&re, &multiply(&exp(&a)?, &sin(&b)?)?)?
+        }
+        UnaryOp::Log2 => multiply(&unary(UnaryOp::Log, z)?, &scalar(std::f64::consts::LOG2_E)?)?,
+        UnaryOp::Log10 => multiply(&unary(UnaryOp::Log, z)?, &scalar(std::f64::consts::LOG10_E)?)?,
+        // log(1 + z) without cancellation near 0: ½ log1p(2a + a² + b²) + i atan2(b, 1 + a).
+        UnaryOp::Log1p => {
+            let two_a = multiply(&a, &scalar(2.0)?)?;
+            let t = add(&add(&two_a, &multiply(&a, &a)?)?, &multiply(&b, &b)?)?;
+            complex(&multiply(&log1p(&t)?, &scalar(0.5)?)?, &arctan2(&b, &add(&a, &scalar(1.0)?)?)?)?
+        }
+        UnaryOp::Rsqrt => divide(&full(&[], 1.0, DType::C64)?, &unary(UnaryOp::Sqrt, z)?)?,
+        // z / |z|, and 0 at 0 (NumPy 2).
+        UnaryOp::Sign => {
+            let r = complex_abs(z)?;
+            let safe = where_(&equal(&r, &scalar(0.0)?)?, &scalar(1.0)?, &r)?;
+            divide(z, &safe)?
+        }
+        // The principal branches, as NumPy's (C99): asin z = −i log(iz + √(1 − z²)),
+        // acos z = π/2 − asin z, atan z = (i/2)(log(1 − iz) − log(1 + iz)),
+        // asinh z = log(z + √(z² + 1)), acosh z = log(z + √(z + 1)·√(z − 1)),
+        // atanh z = ½(log(1 + z) − log(1 − z)).
+        UnaryOp::Asin => {
+            let one = full(&[], 1.0, DType::C64)?;
+            let root = unary(UnaryOp::Sqrt, &subtract(&one, &multiply(z, z)?)?)?;
+            times_i(&unary(UnaryOp::Log, &add(&times_i(z, 1.0)?, &root)?)?, -1.0)?
+        }
+        UnaryOp::Acos => subtract(&scalar(std::f64::consts::FRAC_PI_2)?, &unary(UnaryOp::Asin, z)?)?,
+        UnaryOp::Atan => {
+            let one = full(&[], 1.0, DType::C64)?;
+            let iz = times_i(z, 1.0)?;
+            let d = subtract(&unary(UnaryOp::Log, &subtract(&one, &iz)?)?, &unary(UnaryOp::Log, &add(&one, &iz)?)?)?;
+            times_i(&d, 0.5)?
+        }
+        UnaryOp::Asinh => {
+            let one = full(&[], 1.0, DType::C64)?;
+            unary(UnaryOp::Log, &add(z, &unary(UnaryOp::Sqrt, &add(&multiply(z, z)?, &one)?)?)?)?
+        }
+        UnaryOp::Acosh => {
+            let one = full(&[], 1.0, DType::C64)?;
+            let roots = multiply(&unary(UnaryOp::Sqrt, &add(z, &one)?)?, &unary(UnaryOp::Sqrt, &subtract(z, &one)?)?)?;
+            unary(UnaryOp::Log, &add(z, &roots)?)?
+        }
+        UnaryOp::Atanh => {
+            let one = full(&[], 1.0, DType::C64)?;
+            let d = subtract(&unary(UnaryOp::Log, &add(&one, z)?)?, &unary(UnaryOp::Log, &subtract(&one, z)?)?)?;
+            multiply(&d, &scalar(0.5)?)?
+        }
         _ => return Ok(None),
     }))
+}
+
+/// `aᵇ` for complex64: the principal value `exp(b·log a)`, with NumPy's values at a = 0 (1 for
+/// b = 0, 0 for a positive real b).
+pub(crate) fn complex_power(a: &Array, b: &Array) -> Result<Array> {
+    let general = exp(&multiply(b, &unary(UnaryOp::Log, a)?)?)?;
+    let zero = scalar(0.0)?;
+    let base_zero = equal(&complex_abs(a)?, &zero)?;
+    let b_zero = equal(&complex_abs(b)?, &zero)?;
+    let b_positive = logical_and(&greater(&real(b)?, &zero)?, &equal(&imag(b)?, &zero)?)?;
+    let at_zero = where_(&b_zero, &full(&[], 1.0, DType::C64)?, &where_(&b_positive, &zero, &general)?)?;
+    where_(&base_zero, &at_zero, &general)
+}
+
+/// A float32 scalar (promoted by the complex operations it meets).
+fn scalar(v: f64) -> Result<Array> {
+    full(&[], v, DType::F32)
+}
+
+/// `k·i·z`: (−k·Im z) + i (k·Re z).
+fn times_i(z: &Array, k: f64) -> Result<Array> {
+    let k = scalar(k)?;
+    complex(&negative(&multiply(&imag(z)?, &k)?)?, &multiply(&real(z)?, &k)?)
 }
 
 /// The transform kinds of one axis.

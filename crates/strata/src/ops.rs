@@ -502,6 +502,9 @@ pub fn binary(op: BinaryOp, a: &Array, b: &Array) -> Result<Array> {
     check_ok(&[a, b])?;
     let shape = broadcast_shapes(a.shape(), b.shape())?;
     let mut t = result_type(a.dtype(), b.dtype());
+    if t == DType::C64 && op == BinaryOp::Pow {
+        return crate::fft::complex_power(&a.astype(t)?, &b.astype(t)?);
+    }
     if matches!(op, BinaryOp::LogicalAnd | BinaryOp::LogicalOr) {
         t = DType::Bool;
     } else if op.output_dtype(t).is_err() && (t.is_integer() || t == DType::Bool) && op.output_dtype(DType::F32).is_ok()

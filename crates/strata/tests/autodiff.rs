@@ -548,6 +548,29 @@ fn fft_derivatives() {
         let f = move |x: &[Array]| pairs(unary(op, &c(x)?)?);
         check_in(&format!("complex {name}"), &f, &right, DType::F32, 1e-2, 5e-4);
     }
+    // The compositions of this stop, in the upper half-plane (Im z in [1.5, 3.5]: off the real
+    // axis, where the inverse functions' branch cuts lie).
+    let upper = [re.clone(), &im + 2.5];
+    for (name, op) in [
+        ("tan", UnaryOp::Tan),
+        ("tanh", UnaryOp::Tanh),
+        ("expm1", UnaryOp::Expm1),
+        ("log1p", UnaryOp::Log1p),
+        ("arcsin", UnaryOp::Asin),
+        ("arctan", UnaryOp::Atan),
+        ("arccosh", UnaryOp::Acosh),
+    ] {
+        let f = move |x: &[Array]| pairs(unary(op, &c(x)?)?);
+        check_in(&format!("complex {name}"), &f, &upper, DType::F32, 1e-2, 5e-4);
+    }
+    check_in(
+        "complex power",
+        &|x: &[Array]| pairs(power(&c(x)?, &complex(&(&x[0] * 0.5), &(&x[1] * 0.2))?)?),
+        &upper,
+        DType::F32,
+        1e-2,
+        5e-4,
+    );
     check_in(
         "complex divide and mean",
         &|x: &[Array]| pairs(mean(&divide(&c(x)?, &complex(&(&x[1] + 3.0), &x[0])?)?, Some(&[1]), false)?),

@@ -79,6 +79,7 @@ fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "complex_sum" => pairs(sum(&c(&a[0])?, Some(&[0]), false)?),
         "complex_negative" => pairs(negative(&c(&a[0])?)?),
         "complex_divide" => pairs(divide(&c(&a[0])?, &c(&a[1])?)?),
+        "complex_power" => pairs(power(&c(&a[0])?, &c(&a[1])?)?),
         "complex_exp" => pairs(exp(&c(&a[0])?)?),
         "complex_unary" => {
             let name = kw["name"].as_str().unwrap();
