@@ -75,6 +75,8 @@ fn read(x: TensorRef<'_>) -> Result<Vec<Scalar>> {
         DType::F32 => gather(b.typed::<f32>(), l, |v| float(v.into())),
         DType::F64 => gather(b.typed::<f64>(), l, |v| Scalar::Float(v, true)),
         DType::C64 => gather(b.typed::<[f32; 2]>(), l, |v| Scalar::Complex(v[0], v[1])),
+        // fp8 and E8M0: a byte an element, so any strides (floats all, decoded exactly).
+        t if t.bits() == 8 => gather(b.as_bytes(), l, |c: u8| float(t.decode_f32(u64::from(c)).into())),
         t => {
             // Narrow formats: decode every code through f32 (exact).
             let n = l.numel();
@@ -200,6 +202,7 @@ fn write(values: &[Scalar], out: TensorMut<'_>) {
             Scalar::Complex(r, i) => [r, i],
             s => [s.as_f32(), 0.0],
         }),
+        t if t.bits() == 8 => scatter(values, b.as_bytes_mut(), l, |s| t.encode_f32(s.as_f32_for_narrow()) as u8),
         t => {
             let codes: Vec<u8> = values
                 .iter()

@@ -152,6 +152,14 @@ fn is_float(a: &Array) -> bool {
 
 /// The cotangents of `node`'s inputs given the cotangent `g` of its output (`None`: no
 /// derivative flows to that input).
+/// fp8 products are for inference: their operands have no tangent space worth the name.
+fn no_derivative() -> strata_core::Error {
+    strata_core::Error::InvalidArgument {
+        op: "scaled_matmul",
+        message: "fp8 products have no derivative (differentiate a float32 or bfloat16 matmul instead)".into(),
+    }
+}
+
 fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> {
     let prim = node.prim();
     // The cotangent times an element-wise partial derivative; complex cotangents are real
@@ -162,6 +170,7 @@ fn node_vjp(node: &Array, x: &[Array], g: &Array) -> Result<Vec<Option<Array>>> 
     };
     Ok(match prim {
         Prim::Constant | Prim::Error(_) => vec![],
+        Prim::ScaledMatmul => return Err(no_derivative()),
         Prim::Identity => vec![Some(g.clone())],
         Prim::StopGradient => vec![None],
         Prim::Unary(op) => vec![mul(unary_derivative(*op, &x[0], node)?)?],
@@ -289,6 +298,7 @@ fn node_jvp(node: &Array, x: &[Array], t: &[Option<Array>]) -> Result<Option<Arr
     };
     Ok(match prim {
         Prim::Constant | Prim::Error(_) | Prim::StopGradient => None,
+        Prim::ScaledMatmul => return Err(no_derivative()),
         Prim::Identity => t[0].clone(),
         Prim::Unary(op) => scaled(0, unary_derivative(*op, &x[0], node)?)?,
         Prim::Binary(op) => {

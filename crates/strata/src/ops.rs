@@ -747,6 +747,48 @@ pub fn cumsum(x: &Array, axis: isize, reverse: bool, inclusive: bool) -> Result<
 // ---------------------------------------------------------------------------------------------
 // Linear algebra
 
+/// The fp8 product `(sₐ ⊗ s_b) ∘ (a·b)` as `torch._scaled_mm` computes it: `a` `[m, k]` and `b`
+/// `[k, n]` of `float8_e4m3fn` or `float8_e5m2` (either on either side), `scale_a` one factor
+/// (`[]`) or one per row (`[m]`), `scale_b` one or one per column (`[n]`), accumulated in f32
+/// and rounded once to `out` (float32, float16 or bfloat16). On Hopper a `b` stored `n × k`
+/// and seen transposed (`w.t()`, a `Linear` layer's weight) runs on fp8 tensor cores.
+/// Inference only: it has no derivative.
+///
+/// ```
+/// use strata::{Array, DType};
+/// let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2])?.astype(DType::F8E4M3)?;
+/// // A weight stored n × k, as a `Linear` layer keeps it.
+/// let w = Array::from_slice(&[0.5f32, -1.0, 1.5, 2.0], &[2, 2])?.astype(DType::F8E4M3)?;
+/// let s = Array::from_slice(&[2.0f32], &[])?;
+/// let y = strata::scaled_matmul(&a, &w.transpose(None)?, &s, &s, DType::F32)?;
+/// assert_eq!(y.to_vec::<f32>()?, vec![-6.0, 22.0, -10.0, 50.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn scaled_matmul(a: &Array, b: &Array, scale_a: &Array, scale_b: &Array, out: DType) -> Result<Array> {
+    const OP: &str = "scaled_matmul";
+    check_ok(&[a, b, scale_a, scale_b])?;
+    let (&[m, k], &[k2, n]) = (a.shape(), b.shape()) else {
+        return Err(invalid(
+            OP,
+            format!("operands of shape {:?} and {:?}: it takes two matrices", a.shape(), b.shape()),
+        ));
+    };
+    if k != k2 {
+        return Err(invalid(OP, format!("operands of shape {:?} and {:?} do not chain", a.shape(), b.shape())));
+    }
+    if !strata_core::kernel::is_fp8(a.dtype()) {
+        return Err(invalid(OP, format!("a is {}; it takes float8_e4m3fn or float8_e5m2 operands", a.dtype())));
+    }
+    strata_core::kernel::Matmul2d::new(m, n, k).validate_types(a.dtype(), b.dtype(), out, None)?;
+    for (what, s, len) in [("scale_a", scale_a, m), ("scale_b", scale_b, n)] {
+        if !(s.shape().is_empty() || s.shape() == [len]) {
+            return Err(invalid(OP, format!("{what} has shape {:?}; it needs [] or [{len}]", s.shape())));
+        }
+    }
+    let inputs = vec![a.clone(), b.clone(), scale_a.astype(DType::F32)?, scale_b.astype(DType::F32)?];
+    Ok(make(Prim::ScaledMatmul, inputs, vec![m, n], out))
+}
+
 /// The matrix product with NumPy's rules: 1-D operands are promoted to a row (left) or a
 /// column (right) and the added axis removed again; batch axes broadcast. Floating types only.
 pub fn matmul(a: &Array, b: &Array) -> Result<Array> {

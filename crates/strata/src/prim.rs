@@ -42,6 +42,9 @@ pub(crate) enum Prim {
     Cast,
     /// `[..., m, k] · [..., k, n]` with equal batch axes.
     Matmul,
+    /// `(sₐ ⊗ s_b) ∘ (a·b)` of `[a, b, sₐ, s_b]`: fp8 `[m, k]` and `[k, n]`, f32 scales `[]` or
+    /// `[m]` and `[]` or `[n]`.
+    ScaledMatmul,
     /// A convolution of a channels-last input by an HWIO weight (the kernel layer's layouts).
     Conv(Conv),
     /// Scaled dot-product attention of `[q, k, v]` or `[q, k, v, mask]`.
@@ -102,6 +105,7 @@ impl Prim {
             Prim::Scan { op, .. } => op.name(),
             Prim::Cast => "astype",
             Prim::Matmul => "matmul",
+            Prim::ScaledMatmul => "scaled_matmul",
             Prim::Conv(_) => "conv",
             Prim::Attention(_) => "scaled_dot_product_attention",
             Prim::QuantizedMatmul { .. } => "quantized_matmul",
@@ -307,6 +311,12 @@ fn eval_on<B: DeviceBackend>(b: &B, node: &Array, inputs: &[&Data], dtypes: &[DT
             let (l, r) = (arg(0), arg(1));
             let desc = Matmul2d::for_operands(l.layout, r.layout, false, false)?;
             fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, None, out))
+        }
+        Prim::ScaledMatmul => {
+            let (l, r) = (arg(0), arg(1));
+            let desc = Matmul2d::for_operands(l.layout, r.layout, false, false)?;
+            let scales = strata_core::kernel::Scales { left: arg(2), right: arg(3) };
+            fresh(b, shape, dtype, |out| b.matmul2d(&desc, l, r, None, Some(scales), out))
         }
         Prim::Conv(desc) => fresh(b, shape, dtype, |out| b.conv(desc, arg(0), arg(1), out)),
         Prim::QuantizedMatmul { weight, transpose } => {

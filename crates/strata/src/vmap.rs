@@ -50,6 +50,9 @@ fn batch_step(prim: &Prim, xs: &[Batched], shape: &[usize], dtype: strata_core::
         | Prim::Fused(_) => like(all()?, prim.clone()),
         // Leading axes of x are batch axes already.
         Prim::QuantizedMatmul { .. } => like(all()?, prim.clone()),
+        Prim::ScaledMatmul => {
+            return Err(invalid("scaled_matmul takes 2-D operands: call it once per matrix, not under vmap".into()));
+        }
         Prim::Reshape => like(all()?, Prim::Reshape),
         Prim::Transpose(perm) => {
             let p: Vec<usize> = std::iter::once(0).chain(perm.iter().map(|&p| p + 1)).collect();

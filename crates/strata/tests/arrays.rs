@@ -337,3 +337,47 @@ fn eig_pairs_satisfy_a_v_equals_w_v() {
     check(&Array::from_slice(&[1.0f32, 5.0, 0.0, 3.0], &[2, 2]).unwrap(), "triangular");
     assert!(linalg::eig(&r(&[3, 4], 1)).unwrap_err().to_string().contains("square"));
 }
+
+/// `scaled_matmul` on fp8 arrays against the same product of the widened values, per-tensor and
+/// per-row scales, the weight seen transposed (the tensor-core layout) and not; bad calls and
+/// differentiation are errors.
+#[test]
+fn scaled_fp8_matmul_and_its_errors() {
+    let (m, n, k) = (5, 7, 33);
+    let a =
+        random::uniform(-2.0, 2.0, &[m, k], DType::F32, Some(&random::key(1))).unwrap().astype(DType::F8E4M3).unwrap();
+    let w =
+        random::uniform(-2.0, 2.0, &[n, k], DType::F32, Some(&random::key(2))).unwrap().astype(DType::F8E5M2).unwrap();
+    let wide = |x: &Array| x.astype(DType::F32).unwrap();
+    let rows = random::uniform(0.5, 2.0, &[m], DType::F32, Some(&random::key(3))).unwrap();
+    let cols = random::uniform(0.5, 2.0, &[n], DType::F32, Some(&random::key(4))).unwrap();
+    let one = Array::from_slice(&[0.75f32], &[]).unwrap();
+    let wt = w.transpose(None).unwrap();
+    // fp8 views with strides read as any other type's (a transposed view is not its storage).
+    assert_eq!(wide(&wt).to_vec::<f32>().unwrap(), wide(&w).transpose(None).unwrap().to_vec::<f32>().unwrap());
+    let back = contiguous(&wide(&wt)).unwrap().astype(DType::F8E5M2).unwrap();
+    assert_eq!(wide(&back).to_vec::<f32>().unwrap(), wide(&wt).to_vec::<f32>().unwrap());
+    let plain = matmul(&wide(&a), &wide(&wt)).unwrap();
+    for (b, sa, sb) in [(&wt, &rows, &cols), (&contiguous(&wt).unwrap(), &one, &one)] {
+        let got = scaled_matmul(&a, b, sa, sb, DType::F32).unwrap().to_vec::<f32>().unwrap();
+        let sa = if sa.ndim() == 0 { sa.clone() } else { sa.reshape(&[m as isize, 1]).unwrap() };
+        let want = (&(&plain * &sa) * sb).to_vec::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+    let bf = scaled_matmul(&a, &wt, &one, &one, DType::BF16).unwrap();
+    assert_eq!(bf.dtype(), DType::BF16);
+    let msg = |r: Result<Array>| r.unwrap_err().to_string();
+    let e = msg(scaled_matmul(&wide(&a), &wide(&wt), &one, &one, DType::F32));
+    assert!(e.contains("float8_e4m3fn or float8_e5m2"), "{e}");
+    let e = msg(scaled_matmul(&a, &wt, &cols, &one, DType::F32));
+    assert!(e.contains("scale_a has shape [7]; it needs [] or [5]"), "{e}");
+    let e = msg(scaled_matmul(&a, &a, &one, &one, DType::F32));
+    assert!(e.contains("do not chain"), "{e}");
+    let e = msg(scaled_matmul(&a, &wt, &one, &one, DType::I32));
+    assert!(e.contains("unsupported types"), "{e}");
+    let f = |x: &[Array]| scaled_matmul(&a, &wt, &x[0], &one, DType::F32)?.sum(None, false);
+    let e = grad(f, &[0])(&[Array::from_slice(&[1.0f32], &[]).unwrap()]).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("no derivative"), "{e}");
+}
