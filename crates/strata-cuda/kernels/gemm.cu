@@ -586,11 +586,10 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
 // CL: CTAs per cluster (1 or 2), fixed at compile time so that a plain launch forms the
 // clusters. CL = 1 declares no cluster at all: declared with clusters of one, the bf16 8192³
 // product ran at 0.78 of cuBLAS on an H100 where pairs ran at 0.96.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define STRATA_CLUSTER_DIMS_1
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define STRATA_CLUSTER_DIMS_2 __cluster_dims__(2, 1, 1)
 #else
-#define STRATA_CLUSTER_DIMS_1
 #define STRATA_CLUSTER_DIMS_2
 #endif
 #define STRATA_CLUSTER_DIMS(CL) STRATA_CLUSTER_DIMS_##CL

@@ -219,7 +219,7 @@ fn cluster_size(m: usize, t: DType) -> usize {
     let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
         Ok("1") => false,
         Ok("2") => true,
-        _ => t.bits() == 8,
+        _ => strata_core::kernel::is_fp8(t),
     };
     if m > 128 && pairs { 2 } else { 1 }
 }
@@ -330,7 +330,7 @@ pub(crate) fn matmul2d(
     let mut b_base = vec![g.b_off];
     b_base.extend(&g.b_batch[..nbatch]);
     let layouts = (unit_major(a_rs, a_cs, m, k, &a_base), unit_major(b_rs, b_cs, k, n, &b_base));
-    let path = choose(cuda.arch(), types, desc.relaxed_precision, layouts);
+    let path = choose(cuda.arch(), left.dtype, desc.relaxed_precision, layouts);
     // A bias-less kernel still takes a pointer; it is never read.
     let dummy;
     let bias_buf = match &bias {
@@ -540,15 +540,11 @@ struct Maps {
     b_batched: i32,
 }
 
-/// The kernel for a product on `arch` of operands of types `(t, _)` (equal but for fp8 pairs)
-/// whose matrices are row-major (`Some(true)`), column-major (`Some(false)`) or neither
-/// (`None`); `relaxed`: the descriptor allows lower precision (tf32 for f32).
-pub(crate) fn choose(
-    arch: &str,
-    (t, _): (DType, DType),
-    relaxed: bool,
-    (left, right): (Option<bool>, Option<bool>),
-) -> Path {
+/// The kernel for a product on `arch` whose left operand is of type `t` (the right one's is the
+/// same, or another fp8 type) and whose matrices are row-major (`Some(true)`), column-major
+/// (`Some(false)`) or neither (`None`); `relaxed`: the descriptor allows lower precision (tf32
+/// for f32).
+pub(crate) fn choose(arch: &str, t: DType, relaxed: bool, (left, right): (Option<bool>, Option<bool>)) -> Path {
     let (Some(left_row_major), Some(right_row_major)) = (left, right) else { return Path::Simt };
     // A row-major left operand has K contiguous; a right operand has K contiguous when it is
     // column-major (stored n × k).

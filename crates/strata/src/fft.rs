@@ -128,44 +128,45 @@ pub fn angle(z: &Array) -> Result<Array> {
 /// branches, as NumPy's); `None` for the others.
 pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Result<Option<Array>> {
     let (a, b) = (real(z)?, imag(z)?);
+    let one = scalar(1.0)?;
     Ok(Some(match op {
         UnaryOp::Abs => complex_abs(z)?,
         UnaryOp::Square => multiply(z, z)?,
-        UnaryOp::Reciprocal => divide(&full(&[], 1.0, DType::C64)?, z)?,
+        UnaryOp::Reciprocal => divide(&one, z)?,
         // √z = √|z| (cos θ/2 + i sin θ/2); log z = ln|z| + iθ.
         UnaryOp::Sqrt => {
-            let (r, half) = (sqrt(&complex_abs(z)?)?, multiply(&angle(z)?, &full(&[], 0.5, DType::F32)?)?);
+            let (r, half) = (sqrt(&complex_abs(z)?)?, scale(&angle(z)?, 0.5)?);
             complex(&multiply(&r, &cos(&half)?)?, &multiply(&r, &sin(&half)?)?)?
         }
         UnaryOp::Log => complex(&log(&complex_abs(z)?)?, &angle(z)?)?,
         // sin(a + ib) = sin a cosh b + i cos a sinh b; cos(a + ib) = cos a cosh b − i sin a sinh b.
         UnaryOp::Sin => complex(&multiply(&sin(&a)?, &cosh(&b)?)?, &multiply(&cos(&a)?, &sinh(&b)?)?)?,
         UnaryOp::Cos => complex(&multiply(&cos(&a)?, &cosh(&b)?)?, &negative(&multiply(&sin(&a)?, &sinh(&b)?)?)?)?,
-        UnaryOp::Tan => divide(&unary(UnaryOp::Sin, z)?, &unary(UnaryOp::Cos, z)?)?,
+        UnaryOp::Tan => divide(&sin(z)?, &cos(z)?)?,
         // sinh(a + ib) = sinh a cos b + i cosh a sin b; cosh(a + ib) = cosh a cos b + i sinh a sin b.
         UnaryOp::Sinh => complex(&multiply(&sinh(&a)?, &cos(&b)?)?, &multiply(&cosh(&a)?, &sin(&b)?)?)?,
         UnaryOp::Cosh => complex(&multiply(&cosh(&a)?, &cos(&b)?)?, &multiply(&sinh(&a)?, &sin(&b)?)?)?,
-        UnaryOp::Tanh => divide(&unary(UnaryOp::Sinh, z)?, &unary(UnaryOp::Cosh, z)?)?,
-        UnaryOp::Exp2 => exp(&multiply(z, &scalar(std::f64::consts::LN_2)?)?)?,
+        UnaryOp::Tanh => divide(&sinh(z)?, &cosh(z)?)?,
+        UnaryOp::Exp2 => exp(&scale(z, std::f64::consts::LN_2)?)?,
         // eᶻ − 1 without cancellation near 0: (expm1 a · cos b − 2 sin²(b/2)) + i eᵃ sin b.
         UnaryOp::Expm1 => {
-            let half = sin(&multiply(&b, &scalar(0.5)?)?)?;
-            let re = subtract(&multiply(&expm1(&a)?, &cos(&b)?)?, &multiply(&multiply(&half, &half)?, &scalar(2.0)?)?)?;
+            let half = sin(&scale(&b, 0.5)?)?;
+            let re = subtract(&multiply(&expm1(&a)?, &cos(&b)?)?, &scale(&multiply(&half, &half)?, 2.0)?)?;
             complex(&re, &multiply(&exp(&a)?, &sin(&b)?)?)?
         }
-        UnaryOp::Log2 => multiply(&unary(UnaryOp::Log, z)?, &scalar(std::f64::consts::LOG2_E)?)?,
-        UnaryOp::Log10 => multiply(&unary(UnaryOp::Log, z)?, &scalar(std::f64::consts::LOG10_E)?)?,
+        UnaryOp::Log2 => scale(&log(z)?, std::f64::consts::LOG2_E)?,
+        UnaryOp::Log10 => scale(&log(z)?, std::f64::consts::LOG10_E)?,
         // log(1 + z) without cancellation near 0: ½ log1p(2a + a² + b²) + i atan2(b, 1 + a).
         UnaryOp::Log1p => {
-            let two_a = multiply(&a, &scalar(2.0)?)?;
+            let two_a = scale(&a, 2.0)?;
             let t = add(&add(&two_a, &multiply(&a, &a)?)?, &multiply(&b, &b)?)?;
-            complex(&multiply(&log1p(&t)?, &scalar(0.5)?)?, &arctan2(&b, &add(&a, &scalar(1.0)?)?)?)?
+            complex(&scale(&log1p(&t)?, 0.5)?, &arctan2(&b, &add(&a, &one)?)?)?
         }
-        UnaryOp::Rsqrt => divide(&full(&[], 1.0, DType::C64)?, &unary(UnaryOp::Sqrt, z)?)?,
+        UnaryOp::Rsqrt => divide(&one, &sqrt(z)?)?,
         // z / |z|, and 0 at 0 (NumPy 2).
         UnaryOp::Sign => {
             let r = complex_abs(z)?;
-            let safe = where_(&equal(&r, &scalar(0.0)?)?, &scalar(1.0)?, &r)?;
+            let safe = where_(&equal(&r, &scalar(0.0)?)?, &one, &r)?;
             divide(z, &safe)?
         }
         // The principal branches, as NumPy's (C99): asin z = −i log(iz + √(1 − z²)),
@@ -173,30 +174,23 @@ pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Result<Option<Array>> {
         // asinh z = log(z + √(z² + 1)), acosh z = log(z + √(z + 1)·√(z − 1)),
         // atanh z = ½(log(1 + z) − log(1 − z)).
         UnaryOp::Asin => {
-            let one = full(&[], 1.0, DType::C64)?;
-            let root = unary(UnaryOp::Sqrt, &subtract(&one, &multiply(z, z)?)?)?;
-            times_i(&unary(UnaryOp::Log, &add(&times_i(z, 1.0)?, &root)?)?, -1.0)?
+            let root = sqrt(&subtract(&one, &multiply(z, z)?)?)?;
+            times_i(&log(&add(&times_i(z, 1.0)?, &root)?)?, -1.0)?
         }
-        UnaryOp::Acos => subtract(&scalar(std::f64::consts::FRAC_PI_2)?, &unary(UnaryOp::Asin, z)?)?,
+        UnaryOp::Acos => subtract(&scalar(std::f64::consts::FRAC_PI_2)?, &arcsin(z)?)?,
         UnaryOp::Atan => {
-            let one = full(&[], 1.0, DType::C64)?;
             let iz = times_i(z, 1.0)?;
-            let d = subtract(&unary(UnaryOp::Log, &subtract(&one, &iz)?)?, &unary(UnaryOp::Log, &add(&one, &iz)?)?)?;
+            let d = subtract(&log(&subtract(&one, &iz)?)?, &log(&add(&one, &iz)?)?)?;
             times_i(&d, 0.5)?
         }
-        UnaryOp::Asinh => {
-            let one = full(&[], 1.0, DType::C64)?;
-            unary(UnaryOp::Log, &add(z, &unary(UnaryOp::Sqrt, &add(&multiply(z, z)?, &one)?)?)?)?
-        }
+        UnaryOp::Asinh => log(&add(z, &sqrt(&add(&multiply(z, z)?, &one)?)?)?)?,
         UnaryOp::Acosh => {
-            let one = full(&[], 1.0, DType::C64)?;
-            let roots = multiply(&unary(UnaryOp::Sqrt, &add(z, &one)?)?, &unary(UnaryOp::Sqrt, &subtract(z, &one)?)?)?;
-            unary(UnaryOp::Log, &add(z, &roots)?)?
+            let roots = multiply(&sqrt(&add(z, &one)?)?, &sqrt(&subtract(z, &one)?)?)?;
+            log(&add(z, &roots)?)?
         }
         UnaryOp::Atanh => {
-            let one = full(&[], 1.0, DType::C64)?;
-            let d = subtract(&unary(UnaryOp::Log, &add(&one, z)?)?, &unary(UnaryOp::Log, &subtract(&one, z)?)?)?;
-            multiply(&d, &scalar(0.5)?)?
+            let d = subtract(&log(&add(&one, z)?)?, &log(&subtract(&one, z)?)?)?;
+            scale(&d, 0.5)?
         }
         _ => return Ok(None),
     }))
@@ -205,12 +199,12 @@ pub(crate) fn complex_unary(op: UnaryOp, z: &Array) -> Result<Option<Array>> {
 /// `aᵇ` for complex64: the principal value `exp(b·log a)`, with NumPy's values at a = 0 (1 for
 /// b = 0, 0 for a positive real b).
 pub(crate) fn complex_power(a: &Array, b: &Array) -> Result<Array> {
-    let general = exp(&multiply(b, &unary(UnaryOp::Log, a)?)?)?;
+    let general = exp(&multiply(b, &log(a)?)?)?;
     let zero = scalar(0.0)?;
     let base_zero = equal(&complex_abs(a)?, &zero)?;
     let b_zero = equal(&complex_abs(b)?, &zero)?;
     let b_positive = logical_and(&greater(&real(b)?, &zero)?, &equal(&imag(b)?, &zero)?)?;
-    let at_zero = where_(&b_zero, &full(&[], 1.0, DType::C64)?, &where_(&b_positive, &zero, &general)?)?;
+    let at_zero = where_(&b_zero, &scalar(1.0)?, &where_(&b_positive, &zero, &general)?)?;
     where_(&base_zero, &at_zero, &general)
 }
 
@@ -221,8 +215,7 @@ fn scalar(v: f64) -> Result<Array> {
 
 /// `k·i·z`: (−k·Im z) + i (k·Re z).
 fn times_i(z: &Array, k: f64) -> Result<Array> {
-    let k = scalar(k)?;
-    complex(&negative(&multiply(&imag(z)?, &k)?)?, &multiply(&real(z)?, &k)?)
+    complex(&scale(&imag(z)?, -k)?, &scale(&real(z)?, k)?)
 }
 
 /// The transform kinds of one axis.
@@ -341,7 +334,7 @@ fn last_axis(kind: Kind, x: &Array) -> Result<Array> {
 
 /// `x · s` for a real scalar `s`.
 fn scale(x: &Array, s: f64) -> Result<Array> {
-    multiply(x, &full(&[], s, DType::F32)?)
+    multiply(x, &scalar(s)?)
 }
 
 /// `x` cut or zero-padded along its last axis to `n`.
