@@ -22,11 +22,12 @@ for kernel in wg warp; do
     STRATA_GEMM_KERNEL=$kernel STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))
 done
-# The warp-specialized kernel runs in pairs of CTAs (sharing B) for fp8 and alone otherwise;
-# run every product the other way too.
-for cluster in 1 2; do
-    echo "== matmul2d with STRATA_GEMM_CLUSTER=$cluster"
-    STRATA_GEMM_CLUSTER=$cluster STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+# The warp-specialized kernel runs in pairs of CTAs (sharing B) for fp8 and alone otherwise,
+# with cooperative consumers unless told otherwise; run every product the other ways too.
+for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" \
+    "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=2"; do
+    echo "== matmul2d with $setting"
+    env $setting STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))
 done
 if [ "${2:-}" = "compute-sanitizer" ]; then

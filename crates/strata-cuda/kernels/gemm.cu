@@ -331,7 +331,16 @@ __device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z,
 // operand of a 128 x 256 tile). A stage is then written by both producers, so it goes back
 // only when the consumers of both CTAs are done with it: each consumer warp arrives on the
 // `empty` barrier of both.
-template <class T, class TB, class TOUT, bool RK, int CL, class F>
+//
+// PP chooses how the two consumers share the work (the schedules of CUTLASS's Hopper kernels):
+// cooperative (false), both on one 128 x 256 tile, 64 rows each, so that the tensor cores wait
+// while both round and store it; or ping-pong (true), each on tiles of its own of 64 x 256,
+// taking turns: the work units alternate between them, and a consumer starts its products only
+// when the other has taken the last stage of its own (the `turn` barriers), so one's epilogue
+// runs while the other's products keep the tensor cores busy. The stages still go round in
+// the producer's order, which the turns keep the consumers to (a consumer that ran ahead would
+// wait on a stage's barrier two phases early, which parity cannot tell from one).
+template <class T, class TB, class TOUT, bool RK, int CL, bool PP, class F>
 __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::TensorMap& map_b,
                         const tensor_ops::TensorMap& map_c, int a_batched, int b_batched, int c_tma, int splits,
                         const TOUT* bias, TOUT* c, const MatmulGeometry& g, F act) {
@@ -340,7 +349,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     static_assert(RK || sizeof(T) == 2, "an MN-major B only for 16-bit types");
     static_assert(sizeof(TB) == sizeof(T), "B's type differs from A's only within fp8");
     // k steps of 128 bytes: 64 16-bit elements, 32 f32 ones (tf32 products) or 128 fp8 ones.
-    const int BM = STRATA_WG_BM, BN = STRATA_WG_BN, BK = 128 / sizeof(T), S = STRATA_WS_STAGES;
+    // BM: the rows of a work unit's tile (and of A's box, which the host sets to match).
+    const int BM = PP ? 64 : STRATA_WG_BM, BN = STRATA_WG_BN, BK = 128 / sizeof(T), S = STRATA_WS_STAGES;
     const u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
     T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
@@ -349,6 +359,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     u8* epi = (u8*)(sb + S * BN * BK);  // 2 consumers x 2 buffers
     u64* full = (u64*)(epi + 4 * STRATA_WS_EPI_BYTES);
     u64* empty = full + S;
+    u64* turn = empty + S;  // ping-pong: turn[w], consumer w may start its products
     const int wg = threadIdx.x / 128;
     static_assert(CL == 1 || CL == 2, "clusters of one or two CTAs");
     const int rank = CL == 2 ? (int)cluster_rank() : 0;
@@ -364,8 +375,11 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         tma_prefetch_map(map_b);
         for (int s = 0; s < S; ++s) {
             mbar_init(&full[s], 1);
-            mbar_init(&empty[s], 8 * CL);  // one arrival per consumer warp of each CTA
+            // One arrival per warp of the consumers that read the stage, in each CTA.
+            mbar_init(&empty[s], (PP ? 4 : 8) * CL);
         }
+        mbar_init(&turn[0], 1);
+        mbar_init(&turn[1], 1);
         mbar_init_fence();
     }
     if constexpr (CL > 1) cluster_sync();
@@ -411,6 +425,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         const int cw = wg - 1;
         const bool leader = (threadIdx.x % 32) == 0;
         u32 it = 0;
+        int mine = 0;  // ping-pong: this consumer's work units so far
         // Hands stage `s` back to the producer of every CTA that writes it.
         auto release = [&](int s) {
             if (!leader) return;
@@ -420,24 +435,34 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 mbar_arrive_cluster(&empty[s], 1);
             }
         };
-        for (i64 u = first_unit; u < units; u += unit_step) {
+        for (i64 u = first_unit, nth = 0; u < units; u += unit_step, ++nth) {
             i64 z;
             int gm, tn;
             ws_tile(u / splits, groups_m, tiles_n, z, gm, tn);
             const int tm = gm * CL + rank;
             const int k_begin = (int)(u % splits) * kper, k_end = min(ktiles, k_begin + kper);
+            if (PP && (int)(nth & 1) != cw) {
+                it += max(0, k_end - k_begin);  // the other consumer's stages
+                continue;
+            }
+            // Consumer 1 waits for phase `mine` of its turn barrier; consumer 0 goes first,
+            // then waits for phase `mine - 1`.
+            if (PP && (cw == 1 || mine > 0)) mbar_wait(&turn[cw], (u32)(mine - 1 + cw) & 1);
+            ++mine;
             WgDest<BN> acc;
             acc.fill(0.f);
             for (int kt = k_begin; kt < k_end; ++kt, ++it) {
                 const int s = it % S;
                 mbar_wait(&full[s], (it / S) & 1);
-                Mm::template run<BK, T, TB>(acc, sa + s * BM * BK + cw * 64 * BK, (const TB*)(sb + s * BN * BK));
+                Mm::template run<BK, T, TB>(acc, sa + s * BM * BK + (PP ? 0 : cw * 64 * BK), (const TB*)(sb + s * BN * BK));
                 // Keep this step's products in flight; the previous step's are done, so its
                 // stage goes back to the producer.
                 wgmma_wait<1>();
                 acc.fence();
                 if (kt > k_begin) release((it - 1) % S);
             }
+            // Every stage of this unit has landed: the other consumer's turn.
+            if (PP && threadIdx.x % 128 == 0) mbar_arrive(&turn[1 - cw]);
             wgmma_wait<0>();
             acc.fence();
             if (k_end > k_begin) release((it - 1) % S);
@@ -445,7 +470,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             // computed to share B.
             if (CL > 1 && (i64)tm * BM >= g.m) continue;
             const int zc = (int)(z * splits + u % splits);
-            const i64 m0 = (i64)tm * BM + cw * 64, n0 = (i64)tn * BN;
+            const i64 m0 = (i64)tm * BM + (PP ? 0 : cw * 64), n0 = (i64)tn * BN;
             if (c_tma) {
                 constexpr int CW = 128 / sizeof(TOUT), PER = CW / 2;  // columns, registers per chunk
                 const bool issuer = threadIdx.x % 128 == 0;
@@ -593,13 +618,13 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
 #define STRATA_CLUSTER_DIMS_2
 #endif
 #define STRATA_CLUSTER_DIMS(CL) STRATA_CLUSTER_DIMS_##CL
-#define STRATA_GEMM_WS(T, TB, TOUT, RK, CL)                                                              \
+#define STRATA_GEMM_WS(T, TB, TOUT, RK, CL, PP)                                                          \
     extern "C" __global__ void __launch_bounds__(384, 1) STRATA_CLUSTER_DIMS(CL) strata_kernel(      \
         const __grid_constant__ strata::tensor_ops::TensorMap map_a,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_b,                                   \
         const __grid_constant__ strata::tensor_ops::TensorMap map_c, int a_batched, int b_batched,      \
         int c_tma, int splits, const TOUT* bias, TOUT* c, strata::MatmulGeometry g) {                \
-        strata::gemm_ws<T, TB, TOUT, RK, CL>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
+        strata::gemm_ws<T, TB, TOUT, RK, CL, PP>(map_a, map_b, map_c, a_batched, b_batched, c_tma, splits, bias, c, g, \
                                      [](float v) -> float { return STRATA_ACT(v); });                \
     }
 

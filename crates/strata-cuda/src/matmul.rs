@@ -198,30 +198,63 @@ pub(crate) fn wg_source(t: DType, out: DType, act: Activation, right_k_major: bo
     unit(act, "float", format!("STRATA_GEMM_WG({}, {}, {right_k_major})", c(t), c(out)))
 }
 
-/// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs), in
-/// clusters of `cluster` CTAs (1 or 2).
-pub(crate) fn ws_source(
-    (t, tb): (DType, DType),
-    out: DType,
-    act: Activation,
-    right_k_major: bool,
-    cluster: usize,
-) -> String {
-    let (a, b, o) = (operand_c(t), operand_c(tb), c(out));
-    unit(act, "float", format!("STRATA_GEMM_WS({a}, {b}, {o}, {right_k_major}, {cluster})"))
+/// How the warp-specialized kernel runs one product (its compile-time parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WsConfig {
+    /// B is K-major (stored n × k), else MN-major.
+    pub right_k_major: bool,
+    /// CTAs per cluster, 1 or 2 (pairs share B's tile).
+    pub cluster: usize,
+    /// Ping-pong consumers (a 64 × 256 tile each, taking turns) rather than cooperative ones
+    /// (one 128 × 256 tile together).
+    pub pingpong: bool,
 }
 
-/// CTAs per cluster of the warp-specialized kernel: pairs that share B's tile for fp8 wherever
-/// there are two rows of tiles (its k steps go twice as fast, so fetching B once for two tiles
-/// matters most there); one otherwise (16-bit pairs measured no faster: 0.95 of cuBLAS either
-/// way at bf16 8192³ on an H200). `STRATA_GEMM_CLUSTER=1|2` sets it, to compare.
-fn cluster_size(m: usize, t: DType) -> usize {
-    let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
-        Ok("1") => false,
-        Ok("2") => true,
-        _ => strata_core::kernel::is_fp8(t),
-    };
-    if m > 128 && pairs { 2 } else { 1 }
+impl WsConfig {
+    /// The choice for a `batch` of m × n products of type `t` on `sms` multiprocessors.
+    ///
+    /// CTA pairs for fp8 wherever there are two rows of tiles (its k steps go twice as fast,
+    /// so fetching B once for two tiles matters most there; 16-bit pairs measured no faster:
+    /// 0.95 of cuBLAS either way at bf16 8192³ on an H200).
+    ///
+    /// Cooperative consumers, unless ping-pong's half-height tiles fill the last wave of tiles
+    /// better: measured on an H200 (BENCHMARKS.md), ping-pong runs whole waves at about 0.9 of
+    /// the cooperative speed (0.85–0.92 of cuBLAS against 0.93–0.98: twice the loads from L2 per
+    /// product), but where the cooperative tiles leave most of the GPU idle (m = 128, n = 14336:
+    /// 56 tiles for 132 multiprocessors, split-K) it took bf16 from 0.68 to 0.92 of cuBLAS and
+    /// fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many rows (16 × 28672: 0.98
+    /// against 0.88).
+    ///
+    /// `STRATA_GEMM_CLUSTER=1|2` and `STRATA_GEMM_SCHEDULE=coop|pingpong` override both, to
+    /// compare.
+    fn choose(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool) -> WsConfig {
+        let tiles = m.div_ceil(128) * n.div_ceil(256) * batch;
+        let waves = |units: usize| units.div_ceil(sms.max(1)) as f64;
+        let pingpong = match std::env::var("STRATA_GEMM_SCHEDULE").as_deref() {
+            Ok("pingpong") => true,
+            Ok("coop") => false,
+            _ => m <= 64 || waves(2 * tiles) * 0.5 / 0.9 < waves(tiles),
+        };
+        let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
+            Ok("1") => false,
+            Ok("2") => true,
+            _ => strata_core::kernel::is_fp8(t),
+        };
+        let rows = if pingpong { 64 } else { 128 };
+        WsConfig { right_k_major, cluster: if m > rows && pairs { 2 } else { 1 }, pingpong }
+    }
+
+    /// Rows of A (and of C) in one work unit's tile.
+    fn rows(self) -> usize {
+        if self.pingpong { 64 } else { 128 }
+    }
+}
+
+/// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs).
+pub(crate) fn ws_source((t, tb): (DType, DType), out: DType, act: Activation, ws: WsConfig) -> String {
+    let (a, b, o) = (operand_c(t), operand_c(tb), c(out));
+    let WsConfig { right_k_major, cluster, pingpong } = ws;
+    unit(act, "float", format!("STRATA_GEMM_WS({a}, {b}, {o}, {right_k_major}, {cluster}, {pingpong})"))
 }
 
 pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
@@ -348,21 +381,20 @@ pub(crate) fn matmul2d(
     if let Some(right_k_major) = specialized {
         let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
         let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
-        let cluster = cluster_size(m, left.dtype);
-        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, (a_ptr, b_ptr), right_k_major, cluster) {
-            let tiles = m.div_ceil(128) * n.div_ceil(256) * g.batch as usize;
+        let ws = WsConfig::choose(m, n, g.batch as usize, cuda.sms as usize, left.dtype, right_k_major);
+        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, (a_ptr, b_ptr), ws) {
+            let (rows, cluster) = (ws.rows(), ws.cluster);
+            let tiles = m.div_ceil(rows) * n.div_ceil(256) * g.batch as usize;
             let splits = split_k(tiles, k.div_ceil(128 * 8 / left.dtype.bits() as usize), cuda.sms as usize);
             // Whole clusters, each walking cluster tiles (`cluster` tiles one above the other).
-            let units = m.div_ceil(128 * cluster) * n.div_ceil(256) * g.batch as usize * splits;
+            let units = m.div_ceil(rows * cluster) * n.div_ceil(256) * g.batch as usize * splits;
             let ctas = (units * cluster).min(cuda.sms as usize / cluster * cluster);
             let cfg = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (384, 1, 1), shared_mem_bytes: WS_SMEM };
-            let ws = (right_k_major, cluster);
             if splits > 1 {
                 return split_k_product(cuda, &g, &maps, splits, cfg, ws, (types, act), bias_buf, out);
             }
-            let key = format!("gemm ws {} {} {} {act:?} {right_k_major} {cluster}", left.dtype, right.dtype, out.dtype);
-            let f =
-                cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, right_k_major, cluster))?;
+            let key = format!("gemm ws {} {} {} {act:?} {ws:?}", left.dtype, right.dtype, out.dtype);
+            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, ws))?;
             let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
             let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
             drop(c_guard);
@@ -418,17 +450,11 @@ fn kernel_override() -> Option<String> {
     std::env::var("STRATA_GEMM_KERNEL").ok()
 }
 
-/// The tensor maps of the warp-specialized kernel in clusters of `cluster` CTAs: A (K-major), B
-/// (K-major or MN-major; a K-major box holds the rows one CTA of the cluster fetches) and
-/// whether each walks the batch, or `None` where the copy engine cannot describe them.
-fn tma_maps(
-    g: &MatmulGeometry,
-    nbatch: usize,
-    t: DType,
-    (a_ptr, b_ptr): (u64, u64),
-    right_k_major: bool,
-    cluster: usize,
-) -> Option<Maps> {
+/// The tensor maps of the warp-specialized kernel run as `ws` says: A (K-major, boxes of a work
+/// unit's rows), B (K-major or MN-major; a K-major box holds the rows one CTA of the cluster
+/// fetches) and whether each walks the batch, or `None` where the copy engine cannot describe
+/// them.
+fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u64), ws: WsConfig) -> Option<Maps> {
     let shape = &g.batch_shape[..nbatch];
     let (sa, sb) = (batch_stride(shape, &g.a_batch[..nbatch])?, batch_stride(shape, &g.b_batch[..nbatch])?);
     if g.batch > i64::from(i32::MAX) || g.k == 0 {
@@ -439,9 +465,10 @@ fn tma_maps(
     // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones); an MN-major B in blocks of
     // 64 × 64.
     let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
-    let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, 128) };
-    let b = if right_k_major {
-        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, 256 / cluster as u32) }
+    let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, ws.rows() as u32) };
+    let b = if ws.right_k_major {
+        let rows = 256 / ws.cluster as u32;
+        TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, rows) }
     } else {
         TmaOperand { t, inner: n, outer: k, row_stride: g.b_rs, batch: walk(sb), boxed: (64, 64) }
     };
@@ -489,7 +516,7 @@ fn split_k_product(
     maps: &Maps,
     splits: usize,
     cfg: LaunchConfig,
-    (right_k_major, cluster): (bool, usize),
+    ws: WsConfig,
     (types, act): ((DType, DType), Activation),
     bias: &CudaBuffer,
     out: TensorMut<'_, CudaBuffer>,
@@ -511,9 +538,8 @@ fn split_k_product(
         message: format!("no tensor map for a {batch}·{splits} × {m} × {n} split-K workspace"),
     })?;
     drop(guard);
-    let key = format!("gemm ws {} {} f32 None {right_k_major} {cluster}", types.0, types.1);
-    let f = cuda
-        .kernel_with_smem(&key, WS_SMEM, || ws_source(types, DType::F32, Activation::None, right_k_major, cluster))?;
+    let key = format!("gemm ws {} {} f32 None {ws:?}", types.0, types.1);
+    let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, DType::F32, Activation::None, ws))?;
     let partial = MatmulGeometry { has_bias: 0, accumulate: 0, has_scale: 0, ..*g };
     let mut b = cuda.stream.launch_builder(&f);
     let splits = splits as i32;
@@ -589,23 +615,27 @@ pub(crate) fn all_sources() -> Vec<String> {
     {
         units.push(wg_source(t, o, Activation::None, true));
         units.push(wg_source(t, o, Activation::None, false));
-        units.push(ws_source((t, t), o, Activation::None, true, 2));
-        units.push(ws_source((t, t), o, Activation::None, false, 2));
+        for (right_k_major, pingpong) in [(true, false), (false, true)] {
+            units.push(ws_source((t, t), o, Activation::None, WsConfig { right_k_major, cluster: 2, pingpong }));
+        }
         units.push(reduce_source(o, Activation::None));
     }
     // fp8: every pair, each output type once.
     let fp8 = [DType::F8E4M3, DType::F8E5M2];
     for (i, types) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
-        units.push(ws_source(types, o, Activation::None, true, 1 + i % 2));
+        let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2 };
+        units.push(ws_source(types, o, Activation::None, ws));
         units.push(simt_source(types, o, Activation::None));
     }
     for act in Activation::ALL {
         units.push(simt_source((DType::F32, DType::F32), DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
-        units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, false, 1));
+        let ws = WsConfig { right_k_major: false, cluster: 1, pingpong: false };
+        units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, ws));
         units.push(reduce_source(DType::BF16, act));
-        units.push(ws_source((DType::F32, DType::F32), DType::F32, act, true, 2));
+        let ws = WsConfig { right_k_major: true, cluster: 2, pingpong: true };
+        units.push(ws_source((DType::F32, DType::F32), DType::F32, act, ws));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
     }
     units
