@@ -10,6 +10,13 @@
 //!
 //! A panel layout: for each step `p`, `MR` consecutive values (`a[p*MR + i]`).
 //! B panel layout: for each step `p`, `NR` consecutive values at `b[p*ldb + j]`.
+//!
+//! The AVX-512 BF16 kernel (`pairs`) takes bf16 operands without widening them: each step is
+//! two steps of k, each 32-bit slot of the panels holding the bf16 values of k = 2p (low half)
+//! and 2p + 1 (high half), and `vdpbf16ps` adds both products to the f32 accumulator — twice
+//! the multiply-adds of an f32 FMA per instruction, from half the bytes. The products are
+//! exact; the instruction rounds after each of its two additions (as two FMAs would) but
+//! flushes subnormal inputs and results to zero (magnitudes below 2⁻¹²⁶).
 
 /// A micro-kernel: `C[..MR, ..NR] = A_panel · B_panel (+ C)`, C with row stride `rs_c` and
 /// unit column stride.
@@ -21,9 +28,18 @@ pub(crate) struct Microkernel<T> {
     pub nr: usize,
     /// Name, for benchmarks and traces.
     pub name: &'static str,
+    /// Each step is a pair of bf16 steps of k in one 32-bit slot (see the module docs).
+    pub pairs: bool,
     /// `f(k, a_panel, b_panel, ldb, c, rs_c, accumulate)`. Safety: the panels hold `k` steps,
     /// C holds an `mr × nr` tile at that stride, and the CPU has the kernel's features.
     pub run: unsafe fn(usize, *const T, *const T, usize, *mut T, usize, bool),
+}
+
+impl<T> Microkernel<T> {
+    /// The kernel's steps for `kc` steps of k (pairs of them for a pair kernel).
+    pub(crate) fn steps(&self, kc: usize) -> usize {
+        if self.pairs { kc.div_ceil(2) } else { kc }
+    }
 }
 
 /// The portable kernel: plain Rust the compiler vectorizes as it can.
@@ -128,6 +144,52 @@ simd_kernel! { avx2_f32, "avx2,fma", f32, __m256, 6, 2, 8, _mm256_setzero_ps, _m
 #[cfg(target_arch = "x86_64")]
 simd_kernel! { avx2_f64, "avx2,fma", f64, __m256d, 6, 2, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd }
 
+// The bf16-pair kernel's operations on f32 vectors that carry pairs of bf16 values: a
+// broadcast of one slot's bits and `vdpbf16ps`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn set1_pair(x: f32) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    _mm512_castsi512_ps(_mm512_set1_epi32(x.to_bits() as i32))
+}
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn dot_pairs(
+    a: std::arch::x86_64::__m512,
+    b: std::arch::x86_64::__m512,
+    acc: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: a bit-for-bit reinterpretation between two 512-bit vector types.
+    let (a, b) = unsafe { (std::mem::transmute::<__m512, __m512bh>(a), std::mem::transmute::<__m512, __m512bh>(b)) };
+    _mm512_dpbf16_ps(acc, a, b)
+}
+#[cfg(target_arch = "x86_64")]
+simd_kernel! { avx512_bf16_pairs, "avx512f,avx512bf16", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, set1_pair, dot_pairs, _mm512_add_ps, _mm512_storeu_ps }
+
+/// The AVX-512 BF16 kernel for bf16 · bf16 products, where the CPU has it (chosen once).
+pub(crate) fn bf16_pair_kernel() -> Option<Microkernel<f32>> {
+    static CHOICE: std::sync::OnceLock<Option<Microkernel<f32>>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if allowed("avx512")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+        {
+            return Some(Microkernel {
+                mr: 12,
+                nr: 32,
+                name: "avx512-bf16 12x32 pairs",
+                pairs: true,
+                run: avx512_bf16_pairs,
+            });
+        }
+        None
+    })
+}
+
 // i32 counterparts of the float intrinsics the kernel macro uses: a multiply-add (there is no
 // fused one for 32-bit integers) and loads/stores through `*const i32`.
 #[cfg(target_arch = "x86_64")]
@@ -184,14 +246,14 @@ fn choose_f32() -> Microkernel<f32> {
     #[cfg(target_arch = "x86_64")]
     {
         if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
-            return Microkernel { mr: 12, nr: 32, name: "avx512 12x32", run: avx512_f32 };
+            return Microkernel { mr: 12, nr: 32, name: "avx512 12x32", pairs: false, run: avx512_f32 };
         }
         if allowed("avx2") && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            return Microkernel { mr: 6, nr: 16, name: "avx2 6x16", run: avx2_f32 };
+            return Microkernel { mr: 6, nr: 16, name: "avx2 6x16", pairs: false, run: avx2_f32 };
         }
     }
-    Microkernel { mr: 4, nr: 8, name: "portable 4x8", run: portable_f32 }
+    Microkernel { mr: 4, nr: 8, name: "portable 4x8", pairs: false, run: portable_f32 }
 }
 
 /// The best i32 (int8 products) kernel for this CPU (chosen once).
@@ -201,10 +263,10 @@ pub(crate) fn i32_kernel() -> Microkernel<i32> {
         #[cfg(target_arch = "x86_64")]
         {
             if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
-                return Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", run: avx512_i32 };
+                return Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", pairs: false, run: avx512_i32 };
             }
         }
-        Microkernel { mr: 4, nr: 8, name: "portable 4x8 i32", run: portable_i32 }
+        Microkernel { mr: 4, nr: 8, name: "portable 4x8 i32", pairs: false, run: portable_i32 }
     })
 }
 
@@ -214,11 +276,12 @@ pub(crate) fn all_i32_kernels() -> Vec<Microkernel<i32>> {
         mr: 4,
         nr: 8,
         name: "portable 4x8 i32",
+        pairs: false,
         run: portable_i32 as unsafe fn(_, _, _, _, _, _, _),
     }];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", run: avx512_i32 });
+        ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32 i32", pairs: false, run: avx512_i32 });
     }
     ks
 }
@@ -227,28 +290,33 @@ fn choose_f64() -> Microkernel<f64> {
     #[cfg(target_arch = "x86_64")]
     {
         if allowed("avx512") && std::arch::is_x86_feature_detected!("avx512f") {
-            return Microkernel { mr: 12, nr: 16, name: "avx512 12x16", run: avx512_f64 };
+            return Microkernel { mr: 12, nr: 16, name: "avx512 12x16", pairs: false, run: avx512_f64 };
         }
         if allowed("avx2") && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            return Microkernel { mr: 6, nr: 8, name: "avx2 6x8", run: avx2_f64 };
+            return Microkernel { mr: 6, nr: 8, name: "avx2 6x8", pairs: false, run: avx2_f64 };
         }
     }
-    Microkernel { mr: 4, nr: 4, name: "portable 4x4", run: portable_f64 }
+    Microkernel { mr: 4, nr: 4, name: "portable 4x4", pairs: false, run: portable_f64 }
 }
 
 /// Every f32 kernel this CPU can run (for tests that check each one).
 #[cfg(test)]
 pub(crate) fn all_f32_kernels() -> Vec<Microkernel<f32>> {
-    let mut ks =
-        vec![Microkernel { mr: 4, nr: 8, name: "portable 4x8", run: portable_f32 as unsafe fn(_, _, _, _, _, _, _) }];
+    let mut ks = vec![Microkernel {
+        mr: 4,
+        nr: 8,
+        name: "portable 4x8",
+        pairs: false,
+        run: portable_f32 as unsafe fn(_, _, _, _, _, _, _),
+    }];
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            ks.push(Microkernel { mr: 6, nr: 16, name: "avx2 6x16", run: avx2_f32 });
+            ks.push(Microkernel { mr: 6, nr: 16, name: "avx2 6x16", pairs: false, run: avx2_f32 });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
-            ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32", run: avx512_f32 });
+            ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32", pairs: false, run: avx512_f32 });
         }
     }
     ks
@@ -257,15 +325,20 @@ pub(crate) fn all_f32_kernels() -> Vec<Microkernel<f32>> {
 /// Every f64 kernel this CPU can run.
 #[cfg(test)]
 pub(crate) fn all_f64_kernels() -> Vec<Microkernel<f64>> {
-    let mut ks =
-        vec![Microkernel { mr: 4, nr: 4, name: "portable 4x4", run: portable_f64 as unsafe fn(_, _, _, _, _, _, _) }];
+    let mut ks = vec![Microkernel {
+        mr: 4,
+        nr: 4,
+        name: "portable 4x4",
+        pairs: false,
+        run: portable_f64 as unsafe fn(_, _, _, _, _, _, _),
+    }];
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            ks.push(Microkernel { mr: 6, nr: 8, name: "avx2 6x8", run: avx2_f64 });
+            ks.push(Microkernel { mr: 6, nr: 8, name: "avx2 6x8", pairs: false, run: avx2_f64 });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
-            ks.push(Microkernel { mr: 12, nr: 16, name: "avx512 12x16", run: avx512_f64 });
+            ks.push(Microkernel { mr: 12, nr: 16, name: "avx512 12x16", pairs: false, run: avx512_f64 });
         }
     }
     ks

@@ -11,7 +11,8 @@
 //!
 //! Accumulation is in `f32` for f32/f16/bf16 inputs and in `f64` for f64. Outputs that are
 //! not the accumulator type (f16/bf16) are accumulated in an f32 workspace and converted once,
-//! after the epilogue.
+//! after the epilogue. bf16 · bf16 products on CPUs with AVX-512 BF16 keep their operands in
+//! bf16: the panels hold pairs of k steps per 32-bit slot for `vdpbf16ps` (`kernels`).
 
 mod gemv;
 pub(crate) mod kernels;
@@ -26,6 +27,10 @@ use crate::activation::{Activation, Apply};
 /// The accumulator types: f32 and f64.
 pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + Input<Self> + Output<Self> + 'static {
     fn kernel() -> Microkernel<Self>;
+    /// The kernel for bf16 · bf16 products that reads bf16 pairs, where there is one.
+    fn pair_kernel() -> Option<Microkernel<Self>> {
+        None
+    }
     fn activate(self, act: Activation) -> Self;
     fn mul_add(a: Self, b: Self, c: Self) -> Self;
     fn add(a: Self, b: Self) -> Self;
@@ -39,6 +44,9 @@ pub(crate) trait Acc: Copy + Default + Send + Sync + PartialEq + Input<Self> + O
 impl Acc for f32 {
     fn kernel() -> Microkernel<f32> {
         kernels::f32_kernel()
+    }
+    fn pair_kernel() -> Option<Microkernel<f32>> {
+        kernels::bf16_pair_kernel()
     }
     fn activate(self, act: Activation) -> f32 {
         act.apply_f32(self)
@@ -57,8 +65,9 @@ impl Acc for f32 {
     fn blocking(k: &Microkernel<f32>) -> (usize, usize, usize) {
         // 12x32: A block 120x256 (120 KiB, L2; its 12x256 micro-panel stays in L1), B panel
         // 256x1024 (1 MiB, L2) streaming past it. Tuned on a 2-core Sapphire Rapids
-        // (BENCHMARKS.md): larger A blocks and K blocks of 128 measured no better.
-        (k.mr * 10, 256, k.nr * 32)
+        // (BENCHMARKS.md): larger A blocks and K blocks of 128 measured no better. The bf16
+        // pair kernel packs two k steps in the bytes of one: twice the K block, same bytes.
+        (k.mr * 10, if k.pairs { 512 } else { 256 }, k.nr * 32)
     }
 }
 
@@ -114,7 +123,13 @@ impl Acc for i32 {
 pub(crate) trait Input<A>: Copy + Send + Sync {
     /// Whether this is the accumulator type itself (then it can be read without packing).
     const IS_ACC: bool;
+    /// Whether this is bf16 (then [`Input::bits`] gives its bits, for the pair kernel).
+    const BF16: bool = false;
     fn widen(self) -> A;
+    /// The bits of a bf16 value (unused for other types).
+    fn bits(self) -> u16 {
+        0
+    }
 }
 
 /// An element the GEMM writes.
@@ -145,7 +160,30 @@ macro_rules! io {
 io! { f32:
     f32 => |x| x, |a| a, true;
     f16 => |x| crate::elem::f16_to_f32(x), |a| crate::elem::f32_to_f16(a), false;
-    bf16 => |x| x.to_f32(), |a| bf16::from_f32(a), false;
+}
+
+impl Input<f32> for bf16 {
+    const IS_ACC: bool = false;
+    const BF16: bool = true;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+impl Output<f32> for bf16 {
+    const IS_ACC: bool = false;
+    #[inline(always)]
+    fn narrow(a: f32) -> Self {
+        bf16::from_f32(a)
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
 }
 io! { f64:
     f64 => |x| x, |a| a, true;
@@ -273,14 +311,19 @@ pub(crate) unsafe fn gemm<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
     if m == 0 || n == 0 {
         return;
     }
+    let kernel = match A::pair_kernel() {
+        Some(pairs) if IA::BF16 && IB::BF16 => pairs,
+        _ => A::kernel(),
+    };
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_with(&A::kernel(), a, b, c, accumulate, epilogue) }
+    unsafe { gemm_with(&kernel, a, b, c, accumulate, epilogue) }
 }
 
 /// [`gemm`] with a given micro-kernel (tests run every kernel the CPU has).
 ///
 /// # Safety
-/// As for [`gemm`], and the CPU has the kernel's instruction set.
+/// As for [`gemm`], the CPU has the kernel's instruction set, and a pair kernel gets bf16
+/// operands.
 pub(crate) unsafe fn gemm_with<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
     kernel: &Microkernel<A>,
     a: Mat<IA>,
@@ -290,6 +333,7 @@ pub(crate) unsafe fn gemm_with<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>
     epilogue: &Epilogue<'_, A>,
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
+    debug_assert!(!kernel.pairs || (IA::BF16 && IB::BF16 && std::mem::size_of::<A>() == 4));
     if m == 0 || n == 0 {
         return;
     }
@@ -543,6 +587,7 @@ unsafe fn gemm_team<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
         }
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
+            let ks = kernel.steps(kc);
             let (first, last) = (pc == 0, pc + kc == k);
             let add = !first || accumulate;
             // Everyone is done with the previous B panel; pack this one, a share each.
@@ -552,8 +597,8 @@ unsafe fn gemm_team<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
                 let cols = (mine.end * nr).min(nc) - mine.start * nr;
                 // SAFETY: the columns are inside B; the packed panels are this member's part.
                 unsafe {
-                    let out = std::slice::from_raw_parts_mut(bpack.add(mine.start * nr * kc), mine.len() * nr * kc);
-                    pack_b(b.block(pc, jc + mine.start * nr, kc, cols), out, nr);
+                    let out = std::slice::from_raw_parts_mut(bpack.add(mine.start * nr * ks), mine.len() * nr * ks);
+                    pack_b_for(kernel, b.block(pc, jc + mine.start * nr, kc, cols), out);
                 }
             }
             team.sync();
@@ -561,28 +606,28 @@ unsafe fn gemm_team<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
                 let mc = mc_max.min(r1 - ic);
                 // SAFETY: the rows are inside A; the A buffer is this member's.
                 unsafe {
-                    let out = std::slice::from_raw_parts_mut(apack, mc.div_ceil(mr) * mr * kc);
-                    pack_a(a.block(ic, pc, mc, kc), out, mr);
+                    let out = std::slice::from_raw_parts_mut(apack, mc.div_ceil(mr) * mr * ks);
+                    pack_a_for(kernel, a.block(ic, pc, mc, kc), out);
                 }
                 // The A micro-panel (mr × kc) stays in L1 while the B micro-panels stream
                 // past it from L2.
                 for ir in (0..mc).step_by(mr) {
                     let (i, mt) = (ic + ir, mr.min(mc - ir));
-                    let ap = apack.wrapping_add(ir * kc) as *const A;
+                    let ap = apack.wrapping_add(ir * ks) as *const A;
                     for jr in (0..nc).step_by(nr) {
                         let nt = nr.min(nc - jr);
-                        let bp = bpack.wrapping_add(jr * kc) as *const A;
+                        let bp = bpack.wrapping_add(jr * ks) as *const A;
                         let cb = c.block(i, jc + jr, mt, nt);
                         // SAFETY: the packed panels hold kc steps; each C target holds a
                         // whole tile (C itself for full tiles, else the workspace or the
                         // tile buffer) and belongs to this member's rows.
                         unsafe {
                             if !O::IS_ACC {
-                                (kernel.run)(kc, ap, bp, nr, work.add(i * nc_max + jr), nc_max, add);
+                                (kernel.run)(ks, ap, bp, nr, work.add(i * nc_max + jr), nc_max, add);
                             } else if direct && mt == mr && nt == nr {
-                                (kernel.run)(kc, ap, bp, nr, cb.ptr as *mut A, c.rs as usize, add);
+                                (kernel.run)(ks, ap, bp, nr, cb.ptr as *mut A, c.rs as usize, add);
                             } else {
-                                (kernel.run)(kc, ap, bp, nr, tile.as_mut_ptr(), nr, false);
+                                (kernel.run)(ks, ap, bp, nr, tile.as_mut_ptr(), nr, false);
                                 add_tile(&tile, nr, cb, add);
                             }
                             if last && finishing {
@@ -620,11 +665,13 @@ unsafe fn gemm_direct_b<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
         let (apack, bpack) = (bufs.apack, bufs.bpack);
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
+            let ks = kernel.steps(kc);
             let (first, last) = (pc == 0, pc + kc == k);
             let add = !first || accumulate;
             // SAFETY: the rows are inside A; the buffer holds m rounded up to mr rows of kc.
             unsafe {
-                pack_a(a.block(0, pc, m, kc), std::slice::from_raw_parts_mut(apack, m.div_ceil(mr) * mr * kc), mr)
+                let out = std::slice::from_raw_parts_mut(apack, m.div_ceil(mr) * mr * ks);
+                pack_a_for(kernel, a.block(0, pc, m, kc), out)
             };
             for jr in (0..n).step_by(nr) {
                 let nt = nr.min(n - jr);
@@ -633,19 +680,21 @@ unsafe fn gemm_direct_b<A: Acc, IA: Input<A>, IB: Input<A>, O: Output<A>>(
                     (unsafe { b.ptr.offset(pc as isize * b.rs + jr as isize) } as *const A, b.rs as usize)
                 } else {
                     // SAFETY: the partial panel is inside B; the buffer holds kc × nr.
-                    unsafe { pack_b(b.block(pc, jr, kc, nt), std::slice::from_raw_parts_mut(bpack, kc * nr), nr) };
+                    unsafe {
+                        pack_b_for(kernel, b.block(pc, jr, kc, nt), std::slice::from_raw_parts_mut(bpack, ks * nr))
+                    };
                     (bpack as *const A, nr)
                 };
                 for ir in (0..m).step_by(mr) {
                     let mt = mr.min(m - ir);
                     let cb = c.block(ir, jr, mt, nt);
-                    let ap = apack.wrapping_add(ir * kc) as *const A;
+                    let ap = apack.wrapping_add(ir * ks) as *const A;
                     // SAFETY: as in gemm_team.
                     unsafe {
                         if mt == mr && nt == nr {
-                            (kernel.run)(kc, ap, bp, ldb, cb.ptr as *mut A, c.rs as usize, add);
+                            (kernel.run)(ks, ap, bp, ldb, cb.ptr as *mut A, c.rs as usize, add);
                         } else {
-                            (kernel.run)(kc, ap, bp, ldb, tile.as_mut_ptr(), nr, false);
+                            (kernel.run)(ks, ap, bp, ldb, tile.as_mut_ptr(), nr, false);
                             add_tile(&tile, nr, cb, add);
                         }
                         if last && finishing {
@@ -705,6 +754,104 @@ unsafe fn finish<A: Acc, O: Output<A>>(
                 let p = c.at(i, j);
                 let v = if O::IS_ACC { (*p).widen() } else { *work.wrapping_add(i * wstride + j) };
                 *p = O::narrow(epilogue.apply(v, j0 + j));
+            }
+        }
+    }
+}
+
+/// Packs B for `kernel`: widened to the accumulator, or as bf16 pairs for a pair kernel.
+unsafe fn pack_b_for<A: Acc, I: Input<A>>(kernel: &Microkernel<A>, b: Mat<I>, out: &mut [A]) {
+    // SAFETY: forwarded; a pair kernel's accumulator is f32, four bytes like a pair.
+    unsafe {
+        if kernel.pairs {
+            let out = std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u32, out.len());
+            pack_b_pairs(b, out, kernel.nr)
+        } else {
+            pack_b(b, out, kernel.nr)
+        }
+    }
+}
+
+/// Packs A for `kernel`, as [`pack_b_for`].
+unsafe fn pack_a_for<A: Acc, I: Input<A>>(kernel: &Microkernel<A>, a: Mat<I>, out: &mut [A]) {
+    // SAFETY: as in pack_b_for.
+    unsafe {
+        if kernel.pairs {
+            let out = std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u32, out.len());
+            pack_a_pairs(a, out, kernel.mr)
+        } else {
+            pack_a(a, out, kernel.mr)
+        }
+    }
+}
+
+/// The 32-bit slot of bf16 values `lo` (step 2p) and `hi` (step 2p + 1).
+#[inline(always)]
+fn pair(lo: u16, hi: u16) -> u32 {
+    u32::from(lo) | (u32::from(hi) << 16)
+}
+
+/// Packs a `kc × nc` block of bf16 B into `ceil(nc / nr)` panels of `ceil(kc / 2) × nr`
+/// pairs (zero-padded: an odd k's last step pairs with +0, as does A's).
+unsafe fn pack_b_pairs<A, I: Input<A>>(b: Mat<I>, out: &mut [u32], nr: usize) {
+    let (kc, nc) = (b.rows, b.cols);
+    let ks = kc.div_ceil(2);
+    for (jp, j0) in (0..nc).step_by(nr).enumerate() {
+        let panel = &mut out[jp * ks * nr..(jp + 1) * ks * nr];
+        let w = nr.min(nc - j0);
+        for q in 0..ks {
+            let row = &mut panel[q * nr..(q + 1) * nr];
+            let (p0, p1) = (2 * q, 2 * q + 1);
+            if b.cs == 1 && p1 < kc {
+                // Two contiguous rows of B, interleaved (vectorizes).
+                // SAFETY: both row segments are inside B.
+                let (r0, r1) = unsafe {
+                    (
+                        std::slice::from_raw_parts(b.ptr.offset(p0 as isize * b.rs).add(j0), w),
+                        std::slice::from_raw_parts(b.ptr.offset(p1 as isize * b.rs).add(j0), w),
+                    )
+                };
+                for ((d, x), y) in row.iter_mut().zip(r0).zip(r1) {
+                    *d = pair(x.bits(), y.bits());
+                }
+            } else {
+                for (j, d) in row[..w].iter_mut().enumerate() {
+                    // SAFETY: (p0, j0 + j) and, below kc, (p1, j0 + j) are inside B.
+                    let hi = if p1 < kc { unsafe { b.at(p1, j0 + j) }.bits() } else { 0 };
+                    *d = pair(unsafe { b.at(p0, j0 + j) }.bits(), hi);
+                }
+            }
+            row[w..].fill(0);
+        }
+    }
+}
+
+/// Packs an `mc × kc` block of bf16 A into `ceil(mc / mr)` panels of `ceil(kc / 2) × mr`
+/// pairs (zero-padded).
+unsafe fn pack_a_pairs<A, I: Input<A>>(a: Mat<I>, out: &mut [u32], mr: usize) {
+    let (mc, kc) = (a.rows, a.cols);
+    let ks = kc.div_ceil(2);
+    for (ip, i0) in (0..mc).step_by(mr).enumerate() {
+        let panel = &mut out[ip * ks * mr..(ip + 1) * ks * mr];
+        let h = mr.min(mc - i0);
+        if h < mr {
+            panel.fill(0);
+        }
+        for i in 0..h {
+            if a.cs == 1 {
+                // A row of A: its pairs are adjacent values.
+                // SAFETY: the row segment is inside A.
+                let src = unsafe { std::slice::from_raw_parts(a.ptr.offset((i0 + i) as isize * a.rs), kc) };
+                for (q, two) in src.chunks(2).enumerate() {
+                    panel[q * mr + i] = pair(two[0].bits(), two.get(1).map_or(0, |v| v.bits()));
+                }
+            } else {
+                for q in 0..ks {
+                    let (p0, p1) = (2 * q, 2 * q + 1);
+                    // SAFETY: (i0 + i, p0) and, below kc, (i0 + i, p1) are inside A.
+                    let hi = if p1 < kc { unsafe { a.at(i0 + i, p1) }.bits() } else { 0 };
+                    panel[q * mr + i] = pair(unsafe { a.at(i0 + i, p0) }.bits(), hi);
+                }
             }
         }
     }
@@ -1005,6 +1152,16 @@ mod tests {
         }
 
         #[test]
+        fn bf16_pair_kernel((m, n, k, ta, tb, pad, acc, seed) in shapes(), act in prop::sample::select(Activation::ALL.to_vec()), bias in any::<bool>()) {
+            // Odd k pads the last pair; both storage orders of both operands take their own
+            // packing loops.
+            if let Some(pairs) = kernels::bf16_pair_kernel() {
+                check::<f32, bf16, f32>(&pairs, m, n, k, ta, tb, pad, acc, Activation::None, false, seed, F32_EPS);
+                check::<f32, bf16, bf16>(&pairs, m, n, k, ta, tb, pad, acc, act, bias, seed, 1.0 / 256.0);
+            }
+        }
+
+        #[test]
         fn epilogues((m, n, k, ta, tb, pad, acc, seed) in shapes(), act in prop::sample::select(Activation::ALL.to_vec()), bias in any::<bool>()) {
             for kernel in kernels::all_f32_kernels() {
                 check::<f32, f32, f32>(&kernel, m, n, k, ta, tb, pad, acc, act, bias, seed, 4.0 * F32_EPS);
@@ -1021,6 +1178,39 @@ mod tests {
         check::<f32, f32, f32>(&kernel, 301, 1100, 700, false, false, 1, false, Activation::None, false, 7, F32_EPS);
         check::<f32, f32, f32>(&kernel, 1100, 77, 530, true, true, 0, true, Activation::Relu, true, 8, F32_EPS);
         check::<f32, bf16, bf16>(&kernel, 260, 600, 300, false, true, 0, true, Activation::Silu, true, 9, 1.0 / 256.0);
+        if let Some(pairs) = kernels::bf16_pair_kernel() {
+            // Threaded, several K blocks (of 512 for pairs) with an odd k; then few rows
+            // against a row-major B (its panels packed, not read in place).
+            check::<f32, bf16, f32>(
+                &pairs,
+                301,
+                1100,
+                1201,
+                false,
+                false,
+                1,
+                false,
+                Activation::None,
+                false,
+                15,
+                F32_EPS,
+            );
+            check::<f32, bf16, bf16>(
+                &pairs,
+                260,
+                600,
+                777,
+                true,
+                true,
+                0,
+                true,
+                Activation::Silu,
+                true,
+                16,
+                1.0 / 256.0,
+            );
+            check::<f32, bf16, f32>(&pairs, 20, 3001, 701, false, false, 1, true, Activation::Relu, true, 17, F32_EPS);
+        }
         // A few rows against a wide B read in place, split across threads; with bias.
         check::<f32, f32, f32>(
             &kernel,
