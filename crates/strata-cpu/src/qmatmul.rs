@@ -385,12 +385,18 @@ fn fp4_table() -> [f32; 16] {
 /// one scale each: `out[i] = value(code_i) · scale(block of i)`.
 fn decode_fp4(bytes: &[u8], block: usize, scales: impl Iterator<Item = f32>, out: &mut [f32]) {
     let scales: Vec<f32> = scales.collect();
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX-512F/BW.
-        done = unsafe { decode_fp4_avx512(bytes, block, &scales, out) };
-    }
+    // The elements a SIMD decoder did (the rest are decoded one by one below).
+    let done = {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F/BW.
+            unsafe { decode_fp4_avx512(bytes, block, &scales, out) }
+        } else {
+            0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        0
+    };
     let table = fp4_table();
     for j in done / 2..bytes.len() {
         let s = scales[2 * j / block];

@@ -144,6 +144,54 @@ simd_kernel! { avx2_f32, "avx2,fma", f32, __m256, 6, 2, 8, _mm256_setzero_ps, _m
 #[cfg(target_arch = "x86_64")]
 simd_kernel! { avx2_f64, "avx2,fma", f64, __m256d, 6, 2, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd }
 
+/// A NEON kernel (every aarch64 CPU has NEON): `$mr` rows of `$nv` 128-bit vectors, the same
+/// loop as the x86 kernels.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_kernel {
+    ($name:ident, $t:ty, $vec:ty, $mr:literal, $nv:literal, $lanes:literal,
+     $load:ident, $dup:ident, $fma:ident, $add:ident, $store:ident) => {
+        #[target_feature(enable = "neon")]
+        unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
+            use std::arch::aarch64::*;
+            let zero = $dup(0.0);
+            let mut acc: [[$vec; $nv]; $mr] = [[zero; $nv]; $mr];
+            let (mut a, mut b) = (a, b);
+            for _ in 0..k {
+                // SAFETY: the caller guarantees k steps of both panels.
+                unsafe {
+                    let mut bv: [$vec; $nv] = [zero; $nv];
+                    for v in 0..$nv {
+                        bv[v] = $load(b.add(v * $lanes));
+                    }
+                    for i in 0..$mr {
+                        let ai = $dup(*a.add(i));
+                        for v in 0..$nv {
+                            acc[i][v] = $fma(acc[i][v], bv[v], ai);
+                        }
+                    }
+                    a = a.add($mr);
+                    b = b.add(ldb);
+                }
+            }
+            for i in 0..$mr {
+                for v in 0..$nv {
+                    // SAFETY: C holds the tile.
+                    unsafe {
+                        let p = c.add(i * rs_c + v * $lanes);
+                        $store(p, if accumulate { $add($load(p), acc[i][v]) } else { acc[i][v] });
+                    }
+                }
+            }
+        }
+    };
+}
+
+// 8 × 12 f32 and 8 × 6 f64: 24 accumulators, 3 B vectors and a broadcast of the 32 registers.
+#[cfg(target_arch = "aarch64")]
+neon_kernel! { neon_f32, f32, float32x4_t, 8, 3, 4, vld1q_f32, vdupq_n_f32, vfmaq_f32, vaddq_f32, vst1q_f32 }
+#[cfg(target_arch = "aarch64")]
+neon_kernel! { neon_f64, f64, float64x2_t, 8, 3, 2, vld1q_f64, vdupq_n_f64, vfmaq_f64, vaddq_f64, vst1q_f64 }
+
 // The bf16-pair kernel's operations on f32 vectors that carry pairs of bf16 values: a
 // broadcast of one slot's bits and `vdpbf16ps`.
 #[cfg(target_arch = "x86_64")]
@@ -253,6 +301,10 @@ fn choose_f32() -> Microkernel<f32> {
             return Microkernel { mr: 6, nr: 16, name: "avx2 6x16", pairs: false, run: avx2_f32 };
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if allowed("neon") {
+        return Microkernel { mr: 8, nr: 12, name: "neon 8x12", pairs: false, run: neon_f32 };
+    }
     Microkernel { mr: 4, nr: 8, name: "portable 4x8", pairs: false, run: portable_f32 }
 }
 
@@ -271,6 +323,7 @@ pub(crate) fn i32_kernel() -> Microkernel<i32> {
 }
 
 #[cfg(test)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
 pub(crate) fn all_i32_kernels() -> Vec<Microkernel<i32>> {
     let mut ks = vec![Microkernel {
         mr: 4,
@@ -297,6 +350,10 @@ fn choose_f64() -> Microkernel<f64> {
             return Microkernel { mr: 6, nr: 8, name: "avx2 6x8", pairs: false, run: avx2_f64 };
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if allowed("neon") {
+        return Microkernel { mr: 8, nr: 6, name: "neon 8x6", pairs: false, run: neon_f64 };
+    }
     Microkernel { mr: 4, nr: 4, name: "portable 4x4", pairs: false, run: portable_f64 }
 }
 
@@ -319,6 +376,8 @@ pub(crate) fn all_f32_kernels() -> Vec<Microkernel<f32>> {
             ks.push(Microkernel { mr: 12, nr: 32, name: "avx512 12x32", pairs: false, run: avx512_f32 });
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    ks.push(Microkernel { mr: 8, nr: 12, name: "neon 8x12", pairs: false, run: neon_f32 });
     ks
 }
 
@@ -341,5 +400,7 @@ pub(crate) fn all_f64_kernels() -> Vec<Microkernel<f64>> {
             ks.push(Microkernel { mr: 12, nr: 16, name: "avx512 12x16", pairs: false, run: avx512_f64 });
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    ks.push(Microkernel { mr: 8, nr: 6, name: "neon 8x6", pairs: false, run: neon_f64 });
     ks
 }
