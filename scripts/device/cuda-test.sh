@@ -24,7 +24,7 @@ for kernel in wg warp; do
 done
 # The warp-specialized kernel runs in pairs of CTAs (sharing B) for fp8 and alone otherwise,
 # with cooperative consumers unless told otherwise; run every product the other ways too.
-for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" \
+for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" "STRATA_GEMM_SCHEDULE=coop" \
     "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=2"; do
     echo "== matmul2d with $setting"
     env $setting STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"

@@ -378,8 +378,11 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             // One arrival per warp of the consumers that read the stage, in each CTA.
             mbar_init(&empty[s], (PP ? 4 : 8) * CL);
         }
-        mbar_init(&turn[0], 1);
-        mbar_init(&turn[1], 1);
+        // One arrival per warp of the consumer handing over: the turn passes only when all
+        // four have waited for it and issued their products, so no warp of the other
+        // consumer can fall two phases behind (a single arrival let a slow warp miss one).
+        mbar_init(&turn[0], 4);
+        mbar_init(&turn[1], 4);
         mbar_init_fence();
     }
     if constexpr (CL > 1) cluster_sync();
@@ -462,7 +465,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 if (kt > k_begin) release((it - 1) % S);
             }
             // Every stage of this unit has landed: the other consumer's turn.
-            if (PP && threadIdx.x % 128 == 0) mbar_arrive(&turn[1 - cw]);
+            if (PP && leader) mbar_arrive(&turn[1 - cw]);
             wgmma_wait<0>();
             acc.fence();
             if (k_end > k_begin) release((it - 1) % S);
