@@ -76,26 +76,40 @@ portable_kernel!(portable_f64, f64, 4, 4);
 portable_kernel!(portable_i32, i32, 4, 8);
 
 /// How many steps ahead the kernels prefetch B (8 to 16 measured alike; BENCHMARKS.md).
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PREFETCH: usize = 16;
 
-/// A SIMD kernel for one instruction set: `$mr` rows, `$nv` vectors of `$lanes` per row.
+/// Asks for the cache line holding `p` (a hint: it never faults, whatever the address).
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    use std::arch::x86_64::*;
+    #[allow(unused_unsafe)]
+    // SAFETY: a prefetch reads nothing and cannot fault.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    }
+}
+/// NEON kernels leave prefetching to the hardware (stable Rust has no prefetch on aarch64).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn prefetch<T>(_: *const T) {}
+
+/// A SIMD kernel for one instruction set of architecture `$arch`: `$mr` rows, `$nv` vectors
+/// of `$lanes` per row.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! simd_kernel {
-    ($name:ident, $feature:literal, $t:ty, $vec:ty, $mr:literal, $nv:literal, $lanes:literal,
+    ($name:ident, $arch:ident, $feature:literal, $t:ty, $vec:ty, $mr:literal, $nv:literal, $lanes:literal,
      $zero:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
         #[target_feature(enable = $feature)]
         unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
-            use std::arch::x86_64::*;
+            use std::arch::$arch::*;
             let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
             // Bring the C tile toward L1 while the products run: its rows are far apart and
             // would otherwise all miss at the end.
             for i in 0..$mr {
-                // SAFETY: prefetches of addresses inside C never fault.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs_c).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * rs_c + $nv * $lanes - 1).cast());
-                }
+                prefetch(c.wrapping_add(i * rs_c));
+                prefetch(c.wrapping_add(i * rs_c + $nv * $lanes - 1));
             }
             let (mut a, mut b) = (a, b);
             for _ in 0..k {
@@ -106,8 +120,8 @@ macro_rules! simd_kernel {
                         bv[v] = $load(b.add(v * $lanes));
                     }
                     // The B micro-panel streams from L2: ask for it a few steps ahead.
-                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * ldb).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH * ldb + $nv * $lanes - 1).cast());
+                    prefetch(b.wrapping_add(PREFETCH * ldb));
+                    prefetch(b.wrapping_add(PREFETCH * ldb + $nv * $lanes - 1));
                     for i in 0..$mr {
                         let ai = $set1(*a.add(i));
                         for v in 0..$nv {
@@ -134,63 +148,56 @@ macro_rules! simd_kernel {
 // One line per kernel: name, features, element, vector, MR, vectors per row, lanes, and the
 // intrinsics for zero, load, broadcast, multiply-add, add and store.
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx512_f32, "avx512f", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps }
+simd_kernel! { avx512_f32, x86_64, "avx512f", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps }
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx512_f64, "avx512f", f64, __m512d, 12, 2, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd }
+simd_kernel! { avx512_f64, x86_64, "avx512f", f64, __m512d, 12, 2, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_storeu_pd }
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx512_i32, "avx512f", i32, __m512i, 12, 2, 16, _mm512_setzero_si512, load512_i32, _mm512_set1_epi32, mla512_i32, _mm512_add_epi32, store512_i32 }
+simd_kernel! { avx512_i32, x86_64, "avx512f", i32, __m512i, 12, 2, 16, _mm512_setzero_si512, load512_i32, _mm512_set1_epi32, mla512_i32, _mm512_add_epi32, store512_i32 }
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx2_f32, "avx2,fma", f32, __m256, 6, 2, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps }
+simd_kernel! { avx2_f32, x86_64, "avx2,fma", f32, __m256, 6, 2, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps }
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx2_f64, "avx2,fma", f64, __m256d, 6, 2, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd }
+simd_kernel! { avx2_f64, x86_64, "avx2,fma", f64, __m256d, 6, 2, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_storeu_pd }
 
-/// A NEON kernel (every aarch64 CPU has NEON): `$mr` rows of `$nv` 128-bit vectors, the same
-/// loop as the x86 kernels.
+// NEON's zero and multiply-add in the argument order of the x86 intrinsics.
 #[cfg(target_arch = "aarch64")]
-macro_rules! neon_kernel {
-    ($name:ident, $t:ty, $vec:ty, $mr:literal, $nv:literal, $lanes:literal,
-     $load:ident, $dup:ident, $fma:ident, $add:ident, $store:ident) => {
-        #[target_feature(enable = "neon")]
-        unsafe fn $name(k: usize, a: *const $t, b: *const $t, ldb: usize, c: *mut $t, rs_c: usize, accumulate: bool) {
-            use std::arch::aarch64::*;
-            let zero = $dup(0.0);
-            let mut acc: [[$vec; $nv]; $mr] = [[zero; $nv]; $mr];
-            let (mut a, mut b) = (a, b);
-            for _ in 0..k {
-                // SAFETY: the caller guarantees k steps of both panels.
-                unsafe {
-                    let mut bv: [$vec; $nv] = [zero; $nv];
-                    for v in 0..$nv {
-                        bv[v] = $load(b.add(v * $lanes));
-                    }
-                    for i in 0..$mr {
-                        let ai = $dup(*a.add(i));
-                        for v in 0..$nv {
-                            acc[i][v] = $fma(acc[i][v], bv[v], ai);
-                        }
-                    }
-                    a = a.add($mr);
-                    b = b.add(ldb);
-                }
-            }
-            for i in 0..$mr {
-                for v in 0..$nv {
-                    // SAFETY: C holds the tile.
-                    unsafe {
-                        let p = c.add(i * rs_c + v * $lanes);
-                        $store(p, if accumulate { $add($load(p), acc[i][v]) } else { acc[i][v] });
-                    }
-                }
-            }
-        }
-    };
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_zero_f32() -> std::arch::aarch64::float32x4_t {
+    std::arch::aarch64::vdupq_n_f32(0.0)
+}
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_fma_f32(
+    a: std::arch::aarch64::float32x4_t,
+    b: std::arch::aarch64::float32x4_t,
+    acc: std::arch::aarch64::float32x4_t,
+) -> std::arch::aarch64::float32x4_t {
+    std::arch::aarch64::vfmaq_f32(acc, b, a)
+}
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_zero_f64() -> std::arch::aarch64::float64x2_t {
+    std::arch::aarch64::vdupq_n_f64(0.0)
+}
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_fma_f64(
+    a: std::arch::aarch64::float64x2_t,
+    b: std::arch::aarch64::float64x2_t,
+    acc: std::arch::aarch64::float64x2_t,
+) -> std::arch::aarch64::float64x2_t {
+    std::arch::aarch64::vfmaq_f64(acc, b, a)
 }
 
-// 8 × 12 f32 and 8 × 6 f64: 24 accumulators, 3 B vectors and a broadcast of the 32 registers.
+// NEON (every aarch64 CPU has it), 8 × 12 f32 and 8 × 6 f64: 24 accumulators, 3 B vectors and
+// a broadcast of the 32 registers.
 #[cfg(target_arch = "aarch64")]
-neon_kernel! { neon_f32, f32, float32x4_t, 8, 3, 4, vld1q_f32, vdupq_n_f32, vfmaq_f32, vaddq_f32, vst1q_f32 }
+simd_kernel! { neon_f32, aarch64, "neon", f32, float32x4_t, 8, 3, 4, neon_zero_f32, vld1q_f32, vdupq_n_f32, neon_fma_f32, vaddq_f32, vst1q_f32 }
 #[cfg(target_arch = "aarch64")]
-neon_kernel! { neon_f64, f64, float64x2_t, 8, 3, 2, vld1q_f64, vdupq_n_f64, vfmaq_f64, vaddq_f64, vst1q_f64 }
+simd_kernel! { neon_f64, aarch64, "neon", f64, float64x2_t, 8, 3, 2, neon_zero_f64, vld1q_f64, vdupq_n_f64, neon_fma_f64, vaddq_f64, vst1q_f64 }
 
 // The bf16-pair kernel's operations on f32 vectors that carry pairs of bf16 values: a
 // broadcast of one slot's bits and `vdpbf16ps`.
@@ -215,7 +222,7 @@ fn dot_pairs(
     _mm512_dpbf16_ps(acc, a, b)
 }
 #[cfg(target_arch = "x86_64")]
-simd_kernel! { avx512_bf16_pairs, "avx512f,avx512bf16", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, set1_pair, dot_pairs, _mm512_add_ps, _mm512_storeu_ps }
+simd_kernel! { avx512_bf16_pairs, x86_64, "avx512f,avx512bf16", f32, __m512, 12, 2, 16, _mm512_setzero_ps, _mm512_loadu_ps, set1_pair, dot_pairs, _mm512_add_ps, _mm512_storeu_ps }
 
 /// The AVX-512 BF16 kernel for bf16 · bf16 products, where the CPU has it (chosen once).
 pub(crate) fn bf16_pair_kernel() -> Option<Microkernel<f32>> {
