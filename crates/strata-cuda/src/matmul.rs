@@ -240,8 +240,9 @@ impl WsConfig {
             Ok("2") => true,
             _ => strata_core::kernel::is_fp8(t),
         };
-        let rows = if pingpong { 64 } else { 128 };
-        WsConfig { right_k_major, cluster: if m > rows && pairs { 2 } else { 1 }, pingpong }
+        let alone = WsConfig { right_k_major, cluster: 1, pingpong };
+        // Pairs need a second row of tiles.
+        WsConfig { cluster: if m > alone.rows() && pairs { 2 } else { 1 }, ..alone }
     }
 
     /// Rows of A (and of C) in one work unit's tile.
