@@ -46,7 +46,7 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
   {"op": "mlp_step", "batch", "dims", "hidden", "classes"}  one MLP training step (Adam)
   {"op": "transformer_step", "layers", "dims", "heads", "mlp", "batch", "seq"}  one
       transformer-encoder training step (causal mask, MSE to a fixed target, Adam)
-  {"op": "linalg", "fn": "solve"|"eigh"|"svd", "n"}  float64 n×n factorizations
+  {"op": "linalg", "fn": "solve"|"eigh"|"svd"|"eig", "n"}  float64 n×n factorizations
       mlx           uncompiled, mx.eval
       mlx_compiled  the same function through mx.compile
       numpy         the same expression in NumPy
@@ -481,6 +481,8 @@ def linalg_numpy(case):
         return lambda: np.linalg.eigh(s)
     if fn == "svd":
         return lambda: np.linalg.svd(a, full_matrices=False)
+    if fn == "eig":
+        return lambda: np.linalg.eig(a)
     raise ValueError(f"no linalg function {fn}")
 
 

@@ -113,6 +113,10 @@ fn main() {
         let (u, s, vt) = strata::linalg::svd(&a).unwrap();
         strata::eval_all(&[&u, &s, &vt]).unwrap()
     };
+    let eig = || {
+        let (w, v) = strata::linalg::eig(&a).unwrap();
+        strata::eval_all(&[&w, &v]).unwrap()
+    };
 
     type Case<'a> = (&'a str, serde_json::Value, Vec<&'a str>, Box<dyn Fn() + 'a>, f64);
     let cases: Vec<Case> = vec![
@@ -160,6 +164,7 @@ fn main() {
         ),
         ("linalg eigh 512×512 f64", json!({"op": "linalg", "fn": "eigh", "n": m}), vec!["numpy"], Box::new(eigh), 1.0),
         ("linalg svd 512×512 f64", json!({"op": "linalg", "fn": "svd", "n": m}), vec!["numpy"], Box::new(svd), 1.0),
+        ("linalg eig 512×512 f64", json!({"op": "linalg", "fn": "eig", "n": m}), vec!["numpy"], Box::new(eig), 1.0),
         (
             "MLP step 784-256-10, Adam, batch 1024",
             json!({"op": "mlp_step", "batch": 1024, "dims": 784, "hidden": 256, "classes": 10}),

@@ -2,15 +2,18 @@
 //! last two axes (leading axes are a batch).
 //!
 //! The factorizations run on the host in float64 (float32 inputs come back as float32), as
-//! MLX runs its linalg on the CPU: LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
-//! `lu`, `lu_factor`), Cholesky, triangular solves, Householder QR, cyclic Jacobi for `eigh`,
-//! one-sided Jacobi for `svd`, the complex Schur form (Hessenberg reduction, shifted QR) for
-//! `eig`/`eigvals`. Each is one host function in the graph with a reverse-mode rule
+//! MLX runs its linalg on the CPU. LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
+//! `lu`, `lu_factor`), Cholesky, QR, the symmetric eigensolver (`eigh`) and the SVD are
+//! faer's blocked algorithms; `eig`/`eigvals` use our complex Schur form (Hessenberg
+//! reduction, shifted QR). Each is one host function in the graph with a reverse-mode rule
 //! written in array ops (so gradients run on the device and compose); forward mode is the
 //! reverse rule transposed (the rule is linear in the cotangents). `eig` has no rule yet.
 //! `norm`, `cross` and `pinv` are compositions of other ops.
 
 use strata_core::{DType, Error, Result};
+
+use faer::linalg::solvers::Solve;
+use faer::{MatMut, MatRef, Side};
 
 use crate::custom::host_function;
 use crate::graph::Array;
@@ -73,166 +76,93 @@ fn mt(a: &Array) -> Result<Array> {
 }
 
 // ---- host algorithms (one matrix, row-major, float64) ------------------------------------
+//
+// The factorizations are faer's (blocked, on its GEMM and our rayon pool): a row-major slice
+// is a strided view for it, and results come back row-major.
 
-/// LU with partial pivoting in place: returns the row permutation and its sign, or the column
-/// where a pivot is exactly zero.
-fn lu_in_place(a: &mut [f64], n: usize) -> (Vec<usize>, f64, Option<usize>) {
+fn view(a: &[f64], rows: usize, cols: usize) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(a, rows, cols)
+}
+
+fn row_major(m: MatRef<'_, f64>) -> Vec<f64> {
+    let mut out = vec![0.0; m.nrows() * m.ncols()];
+    MatMut::from_row_major_slice_mut(&mut out, m.nrows(), m.ncols()).copy_from(m);
+    out
+}
+
+/// NaN or infinity in the matrix: iterative factorizations would not converge on it.
+fn check_finite(op: &'static str, a: &[f64], b: usize) -> Result<()> {
+    match a.iter().all(|x| x.is_finite()) {
+        true => Ok(()),
+        false => Err(err(op, format!("matrix {b} of the batch contains NaN or infinity"))),
+    }
+}
+
+/// An LU factorization with partial pivoting: `L U = A[perm]` with `L` unit lower and `U`
+/// upper packed in `factors`, the sign of the permutation, and the first column whose pivot is
+/// exactly zero, if any.
+struct Lu {
+    factors: Vec<f64>,
+    perm: Vec<usize>,
+    sign: f64,
+    singular: Option<usize>,
+}
+
+/// LU with partial pivoting (the first of equal pivots, as LAPACK's idamax, so ties factor as
+/// NumPy and MLX do). A matrix with an exactly zero pivot goes through the unblocked loop,
+/// which leaves that column as it is, as LAPACK's `getrf` does (faer would divide by it).
+fn lu_host(a: &[f64], n: usize) -> Lu {
+    let f = view(a, n, n).partial_piv_lu();
+    let u = f.U();
+    if (0..n).all(|k| u[(k, k)] != 0.0) {
+        let l = f.L();
+        let factors = (0..n * n).map(|p| if p % n < p / n { l[(p / n, p % n)] } else { u[(p / n, p % n)] }).collect();
+        let perm = f.P().arrays().0.to_vec();
+        return Lu { factors, sign: permutation_sign(&perm), perm, singular: None };
+    }
+    let mut factors = a.to_vec();
     let mut perm: Vec<usize> = (0..n).collect();
     let (mut sign, mut singular) = (1.0, None);
     for k in 0..n {
-        // The first of equal pivots, as LAPACK's idamax (so ties factor as NumPy and MLX do).
-        let p = (k..n).fold(k, |best, i| if a[i * n + k].abs() > a[best * n + k].abs() { i } else { best });
-        if a[p * n + k] == 0.0 {
+        let p = (k..n).fold(k, |best, i| if factors[i * n + k].abs() > factors[best * n + k].abs() { i } else { best });
+        if factors[p * n + k] == 0.0 {
             singular.get_or_insert(k);
             continue;
         }
         if p != k {
             for j in 0..n {
-                a.swap(k * n + j, p * n + j);
+                factors.swap(k * n + j, p * n + j);
             }
             perm.swap(k, p);
             sign = -sign;
         }
         for i in k + 1..n {
-            let f = a[i * n + k] / a[k * n + k];
-            a[i * n + k] = f;
+            let f = factors[i * n + k] / factors[k * n + k];
+            factors[i * n + k] = f;
             for j in k + 1..n {
-                a[i * n + j] -= f * a[k * n + j];
+                factors[i * n + j] -= f * factors[k * n + j];
             }
         }
     }
-    (perm, sign, singular)
+    Lu { factors, perm, sign, singular }
 }
 
-/// Solves `LU x = P b` for the `m` columns of `b` (`n × m`, row-major), in place.
-fn lu_solve(lu: &[f64], perm: &[usize], n: usize, b: &mut [f64], m: usize) {
-    let pb: Vec<f64> = perm.iter().flat_map(|&p| b[p * m..(p + 1) * m].to_vec()).collect();
-    b.copy_from_slice(&pb);
-    for c in 0..m {
-        for i in 0..n {
-            let s: f64 = (0..i).map(|j| lu[i * n + j] * b[j * m + c]).sum();
-            b[i * m + c] -= s;
+fn permutation_sign(perm: &[usize]) -> f64 {
+    let mut seen = vec![false; perm.len()];
+    let mut sign = 1.0;
+    for start in 0..perm.len() {
+        let mut i = start;
+        let mut len = 0;
+        while !seen[i] {
+            seen[i] = true;
+            i = perm[i];
+            len += 1;
         }
-        for i in (0..n).rev() {
-            let s: f64 = (i + 1..n).map(|j| lu[i * n + j] * b[j * m + c]).sum();
-            b[i * m + c] = (b[i * m + c] - s) / lu[i * n + i];
-        }
-    }
-}
-
-/// Cyclic Jacobi on a symmetric matrix: eigenvalues ascending and the eigenvectors as columns.
-fn jacobi_eigh(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = a.to_vec();
-    let mut v = vec![0.0; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * n + j].powi(2))
-            .sum();
-        let total: f64 = a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
+        if len % 2 == 0 && len > 0 {
+            sign = -sign;
         }
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| a[i * n + i].total_cmp(&a[j * n + j]));
-    let w = order.iter().map(|&i| a[i * n + i]).collect();
-    let mut vs = vec![0.0; n * n];
-    for (c, &o) in order.iter().enumerate() {
-        for r in 0..n {
-            vs[r * n + c] = v[r * n + o];
-        }
-    }
-    (w, vs)
-}
-
-/// One-sided Jacobi SVD of an `m × n` matrix with `m ≥ n`: `U` (`m × n`), `S` (descending) and
-/// `V` (`n × n`, columns the right singular vectors).
-fn jacobi_svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let mut u = a.to_vec();
-    let mut v = vec![0.0; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let mut rotated = false;
-        for p in 0..n {
-            for q in p + 1..n {
-                let (mut alpha, mut beta, mut gamma) = (0.0, 0.0, 0.0);
-                for k in 0..m {
-                    let (up, uq) = (u[k * n + p], u[k * n + q]);
-                    alpha += up * up;
-                    beta += uq * uq;
-                    gamma += up * uq;
-                }
-                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
-                    continue;
-                }
-                rotated = true;
-                let zeta = (beta - alpha) / (2.0 * gamma);
-                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
-                let t = if zeta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (1.0 + t * t).sqrt();
-                let s = c * t;
-                for k in 0..m {
-                    let (up, uq) = (u[k * n + p], u[k * n + q]);
-                    u[k * n + p] = c * up - s * uq;
-                    u[k * n + q] = s * up + c * uq;
-                }
-                for k in 0..n {
-                    let (vp, vq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vp - s * vq;
-                    v[k * n + q] = s * vp + c * vq;
-                }
-            }
-        }
-        if !rotated {
-            break;
-        }
-    }
-    let norms: Vec<f64> = (0..n).map(|j| (0..m).map(|k| u[k * n + j].powi(2)).sum::<f64>().sqrt()).collect();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| norms[j].total_cmp(&norms[i]));
-    let (mut uo, mut vo) = (vec![0.0; m * n], vec![0.0; n * n]);
-    for (c, &o) in order.iter().enumerate() {
-        for k in 0..m {
-            uo[k * n + c] = if norms[o] > 0.0 { u[k * n + o] / norms[o] } else { 0.0 };
-        }
-        for k in 0..n {
-            vo[k * n + c] = v[k * n + o];
-        }
-    }
-    (uo, order.iter().map(|&o| norms[o]).collect(), vo)
+    sign
 }
 
 // ---- public functions --------------------------------------------------------------------
@@ -272,14 +202,12 @@ pub fn solve(a: &Array, b: &Array) -> Result<Array> {
             let k = bm.cols;
             let mut xs = Vec::with_capacity(bm.data.len());
             for i in 0..am.count() {
-                let mut l = am.mat(i).to_vec();
-                let (perm, _, singular) = lu_in_place(&mut l, n);
-                if let Some(c) = singular {
+                let f = view(am.mat(i), n, n).partial_piv_lu();
+                let u = f.U();
+                if let Some(c) = (0..n).find(|&c| u[(c, c)] == 0.0) {
                     return Err(err("solve", format!("matrix {i} of the batch is singular (no pivot in column {c})")));
                 }
-                let mut x = bm.mat(i).to_vec();
-                lu_solve(&l, &perm, n, &mut x, k);
-                xs.extend(x);
+                xs.extend(row_major(f.solve(view(bm.mat(i), n, k)).as_ref()));
             }
             Ok(vec![out(xs, args[1].shape(), t, &args[0])?])
         },
@@ -316,8 +244,7 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
             let am = Mats::of("slogdet", &args[0])?;
             let (mut signs, mut logs) = (Vec::new(), Vec::new());
             for i in 0..am.count() {
-                let mut l = am.mat(i).to_vec();
-                let (_, mut sign, singular) = lu_in_place(&mut l, n);
+                let Lu { factors: l, mut sign, singular, .. } = lu_host(am.mat(i), n);
                 if singular.is_some() {
                     signs.push(0.0);
                     logs.push(f64::NEG_INFINITY);
@@ -398,8 +325,7 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
             let am = Mats::of(op, &args[0])?;
             let (mut factors, mut rows, mut swaps) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..am.count() {
-                let mut l = am.mat(i).to_vec();
-                let (perm, _, _) = lu_in_place(&mut l, n);
+                let Lu { factors: l, perm, .. } = lu_host(am.mat(i), n);
                 // perm[i] is the row of A that ended at row i; p is its inverse.
                 let mut p = vec![0.0; n];
                 for (i, &r) in perm.iter().enumerate() {
@@ -474,23 +400,12 @@ pub fn cholesky(a: &Array) -> Result<Array> {
             let am = Mats::of("cholesky", &args[0])?;
             let mut ls = Vec::with_capacity(am.data.len());
             for b in 0..am.count() {
-                let a = am.mat(b);
-                let mut l = vec![0.0; n * n];
-                for j in 0..n {
-                    let d = a[j * n + j] - (0..j).map(|k| l[j * n + k] * l[j * n + k]).sum::<f64>();
-                    if d <= 0.0 || d.is_nan() {
-                        return Err(err(
-                            "cholesky",
-                            format!("matrix {b} of the batch is not positive definite (pivot {j} is {d})"),
-                        ));
-                    }
-                    l[j * n + j] = d.sqrt();
-                    for i in j + 1..n {
-                        let s = a[i * n + j] - (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum::<f64>();
-                        l[i * n + j] = s / l[j * n + j];
-                    }
-                }
-                ls.extend(l);
+                check_finite("cholesky", am.mat(b), b)?;
+                let f = view(am.mat(b), n, n).llt(Side::Lower).map_err(|e| {
+                    let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
+                    err("cholesky", format!("matrix {b} of the batch is not positive definite (pivot {index})"))
+                })?;
+                ls.extend(row_major(f.L()));
             }
             Ok(vec![out(ls, args[0].shape(), t, &args[0])?])
         },
@@ -544,12 +459,12 @@ pub fn eigh(a: &Array) -> Result<(Array, Array)> {
             let am = Mats::of("eigh", &args[0])?;
             let (mut ws, mut vs) = (Vec::new(), Vec::new());
             for b in 0..am.count() {
-                let m = am.mat(b);
-                let sym: Vec<f64> =
-                    (0..n * n).map(|k| if k / n >= k % n { m[k] } else { m[(k % n) * n + k / n] }).collect();
-                let (w, v) = jacobi_eigh(&sym, n);
-                ws.extend(w);
-                vs.extend(v);
+                check_finite("eigh", am.mat(b), b)?;
+                let e = view(am.mat(b), n, n)
+                    .self_adjoint_eigen(Side::Lower)
+                    .map_err(|e| err("eigh", format!("matrix {b} of the batch: {e:?}")))?;
+                ws.extend(e.S().column_vector().iter().copied());
+                vs.extend(row_major(e.U()));
             }
             let wshape = [&am.batch[..], &[n]].concat();
             Ok(vec![out(ws, &wshape, t, &args[0])?, out(vs, args[0].shape(), t, &args[0])?])
@@ -584,7 +499,8 @@ pub fn eigvalsh(a: &Array) -> Result<Array> {
 }
 
 /// The reduced QR factorization `A = Q R` (`Q [..., m, k]` with orthonormal columns, `R [...,
-/// k, n]` upper triangular, `k = min(m, n)`), by Householder reflections. Differentiable for
+/// k, n]` upper triangular with a non-negative diagonal, `k = min(m, n)`), by blocked
+/// Householder reflections. Differentiable for
 /// full-rank matrices of any shape (for wide ones, `m < n`, through the leading square block).
 pub fn qr(a: &Array) -> Result<(Array, Array)> {
     let (a, t, m, n, batch) = matrices("qr", a)?;
@@ -597,51 +513,17 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
             let am = Mats::of("qr", &args[0])?;
             let (mut qs, mut rs) = (Vec::new(), Vec::new());
             for b in 0..am.count() {
-                let mut r = am.mat(b).to_vec();
-                let mut q = vec![0.0; m * m];
-                for i in 0..m {
-                    q[i * m + i] = 1.0;
-                }
-                for j in 0..k {
-                    let norm = (j..m).map(|i| r[i * n + j].powi(2)).sum::<f64>().sqrt();
-                    if norm == 0.0 {
-                        continue;
-                    }
-                    let alpha = if r[j * n + j] > 0.0 { -norm } else { norm };
-                    let mut v: Vec<f64> = (j..m).map(|i| r[i * n + j]).collect();
-                    v[0] -= alpha;
-                    let vn: f64 = v.iter().map(|x| x * x).sum();
-                    if vn == 0.0 {
-                        continue;
-                    }
-                    for c in 0..n {
-                        let d: f64 = (j..m).map(|i| v[i - j] * r[i * n + c]).sum::<f64>() * 2.0 / vn;
-                        for i in j..m {
-                            r[i * n + c] -= d * v[i - j];
-                        }
-                    }
-                    for row in 0..m {
-                        let d: f64 = (j..m).map(|i| q[row * m + i] * v[i - j]).sum::<f64>() * 2.0 / vn;
-                        for i in j..m {
-                            q[row * m + i] -= d * v[i - j];
-                        }
-                    }
-                }
+                let f = view(am.mat(b), m, n).qr();
+                let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
                 // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
                 for j in 0..k {
                     if r[j * n + j] < 0.0 {
-                        for c in 0..n {
-                            r[j * n + c] = -r[j * n + c];
-                        }
-                        for row in 0..m {
-                            q[row * m + j] = -q[row * m + j];
-                        }
+                        r[j * n..(j + 1) * n].iter_mut().for_each(|x| *x = -*x);
+                        (0..m).for_each(|row| q[row * k + j] = -q[row * k + j]);
                     }
                 }
-                qs.extend((0..m).flat_map(|i| q[i * m..i * m + k].to_vec()));
-                for i in 0..k {
-                    rs.extend((0..n).map(|c| if c >= i { r[i * n + c] } else { 0.0 }));
-                }
+                qs.extend(q);
+                rs.extend(r);
             }
             Ok(vec![
                 out(qs, &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
@@ -681,20 +563,11 @@ fn svd_forward(args: &[Array], m: usize, n: usize, t: DType) -> Result<Vec<Array
     let am = Mats::of("svd", &args[0])?;
     let (mut us, mut ss, mut vts) = (Vec::new(), Vec::new(), Vec::new());
     for b in 0..am.count() {
-        let x = am.mat(b);
-        if m >= n {
-            let (u, s, v) = jacobi_svd(x, m, n);
-            us.extend(u);
-            ss.extend(s);
-            vts.extend((0..n).flat_map(|i| (0..n).map(|j| v[j * n + i]).collect::<Vec<_>>()));
-        } else {
-            // Aᵀ = V S Uᵀ.
-            let xt: Vec<f64> = (0..n * m).map(|p| x[(p % m) * n + p / m]).collect();
-            let (v, s, u) = jacobi_svd(&xt, n, m);
-            us.extend(u);
-            ss.extend(s);
-            vts.extend((0..m).flat_map(|i| (0..n).map(|j| v[j * m + i]).collect::<Vec<_>>()));
-        }
+        check_finite("svd", am.mat(b), b)?;
+        let f = view(am.mat(b), m, n).thin_svd().map_err(|e| err("svd", format!("matrix {b} of the batch: {e:?}")))?;
+        us.extend(row_major(f.U()));
+        ss.extend(f.S().column_vector().iter().copied());
+        vts.extend(row_major(f.V().transpose()));
     }
     let b = &am.batch;
     Ok(vec![
@@ -715,7 +588,7 @@ fn matrices(op: &'static str, a: &Array) -> Result<(Array, DType, usize, usize, 
 }
 
 /// The reduced singular value decomposition `A = U diag(S) Vᵀ` (`U [..., m, k]`, `S [...,
-/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`), by one-sided Jacobi. Differentiable
+/// k]` descending, `Vt [..., k, n]`, `k = min(m, n)`). Differentiable
 /// where the singular values are distinct and nonzero (the vectors' derivative divides by
 /// their gaps and by the values; singular vectors are defined up to sign, so a loss should
 /// not depend on it).
@@ -847,136 +720,33 @@ pub fn cross(a: &Array, b: &Array) -> Result<Array> {
     concatenate(&[&x, &y, &z], -1)
 }
 
-// ---- general eigenproblems (complex Schur form) ------------------------------------------
+// ---- general eigenproblems --------------------------------------------------------------
 
-type C64 = rustfft::num_complex::Complex<f64>;
+type C64 = faer::c64;
 
-/// The complex Schur form of `h` (n × n, row-major) in place, `h = Q T Qᴴ` with `T` upper
-/// triangular: Householder reduction to Hessenberg form, then shifted QR steps (Wilkinson
-/// shifts, Givens rotations) with deflation. Returns `Q`, or an error when an eigenvalue does
-/// not converge.
-fn complex_schur(h: &mut [C64], n: usize) -> std::result::Result<Vec<C64>, usize> {
-    let zero = C64::new(0.0, 0.0);
-    let mut q: Vec<C64> = (0..n * n).map(|k| if k / n == k % n { C64::new(1.0, 0.0) } else { zero }).collect();
-    // Hessenberg: a reflector I − 2vvᴴ per column zeroes it below the subdiagonal.
-    for k in 0..n.saturating_sub(2) {
-        let x: Vec<C64> = (k + 1..n).map(|i| h[i * n + k]).collect();
-        let norm = x.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            continue;
+/// The eigenvectors' columns scaled as LAPACK's `geev` leaves them: unit norm, the entry of
+/// largest magnitude real.
+fn normalize_columns(v: MatRef<'_, C64>) -> Vec<C64> {
+    let n = v.nrows();
+    let mut out = vec![C64::new(0.0, 0.0); n * v.ncols()];
+    for j in 0..v.ncols() {
+        let col: Vec<C64> = (0..n).map(|i| v[(i, j)]).collect();
+        let norm = col.iter().map(|x| x.norm_sqr()).sum::<f64>().sqrt();
+        let big = col.iter().copied().fold(C64::new(0.0, 0.0), |b, x| if x.norm_sqr() > b.norm_sqr() { x } else { b });
+        let scale = if norm > 0.0 && big.norm() > 0.0 { big.conj() / (big.norm() * norm) } else { C64::new(1.0, 0.0) };
+        for (i, x) in col.into_iter().enumerate() {
+            out[i * v.ncols() + j] = x * scale;
         }
-        let phase = if x[0].norm() == 0.0 { C64::new(1.0, 0.0) } else { x[0] / x[0].norm() };
-        let mut v = x;
-        v[0] += phase * norm;
-        let vn = v.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
-        v.iter_mut().for_each(|c| *c /= vn);
-        for j in 0..n {
-            let s: C64 = (0..v.len()).map(|i| v[i].conj() * h[(k + 1 + i) * n + j]).sum();
-            (0..v.len()).for_each(|i| h[(k + 1 + i) * n + j] -= v[i] * s * 2.0);
-        }
-        for m in [&mut *h, &mut q] {
-            for i in 0..n {
-                let s: C64 = (0..v.len()).map(|j| m[i * n + k + 1 + j] * v[j]).sum();
-                (0..v.len()).for_each(|j| m[i * n + k + 1 + j] -= s * v[j].conj() * 2.0);
-            }
-        }
-        (k + 2..n).for_each(|i| h[i * n + k] = zero);
     }
-    let (mut hi, mut iterations) = (n.saturating_sub(1), 0);
-    while hi > 0 {
-        // The active block is lo..=hi, below the last negligible subdiagonal entry.
-        let mut lo = hi;
-        while lo > 0 {
-            let s = h[(lo - 1) * n + lo - 1].l1_norm() + h[lo * n + lo].l1_norm();
-            if h[lo * n + lo - 1].l1_norm() <= f64::EPSILON * s.max(f64::MIN_POSITIVE) {
-                h[lo * n + lo - 1] = zero;
-                break;
-            }
-            lo -= 1;
-        }
-        if lo == hi {
-            hi -= 1;
-            iterations = 0;
-            continue;
-        }
-        iterations += 1;
-        if iterations > 60 {
-            return Err(hi);
-        }
-        // Wilkinson's shift: the trailing 2 × 2 block's eigenvalue nearer its last entry (an
-        // exceptional one every tenth step, against cycles).
-        let (a, b, c, d) = (h[(hi - 1) * n + hi - 1], h[(hi - 1) * n + hi], h[hi * n + hi - 1], h[hi * n + hi]);
-        let mu = if iterations % 10 == 0 {
-            d + h[hi * n + hi - 1].norm()
-        } else {
-            let half = (a - d) * 0.5;
-            let root = (half * half + b * c).sqrt();
-            let (l1, l2) = (d + half + root, d + half - root);
-            if (l1 - d).norm() < (l2 - d).norm() { l1 } else { l2 }
-        };
-        // One QR step of H − μI on the block, as rotations zeroing the subdiagonal, then RQ + μI.
-        (lo..=hi).for_each(|i| h[i * n + i] -= mu);
-        let mut rotations = Vec::with_capacity(hi - lo);
-        for k in lo..hi {
-            let (x, y) = (h[k * n + k], h[(k + 1) * n + k]);
-            let r = (x.norm_sqr() + y.norm_sqr()).sqrt();
-            let (cs, sn) = if r == 0.0 { (C64::new(1.0, 0.0), zero) } else { (x / r, y / r) };
-            // [cs̄ sn̄; −sn cs] applied to rows k, k + 1.
-            for j in k..n {
-                let (p, t) = (h[k * n + j], h[(k + 1) * n + j]);
-                h[k * n + j] = cs.conj() * p + sn.conj() * t;
-                h[(k + 1) * n + j] = -sn * p + cs * t;
-            }
-            rotations.push((cs, sn));
-        }
-        for (k, &(cs, sn)) in (lo..hi).zip(&rotations) {
-            for (m, rows) in [(&mut *h, (k + 2).min(hi) + 1), (&mut q, n)] {
-                for i in 0..rows {
-                    let (p, t) = (m[i * n + k], m[i * n + k + 1]);
-                    m[i * n + k] = p * cs + t * sn;
-                    m[i * n + k + 1] = -p * sn.conj() + t * cs.conj();
-                }
-            }
-        }
-        (lo..=hi).for_each(|i| h[i * n + i] += mu);
-    }
-    Ok(q)
-}
-
-/// The eigenvectors of the upper triangular `t` mapped through `q` (columns of the row-major
-/// result), each of unit norm with its largest entry real and positive.
-fn schur_vectors(t: &[C64], q: &[C64], n: usize) -> Vec<C64> {
-    let zero = C64::new(0.0, 0.0);
-    let scale = t.iter().map(|c| c.l1_norm()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-    let mut v = vec![zero; n * n];
-    for k in 0..n {
-        let lambda = t[k * n + k];
-        let mut y = vec![zero; n];
-        y[k] = C64::new(1.0, 0.0);
-        for i in (0..k).rev() {
-            let s: C64 = (i + 1..=k).map(|j| t[i * n + j] * y[j]).sum();
-            let mut d = t[i * n + i] - lambda;
-            // Equal eigenvalues: perturb the pivot, as LAPACK's trevc does.
-            if d.l1_norm() < f64::EPSILON * scale {
-                d = C64::new(f64::EPSILON * scale, 0.0);
-            }
-            y[i] = -s / d;
-        }
-        let mut col: Vec<C64> = (0..n).map(|i| (0..=k).map(|j| q[i * n + j] * y[j]).sum()).collect();
-        let norm = col.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
-        let big = col.iter().copied().fold(zero, |m, c| if c.norm() > m.norm() { c } else { m });
-        let phase = if big.norm() == 0.0 { C64::new(1.0, 0.0) } else { big.conj() / big.norm() };
-        col.iter_mut().for_each(|c| *c = *c * phase / norm);
-        (0..n).for_each(|i| v[i * n + k] = col[i]);
-    }
-    v
+    out
 }
 
 /// Eigenvalues and right eigenvectors of general square matrices, as `numpy.linalg.eig` and
 /// `mx.linalg.eig`: complex64 `w[..., n]` and `v[..., n, n]` with `A v[:, k] = w[k] v[:, k]`,
 /// each column of unit norm with its largest entry real. Real or complex64 input; computed in
-/// complex float64 (Hessenberg reduction, shifted QR to the Schur form, back substitution).
-/// The eigenvalues come in the order the QR iteration finds them (NumPy's may differ). Not
+/// float64 (faer's Hessenberg reduction, multishift QR to the Schur form, back substitution;
+/// complex only for complex input). The eigenvalues come in the order the QR iteration finds
+/// them (NumPy's may differ). Not
 /// differentiable (a non-normal matrix's eigenvectors have no stable derivative in general).
 ///
 /// ```
@@ -1013,16 +783,30 @@ fn eig_outputs(op: &'static str, a: &Array, vectors: bool) -> Result<Vec<Array>>
         std::slice::from_ref(&a),
         outputs,
         move |args| {
-            let values = crate::fft::complex_values(&args[0])?;
             let (mut ws, mut vs) = (Vec::new(), Vec::new());
-            for (b, m) in values.chunks((n * n).max(1)).enumerate().take(batch.iter().product()) {
-                let mut t = m.to_vec();
-                let q = complex_schur(&mut t, n).map_err(|k| {
-                    err(op, format!("matrix {b} of the batch: eigenvalue {k} did not converge in 60 QR steps"))
-                })?;
-                ws.extend((0..n).map(|i| t[i * n + i]));
+            let count: usize = batch.iter().product();
+            let complex = args[0].dtype() == DType::C64;
+            let (values, reals) = match complex {
+                true => (crate::fft::complex_values(&args[0])?, Vec::new()),
+                false => (Vec::new(), args[0].to_vec::<f64>()?),
+            };
+            for b in 0..count {
+                let at = b * n * n..(b + 1) * n * n;
+                let finite = match complex {
+                    true => values[at.clone()].iter().all(|x| x.re.is_finite() && x.im.is_finite()),
+                    false => reals[at.clone()].iter().all(|x| x.is_finite()),
+                };
+                if !finite {
+                    return Err(err(op, format!("matrix {b} of the batch contains NaN or infinity")));
+                }
+                let e = match complex {
+                    true => MatRef::from_row_major_slice(&values[at], n, n).eigen(),
+                    false => view(&reals[at], n, n).eigen(),
+                }
+                .map_err(|e| err(op, format!("matrix {b} of the batch: {e:?}")))?;
+                ws.extend(e.S().column_vector().iter().copied());
                 if vectors {
-                    vs.extend(schur_vectors(&t, &q, n));
+                    vs.extend(normalize_columns(e.U()));
                 }
             }
             let like = &args[0];

@@ -249,7 +249,8 @@ fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
         }
     };
     let t = |x: &Array| swapaxes(x, -1, -2).unwrap();
-    for (m, n) in [(5, 3), (3, 5), (4, 4)] {
+    // Small shapes, and shapes past the factorizations' block sizes.
+    for (m, n) in [(5, 3), (3, 5), (4, 4), (150, 70), (70, 150), (130, 130)] {
         let a = r(&[2, m, n], m as u64 * 10 + n as u64);
         let (q, rr) = linalg::qr(&a).unwrap();
         close(&matmul(&q, &rr).unwrap(), &a, "Q·R");
@@ -267,12 +268,42 @@ fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
             "UᵀU",
         );
     }
+    for n in [4, 140] {
+        let x = r(&[3, n, n], 7);
+        let spd = matmul(&x, &t(&x)).unwrap() + identity(n, DType::F64).unwrap();
+        let l = linalg::cholesky(&spd).unwrap();
+        close(&matmul(&l, &t(&l)).unwrap(), &spd, "L·Lᵀ");
+        let upper =
+            l.to_vec::<f64>().unwrap().iter().enumerate().filter(|(p, _)| p % n > p / n % n).all(|(_, v)| *v == 0.0);
+        assert!(upper, "L has nonzeros above its diagonal");
+        let (w, v) = linalg::eigh(&spd).unwrap();
+        close(&matmul(&(&v * expand_dims(&w, -2).unwrap()), &t(&v)).unwrap(), &spd, "V·diag(w)·Vᵀ");
+        let w = w.to_vec::<f64>().unwrap();
+        assert!(w.chunks(n).all(|c| c.windows(2).all(|p| p[0] <= p[1])), "eigenvalues ascending");
+        // A = L[p]·U and a solve's residual.
+        let (p, lo, up) = linalg::lu(&x).unwrap();
+        let lp = take_along_axis(&lo, &broadcast_to(&expand_dims(&p, -1).unwrap(), x.shape()).unwrap(), -2).unwrap();
+        close(&matmul(&lp, &up).unwrap(), &x, "L[p]·U");
+        let b = r(&[3, n, 5], 8);
+        close(&matmul(&x, &linalg::solve(&x, &b).unwrap()).unwrap(), &b, "A·solve(A, b)");
+    }
     let x = r(&[3, 4, 4], 7);
     let spd = matmul(&x, &t(&x)).unwrap() + identity(4, DType::F64).unwrap();
-    let l = linalg::cholesky(&spd).unwrap();
-    close(&matmul(&l, &t(&l)).unwrap(), &spd, "L·Lᵀ");
-    let (w, v) = linalg::eigh(&spd).unwrap();
-    close(&matmul(&(&v * expand_dims(&w, -2).unwrap()), &t(&v)).unwrap(), &spd, "V·diag(w)·Vᵀ");
+    // An exactly zero pivot (column 1 after the first step) leaves that column as LAPACK's
+    // getrf does: finite factors that still multiply back.
+    let zero_pivot = Array::from_slice(&[1.0f64, 2.0, 3.0, 2.0, 4.0, 7.0, 4.0, 8.0, 1.0], &[3, 3]).unwrap();
+    let (f, swaps) = linalg::lu_factor(&zero_pivot).unwrap();
+    assert!(f.to_vec::<f64>().unwrap().iter().all(|v| v.is_finite()), "{:?}", f.to_vec::<f64>());
+    assert_eq!(swaps.to_vec::<u32>().unwrap()[0], 2);
+    let (p, lo, up) = linalg::lu(&zero_pivot).unwrap();
+    let lp = take_along_axis(&lo, &broadcast_to(&expand_dims(&p, -1).unwrap(), &[3, 3]).unwrap(), -2).unwrap();
+    close(&matmul(&lp, &up).unwrap(), &zero_pivot, "L[p]·U, singular");
+    assert_eq!(linalg::det(&zero_pivot).unwrap().item::<f64>().unwrap(), 0.0);
+    // NaN makes the iterative factorizations an error, not a hang or a panic.
+    let nan = Array::from_slice(&[1.0f64, f64::NAN, f64::NAN, 1.0], &[2, 2]).unwrap();
+    for e in [linalg::eigh(&nan).unwrap().0.eval(), linalg::svd(&nan).unwrap().1.eval()] {
+        assert!(e.unwrap_err().to_string().contains("NaN"));
+    }
     // vmap over a host function takes the batch as a leading axis.
     let per = vmap(|a: &[Array]| Ok(vec![linalg::det(&a[0])?]), &[Some(0)], &[])(std::slice::from_ref(&spd)).unwrap();
     close(&per[0], &linalg::det(&spd).unwrap(), "vmap(det)");
@@ -332,6 +363,9 @@ fn eig_pairs_satisfy_a_v_equals_w_v() {
     check(&r(&[1, 1], 12), "1 × 1");
     check(&r(&[17, 17], 13), "random 17 × 17");
     check(&complex(&r(&[5, 5], 14), &r(&[5, 5], 15)).unwrap(), "complex 5 × 5");
+    // Past the eigensolver's block sizes.
+    check(&r(&[80, 80], 16), "random 80 × 80");
+    check(&complex(&r(&[40, 40], 17), &r(&[40, 40], 18)).unwrap(), "complex 40 × 40");
     let jordan = Array::from_slice(&[2.0f32, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 0.0, 2.0], &[3, 3]).unwrap();
     check(&jordan, "a Jordan block");
     check(&Array::from_slice(&[1.0f32, 5.0, 0.0, 3.0], &[2, 2]).unwrap(), "triangular");
