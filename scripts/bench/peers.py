@@ -47,6 +47,7 @@ Cases and their peers (all on the CPU; random inputs from seed 0, float32 unless
   {"op": "transformer_step", "layers", "dims", "heads", "mlp", "batch", "seq"}  one
       transformer-encoder training step (causal mask, MSE to a fixed target, Adam)
   {"op": "linalg", "fn": "solve"|"eigh"|"svd"|"eig", "n"}  float64 n×n factorizations
+  {"op": "linalg", "fn": "inv"|"eigh", "n", "batch"}  the same over a batch of small matrices
       mlx           uncompiled, mx.eval
       mlx_compiled  the same function through mx.compile
       numpy         the same expression in NumPy
@@ -472,7 +473,13 @@ def linalg_numpy(case):
     # float64 n×n: solve against n right-hand sides, eigh of a symmetric matrix, svd.
     fn, n = need(case, "fn", "n")
     gen = np.random.default_rng(SEED)
-    a = gen.standard_normal((n, n)) + n ** 0.5 * np.eye(n)
+    a = gen.standard_normal((case.get("batch", 1), n, n)) + n ** 0.5 * np.eye(n)
+    if "batch" in case:
+        if fn == "inv":
+            return lambda: np.linalg.inv(a)
+        s = a + a.transpose(0, 2, 1)
+        return lambda: np.linalg.eigh(s)
+    a = a[0]
     if fn == "solve":
         b = gen.standard_normal((n, n))
         return lambda: np.linalg.solve(a, b)

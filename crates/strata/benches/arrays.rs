@@ -118,6 +118,19 @@ fn main() {
         strata::eval_all(&[&w, &v]).unwrap()
     };
 
+    // The same on a batch of small matrices (per-matrix overhead).
+    let (small, count) = (8, 4096);
+    let batch = (strata::random::normal(&[count, small, small], DType::F64, 0.0, 1.0, None).unwrap()
+        + strata::identity(small, DType::F64).unwrap() * (small as f64).sqrt())
+    .clone();
+    let batch_sym = (&batch + strata::swapaxes(&batch, -1, -2).unwrap()).clone();
+    strata::eval_all(&[&batch, &batch_sym]).unwrap();
+    let inv_batch = || strata::linalg::inv(&batch).unwrap().eval().unwrap();
+    let eigh_batch = || {
+        let (w, v) = strata::linalg::eigh(&batch_sym).unwrap();
+        strata::eval_all(&[&w, &v]).unwrap()
+    };
+
     type Case<'a> = (&'a str, serde_json::Value, Vec<&'a str>, Box<dyn Fn() + 'a>, f64);
     let cases: Vec<Case> = vec![
         (
@@ -165,6 +178,20 @@ fn main() {
         ("linalg eigh 512×512 f64", json!({"op": "linalg", "fn": "eigh", "n": m}), vec!["numpy"], Box::new(eigh), 1.0),
         ("linalg svd 512×512 f64", json!({"op": "linalg", "fn": "svd", "n": m}), vec!["numpy"], Box::new(svd), 1.0),
         ("linalg eig 512×512 f64", json!({"op": "linalg", "fn": "eig", "n": m}), vec!["numpy"], Box::new(eig), 1.0),
+        (
+            "linalg inv 4096 × 8×8 f64",
+            json!({"op": "linalg", "fn": "inv", "n": small, "batch": count}),
+            vec!["numpy"],
+            Box::new(inv_batch),
+            1.0,
+        ),
+        (
+            "linalg eigh 4096 × 8×8 f64",
+            json!({"op": "linalg", "fn": "eigh", "n": small, "batch": count}),
+            vec!["numpy"],
+            Box::new(eigh_batch),
+            1.0,
+        ),
         (
             "MLP step 784-256-10, Adam, batch 1024",
             json!({"op": "mlp_step", "batch": 1024, "dims": 784, "hidden": 256, "classes": 10}),

@@ -46,6 +46,13 @@ impl Mats {
         let n = self.rows * self.cols;
         &self.data[i * n..(i + 1) * n]
     }
+    /// `f(index, matrix)` for every matrix of the batch, in parallel (a batch of small matrices
+    /// is many independent factorizations); the first failure in batch order is the error.
+    fn each<T: Send>(&self, f: impl Fn(usize, &[f64]) -> Result<T> + Sync) -> Result<Vec<T>> {
+        use rayon::prelude::*;
+        let results: Vec<Result<T>> = (0..self.count()).into_par_iter().map(|i| f(i, self.mat(i))).collect();
+        results.into_iter().collect()
+    }
 }
 
 /// An array of `dtype` on `like`'s device from float64 values.
@@ -200,16 +207,15 @@ pub fn solve(a: &Array, b: &Array) -> Result<Array> {
         move |args| {
             let (am, bm) = (Mats::of("solve", &args[0])?, Mats::of("solve", &args[1])?);
             let k = bm.cols;
-            let mut xs = Vec::with_capacity(bm.data.len());
-            for i in 0..am.count() {
-                let f = view(am.mat(i), n, n).partial_piv_lu();
+            let xs = am.each(|i, a| {
+                let f = view(a, n, n).partial_piv_lu();
                 let u = f.U();
                 if let Some(c) = (0..n).find(|&c| u[(c, c)] == 0.0) {
                     return Err(err("solve", format!("matrix {i} of the batch is singular (no pivot in column {c})")));
                 }
-                xs.extend(row_major(f.solve(view(bm.mat(i), n, k)).as_ref()));
-            }
-            Ok(vec![out(xs, args[1].shape(), t, &args[0])?])
+                Ok(row_major(f.solve(view(bm.mat(i), n, k)).as_ref()))
+            })?;
+            Ok(vec![out(xs.concat(), args[1].shape(), t, &args[0])?])
         },
         |args, outs, g| {
             // dB = A⁻ᵀ G, dA = −dB Xᵀ.
@@ -398,16 +404,15 @@ pub fn cholesky(a: &Array) -> Result<Array> {
         vec![(shape.clone(), t)],
         move |args| {
             let am = Mats::of("cholesky", &args[0])?;
-            let mut ls = Vec::with_capacity(am.data.len());
-            for b in 0..am.count() {
-                check_finite("cholesky", am.mat(b), b)?;
-                let f = view(am.mat(b), n, n).llt(Side::Lower).map_err(|e| {
+            let ls = am.each(|b, a| {
+                check_finite("cholesky", a, b)?;
+                let f = view(a, n, n).llt(Side::Lower).map_err(|e| {
                     let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
                     err("cholesky", format!("matrix {b} of the batch is not positive definite (pivot {index})"))
                 })?;
-                ls.extend(row_major(f.L()));
-            }
-            Ok(vec![out(ls, args[0].shape(), t, &args[0])?])
+                Ok(row_major(f.L()))
+            })?;
+            Ok(vec![out(ls.concat(), args[0].shape(), t, &args[0])?])
         },
         move |_args, outs, g| {
             // Φ(Lᵀ Ḡ) (lower triangle, diagonal halved), then A̅ = sym(L⁻ᵀ Φ L⁻¹).
@@ -457,17 +462,18 @@ pub fn eigh(a: &Array) -> Result<(Array, Array)> {
         vec![([&batch[..], &[n]].concat(), t), (shape.clone(), t)],
         move |args| {
             let am = Mats::of("eigh", &args[0])?;
-            let (mut ws, mut vs) = (Vec::new(), Vec::new());
-            for b in 0..am.count() {
-                check_finite("eigh", am.mat(b), b)?;
-                let e = view(am.mat(b), n, n)
-                    .self_adjoint_eigen(Side::Lower)
-                    .map_err(|e| err("eigh", format!("matrix {b} of the batch: {e:?}")))?;
-                ws.extend(e.S().column_vector().iter().copied());
-                vs.extend(row_major(e.U()));
-            }
+            let (ws, vs): (Vec<_>, Vec<_>) = am
+                .each(|b, a| {
+                    check_finite("eigh", a, b)?;
+                    let e = view(a, n, n)
+                        .self_adjoint_eigen(Side::Lower)
+                        .map_err(|e| err("eigh", format!("matrix {b} of the batch: {e:?}")))?;
+                    Ok((e.S().column_vector().iter().copied().collect::<Vec<_>>(), row_major(e.U())))
+                })?
+                .into_iter()
+                .unzip();
             let wshape = [&am.batch[..], &[n]].concat();
-            Ok(vec![out(ws, &wshape, t, &args[0])?, out(vs, args[0].shape(), t, &args[0])?])
+            Ok(vec![out(ws.concat(), &wshape, t, &args[0])?, out(vs.concat(), args[0].shape(), t, &args[0])?])
         },
         move |_args, outs, g| {
             // A̅ = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ with F_ij = 1/(w_j − w_i) off the diagonal;
@@ -511,23 +517,24 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
         vec![([&batch[..], &[m, k]].concat(), t), ([&batch[..], &[k, n]].concat(), t)],
         move |args| {
             let am = Mats::of("qr", &args[0])?;
-            let (mut qs, mut rs) = (Vec::new(), Vec::new());
-            for b in 0..am.count() {
-                let f = view(am.mat(b), m, n).qr();
-                let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
-                // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
-                for j in 0..k {
-                    if r[j * n + j] < 0.0 {
-                        r[j * n..(j + 1) * n].iter_mut().for_each(|x| *x = -*x);
-                        (0..m).for_each(|row| q[row * k + j] = -q[row * k + j]);
+            let (qs, rs): (Vec<_>, Vec<_>) = am
+                .each(|_, a| {
+                    let f = view(a, m, n).qr();
+                    let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
+                    // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
+                    for j in 0..k {
+                        if r[j * n + j] < 0.0 {
+                            r[j * n..(j + 1) * n].iter_mut().for_each(|x| *x = -*x);
+                            (0..m).for_each(|row| q[row * k + j] = -q[row * k + j]);
+                        }
                     }
-                }
-                qs.extend(q);
-                rs.extend(r);
-            }
+                    Ok((q, r))
+                })?
+                .into_iter()
+                .unzip();
             Ok(vec![
-                out(qs, &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
-                out(rs, &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
+                out(qs.concat(), &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
+                out(rs.concat(), &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
             ])
         },
         move |_, outs, g| {
@@ -561,14 +568,13 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
 fn svd_forward(args: &[Array], m: usize, n: usize, t: DType) -> Result<Vec<Array>> {
     let k = m.min(n);
     let am = Mats::of("svd", &args[0])?;
-    let (mut us, mut ss, mut vts) = (Vec::new(), Vec::new(), Vec::new());
-    for b in 0..am.count() {
-        check_finite("svd", am.mat(b), b)?;
-        let f = view(am.mat(b), m, n).thin_svd().map_err(|e| err("svd", format!("matrix {b} of the batch: {e:?}")))?;
-        us.extend(row_major(f.U()));
-        ss.extend(f.S().column_vector().iter().copied());
-        vts.extend(row_major(f.V().transpose()));
-    }
+    let parts = am.each(|b, a| {
+        check_finite("svd", a, b)?;
+        let f = view(a, m, n).thin_svd().map_err(|e| err("svd", format!("matrix {b} of the batch: {e:?}")))?;
+        Ok([row_major(f.U()), f.S().column_vector().iter().copied().collect(), row_major(f.V().transpose())])
+    })?;
+    let part = |i: usize| parts.iter().flat_map(|p| p[i].iter().copied()).collect::<Vec<f64>>();
+    let (us, ss, vts) = (part(0), part(1), part(2));
     let b = &am.batch;
     Ok(vec![
         out(us, &[&b[..], &[m, k]].concat(), t, &args[0])?,
