@@ -1,5 +1,7 @@
 //! `matmul2d` on any adapter: a tiled SIMT kernel. A workgroup of 16×16 threads computes a
-//! 128×128 tile of the output, staging 128×8 slices of both operands in workgroup memory; each
+//! 128×128 tile of the output, staging 128×8 slices of both operands in workgroup memory
+//! (double-buffered: the next slice goes from registers to the other buffer while this one is
+//! multiplied, one barrier a slice; tiles inside the output load without bounds checks); each
 //! thread keeps 8×8 accumulators in registers as sixteen four-wide vectors (f32 for the float
 //! types, i32 for int8) and reads its operands from workgroup memory as vectors. Operands
 //! take any strides (transposes are strides); the staging loads follow whichever axis is
@@ -249,18 +251,27 @@ fn source(
     let zero = if int { "0" } else { "0.0" };
     let mut s = header(lt, rt, ot, bias, accumulate, false);
     // Shared tiles, k-major: As[k][m] and Bs[k][n] as rows of 32 four-wide vectors, so that a
-    // thread reads its four rows (columns) with one vector load.
+    // thread reads its four rows (columns) with one vector load; two of each, so that the
+    // next slice is stored while the current one is read (one barrier a slice).
     s += &format!(
-        "var<workgroup> As: array<vec4<{acc_t}>, 256>;
-var<workgroup> Bs: array<vec4<{acc_t}>, 256>;
+        "var<workgroup> As: array<vec4<{acc_t}>, 512>;
+var<workgroup> Bs: array<vec4<{acc_t}>, 512>;
 
 fn lhs_at(lb: i32, i: u32, k: u32) -> {acc_t} {{
     if i >= p[0] || k >= p[2] {{ return {zero}; }}
-    return {acc_t}(ld_lhs(bitcast<u32>(lb + bitcast<i32>(i) * bitcast<i32>(p[8]) + bitcast<i32>(k) * bitcast<i32>(p[9]))));
+    return lhs_in(lb, i, k);
 }}
 
 fn rhs_at(rb: i32, k: u32, j: u32) -> {acc_t} {{
     if j >= p[1] || k >= p[2] {{ return {zero}; }}
+    return rhs_in(rb, k, j);
+}}
+
+fn lhs_in(lb: i32, i: u32, k: u32) -> {acc_t} {{
+    return {acc_t}(ld_lhs(bitcast<u32>(lb + bitcast<i32>(i) * bitcast<i32>(p[8]) + bitcast<i32>(k) * bitcast<i32>(p[9]))));
+}}
+
+fn rhs_in(rb: i32, k: u32, j: u32) -> {acc_t} {{
     return {acc_t}(ld_rhs(bitcast<u32>(rb + bitcast<i32>(k) * bitcast<i32>(p[10]) + bitcast<i32>(j) * bitcast<i32>(p[11]))));
 }}
 
@@ -289,58 +300,97 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             s += &format!("    var c{r}{h} = vec4<{acc_t}>({zero});\n");
         }
     }
-    s += "    for (var k0 = 0u; k0 < K; k0 += 8u) {\n";
-    // Staging: consecutive threads walk the operand's contiguous axis.
-    s += if a_k_contiguous {
-        "        {
-            let row = lid / 2u;
-            let kq = (lid % 2u) * 4u;
-            for (var j = 0u; j < 4u; j++) {
-                As[(kq + j) * 32u + row / 4u][row % 4u] = lhs_at(lb, row0 + row, k0 + kq + j);
-            }
+    // Each thread stages four elements of each operand a slice; consecutive threads walk the
+    // operand's contiguous axis. (element, shared-memory slot) of the q-th of them at slice k0,
+    // into buffer `buf`.
+    let a_elem = |q: usize| {
+        if a_k_contiguous {
+            (
+                format!("row0 + lid / 2u, k0 + (lid % 2u) * 4u + {q}u"),
+                format!("As[buf + ((lid % 2u) * 4u + {q}u) * 32u + lid / 8u][(lid / 2u) % 4u]"),
+            )
+        } else {
+            (
+                format!("row0 + (lid % 32u) * 4u + {q}u, k0 + lid / 32u"),
+                format!("As[buf + (lid / 32u) * 32u + lid % 32u][{q}]"),
+            )
         }
-"
-    } else {
-        "        {
-            let k = lid / 32u;
-            let q = (lid % 32u) * 4u;
-            As[k * 32u + lid % 32u] = vec4(lhs_at(lb, row0 + q, k0 + k), lhs_at(lb, row0 + q + 1u, k0 + k),
-                lhs_at(lb, row0 + q + 2u, k0 + k), lhs_at(lb, row0 + q + 3u, k0 + k));
-        }
-"
     };
-    s += if b_n_contiguous {
-        "        {
-            let k = lid / 32u;
-            let q = (lid % 32u) * 4u;
-            Bs[k * 32u + lid % 32u] = vec4(rhs_at(rb, k0 + k, col0 + q), rhs_at(rb, k0 + k, col0 + q + 1u),
-                rhs_at(rb, k0 + k, col0 + q + 2u), rhs_at(rb, k0 + k, col0 + q + 3u));
+    let b_elem = |q: usize| {
+        if b_n_contiguous {
+            (
+                format!("k0 + lid / 32u, col0 + (lid % 32u) * 4u + {q}u"),
+                format!("Bs[buf + (lid / 32u) * 32u + lid % 32u][{q}]"),
+            )
+        } else {
+            (
+                format!("k0 + (lid % 2u) * 4u + {q}u, col0 + lid / 2u"),
+                format!("Bs[buf + ((lid % 2u) * 4u + {q}u) * 32u + lid / 8u][(lid / 2u) % 4u]"),
+            )
         }
-"
-    } else {
-        "        {
-            let col = lid / 2u;
-            let kq = (lid % 2u) * 4u;
-            for (var j = 0u; j < 4u; j++) {
-                Bs[(kq + j) * 32u + col / 4u][col % 4u] = rhs_at(rb, k0 + kq + j, col0 + col);
-            }
-        }
-"
     };
-    s += "        workgroupBarrier();\n        for (var kk = 0u; kk < 8u; kk++) {\n";
-    s += "            let a0 = As[kk * 32u + ty];\n            let a1 = As[kk * 32u + 16u + ty];\n";
-    s += "            let b0 = Bs[kk * 32u + tx];\n            let b1 = Bs[kk * 32u + 16u + tx];\n";
+    // Loads of slice `k0` into registers, checked against the edges or not.
+    let load = |checked: bool| {
+        let (la, lb_) = if checked { ("lhs_at", "rhs_at") } else { ("lhs_in", "rhs_in") };
+        let mut l = String::new();
+        for q in 0..4 {
+            l += &format!("            ra{q} = {la}(lb, {});\n", a_elem(q).0);
+            l += &format!("            rb{q} = {lb_}(rb, {});\n", b_elem(q).0);
+        }
+        l
+    };
+    let store = {
+        let mut l = String::new();
+        for q in 0..4 {
+            l += &format!("            {} = ra{q};\n", a_elem(q).1);
+            l += &format!("            {} = rb{q};\n", b_elem(q).1);
+        }
+        l
+    };
+    let mut compute = String::from("            for (var kk = 0u; kk < 8u; kk++) {\n");
+    compute +=
+        "                let a0 = As[cur + kk * 32u + ty];\n                let a1 = As[cur + kk * 32u + 16u + ty];\n";
+    compute +=
+        "                let b0 = Bs[cur + kk * 32u + tx];\n                let b1 = Bs[cur + kk * 32u + 16u + tx];\n";
     for r in 0..8 {
         let a = format!("a{}[{}]", r / 4, r % 4);
         for h in 0..2 {
-            s += &if int {
-                format!("            c{r}{h} = c{r}{h} + vec4({a}) * b{h};\n")
+            compute += &if int {
+                format!("                c{r}{h} = c{r}{h} + vec4({a}) * b{h};\n")
             } else {
-                format!("            c{r}{h} = fma(vec4({a}), b{h}, c{r}{h});\n")
+                format!("                c{r}{h} = fma(vec4({a}), b{h}, c{r}{h});\n")
             };
         }
     }
-    s += "        }\n        workgroupBarrier();\n    }\n";
+    compute += "            }\n";
+    for q in 0..4 {
+        s += &format!("    var ra{q}: {acc_t};\n    var rb{q}: {acc_t};\n");
+    }
+    // Tiles wholly inside the output with whole slices of k take a copy of the pipeline whose
+    // loads are not under a branch (a load under one is waited for where the branch ends), and
+    // whose last slice loads itself again instead of branching around the prefetch.
+    s += "    let interior = row0 + 128u <= M && col0 + 128u <= N && K % 8u == 0u;\n";
+    for checked in [false, true] {
+        s += if checked { "    } else {\n" } else { "    if interior {\n" };
+        s += "        {\n            let k0 = 0u;\n            let buf = 0u;\n";
+        s += &load(checked);
+        s += &store;
+        s += "        }\n        workgroupBarrier();\n";
+        s += "        for (var k = 0u; k < K; k += 8u) {\n";
+        s += "            let cur = ((k / 8u) % 2u) * 256u;\n            let buf = 256u - cur;\n";
+        if checked {
+            s += "            let k0 = k + 8u;\n            if k0 < K {\n";
+            s += &load(true).replace("            ", "                ");
+            s += "            }\n";
+        } else {
+            s += "            let k0 = select(k + 8u, k, k + 8u >= K);\n";
+            s += &load(false);
+        }
+        s += &compute;
+        s += &store;
+        s += "            workgroupBarrier();\n        }\n";
+    }
+    s += "    }\n";
     s += "    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);\n";
     s += "    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);\n";
     // Thread (tx, ty) holds rows ty*4 + 0..4 and 64 + ty*4 + 0..4, columns tx*4 + 0..4 and
