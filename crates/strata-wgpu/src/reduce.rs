@@ -4,7 +4,9 @@
 //! then combine in workgroup memory) or, when there are few elements per output, a thread.
 //! Results are written as 32-bit values; an output of another type or layout is filled from
 //! that scratch by a map, so no two threads ever share a word. A scan gives each lane a thread
-//! that walks the axis (16-bit floats accumulate in f32, as on the CPU).
+//! that walks the axis, or, for long lanes, a workgroup that scans tiles of 2048 (eight
+//! consecutive elements a thread, then the threads' totals) carrying the prefix from tile to
+//! tile (16-bit floats accumulate in f32, as on the CPU).
 
 use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan};
 use strata_core::{DType, Result};
@@ -399,7 +401,7 @@ pub(crate) fn scan(
     let direct = out.dtype == sd;
     let len = x.layout.shape().get(axis).copied().unwrap_or(1);
     let lanes = n / len.max(1);
-    // Long lanes, not too many of them: a workgroup per lane, scanning tiles of 256 with a
+    // Long lanes, not too many of them: a workgroup per lane, scanning tiles of 2048 with a
     // carried prefix; otherwise a thread per lane walking it.
     let block = len >= 128 && lanes < (1 << 16);
     let key = format!("scan {} {} {reverse} {inclusive} {block}", op.name(), x.dtype);
@@ -414,7 +416,10 @@ pub(crate) fn scan(
         s += &wgsl::loader("x", x.dtype);
         s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
         if block {
-            s += &format!("var<workgroup> sv: array<{ctn}, 256>;\n");
+            // A tile of 2048 elements in workgroup memory (a padding slot every 32, so that a
+            // thread's eight neighbours sit in different banks) and the 256 threads' totals.
+            s += &format!("var<workgroup> sv: array<{ctn}, 2112>;\nvar<workgroup> st: array<{ctn}, 256>;\n");
+            s += "fn sslot(e: u32) -> u32 {\n    return e + e / 32u;\n}\n";
         }
         // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
         //     out_strides[8]] (the lanes: the layout without the scanned axis)
@@ -442,38 +447,57 @@ pub(crate) fn scan(
         if block {
             s += &format!(
                 "    var carry: {ctn} = {ident};
-    for (var t0 = 0u; t0 < len; t0 += 256u) {{
-        let step = t0 + lid;
-        let i = bitcast<i32>({index});
-        var v: {ctn} = {ident};
-        if step < len {{
-            v = ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2])));
+    for (var t0 = 0u; t0 < len; t0 += 2048u) {{
+        for (var j = 0u; j < 8u; j++) {{
+            let step = t0 + j * 256u + lid;
+            let i = bitcast<i32>({index});
+            var v: {ctn} = {ident};
+            if step < len {{
+                v = ld_x(bitcast<u32>(xb + i * bitcast<i32>(p[2])));
+            }}
+            sv[sslot(j * 256u + lid)] = v;
         }}
-        sv[lid] = v;
+        workgroupBarrier();
+        var total: {ctn} = {ident};
+        for (var q = 0u; q < 8u; q++) {{
+            total = f(total, sv[sslot(lid * 8u + q)]);
+        }}
+        st[lid] = total;
         workgroupBarrier();
         for (var off = 1u; off < 256u; off <<= 1u) {{
-            var t = sv[lid];
+            var t = st[lid];
             if lid >= off {{
-                t = f(sv[lid - off], t);
+                t = f(st[lid - off], t);
             }}
             workgroupBarrier();
-            sv[lid] = t;
+            st[lid] = t;
             workgroupBarrier();
         }}
-        var before = carry;
+        var a = carry;
         if lid > 0u {{
-            before = f(carry, sv[lid - 1u]);
+            a = f(carry, st[lid - 1u]);
         }}
-        let after = f(carry, sv[lid]);
-        if step < len {{
-            {}
+        for (var q = 0u; q < 8u; q++) {{
+            let e = sslot(lid * 8u + q);
+            let before = a;
+            a = f(a, sv[e]);
+            let after = a;
+            sv[e] = {chosen};
         }}
-        carry = f(carry, sv[255]);
+        carry = f(carry, st[255]);
+        workgroupBarrier();
+        for (var j = 0u; j < 8u; j++) {{
+            let step = t0 + j * 256u + lid;
+            let i = bitcast<i32>({index});
+            if step < len {{
+                {}
+            }}
+        }}
         workgroupBarrier();
     }}
 }}
 ",
-                store(chosen)
+                store("sv[sslot(j * 256u + lid)]")
             );
         } else {
             s += &format!(
