@@ -299,6 +299,18 @@ fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
     let lp = take_along_axis(&lo, &broadcast_to(&expand_dims(&p, -1).unwrap(), &[3, 3]).unwrap(), -2).unwrap();
     close(&matmul(&lp, &up).unwrap(), &zero_pivot, "L[p]·U, singular");
     assert_eq!(linalg::det(&zero_pivot).unwrap().item::<f64>().unwrap(), 0.0);
+    // Empty matrices (and batches of them) factor into empty results.
+    for s in [&[0usize, 0][..], &[2, 0, 0], &[0, 3, 3]] {
+        let e = strata::zeros(s, DType::F64).unwrap();
+        let (w, v) = linalg::eigh(&e).unwrap();
+        let (u, sv, vt) = linalg::svd(&e).unwrap();
+        let (q, rr) = linalg::qr(&e).unwrap();
+        let (ew, ev) = linalg::eig(&e).unwrap();
+        let all =
+            [linalg::solve(&e, &e).unwrap(), linalg::det(&e).unwrap(), linalg::cholesky(&e).unwrap(), w, v, u, sv];
+        strata::eval_all(&all.iter().chain([&vt, &q, &rr, &ew, &ev]).collect::<Vec<_>>()).unwrap();
+        assert_eq!(all[3].shape(), &s[..s.len() - 1], "eigh of {s:?}");
+    }
     // NaN makes the iterative factorizations an error, not a hang or a panic.
     let nan = Array::from_slice(&[1.0f64, f64::NAN, f64::NAN, 1.0], &[2, 2]).unwrap();
     for e in [linalg::eigh(&nan).unwrap().0.eval(), linalg::svd(&nan).unwrap().1.eval()] {
