@@ -369,7 +369,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // Tiles wholly inside the output with whole slices of k take a copy of the pipeline whose
     // loads are not under a branch (a load under one is waited for where the branch ends), and
     // whose last slice loads itself again instead of branching around the prefetch.
-    s += "    let interior = row0 + 128u <= M && col0 + 128u <= N && K % 8u == 0u;\n";
+    // (K = 0 has no slice to load.)
+    s += "    let interior = row0 + 128u <= M && col0 + 128u <= N && K > 0u && K % 8u == 0u;\n";
     for checked in [false, true] {
         s += if checked { "    } else {\n" } else { "    if interior {\n" };
         s += "        {\n            let k0 = 0u;\n            let buf = 0u;\n";

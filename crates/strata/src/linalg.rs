@@ -3,9 +3,9 @@
 //!
 //! The factorizations run on the host in float64 (float32 inputs come back as float32), as
 //! MLX runs its linalg on the CPU. LU with partial pivoting (`solve`, `inv`, `det`, `slogdet`,
-//! `lu`, `lu_factor`), Cholesky, QR, the symmetric eigensolver (`eigh`) and the SVD are
-//! faer's blocked algorithms; `eig`/`eigvals` use our complex Schur form (Hessenberg
-//! reduction, shifted QR). Each is one host function in the graph with a reverse-mode rule
+//! `lu`, `lu_factor`), Cholesky, QR, the symmetric eigensolver (`eigh`), the SVD and the
+//! general eigensolver (`eig`/`eigvals`) are faer's blocked algorithms, with LAPACK's
+//! conventions kept where faer's differ (exactly singular LU, rank-deficient QR). Each is one host function in the graph with a reverse-mode rule
 //! written in array ops (so gradients run on the device and compose); forward mode is the
 //! reverse rule transposed (the rule is linear in the cotangents). `eig` has no rule yet.
 //! `norm`, `cross` and `pinv` are compositions of other ops.
@@ -152,6 +152,44 @@ fn lu_host(a: &[f64], n: usize) -> Lu {
         }
     }
     Lu { factors, perm, sign, singular }
+}
+
+/// Householder QR one column at a time, as LAPACK's `geqrf` does it: a column with nothing
+/// left below the diagonal gets no reflection and R keeps its place (faer's blocked QR instead
+/// moves the next column up, so a rank-deficient matrix comes out as a staircase). The thin
+/// `Q` (`m × k`) and `R` (`k × n`), row-major, `k = min(m, n)`.
+fn householder_qr(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let k = m.min(n);
+    let mut r = a.to_vec();
+    let mut q = vec![0.0; m * m];
+    for i in 0..m {
+        q[i * m + i] = 1.0;
+    }
+    for j in 0..k {
+        let norm = (j..m).map(|i| r[i * n + j].powi(2)).sum::<f64>().sqrt();
+        let alpha = if r[j * n + j] > 0.0 { -norm } else { norm };
+        let mut v: Vec<f64> = (j..m).map(|i| r[i * n + j]).collect();
+        v[0] -= alpha;
+        let vn: f64 = v.iter().map(|x| x * x).sum();
+        if norm == 0.0 || vn == 0.0 {
+            continue;
+        }
+        for c in 0..n {
+            let d: f64 = (j..m).map(|i| v[i - j] * r[i * n + c]).sum::<f64>() * 2.0 / vn;
+            for i in j..m {
+                r[i * n + c] -= d * v[i - j];
+            }
+        }
+        for row in 0..m {
+            let d: f64 = (j..m).map(|i| q[row * m + i] * v[i - j]).sum::<f64>() * 2.0 / vn;
+            for i in j..m {
+                q[row * m + i] -= d * v[i - j];
+            }
+        }
+    }
+    let thin_q = (0..m).flat_map(|i| q[i * m..i * m + k].to_vec()).collect();
+    let thin_r = (0..k).flat_map(|i| (0..n).map(move |c| (i, c))).map(|(i, c)| if c >= i { r[i * n + c] } else { 0.0 });
+    (thin_q, thin_r.collect())
 }
 
 fn permutation_sign(perm: &[usize]) -> f64 {
@@ -521,9 +559,14 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
         move |args| {
             let am = Mats::of("qr", &args[0])?;
             let (qs, rs): (Vec<_>, Vec<_>) = am
-                .each(|_, a| {
+                .each(|b, a| {
+                    check_finite("qr", a, b)?;
                     let f = view(a, m, n).qr();
                     let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
+                    if (0..k).any(|j| r[j * n + j] == 0.0) {
+                        // Rank-deficient: R as LAPACK (and NumPy) give it, not faer's staircase.
+                        (q, r) = householder_qr(a, m, n);
+                    }
                     // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
                     for j in 0..k {
                         if r[j * n + j] < 0.0 {

@@ -311,9 +311,16 @@ fn linalg_factorizations_reconstruct_and_bad_input_is_an_error() {
         strata::eval_all(&all.iter().chain([&vt, &q, &rr, &ew, &ev]).collect::<Vec<_>>()).unwrap();
         assert_eq!(all[3].shape(), &s[..s.len() - 1], "eigh of {s:?}");
     }
+    // A rank-deficient QR keeps R where LAPACK (and NumPy) leave it, no staircase.
+    let deficient = Array::from_slice(&[0.0f64, 1.0, 0.0, 1.0], &[2, 2]).unwrap();
+    let (q, rr) = linalg::qr(&deficient).unwrap();
+    assert_eq!(rr.to_vec::<f64>().unwrap(), [0.0, 1.0, 0.0, 1.0]);
+    close(&matmul(&q, &rr).unwrap(), &deficient, "Q·R, rank-deficient");
     // NaN makes the iterative factorizations an error, not a hang or a panic.
     let nan = Array::from_slice(&[1.0f64, f64::NAN, f64::NAN, 1.0], &[2, 2]).unwrap();
-    for e in [linalg::eigh(&nan).unwrap().0.eval(), linalg::svd(&nan).unwrap().1.eval()] {
+    for e in
+        [linalg::eigh(&nan).unwrap().0.eval(), linalg::svd(&nan).unwrap().1.eval(), linalg::qr(&nan).unwrap().1.eval()]
+    {
         assert!(e.unwrap_err().to_string().contains("NaN"));
     }
     // vmap over a host function takes the batch as a leading axis.
