@@ -286,23 +286,22 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
         vec![(batch.clone(), t), (batch.clone(), t)],
         move |args| {
             let am = Mats::of("slogdet", &args[0])?;
-            let (mut signs, mut logs) = (Vec::new(), Vec::new());
-            for i in 0..am.count() {
-                let Lu { factors: l, mut sign, singular, .. } = lu_host(am.mat(i), n);
-                if singular.is_some() {
-                    signs.push(0.0);
-                    logs.push(f64::NEG_INFINITY);
-                    continue;
-                }
-                let mut log = 0.0;
-                for k in 0..n {
-                    let d = l[k * n + k];
-                    sign *= d.signum();
-                    log += d.abs().ln();
-                }
-                signs.push(sign);
-                logs.push(log);
-            }
+            let (signs, logs): (Vec<f64>, Vec<f64>) = am
+                .each(|_, a| {
+                    let Lu { factors: l, mut sign, singular, .. } = lu_host(a, n);
+                    if singular.is_some() {
+                        return Ok((0.0, f64::NEG_INFINITY));
+                    }
+                    let mut log = 0.0;
+                    for k in 0..n {
+                        let d = l[k * n + k];
+                        sign *= d.signum();
+                        log += d.abs().ln();
+                    }
+                    Ok((sign, log))
+                })?
+                .into_iter()
+                .unzip();
             Ok(vec![out(signs, &am.batch, t, &args[0])?, out(logs, &am.batch, t, &args[0])?])
         },
         |args, _outs, g| {
@@ -367,15 +366,15 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
         vec![(shape.clone(), t), (index_shape.clone(), DType::U32), (index_shape.clone(), DType::U32)],
         move |args| {
             let am = Mats::of(op, &args[0])?;
-            let (mut factors, mut rows, mut swaps) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..am.count() {
-                let Lu { factors: l, perm, .. } = lu_host(am.mat(i), n);
+            let parts = am.each(|_, a| {
+                let Lu { factors: l, perm, .. } = lu_host(a, n);
                 // perm[i] is the row of A that ended at row i; p is its inverse.
                 let mut p = vec![0.0; n];
                 for (i, &r) in perm.iter().enumerate() {
                     p[r] = i as f64;
                 }
                 // The swaps that build perm from the identity, one per step.
+                let mut swaps = Vec::with_capacity(n);
                 let mut current: Vec<usize> = (0..n).collect();
                 let mut at: Vec<usize> = (0..n).collect();
                 for k in 0..n {
@@ -385,9 +384,10 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
                     at[current[k]] = k;
                     at[current[j]] = j;
                 }
-                factors.extend(l);
-                rows.extend(p);
-            }
+                Ok([l, p, swaps])
+            })?;
+            let part = |i: usize| parts.iter().flat_map(|p| p[i].iter().copied()).collect::<Vec<f64>>();
+            let (factors, rows, swaps) = (part(0), part(1), part(2));
             Ok(vec![
                 out(factors, args[0].shape(), t, &args[0])?,
                 out(rows, &[&am.batch[..], &[n]].concat(), DType::U32, &args[0])?,
