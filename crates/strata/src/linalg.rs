@@ -47,11 +47,19 @@ impl Mats {
         &self.data[i * n..(i + 1) * n]
     }
     /// `f(index, matrix)` for every matrix of the batch, in parallel (a batch of small matrices
-    /// is many independent factorizations); the first failure in batch order is the error.
-    fn each<T: Send>(&self, f: impl Fn(usize, &[f64]) -> Result<T> + Sync) -> Result<Vec<T>> {
+    /// is many independent factorizations), each giving its part of `N` outputs; output `o` is
+    /// the parts `o` of the batch in order. The first failure in batch order is the error.
+    fn each<const N: usize>(&self, f: impl Fn(usize, &[f64]) -> Result<[Vec<f64>; N]> + Sync) -> Result<[Vec<f64>; N]> {
         use rayon::prelude::*;
-        let results: Vec<Result<T>> = (0..self.count()).into_par_iter().map(|i| f(i, self.mat(i))).collect();
-        results.into_iter().collect()
+        let results: Vec<Result<[Vec<f64>; N]>> =
+            (0..self.count()).into_par_iter().map(|i| f(i, self.mat(i))).collect();
+        let mut outputs: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+        for parts in results {
+            for (o, part) in outputs.iter_mut().zip(parts?) {
+                o.extend(part);
+            }
+        }
+        Ok(outputs)
     }
 }
 
@@ -106,13 +114,12 @@ fn check_finite(op: &'static str, a: &[f64], b: usize) -> Result<()> {
 }
 
 /// An LU factorization with partial pivoting: `L U = A[perm]` with `L` unit lower and `U`
-/// upper packed in `factors`, the sign of the permutation, and the first column whose pivot is
-/// exactly zero, if any.
+/// upper packed in `factors` (an exactly singular matrix has a zero on the diagonal), and the
+/// sign of the permutation.
 struct Lu {
     factors: Vec<f64>,
     perm: Vec<usize>,
     sign: f64,
-    singular: Option<usize>,
 }
 
 /// LU with partial pivoting (the first of equal pivots, as LAPACK's idamax, so ties factor as
@@ -125,15 +132,14 @@ fn lu_host(a: &[f64], n: usize) -> Lu {
         let l = f.L();
         let factors = (0..n * n).map(|p| if p % n < p / n { l[(p / n, p % n)] } else { u[(p / n, p % n)] }).collect();
         let perm = f.P().arrays().0.to_vec();
-        return Lu { factors, sign: permutation_sign(&perm), perm, singular: None };
+        return Lu { factors, sign: permutation_sign(&perm), perm };
     }
     let mut factors = a.to_vec();
     let mut perm: Vec<usize> = (0..n).collect();
-    let (mut sign, mut singular) = (1.0, None);
+    let mut sign = 1.0;
     for k in 0..n {
         let p = (k..n).fold(k, |best, i| if factors[i * n + k].abs() > factors[best * n + k].abs() { i } else { best });
         if factors[p * n + k] == 0.0 {
-            singular.get_or_insert(k);
             continue;
         }
         if p != k {
@@ -151,7 +157,7 @@ fn lu_host(a: &[f64], n: usize) -> Lu {
             }
         }
     }
-    Lu { factors, perm, sign, singular }
+    Lu { factors, perm, sign }
 }
 
 /// Householder QR one column at a time, as LAPACK's `geqrf` does it: a column with nothing
@@ -245,15 +251,15 @@ pub fn solve(a: &Array, b: &Array) -> Result<Array> {
         move |args| {
             let (am, bm) = (Mats::of("solve", &args[0])?, Mats::of("solve", &args[1])?);
             let k = bm.cols;
-            let xs = am.each(|i, a| {
+            let [xs] = am.each(|i, a| {
                 let f = view(a, n, n).partial_piv_lu();
                 let u = f.U();
                 if let Some(c) = (0..n).find(|&c| u[(c, c)] == 0.0) {
                     return Err(err("solve", format!("matrix {i} of the batch is singular (no pivot in column {c})")));
                 }
-                Ok(row_major(f.solve(view(bm.mat(i), n, k)).as_ref()))
+                Ok([row_major(f.solve(view(bm.mat(i), n, k)).as_ref())])
             })?;
-            Ok(vec![out(xs.concat(), args[1].shape(), t, &args[0])?])
+            Ok(vec![out(xs, args[1].shape(), t, &args[0])?])
         },
         |args, outs, g| {
             // dB = A⁻ᵀ G, dA = −dB Xᵀ.
@@ -286,22 +292,19 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
         vec![(batch.clone(), t), (batch.clone(), t)],
         move |args| {
             let am = Mats::of("slogdet", &args[0])?;
-            let (signs, logs): (Vec<f64>, Vec<f64>) = am
-                .each(|_, a| {
-                    let Lu { factors: l, mut sign, singular, .. } = lu_host(a, n);
-                    if singular.is_some() {
-                        return Ok((0.0, f64::NEG_INFINITY));
-                    }
-                    let mut log = 0.0;
-                    for k in 0..n {
-                        let d = l[k * n + k];
-                        sign *= d.signum();
-                        log += d.abs().ln();
-                    }
-                    Ok((sign, log))
-                })?
-                .into_iter()
-                .unzip();
+            let [signs, logs] = am.each(|_, a| {
+                let Lu { factors: l, mut sign, .. } = lu_host(a, n);
+                if (0..n).any(|k| l[k * n + k] == 0.0) {
+                    return Ok([vec![0.0], vec![f64::NEG_INFINITY]]);
+                }
+                let mut log = 0.0;
+                for k in 0..n {
+                    let d = l[k * n + k];
+                    sign *= d.signum();
+                    log += d.abs().ln();
+                }
+                Ok([vec![sign], vec![log]])
+            })?;
             Ok(vec![out(signs, &am.batch, t, &args[0])?, out(logs, &am.batch, t, &args[0])?])
         },
         |args, _outs, g| {
@@ -366,7 +369,7 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
         vec![(shape.clone(), t), (index_shape.clone(), DType::U32), (index_shape.clone(), DType::U32)],
         move |args| {
             let am = Mats::of(op, &args[0])?;
-            let parts = am.each(|_, a| {
+            let [factors, rows, swaps] = am.each(|_, a| {
                 let Lu { factors: l, perm, .. } = lu_host(a, n);
                 // perm[i] is the row of A that ended at row i; p is its inverse.
                 let mut p = vec![0.0; n];
@@ -386,8 +389,6 @@ fn lu_parts(op: &'static str, a: &Array) -> Result<(Array, Array, Array)> {
                 }
                 Ok([l, p, swaps])
             })?;
-            let part = |i: usize| parts.iter().flat_map(|p| p[i].iter().copied()).collect::<Vec<f64>>();
-            let (factors, rows, swaps) = (part(0), part(1), part(2));
             Ok(vec![
                 out(factors, args[0].shape(), t, &args[0])?,
                 out(rows, &[&am.batch[..], &[n]].concat(), DType::U32, &args[0])?,
@@ -442,15 +443,15 @@ pub fn cholesky(a: &Array) -> Result<Array> {
         vec![(shape.clone(), t)],
         move |args| {
             let am = Mats::of("cholesky", &args[0])?;
-            let ls = am.each(|b, a| {
+            let [ls] = am.each(|b, a| {
                 check_finite("cholesky", a, b)?;
                 let f = view(a, n, n).llt(Side::Lower).map_err(|e| {
                     let faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } = e;
                     err("cholesky", format!("matrix {b} of the batch is not positive definite (pivot {index})"))
                 })?;
-                Ok(row_major(f.L()))
+                Ok([row_major(f.L())])
             })?;
-            Ok(vec![out(ls.concat(), args[0].shape(), t, &args[0])?])
+            Ok(vec![out(ls, args[0].shape(), t, &args[0])?])
         },
         move |_args, outs, g| {
             // Φ(Lᵀ Ḡ) (lower triangle, diagonal halved), then A̅ = sym(L⁻ᵀ Φ L⁻¹).
@@ -500,21 +501,18 @@ pub fn eigh(a: &Array) -> Result<(Array, Array)> {
         vec![([&batch[..], &[n]].concat(), t), (shape.clone(), t)],
         move |args| {
             let am = Mats::of("eigh", &args[0])?;
-            let (ws, vs): (Vec<_>, Vec<_>) = am
-                .each(|b, a| {
-                    if n == 0 {
-                        return Ok((Vec::new(), Vec::new())); // faer's workspace sizing underflows at 0
-                    }
-                    check_finite("eigh", a, b)?;
-                    let e = view(a, n, n)
-                        .self_adjoint_eigen(Side::Lower)
-                        .map_err(|e| err("eigh", format!("matrix {b} of the batch: {e:?}")))?;
-                    Ok((e.S().column_vector().iter().copied().collect::<Vec<_>>(), row_major(e.U())))
-                })?
-                .into_iter()
-                .unzip();
+            let [ws, vs] = am.each(|b, a| {
+                if n == 0 {
+                    return Ok([Vec::new(), Vec::new()]); // faer's workspace sizing underflows at 0
+                }
+                check_finite("eigh", a, b)?;
+                let e = view(a, n, n)
+                    .self_adjoint_eigen(Side::Lower)
+                    .map_err(|e| err("eigh", format!("matrix {b} of the batch: {e:?}")))?;
+                Ok([e.S().column_vector().iter().copied().collect(), row_major(e.U())])
+            })?;
             let wshape = [&am.batch[..], &[n]].concat();
-            Ok(vec![out(ws.concat(), &wshape, t, &args[0])?, out(vs.concat(), args[0].shape(), t, &args[0])?])
+            Ok(vec![out(ws, &wshape, t, &args[0])?, out(vs, args[0].shape(), t, &args[0])?])
         },
         move |_args, outs, g| {
             // A̅ = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ with F_ij = 1/(w_j − w_i) off the diagonal;
@@ -558,29 +556,26 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
         vec![([&batch[..], &[m, k]].concat(), t), ([&batch[..], &[k, n]].concat(), t)],
         move |args| {
             let am = Mats::of("qr", &args[0])?;
-            let (qs, rs): (Vec<_>, Vec<_>) = am
-                .each(|b, a| {
-                    check_finite("qr", a, b)?;
-                    let f = view(a, m, n).qr();
-                    let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
-                    if (0..k).any(|j| r[j * n + j] == 0.0) {
-                        // Rank-deficient: R as LAPACK (and NumPy) give it, not faer's staircase.
-                        (q, r) = householder_qr(a, m, n);
+            let [qs, rs] = am.each(|b, a| {
+                check_finite("qr", a, b)?;
+                let f = view(a, m, n).qr();
+                let (mut q, mut r) = (row_major(f.compute_thin_Q().as_ref()), row_major(f.thin_R()));
+                if (0..k).any(|j| r[j * n + j] == 0.0) {
+                    // Rank-deficient: R as LAPACK (and NumPy) give it, not faer's staircase.
+                    (q, r) = householder_qr(a, m, n);
+                }
+                // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
+                for j in 0..k {
+                    if r[j * n + j] < 0.0 {
+                        r[j * n..(j + 1) * n].iter_mut().for_each(|x| *x = -*x);
+                        (0..m).for_each(|row| q[row * k + j] = -q[row * k + j]);
                     }
-                    // Signs as LAPACK leaves them are arbitrary; make R's diagonal non-negative.
-                    for j in 0..k {
-                        if r[j * n + j] < 0.0 {
-                            r[j * n..(j + 1) * n].iter_mut().for_each(|x| *x = -*x);
-                            (0..m).for_each(|row| q[row * k + j] = -q[row * k + j]);
-                        }
-                    }
-                    Ok((q, r))
-                })?
-                .into_iter()
-                .unzip();
+                }
+                Ok([q, r])
+            })?;
             Ok(vec![
-                out(qs.concat(), &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
-                out(rs.concat(), &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
+                out(qs, &[&am.batch[..], &[m, k]].concat(), t, &args[0])?,
+                out(rs, &[&am.batch[..], &[k, n]].concat(), t, &args[0])?,
             ])
         },
         move |_, outs, g| {
@@ -614,13 +609,11 @@ pub fn qr(a: &Array) -> Result<(Array, Array)> {
 fn svd_forward(args: &[Array], m: usize, n: usize, t: DType) -> Result<Vec<Array>> {
     let k = m.min(n);
     let am = Mats::of("svd", &args[0])?;
-    let parts = am.each(|b, a| {
+    let [us, ss, vts] = am.each(|b, a| {
         check_finite("svd", a, b)?;
         let f = view(a, m, n).thin_svd().map_err(|e| err("svd", format!("matrix {b} of the batch: {e:?}")))?;
         Ok([row_major(f.U()), f.S().column_vector().iter().copied().collect(), row_major(f.V().transpose())])
     })?;
-    let part = |i: usize| parts.iter().flat_map(|p| p[i].iter().copied()).collect::<Vec<f64>>();
-    let (us, ss, vts) = (part(0), part(1), part(2));
     let b = &am.batch;
     Ok(vec![
         out(us, &[&b[..], &[m, k]].concat(), t, &args[0])?,
