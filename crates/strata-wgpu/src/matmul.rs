@@ -301,41 +301,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
     }
     // Each thread stages four elements of each operand a slice; consecutive threads walk the
-    // operand's contiguous axis. (element, shared-memory slot) of the q-th of them at slice k0,
-    // into buffer `buf`.
-    let a_elem = |q: usize| {
-        if a_k_contiguous {
-            (
-                format!("row0 + lid / 2u, k0 + (lid % 2u) * 4u + {q}u"),
-                format!("As[buf + ((lid % 2u) * 4u + {q}u) * 32u + lid / 8u][(lid / 2u) % 4u]"),
-            )
+    // operand's contiguous axis. The q-th of them as (offset along the tile's 128 rows or
+    // columns, offset along k, vector and lane of its shared-memory slot): the same for A's
+    // rows as for B's columns, the order of the two axes in memory deciding.
+    let staged = |k_contiguous: bool, q: usize| -> [String; 4] {
+        if k_contiguous {
+            let k = format!("(lid % 2u) * 4u + {q}u");
+            ["lid / 2u".into(), k.clone(), format!("({k}) * 32u + lid / 8u"), "(lid / 2u) % 4u".into()]
         } else {
-            (
-                format!("row0 + (lid % 32u) * 4u + {q}u, k0 + lid / 32u"),
-                format!("As[buf + (lid / 32u) * 32u + lid % 32u][{q}]"),
-            )
+            [
+                format!("(lid % 32u) * 4u + {q}u"),
+                "lid / 32u".into(),
+                "(lid / 32u) * 32u + lid % 32u".into(),
+                format!("{q}u"),
+            ]
         }
+    };
+    // (element, shared-memory slot) of the q-th staged element of A and of B at slice k0, into
+    // buffer `buf`.
+    let a_elem = |q: usize| {
+        let [i, k, v, c] = staged(a_k_contiguous, q);
+        (format!("row0 + {i}, k0 + {k}"), format!("As[buf + {v}][{c}]"))
     };
     let b_elem = |q: usize| {
-        if b_n_contiguous {
-            (
-                format!("k0 + lid / 32u, col0 + (lid % 32u) * 4u + {q}u"),
-                format!("Bs[buf + (lid / 32u) * 32u + lid % 32u][{q}]"),
-            )
-        } else {
-            (
-                format!("k0 + (lid % 2u) * 4u + {q}u, col0 + lid / 2u"),
-                format!("Bs[buf + ((lid % 2u) * 4u + {q}u) * 32u + lid / 8u][(lid / 2u) % 4u]"),
-            )
-        }
+        let [j, k, v, c] = staged(!b_n_contiguous, q);
+        (format!("k0 + {k}, col0 + {j}"), format!("Bs[buf + {v}][{c}]"))
     };
     // Loads of slice `k0` into registers, checked against the edges or not.
-    let load = |checked: bool| {
+    let load = |checked: bool, indent: &str| {
         let (la, lb_) = if checked { ("lhs_at", "rhs_at") } else { ("lhs_in", "rhs_in") };
         let mut l = String::new();
         for q in 0..4 {
-            l += &format!("            ra{q} = {la}(lb, {});\n", a_elem(q).0);
-            l += &format!("            rb{q} = {lb_}(rb, {});\n", b_elem(q).0);
+            l += &format!("{indent}ra{q} = {la}(lb, {});\n", a_elem(q).0);
+            l += &format!("{indent}rb{q} = {lb_}(rb, {});\n", b_elem(q).0);
         }
         l
     };
@@ -374,18 +372,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for checked in [false, true] {
         s += if checked { "    } else {\n" } else { "    if interior {\n" };
         s += "        {\n            let k0 = 0u;\n            let buf = 0u;\n";
-        s += &load(checked);
+        s += &load(checked, "            ");
         s += &store;
         s += "        }\n        workgroupBarrier();\n";
         s += "        for (var k = 0u; k < K; k += 8u) {\n";
         s += "            let cur = ((k / 8u) % 2u) * 256u;\n            let buf = 256u - cur;\n";
         if checked {
             s += "            let k0 = k + 8u;\n            if k0 < K {\n";
-            s += &load(true).replace("            ", "                ");
+            s += &load(true, "                ");
             s += "            }\n";
         } else {
             s += "            let k0 = select(k + 8u, k, k + 8u >= K);\n";
-            s += &load(false);
+            s += &load(false, "            ");
         }
         s += &compute;
         s += &store;
