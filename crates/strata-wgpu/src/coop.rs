@@ -3,7 +3,7 @@
 //! 16×16×16 f16 products with f32 accumulators and 32-wide subgroups (NVIDIA's Vulkan driver;
 //! Apple's 8×8 simdgroup matrices need a kernel of their own), unless `STRATA_WGPU_COOP=0`.
 //!
-//! A workgroup computes a 128×128 tile of the output; its subgroups split the tile in a grid
+//! A workgroup computes a tile of the output (128×128 by default); its subgroups split it in a grid
 //! ([`Tiles`]), each holding a grid of 16×16 f32 accumulators. Slices along k of both operands
 //! are staged in workgroup memory: every thread loads its share of the next slice into
 //! registers (16 bytes at a time where the operand is contiguous and aligned, element by
@@ -15,9 +15,10 @@
 //! What made it fast (H100/H200, BENCHMARKS.md): no global load under a branch — tiles wholly
 //! inside the operands take a copy of the pipeline without bounds checks, addresses computed
 //! once, and the last slice loads itself again rather than skip — went from 55 to 160 TFLOP/s;
-//! slices of 64 in one buffer to 190. Two buffers of 64 do not fit the 48 KiB of workgroup
-//! memory NVIDIA's Vulkan driver allows; a second set of prefetch registers, 64×64 tiles and
-//! 16-byte operand loads did not help.
+//! slices of 64 in one buffer to 190; tiles of 128×256 for sixteen subgroups to 230 (more
+//! subgroups to cover each slice's barriers). Two buffers of 64 do not fit the 48 KiB of
+//! workgroup memory NVIDIA's Vulkan driver allows; a second set of prefetch registers, 64×64
+//! tiles and 16-byte operand loads did not help.
 //!
 //! Naga's SPIR-V writer needs constant strides for matrix loads and stores, so operands are
 //! never loaded straight from their buffers. The operands are bound as `vec4<f16>`; on Vulkan
@@ -45,7 +46,7 @@ pub(crate) struct Config {
 /// it.
 pub(crate) fn config(adapter: &wgpu::Adapter) -> Option<Config> {
     supported(adapter).then(|| Config {
-        tiles: Tiles::from_env(),
+        tiles: Tiles::from_env(adapter.limits().max_compute_workgroup_storage_size),
         wide: adapter.get_info().backend == wgpu::Backend::Vulkan
             && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0"),
     })
@@ -63,13 +64,14 @@ fn supported(adapter: &wgpu::Adapter) -> bool {
                 && p.ab_type == wgpu::CooperativeScalarType::F16
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
-        // On unless `STRATA_WGPU_COOP=0`: 0.25× cuBLAS against the SIMT kernel's 0.03×
+        // On unless `STRATA_WGPU_COOP=0`: 0.31× cuBLAS against the SIMT kernel's 0.03×
         // (BENCHMARKS.md).
         && std::env::var("STRATA_WGPU_COOP").map_or(true, |v| v != "0")
 }
 
-/// How a workgroup's subgroups split its 128×128 tile: `wm × wn` subgroups, each holding
-/// `rm × rn` accumulators of 16×16; slices of `bk` along k, staged in `stages` buffers.
+/// How a workgroup's subgroups split its tile of `16·wm·rm × 16·wn·rn`: `wm × wn` subgroups,
+/// each holding `rm × rn` accumulators of 16×16; slices of `bk` along k, staged in `stages`
+/// buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tiles {
     wm: u32,
@@ -81,32 +83,71 @@ pub(crate) struct Tiles {
 }
 
 impl Tiles {
-    /// Eight subgroups of 64×32, slices of 64 in one buffer: the fastest of those measured on
-    /// an H100 and an H200 (BENCHMARKS.md); two buffers of 64 do not fit in 48 KiB.
-    const DEFAULT: Tiles = Tiles { wm: 2, wn: 4, rm: 4, rn: 2, bk: 64, stages: 1 };
+    /// Tiles of 128×256 split among sixteen subgroups of 64×32, slices of 32 in one buffer:
+    /// the fastest of fifteen tilings measured on an H200 (BENCHMARKS.md). Twice the subgroups
+    /// of the 128×128 tiling hide more of each slice's barriers.
+    const DEFAULT: Tiles = Tiles { wm: 2, wn: 8, rm: 4, rn: 2, bk: 32, stages: 1 };
 
-    /// `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for tuning).
-    fn from_env() -> Tiles {
-        let parsed = std::env::var("STRATA_WGPU_COOP_TILES").ok().and_then(|v| {
-            let d: Vec<u32> = v.split('x').filter_map(|x| x.parse().ok()).collect();
-            let &[wm, wn, rm, rn, bk, stages] = d.as_slice() else { return None };
-            let t = Tiles { wm, wn, rm, rn, bk, stages };
-            let fits = wm * rm == wn * rn
-                && [64, 128].contains(&t.side())
-                && t.threads() <= 1024
-                && (t.side() * bk / 8).is_multiple_of(t.threads());
-            (fits && (1..=2).contains(&stages) && [16, 32, 64].contains(&bk)).then_some(t)
-        });
-        parsed.unwrap_or(Tiles::DEFAULT)
+    /// `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for tuning); a choice that does not fit
+    /// `max_shared` bytes of workgroup memory or the kernel's shape rules is reported and the
+    /// default taken.
+    fn from_env(max_shared: u32) -> Tiles {
+        let Ok(v) = std::env::var("STRATA_WGPU_COOP_TILES") else { return Tiles::DEFAULT };
+        let d: Vec<u32> = v.split('x').filter_map(|x| x.parse().ok()).collect();
+        let parsed = match *d.as_slice() {
+            [wm, wn, rm, rn, bk, stages] => Some(Tiles { wm, wn, rm, rn, bk, stages }),
+            _ => None,
+        };
+        match parsed.filter(|t| t.fits(max_shared)) {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "strata-wgpu: STRATA_WGPU_COOP_TILES={v} is not a tiling this device runs \
+                     (WMxWNxRMxRNxBKxSTAGES, tiles of 64 to 256, k slices of 16, 32 or 64, one or two \
+                     stages, at most 1024 threads and {max_shared} bytes of workgroup memory); \
+                     using {:?}",
+                    Tiles::DEFAULT
+                );
+                Tiles::DEFAULT
+            }
+        }
+    }
+
+    /// Whether the kernel can be built this way: every thread stages whole quads of both
+    /// operands, and the staging and the epilogue's tiles fit in `max_shared` bytes.
+    fn fits(&self, max_shared: u32) -> bool {
+        let (a, b) = self.staging(true, true);
+        let shared = 16 * self.stages * (a.size() + b.size()) + 1024 * self.wm * self.wn;
+        [64, 128, 256].contains(&self.tm())
+            && [64, 128, 256].contains(&self.tn())
+            && self.threads() <= 1024
+            && (self.tm() * self.bk / 8).is_multiple_of(self.threads())
+            && (self.tn() * self.bk / 8).is_multiple_of(self.threads())
+            && (1..=2).contains(&self.stages)
+            && [16, 32, 64].contains(&self.bk)
+            && shared <= max_shared
     }
 
     fn threads(&self) -> u32 {
         32 * self.wm * self.wn
     }
 
-    /// The side of the workgroup's square tile of the output.
-    fn side(&self) -> u32 {
+    /// The rows of the workgroup's tile of the output.
+    fn tm(&self) -> u32 {
         16 * self.wm * self.rm
+    }
+
+    /// The columns of the workgroup's tile of the output.
+    fn tn(&self) -> u32 {
+        16 * self.wn * self.rn
+    }
+
+    /// How the left and right operands are staged, given whether each runs along k.
+    fn staging(&self, a_k_major: bool, b_k_major: bool) -> (Staging, Staging) {
+        (
+            Staging { k_major: a_k_major, bk: self.bk, side: self.tm() },
+            Staging { k_major: b_k_major, bk: self.bk, side: self.tn() },
+        )
     }
 }
 
@@ -151,9 +192,7 @@ pub(crate) fn matmul(
     let batch_axes = out.layout.ndim() - 2;
     let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
     let Config { tiles, wide } = config;
-    let (bk, side) = (tiles.bk, tiles.side());
-    let a = Staging { k_major: l_ks == 1 || l_ms != 1, bk, side };
-    let b = Staging { k_major: r_ks == 1 || r_ns != 1, bk, side };
+    let (a, b) = tiles.staging(l_ks == 1 || l_ms != 1, r_ks == 1 || r_ns != 1);
     // An operand loads 16 bytes at a time when its staged axis is contiguous and every row
     // (and batch) starts on 8 elements.
     let quads = |l: &Layout, unit: i32, other: i32| {
@@ -172,7 +211,7 @@ pub(crate) fn matmul(
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
     let kernel = gpu.kernel(&key, reads, 1, || source(&v))?;
     let flag = u32::from(a_quads) | (u32::from(b_quads) << 1);
-    launch(gpu, &kernel, desc, left, right, bias, out, flag, side as usize)
+    launch(gpu, &kernel, desc, left, right, bias, out, flag, (tiles.tm() as usize, tiles.tn() as usize))
 }
 
 /// Everything a kernel is specialized on.
@@ -260,7 +299,7 @@ fn {x}_fast(e: u32) -> mat2x4<f16> {{
 fn source(v: &Variant) -> String {
     let Variant { tiles: t, a, b, wide, ot, bias, accumulate, act } = *v;
     let threads = t.threads();
-    let side = t.side();
+    let (tm, tn) = (t.tm(), t.tn());
     let mut s = String::from("enable f16;\nenable wgpu_cooperative_matrix;\n");
     s += &header(DType::F16, DType::F16, ot, bias, accumulate, true);
     // Staging arrays: `q` elements per quad of 8 halves.
@@ -303,13 +342,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let N = p[1];
     let K = p[2];
     let group = wg.y * nwg.x + wg.x;
-    let tn = (N + {side}u - 1u) / {side}u;
-    let per_batch = ((M + {side}u - 1u) / {side}u) * tn;
+    let tiles_n = (N + {tn}u - 1u) / {tn}u;
+    let per_batch = ((M + {tm}u - 1u) / {tm}u) * tiles_n;
     if group >= per_batch * p[3] {{ return; }}
     let b = group / per_batch;
     let t = group % per_batch;
-    let row0 = (t / tn) * {side}u;
-    let col0 = (t % tn) * {side}u;
+    let row0 = (t / tiles_n) * {tm}u;
+    let col0 = (t % tiles_n) * {tn}u;
     let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
     let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
     // Subgroup sg computes rows sm * {}.. and columns sn * {}.. of the tile.
@@ -334,28 +373,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     s += "    workgroupBarrier();\n";
     // Each thread's share of a slice: `per` quads of each operand, registers ra*/rb*.
     let bk = t.bk;
-    let per = side * bk / 8 / threads;
+    let per_a = tm * bk / 8 / threads;
+    let per_b = tn * bk / 8 / threads;
+    // (register, loader, base, tile origin, start, k step) of every quad a thread stages.
+    let quads: Vec<_> = (0..per_a)
+        .map(|i| (format!("ra{i}"), "lhs", "lb", "row0", format!("pa{i}"), "ka", "a", i * threads))
+        .chain((0..per_b).map(|i| (format!("rb{i}"), "rhs", "rb", "col0", format!("pb{i}"), "kb", "b", i * threads)))
+        .collect();
     let fetch = |k0: &str, fast: bool| {
         let mut r = String::new();
-        for i in 0..per {
-            let w = i * threads;
+        for (reg, x, base, origin, start, ks, _, w) in &quads {
             r += &if fast {
-                format!(
-                    "            ra{i} = lhs_fast(pa{i} + ({k0}) * ka);\n            rb{i} = rhs_fast(pb{i} + ({k0}) * kb);\n"
-                )
+                format!("            {reg} = {x}_fast({start} + ({k0}) * {ks});\n")
             } else {
-                format!(
-                    "            ra{i} = lhs_quad(lb, row0, {k0}, lid + {w}u);\n            rb{i} = rhs_quad(rb, col0, {k0}, lid + {w}u);\n"
-                )
+                format!("            {reg} = {x}_quad({base}, {origin}, {k0}, lid + {w}u);\n")
             };
         }
         r
     };
     let store = |buf: &str| {
         let mut r = String::new();
-        for i in 0..per {
-            r += &format!("            put_a({buf}, lid + {}u, ra{i});\n", i * threads);
-            r += &format!("            put_b({buf}, lid + {}u, rb{i});\n", i * threads);
+        for (reg, _, _, _, _, _, role, w) in &quads {
+            r += &format!("            put_{role}({buf}, lid + {w}u, {reg});\n");
         }
         r
     };
@@ -393,15 +432,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
     // The pipeline over k, twice: without checks where the tile and every slice lie inside
     // operands that load whole quads, with them elsewhere.
-    for i in 0..per {
-        s += &format!("    var ra{i}: mat2x4<f16>;\n    var rb{i}: mat2x4<f16>;\n");
-    }
     // Where each quad of a slice starts, and how far apart slices are, in elements.
-    for i in 0..per {
-        let w = i * threads;
-        s += &format!(
-            "    let pa{i} = lhs_start(lb, row0, lid + {w}u);\n    let pb{i} = rhs_start(rb, col0, lid + {w}u);\n"
-        );
+    for (reg, x, base, origin, start, _, _, w) in &quads {
+        s += &format!("    var {reg}: mat2x4<f16>;\n    let {start} = {x}_start({base}, {origin}, lid + {w}u);\n");
     }
     s += &format!("    let ka = {};\n", if a.k_major { "1u" } else { "p[9]" });
     s += &format!("    let kb = {};\n", if b.k_major { "1u" } else { "p[10]" });
@@ -409,7 +442,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // `&`, not `&&`: naga lowers the short-circuit to a branch, after which the matrix
     // operations no longer count as in uniform control flow.
     s += &format!(
-        "    let fast = ((p[19] & 3u) == 3u) & (row0 + {side}u <= M) & (col0 + {side}u <= N) & (K % {bk}u == 0u) & (K > 0u);\n"
+        "    let fast = ((p[19] & 3u) == 3u) & (row0 + {tm}u <= M) & (col0 + {tn}u <= N) & (K % {bk}u == 0u) & (K > 0u);\n"
     );
     for fast in [true, false] {
         s += if fast { "    if fast {\n" } else { "    } else {\n" };
@@ -481,7 +514,12 @@ mod tests {
             Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 32, stages: 2 },
             Tiles { wm: 4, wn: 2, rm: 2, rn: 4, bk: 16, stages: 2 },
             Tiles { wm: 2, wn: 2, rm: 2, rn: 2, bk: 64, stages: 2 },
+            Tiles { wm: 4, wn: 2, rm: 4, rn: 4, bk: 32, stages: 1 },
+            Tiles { wm: 2, wn: 4, rm: 4, rn: 4, bk: 32, stages: 1 },
         ];
+        for t in tiles {
+            assert!(t.fits(48 << 10), "{t:?}");
+        }
         for (n, (wide, t)) in [true, false].into_iter().flat_map(|w| tiles.map(|t| (w, t))).enumerate() {
             for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
                 // Every epilogue once, on a rotating choice of the rest.
@@ -498,8 +536,8 @@ mod tests {
                     }
                     let v = Variant {
                         tiles: t,
-                        a: Staging { k_major: a, bk: t.bk, side: t.side() },
-                        b: Staging { k_major: b, bk: t.bk, side: t.side() },
+                        a: t.staging(a, b).0,
+                        b: t.staging(a, b).1,
                         wide,
                         ot,
                         bias,
@@ -524,6 +562,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 48);
+        assert_eq!(count, 72);
     }
 }

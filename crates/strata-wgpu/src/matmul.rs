@@ -79,7 +79,7 @@ pub(crate) fn matmul2d(
     let kernel = gpu.kernel(&key, reads, 1, || {
         source(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype), accumulate, l_ks == 1, r_ns == 1, act)
     })?;
-    launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, TILE)
+    launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, (TILE, TILE))
 }
 
 /// Builds the parameters both GEMM kernels take and runs `kernel` over `tile`-square tiles of
@@ -99,7 +99,7 @@ pub(crate) fn launch(
     bias: Option<&TensorRef<'_, WgpuBuffer>>,
     out: TensorMut<'_, WgpuBuffer>,
     flag: u32,
-    tile: usize,
+    (tile_m, tile_n): (usize, usize),
 ) -> Result<()> {
     const OP: &str = "matmul2d";
     let (m, n, k) = (desc.m, desc.n, desc.k);
@@ -138,7 +138,7 @@ pub(crate) fn launch(
     for l in [left.layout, right.layout, dest_layout, out.layout] {
         p.extend(batch_strides(l, batch_shape.len()));
     }
-    let tiles = (m.div_ceil(tile) * n.div_ceil(tile) * batch) as u64;
+    let tiles = (m.div_ceil(tile_m) * n.div_ceil(tile_n) * batch) as u64;
     let mut ins: Vec<&WgpuBuffer> = vec![left.buffer, right.buffer];
     ins.extend(bias.map(|b| b.buffer));
     if direct {
