@@ -257,12 +257,13 @@ fn main() -> Result<(), strata_core::Error> {
     let gpu = Wgpu::new()?;
     let info = gpu.adapter_info();
     println!(
-        "adapter: {} ({:?}, {:?}, driver {}); cooperative matrices: {}; workgroup memory: {} KiB",
+        "adapter: {} ({:?}, {:?}, driver {}); cooperative matrices: {}; subgroups: {}; workgroup memory: {} KiB",
         info.name,
         info.device_type,
         info.backend,
         info.driver_info,
         gpu.has_coop(),
+        gpu.has_subgroups(),
         gpu.limits().max_compute_workgroup_storage_size / 1024
     );
     // Arguments pick sections: `bandwidth`, `dispatch`, `gemm` (both dtypes), `f16` or `f32`

@@ -194,6 +194,9 @@ pub struct Wgpu {
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
     /// How f16 products run on cooperative matrices (`coop.rs`), where they do.
     coop: Option<coop::Config>,
+    /// Whether kernels may use subgroup operations (`Features::SUBGROUP`, unless
+    /// `STRATA_WGPU_SUBGROUPS=0`).
+    subgroups: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -243,7 +246,12 @@ impl Wgpu {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let coop = coop::config(&adapter);
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
+            && std::env::var("STRATA_WGPU_SUBGROUPS").map_or(true, |v| v != "0");
         let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
         if coop.is_some() {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
         }
@@ -291,6 +299,7 @@ impl Wgpu {
             checked: std::env::var("STRATA_WGPU_CHECKED").is_ok_and(|v| v == "1"),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             coop,
+            subgroups,
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }
@@ -361,6 +370,11 @@ impl Wgpu {
     /// Whether f16 `matmul2d` runs on the adapter's cooperative matrices.
     pub fn has_coop(&self) -> bool {
         self.coop.is_some()
+    }
+
+    /// Whether kernels use the adapter's subgroup operations (scans do).
+    pub fn has_subgroups(&self) -> bool {
+        self.subgroups
     }
 
     pub(crate) fn coop_config(&self) -> Option<coop::Config> {

@@ -5,8 +5,9 @@
 //! Results are written as 32-bit values; an output of another type or layout is filled from
 //! that scratch by a map, so no two threads ever share a word. A scan gives each lane a thread
 //! that walks the axis, or, for long lanes, a workgroup that scans tiles of 2048 (eight
-//! consecutive elements a thread, then the threads' totals) carrying the prefix from tile to
-//! tile (16-bit floats accumulate in f32, as on the CPU).
+//! consecutive elements a thread, then the threads' totals: across each subgroup by shuffles
+//! where the adapter has subgroups, in workgroup memory elsewhere) carrying the prefix from tile
+//! to tile (16-bit floats accumulate in f32, as on the CPU).
 
 use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan};
 use strata_core::{DType, Result};
@@ -346,6 +347,56 @@ fn reduce_source(op: ReduceOp, t: DType, serial: bool, single: bool, quads: bool
     s
 }
 
+/// The block scan's middle step, from each thread's `total` of its eight elements to `a`, the
+/// prefix before them (the tile's carry included), with `carry` moved past the tile; in
+/// workgroup memory, a Hillis–Steele scan over the 256 totals (sixteen barriers).
+const WORKGROUP_TOTALS: &str = "        st[r] = total;
+        workgroupBarrier();
+        for (var off = 1u; off < 256u; off <<= 1u) {
+            var t = st[r];
+            if r >= off {
+                t = f(st[r - off], t);
+            }
+            workgroupBarrier();
+            st[r] = t;
+            workgroupBarrier();
+        }
+        var a = carry;
+        if r > 0u {
+            a = f(carry, st[r - 1u]);
+        }
+        carry = f(carry, st[255]);
+";
+
+/// [`WORKGROUP_TOTALS`] on subgroups: a Hillis–Steele scan across each subgroup's lanes by
+/// shuffles (no barrier), the subgroups' totals through workgroup memory (one barrier), each
+/// thread folding those of the subgroups before its own. The next tile's first barrier orders
+/// this tile's reads of `st` before they are overwritten.
+const SUBGROUP_TOTALS: &str = "        var inc = total;
+        for (var off = 1u; off < sg_size; off <<= 1u) {
+            let t = subgroupShuffleUp(inc, off);
+            if sg_lane >= off {
+                inc = f(t, inc);
+            }
+        }
+        let below = subgroupShuffleUp(inc, 1u);
+        if sg_lane == sg_size - 1u {
+            st[sg_id] = inc;
+        }
+        workgroupBarrier();
+        var a = carry;
+        for (var q = 0u; q < sg_count; q++) {
+            let t = st[q];
+            if q < sg_id {
+                a = f(a, t);
+            }
+            carry = f(carry, t);
+        }
+        if sg_lane > 0u {
+            a = f(a, below);
+        }
+";
+
 pub(crate) fn scan(
     gpu: &Wgpu,
     op: ScanOp,
@@ -404,7 +455,12 @@ pub(crate) fn scan(
     // Long lanes, not too many of them: a workgroup per lane, scanning tiles of 2048 with a
     // carried prefix; otherwise a thread per lane walking it.
     let block = len >= 128 && lanes < (1 << 16);
-    let key = format!("scan {} {} {reverse} {inclusive} {block}", op.name(), x.dtype);
+    let sub = block && gpu.has_subgroups();
+    // Eight elements a thread: sixteen ran at 0.47 of the copy bandwidth against 0.77, 32 at
+    // 0.29 (H200, BENCHMARKS.md).
+    let per = 8;
+    let tile = 256 * per;
+    let key = format!("scan {} {} {reverse} {inclusive} {block} {sub}", op.name(), x.dtype);
     let kernel = gpu.kernel(&key, 1, 1, || {
         let ctn = ct.name();
         let mut s = String::from(
@@ -418,12 +474,24 @@ pub(crate) fn scan(
         if block {
             // A tile of 2048 elements in workgroup memory (a padding slot every 32, so that a
             // thread's eight neighbours sit in different banks) and the 256 threads' totals.
-            s += &format!("var<workgroup> sv: array<{ctn}, 2112>;\nvar<workgroup> st: array<{ctn}, 256>;\n");
+            s += &format!(
+                "var<workgroup> sv: array<{ctn}, {}>;\nvar<workgroup> st: array<{ctn}, 256>;\n",
+                tile + tile / 32
+            );
             s += "fn sslot(e: u32) -> u32 {\n    return e + e / 32u;\n}\n";
         }
         // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
         //     out_strides[8]] (the lanes: the layout without the scanned axis)
-        s += MAIN;
+        if sub {
+            s += &MAIN.replace(
+                "@builtin(local_invocation_index) lid: u32) {",
+                "@builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_size) sg_size: u32, @builtin(num_subgroups) sg_count: u32) {",
+            );
+        } else {
+            s += MAIN;
+        }
         s += &format!(
             "    let lane = {};
     if lane >= p[0] {{ return; }}
@@ -445,10 +513,14 @@ pub(crate) fn scan(
         let store = |v: &str| format!("out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};", wgsl::encode(sd, v));
         let chosen = if inclusive { "after" } else { "before" };
         if block {
+            // A thread scans elements r·8 .. r·8 + 8 of a tile, r its place in the order of
+            // the scan (its subgroup's, then its own within it).
+            let rank = if sub { "sg_id * sg_size + sg_lane" } else { "lid" };
             s += &format!(
                 "    var carry: {ctn} = {ident};
-    for (var t0 = 0u; t0 < len; t0 += 2048u) {{
-        for (var j = 0u; j < 8u; j++) {{
+    let r = {rank};
+    for (var t0 = 0u; t0 < len; t0 += {tile}u) {{
+        for (var j = 0u; j < {per}u; j++) {{
             let step = t0 + j * 256u + lid;
             let i = bitcast<i32>({index});
             var v: {ctn} = {ident};
@@ -459,34 +531,18 @@ pub(crate) fn scan(
         }}
         workgroupBarrier();
         var total: {ctn} = {ident};
-        for (var q = 0u; q < 8u; q++) {{
-            total = f(total, sv[sslot(lid * 8u + q)]);
+        for (var q = 0u; q < {per}u; q++) {{
+            total = f(total, sv[sslot(r * {per}u + q)]);
         }}
-        st[lid] = total;
-        workgroupBarrier();
-        for (var off = 1u; off < 256u; off <<= 1u) {{
-            var t = st[lid];
-            if lid >= off {{
-                t = f(st[lid - off], t);
-            }}
-            workgroupBarrier();
-            st[lid] = t;
-            workgroupBarrier();
-        }}
-        var a = carry;
-        if lid > 0u {{
-            a = f(carry, st[lid - 1u]);
-        }}
-        for (var q = 0u; q < 8u; q++) {{
-            let e = sslot(lid * 8u + q);
+{}        for (var q = 0u; q < {per}u; q++) {{
+            let e = sslot(r * {per}u + q);
             let before = a;
             a = f(a, sv[e]);
             let after = a;
             sv[e] = {chosen};
         }}
-        carry = f(carry, st[255]);
         workgroupBarrier();
-        for (var j = 0u; j < 8u; j++) {{
+        for (var j = 0u; j < {per}u; j++) {{
             let step = t0 + j * 256u + lid;
             let i = bitcast<i32>({index});
             if step < len {{
@@ -497,6 +553,7 @@ pub(crate) fn scan(
     }}
 }}
 ",
+                if sub { SUBGROUP_TOTALS } else { WORKGROUP_TOTALS },
                 store("sv[sslot(j * 256u + lid)]")
             );
         } else {

@@ -80,22 +80,40 @@ fn translate(code: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(code).map_err(|e| format!("parse: {}", e.emit_to_string(code)))?;
     // The cooperative-matrix kernels (on adapters that have them) need their capabilities and
     // MSL 2.3 (simdgroup matrices); naga has no HLSL for them (DX12 takes the SIMT kernel).
+    // Kernels on subgroups (scans, where the adapter has them) need MSL 2.1 and shader model 6.
     let coop = code.contains("enable wgpu_cooperative_matrix;");
-    let caps = if coop {
-        Capabilities::default() | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16
-    } else {
-        Capabilities::default()
-    };
+    let subgroups = code.contains("subgroup_id");
+    let mut caps = Capabilities::default();
+    if coop {
+        caps |= Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16;
+    }
+    if subgroups {
+        caps |= Capabilities::SUBGROUP;
+    }
     let info = Validator::new(ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .map_err(|e| format!("validate: {}", e.emit_to_string(code)))?;
-    let options = msl::Options { lang_version: if coop { (2, 3) } else { (1, 0) }, ..msl::Options::default() };
+    let lang_version = if coop {
+        (2, 3)
+    } else if subgroups {
+        (2, 1)
+    } else {
+        (1, 0)
+    };
+    let options = msl::Options { lang_version, ..msl::Options::default() };
     msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).map_err(|e| format!("MSL: {e}"))?;
     if !coop {
         let mut out = String::new();
-        hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
-            .write(&module, &info, None)
-            .map_err(|e| format!("HLSL: {e}"))?;
+        let shader_model = if subgroups { hlsl::ShaderModel::V6_0 } else { hlsl::Options::default().shader_model };
+        hlsl::Writer::new(
+            &mut out,
+            &hlsl::Options { shader_model, ..hlsl::Options::default() },
+            &hlsl::PipelineOptions::default(),
+        )
+        .write(&module, &info, None)
+        .map_err(|e| format!("HLSL: {e}"))?;
     }
     spv::write_vec(&module, &info, &spv::Options::default(), None).map_err(|e| format!("SPIR-V: {e}"))?;
     Ok(())
