@@ -402,6 +402,9 @@ def main():
         add("linalg_svdvals", [M], np.linalg.svd(M, compute_uv=False))
         add("linalg_svdvals", [np.swapaxes(M, -1, -2)], np.linalg.svd(np.swapaxes(M, -1, -2), compute_uv=False))
         add("linalg_pinv", [M], np.linalg.pinv(M))
+        for es in [(2, 0, 3), (3, 0)]:  # no singular values: an empty (or zero) pseudo-inverse
+            E = r(es, dtype=np.float64)
+            add("linalg_pinv", [E], np.linalg.pinv(E))
         T = np.tril(A[0])
         add("linalg_solve_triangular", [T, B[0]], np.linalg.solve(T, B[0]), lower=True)
         for o in [None, 1, 2, np.inf, -np.inf, 0, 3]:
@@ -417,6 +420,122 @@ def main():
         G = r((2, 6, 6))
         ev = np.sort_complex(np.linalg.eigvals(G.astype(np.float64)))
         add("linalg_eigvals_sorted", [G], np.stack([ev.real, ev.imag], -1).astype(np.float32))
+        # eigvals answers in complex64 (as MLX) whatever the input: a float64 input is compared
+        # at the float32 tolerance.
+        G64 = r((2, 5, 5), dtype=np.float64)
+        ev = np.sort_complex(np.linalg.eigvals(G64))
+        add("linalg_eigvals_sorted", [G64], np.stack([ev.real, ev.imag], -1).astype(np.float32))
+
+        # float32 inputs: NumPy in float64 from the same float32 values, rounded once. The
+        # factorizations run in float64 here too, one rounding apart; pinv, cholesky_inv and
+        # the norms add a few float32 operations on top, which at these sizes and condition
+        # numbers (near 10) stay well inside the float32 tolerance.
+        def as32(*xs):
+            return [np.asarray(v, np.float32) for v in xs]
+
+        def up(*xs):
+            return [np.asarray(v, np.float64) for v in xs]
+
+        A32, B32, S32, M32 = as32(A, B, S, M)
+        A6, B6, S6, M6 = up(A32, B32, S32, M32)
+        add("linalg_solve", [A32, B32], np.linalg.solve(A6, B6).astype(np.float32))
+        add("linalg_solve", [A32[1], B32[1, :, 2]], np.linalg.solve(A6[1], B6[1, :, 2]).astype(np.float32))
+        add("linalg_det", [A32], np.linalg.det(A6).astype(np.float32))
+        Z32 = as32(A - 4 * np.eye(4))[0]
+        sg, ld = np.linalg.slogdet(up(Z32)[0])
+        add("linalg_slogdet", [Z32], np.stack([sg, ld]).astype(np.float32))
+        add("linalg_cholesky", [S32], np.linalg.cholesky(S6).astype(np.float32))
+        L32 = as32(np.linalg.cholesky(S))[0]
+        add("linalg_cholesky_inv", [L32], np.linalg.inv(up(L32)[0] @ np.swapaxes(up(L32)[0], -1, -2)).astype(np.float32))
+        add("linalg_eigvalsh", [S32], np.linalg.eigvalsh(S6).astype(np.float32))
+        add("linalg_svdvals", [M32], np.linalg.svd(M6, compute_uv=False).astype(np.float32))
+        add("linalg_svdvals", [np.swapaxes(M32, -1, -2)], np.linalg.svd(np.swapaxes(M6, -1, -2), compute_uv=False).astype(np.float32))
+        add("linalg_pinv", [M32], np.linalg.pinv(M6).astype(np.float32))
+        for lower in [True, False]:
+            tri_ = np.tril if lower else np.triu
+            # The full matrix goes in: the other triangle must be ignored.
+            add("linalg_solve_triangular", [A32, B32], np.linalg.solve(tri_(A6), B6).astype(np.float32), lower=lower)
+            add("linalg_solve_triangular", [A, B], np.linalg.solve(tri_(A), B), lower=lower)
+        for o in [None, 1, 2, np.inf, 3, 0.5, -1]:
+            add("linalg_norm", [B32], np.linalg.norm(B6, ord=o, axis=-1).astype(np.float32), ord=o if o is None or np.isfinite(o) else "inf", matrix=False)
+        for o in [None, 1, -2, np.inf, "nuc"]:
+            add("linalg_norm", [M32], np.linalg.norm(M6, ord=o, axis=(-2, -1)).astype(np.float32), ord=o if o is None or o == "nuc" or np.isfinite(o) else "inf", matrix=True)
+        # The orders the cases above leave out (negative and fractional p; matrix −∞).
+        for o in [-1, -2, -0.5, 0.5, -np.inf]:
+            add("linalg_norm", [B], np.linalg.norm(B, ord=o, axis=-1), ord=o if np.isfinite(o) else "-inf", matrix=False)
+        add("linalg_norm", [M], np.linalg.norm(M, ord=-np.inf, axis=(-2, -1)), ord="-inf", matrix=True)
+        ca6, cb6 = r((2, 1, 3), dtype=np.float64), r((4, 3), dtype=np.float64)
+        add("linalg_cross", [ca6, cb6], np.cross(ca6, cb6))
+
+        # LU in float64: NumPy has none (and SciPy is not a dependency), so LAPACK's unblocked
+        # getrf written out (partial pivoting on the first largest |entry|), checked to
+        # reconstruct A and to pivot as MLX does on the same matrices in float32.
+        def getrf(a):
+            a = a.copy()
+            n = a.shape[-1]
+            piv = np.zeros(n, np.int64)
+            for k in range(n):
+                p = k + int(np.argmax(np.abs(a[k:, k])))
+                piv[k] = p
+                a[[k, p]] = a[[p, k]]
+                if a[k, k] != 0:
+                    a[k + 1:, k] /= a[k, k]
+                    a[k + 1:, k + 1:] -= np.outer(a[k + 1:, k], a[k, k + 1:])
+            perm = np.arange(n)
+            for k in range(n):
+                perm[[k, piv[k]]] = perm[[piv[k], k]]
+            lo, u = np.tril(a, -1) + np.eye(n), np.triu(a)
+            p = np.argsort(perm)  # A = L[p] U
+            return a, piv, p, lo, u
+
+        Lq64 = r((3, 5, 5), dtype=np.float64)
+        lus = [getrf(m_) for m_ in Lq64]
+        for m_, (f_, piv_, p_, lo_, u_) in zip(Lq64, lus):
+            assert np.allclose(lo_[p_] @ u_, m_, rtol=1e-12, atol=1e-12), "getrf does not reconstruct A"
+            _, mpiv = mx.linalg.lu_factor(mx.array(m_.astype(np.float32)), stream=mx.cpu)
+            assert (np.array(mpiv) == piv_).all(), "getrf pivots differently from MLX"
+        add("linalg_lu_factor", [Lq64], np.stack([np.concatenate([f_, piv_[:, None].astype(np.float64)], -1) for f_, piv_, *_ in lus]))
+        add("linalg_lu", [Lq64], np.stack([np.concatenate([p_[:, None].astype(np.float64), lo_, u_], -1) for _, _, p_, lo_, u_ in lus]))
+
+        # QR, SVD and eigh against NumPy's factors. Signs are arbitrary: R's diagonal is made
+        # non-negative (as ours is), each singular pair and eigenvector gets the sign that makes
+        # its column's largest entry positive (the Rust side does the same to its own).
+        def qr_ref(a):
+            q, r_ = np.linalg.qr(a)
+            d = np.where(np.diagonal(r_, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
+            q, r_ = q * d[..., None, :], r_ * d[..., :, None]
+            b = a.shape[:-2]
+            return np.concatenate([q.reshape(b + (-1,)), r_.reshape(b + (-1,))], -1)
+
+        def col_signs(v):
+            big = np.take_along_axis(v, np.argmax(np.abs(v), axis=-2)[..., None, :], -2)
+            return np.where(big < 0, -1.0, 1.0)
+
+        for qa in [r((2, 5, 3), dtype=np.float64), r((3, 5), dtype=np.float64), r((4, 4))]:
+            add("linalg_qr", [qa], qr_ref(qa.astype(np.float64)).astype(qa.dtype))
+
+        def orthogonal(b, n):
+            return np.linalg.qr(rng.standard_normal(b + (n, n)))[0]
+
+        # Separated singular values and eigenvalues (gaps of at least 0.5): the vectors are then
+        # well conditioned, so float64 tolerances hold.
+        for b, m_, n_, dt in [((2,), 5, 3, np.float64), ((), 3, 4, np.float64), ((2,), 4, 4, np.float32)]:
+            k = min(m_, n_)
+            sv = np.sort(np.arange(1, k + 1) + rng.uniform(0, 0.5, b + (k,)))[..., ::-1]
+            a = (orthogonal(b, m_)[..., :k] * sv[..., None, :]) @ np.swapaxes(orthogonal(b, n_)[..., :k], -1, -2)
+            a = a.astype(dt)
+            u, s, vt = np.linalg.svd(a.astype(np.float64), full_matrices=False)
+            sg = col_signs(u)
+            u, vt = u * sg, vt * np.swapaxes(sg, -1, -2)
+            add("linalg_svd", [a], np.concatenate([u.reshape(b + (-1,)), s, vt.reshape(b + (-1,))], -1).astype(dt))
+        for b, n_, dt in [((2,), 5, np.float64), ((), 3, np.float64), ((3,), 4, np.float32)]:
+            w = np.arange(n_) + rng.uniform(-1, -0.5, b + (n_,))
+            q = orthogonal(b, n_)
+            a = (q * w[..., None, :]) @ np.swapaxes(q, -1, -2)
+            a = ((a + np.swapaxes(a, -1, -2)) / 2).astype(dt)
+            w, v = np.linalg.eigh(a.astype(np.float64))
+            v = v * col_signs(v)
+            add("linalg_eigh", [a], np.concatenate([w, v.reshape(b + (-1,))], -1).astype(dt))
 
     # FFT: complex values travel as [..., 2] (real, imaginary) pairs of float32; NumPy computes
     # in complex128 from the same float32 values.
@@ -455,6 +574,28 @@ def main():
     for n, d in [(8, 1.0), (7, 0.5)]:
         add("fft_fftfreq", [], np.fft.fftfreq(n, d).astype(np.float32), n=n, d=d)
         add("fft_rfftfreq", [], np.fft.rfftfreq(n, d).astype(np.float32), n=n, d=d)
+    # The 2-D transforms (NumPy's default axes are the last two; s and axes as it takes them).
+    zp4, z4 = cpx((2, 4, 6))
+    x4 = r((2, 4, 6))
+    for s, ax in [(None, None), ((3, 8), None), (None, (0, 2)), ((5, 4), (2, 0))]:
+        kw = {"s": None if s is None else list(s), "axes": None if ax is None else list(ax)}
+        ax = ax or (-2, -1)
+        add("fft_fft2", [zp4], pairs(np.fft.fft2(z4, s=s, axes=ax)), **kw)
+        add("fft_ifft2", [zp4], pairs(np.fft.ifft2(z4, s=s, axes=ax)), **kw)
+        add("fft_rfft2", [x4], pairs(np.fft.rfft2(x4.astype(np.float64), s=s, axes=ax)), **kw)
+    for s, ax in [(None, None), ((4, 9), None), ((3, 5), (0, 1)), (None, (2, 1))]:
+        kw = {"s": None if s is None else list(s), "axes": None if ax is None else list(ax)}
+        add("fft_irfft2", [zp4], np.fft.irfft2(z4, s=s, axes=ax or (-2, -1)).astype(np.float32), **kw)
+    # float64 input: taken as float32 (complex64 for fft), as MLX does, so NumPy's float64
+    # answer is compared at the float32 tolerance. fftshift is a roll and stays float64.
+    x64 = r((3, 10), dtype=np.float64)
+    add("fft_rfft", [x64], pairs(np.fft.rfft(x64)), n=None, axis=-1)
+    add("fft_rfft", [x64], pairs(np.fft.rfft(x64, n=7, axis=0)), n=7, axis=0)
+    add("fft_fft", [x64], pairs(np.fft.fft(x64, axis=0)), n=None, axis=0, real_input=True)
+    add("fft_rfftn", [x64], pairs(np.fft.rfftn(x64)), s=None, axes=None)
+    add("fft_rfft2", [x64], pairs(np.fft.rfft2(x64, s=(4, 6))), s=[4, 6], axes=None)
+    add("fft_fftshift", [x64], np.fft.fftshift(x64, axes=(1,)), axes=[1])
+    add("fft_ifftshift", [x64], np.fft.ifftshift(x64), axes=None)
     # complex64 arithmetic, and abs and sum of complex arrays.
     ap, a_ = cpx((3, 4))
     bp, b_ = cpx((1, 4))

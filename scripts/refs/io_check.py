@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Reads the files the Rust test `files_round_trip_bit_exactly_and_bad_files_are_errors` wrote
-(STRATA_IO_EXPORT) with Python's safetensors and NumPy, and checks every value."""
+(STRATA_IO_EXPORT) with Python's safetensors and NumPy, and checks every value: arrays of
+each type, and a model's parameter file under its dotted names, byte for byte."""
 import json
 import os
 import sys
@@ -29,7 +30,17 @@ def main():
             a = z[name]
             assert str(a.dtype) == w["dtype"] and list(a.shape) == w["shape"], (name, a.dtype, a.shape)
             assert np.array_equal(a.astype(np.float64).ravel(), np.array(w["data"], np.float64), equal_nan=True), name
-    print(f"io: {len(want)} tensors, one .npy and a compressed .npz written by Rust read by safetensors and NumPy {np.__version__}: equal")
+    # A module's parameters: the names Rust's tree gives them, each tensor's bytes as written.
+    mwant = json.load(open(os.path.join(d, "module.json")))
+    module = load_file(os.path.join(d, "module.safetensors"))
+    assert set(module) == set(mwant), (sorted(module), sorted(mwant))
+    assert "layers.1.layers.0.weight" in module, sorted(module)
+    for name, w in mwant.items():
+        a = module[name]
+        assert str(a.dtype) == w["dtype"] and list(a.shape) == w["shape"], (name, a.dtype, a.shape, w)
+        assert np.ascontiguousarray(a).tobytes().hex() == w["hex"], name
+    print(f"io: {len(want)} tensors, one .npy, a compressed .npz and a module's {len(mwant)} parameters written by Rust "
+          f"read by safetensors and NumPy {np.__version__}: equal")
 
 
 if __name__ == "__main__":

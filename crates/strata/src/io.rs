@@ -103,8 +103,10 @@ pub fn save_safetensors(
 /// orders by alignment, then name), onto the default device.
 pub fn load_safetensors(path: &Path) -> Result<Vec<(String, Array)>> {
     let data = std::fs::read(path).map_err(|e| err(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&data)
-        .map_err(|e| err(path, format!("not a valid safetensors file: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| match short_tensor(&data) {
+        Some(which) => err(path, format!("not a valid safetensors file: {which}")),
+        None => err(path, format!("not a valid safetensors file: {e}")),
+    })?;
     let mut named: Vec<(usize, String, Array)> = Vec::new();
     for (name, view) in st.tensors() {
         let t =
@@ -119,21 +121,91 @@ pub fn load_safetensors(path: &Path) -> Result<Vec<(String, Array)>> {
     Ok(named.into_iter().map(|(_, n, a)| (n, a)).collect())
 }
 
+/// The first tensor of a safetensors file whose bytes the file does not hold as its header
+/// describes them (cut short, or of another size than its shape and type need), said in words;
+/// `None` when the header itself is unreadable or every tensor is whole. The `safetensors`
+/// crate's own errors for these cases name no tensor.
+fn short_tensor(data: &[u8]) -> Option<String> {
+    let n = u64::from_le_bytes(data.get(..8)?.try_into().ok()?) as usize;
+    let body = data.len().checked_sub(n.checked_add(8)?)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(data.get(8..8 + n)?).ok()?;
+    let mut tensors: Vec<(usize, usize, &str, &serde_json::Value)> = header
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .filter_map(|(name, info)| {
+            let at = info.get("data_offsets")?.as_array()?;
+            Some((at.first()?.as_u64()? as usize, at.get(1)?.as_u64()? as usize, name.as_str(), info))
+        })
+        .collect();
+    tensors.sort_by_key(|t| (t.0, t.1));
+    for (start, end, name, info) in tensors {
+        let dtype = info.get("dtype").and_then(|d| serde_json::from_value::<Dtype>(d.clone()).ok());
+        let shape: Option<Vec<usize>> =
+            info.get("shape")?.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect();
+        let need = dtype.zip(shape.as_ref()).and_then(|(t, s)| {
+            s.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?.checked_mul(t.bitsize()).map(|b| b.div_ceil(8))
+        });
+        if end > body {
+            return Some(format!(
+                "tensor {name} ({} {}) lies at bytes {start}..{end} of the data, which holds only {body}",
+                dtype.map_or("?".to_string(), |t| format!("{t:?}")),
+                shape.map_or("?".to_string(), |s| format!("{s:?}")),
+            ));
+        }
+        if let Some(need) = need.filter(|&need| end.checked_sub(start) != Some(need)) {
+            return Some(format!(
+                "tensor {name}: its shape and type need {need} bytes; the header gives it bytes {start}..{end}"
+            ));
+        }
+    }
+    None
+}
+
 /// Saves a parameter tree under its dotted paths.
 pub fn save_tree(path: &Path, tree: &Tree) -> Result<()> {
     save_safetensors(path, &tree.flatten(), None)
 }
 
 /// Loads a file into the structure of `like` (a model's current parameters): every path of
-/// `like` must be in the file with the same shape; the values keep the file's type converted to
-/// `like`'s. A missing tensor or a shape mismatch is an `Err` naming it.
+/// `like` must be in the file with the same shape and type. A missing tensor, a shape or a type
+/// mismatch is an `Err` naming it; [`load_tree_cast`] converts types instead.
+///
+/// ```
+/// use strata::{DType, Tree, io};
+/// let dir = std::env::temp_dir().join(format!("strata-doc-tree-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("m.safetensors");
+/// let half = Tree::map([("w", Tree::from(strata::ones(&[2], DType::F16)?))]);
+/// io::save_tree(&path, &half)?;
+/// let like = Tree::map([("w", Tree::from(strata::zeros(&[2], DType::F32)?))]);
+/// let e = io::load_tree(&path, &like).unwrap_err().to_string();
+/// assert!(e.contains("w is float16; the model has float32"), "{e}");
+/// assert_eq!(io::load_tree_cast(&path, &like)?.get("w").unwrap().dtype(), DType::F32);
+/// # Ok::<(), strata::Error>(())
+/// ```
 pub fn load_tree(path: &Path, like: &Tree) -> Result<Tree> {
+    load_tree_with(path, like, false)
+}
+
+/// [`load_tree`], converting each tensor to the type of `like`'s leaf (weights saved in
+/// bfloat16 loaded into a float32 model, say); shapes must still match.
+pub fn load_tree_cast(path: &Path, like: &Tree) -> Result<Tree> {
+    load_tree_with(path, like, true)
+}
+
+fn load_tree_with(path: &Path, like: &Tree, cast: bool) -> Result<Tree> {
     let mut file: BTreeMap<String, Array> = load_safetensors(path)?.into_iter().collect();
     let mut leaves = Vec::new();
     for (name, want) in like.flatten() {
         let a = file.remove(&name).ok_or_else(|| err(path, format!("no tensor named {name}")))?;
         if a.shape() != want.shape() {
             return Err(err(path, format!("{name} has shape {:?}; the model needs {:?}", a.shape(), want.shape())));
+        }
+        if !cast && a.dtype() != want.dtype() {
+            return Err(err(
+                path,
+                format!("{name} is {}; the model has {} (load_tree_cast converts)", a.dtype(), want.dtype()),
+            ));
         }
         leaves.push(a.astype(want.dtype())?);
     }

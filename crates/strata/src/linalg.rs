@@ -704,6 +704,11 @@ pub fn svdvals(a: &Array) -> Result<Array> {
 /// The pseudo-inverse through the SVD, singular values below `rcond · max(S)` dropped.
 pub fn pinv(a: &Array, rcond: f64) -> Result<Array> {
     let (u, s, vt) = svd(a)?;
+    if s.shape().last() == Some(&0) {
+        // No singular values (an empty matrix): max(S) below has none to take, and the
+        // pseudo-inverse is NumPy's empty (or zero) [..., n, m].
+        return matmul(&mt(&vt)?, &mt(&u)?);
+    }
     let cutoff = multiply(&max(&s, Some(&[-1]), true)?, &weak_scalar(&s, rcond))?;
     let keep = greater(&s, &cutoff)?;
     let sinv = where_(
@@ -715,7 +720,7 @@ pub fn pinv(a: &Array, rcond: f64) -> Result<Array> {
 }
 
 /// The norm of a vector (`ord`: `None` or 2 Euclidean, 1, ∞ as `f64::INFINITY`, −∞, 0 the
-/// count of non-zeros, any other p) over the last axis, or with `matrix` of the last two axes
+/// count of non-zeros, any other p but NaN) over the last axis, or with `matrix` of the last two axes
 /// (`None` Frobenius, 1, −1, ∞, −∞, 2 and −2 by singular values; `nuc` through `ord = f64::NAN`).
 pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
     let t = float_type("norm", x)?;
@@ -729,6 +734,10 @@ pub fn norm(x: &Array, ord: Option<f64>, matrix: bool) -> Result<Array> {
             None => sqrt(&sum(&square(&x)?, axes, false)?),
             Some(p) if p == f64::INFINITY => max(&a, axes, false),
             Some(p) if p == f64::NEG_INFINITY => min(&a, axes, false),
+            // NaN stands for `nuc`, which NumPy refuses for vectors too (a NaN p would give NaN).
+            Some(p) if p.is_nan() => {
+                Err(err("norm", "the nuclear norm (ord NaN) is a matrix norm, not a vector one".into()))
+            }
             Some(0.0) => sum(&not_equal(&x, &weak_scalar(&x, 0.0))?.astype(t)?, axes, false),
             Some(1.0) => sum(&a, axes, false),
             Some(2.0) => sqrt(&sum(&square(&x)?, axes, false)?),

@@ -89,12 +89,29 @@ pub fn join_schedules(schedules: Vec<Schedule>, boundaries: &[usize]) -> Schedul
     })
 }
 
-/// `grads` scaled so that their global L2 norm is at most `max_norm`; also the norm before.
+/// `grads` scaled so that their global L2 norm (over every leaf together) is at most
+/// `max_norm`; also the norm before. MLX's rule: the scale is `min(max_norm / (norm + 10⁻⁶), 1)`,
+/// so gradients within the bound come back unchanged, bit for bit.
+///
+/// ```
+/// use strata::{Array, Tree, optim};
+/// let g = Tree::map([("a", Tree::from(Array::from_slice(&[3.0f32], &[1])?)),
+///                    ("b", Tree::from(Array::from_slice(&[4.0f32], &[1])?))]);
+/// let (c, norm) = optim::clip_grad_norm(&g, 1.0)?;
+/// assert_eq!(norm.item::<f32>()?, 5.0);
+/// assert!((c.get("b").unwrap().item::<f32>()? - 0.8).abs() < 1e-6);
+/// # Ok::<(), strata::Error>(())
+/// ```
 pub fn clip_grad_norm(grads: &Tree, max_norm: f64) -> Result<(Tree, Array)> {
+    if max_norm.is_nan() || max_norm < 0.0 {
+        return Err(invalid("clip_grad_norm", format!("max_norm {max_norm} must be at least 0")));
+    }
     let leaves = grads.leaves();
     let mut total: Option<Array> = None;
     for g in &leaves {
-        let sq = sum(&square(&g.astype(DType::F32)?)?, None, false)?;
+        // Squares summed in float32 at least (16-bit ones would overflow), float64 kept.
+        let wide = if g.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let sq = sum(&square(&g.astype(wide)?)?, None, false)?;
         total = Some(match total {
             Some(t) => add(&t, &sq)?,
             None => sq,
@@ -102,7 +119,8 @@ pub fn clip_grad_norm(grads: &Tree, max_norm: f64) -> Result<(Tree, Array)> {
     }
     let norm = sqrt(&total.unwrap_or(crate::array::zeros(&[], DType::F32)?))?;
     let scale = minimum(&divide(&s(&norm, max_norm), &add(&norm, &s(&norm, 1e-6))?)?, &s(&norm, 1.0))?;
-    let clipped = grads.map_leaves(&mut |g| multiply(g, &scale.astype(g.dtype())?))?;
+    // Scaled in the wider type, then cast: a small scale would underflow in float16.
+    let clipped = grads.map_leaves(&mut |g| multiply(g, &scale)?.astype(g.dtype()))?;
     Ok((clipped, norm))
 }
 
@@ -112,15 +130,20 @@ pub trait Optimizer {
     fn update(&mut self, params: &Tree, grads: &Tree) -> Result<Tree>;
     /// The step count and per-parameter state, for saving.
     fn state(&self) -> Tree;
-    /// Restores a state saved by [`state`](Self::state) from an optimizer of the same kind.
+    /// Restores a state saved by [`state`](Self::state) from an optimizer of the same kind
+    /// (through a file: [`crate::io::save_tree`], then [`crate::io::load_tree_flat`]); the next
+    /// step is then the one the saved optimizer would have taken, bit for bit. A state without
+    /// a step or a slot, with slots of another optimizer, or with lists of different lengths is
+    /// an `Err` and leaves the optimizer as it was; state arrays that do not fit the parameters
+    /// (count, shape or type) are an `Err` at the next [`update`](Self::update).
     fn load_state(&mut self, state: &Tree) -> Result<()>;
     /// The learning rate the next step will use.
     fn learning_rate(&self) -> f64;
 }
 
-/// The first value of state slot `k` for a parameter (zeros of its shape unless an optimizer
-/// keeps something smaller, as Adafactor's factored second moments).
-type SlotInit = Arc<dyn Fn(usize, &Array) -> Result<Array> + Send + Sync>;
+/// The shape of state slot `k` for a parameter of a shape (the parameter's unless an optimizer
+/// keeps something smaller, as Adafactor's factored second moments); it starts as zeros.
+type SlotShape = Arc<dyn Fn(usize, &[usize]) -> Vec<usize> + Send + Sync>;
 
 /// The shared machinery: step count, schedule, and `k` state arrays per parameter.
 #[derive(Clone)]
@@ -129,12 +152,12 @@ struct Slots {
     lr: Schedule,
     per_param: Vec<Vec<Array>>,
     names: &'static [&'static str],
-    init: Option<SlotInit>,
+    shape: Option<SlotShape>,
 }
 
 impl Slots {
     fn new(lr: Schedule, names: &'static [&'static str]) -> Slots {
-        Slots { step: 0, lr, per_param: Vec::new(), names, init: None }
+        Slots { step: 0, lr, per_param: Vec::new(), names, shape: None }
     }
 
     /// Runs `rule(param, grad, state, lr, step)` on every leaf, creating zero state the first
@@ -150,28 +173,52 @@ impl Slots {
         if p.len() != g.len() {
             return Err(invalid(op, format!("{} parameters but {} gradients", p.len(), g.len())));
         }
+        let shape_of = |k: usize, x: &Array| match &self.shape {
+            Some(f) => f(k, x.shape()),
+            None => x.shape().to_vec(),
+        };
         if self.per_param.is_empty() {
-            let zero = |k: usize, x: &Array| match &self.init {
-                Some(f) => f(k, x),
-                None => crate::array::zeros(x.shape(), x.dtype()),
-            };
             self.per_param = p
                 .iter()
-                .map(|x| (0..self.names.len()).map(|k| zero(k, x)).collect::<Result<_>>())
+                .map(|x| (0..self.names.len()).map(|k| crate::array::zeros(&shape_of(k, x), x.dtype())).collect())
                 .collect::<Result<_>>()?;
         } else if self.per_param.len() != p.len() {
             return Err(invalid(op, format!("state for {} parameters, given {}", self.per_param.len(), p.len())));
         }
-        let lr = self.lr.at(self.step);
-        self.step += 1;
-        let mut out = Vec::with_capacity(p.len());
-        for ((x, dx), st) in p.iter().zip(&g).zip(&mut self.per_param) {
-            if x.shape() != dx.shape() {
-                return Err(invalid(op, format!("a parameter {:?} has a gradient {:?}", x.shape(), dx.shape())));
+        // A loaded state must fit the parameters exactly: a slot of another shape would
+        // broadcast silently, one of another type would change the arithmetic.
+        for (i, (x, st)) in p.iter().zip(&self.per_param).enumerate() {
+            for (k, a) in st.iter().enumerate() {
+                let want = shape_of(k, x);
+                if a.shape() != want || a.dtype() != x.dtype() {
+                    return Err(invalid(
+                        op,
+                        format!(
+                            "state {}.{i} is {:?} {}; parameter {i} ({:?} {}) needs {want:?} of its type",
+                            self.names[k],
+                            a.shape(),
+                            a.dtype(),
+                            x.shape(),
+                            x.dtype()
+                        ),
+                    ));
+                }
             }
-            out.push(rule(x, &dx.astype(x.dtype())?, st, lr, self.step)?);
         }
-        params.with_leaves(&out)
+        if let Some((i, (x, dx))) = p.iter().zip(&g).enumerate().find(|(_, (x, dx))| x.shape() != dx.shape()) {
+            return Err(invalid(op, format!("parameter {i} {:?} has a gradient {:?}", x.shape(), dx.shape())));
+        }
+        // The step and state change only once every parameter's update has been built.
+        let lr = self.lr.at(self.step);
+        let mut state = self.per_param.clone();
+        let mut out = Vec::with_capacity(p.len());
+        for ((x, dx), st) in p.iter().zip(&g).zip(&mut state) {
+            out.push(rule(x, &dx.astype(x.dtype())?, st, lr, self.step + 1)?);
+        }
+        let updated = params.with_leaves(&out)?;
+        self.step += 1;
+        self.per_param = state;
+        Ok(updated)
     }
 
     fn state(&self) -> Tree {
@@ -186,24 +233,45 @@ impl Slots {
         Tree::map(m)
     }
 
+    /// Takes the state from `t`, all or nothing. The arrays are checked against the
+    /// parameters at the next step (their shapes are not known before).
     fn load_state(&mut self, t: &Tree) -> Result<()> {
         let bad = |what: &str| invalid("Optimizer::load_state", format!("the state has no {what}"));
-        let step = t.get("step").ok_or_else(|| bad("step"))?.astype(DType::U64)?.item::<u64>()?;
+        let Tree::Map(m) = t else { return Err(bad("map of step and slots")) };
+        let step = match m.get("step") {
+            Some(Tree::Array(a)) if a.ndim() == 0 && a.dtype().is_integer() => a.astype(DType::U64)?.item::<u64>()?,
+            Some(_) => {
+                return Err(invalid("Optimizer::load_state", "step must be an integer scalar".into()));
+            }
+            None => return Err(bad("step")),
+        };
+        // Another optimizer's state (Adam's `m` and `v` offered to SGD) has slots this one
+        // does not keep.
+        if let Some(other) = m.keys().find(|k| *k != "step" && !self.names.contains(&k.as_str())) {
+            return Err(invalid(
+                "Optimizer::load_state",
+                format!("the state has {other}, not a slot of this optimizer (it keeps {})", self.names.join(", ")),
+            ));
+        }
         let mut per: Vec<Vec<Array>> = Vec::new();
         for name in self.names {
-            let Tree::Map(m) = t else { return Err(bad("map")) };
-            let Some(Tree::List(items)) = m.get(*name) else { return Err(bad(name)) };
-            if per.is_empty() {
+            let items = match m.get(*name) {
+                Some(Tree::List(items)) => items.as_slice(),
+                // A state saved before the first step has empty lists, which a file cannot hold.
+                None if step == 0 => &[],
+                _ => return Err(bad(&format!("list {name}"))),
+            };
+            let first = self.names[0];
+            if *name == first {
                 per = vec![Vec::new(); items.len()];
-            }
-            if items.len() != per.len() {
+            } else if items.len() != per.len() {
                 return Err(invalid(
                     "Optimizer::load_state",
-                    format!("{name} has {} entries, not {}", items.len(), per.len()),
+                    format!("{name} has {} entries, {first} {}", items.len(), per.len()),
                 ));
             }
             for (p, it) in per.iter_mut().zip(items) {
-                let Tree::Array(a) = it else { return Err(bad("arrays")) };
+                let Tree::Array(a) = it else { return Err(bad(&format!("arrays in {name}"))) };
                 p.push(a.clone());
             }
         }
@@ -260,11 +328,24 @@ impl Sgd {
         self.weight_decay = wd;
         self
     }
+
+    /// With dampening `d`: the gradient enters the momentum as `(1 − d)·g`, from the first
+    /// step on (MLX's rule; PyTorch takes the first gradient whole).
+    pub fn dampening(mut self, d: f64) -> Sgd {
+        self.dampening = d;
+        self
+    }
 }
 
 impl Optimizer for Sgd {
     fn update(&mut self, params: &Tree, grads: &Tree) -> Result<Tree> {
         let (mu, wd, damp, nest) = (self.momentum, self.weight_decay, self.dampening, self.nesterov);
+        if nest && (mu <= 0.0 || damp != 0.0) {
+            return Err(invalid(
+                "Sgd",
+                format!("Nesterov momentum needs a momentum above 0 and no dampening; given {mu} and {damp}"),
+            ));
+        }
         self.slots.apply("Sgd", params, grads, |p, g, st, lr, _| {
             let g = if wd != 0.0 { add(g, &multiply(p, &s(p, wd))?)? } else { g.clone() };
             let d = if mu != 0.0 {
@@ -483,16 +564,17 @@ pub struct Adafactor {
 impl Adafactor {
     /// MLX's defaults: relative step sizes, no first moment, no weight decay.
     pub fn new() -> Adafactor {
-        let factored = |k: usize, x: &Array| -> Result<Array> {
-            let s = x.shape();
+        // The squared gradient's row and column means for two or more axes (the full-size slot
+        // a scalar placeholder), the full square otherwise (the factored slots placeholders);
+        // the first moment full-size.
+        let factored = |k: usize, s: &[usize]| -> Vec<usize> {
             let n = s.len();
-            let shape: Vec<usize> = match (k, n >= 2) {
+            match (k, n >= 2) {
                 (0, true) => s[..n - 1].to_vec(),
                 (1, true) => s[..n - 2].iter().chain(&s[n - 1..]).copied().collect(),
                 (2, false) | (3, _) => s.to_vec(),
                 _ => Vec::new(),
-            };
-            crate::array::zeros(&shape, x.dtype())
+            }
         };
         Adafactor {
             eps: (1e-30, 1e-3),
@@ -504,7 +586,7 @@ impl Adafactor {
             relative_step: true,
             warmup_init: false,
             slots: Slots {
-                init: Some(Arc::new(factored)),
+                shape: Some(Arc::new(factored)),
                 ..Slots::new(Schedule::from(0.0), &["exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq", "exp_avg"])
             },
         }

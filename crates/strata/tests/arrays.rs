@@ -434,3 +434,43 @@ fn scaled_fp8_matmul_and_its_errors() {
     let e = grad(f, &[0])(&[Array::from_slice(&[1.0f32], &[]).unwrap()]).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("no derivative"), "{e}");
 }
+
+/// Bad arguments to the linalg and FFT functions are errors that say what is wrong, whether
+/// found when the graph is built or when it runs; none panics.
+#[test]
+fn linalg_and_fft_bad_input_is_an_error() {
+    let r = |shape: &[usize]| random::normal(shape, DType::F64, 0.0, 1.0, Some(&random::key(3))).unwrap();
+    let message = |what: &str, got: Result<Array>| -> String {
+        match got.and_then(|a| a.eval().map(|_| a)) {
+            Ok(a) => panic!("{what}: no error, got shape {:?}", a.shape()),
+            Err(e) => e.to_string(),
+        }
+    };
+    let expect = |what: &str, got: Result<Array>, words: &str| {
+        let e = message(what, got);
+        assert!(e.contains(words), "{what}: {e}");
+    };
+    let (m, v, sq) = (r(&[3, 4]), r(&[4]), r(&[2, 3, 3]));
+    expect("solve_triangular of a wide matrix", linalg::solve_triangular(&m, &v, true), "square");
+    expect("solve_triangular with a b that does not fit", linalg::solve_triangular(&sq, &r(&[2, 4, 1]), false), "fit");
+    expect("cholesky_inv of a wide matrix", linalg::cholesky_inv(&m, false), "square");
+    expect("cross of 4-vectors", linalg::cross(&v, &v), "3-vectors");
+    expect("cross that does not broadcast", linalg::cross(&r(&[2, 3]), &r(&[4, 3])), "broadcast");
+    expect("matrix norm of a vector", linalg::norm(&v, None, true), "[..., m, n]");
+    expect("matrix norm of order 3", linalg::norm(&m, Some(3.0), true), "order 3");
+    expect("nuclear norm of a vector", linalg::norm(&v, Some(f64::NAN), false), "vector");
+    expect("pinv of a vector", linalg::pinv(&v, 1e-15), "[..., m, n]");
+    expect("qr of a vector", linalg::qr(&v).map(|q| q.0), "[..., m, n]");
+    expect("lu of a wide matrix", linalg::lu(&m).map(|l| l.1), "square");
+    expect("eigh of a wide matrix", linalg::eigh(&m).map(|e| e.0), "square");
+    expect("eigvals of a wide matrix", linalg::eigvals(&m), "square");
+    let z = complex(&m, &m).unwrap();
+    expect("fft2 of a vector", fft::fft2(&v, None, None), "out of range");
+    expect("fftn, lengths for other axes", fft::fftn(&z, Some(&[2, 3]), Some(&[0])), "2 lengths for 1 axes");
+    expect("ifft2, an axis twice", fft::ifft2(&z, None, Some(&[1, -1])), "repeated");
+    expect("rfft2 to length 0", fft::rfft2(&m, Some(&[0, 4]), None), "length 0");
+    expect("irfft2 of one frequency", fft::irfft2(&r(&[3, 1]), None, None), "length 0");
+    expect("fft of an empty axis", fft::fft(&r(&[2, 0]), None, -1), "length 0");
+    expect("fft of a scalar", fft::fft(&Array::scalar(1.0f32), None, -1), "out of range");
+    expect("fftshift, axis out of range", fft::fftshift(&m, Some(&[2])), "out of range");
+}

@@ -580,3 +580,166 @@ fn fft_derivatives() {
         2e-4,
     );
 }
+
+/// `shape` of random values whose magnitudes lie in [0.2, 1]: away from the kink of |x| at 0,
+/// where the 1- and ∞-norms stop being differentiable.
+fn away_from_zero(shape: &[usize], seed: u64) -> Array {
+    let v: Vec<f64> = rand_vec(shape.iter().product(), seed, -0.8, 0.8).iter().map(|x| x + 0.2 * x.signum()).collect();
+    arr(&v, shape)
+}
+
+#[test]
+fn norm_derivatives() {
+    let v = away_from_zero(&[3, 5], 91);
+    // Vector orders, over the last axis (p < 1 included: differentiable with no zero entry).
+    for ord in
+        [None, Some(1.0), Some(2.0), Some(f64::INFINITY), Some(f64::NEG_INFINITY), Some(3.0), Some(0.5), Some(-1.5)]
+    {
+        check(
+            &format!("vector norm {ord:?}"),
+            &move |a: &[Array]| linalg::norm(&a[0], ord, false),
+            std::slice::from_ref(&v),
+        );
+    }
+    // Matrix orders, batched: the sums of |x| need no zero entry and a unique extreme row or
+    // column; the singular-value ones distinct nonzero singular values (random matrices have).
+    let m = away_from_zero(&[2, 4, 3], 92);
+    for ord in [
+        None,
+        Some(f64::NAN),
+        Some(2.0),
+        Some(-2.0),
+        Some(1.0),
+        Some(-1.0),
+        Some(f64::INFINITY),
+        Some(f64::NEG_INFINITY),
+    ] {
+        check(
+            &format!("matrix norm {ord:?}"),
+            &move |a: &[Array]| linalg::norm(&a[0], ord, true),
+            std::slice::from_ref(&m),
+        );
+    }
+}
+
+#[test]
+fn pinv_cross_and_triangular_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    let eye = |n: usize| identity(n, DType::F64).unwrap();
+    check("pinv, tall and batched", &|x: &[Array]| linalg::pinv(&x[0], 1e-15), &[r(&[2, 4, 3], 93)]);
+    check("pinv, wide", &|x: &[Array]| linalg::pinv(&x[0], 1e-15), &[r(&[3, 5], 94)]);
+    check("cross, broadcast", &|x: &[Array]| linalg::cross(&x[0], &x[1]), &[r(&[2, 1, 3], 95), r(&[4, 3], 96)]);
+    // Full matrices: the triangle not named is ignored, so its gradient is zero, as the
+    // differences of the function agree.
+    let t = r(&[2, 3, 3], 97) + eye(3) * 3.0;
+    let b = r(&[2, 3, 2], 98);
+    for lower in [true, false] {
+        check(
+            &format!("solve_triangular lower={lower}"),
+            &move |x: &[Array]| linalg::solve_triangular(&x[0], &x[1], lower),
+            &[t.clone(), b.clone()],
+        );
+        check(
+            &format!("cholesky_inv upper={}", !lower),
+            &move |x: &[Array]| linalg::cholesky_inv(&x[0], !lower),
+            std::slice::from_ref(&t),
+        );
+    }
+    let g = grad(|x: &[Array]| linalg::solve_triangular(&x[0], &x[1], true)?.sum(None, false), &[0])(&[t, b]).unwrap();
+    let g = g[0].to_vec::<f64>().unwrap();
+    assert!(g.iter().enumerate().filter(|(p, _)| p % 3 > p / 3 % 3).all(|(_, v)| *v == 0.0), "upper gradient {g:?}");
+}
+
+/// The factorizations' rules on batches, and on matrices that are not symmetric: cholesky and
+/// eigh read only the lower triangle, so the upper one's gradient is zero.
+#[test]
+fn batched_and_lower_triangle_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    let t = |x: &Array| swapaxes(x, -1, -2);
+    let x = r(&[2, 3, 3], 101);
+    let spd = move |x: &Array| -> Result<Array> { Ok(matmul(x, &t(x)?)? + identity(3, DType::F64)?) };
+    check("batched cholesky", &move |v: &[Array]| linalg::cholesky(&spd(&v[0])?), std::slice::from_ref(&x));
+    let sym = move |x: &Array| -> Result<Array> { Ok(x + t(x)?) };
+    check("batched eigh values", &move |v: &[Array]| Ok(linalg::eigh(&sym(&v[0])?)?.0), std::slice::from_ref(&x));
+    // Eigen- and singular vectors up to sign, fixed per column by the sign of its sum.
+    let fixed = |vecs: &Array| -> Result<Array> { stop_gradient(&sign(&sum(vecs, Some(&[-2]), true)?)?) };
+    check(
+        "batched eigh vectors (sign-fixed)",
+        &move |v: &[Array]| {
+            let (_, vecs) = linalg::eigh(&sym(&v[0])?)?;
+            Ok(&vecs * fixed(&vecs)?)
+        },
+        std::slice::from_ref(&x),
+    );
+    let m = r(&[2, 4, 3], 102);
+    check("batched singular values", &|v: &[Array]| Ok(linalg::svd(&v[0])?.1), std::slice::from_ref(&m));
+    check(
+        "batched svd U and Vt (sign-fixed)",
+        &move |v: &[Array]| {
+            let (u, _, vt) = linalg::svd(&v[0])?;
+            let s = fixed(&u)?;
+            concatenate(&[&(&u * &s), &t(&(&vt * t(&s)?))?], -2)
+        },
+        std::slice::from_ref(&m),
+    );
+    // A matrix whose lower triangle mirrored is positive definite, with unrelated values above
+    // the diagonal.
+    let n = 4;
+    let y = r(&[2, n, n], 103);
+    let upper_noise = r(&[2, n, n], 104) * t(&tri(n, n, -1, DType::F64).unwrap()).unwrap() * 3.0;
+    let a = spd4(&y) + upper_noise;
+    let upper_zero = |name: &str, f: &F| {
+        let g = grad(|v: &[Array]| sin(&f(v)?)?.sum(None, false), &[0])(std::slice::from_ref(&a)).unwrap();
+        let g = g[0].to_vec::<f64>().unwrap();
+        let above = g.iter().enumerate().filter(|(p, _)| p % n > p / n % n);
+        assert!(above.clone().all(|(_, v)| *v == 0.0), "{name}: gradient above the diagonal {g:?}");
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: no gradient at all");
+        check(name, f, std::slice::from_ref(&a));
+    };
+    upper_zero("cholesky, not symmetric", &|v: &[Array]| linalg::cholesky(&v[0]));
+    upper_zero("eigh values, not symmetric", &|v: &[Array]| Ok(linalg::eigh(&v[0])?.0));
+    upper_zero("eigh vectors (sign-fixed), not symmetric", &move |v: &[Array]| {
+        let (_, vecs) = linalg::eigh(&v[0])?;
+        Ok(&vecs * fixed(&vecs)?)
+    });
+}
+
+/// `y yᵀ + I` for `[..., 4, 4]`.
+fn spd4(y: &Array) -> Array {
+    matmul(y, &swapaxes(y, -1, -2).unwrap()).unwrap() + identity(4, DType::F64).unwrap()
+}
+
+#[test]
+fn fft_nd_and_shift_derivatives() {
+    let r = |shape: &[usize], seed: u64| arr(&rand_vec(shape.iter().product(), seed, -1.0, 1.0), shape);
+    fn c(x: &[Array]) -> Result<Array> {
+        complex(&x[0], &x[1])
+    }
+    fn pairs(z: Array) -> Result<Array> {
+        stack(&[&real(&z)?, &imag(&z)?], -1)
+    }
+    let both = [r(&[2, 3, 4], 111), r(&[2, 3, 4], 112)];
+    let re = std::slice::from_ref(&both[0]);
+    check_f32(
+        "ifftn over two axes with s",
+        &|x: &[Array]| pairs(fft::ifftn(&c(x)?, Some(&[4, 3]), Some(&[0, 2]))?),
+        &both,
+    );
+    check_f32("fft2", &|x: &[Array]| pairs(fft::fft2(&c(x)?, None, None)?), &both);
+    check_f32("fft2 with s, axes", &|x: &[Array]| pairs(fft::fft2(&c(x)?, Some(&[3, 5]), Some(&[0, -1]))?), &both);
+    check_f32("ifft2", &|x: &[Array]| pairs(fft::ifft2(&c(x)?, None, None)?), &both);
+    check_f32("ifft2 with s", &|x: &[Array]| pairs(fft::ifft2(&c(x)?, Some(&[2, 6]), None)?), &both);
+    check_f32("rfft2", &|x: &[Array]| pairs(fft::rfft2(&x[0], None, None)?), re);
+    check_f32("rfft2 with s, axes", &|x: &[Array]| pairs(fft::rfft2(&x[0], Some(&[3, 5]), Some(&[1, 0]))?), re);
+    check_f32("irfft2", &|x: &[Array]| fft::irfft2(&c(x)?, None, None), &both);
+    check_f32("irfft2 with odd s", &|x: &[Array]| fft::irfft2(&c(x)?, Some(&[4, 5]), Some(&[0, 2])), &both);
+    // The shifts are rolls: exact in float64.
+    let x = r(&[3, 4, 5], 113);
+    check("fftshift", &|a: &[Array]| fft::fftshift(&a[0], None), std::slice::from_ref(&x));
+    check("ifftshift, odd axes", &|a: &[Array]| fft::ifftshift(&a[0], Some(&[0, -1])), std::slice::from_ref(&x));
+    check_f32(
+        "fftshift of a complex fft",
+        &|x: &[Array]| pairs(fft::fftshift(&fft::fft(&c(x)?, None, -1)?, Some(&[-1]))?),
+        &both,
+    );
+}

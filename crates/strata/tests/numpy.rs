@@ -60,8 +60,10 @@ fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
     let s: Option<Vec<usize>> = kw["s"].as_array().map(|v| v.iter().map(|d| d.as_u64().unwrap() as usize).collect());
     let (s, ax) = (s.as_deref(), axes(kw, "axes"));
     let ax = ax.as_deref();
+    // A real input (float64 among them) goes in as it is.
+    let z = |x: &Array| if kw["real_input"].as_bool() == Some(true) { Ok(x.clone()) } else { c(x) };
     match op {
-        "fft_fft" => pairs(fft::fft(&c(&a[0])?, n, int(kw, "axis"))?),
+        "fft_fft" => pairs(fft::fft(&z(&a[0])?, n, int(kw, "axis"))?),
         "fft_ifft" => pairs(fft::ifft(&c(&a[0])?, n, int(kw, "axis"))?),
         "fft_rfft" => pairs(fft::rfft(&a[0], n, int(kw, "axis"))?),
         "fft_irfft" => fft::irfft(&c(&a[0])?, n, int(kw, "axis")),
@@ -69,6 +71,10 @@ fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "fft_ifftn" => pairs(fft::ifftn(&c(&a[0])?, s, ax)?),
         "fft_rfftn" => pairs(fft::rfftn(&a[0], s, ax)?),
         "fft_irfftn" => fft::irfftn(&c(&a[0])?, s, ax),
+        "fft_fft2" => pairs(fft::fft2(&c(&a[0])?, s, ax)?),
+        "fft_ifft2" => pairs(fft::ifft2(&c(&a[0])?, s, ax)?),
+        "fft_rfft2" => pairs(fft::rfft2(&a[0], s, ax)?),
+        "fft_irfft2" => fft::irfft2(&c(&a[0])?, s, ax),
         "fft_fftshift" => fft::fftshift(&a[0], ax),
         "fft_ifftshift" => fft::ifftshift(&a[0], ax),
         "fft_fftfreq" => fft::fftfreq(n.unwrap(), kw["d"].as_f64().unwrap()),
@@ -90,8 +96,27 @@ fn fft_case(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "complex_matmul" => pairs(matmul(&c(&a[0])?, &c(&a[1])?)?),
         "complex_equal" => equal(&c(&a[0])?, &c(&a[1])?),
         "complex_not_equal" => not_equal(&c(&a[0])?, &c(&a[1])?),
-        _ => unreachable!("{op}"),
+        _ => Err(unhandled(op)),
     }
+}
+
+/// An op name the script writes that this file does not run: a failure of that case.
+fn unhandled(op: &str) -> Error {
+    Error::InvalidArgument { op: "ops_match_numpy", message: format!("no dispatch for op {op}") }
+}
+
+/// `x [..., m, n]` as `[..., m·n]`.
+fn flat_matrices(x: &Array) -> Result<Array> {
+    let batch: Vec<isize> = x.shape()[..x.ndim() - 2].iter().map(|&d| d as isize).collect();
+    x.reshape(&[&batch[..], &[-1]].concat())
+}
+
+/// The signs that make each column's largest entry (by magnitude) positive, `[..., 1, k]`:
+/// the same convention the script puts on NumPy's singular and eigenvectors.
+fn column_signs(v: &Array) -> Result<Array> {
+    let big = take_along_axis(v, &argmax(&abs(v)?, Some(-2), true)?, -2)?;
+    let one = ones_like(&big)?;
+    where_(&less(&big, &zeros_like(&big)?)?, &negative(&one)?, &one)
 }
 
 fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
@@ -254,11 +279,25 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
         "linalg_cholesky_inv" => linalg::cholesky_inv(&a[0], false),
         "linalg_lu_factor" => {
             let (f, piv) = linalg::lu_factor(&a[0])?;
-            concatenate(&[&f, &expand_dims(&piv.astype(DType::F32)?, -1)?], -1)
+            concatenate(&[&f, &expand_dims(&piv.astype(f.dtype())?, -1)?], -1)
         }
         "linalg_lu" => {
             let (p, l, u) = linalg::lu(&a[0])?;
-            concatenate(&[&expand_dims(&p.astype(DType::F32)?, -1)?, &l, &u], -1)
+            concatenate(&[&expand_dims(&p.astype(l.dtype())?, -1)?, &l, &u], -1)
+        }
+        "linalg_qr" => {
+            let (q, r) = linalg::qr(&a[0])?;
+            concatenate(&[&flat_matrices(&q)?, &flat_matrices(&r)?], -1)
+        }
+        "linalg_svd" => {
+            let (u, s, vt) = linalg::svd(&a[0])?;
+            let sg = column_signs(&u)?;
+            let (u, vt) = (multiply(&u, &sg)?, multiply(&vt, &swapaxes(&sg, -1, -2)?)?);
+            concatenate(&[&flat_matrices(&u)?, &s, &flat_matrices(&vt)?], -1)
+        }
+        "linalg_eigh" => {
+            let (w, v) = linalg::eigh(&a[0])?;
+            concatenate(&[&w, &flat_matrices(&multiply(&v, &column_signs(&v)?)?)?], -1)
         }
         "linalg_eigvalsh" => linalg::eigvalsh(&a[0]),
         "linalg_svdvals" => Ok(linalg::svd(&a[0])?.1),
@@ -324,12 +363,57 @@ fn run(op: &str, a: &[Array], kw: &Value) -> Result<Array> {
             }
             conv_general(&a[0], &a[1], &desc)
         }
-        name => {
-            let op = *BinaryOp::ALL.iter().find(|o| o.name() == name).unwrap_or_else(|| panic!("no op {name}"));
-            binary(op, &a[0], &a[1])
-        }
+        name => match BinaryOp::ALL.iter().find(|o| o.name() == name) {
+            Some(&op) => binary(op, &a[0], &a[1]),
+            None => Err(unhandled(name)),
+        },
     }
 }
+
+/// The linalg ops the script must write, each with float32 and float64 input.
+const LINALG_OPS: &[&str] = &[
+    "linalg_solve",
+    "linalg_inv",
+    "linalg_det",
+    "linalg_slogdet",
+    "linalg_cholesky",
+    "linalg_cholesky_inv",
+    "linalg_lu_factor",
+    "linalg_lu",
+    "linalg_qr",
+    "linalg_svd",
+    "linalg_eigh",
+    "linalg_eigvalsh",
+    "linalg_svdvals",
+    "linalg_pinv",
+    "linalg_solve_triangular",
+    "linalg_norm",
+    "linalg_cross",
+    "linalg_eigvals_sorted",
+];
+
+/// The FFT ops the script must write.
+const FFT_OPS: &[&str] = &[
+    "fft_fft",
+    "fft_ifft",
+    "fft_rfft",
+    "fft_irfft",
+    "fft_fftn",
+    "fft_ifftn",
+    "fft_rfftn",
+    "fft_irfftn",
+    "fft_fft2",
+    "fft_ifft2",
+    "fft_rfft2",
+    "fft_irfft2",
+    "fft_fftshift",
+    "fft_ifftshift",
+    "fft_fftfreq",
+    "fft_rfftfreq",
+];
+
+/// The FFT ops that must also have a float64 input (taken as float32, as MLX does).
+const FFT_F64_OPS: &[&str] = &["fft_fft", "fft_rfft", "fft_rfftn", "fft_rfft2", "fft_fftshift"];
 
 /// Tolerance by dtype: float32 results may differ from NumPy's by a few ulps (different
 /// transcendental implementations and summation orders).
@@ -354,6 +438,22 @@ fn ops_match_numpy() {
     let refs = refs();
     let cases = refs["cases"].as_array().unwrap();
     assert!(cases.len() > 300, "only {} cases", cases.len());
+    // A case the script stops writing would pass unnoticed: these must each be there, the
+    // linalg ones on float32 and on float64 input, some FFT ones on float64 too.
+    let present = |op: &str, dtype: Option<&str>| {
+        cases.iter().any(|c| c["op"] == op && dtype.is_none_or(|t| c["args"][0]["dtype"] == t))
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for op in LINALG_OPS {
+        for t in ["float32", "float64"] {
+            if !present(op, Some(t)) {
+                missing.push(format!("{op} ({t})"));
+            }
+        }
+    }
+    missing.extend(FFT_OPS.iter().filter(|op| !present(op, None)).map(|op| op.to_string()));
+    missing.extend(FFT_F64_OPS.iter().filter(|op| !present(op, Some("float64"))).map(|op| format!("{op} (float64)")));
+    assert!(missing.is_empty(), "no cases for {missing:?}");
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let op = c["op"].as_str().unwrap();

@@ -477,55 +477,220 @@ impl Module for Dropout {
     }
 }
 
-/// An element-wise activation as a layer.
+/// An element-wise activation as a layer, with `mlx.nn`'s definitions (each one MLX's
+/// function of the same name, or its layer's default parameters where it takes some).
+///
+/// They are compositions of array ops, so they differentiate like any other graph. The ones
+/// over an axis (`Glu`, `Softmax`, `Softmin`, `LogSoftmax`) act on the last one.
+///
+/// ```
+/// use strata::{Array, nn::{Activation, Module}};
+/// let x = Array::from_slice(&[-8.0f32, -0.5, 0.5, 8.0], &[4])?;
+/// assert_eq!(Activation::Relu6.forward(&x)?.to_vec::<f32>()?, [0.0, 0.0, 0.5, 6.0]);
+/// assert_eq!(Activation::HardTanh { min: -1.0, max: 1.0 }.forward(&x)?.to_vec::<f32>()?, [-1.0, -0.5, 0.5, 1.0]);
+/// // GLU gates the first half of the last axis by the sigmoid of the second.
+/// let g = Activation::Glu.forward(&Array::from_slice(&[2.0f32, 0.0], &[2])?)?;
+/// assert_eq!(g.to_vec::<f32>()?, [1.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
-    #[allow(missing_docs)]
+    /// `max(x, 0)`.
     Relu,
-    /// `max(x, a·x)`.
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `max(x, 0)²`.
+    Relu2,
+    /// `max(x, a·x)` (MLX's default slope is 0.01).
     LeakyRelu(f64),
-    #[allow(missing_docs)]
+    /// `x·Φ(x)`, Φ the normal CDF (exact, through erf).
     Gelu,
-    /// GELU with the tanh approximation.
+    /// GELU with the tanh approximation (MLX's `gelu_approx`).
     GeluTanh,
-    #[allow(missing_docs)]
+    /// `x·σ(1.702·x)` (MLX's `gelu_fast_approx`).
+    GeluFast,
+    /// `x·σ(x)` (swish).
     Silu,
-    #[allow(missing_docs)]
+    /// `σ(x) = 1 / (1 + e^−x)`.
     Sigmoid,
-    #[allow(missing_docs)]
+    /// `log σ(x) = −softplus(−x)`.
+    LogSigmoid,
+    /// `tanh(x)`.
     Tanh,
-    #[allow(missing_docs)]
+    /// `x` limited to `[min, max]` (MLX's defaults are −1 and 1).
+    HardTanh {
+        #[allow(missing_docs)]
+        min: f64,
+        #[allow(missing_docs)]
+        max: f64,
+    },
+    /// `log(1 + e^x)`.
     Softplus,
-    /// `x` if positive, `e^x − 1` otherwise.
-    Elu,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x·tanh(softplus(x))`.
+    Mish,
+    /// `x·min(max(x + 3, 0), 6) / 6`.
+    Hardswish,
+    /// `x` if positive, `a·(e^x − 1)` otherwise (MLX's default `a` is 1).
+    Elu(f64),
+    /// `max(x, 0) + a·(e^(min(x, 0)/a) − 1)` (MLX's default `a` is 1).
+    Celu(f64),
+    /// `λ·elu(x, α)` with the self-normalizing constants λ ≈ 1.0507, α ≈ 1.6733 (to full
+    /// precision; MLX rounds them to 1.0507 and 1.67326, a difference of 2·10⁻⁶ relative).
+    Selu,
+    /// `a·σ(b)`, `a` and `b` the halves of the last axis (which must have an even size).
+    Glu,
+    /// `softmax(x)` over the last axis.
+    Softmax,
+    /// `softmax(−x)` over the last axis.
+    Softmin,
     /// `log(softmax(x))` over the last axis.
     LogSoftmax,
+    /// `x − sign(x)·λ` where `|x| > λ`, 0 elsewhere (MLX's default λ is 0.5).
+    Softshrink(f64),
+    /// `x` where `|x| > λ`, 0 elsewhere (MLX's default λ is 0.5).
+    HardShrink(f64),
+    /// 1 where `x ≥ threshold`, 0 elsewhere, in `x`'s type (a gradient of zero everywhere).
+    Step(f64),
+}
+
+/// The full-precision SELU constants (Klambauer et al.; PyTorch's and JAX's values).
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_LAMBDA: f64 = 1.050_700_987_355_480_5;
+
+/// `a·(e^min(x, 0) − 1)`: the negative branch of ELU. The `min` keeps `e^x` finite where the
+/// branch is not taken, so the gradient there is 0 rather than `0·∞ = NaN`.
+fn elu_negative(x: &Array, a: f64) -> Result<Array> {
+    multiply(&expm1(&minimum(x, &weak_scalar(x, 0.0))?)?, &weak_scalar(x, a))
 }
 
 impl Module for Activation {
     fn forward(&self, x: &Array) -> Result<Array> {
+        let c = |v: f64| weak_scalar(x, v);
         match *self {
             Activation::Relu => relu(x),
-            Activation::LeakyRelu(a) => maximum(x, &multiply(x, &weak_scalar(x, a))?),
+            Activation::Relu6 => clip(x, Some(0.0), Some(6.0)),
+            Activation::Relu2 => square(&relu(x)?),
+            Activation::LeakyRelu(a) => maximum(x, &multiply(x, &c(a))?),
             Activation::Gelu => gelu(x),
             Activation::GeluTanh => gelu_tanh(x),
+            Activation::GeluFast => multiply(x, &sigmoid(&multiply(x, &c(1.702))?)?),
             Activation::Silu => silu(x),
             Activation::Sigmoid => sigmoid(x),
+            Activation::LogSigmoid => negative(&softplus(&negative(x)?)?),
             Activation::Tanh => tanh(x),
+            Activation::HardTanh { min, max } => {
+                if min > max {
+                    return Err(invalid("Activation::HardTanh", format!("min {min} is above max {max}")));
+                }
+                clip(x, Some(min), Some(max))
+            }
             Activation::Softplus => softplus(x),
-            Activation::Elu => where_(&greater(x, &weak_scalar(x, 0.0))?, x, &expm1(x)?),
+            Activation::Softsign => divide(x, &add(&abs(x)?, &c(1.0))?),
+            Activation::Mish => multiply(x, &tanh(&softplus(x)?)?),
+            Activation::Hardswish => {
+                multiply(&multiply(x, &clip(&add(x, &c(3.0))?, Some(0.0), Some(6.0))?)?, &c(1.0 / 6.0))
+            }
+            Activation::Elu(a) => where_(&greater(x, &c(0.0))?, x, &elu_negative(x, a)?),
+            Activation::Celu(a) => {
+                if a == 0.0 {
+                    return Err(invalid("Activation::Celu", "alpha must not be 0 (it divides x)".into()));
+                }
+                let neg = elu_negative(&multiply(x, &c(1.0 / a))?, a)?;
+                add(&maximum(x, &c(0.0))?, &neg)
+            }
+            Activation::Selu => {
+                multiply(&where_(&greater(x, &c(0.0))?, x, &elu_negative(x, SELU_ALPHA)?)?, &c(SELU_LAMBDA))
+            }
+            Activation::Glu => {
+                let n = x.shape().last().copied().unwrap_or(0);
+                if x.ndim() == 0 || !n.is_multiple_of(2) {
+                    return Err(invalid(
+                        "Activation::Glu",
+                        format!("input {:?} needs a last axis of even size to halve", x.shape()),
+                    ));
+                }
+                let halves = split(x, 2, -1)?;
+                multiply(&halves[0], &sigmoid(&halves[1])?)
+            }
+            Activation::Softmax => softmax(x, Some(&[-1])),
+            Activation::Softmin => softmax(&negative(x)?, Some(&[-1])),
             Activation::LogSoftmax => subtract(x, &logsumexp(x, Some(&[-1]), true)?),
+            Activation::Softshrink(l) => {
+                let shrunk = subtract(x, &multiply(&sign(x)?, &c(l))?)?;
+                where_(&greater(&abs(x)?, &c(l))?, &shrunk, &c(0.0))
+            }
+            Activation::HardShrink(l) => where_(&greater(&abs(x)?, &c(l))?, x, &c(0.0)),
+            Activation::Step(t) => greater_equal(x, &c(t))?.astype(x.dtype()),
         }
     }
     no_parameters!();
+}
+
+/// The parametric ReLU (MLX's `PReLU`): `max(x, 0) + a·min(x, 0)` with a learned slope `a`,
+/// one shared (`count = 1`) or one per feature of the last axis.
+///
+/// ```
+/// use strata::{Array, nn::{Module, PRelu}};
+/// let p = PRelu::new(1, 0.25)?;
+/// let y = p.forward(&Array::from_slice(&[-4.0f32, 2.0], &[2])?)?;
+/// assert_eq!(y.to_vec::<f32>()?, [-1.0, 2.0]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PRelu {
+    /// `[count]` slopes of the negative part.
+    pub weight: Array,
+    /// Left out of `trainable_parameters`.
+    pub frozen: bool,
+}
+
+impl PRelu {
+    /// `count` slopes, each `init` (MLX's defaults: one slope of 0.25).
+    pub fn new(count: usize, init: f64) -> Result<PRelu> {
+        if count == 0 {
+            return Err(invalid("PRelu", "count must be at least 1".into()));
+        }
+        Ok(PRelu { weight: crate::array::full(&[count], init, DType::F32)?, frozen: false })
+    }
+}
+
+impl Module for PRelu {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let n = self.weight.size();
+        if n != 1 && x.shape().last() != Some(&n) {
+            return Err(invalid("PRelu", format!("{n} slopes need input [..., {n}]; got {:?}", x.shape())));
+        }
+        let zero = weak_scalar(x, 0.0);
+        add(&maximum(x, &zero)?, &multiply(&self.weight.astype(x.dtype())?, &minimum(x, &zero)?)?)
+    }
+    fn parameters(&self) -> Tree {
+        map_of(vec![("weight", Some(&self.weight))])
+    }
+    fn update(&mut self, p: &Tree) -> Result<()> {
+        set_leaf("weight", &mut self.weight, child(p, "weight"))
+    }
+    freezable!();
 }
 
 /// A clonable boxed module (so containers of layers can be cloned for `value_and_grad`).
 pub trait BoxedModule: Module {
     #[allow(missing_docs)]
     fn clone_box(&self) -> Box<dyn BoxedModule>;
-    #[allow(missing_docs)]
+    /// Freezes (or unfreezes) the whole module.
     fn set_frozen(&mut self, frozen: bool);
+    /// Freezes (or unfreezes) the module at `path` below this one (`""`: this one). A layer
+    /// freezes only as a whole, so only containers ([`Sequential`]) take a non-empty path;
+    /// anything else is an error naming the path.
+    fn freeze_path(&mut self, path: &str, frozen: bool) -> Result<()> {
+        if !path.is_empty() {
+            let kind = std::any::type_name::<Self>().rsplit("::").next().unwrap_or("layer");
+            return Err(invalid("freeze_path", format!("{path}: a {kind} freezes as a whole, not by parameter")));
+        }
+        self.set_frozen(frozen);
+        Ok(())
+    }
 }
 
 macro_rules! boxed {
@@ -540,7 +705,19 @@ macro_rules! boxed {
         }
     )*};
 }
-boxed!(Linear, Embedding, Conv1d, Conv2d, LayerNorm, RmsNorm, GroupNorm, MultiHeadAttention, BatchNorm, Bilinear);
+boxed!(
+    Linear,
+    Embedding,
+    Conv1d,
+    Conv2d,
+    LayerNorm,
+    RmsNorm,
+    GroupNorm,
+    MultiHeadAttention,
+    BatchNorm,
+    Bilinear,
+    PRelu
+);
 
 /// `BoxedModule` for layers without parameters (nothing to freeze).
 macro_rules! boxed_stateless {
@@ -561,6 +738,9 @@ impl BoxedModule for Sequential {
     }
     fn set_frozen(&mut self, frozen: bool) {
         self.layers.iter_mut().for_each(|l| l.set_frozen(frozen));
+    }
+    fn freeze_path(&mut self, path: &str, frozen: bool) -> Result<()> {
+        Sequential::freeze_path(self, path, frozen)
     }
 }
 
@@ -605,6 +785,36 @@ impl Sequential {
             }
             None => self.layers.iter_mut().for_each(|l| l.set_frozen(frozen)),
         }
+    }
+
+    /// Freezes (or unfreezes) the modules under a parameter path prefix: `"layers.1"` is the
+    /// second layer, `"layers.0.layers.2"` a layer of a nested `Sequential`, `"layers"` or
+    /// `""` every layer. A path that names no module (or a parameter inside a layer, which
+    /// freezes only as a whole) is an error naming it.
+    ///
+    /// ```
+    /// use strata::nn::{self, Module};
+    /// let mut m = nn::Sequential::new().push(nn::Linear::new(2, 3, true)?).push(nn::Linear::new(3, 1, false)?);
+    /// m.freeze_path("layers.0", true)?;
+    /// let names: Vec<String> = m.trainable_parameters().flatten().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["layers.1.weight"]);
+    /// assert!(m.freeze_path("layers.5", true).is_err());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn freeze_path(&mut self, path: &str, frozen: bool) -> Result<()> {
+        let rest = match path {
+            "" | "layers" => {
+                self.layers.iter_mut().for_each(|l| l.set_frozen(frozen));
+                return Ok(());
+            }
+            p => p.strip_prefix("layers."),
+        };
+        let count = self.layers.len();
+        let no_module = || invalid("freeze_path", format!("{path}: no such module (a Sequential of {count} layers)"));
+        let rest = rest.ok_or_else(no_module)?;
+        let (index, below) = rest.split_once('.').unwrap_or((rest, ""));
+        let layer = index.parse::<usize>().ok().and_then(|i| self.layers.get_mut(i)).ok_or_else(no_module)?;
+        layer.freeze_path(below, frozen).map_err(|e| super::prefixed(&format!("layers.{index}"), e))
     }
 
     fn tree(&self, f: impl Fn(&dyn BoxedModule) -> Tree) -> Tree {
@@ -723,26 +933,53 @@ impl Module for MultiHeadAttention {
 }
 
 /// Max or average pooling over the spatial axes of channels-last input `[batch, *spatial,
-/// channels]` (1-D or 2-D): the reduction over the strided slices of every window tap, so it
-/// runs on every device and differentiates like those ops.
+/// channels]` (1-D, 2-D or 3-D, as MLX's `MaxPool1d` … `AvgPool3d`): the reduction over the
+/// strided slices of every window tap, so it runs on every device and differentiates like those
+/// ops. Entries of `kernel`, `stride` and `padding` past `spatial` are unused.
+///
+/// ```
+/// use strata::{Array, nn::{Module, Pool}};
+/// let x = Array::from_slice(&[1.0f32, 5.0, 2.0, 4.0, 3.0, 0.0], &[1, 6, 1])?;
+/// assert_eq!(Pool::max1d(2, 2, 0).forward(&x)?.to_vec::<f32>()?, [5.0, 4.0, 3.0]);
+/// assert_eq!(Pool::avg1d(2, 2, 0).forward(&x)?.to_vec::<f32>()?, [3.0, 3.0, 1.5]);
+/// # Ok::<(), strata::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pool {
-    /// Spatial axes: 1 or 2.
+    /// Spatial axes: 1, 2 or 3.
     pub spatial: usize,
     /// Window size per axis.
-    pub kernel: [usize; 2],
+    pub kernel: [usize; 3],
     /// Step per axis.
-    pub stride: [usize; 2],
-    /// Padding on both sides per axis (with −∞ for max, 0 for average, as PyTorch counts it).
-    pub padding: [usize; 2],
+    pub stride: [usize; 3],
+    /// Padding on both sides per axis (with −∞ for max, 0 for average: padded positions count
+    /// in the average, as MLX and PyTorch's default do).
+    pub padding: [usize; 3],
     /// Average instead of max.
     pub average: bool,
 }
 
 impl Pool {
-    /// 2-D max pooling with a square window (stride = window, as MLX's default).
+    /// Max pooling over `spatial` axes with a cubic window (the unused axes: window and step
+    /// 1, no padding).
+    fn cubic(spatial: usize, kernel: usize, stride: usize, padding: usize) -> Pool {
+        let fill = |v: usize, unused: usize| std::array::from_fn(|a| if a < spatial { v } else { unused });
+        Pool { spatial, kernel: fill(kernel, 1), stride: fill(stride, 1), padding: fill(padding, 0), average: false }
+    }
+
+    /// 1-D max pooling.
+    pub fn max1d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool::cubic(1, kernel, stride, padding)
+    }
+
+    /// 1-D average pooling.
+    pub fn avg1d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { average: true, ..Pool::max1d(kernel, stride, padding) }
+    }
+
+    /// 2-D max pooling with a square window (MLX's default stride is the window).
     pub fn max2d(kernel: usize, stride: usize, padding: usize) -> Pool {
-        Pool { spatial: 2, kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2], average: false }
+        Pool::cubic(2, kernel, stride, padding)
     }
 
     /// 2-D average pooling with a square window.
@@ -750,27 +987,29 @@ impl Pool {
         Pool { average: true, ..Pool::max2d(kernel, stride, padding) }
     }
 
-    /// 1-D max pooling.
-    pub fn max1d(kernel: usize, stride: usize, padding: usize) -> Pool {
-        Pool { spatial: 1, kernel: [kernel, 1], stride: [stride, 1], padding: [padding, 0], average: false }
+    /// 3-D max pooling with a cubic window, over `[batch, d, h, w, channels]`.
+    pub fn max3d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool::cubic(3, kernel, stride, padding)
     }
 
-    /// 1-D average pooling.
-    pub fn avg1d(kernel: usize, stride: usize, padding: usize) -> Pool {
-        Pool { average: true, ..Pool::max1d(kernel, stride, padding) }
+    /// 3-D average pooling with a cubic window.
+    pub fn avg3d(kernel: usize, stride: usize, padding: usize) -> Pool {
+        Pool { average: true, ..Pool::max3d(kernel, stride, padding) }
     }
 }
 
 impl Module for Pool {
     fn forward(&self, x: &Array) -> Result<Array> {
         let s = self.spatial;
-        if !(1..=2).contains(&s) || x.ndim() != s + 2 || self.kernel[..s].contains(&0) || self.stride[..s].contains(&0)
+        if !(1..=3).contains(&s) || x.ndim() != s + 2 || self.kernel[..s].contains(&0) || self.stride[..s].contains(&0)
         {
             return Err(invalid(
                 "pool",
                 format!(
-                    "a {s}-D pool of window {:?} needs input [batch, {s} spatial, channels]; got {:?}",
-                    &self.kernel[..s],
+                    "a {s}-D pool of window {:?} and stride {:?} needs input [batch, {s} spatial, channels] (1 to 3 \
+                     spatial axes, windows and strides of at least 1); got {:?}",
+                    &self.kernel[..s.min(3)],
+                    &self.stride[..s.min(3)],
                     x.shape()
                 ),
             ));
@@ -792,7 +1031,13 @@ impl Module for Pool {
         }
         let mut taps = Vec::new();
         for t in 0..self.kernel[..s].iter().product::<usize>() {
-            let k = if s == 1 { [t, 0] } else { [t / self.kernel[1], t % self.kernel[1]] };
+            // The tap's offset along each spatial axis, the last axis varying fastest.
+            let mut k = [0usize; 3];
+            let mut rest = t;
+            for a in (0..s).rev() {
+                k[a] = rest % self.kernel[a];
+                rest /= self.kernel[a];
+            }
             let mut start = vec![0isize; s + 2];
             let mut stop: Vec<isize> = xp.shape().iter().map(|&d| d as isize).collect();
             let mut step = vec![1isize; s + 2];

@@ -3,7 +3,9 @@
 //! A [`Module`] holds its parameters as a [`Tree`] and computes with them; training takes the
 //! gradient of a loss with respect to that tree ([`value_and_grad`]), and an optimizer
 //! ([`crate::optim`]) returns the updated tree, which [`Module::update`] puts back. Frozen
-//! modules (or frozen parameters, by path) are left out of the trainable tree.
+//! modules (a layer's `frozen` flag, or in a [`Sequential`] by index with
+//! [`Sequential::freeze`] or by path prefix with [`Sequential::freeze_path`]) are left out of
+//! the trainable tree; a layer freezes as a whole, not parameter by parameter.
 //!
 //! ```
 //! use strata::{Array, DType, nn::{self, Module}, optim::{self, Optimizer}};
@@ -34,7 +36,7 @@ mod transformer;
 pub use init::{Init, glorot_normal, glorot_uniform, he_normal, he_uniform};
 pub use layers::{
     Activation, BatchNorm, Bilinear, BoxedModule, Conv1d, Conv2d, Conv3d, ConvNd, Dropout, Embedding, GroupNorm,
-    LayerNorm, Linear, MultiHeadAttention, Pool, RmsNorm, Rope, Sequential,
+    LayerNorm, Linear, MultiHeadAttention, PRelu, Pool, RmsNorm, Rope, Sequential,
 };
 pub use transformer::{TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer};
 
