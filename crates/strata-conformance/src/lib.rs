@@ -428,6 +428,23 @@ pub fn casts_select_and_copies_match_the_cpu<B: Backend>(gpu: &B, types: &[DType
                     &mut failures,
                 );
             }
+            // Dense lengths that leave every partial block a thread of a vectorized kernel can
+            // be left with (four or eight elements a thread).
+            for n in 1..=17 {
+                let l = Layout::contiguous(&[n]);
+                let x = random(from, n, &mut rng);
+                cases += 1;
+                compare(
+                    gpu,
+                    &format!("cast {from} -> {to} [{n}]"),
+                    &[(from, x, l.clone())],
+                    to,
+                    &l,
+                    |i, o| gpu.cast(i[0], o),
+                    |i, o| Cpu.cast(i[0], o),
+                    &mut failures,
+                );
+            }
         }
         let cond = random(DType::Bool, SHAPE[0] * SHAPE[1], &mut rng);
         let (a, b) = (random(from, SHAPE[0] * SHAPE[1], &mut rng), random(from, SHAPE[0] * SHAPE[1], &mut rng));

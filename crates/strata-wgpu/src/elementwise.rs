@@ -131,12 +131,13 @@ pub(crate) fn map_code(
     }
     let layouts: Vec<&Layout> = inputs.iter().map(|i| i.t.layout).collect();
     let contiguous = out.layout.is_contiguous() && layouts.iter().all(|l| l.is_contiguous());
-    // Dense 16- and 32-bit operands whose offsets are whole vectors of four: each thread moves
-    // four elements with one 64- or 128-bit load per input and one store.
+    // Dense 16- and 32-bit operands whose offsets are whole blocks of a thread's elements: each
+    // thread moves four or eight elements in 16-byte vectors.
+    let lanes = packed_lanes(&types);
     let packed = contiguous
         && types.iter().all(|&t| matches!(wgsl::bits(t), 16 | 32))
         && inputs.iter().all(|i| i.load)
-        && std::iter::once(out.layout).chain(layouts.iter().copied()).all(|l| l.offset() % 4 == 0);
+        && std::iter::once(out.layout).chain(layouts.iter().copied()).all(|l| l.offset() % lanes == 0);
     let shape = if packed {
         " packed"
     } else if contiguous {
@@ -151,11 +152,7 @@ pub(crate) fn map_code(
     let extra_at = extra_at(inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
         // Packed operands are bound as vectors of four elements.
-        let array = |t: DType| match (packed, wgsl::bits(t)) {
-            (true, 16) => "array<vec2<u32>>",
-            (true, _) => "array<vec4<u32>>",
-            _ => "array<u32>",
-        };
+        let array = |_: DType| if packed { "array<vec4<u32>>" } else { "array<u32>" };
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
         for (k, i) in inputs.iter().enumerate() {
             s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {};\n", k + 1, array(i.t.dtype));
@@ -175,7 +172,7 @@ pub(crate) fn map_code(
             code.body
         );
         if packed {
-            return s + &packed_main(inputs, out.dtype);
+            return s + &packed_main(inputs, out.dtype, lanes);
         }
         s += &format!("fn value(i: u32) -> {} {{\n    return compute(i", Ct::of(out.dtype).name());
         for (k, _) in inputs.iter().enumerate().filter(|(_, i)| i.load) {
@@ -192,7 +189,7 @@ pub(crate) fn map_code(
     let mut p = params(op, out.layout, &layouts)?;
     p.extend(code.extra);
     let threads = if packed {
-        n.div_ceil(4)
+        n.div_ceil(lanes)
     } else if narrow {
         let per = wgsl::per_word(out.dtype) as usize;
         let base = out.layout.offset();
@@ -204,26 +201,48 @@ pub(crate) fn map_code(
     gpu.dispatch(op, &kernel, &p, &reads, &[out.buffer], (threads as u64).div_ceil(u64::from(WORKGROUP)))
 }
 
-/// The entry point of a packed map: four elements per thread through `vec4<u32>` (32-bit) or
-/// `vec2<u32>` (16-bit, two to a word) bindings; the last, partial vector is stored element by
-/// element (a 16-bit output's half-filled last word keeps its other half).
-fn packed_main(inputs: &[Input<'_>], out_t: DType) -> String {
+/// Elements a thread of a packed map moves: eight when an operand is 16-bit (so that every
+/// operand moves whole 16-byte vectors and a thread has as many bytes in flight as a 32-bit
+/// copy's), four otherwise.
+fn packed_lanes(types: &[DType]) -> usize {
+    if types.iter().any(|&t| wgsl::bits(t) == 16) { 8 } else { 4 }
+}
+
+/// The entry point of a packed map: `lanes` elements per thread (see [`packed_lanes`]) through
+/// `vec4<u32>` bindings, a 32-bit operand taking `lanes / 4` vectors and a 16-bit one (two to a
+/// word) `lanes / 8`; the last, partial block is stored element by element (a 16-bit output's
+/// half-filled last word keeps its other half).
+fn packed_main(inputs: &[Input<'_>], out_t: DType, lanes: usize) -> String {
     let mut s = String::from(MAIN);
-    s += "    let n = p[0];\n    let i = gid * 4u;\n    if i >= n { return; }\n";
-    for k in 0..inputs.len() {
-        s += &format!("    let w{k} = in{k}[p[{}] / 4u + gid];\n", 12 + 9 * (k + 1));
+    s += &format!("    let n = p[0];\n    let i = gid * {lanes}u;\n    if i >= n {{ return; }}\n");
+    // Vectors a thread moves, and elements in a vector, for an operand of type `t`.
+    let vectors = |t: DType| lanes * wgsl::bits(t) as usize / 128;
+    let per_vector = |t: DType| 128 / wgsl::bits(t) as usize;
+    for (k, input) in inputs.iter().enumerate() {
+        let t = input.t.dtype;
+        for v in 0..vectors(t) {
+            s += &format!(
+                "    let w{k}_{v} = in{k}[p[{}] / {}u + gid * {}u + {v}u];\n",
+                12 + 9 * (k + 1),
+                per_vector(t),
+                vectors(t)
+            );
+        }
     }
     // Element `lane`'s bits of operand `k`.
     let bits = |k: usize, t: DType, lane: usize| {
         if wgsl::bits(t) == 32 {
-            format!("w{k}[{lane}]")
+            format!("w{k}_{}[{}]", lane / 4, lane % 4)
         } else {
-            format!("((w{k}[{}] >> {}u) & 0xffffu)", lane / 2, 16 * (lane % 2))
+            format!("((w{k}_{}[{}] >> {}u) & 0xffffu)", lane / 8, (lane % 8) / 2, 16 * (lane % 2))
         }
     };
     let narrow = wgsl::bits(out_t) == 16;
-    s += if narrow { "    var r = vec2<u32>(0u);\n" } else { "    var r: vec4<u32>;\n" };
-    for lane in 0..4 {
+    let out_vectors = vectors(out_t);
+    for v in 0..out_vectors {
+        s += &format!("    var r{v} = vec4<u32>(0u);\n");
+    }
+    for lane in 0..lanes {
         let args: String = inputs
             .iter()
             .enumerate()
@@ -231,33 +250,37 @@ fn packed_main(inputs: &[Input<'_>], out_t: DType) -> String {
             .collect();
         let v = wgsl::encode(out_t, &format!("compute(i + {lane}u{args})"));
         s += &if narrow {
-            format!("    r[{}] |= ({v} & 0xffffu) << {}u;\n", lane / 2, 16 * (lane % 2))
+            format!("    r{}[{}] |= ({v} & 0xffffu) << {}u;\n", lane / 8, (lane % 8) / 2, 16 * (lane % 2))
         } else {
-            format!("    r[{lane}] = {v};\n")
+            format!("    r{}[{}] = {v};\n", lane / 4, lane % 4)
         };
     }
-    s += "    let o = p[12] / 4u + gid;
-    if i + 4u <= n {
-        out[o] = r;
-        return;
+    s += &format!("    let o = p[12] / {}u + gid * {out_vectors}u;\n    if i + {lanes}u <= n {{\n", per_vector(out_t));
+    for v in 0..out_vectors {
+        s += &format!("        out[o + {v}u] = r{v};\n");
     }
-";
-    s += if narrow {
+    s += "        return;\n    }\n";
+    // The partial block: 16-bit outputs word by word (one vector), 32-bit ones element by
+    // element (one or two vectors).
+    s += &if narrow {
         "    for (var w = 0u; i + 2u * w < n; w++) {
         if i + 2u * w + 1u < n {
-            out[o][w] = r[w];
+            out[o][w] = r0[w];
         } else {
-            out[o][w] = (out[o][w] & 0xffff0000u) | (r[w] & 0xffffu);
+            out[o][w] = (out[o][w] & 0xffff0000u) | (r0[w] & 0xffffu);
         }
     }
 }
 "
+        .to_owned()
     } else {
-        "    for (var l = 0u; i + l < n; l++) {
-        out[o][l] = r[l];
-    }
-}
-"
+        let mut t = String::from("    for (var l = 0u; i + l < n; l++) {\n");
+        for v in 0..out_vectors {
+            t += &format!(
+                "        if l / 4u == {v}u {{\n            out[o + {v}u][l % 4u] = r{v}[l % 4u];\n        }}\n"
+            );
+        }
+        t + "    }\n}\n"
     };
     s
 }
