@@ -12,8 +12,8 @@
 use half::{bf16, f16};
 use strata_core::formats::{F8E4M3, F8E5M2};
 use strata_core::kernel::{
-    Activation, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, Scales, ScanOp, TensorMut,
-    TensorRef, UnaryOp,
+    Activation, Attention, AttentionMask, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, Scales,
+    ScanOp, TensorMut, TensorRef, UnaryOp,
 };
 use strata_core::{DType, Error};
 use strata_cpu::Cpu;
@@ -850,6 +850,77 @@ pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types
 /// Random elements for a product: floats in [-1, 1), int8 over its range.
 fn operand(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
     if t.is_float() { uniform(t, n, -1.0, 1.0, rng) } else { random(t, n, rng) }
+}
+
+/// Scaled dot-product attention on every float type: grouped key/value heads, more queries
+/// than keys and the reverse, causal masks (rows that see no key give zeros), additive and
+/// boolean masks broadcast over heads, operands stored in other orders, heads of 16 to 256.
+pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0xa77e);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    // (batch, query heads, key/value heads, queries, keys, d, dv, mask, stored in another order)
+    let cases = [
+        (2, 4, 4, 37, 45, 64, 64, AttentionMask::None, false),
+        (1, 8, 2, 33, 70, 32, 48, AttentionMask::Causal, false),
+        (2, 2, 1, 50, 20, 16, 16, AttentionMask::Causal, true),
+        (1, 4, 2, 19, 40, 64, 32, AttentionMask::Explicit, false),
+        (2, 2, 2, 21, 33, 40, 40, AttentionMask::Explicit, true),
+        (1, 2, 1, 17, 64, 256, 256, AttentionMask::None, true),
+    ];
+    // `[b, h, l, d]` stored as `[b, l, h, d]` (heads interleaved, as a projection leaves them).
+    let layout = |shape: [usize; 4], other: bool| {
+        let [_, h, l, d] = shape;
+        if other {
+            Layout::new(&shape, &[(l * h * d) as isize, d as isize, (h * d) as isize, 1], 0).unwrap()
+        } else {
+            Layout::contiguous(&shape)
+        }
+    };
+    for &t in types.iter().filter(|t| matches!(t, DType::F32 | DType::F64 | DType::F16 | DType::BF16)) {
+        for (ci, &(b, hq, hkv, lq, lk, d, dv, mask, other)) in cases.iter().enumerate() {
+            let ql = layout([b, hq, lq, d], other);
+            let kl = layout([b, hkv, lk, d], other);
+            let vl = layout([b, hkv, lk, dv], other);
+            let mut inputs = vec![
+                (t, uniform(t, b * hq * lq * d, -1.0, 1.0, &mut rng), ql),
+                (t, uniform(t, b * hkv * lk * d, -1.0, 1.0, &mut rng), kl),
+                (t, uniform(t, b * hkv * lk * dv, -1.0, 1.0, &mut rng), vl),
+            ];
+            if mask == AttentionMask::Explicit {
+                // One mask for every head (a zero stride); the boolean one hides all of row 0.
+                let ml = Layout::new(&[b, hq, lq, lk], &[(lq * lk) as isize, 0, lk as isize, 1], 0).unwrap();
+                let n = b * lq * lk;
+                if ci % 2 == 0 {
+                    inputs.push((t, uniform(t, n, -2.0, 2.0, &mut rng), ml));
+                } else {
+                    let bits: Vec<u8> =
+                        (0..n).map(|e| u8::from(e % (lq * lk) >= lk && !rng.next().is_multiple_of(4))).collect();
+                    inputs.push((DType::Bool, bits, ml));
+                }
+            }
+            let desc = Attention::new(1.0 / (d as f32).sqrt()).mask(mask);
+            let tol = match t {
+                DType::F64 => Tol::Mixed(1e-12, 1e-13),
+                DType::F32 => Tol::Mixed(2e-5, 2e-6),
+                DType::F16 => Tol::Mixed(2.0 / 1024.0, 1e-4),
+                _ => Tol::Mixed(2.0 / 128.0, 1e-3),
+            };
+            count += 1;
+            compare_with(
+                gpu,
+                &format!("attention {t} case {ci} {mask:?}"),
+                &inputs,
+                None,
+                t,
+                &Layout::contiguous(&[b, hq, lq, dv]),
+                tol,
+                |i, o| gpu.attention(&desc, i[0], i[1], i[2], i.get(3).copied(), o),
+                |i, o| Cpu.attention(&desc, i[0], i[1], i[2], i.get(3).copied(), o),
+                &mut failures,
+            );
+        }
+    }
+    report("attention", failures, count);
 }
 
 /// `matmul2d` on odd and tile-sized shapes, every transpose, epilogues, accumulation and batches.

@@ -26,6 +26,7 @@
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
+mod attention;
 pub mod compile;
 mod exprs;
 mod fused;
@@ -429,14 +430,14 @@ impl Backend for Cuda {
     }
     fn attention(
         &self,
-        _: &Attention,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: Option<TensorRef<'_, CudaBuffer>>,
-        _: TensorMut<'_, CudaBuffer>,
+        desc: &Attention,
+        q: TensorRef<'_, CudaBuffer>,
+        k: TensorRef<'_, CudaBuffer>,
+        v: TensorRef<'_, CudaBuffer>,
+        mask: Option<TensorRef<'_, CudaBuffer>>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("attention"))
+        attention::attention(self, desc, q, k, v, mask, out)
     }
     fn quantized_matmul(
         &self,
@@ -651,5 +652,6 @@ pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
         ("index", join(index::all_sources())),
         ("gemm", join(matmul::all_sources())),
         ("fused", join(fused_samples())),
+        ("attention", join(attention::all_sources())),
     ]
 }
