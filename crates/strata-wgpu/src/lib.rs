@@ -39,6 +39,7 @@
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
+mod attention;
 mod coop;
 mod elementwise;
 mod index;
@@ -722,14 +723,14 @@ impl Backend for Wgpu {
 
     fn attention(
         &self,
-        _desc: &Attention,
-        _q: TensorRef<'_, WgpuBuffer>,
-        _k: TensorRef<'_, WgpuBuffer>,
-        _v: TensorRef<'_, WgpuBuffer>,
-        _mask: Option<TensorRef<'_, WgpuBuffer>>,
-        _out: TensorMut<'_, WgpuBuffer>,
+        desc: &Attention,
+        q: TensorRef<'_, WgpuBuffer>,
+        k: TensorRef<'_, WgpuBuffer>,
+        v: TensorRef<'_, WgpuBuffer>,
+        mask: Option<TensorRef<'_, WgpuBuffer>>,
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("attention"))
+        attention::attention(self, desc, q, k, v, mask, out)
     }
 
     fn quantized_matmul(

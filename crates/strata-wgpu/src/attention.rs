@@ -1,0 +1,224 @@
+//! Scaled dot-product attention, `softmax(q·kᵀ·scale + mask)·v`, as an online ("flash")
+//! softmax in WGSL: the general kernel, for f32 and the 16-bit floats (accumulating in f32),
+//! heads up to 256 wide, any strides, grouped key/value heads and every mask.
+//!
+//! A workgroup of 64 threads owns one query row, staged in workgroup memory. The keys go by
+//! in chunks of 64, one a thread: each thread takes the whole dot product of its key with the
+//! row; the chunk's maximum and sum are reduced in workgroup memory; then each thread adds the
+//! chunk's probabilities times `v` into its own columns of the output (`t + 64·c`, `c < 4`).
+//! Portable by construction: no subgroups, no cooperative matrices.
+
+use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
+use strata_core::{DType, Error, Result};
+
+use crate::elementwise::{input, map};
+use crate::wgsl;
+use crate::{Wgpu, WgpuBuffer};
+
+const OP: &str = "attention";
+const MAX_D: usize = 256;
+
+/// Offset, then the four strides.
+fn place(l: &Layout) -> [u32; 5] {
+    let s = l.strides();
+    [l.offset() as u32, s[0] as i32 as u32, s[1] as i32 as u32, s[2] as i32 as u32, s[3] as i32 as u32]
+}
+
+/// The kernel for operands of type `t`, a mask of type `mask` (if any), writing f32 results
+/// (`direct`: into the output itself, else into a contiguous scratch).
+fn source(t: DType, mask: Option<DType>) -> String {
+    let mut s = String::from(
+        "@group(0) @binding(0) var<storage, read> p: array<u32>;
+@group(0) @binding(1) var<storage, read> q: array<u32>;
+@group(0) @binding(2) var<storage, read> k: array<u32>;
+@group(0) @binding(3) var<storage, read> v: array<u32>;
+",
+    );
+    let out_binding = if mask.is_some() { 5 } else { 4 };
+    if mask.is_some() {
+        s += "@group(0) @binding(4) var<storage, read> m: array<u32>;\n";
+    }
+    s += &format!("@group(0) @binding({out_binding}) var<storage, read_write> out: array<u32>;\n");
+    for x in ["q", "k", "v"] {
+        s += &wgsl::loader(x, t);
+    }
+    if let Some(mt) = mask {
+        s += &wgsl::loader("m", mt);
+    }
+    // The additive term of a mask entry: a bool removes the entry, a float is added.
+    let masked = match mask {
+        None => String::new(),
+        Some(DType::Bool) => "                if !ld_m(at(29u, b, h, i, j)) { s = -inf(); }\n".into(),
+        Some(_) => "                s += ld_m(at(29u, b, h, i, j));\n".into(),
+    };
+    // p: [batch, hq, lq, d, hkv, lk, dv, causal, scale (f32 bits)], then offset and strides of
+    // q (9), k (14), v (19), out (24), mask (29).
+    s += &format!(
+        "var<workgroup> qs: array<f32, {MAX_D}>;
+var<workgroup> ps: array<f32, 64>;
+var<workgroup> red: array<f32, 64>;
+
+fn at(o: u32, b: u32, h: u32, r: u32, c: u32) -> u32 {{
+    return bitcast<u32>(bitcast<i32>(p[o]) + bitcast<i32>(b) * bitcast<i32>(p[o + 1u])
+        + bitcast<i32>(h) * bitcast<i32>(p[o + 2u]) + bitcast<i32>(r) * bitcast<i32>(p[o + 3u])
+        + bitcast<i32>(c) * bitcast<i32>(p[o + 4u]));
+}}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) t: u32) {{
+    let batch = p[0];
+    let hq = p[1];
+    let lq = p[2];
+    let d = p[3];
+    let hkv = p[4];
+    let lk = p[5];
+    let dv = p[6];
+    let scale = bitcast<f32>(p[8]);
+    let row = wg.y * nwg.x + wg.x;
+    if row >= batch * hq * lq {{ return; }}
+    let i = row % lq;
+    let h = (row / lq) % hq;
+    let b = row / (lq * hq);
+    let hk = h / (hq / hkv);
+    for (var x = t; x < d; x += 64u) {{
+        qs[x] = ld_q(at(9u, b, h, i, x));
+    }}
+    workgroupBarrier();
+    // Bottom-right alignment: query i sees keys j <= i + (lk - lq).
+    var key_end = lk;
+    if p[7] == 1u {{
+        key_end = u32(clamp(i32(i) + i32(lk) - i32(lq) + 1, 0, i32(lk)));
+    }}
+    var mx = -inf();
+    var l = 0.0;
+    var o = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var j0 = 0u; j0 < key_end; j0 += 64u) {{
+        let j = j0 + t;
+        var s = -inf();
+        if j < key_end {{
+            var acc = 0.0;
+            for (var x = 0u; x < d; x++) {{
+                acc += qs[x] * ld_k(at(14u, b, hk, j, x));
+            }}
+            s = acc * scale;
+{masked}        }}
+        red[t] = s;
+        workgroupBarrier();
+        for (var off = 32u; off > 0u; off >>= 1u) {{
+            if t < off {{
+                red[t] = max(red[t], red[t + off]);
+            }}
+            workgroupBarrier();
+        }}
+        let m_new = max(mx, red[0]);
+        workgroupBarrier();
+        // Nothing visible yet (m_new = -inf) leaves every probability and the sum at zero.
+        let dead = m_new == -inf();
+        let pr = select(exp(s - m_new), 0.0, dead || s == -inf());
+        let alpha = select(exp(mx - m_new), 0.0, dead || mx == -inf());
+        ps[t] = pr;
+        red[t] = pr;
+        workgroupBarrier();
+        for (var off = 32u; off > 0u; off >>= 1u) {{
+            if t < off {{
+                red[t] += red[t + off];
+            }}
+            workgroupBarrier();
+        }}
+        l = l * alpha + red[0];
+        let keys = min(64u, key_end - j0);
+        for (var c = 0u; c < 4u; c++) {{
+            o[c] *= alpha;
+            let x = t + 64u * c;
+            if x < dv {{
+                for (var jj = 0u; jj < keys; jj++) {{
+                    let pj = ps[jj];
+                    if pj != 0.0 {{
+                        o[c] += pj * ld_v(at(19u, b, hk, j0 + jj, x));
+                    }}
+                }}
+            }}
+        }}
+        mx = m_new;
+        workgroupBarrier();
+    }}
+    // A row that sees no key gets zeros.
+    let inv = select(1.0 / l, 0.0, l == 0.0);
+    for (var c = 0u; c < 4u; c++) {{
+        let x = t + 64u * c;
+        if x < dv {{
+            out[at(24u, b, h, i, x)] = bitcast<u32>(o[c] * inv);
+        }}
+    }}
+}}
+"
+    );
+    s
+}
+
+pub(crate) fn attention(
+    gpu: &Wgpu,
+    desc: &Attention,
+    q: TensorRef<'_, WgpuBuffer>,
+    k: TensorRef<'_, WgpuBuffer>,
+    v: TensorRef<'_, WgpuBuffer>,
+    mask: Option<TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    desc.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.as_ref().map(|m| m.layout))?;
+    desc.validate_types(q.dtype, k.dtype, v.dtype, out.dtype, mask.as_ref().map(|m| m.dtype))?;
+    wgsl::check_types(OP, &[q.dtype])?;
+    for (t, what) in [(&q, "q"), (&k, "k"), (&v, "v")] {
+        t.check(OP, what)?;
+    }
+    if let Some(m) = &mask {
+        m.check(OP, "the mask")?;
+    }
+    out.check(OP, "the output")?;
+    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
+        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
+    }
+    let [batch, hq, lq, d]: [usize; 4] = q.layout.shape().try_into().expect("validated");
+    let [_, hkv, lk, _]: [usize; 4] = k.layout.shape().try_into().expect("validated");
+    let dv = v.layout.shape()[3];
+    if d > MAX_D || dv > MAX_D {
+        return Err(Error::NotImplemented { op: "attention with heads wider than 256", backend: gpu.name() });
+    }
+    let rows = batch * hq * lq;
+    if rows == 0 || dv == 0 {
+        return Ok(());
+    }
+    // 32-bit results go straight to the output; 16-bit ones through an f32 scratch, as a
+    // thread owns whole words of its output.
+    let direct = out.dtype == DType::F32;
+    let scratch_layout = Layout::contiguous(out.layout.shape());
+    let dest = if direct { out.layout } else { &scratch_layout };
+    let mut p: Vec<u32> = vec![
+        batch as u32,
+        hq as u32,
+        lq as u32,
+        d as u32,
+        hkv as u32,
+        lk as u32,
+        dv as u32,
+        u32::from(desc.mask == AttentionMask::Causal),
+        desc.scale.to_bits(),
+    ];
+    for l in [q.layout, k.layout, v.layout, dest] {
+        p.extend(place(l));
+    }
+    p.extend(mask.as_ref().map_or([0; 5], |m| place(m.layout)));
+    let mask_t = mask.as_ref().map(|m| m.dtype);
+    let mut reads = vec![q.buffer, k.buffer, v.buffer];
+    reads.extend(mask.as_ref().map(|m| m.buffer));
+    let kernel =
+        gpu.kernel(&format!("attention {} {mask_t:?}", q.dtype), reads.len(), 1, || source(q.dtype, mask_t))?;
+    if direct {
+        return gpu.dispatch(OP, &kernel, &p, &reads, &[out.buffer], rows as u64);
+    }
+    let scratch = gpu.take(out.layout.numel() * 4)?;
+    gpu.dispatch(OP, &kernel, &p, &reads, &[&scratch], rows as u64)?;
+    drop(reads);
+    map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], out)
+}
