@@ -12,8 +12,8 @@
 use half::{bf16, f16};
 use strata_core::formats::{F8E4M3, F8E5M2};
 use strata_core::kernel::{
-    Activation, Attention, AttentionMask, Backend, BinaryOp, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp, Scales,
-    ScanOp, TensorMut, TensorRef, UnaryOp,
+    Activation, Attention, AttentionMask, Backend, BinaryOp, Conv, Epilogue, Layout, Matmul2d, MatmulMode, ReduceOp,
+    Scales, ScanOp, TensorMut, TensorRef, UnaryOp,
 };
 use strata_core::{DType, Error};
 use strata_cpu::Cpu;
@@ -850,6 +850,84 @@ pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types
 /// Random elements for a product: floats in [-1, 1), int8 over its range.
 fn operand(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
     if t.is_float() { uniform(t, n, -1.0, 1.0, rng) } else { random(t, n, rng) }
+}
+
+/// N-d convolutions and their transposes on every float type: 1-, 2- and 3-D, strides,
+/// dilations, asymmetric padding, groups (depthwise too), output padding, and an input stored
+/// in another order.
+pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0xc0a7);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    let conv = |spatial: usize, stride: &[usize], dilation: &[usize], padding: &[(usize, usize)], groups: usize| {
+        let mut c = Conv::new(spatial).groups(groups).dilation(dilation);
+        c.stride[..spatial].copy_from_slice(stride);
+        c.padding[..spatial].copy_from_slice(padding);
+        c
+    };
+    // (descriptor, input shape, weight shape, input stored with its first two spatial axes swapped)
+    let cases: Vec<(Conv, Vec<usize>, Vec<usize>, bool)> = vec![
+        (conv(1, &[2], &[1], &[(1, 1)], 1), vec![2, 13, 6], vec![3, 6, 5], false),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 9, 8, 4], vec![3, 3, 4, 6], false),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 9, 8, 4], vec![3, 3, 4, 6], true),
+        (conv(2, &[2, 1], &[1, 2], &[(2, 1), (0, 1)], 2), vec![1, 11, 10, 6], vec![3, 2, 3, 4], false),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 8), vec![2, 7, 7, 8], vec![3, 3, 1, 8], false),
+        (
+            conv(3, &[1, 2, 1], &[1, 1, 1], &[(1, 0), (1, 1), (0, 1)], 1),
+            vec![1, 5, 6, 4, 3],
+            vec![2, 3, 2, 3, 4],
+            false,
+        ),
+        (
+            conv(2, &[2, 2], &[1, 1], &[(1, 1), (1, 1)], 1).transposed(&[1, 0]),
+            vec![1, 4, 5, 6],
+            vec![3, 3, 3, 6],
+            false,
+        ),
+        (conv(1, &[3], &[2], &[(2, 1)], 2).transposed(&[2]), vec![2, 7, 4], vec![3, 2, 4], true),
+    ];
+    for &t in types.iter().filter(|t| matches!(t, DType::F32 | DType::F64 | DType::F16 | DType::BF16)) {
+        for (ci, (desc, xs, ws, other)) in cases.iter().enumerate() {
+            let os = desc.output_shape(xs, ws).expect("a valid case");
+            let xl = if *other && desc.spatial >= 2 {
+                // Stored as [b, s1, s0, ...]: the view swaps the two back.
+                let mut stored = xs.clone();
+                stored.swap(1, 2);
+                Layout::contiguous(&stored).swap_axes(1, 2)
+            } else if *other {
+                // 1-D: every other element of a buffer twice as long.
+                let st = Layout::contiguous(xs);
+                let strides: Vec<isize> = st.strides().iter().map(|s| 2 * s).collect();
+                Layout::new(xs, &strides, 1).unwrap()
+            } else {
+                Layout::contiguous(xs)
+            };
+            let x_len = if *other && desc.spatial < 2 { 2 * xs.iter().product::<usize>() } else { xs.iter().product() };
+            let inputs = vec![
+                (t, uniform(t, x_len, -1.0, 1.0, &mut rng), xl),
+                (t, uniform(t, ws.iter().product(), -1.0, 1.0, &mut rng), Layout::contiguous(ws)),
+            ];
+            let tol = match t {
+                DType::F64 => Tol::Mixed(1e-12, 1e-12),
+                DType::F32 => Tol::Mixed(2e-5, 1e-5),
+                DType::F16 => Tol::Mixed(2.0 / 1024.0, 1e-3),
+                _ => Tol::Mixed(2.0 / 128.0, 1e-2),
+            };
+            count += 1;
+            compare_with(
+                gpu,
+                &format!("conv {t} case {ci} {desc:?}"),
+                &inputs,
+                None,
+                t,
+                &Layout::contiguous(&os),
+                tol,
+                |i, o| gpu.conv(desc, i[0], i[1], o),
+                |i, o| Cpu.conv(desc, i[0], i[1], o),
+                &mut failures,
+            );
+        }
+    }
+    report("conv", failures, count);
 }
 
 /// Scaled dot-product attention on every float type: grouped key/value heads, more queries

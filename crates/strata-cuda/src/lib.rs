@@ -28,6 +28,7 @@
 
 mod attention;
 pub mod compile;
+mod conv;
 mod exprs;
 mod fused;
 mod index;
@@ -421,12 +422,12 @@ impl Backend for Cuda {
     }
     fn conv(
         &self,
-        _: &Conv,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorRef<'_, CudaBuffer>,
-        _: TensorMut<'_, CudaBuffer>,
+        desc: &Conv,
+        input: TensorRef<'_, CudaBuffer>,
+        weight: TensorRef<'_, CudaBuffer>,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("conv"))
+        conv::conv(self, desc, input, weight, out)
     }
     fn attention(
         &self,
@@ -653,5 +654,6 @@ pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
         ("gemm", join(matmul::all_sources())),
         ("fused", join(fused_samples())),
         ("attention", join(attention::all_sources())),
+        ("conv", join(conv::all_sources())),
     ]
 }

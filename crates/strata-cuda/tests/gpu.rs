@@ -43,6 +43,7 @@ suite_tests!(
     matmul2d_many_tiles_match_the_cpu,
     fused_programs_match_the_cpu,
     attention_matches_the_cpu,
+    conv_matches_the_cpu,
 );
 
 /// fp8 operands are the GEMM's alone (no element-wise kernel takes them), so this suite is not

@@ -40,6 +40,7 @@
 //! ```
 
 mod attention;
+mod conv;
 mod coop;
 mod elementwise;
 mod index;
@@ -713,12 +714,12 @@ impl Backend for Wgpu {
 
     fn conv(
         &self,
-        _desc: &Conv,
-        _input: TensorRef<'_, WgpuBuffer>,
-        _weight: TensorRef<'_, WgpuBuffer>,
-        _out: TensorMut<'_, WgpuBuffer>,
+        desc: &Conv,
+        input: TensorRef<'_, WgpuBuffer>,
+        weight: TensorRef<'_, WgpuBuffer>,
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("conv"))
+        conv::conv(self, desc, input, weight, out)
     }
 
     fn attention(
