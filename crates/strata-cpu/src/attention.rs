@@ -10,12 +10,11 @@ use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
 use strata_core::kernel::{Attention, AttentionMask, Layout};
-use strata_core::{DType, Error, Result};
+use strata_core::{DType, Result};
 
 use crate::gemm::{self, Acc, Epilogue, Input, Mat, MatMut, Output};
 use crate::{TensorMut, TensorRef};
 
-const OP: &str = "attention";
 const BQ: usize = 64;
 const BK: usize = 512;
 
@@ -29,18 +28,7 @@ pub fn attention(
     mask: Option<TensorRef<'_>>,
     out: TensorMut<'_>,
 ) -> Result<()> {
-    desc.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.map(|m| m.layout))?;
-    desc.validate_types(q.dtype, k.dtype, v.dtype, out.dtype, mask.map(|m| m.dtype))?;
-    for (t, what) in [(&q, "q"), (&k, "k"), (&v, "v")] {
-        t.check(OP, what)?;
-    }
-    if let Some(m) = &mask {
-        m.check(OP, "the mask")?;
-    }
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
+    desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     match q.dtype {
         DType::F32 => run::<f32, f32>(desc, q, k, v, mask, out),
         DType::F16 => run::<f32, f16>(desc, q, k, v, mask, out),

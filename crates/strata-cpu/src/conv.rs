@@ -13,26 +13,18 @@ use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
 use strata_core::kernel::Conv;
-use strata_core::{DType, Error, Result};
+use strata_core::{DType, Result};
 
 use crate::gemm::{self, Acc, Epilogue, Input, Mat, MatMut, Output};
 use crate::strided::{gather, scatter};
 use crate::{TensorMut, TensorRef};
-
-const OP: &str = "conv";
 
 /// Runs a [`Conv`]: `out = conv(input, weight)` (or its transpose).
 ///
 /// Errors (before writing) if the shapes or types do not fit the descriptor, or an operand
 /// reaches outside its buffer.
 pub fn conv(desc: &Conv, input: TensorRef<'_>, weight: TensorRef<'_>, out: TensorMut<'_>) -> Result<()> {
-    desc.validate((input.layout, input.dtype), (weight.layout, weight.dtype), (out.layout, out.dtype))?;
-    input.check(OP, "the input")?;
-    weight.check(OP, "the weight")?;
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
+    desc.validate_call(&input, &weight, &out)?;
     match input.dtype {
         DType::F32 => run::<f32, f32>(desc, input, weight, out),
         DType::F16 => run::<f32, f16>(desc, input, weight, out),

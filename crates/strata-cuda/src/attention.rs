@@ -63,18 +63,7 @@ pub(crate) fn attention(
     mask: Option<TensorRef<'_, CudaBuffer>>,
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
-    desc.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.as_ref().map(|m| m.layout))?;
-    desc.validate_types(q.dtype, k.dtype, v.dtype, out.dtype, mask.as_ref().map(|m| m.dtype))?;
-    for (t, what) in [(&q, "q"), (&k, "k"), (&v, "v")] {
-        t.check(OP, what)?;
-    }
-    if let Some(m) = &mask {
-        m.check(OP, "the mask")?;
-    }
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
+    desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     let [batch, hq, lq, d]: [usize; 4] = q.layout.shape().try_into().expect("validated");
     let [_, hkv, lk, _]: [usize; 4] = k.layout.shape().try_into().expect("validated");
     let dv = v.layout.shape()[3];

@@ -5,7 +5,7 @@
 
 use cudarc::driver::{DeviceRepr, PushKernelArg};
 use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef};
-use strata_core::{DType, Error, Result};
+use strata_core::{DType, Result};
 
 use crate::{Cuda, CudaBuffer, ELEMENTWISE, c};
 
@@ -62,13 +62,7 @@ pub(crate) fn conv(
     weight: TensorRef<'_, CudaBuffer>,
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
-    desc.validate((x.layout, x.dtype), (weight.layout, weight.dtype), (out.layout, out.dtype))?;
-    x.check(OP, "the input")?;
-    weight.check(OP, "the weight")?;
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
+    desc.validate_call(&x, &weight, &out)?;
     let n = out.layout.numel();
     if n == 0 {
         return Ok(());

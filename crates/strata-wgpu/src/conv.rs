@@ -132,14 +132,8 @@ pub(crate) fn conv(
     weight: TensorRef<'_, WgpuBuffer>,
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    desc.validate((x.layout, x.dtype), (weight.layout, weight.dtype), (out.layout, out.dtype))?;
+    desc.validate_call(&x, &weight, &out)?;
     wgsl::check_types(OP, &[x.dtype])?;
-    x.check(OP, "the input")?;
-    weight.check(OP, "the weight")?;
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
     let n = out.layout.numel();
     if n == 0 {
         return Ok(());

@@ -1,6 +1,6 @@
 //! `Attention`: scaled dot-product attention, `softmax(q·kᵀ·scale + mask)·v`.
 
-use super::Layout;
+use super::{Layout, Storage, TensorMut, TensorRef};
 use crate::DType;
 use crate::error::{Error, Result};
 
@@ -101,6 +101,35 @@ impl Attention {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Checks a call before anything runs: shapes and types ([`validate_shapes`],
+    /// [`validate_types`]), every operand inside its buffer, and an output whose elements
+    /// do not share memory (each is written once).
+    ///
+    /// [`validate_shapes`]: Self::validate_shapes
+    /// [`validate_types`]: Self::validate_types
+    pub fn validate_call<B: Storage>(
+        &self,
+        q: &TensorRef<'_, B>,
+        k: &TensorRef<'_, B>,
+        v: &TensorRef<'_, B>,
+        mask: Option<&TensorRef<'_, B>>,
+        out: &TensorMut<'_, B>,
+    ) -> Result<()> {
+        self.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.map(|m| m.layout))?;
+        self.validate_types(q.dtype, k.dtype, v.dtype, out.dtype, mask.map(|m| m.dtype))?;
+        for (t, what) in [(q, "q"), (k, "k"), (v, "v")] {
+            t.check("attention", what)?;
+        }
+        if let Some(m) = mask {
+            m.check("attention", "the mask")?;
+        }
+        out.check("attention", "the output")?;
+        if !out.layout.is_non_overlapping() {
+            return Err(Self::err("the output has elements that share memory".into()));
+        }
+        Ok(())
     }
 
     /// Checks the types: q, k, v and the output share one of f32, f64, f16, bf16; a mask is

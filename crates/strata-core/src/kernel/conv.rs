@@ -1,6 +1,6 @@
 //! `Conv`: 1-, 2- and 3-D convolution (and its transpose) over channels-last tensors.
 
-use super::Layout;
+use super::{Layout, Storage, TensorMut, TensorRef};
 use crate::DType;
 use crate::error::{Error, Result};
 
@@ -158,6 +158,24 @@ impl Conv {
         }
         out.push(c_out);
         Ok(out)
+    }
+
+    /// Checks a call before anything runs: types and shapes ([`validate`](Self::validate)),
+    /// every operand inside its buffer, and an output whose elements do not share memory.
+    pub fn validate_call<B: Storage>(
+        &self,
+        input: &TensorRef<'_, B>,
+        weight: &TensorRef<'_, B>,
+        out: &TensorMut<'_, B>,
+    ) -> Result<()> {
+        self.validate((input.layout, input.dtype), (weight.layout, weight.dtype), (out.layout, out.dtype))?;
+        input.check("conv", "the input")?;
+        weight.check("conv", "the weight")?;
+        out.check("conv", "the output")?;
+        if !out.layout.is_non_overlapping() {
+            return Err(Self::err("the output has elements that share memory".into()));
+        }
+        Ok(())
     }
 
     /// Checks types and shapes: floating inputs of one type (f32, f64, f16, bf16), the output
