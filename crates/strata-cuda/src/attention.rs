@@ -7,7 +7,7 @@ use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
-use crate::{Cuda, CudaBuffer, ELEMENTWISE, c};
+use crate::{Cuda, CudaBuffer, FLOAT_TYPES, float_source};
 
 const ATTENTION: &str = include_str!("../kernels/attention.cu");
 const OP: &str = "attention";
@@ -40,12 +40,11 @@ unsafe impl DeviceRepr for AttentionGeometry {}
 
 /// The kernel for operands of type `t` (accumulating in f32, f64 for f64).
 pub(crate) fn source(t: DType) -> String {
-    let acc = if t == DType::F64 { "double" } else { "float" };
-    format!("{ELEMENTWISE}{ATTENTION}\nSTRATA_ATTENTION({}, {acc})\n", c(t))
+    float_source(ATTENTION, "STRATA_ATTENTION", t)
 }
 
 pub(crate) fn all_sources() -> Vec<String> {
-    [DType::F32, DType::F64, DType::F16, DType::BF16].into_iter().map(source).collect()
+    FLOAT_TYPES.map(source).to_vec()
 }
 
 /// Offset, then the four strides.

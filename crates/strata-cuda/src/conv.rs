@@ -7,7 +7,7 @@ use cudarc::driver::{DeviceRepr, PushKernelArg};
 use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
-use crate::{Cuda, CudaBuffer, ELEMENTWISE, c};
+use crate::{Cuda, CudaBuffer, FLOAT_TYPES, float_source};
 
 const CONV: &str = include_str!("../kernels/conv.cu");
 const OP: &str = "conv";
@@ -37,12 +37,11 @@ unsafe impl DeviceRepr for ConvGeometry {}
 
 /// The kernel for operands of type `t` (accumulating in f32, f64 for f64).
 pub(crate) fn source(t: DType) -> String {
-    let acc = if t == DType::F64 { "double" } else { "float" };
-    format!("{ELEMENTWISE}{CONV}\nSTRATA_CONV({}, {acc})\n", c(t))
+    float_source(CONV, "STRATA_CONV", t)
 }
 
 pub(crate) fn all_sources() -> Vec<String> {
-    [DType::F32, DType::F64, DType::F16, DType::BF16].into_iter().map(source).collect()
+    FLOAT_TYPES.map(source).to_vec()
 }
 
 /// Offset, then the strides of batch, three spatial axes (zero where absent) and channels.

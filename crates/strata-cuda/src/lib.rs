@@ -567,6 +567,16 @@ impl Backend for Cuda {
 
 pub(crate) const ELEMENTWISE: &str = include_str!("../kernels/elementwise.cu");
 
+/// The types of the floating-point-only primitives (attention, convolution).
+pub(crate) const FLOAT_TYPES: [DType; 4] = [DType::F32, DType::F64, DType::F16, DType::BF16];
+
+/// The source of a floating-point-only kernel: `body` (a kernel file) instantiated as
+/// `instance(T, A)` for operands of type `t`, accumulating in `A` (f32, or f64 for f64).
+pub(crate) fn float_source(body: &str, instance: &str, t: DType) -> String {
+    let acc = if t == DType::F64 { "double" } else { "float" };
+    format!("{ELEMENTWISE}{body}\n{instance}({}, {acc})\n", c(t))
+}
+
 pub(crate) fn c(t: DType) -> &'static str {
     exprs::c_type(t).expect("types were checked")
 }

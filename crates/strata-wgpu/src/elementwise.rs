@@ -152,15 +152,15 @@ pub(crate) fn map_code(
     let extra_at = extra_at(inputs.len() + 1);
     let kernel = gpu.kernel(&key, inputs.len(), 1, || {
         // Packed operands are bound as vectors of four elements.
-        let array = |_: DType| if packed { "array<vec4<u32>>" } else { "array<u32>" };
+        let array = if packed { "array<vec4<u32>>" } else { "array<u32>" };
         let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
         for (k, i) in inputs.iter().enumerate() {
-            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {};\n", k + 1, array(i.t.dtype));
+            s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {};\n", k + 1, array);
             if !packed {
                 s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
             }
         }
-        s += &format!("@group(0) @binding({}) var<storage, read_write> out: {};\n", inputs.len() + 1, array(out.dtype));
+        s += &format!("@group(0) @binding({}) var<storage, read_write> out: {};\n", inputs.len() + 1, array);
         s += pos_fn(contiguous);
         s += &format!("const EXTRA: u32 = {extra_at}u;\n{}\n", code.helpers);
         // `compute(i, inputs...)`: the element at logical index `i` from its loaded inputs.

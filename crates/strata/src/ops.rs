@@ -723,6 +723,12 @@ pub fn softmax(x: &Array, axes: Option<&[isize]>) -> Result<Array> {
     divide(&e, &sum(&e, axes, true)?)
 }
 
+/// `log softmax` over `axes`: `x − logsumexp(x)`, without the softmax's division (stable where
+/// the probabilities underflow).
+pub fn log_softmax(x: &Array, axes: Option<&[isize]>) -> Result<Array> {
+    subtract(x, &logsumexp(x, axes, true)?)
+}
+
 /// A scan along `axis`: `inclusive` (element `i` combines `0..=i`) or exclusive, optionally
 /// from the end.
 pub fn scan(op: ScanOp, x: &Array, axis: isize, reverse: bool, inclusive: bool) -> Result<Array> {

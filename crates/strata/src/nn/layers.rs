@@ -565,6 +565,11 @@ fn elu_negative(x: &Array, a: f64) -> Result<Array> {
     multiply(&expm1(&minimum(x, &weak_scalar(x, 0.0))?)?, &weak_scalar(x, a))
 }
 
+/// ELU: `x` where positive, [`elu_negative`] elsewhere.
+fn elu(x: &Array, a: f64) -> Result<Array> {
+    where_(&greater(x, &weak_scalar(x, 0.0))?, x, &elu_negative(x, a)?)
+}
+
 impl Module for Activation {
     fn forward(&self, x: &Array) -> Result<Array> {
         let c = |v: f64| weak_scalar(x, v);
@@ -592,7 +597,7 @@ impl Module for Activation {
             Activation::Hardswish => {
                 multiply(&multiply(x, &clip(&add(x, &c(3.0))?, Some(0.0), Some(6.0))?)?, &c(1.0 / 6.0))
             }
-            Activation::Elu(a) => where_(&greater(x, &c(0.0))?, x, &elu_negative(x, a)?),
+            Activation::Elu(a) => elu(x, a),
             Activation::Celu(a) => {
                 if a == 0.0 {
                     return Err(invalid("Activation::Celu", "alpha must not be 0 (it divides x)".into()));
@@ -600,9 +605,7 @@ impl Module for Activation {
                 let neg = elu_negative(&multiply(x, &c(1.0 / a))?, a)?;
                 add(&maximum(x, &c(0.0))?, &neg)
             }
-            Activation::Selu => {
-                multiply(&where_(&greater(x, &c(0.0))?, x, &elu_negative(x, SELU_ALPHA)?)?, &c(SELU_LAMBDA))
-            }
+            Activation::Selu => multiply(&elu(x, SELU_ALPHA)?, &c(SELU_LAMBDA)),
             Activation::Glu => {
                 let n = x.shape().last().copied().unwrap_or(0);
                 if x.ndim() == 0 || !n.is_multiple_of(2) {
@@ -616,7 +619,7 @@ impl Module for Activation {
             }
             Activation::Softmax => softmax(x, Some(&[-1])),
             Activation::Softmin => softmax(&negative(x)?, Some(&[-1])),
-            Activation::LogSoftmax => subtract(x, &logsumexp(x, Some(&[-1]), true)?),
+            Activation::LogSoftmax => log_softmax(x, Some(&[-1])),
             Activation::Softshrink(l) => {
                 let shrunk = subtract(x, &multiply(&sign(x)?, &c(l))?)?;
                 where_(&greater(&abs(x)?, &c(l))?, &shrunk, &c(0.0))

@@ -87,11 +87,6 @@ pub mod unreduced {
         Ok(())
     }
 
-    /// `log softmax` over the last axis.
-    fn log_softmax(logits: &Array) -> Result<Array> {
-        subtract(logits, &logsumexp(logits, Some(&[-1]), true)?)
-    }
-
     /// `(pred − target)²`.
     pub fn mse(pred: &Array, target: &Array) -> Result<Array> {
         square(&subtract(pred, target)?)
@@ -109,7 +104,7 @@ pub mod unreduced {
         if !(0.0..1.0).contains(&label_smoothing) {
             return Err(invalid("cross_entropy", format!("label smoothing {label_smoothing} is not in [0, 1)")));
         }
-        let logp = log_softmax(logits)?;
+        let logp = log_softmax(logits, Some(&[-1]))?;
         let picked = squeeze(&take_along_axis(&logp, &expand_dims(targets, -1)?, -1)?, Some(&[-1]))?;
         let nll = negative(&picked)?;
         if label_smoothing == 0.0 {
@@ -126,7 +121,7 @@ pub mod unreduced {
         if logits.ndim() == 0 {
             return Err(invalid("cross_entropy_probs", "logits need a class axis; they are a scalar".into()));
         }
-        negative(&sum(&multiply(probs, &log_softmax(logits)?)?, Some(&[-1]), false)?)
+        negative(&sum(&multiply(probs, &log_softmax(logits, Some(&[-1]))?)?, Some(&[-1]), false)?)
     }
 
     /// Negative log-likelihood of log-probabilities `[..., classes]` at class ids `[...]`: a
