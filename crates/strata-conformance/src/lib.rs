@@ -932,7 +932,8 @@ pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
 
 /// Scaled dot-product attention on every float type: grouped key/value heads, more queries
 /// than keys and the reverse, causal masks (rows that see no key give zeros), additive and
-/// boolean masks broadcast over heads, operands stored in other orders, heads of 16 to 256.
+/// boolean masks broadcast over heads, operands stored in other orders, heads of 16 to 256, and
+/// the shapes of the 16-bit tensor-core kernels.
 pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0xa77e);
     let (mut failures, mut count) = (Vec::new(), 0);
@@ -944,6 +945,15 @@ pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (1, 4, 2, 19, 40, 64, 32, AttentionMask::Explicit, false),
         (2, 2, 2, 21, 33, 40, 40, AttentionMask::Explicit, true),
         (1, 2, 1, 17, 64, 256, 256, AttentionMask::None, true),
+        // Shapes the 16-bit tensor-core kernels take (heads of 32, 64 and 128, rows 16-byte
+        // aligned): several blocks of queries and keys with partial last ones, causal with
+        // more keys than queries and the reverse (rows that see nothing), masks of both kinds
+        // (an even case is additive, an odd one boolean).
+        (1, 4, 2, 130, 200, 128, 128, AttentionMask::Causal, true),
+        (2, 2, 2, 150, 96, 32, 32, AttentionMask::Causal, false),
+        (1, 2, 1, 70, 129, 64, 64, AttentionMask::Explicit, false),
+        (2, 3, 3, 65, 64, 64, 64, AttentionMask::Explicit, true),
+        (1, 2, 2, 200, 300, 64, 64, AttentionMask::None, false),
     ];
     // `[b, h, l, d]` stored as `[b, l, h, d]` (heads interleaved, as a projection leaves them).
     let layout = |shape: [usize; 4], other: bool| {

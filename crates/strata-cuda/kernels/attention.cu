@@ -122,3 +122,175 @@ __device__ __forceinline__ void attention_rows(const T* __restrict__ q, const T*
     }
 
 #endif  // STRATA_ATTENTION_CU
+
+// The tensor-core kernel needs tensor_ops.cuh, which only its sources include.
+#if defined(STRATA_TENSOR_OPS_CUH) && !defined(STRATA_FLASH_ATTENTION_CU)
+#define STRATA_FLASH_ATTENTION_CU
+
+// ---- the tensor-core kernel (FlashAttention-2 on mma.sync) -------------------------------------
+// For 16-bit operands whose rows are contiguous and 16-byte aligned, heads of 32, 64 or 128
+// (d = dv): four warps own RM query rows each (a block of 4·RM), and the keys go by in blocks of
+// 64 staged in shared memory by cp.async. Each warp computes S = Q·Kᵀ on tensor cores (Q held in
+// registers), updates its rows' running maximum and sum in registers, and feeds the
+// probabilities straight from S's accumulators into P·V as the left operand
+// (`Dest::to_left_input`), so S never leaves registers. V's load overlaps S = Q·Kᵀ and the next
+// K's load overlaps P·V. Masks are applied to S element by element; causal blocks wholly above
+// the diagonal are skipped. Softmax runs in base 2 (the scale folded with log2 e).
+
+namespace strata {
+
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+template <class T, int D, int RM>
+__device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k,
+                                                const T* __restrict__ v, const void* __restrict__ mask,
+                                                T* __restrict__ out, const AttentionGeometry& g) {
+    using namespace tensor_ops;
+    constexpr int WARPS = 4, BM = WARPS * RM, BN = 64, THREADS = 32 * WARPS;
+    constexpr float LOG2E = 1.4426950408889634f;
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    T* smem = reinterpret_cast<T*>(flash_smem);
+    const Tile<T, BM, D> tq{smem};
+    const Tile<T, BN, D> tk{smem + BM * D}, tv{smem + BM * D + BN * D};
+
+    const int warp = threadIdx.x / 32;
+    const i64 q_blocks = (g.lq + BM - 1) / BM;
+    // Longest (causal) blocks first: the tail of the grid is then the short ones.
+    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
+    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
+    const i64 q0 = qb * BM, shift = g.lk - g.lq;
+    // Keys [0, key_end) can be visible to some row of this block.
+    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
+    const int key_blocks = (int)((key_end + BN - 1) / BN);
+
+    const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
+    const T* kg = k + g.k[0] + b * g.k[1] + hk * g.k[2];
+    const T* vg = v + g.v[0] + b * g.v[1] + hk * g.v[2];
+    const float scale = g.scale * LOG2E;
+
+    using Qk = Matmul2d<RM, BN, true, true>;
+    using Pv = Matmul2d<RM, D, true, false>;
+    Left<T, RM, D> qf;
+    Dest<RM, D> o;
+    o.fill(0.f);
+    float m[RM / 16][2], l[RM / 16][2];
+#pragma unroll
+    for (int i = 0; i < RM / 16; ++i) m[i][0] = m[i][1] = -STRATA_INF, l[i][0] = l[i][1] = 0.f;
+
+    if (key_blocks > 0) {
+        load_async<T, BM, D, THREADS>(tq, qg, g.q[3], (int)min((i64)BM, g.lq - q0), D);
+        load_async<T, BN, D, THREADS>(tk, kg, g.k[3], (int)min((i64)BN, g.lk), D);
+        commit();
+    }
+    for (int kb = 0; kb < key_blocks; ++kb) {
+        const i64 k0 = (i64)kb * BN;
+        const int rows = (int)min((i64)BN, g.lk - k0);
+        wait<0>();
+        __syncthreads();  // K (and Q) landed; every warp is done with the previous V
+        load_async<T, BN, D, THREADS>(tv, vg + k0 * g.v[3], g.v[3], rows, D);
+        commit();
+        if (kb == 0) {
+#pragma unroll
+            for (int i = 0; i < RM / 16; ++i)
+#pragma unroll
+                for (int x = 0; x < D / 16; ++x) Qk::load_left(qf.r[i][x], tq, warp * RM + i * 16, x * 16);
+        }
+        Dest<RM, BN> s;
+        s.fill(0.f);
+        Qk::template run<D, T>(s, qf, tk, 0, 0);
+
+        // Scale (base 2) and mask. Keys past the end are always hidden; the causal diagonal and
+        // explicit masks only where the block needs them.
+        const i64 row0 = q0 + warp * RM;
+        const bool diagonal = g.mask_kind == 1 && k0 + BN - 1 > row0 + shift;
+        if (g.mask_kind >= 2 || diagonal || k0 + BN > g.lk) {
+            s.map([&](float x, int r, int c) {
+                const i64 i = row0 + r, j = k0 + c;
+                float y = x * g.scale;
+                if (j >= g.lk || (g.mask_kind == 1 && j > i + shift)) return -STRATA_INF;
+                if (g.mask_kind >= 2 && i < g.lq) {
+                    const i64 at = g.mask[0] + b * g.mask[1] + h * g.mask[2] + i * g.mask[3] + j * g.mask[4];
+                    if (g.mask_kind == 3) {
+                        if (!((const u8*)mask)[at]) return -STRATA_INF;
+                    } else {
+                        y += ld(((const T*)mask)[at]);
+                    }
+                }
+                return y * LOG2E;
+            });
+        } else {
+            s.map([&](float x, int, int) { return x * scale; });
+        }
+
+        // Online softmax: rescale what was accumulated by 2^(m_old - m_new).
+        float mx[RM / 16][2], sum[RM / 16][2], alpha[RM / 16][2], base[RM / 16][2];
+        s.reduce_rows(mx, [](float a, float c) { return fmaxf(a, c); });
+#pragma unroll
+        for (int i = 0; i < RM / 16; ++i)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const float m_new = fmaxf(m[i][hh], mx[i][hh]);
+                // A row that has seen no key yet keeps exponent base 0: its p are all 0.
+                base[i][hh] = m_new == -STRATA_INF ? 0.f : m_new;
+                alpha[i][hh] = fast_exp2(m[i][hh] - base[i][hh]);
+                m[i][hh] = m_new;
+            }
+        s.map([&](float x, int r, int) {
+            const int i = r / 16, hh = (r % 16) / 8;
+            return fast_exp2(x - base[i][hh]);
+        });
+        s.reduce_rows(sum, [](float a, float c) { return a + c; });
+#pragma unroll
+        for (int i = 0; i < RM / 16; ++i)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) l[i][hh] = l[i][hh] * alpha[i][hh] + sum[i][hh];
+        o.map([&](float x, int r, int) {
+            const int i = r / 16, hh = (r % 16) / 8;
+            return x * alpha[i][hh];
+        });
+        const Left<T, RM, BN> p = s.template to_left_input<T>();
+
+        wait<0>();
+        __syncthreads();  // V landed; every warp is done with K
+        if (kb + 1 < key_blocks) {
+            const i64 k1 = k0 + BN;
+            load_async<T, BN, D, THREADS>(tk, kg + k1 * g.k[3], g.k[3], (int)min((i64)BN, g.lk - k1), D);
+            commit();
+        }
+        Pv::template run<BN, T>(o, p, tv, 0, 0);
+    }
+
+    // Normalize and store; a row that saw no key gets zeros.
+    T* og = out + g.out[0] + b * g.out[1] + h * g.out[2];
+    const i64 row0 = q0 + warp * RM;
+    float inv[RM / 16][2];
+#pragma unroll
+    for (int i = 0; i < RM / 16; ++i)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) inv[i][hh] = l[i][hh] == 0.f ? 0.f : 1.f / l[i][hh];
+#pragma unroll
+    for (int i = 0; i < RM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int r = Dest<RM, D>::row(i, e), c = Dest<RM, D>::col(j, e);
+                const i64 row = row0 + r;
+                if (row < g.lq) og[row * g.out[3] + c * g.out[4]] = St<T>::from(o.v[i][j][e] * inv[i][e >= 2]);
+            }
+}
+
+}  // namespace strata
+
+// T: f16 or bf16; D: the head size (32, 64 or 128); RM: query rows a warp (16 or 32).
+#define STRATA_FLASH_ATTENTION(T, D, RM)                                                               \
+    extern "C" __global__ void __launch_bounds__(128)                                                  \
+        strata_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,       \
+                      const void* __restrict__ mask, T* __restrict__ out, const AttentionGeometry g) { \
+        strata::flash_attention<T, D, RM>(q, k, v, mask, out, g);                                      \
+    }
+#endif  // STRATA_FLASH_ATTENTION_CU

@@ -1,19 +1,28 @@
-//! Scaled dot-product attention (`kernels/attention.cu`): the general online-softmax kernel,
-//! a warp per query row, for every type the primitive takes, head sizes up to 256, any
-//! strides, grouped key/value heads and every mask. (A tensor-core kernel for the common
-//! 16-bit shapes is the next step; this one is the reference every later kernel is held to.)
+//! Scaled dot-product attention (`kernels/attention.cu`), two kernels:
+//! - the tensor-core kernel (FlashAttention-2 on `mma.sync`, written with `tensor_ops.cuh`) for
+//!   f16 and bf16 with heads of 32, 64 or 128 (d = dv) whose rows are contiguous and 16-byte
+//!   aligned: the common case of a model's attention;
+//! - the general online-softmax kernel, a warp per query row, for every other call: every type
+//!   the primitive takes, heads up to 256, any strides. It is the reference the tensor-core
+//!   kernel is held to, in the conformance suite and in the benchmark.
+//!
+//! Both take grouped key/value heads and every mask.
 
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
-use crate::{Cuda, CudaBuffer, FLOAT_TYPES, float_source};
+use crate::matmul::TENSOR_OPS;
+use crate::{Cuda, CudaBuffer, ELEMENTWISE, FLOAT_TYPES, c, float_source};
 
 const ATTENTION: &str = include_str!("../kernels/attention.cu");
 const OP: &str = "attention";
 /// `STRATA_ATTENTION_MAX_D` and `STRATA_ATTENTION_WARPS` in `attention.cu`.
 const MAX_D: usize = 256;
 const WARPS: u64 = 4;
+/// The tensor-core kernel's head sizes, and its block of keys.
+const FLASH_D: [usize; 3] = [32, 64, 128];
+const FLASH_BN: usize = 64;
 
 /// The C layout of `AttentionGeometry`.
 #[repr(C)]
@@ -38,19 +47,47 @@ struct AttentionGeometry {
 // SAFETY: plain old data with the C layout of `AttentionGeometry`.
 unsafe impl DeviceRepr for AttentionGeometry {}
 
-/// The kernel for operands of type `t` (accumulating in f32, f64 for f64).
+/// The general kernel for operands of type `t` (accumulating in f32, f64 for f64).
 pub(crate) fn source(t: DType) -> String {
     float_source(ATTENTION, "STRATA_ATTENTION", t)
 }
 
+/// The tensor-core kernel for 16-bit type `t`, head size `d`, `rm` query rows a warp.
+fn flash_source(t: DType, d: usize, rm: usize) -> String {
+    format!("{ELEMENTWISE}{TENSOR_OPS}{ATTENTION}\nSTRATA_FLASH_ATTENTION({}, {d}, {rm})\n", c(t))
+}
+
+/// Query rows a warp: 32 where the registers allow (more reuse of each K and V fragment), 16
+/// for heads of 128 (32 would spill the output's 128 accumulators a thread).
+fn flash_rows(d: usize) -> usize {
+    if d >= 128 { 16 } else { 32 }
+}
+
 pub(crate) fn all_sources() -> Vec<String> {
-    FLOAT_TYPES.map(source).to_vec()
+    let mut all: Vec<String> = FLOAT_TYPES.map(source).to_vec();
+    for t in [DType::F16, DType::BF16] {
+        for d in FLASH_D {
+            all.push(flash_source(t, d, flash_rows(d)));
+        }
+    }
+    all
 }
 
 /// Offset, then the four strides.
 fn place(l: &Layout) -> [i64; 5] {
     let s = l.strides();
     [l.offset() as i64, s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64]
+}
+
+/// Whether the tensor-core kernel takes the call: 16-bit operands, a head size it has, and
+/// rows that `cp.async` can copy in 16-byte pieces (contiguous, every row start 16-byte
+/// aligned).
+fn flash_eligible(t: DType, d: usize, dv: usize, operands: [&Layout; 3]) -> bool {
+    let aligned = |l: &Layout| {
+        let s = l.strides();
+        s[3] == 1 && l.offset().is_multiple_of(8) && s[..3].iter().all(|&x| x % 8 == 0)
+    };
+    matches!(t, DType::F16 | DType::BF16) && d == dv && FLASH_D.contains(&d) && operands.iter().all(|l| aligned(l))
 }
 
 pub(crate) fn attention(
@@ -95,15 +132,39 @@ pub(crate) fn attention(
         scale: desc.scale,
         mask_kind,
     };
-    let f = cuda.kernel(&format!("attention {}", q.dtype), || source(q.dtype))?;
-    let blocks = rows.div_ceil(WARPS).min(u64::from(cuda.sms) * 16).max(1) as u32;
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * WARPS as u32, 1, 1), shared_mem_bytes: 0 };
+    let (f, cfg, name) = if cuda.tensor_core_attention()
+        && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout])
+    {
+        let rm = flash_rows(d);
+        let bm = 4 * rm;
+        // Q's block and one block each of K and V, 16-bit elements.
+        let smem = ((bm + 2 * FLASH_BN) * d * 2) as u32;
+        let f = cuda.kernel_with_smem(&format!("attention {} tensor cores d{d} r{rm}", q.dtype), smem, || {
+            flash_source(q.dtype, d, rm)
+        })?;
+        let blocks = lq.div_ceil(bm) as u64 * (batch * hq) as u64;
+        let blocks = u32::try_from(blocks).map_err(|_| Error::InvalidArgument {
+            op: OP,
+            message: format!("{blocks} blocks of {bm} queries: more than one launch takes"),
+        })?;
+        (
+            f,
+            LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: smem },
+            "attention (tensor cores)",
+        )
+    } else {
+        let f = cuda.kernel(&format!("attention {}", q.dtype), || source(q.dtype))?;
+        let blocks = rows.div_ceil(WARPS).min(u64::from(cuda.sms) * 16).max(1) as u32;
+        (f, LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * WARPS as u32, 1, 1), shared_mem_bytes: 0 }, OP)
+    };
     // Without a mask the kernel still takes a pointer; it is never read.
     let mask_buf = mask.as_ref().map_or(q.buffer, |m| m.buffer);
     let mut b = cuda.stream.launch_builder(&f);
     b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()).arg(mask_buf.slice());
     b.arg(out.buffer.slice_mut()).arg(&g);
-    // SAFETY: parameters as `STRATA_ATTENTION` declares them; every operand was checked against
-    // its buffer, and the output has no broadcast axis, so no two warps write one element.
-    cuda.timed(OP, || unsafe { b.launch(cfg) })
+    // SAFETY: parameters as `STRATA_ATTENTION` and `STRATA_FLASH_ATTENTION` declare them; every
+    // operand was checked against its buffer (the tensor-core kernel reads whole 16-byte pieces
+    // of rows, which lie inside them), and the output has no broadcast axis, so no two threads
+    // write one element.
+    cuda.timed(name, || unsafe { b.launch(cfg) })
 }

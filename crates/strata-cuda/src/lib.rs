@@ -111,6 +111,7 @@ pub struct Cuda {
     kernels: Arc<Mutex<HashMap<String, CudaFunction>>>,
     timing: Arc<Mutex<timing::Timing>>,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
+    tensor_core_attention: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -205,6 +206,9 @@ impl Cuda {
         let total = ctx.total_mem().unwrap_or(1 << 30);
         let pool = Arc::new(Pool::new(stream.clone(), format!("cuda:{ordinal}"), total / 4));
         let kernel_timing = Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env()));
+        let tensor_core_attention = Arc::new(std::sync::atomic::AtomicBool::new(
+            std::env::var_os("STRATA_CUDA_TENSOR_CORE_ATTENTION").is_none_or(|v| v != "0"),
+        ));
         Ok(Cuda {
             ctx,
             stream,
@@ -215,6 +219,7 @@ impl Cuda {
             kernels: Arc::default(),
             timing: Arc::default(),
             kernel_timing,
+            tensor_core_attention,
         })
     }
 
@@ -233,6 +238,17 @@ impl Cuda {
     /// on with `STRATA_TRACE_GPU=on`): two events per launch, read back at the next wait.
     pub fn set_kernel_timing(&self, on: bool) {
         self.kernel_timing.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether attention runs on the tensor-core kernel where it applies (the default; off with
+    /// `STRATA_CUDA_TENSOR_CORE_ATTENTION=0`). Off, every call takes the general kernel, the
+    /// reference the fast one is checked and timed against.
+    pub fn set_tensor_core_attention(&self, on: bool) {
+        self.tensor_core_attention.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn tensor_core_attention(&self) -> bool {
+        self.tensor_core_attention.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The architecture kernels are compiled for (`sm_90a` on Hopper).

@@ -7,7 +7,7 @@ use strata_core::{DType, Error, Result};
 
 use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, exprs};
 
-const TENSOR_OPS: &str = include_str!("../kernels/tensor_ops.cuh");
+pub(crate) const TENSOR_OPS: &str = include_str!("../kernels/tensor_ops.cuh");
 const GEMM: &str = include_str!("../kernels/gemm.cu");
 const MAX_BATCH: usize = 6;
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Attention on the GPU machine, in one go, from prebuilt release binaries (no cargo there):
+#
+#   here:   cargo test --release -p strata-cuda --no-run            (target/release/deps/gpu-HASH)
+#           cargo build --release -p strata-cuda --example attention
+#   there:  scripts/device/attention.sh GPU_TEST_BIN ATTENTION_EXAMPLE_BIN [CASES...]
+#
+# The attention conformance suite (every kernel against the CPU backend) with the tensor-core
+# kernel where it applies and again with the general kernel alone, memcheck and racecheck over
+# it, then the benchmark: our kernels, and PyTorch's SDPA (FLASH and cuDNN) on the same shapes.
+set -uo pipefail
+test_bin="$1"
+bench_bin="$2"
+shift 2
+here="$(dirname "$0")"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
+seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "seed $seed"
+status=0
+filter="attention|cases|test result|panicked|differ"
+echo "== attention: the tensor-core kernel where it applies"
+STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
+status=$((status | PIPESTATUS[0]))
+echo "== attention: the general kernel alone (STRATA_CUDA_TENSOR_CORE_ATTENTION=0)"
+STRATA_CUDA_TENSOR_CORE_ATTENTION=0 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
+status=$((status | PIPESTATUS[0]))
+for tool in memcheck racecheck; do
+    echo "== compute-sanitizer --tool $tool"
+    STRATA_SEED=$seed compute-sanitizer --tool $tool --error-exitcode 1 "$test_bin" attention 2>&1 \
+        | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test result|Error|Hazard" | head -20
+    status=$((status | PIPESTATUS[0]))
+done
+echo "== benchmark: ours"
+"$bench_bin" "$@"
+status=$((status | $?))
+echo "== benchmark: PyTorch SDPA"
+python3 "$here/attention_peer.py" "$@"
+status=$((status | $?))
+echo "exit status $status"
+exit $status
