@@ -1011,6 +1011,81 @@ pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     report("attention", failures, count);
 }
 
+/// Quantized products `x·Wᵀ` and `x·W` in every quantization mode (affine of 1 to 8 bits with
+/// each scale type, MX with FP8/FP6/FP4/INT8 elements, nvfp4): a single row (the GEMV of
+/// decoding), batches, `x` stored transposed, outputs of x's type and f32. The weight goes to
+/// each backend through `upload_quantized`; values dequantize exactly alike, so only the order
+/// of the sums differs.
+pub fn quantized_matmul_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    use strata_core::kernel::QuantizedMatmul;
+    use strata_core::quant::{QuantMode, quantize};
+    let mut rng = Rng(seed() ^ 0x9a11);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    let modes = [
+        "mxfp4",
+        "mxfp6_e3m2",
+        "mxfp6_e2m3",
+        "mxfp8",
+        "mxfp8_e5m2",
+        "mxint8",
+        "nvfp4",
+        "affine:1:32",
+        "affine:2:32",
+        "affine:3:64:float16",
+        "affine:4:32:bfloat16",
+        "affine:5:128",
+        "affine:6:64",
+        "affine:8:64:float16",
+    ];
+    // (batch, m, k, n, transpose, x stored transposed)
+    let cases = [
+        (vec![], 1, 128, 40, true, false),
+        (vec![2], 5, 256, 33, true, false),
+        (vec![], 7, 48, 128, false, false),
+        (vec![], 6, 128, 16, true, true),
+    ];
+    for &t in types.iter().filter(|t| matches!(t, DType::F32 | DType::F16 | DType::BF16)) {
+        for (mi, name) in modes.iter().enumerate() {
+            let mode: QuantMode = name.parse().expect("a mode the suite names");
+            for (ci, (batch, m, k, n, transpose, xt)) in cases.iter().enumerate() {
+                let (m, k, n) = (*m, *k, *n);
+                let w_shape = if *transpose { [n, k] } else { [k, n] };
+                let w: Vec<f32> = (0..n * k).map(|_| 2.0 * rng.unit() as f32 - 1.0).collect();
+                let q = quantize(&w, &w_shape, &mode).expect("quantizable");
+                let rows: usize = batch.iter().product::<usize>() * m;
+                let mut xs = batch.clone();
+                xs.extend([m, k]);
+                let xl = if *xt { Layout::new(&xs, &[1, m as isize], 0).unwrap() } else { Layout::contiguous(&xs) };
+                let mut os = batch.clone();
+                os.extend([m, n]);
+                // Outputs alternate between x's type and f32.
+                let out_t = if (mi + ci) % 2 == 0 { t } else { DType::F32 };
+                let tol = match out_t {
+                    DType::F32 => Tol::Mixed(1e-5, 1e-4),
+                    DType::F16 => Tol::Mixed(2.0 / 1024.0, 1e-3),
+                    _ => Tol::Mixed(2.0 / 128.0, 1e-2),
+                };
+                let desc = QuantizedMatmul { transpose: *transpose };
+                let (wg, wc) = (gpu.upload_quantized(&q).unwrap(), Cpu.upload_quantized(&q).unwrap());
+                count += 1;
+                compare_with(
+                    gpu,
+                    &format!("quantized_matmul {name} {t} -> {out_t} case {ci}"),
+                    &[(t, uniform(t, rows * k, -1.0, 1.0, &mut rng), xl)],
+                    None,
+                    out_t,
+                    &Layout::contiguous(&os),
+                    tol,
+                    |i, o| gpu.quantized_matmul(&desc, i[0], &wg, o),
+                    |i, o| Cpu.quantized_matmul(&desc, i[0], &wc, o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("quantized_matmul", failures, count);
+}
+
 /// `matmul2d` on odd and tile-sized shapes, every transpose, epilogues, accumulation and batches.
 pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0x3a7b);

@@ -17,12 +17,11 @@ use rayon::prelude::*;
 use strata_core::formats::{E8M0, F4E2M1, F8E4M3};
 use strata_core::kernel::{Layout, QuantizedMatmul};
 use strata_core::quant::{MxElement, QuantMode, QuantizedTensor};
-use strata_core::{DType, Error, Result};
+use strata_core::{DType, Result};
 
 use crate::gemm::{self, Epilogue, Input, Mat, MatMut, Output};
 use crate::{TensorMut, TensorRef};
 
-const OP: &str = "quantized_matmul";
 /// Weight rows decoded per chunk.
 const CHUNK: usize = 64;
 /// Rows of `x` (over the whole batch) up to which `x·Wᵀ` decodes each weight row once into L1
@@ -39,12 +38,7 @@ pub fn quantized_matmul(
     w: &QuantizedTensor,
     out: TensorMut<'_>,
 ) -> Result<()> {
-    desc.validate((x.layout, x.dtype), w, (out.layout, out.dtype))?;
-    x.check(OP, "x")?;
-    out.check(OP, "the output")?;
-    if out.layout.shape().iter().zip(out.layout.strides()).any(|(&d, &s)| d > 1 && s == 0) {
-        return Err(Error::InvalidArgument { op: OP, message: "the output has a broadcast axis".into() });
-    }
+    desc.validate_call(&x, w.shape(), &out)?;
     match (x.dtype, out.dtype) {
         (DType::F32, DType::F32) => run::<f32, f32>(desc, x, w, out),
         (DType::F16, DType::F16) => run::<f16, f16>(desc, x, w, out),
@@ -60,7 +54,7 @@ where
     I: Pod + Input<f32>,
     O: Pod + Output<f32>,
 {
-    let (m, n, k) = desc.validate((x.layout, x.dtype), w, (out.layout, out.dtype))?;
+    let (m, n, k) = desc.validate((x.layout, x.dtype), w.shape(), (out.layout, out.dtype))?;
     let batch_shape = &x.layout.shape()[..x.layout.ndim() - 2];
     let batches: usize = batch_shape.iter().product();
     let xs = x.layout.strides();

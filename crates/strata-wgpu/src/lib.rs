@@ -46,6 +46,7 @@ mod elementwise;
 mod index;
 mod matmul;
 mod pool;
+mod qmatmul;
 mod reduce;
 mod timing;
 mod wgsl;
@@ -61,16 +62,13 @@ use strata_core::quant::QuantizedTensor;
 use strata_core::{Error, Result};
 
 use pool::Pool;
+pub use qmatmul::WgpuQuantized;
 
 /// The WGSL every kernel starts with.
 pub const PRELUDE: &str = include_str!("../kernels/prelude.wgsl");
 
 fn err(op: &'static str, message: impl Into<String>) -> Error {
     Error::InvalidArgument { op, message: message.into() }
-}
-
-fn not_yet(op: &'static str) -> Error {
-    Error::NotImplemented { op, backend: "wgpu".into() }
 }
 
 /// Device memory: a block from the pool, returned to it when dropped.
@@ -599,7 +597,7 @@ pub(crate) fn bytes_of(v: &[u32]) -> &[u8] {
 
 impl Backend for Wgpu {
     type Buffer = WgpuBuffer;
-    type Quantized = QuantizedTensor;
+    type Quantized = WgpuQuantized;
 
     fn name(&self) -> String {
         format!("wgpu:{} ({:?})", self.info.name, self.info.backend)
@@ -696,8 +694,8 @@ impl Backend for Wgpu {
         self.check("synchronize")
     }
 
-    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<QuantizedTensor> {
-        Ok(weight.clone())
+    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<WgpuQuantized> {
+        qmatmul::upload(self, weight)
     }
 
     fn matmul2d(
@@ -736,12 +734,12 @@ impl Backend for Wgpu {
 
     fn quantized_matmul(
         &self,
-        _desc: &QuantizedMatmul,
-        _x: TensorRef<'_, WgpuBuffer>,
-        _weight: &QuantizedTensor,
-        _out: TensorMut<'_, WgpuBuffer>,
+        desc: &QuantizedMatmul,
+        x: TensorRef<'_, WgpuBuffer>,
+        weight: &WgpuQuantized,
+        out: TensorMut<'_, WgpuBuffer>,
     ) -> Result<()> {
-        Err(not_yet("quantized_matmul"))
+        qmatmul::quantized_matmul(self, desc, x, weight, out)
     }
 
     fn unary(&self, op: UnaryOp, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {

@@ -54,6 +54,7 @@ suite_tests!(
     fused_programs_match_the_cpu,
     attention_matches_the_cpu,
     conv_matches_the_cpu,
+    quantized_matmul_matches_the_cpu,
 );
 
 /// Products of many tiles with ragged edges (the cooperative-matrix kernel's pipeline over k
@@ -136,6 +137,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     suite::fused_programs_match_the_cpu(gpu, &types);
     suite::attention_matches_the_cpu(gpu, &types);
     suite::conv_matches_the_cpu(gpu, &types);
+    suite::quantized_matmul_matches_the_cpu(gpu, &types);
     let sources = gpu.kernel_sources();
     let failures: Vec<String> =
         sources.iter().filter_map(|(key, code)| translate(code).err().map(|e| format!("{key}: {e}"))).collect();

@@ -127,7 +127,8 @@ pub fn quantized_matmul(x: &Array, w: &QuantizedArray, transpose: bool) -> Resul
         return Err(invalid("quantized_matmul", format!("x is {}; it must be a real number type", x.dtype())));
     };
     let layout = strata_core::kernel::Layout::contiguous(x.shape());
-    let (_, n, _) = desc.validate((&layout, x.dtype()), w.tensor(), (&out_layout(&x, w, transpose), x.dtype()))?;
+    let (_, n, _) =
+        desc.validate((&layout, x.dtype()), w.tensor().shape(), (&out_layout(&x, w, transpose), x.dtype()))?;
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("validated 2-D or more") = n;
     let dtype = x.dtype();

@@ -1,10 +1,9 @@
 //! `QuantizedMatmul`: `y = x·Wᵀ` (or `x·W`) with `W` a [`QuantizedTensor`], dequantized block by
 //! block inside the kernel.
 
-use super::Layout;
+use super::{Layout, Storage, TensorMut, TensorRef};
 use crate::DType;
 use crate::error::{Error, Result};
-use crate::quant::QuantizedTensor;
 
 /// A product of a dense `x` and a quantized 2-D weight `W`.
 ///
@@ -25,24 +24,24 @@ impl Default for QuantizedMatmul {
 }
 
 impl QuantizedMatmul {
-    /// `(m, n, k)` after checking the operands.
+    /// `(m, n, k)` after checking the shapes and types of `x`, a weight of shape `w_shape`
+    /// and the output.
     pub fn validate(
         &self,
         x: (&Layout, DType),
-        w: &QuantizedTensor,
+        w_shape: &[usize],
         out: (&Layout, DType),
     ) -> Result<(usize, usize, usize)> {
         let err = |message: String| Err(Error::InvalidArgument { op: "quantized_matmul", message });
-        let [wr, wc]: [usize; 2] = match w.shape().try_into() {
+        let [wr, wc]: [usize; 2] = match w_shape.try_into() {
             Ok(s) => s,
-            Err(_) => return err(format!("the weight has shape {:?}; it must be 2-D", w.shape())),
+            Err(_) => return err(format!("the weight has shape {w_shape:?}; it must be 2-D")),
         };
         let (n, k) = if self.transpose { (wr, wc) } else { (wc, wr) };
         let xs = x.0.shape();
         if xs.len() < 2 || xs[xs.len() - 1] != k {
             return err(format!(
-                "x has shape {xs:?}; the weight {:?}{} needs [.., m, {k}]",
-                w.shape(),
+                "x has shape {xs:?}; the weight {w_shape:?}{} needs [.., m, {k}]",
                 if self.transpose { " (transposed)" } else { "" }
             ));
         }
@@ -59,5 +58,24 @@ impl QuantizedMatmul {
             ));
         }
         Ok((m, n, k))
+    }
+
+    /// [`validate`](Self::validate) for a kernel call: also that `x` and the output lie inside
+    /// their buffers and that no two output elements share memory. Every backend runs it
+    /// before writing anything.
+    pub fn validate_call<B: Storage>(
+        &self,
+        x: &TensorRef<'_, B>,
+        w_shape: &[usize],
+        out: &TensorMut<'_, B>,
+    ) -> Result<(usize, usize, usize)> {
+        const OP: &str = "quantized_matmul";
+        let mnk = self.validate((x.layout, x.dtype), w_shape, (out.layout, out.dtype))?;
+        x.check(OP, "x")?;
+        out.check(OP, "the output")?;
+        if !out.layout.is_non_overlapping() {
+            return Err(Error::InvalidArgument { op: OP, message: "the output has elements that share memory".into() });
+        }
+        Ok(mnk)
     }
 }
