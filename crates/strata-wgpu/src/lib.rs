@@ -48,6 +48,7 @@ mod matmul;
 mod pool;
 mod qmatmul;
 mod reduce;
+mod sort;
 mod timing;
 mod wgsl;
 
@@ -819,6 +820,10 @@ impl Backend for Wgpu {
 
     fn random_bits(&self, keys: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
         index::random_bits(self, keys, out)
+    }
+
+    fn argsort(&self, axis: usize, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+        sort::argsort(self, axis, x, out)
     }
 
     fn copy(&self, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
