@@ -82,6 +82,68 @@ pub(crate) fn pos_fn(contiguous: bool) -> &'static str {
 "
 }
 
+/// [`map_code`] over operands larger than the device binds at once (2 GiB or less; 128 MiB on
+/// lavapipe). The output is halved along its first axis longer than one, and again, until every
+/// operand's part lies in a window the device binds (starting at a multiple of its offset
+/// alignment, ending on a whole 16 bytes, as the vector path reads); each part then runs on
+/// windows of the buffers, its layouts rebased to them. Every element is read and written by
+/// exactly one part, so the parts' order does not matter.
+fn windowed(
+    gpu: &Wgpu,
+    op: &'static str,
+    code: &Code<'_>,
+    inputs: &[Input<'_>],
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
+    let types: Vec<DType> = std::iter::once(out.dtype).chain(inputs.iter().map(|i| i.t.dtype)).collect();
+    let bytes = |t: DType| u64::from(wgsl::bits(t) / 8);
+    let window = |l: &Layout, t: DType| {
+        let (lo, hi) = l.span().expect("a part has elements");
+        let start = lo as u64 * bytes(t) / align * align;
+        (start, ((hi as u64 + 1) * bytes(t)).next_multiple_of(16))
+    };
+    let slice = |l: &Layout, ax: usize, a: usize, b: usize| {
+        let mut shape = l.shape().to_vec();
+        shape[ax] = b - a;
+        let offset = l.offset() as isize + a as isize * l.strides()[ax];
+        Layout::new(&shape, l.strides(), offset as usize)
+    };
+    let mut parts: Vec<Vec<Layout>> =
+        vec![std::iter::once(out.layout).chain(inputs.iter().map(|i| i.t.layout)).cloned().collect()];
+    while let Some(ls) = parts.pop() {
+        let wins: Vec<(u64, u64)> = ls.iter().zip(&types).map(|(l, &t)| window(l, t)).collect();
+        if wins.iter().all(|(a, b)| b - a <= gpu.binding_cap) {
+            let rebased = ls
+                .iter()
+                .zip(&wins)
+                .zip(&types)
+                .map(|((l, w), &t)| Layout::new(l.shape(), l.strides(), l.offset() - (w.0 / bytes(t)) as usize))
+                .collect::<Result<Vec<_>>>()?;
+            let view = |b: &WgpuBuffer, w: &(u64, u64)| b.window(w.0, (w.1 - w.0) as usize);
+            let mut out_view = view(out.buffer, &wins[0]);
+            let in_views: Vec<WgpuBuffer> = inputs.iter().zip(&wins[1..]).map(|(i, w)| view(i.t.buffer, w)).collect();
+            let part_inputs: Vec<Input<'_>> = inputs
+                .iter()
+                .zip(&in_views)
+                .zip(&rebased[1..])
+                .map(|((i, b), l)| Input { t: TensorRef::new(i.t.dtype, b, l), ..*i })
+                .collect();
+            map_code(gpu, op, code, &part_inputs, TensorMut::new(out.dtype, &mut out_view, &rebased[0]))?;
+            continue;
+        }
+        let shape = ls[0].shape();
+        let Some(ax) = shape.iter().position(|&d| d > 1) else {
+            return Err(err(op, format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap)));
+        };
+        let half = shape[ax] / 2;
+        for (a, b) in [(half, shape[ax]), (0, half)] {
+            parts.push(ls.iter().map(|l| slice(l, ax, a, b)).collect::<Result<Vec<_>>>()?);
+        }
+    }
+    Ok(())
+}
+
 /// The standard entry point header: `gid` is the global thread index, `group` the workgroup's.
 pub(crate) const MAIN: &str = "@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -117,6 +179,16 @@ pub(crate) fn map_code(
     let n = out.layout.numel();
     if n == 0 {
         return Ok(());
+    }
+    // Operands larger than the device binds at once: plain maps (whose expression sees values
+    // only, not positions) run part by part on windows of them.
+    let plain = code.helpers.is_empty() && code.body.is_empty() && code.extra.is_empty();
+    if plain
+        && std::iter::once(&*out.buffer)
+            .chain(inputs.iter().map(|i| i.t.buffer))
+            .any(|b| b.bound_bytes() > gpu.binding_cap)
+    {
+        return windowed(gpu, op, code, inputs, out);
     }
     let narrow = wgsl::bits(out.dtype) < 32;
     if narrow && !out.layout.is_contiguous() {

@@ -72,11 +72,14 @@ fn err(op: &'static str, message: impl Into<String>) -> Error {
     Error::InvalidArgument { op, message: message.into() }
 }
 
-/// Device memory: a block from the pool, returned to it when dropped.
+/// Device memory: a block from the pool, returned to it when dropped; or a window onto part of
+/// one (what a kernel binds when the whole block is larger than the device binds at once).
 pub struct WgpuBuffer {
     buffer: Option<wgpu::Buffer>,
     bytes: usize,
     pool: Arc<Pool>,
+    /// For a window: where it starts in the block, in bytes.
+    window: Option<u64>,
 }
 
 impl Storage for WgpuBuffer {
@@ -87,7 +90,9 @@ impl Storage for WgpuBuffer {
 
 impl Drop for WgpuBuffer {
     fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
+        if let Some(b) = self.buffer.take()
+            && self.window.is_none()
+        {
             self.pool.give_back(b);
         }
     }
@@ -98,6 +103,34 @@ impl WgpuBuffer {
     /// for use with other wgpu work on [`Wgpu::device`].
     pub fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("a live buffer has its block")
+    }
+
+    /// `bytes` bytes of this buffer from byte `start` (a multiple of the device's storage
+    /// offset alignment), as a buffer of their own that kernels bind; the block stays this
+    /// buffer's.
+    pub(crate) fn window(&self, start: u64, bytes: usize) -> WgpuBuffer {
+        let at = self.window.unwrap_or(0) + start;
+        WgpuBuffer { buffer: self.buffer.clone(), bytes, pool: self.pool.clone(), window: Some(at) }
+    }
+
+    /// How a kernel binds it: the whole block, or the window (rounded up to whole words).
+    fn binding(&self) -> wgpu::BindingResource<'_> {
+        match self.window {
+            None => self.raw().as_entire_binding(),
+            Some(offset) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: self.raw(),
+                offset,
+                size: std::num::NonZeroU64::new((self.bytes as u64).next_multiple_of(4).max(4)),
+            }),
+        }
+    }
+
+    /// Bytes a kernel binds.
+    pub(crate) fn bound_bytes(&self) -> u64 {
+        match self.window {
+            None => self.raw().size(),
+            Some(_) => (self.bytes as u64).next_multiple_of(4).max(4),
+        }
     }
 }
 
@@ -190,6 +223,9 @@ pub struct Wgpu {
     error: Arc<Mutex<Option<String>>>,
     /// Whether kernels keep wgpu's bounds checks (`STRATA_WGPU_CHECKED=1`).
     checked: bool,
+    /// The most bytes a kernel binds of one buffer: the device's limit, or less with
+    /// `STRATA_WGPU_MAX_BINDING` (so that the tests cover windowed dispatches on small data).
+    pub(crate) binding_cap: u64,
     /// Whether the device writes timestamps in compute passes, and whether they are asked for.
     timestamps: bool,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
@@ -282,6 +318,15 @@ impl Wgpu {
             lock(&slot).get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
         });
         let cache = (limits.max_buffer_size / 4).min(4 << 30) as usize;
+        let binding_cap = std::env::var("STRATA_WGPU_MAX_BINDING").ok().and_then(|v| v.parse::<u64>().ok()).map_or(
+            limits.max_storage_buffer_binding_size,
+            |c| {
+                c.clamp(
+                    4 * u64::from(limits.min_storage_buffer_offset_alignment),
+                    limits.max_storage_buffer_binding_size,
+                )
+            },
+        );
         let pool = Arc::new(Pool::new(device.clone(), format!("wgpu:{}", info.name), cache));
         Ok(Wgpu {
             device,
@@ -298,6 +343,7 @@ impl Wgpu {
             pool,
             error,
             checked: std::env::var("STRATA_WGPU_CHECKED").is_ok_and(|v| v == "1"),
+            binding_cap,
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             coop,
             subgroups,
@@ -308,6 +354,14 @@ impl Wgpu {
     /// The adapter's name, type and API, as wgpu reports them.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// This device with kernels binding at most `bytes` of a buffer (at least four times the
+    /// storage offset alignment): element-wise operations on larger operands then run in parts
+    /// on windows of them, as they do past the device's own limit. Shares everything else.
+    pub fn with_binding_cap(&self, bytes: u64) -> Wgpu {
+        let floor = 4 * u64::from(self.limits.min_storage_buffer_offset_alignment);
+        Wgpu { binding_cap: bytes.clamp(floor, self.limits.max_storage_buffer_binding_size), ..self.clone() }
     }
 
     /// The device's limits (the adapter's, all asked for).
@@ -513,9 +567,9 @@ impl Wgpu {
         if y > max {
             return Err(err(name, format!("{groups} workgroups are more than this device dispatches at once")));
         }
-        let binding_max = self.limits.max_storage_buffer_binding_size;
+        let binding_max = self.binding_cap;
         for b in reads.iter().chain(writes) {
-            if b.raw().size() > binding_max {
+            if b.bound_bytes() > binding_max {
                 return Err(err(
                     name,
                     format!(
@@ -547,7 +601,7 @@ impl Wgpu {
         let binding = wgpu::BufferBinding { buffer: &arena.device, offset, size: std::num::NonZeroU64::new(len) };
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(binding) }];
         for (i, b) in reads.iter().chain(writes).enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.raw().as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
         }
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(name),
@@ -574,7 +628,7 @@ impl Wgpu {
             return Err(Error::OutOfMemory { device: self.name(), bytes });
         }
         let buffer = self.pool.take(bytes)?;
-        Ok(WgpuBuffer { buffer: Some(buffer), bytes, pool: self.pool.clone() })
+        Ok(WgpuBuffer { buffer: Some(buffer), bytes, pool: self.pool.clone(), window: None })
     }
 }
 
