@@ -801,6 +801,33 @@ pub fn argsort_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     report("argsort", failures, count);
 }
 
+/// `argsort` of lanes longer than one workgroup sorts (4096 elements on most adapters): lengths
+/// past the block size and its multiples, along the last axis and along the first (lanes
+/// interleaved), with ties and NaNs; indices must be equal (the order is stable).
+pub fn argsort_long_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x5048);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    for t in [DType::F32, DType::I32, DType::F16].into_iter().filter(|t| types.contains(t)) {
+        for len in [4097, 8192, 10_000, 40_000] {
+            for (shape, axis) in [([2, len], 1), ([len, 3], 0)] {
+                let n = shape[0] * shape[1];
+                count += 1;
+                compare(
+                    gpu,
+                    &format!("argsort {t} {shape:?} axis {axis}"),
+                    &[(t, random(t, n, &mut rng), Layout::contiguous(&shape))],
+                    DType::U32,
+                    &Layout::contiguous(&shape),
+                    |i, o| gpu.argsort(axis, i[0], o),
+                    |i, o| Cpu.argsort(axis, i[0], o),
+                    &mut failures,
+                );
+            }
+        }
+    }
+    report("argsort of long lanes", failures, count);
+}
+
 /// An out-of-range index is an `Err` naming it, and the output is untouched.
 pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types: &[DType]) {
     let x = gpu.upload(&[1u8; 4 * 10]).unwrap();

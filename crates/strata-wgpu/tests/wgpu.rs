@@ -56,6 +56,7 @@ suite_tests!(
     conv_matches_the_cpu,
     quantized_matmul_matches_the_cpu,
     argsort_matches_the_cpu,
+    argsort_long_lanes_match_the_cpu,
 );
 
 /// Products of many tiles with ragged edges (the cooperative-matrix kernel's pipeline over k
@@ -140,6 +141,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     suite::conv_matches_the_cpu(gpu, &types);
     suite::quantized_matmul_matches_the_cpu(gpu, &types);
     suite::argsort_matches_the_cpu(gpu, &types);
+    suite::argsort_long_lanes_match_the_cpu(gpu, &types);
     let sources = gpu.kernel_sources();
     let failures: Vec<String> =
         sources.iter().filter_map(|(key, code)| translate(code).err().map(|e| format!("{key}: {e}"))).collect();
