@@ -1,8 +1,8 @@
 //! Scaled dot-product attention on the GPU: our kernels timed with device events (median of
 //! repetitions, L2 flushed before every launch), in TFLOP/s, for the shapes FlashAttention's
 //! papers report (16k tokens a batch, heads of 64 and 128, causal or not). PyTorch's SDPA is the
-//! peer: `scripts/device/attention-bench.sh` runs `scripts/device/attention_peer.py` on the same
-//! shapes in the same call and prints the ratios.
+//! peer: `scripts/device/attention.sh` runs this and `scripts/device/attention_peer.py` on the same
+//! shapes in the same call.
 //!
 //! `cargo run --release -p strata-cuda --example attention [CASES...]`, a case being
 //! `TYPE:BATCHxHEADSxLENxD[:causal]` (e.g. `f16:4x16x4096x128:causal`); with none, f16 at
@@ -11,41 +11,16 @@
 //! Each row also times the general kernel (a warp per query row) on the same operands, and
 //! checks the two against each other (‖fast − general‖ / ‖general‖) before anything is timed.
 
+#[path = "common/operands.rs"]
+mod operands;
+
 use cudarc::driver::CudaSlice;
 use cudarc::driver::sys::CUevent_flags;
-use half::{bf16, f16};
 use strata_core::DType;
 use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
-struct Rng(u64);
-impl Rng {
-    fn unit(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
-
-fn random(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n * 2);
-    for _ in 0..n {
-        let v = rng.unit();
-        match t {
-            DType::BF16 => out.extend(bf16::from_f32(v).to_le_bytes()),
-            _ => out.extend(f16::from_f32(v).to_le_bytes()),
-        }
-    }
-    out
-}
-
-fn decode(t: DType, b: &[u8]) -> Vec<f64> {
-    match t {
-        DType::BF16 => b.chunks(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        _ => b.chunks(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-    }
-}
+use operands::{Rng, decode, median, random, relative_difference};
 
 #[derive(Clone, Copy)]
 struct Case {
@@ -96,11 +71,6 @@ fn parse(args: &[String]) -> Vec<Case> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> Result<(), strata_core::Error> {
     let gpu = Cuda::new(0)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -145,8 +115,7 @@ fn main() -> Result<(), strata_core::Error> {
         gpu.download(&fast, &mut x)?;
         gpu.download(&general, &mut y)?;
         let (x, y) = (decode(c.t, &x), decode(c.t, &y));
-        let diff: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
-        let norm: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
+        let rel = relative_difference(&x, &y);
         // The general kernel is ~50x slower: a few repetitions of it are enough.
         let mut time = |out: &mut CudaBuffer, tensor_cores: bool, reps: usize| {
             let mut ms = Vec::new();
@@ -175,7 +144,7 @@ fn main() -> Result<(), strata_core::Error> {
             if c.causal { "causal" } else { "none" },
             c.flops() / fast_ms / 1e9,
             c.flops() / general_ms / 1e9,
-            diff / norm
+            rel
         );
     }
     Ok(())

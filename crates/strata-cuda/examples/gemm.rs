@@ -12,6 +12,9 @@
 //! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
 //! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
 
+#[path = "common/operands.rs"]
+mod operands;
+
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t, cublasSetMathMode};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::cublaslt::{result as lt, sys as ltsys};
@@ -20,41 +23,10 @@ use cudarc::driver::DevicePtr;
 use cudarc::driver::sys::CUevent_flags;
 use half::{bf16, f16};
 use strata_core::DType;
-use strata_core::formats::F8E4M3;
 use strata_core::kernel::{Backend, Layout, Matmul2d, Scales, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
-struct Rng(u64);
-impl Rng {
-    fn unit(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
-
-fn random(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n * 4);
-    for _ in 0..n {
-        let v = rng.unit();
-        match t {
-            DType::BF16 => out.extend(bf16::from_f32(v).to_le_bytes()),
-            DType::F16 => out.extend(f16::from_f32(v).to_le_bytes()),
-            DType::F8E4M3 => out.push(F8E4M3::from_f32(v).to_bits()),
-            _ => out.extend(v.to_le_bytes()),
-        }
-    }
-    out
-}
-
-fn decode(t: DType, b: &[u8]) -> Vec<f64> {
-    match t {
-        DType::BF16 => b.chunks(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        DType::F16 => b.chunks(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        _ => b.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-    }
-}
+use operands::{Rng, decode, median, random, relative_difference};
 
 /// One product: `C[m × n] = A[m × k] · B`, B stored n × k (`nt`) or k × n.
 #[derive(Clone, Copy)]
@@ -203,11 +175,6 @@ impl Lt {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn parse(args: &[String]) -> Vec<Case> {
     let square = |n: usize| {
         let mut v = Vec::new();
@@ -322,8 +289,7 @@ fn main() -> Result<(), strata_core::Error> {
         gpu.download(&ours, &mut x)?;
         gpu.download(&theirs, &mut y)?;
         let (x, y) = (decode(c.out, &x), decode(c.out, &y));
-        let diff: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
-        let norm: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
+        let rel = relative_difference(&x, &y);
         let flops = 2.0 * c.m as f64 * c.n as f64 * c.k as f64;
         let reps = if flops > 5e11 { 10 } else { 30 };
         let (mut mine, mut theirs_ms) = (Vec::new(), Vec::new());
@@ -359,7 +325,7 @@ fn main() -> Result<(), strata_core::Error> {
             flops / ms / 1e9,
             flops / pms / 1e9,
             pms / ms,
-            diff / norm
+            rel
         );
     }
     Ok(())
