@@ -34,6 +34,7 @@ mod fused;
 mod index;
 mod matmul;
 mod pool;
+mod qmatmul;
 mod reduce;
 mod timing;
 
@@ -49,6 +50,7 @@ use strata_core::quant::QuantizedTensor;
 use strata_core::{DType, Error, Result};
 
 use pool::Pool;
+pub use qmatmul::CudaQuantized;
 
 /// Whether a CUDA driver can be loaded on this machine (a device may still be absent).
 pub fn driver_available() -> bool {
@@ -112,6 +114,9 @@ pub struct Cuda {
     timing: Arc<Mutex<timing::Timing>>,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
     tensor_core_attention: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether quantized products run on the device (`STRATA_CUDA_QUANTIZED=1`, until the
+    /// kernel has run against the conformance suite on a GPU).
+    quantized: bool,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -172,10 +177,6 @@ fn unsupported_type(op: &'static str, t: DType) -> Error {
     Error::NotImplemented { op, backend: format!("cuda for {t}") }
 }
 
-fn not_yet(op: &'static str) -> Error {
-    Error::NotImplemented { op, backend: "cuda".into() }
-}
-
 impl Cuda {
     /// Opens device `ordinal`. An `Err` when there is no driver or no such device.
     pub fn new(ordinal: usize) -> Result<Cuda> {
@@ -220,6 +221,7 @@ impl Cuda {
             timing: Arc::default(),
             kernel_timing,
             tensor_core_attention,
+            quantized: std::env::var_os("STRATA_CUDA_QUANTIZED").is_some_and(|v| v == "1"),
         })
     }
 
@@ -245,6 +247,17 @@ impl Cuda {
     /// reference the fast one is checked and timed against.
     pub fn set_tensor_core_attention(&self, on: bool) {
         self.tensor_core_attention.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This device with quantized products on its own kernel (`on`) or on the CPU fallback:
+    /// the kernel is off by default until it has run against the conformance suite on a GPU
+    /// (`STRATA_CUDA_QUANTIZED=1` turns it on for a whole program). Shares everything else.
+    pub fn with_quantized_kernels(&self, on: bool) -> Cuda {
+        Cuda { quantized: on, ..self.clone() }
+    }
+
+    pub(crate) fn quantized_kernels(&self) -> bool {
+        self.quantized
     }
 
     pub(crate) fn tensor_core_attention(&self) -> bool {
@@ -374,7 +387,7 @@ impl Cuda {
 
 impl Backend for Cuda {
     type Buffer = CudaBuffer;
-    type Quantized = QuantizedTensor;
+    type Quantized = CudaQuantized;
 
     fn name(&self) -> String {
         format!("cuda:{} ({})", self.ordinal, self.device_name())
@@ -421,8 +434,8 @@ impl Backend for Cuda {
         t.resolve(&self.ctx, &self.stream).map_err(|e| driver_err("reading kernel times", e))
     }
 
-    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<QuantizedTensor> {
-        Ok(weight.clone())
+    fn upload_quantized(&self, weight: &QuantizedTensor) -> Result<CudaQuantized> {
+        qmatmul::upload(self, weight)
     }
 
     fn matmul2d(
@@ -458,12 +471,12 @@ impl Backend for Cuda {
     }
     fn quantized_matmul(
         &self,
-        _: &QuantizedMatmul,
-        _: TensorRef<'_, CudaBuffer>,
-        _: &QuantizedTensor,
-        _: TensorMut<'_, CudaBuffer>,
+        desc: &QuantizedMatmul,
+        x: TensorRef<'_, CudaBuffer>,
+        weight: &CudaQuantized,
+        out: TensorMut<'_, CudaBuffer>,
     ) -> Result<()> {
-        Err(not_yet("quantized_matmul"))
+        qmatmul::quantized_matmul(self, desc, x, weight, out)
     }
 
     fn unary(&self, op: UnaryOp, x: TensorRef<'_, CudaBuffer>, out: TensorMut<'_, CudaBuffer>) -> Result<()> {
@@ -681,5 +694,6 @@ pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
         ("fused", join(fused_samples())),
         ("attention", join(attention::all_sources())),
         ("conv", join(conv::all_sources())),
+        ("qmatmul", join(qmatmul::all_sources())),
     ]
 }

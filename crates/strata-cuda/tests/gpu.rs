@@ -54,6 +54,14 @@ fn matmul2d_scaled_fp8_matches_the_cpu() {
     suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu);
 }
 
+/// Quantized products on the device's kernel (off by default until this suite has passed on a
+/// GPU: see `qmatmul.rs`).
+#[test]
+fn quantized_matmul_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    suite::quantized_matmul_matches_the_cpu(&gpu.with_quantized_kernels(true), &strata_cuda::supported_dtypes());
+}
+
 #[test]
 fn bad_input_and_out_of_memory_are_errors() {
     let Some(gpu) = gpu() else { return };
