@@ -34,12 +34,15 @@ pub(crate) fn raw_input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) ->
 
 /// What a map computes: `helpers` (WGSL functions), then in `value(i)` the statements `body`
 /// and `return expr;`. `extra` parameters follow the geometry, from `p[EXTRA]` on.
+/// `positional`: the code uses the logical index `i` or positions of its own (`pos`, raw
+/// inputs), so it cannot run part by part on windows of its operands.
 #[derive(Default)]
 pub(crate) struct Code<'a> {
     pub helpers: &'a str,
     pub body: &'a str,
     pub expr: &'a str,
     pub extra: &'a [u32],
+    pub positional: bool,
 }
 
 /// Geometry parameters: `[n, ndim, base, 0, shape[8], then per operand (output first):
@@ -180,9 +183,9 @@ pub(crate) fn map_code(
     if n == 0 {
         return Ok(());
     }
-    // Operands larger than the device binds at once: plain maps (whose expression sees values
-    // only, not positions) run part by part on windows of them.
-    let plain = code.helpers.is_empty() && code.body.is_empty() && code.extra.is_empty();
+    // Operands larger than the device binds at once: maps whose code sees values only, not
+    // positions, run part by part on windows of them.
+    let plain = !code.positional && code.extra.is_empty() && inputs.iter().all(|i| i.load);
     if plain
         && std::iter::once(&*out.buffer)
             .chain(inputs.iter().map(|i| i.t.buffer))

@@ -103,7 +103,7 @@ pub(crate) fn gather(
         wrap(idx.dtype)
     );
     let extra = [x.layout.strides()[axis] as i32 as u32, size as u32];
-    let code = Code { body: &body, expr: "ld_in1(at)", extra: &extra, ..Code::default() };
+    let code = Code { body: &body, expr: "ld_in1(at)", extra: &extra, positional: true, ..Code::default() };
     map_code(gpu, OP, &code, &[input("idx", idx), raw_input("x", TensorRef::new(x.dtype, x.buffer, &xl))], out)
 }
 
@@ -286,5 +286,5 @@ pub(crate) fn fused(
     }
     let expr = format!("s{}", program.ops.len() - 1);
     let named: Vec<_> = inputs.iter().enumerate().map(|(k, x)| input(NAMES[k], *x)).collect();
-    map_code(gpu, OP, &Code { helpers: &helpers, body: &body, expr: &expr, extra: &[] }, &named, out)
+    map_code(gpu, OP, &Code { helpers: &helpers, body: &body, expr: &expr, ..Code::default() }, &named, out)
 }

@@ -197,9 +197,9 @@ fn kernel_times_reach_the_flight_recorder() {
 }
 
 /// Element-wise operations on operands larger than the device binds at once run in parts, on
-/// windows of the buffers. With a binding cap of 1 KiB, the element-wise suites (broadcasting,
-/// transposed and offset operands, 8- and 16-bit outputs that share words across parts) cut
-/// nearly every operand into windows.
+/// windows of the buffers. With a binding cap of 1 KiB, the element-wise and fused-program
+/// suites (broadcasting, transposed and offset operands, 8- and 16-bit outputs that share words
+/// across parts) cut nearly every operand into windows.
 #[test]
 fn element_wise_ops_past_the_binding_limit_run_in_windows() {
     let Some(gpu) = gpu() else { return };
@@ -208,6 +208,7 @@ fn element_wise_ops_past_the_binding_limit_run_in_windows() {
     suite::unary_ops_match_the_cpu(&small, &types);
     suite::binary_ops_match_the_cpu_with_broadcasting(&small, &types);
     suite::casts_select_and_copies_match_the_cpu(&small, &types);
+    suite::fused_programs_match_the_cpu(&small, &types);
 }
 
 /// The same at the device's own limit: a sum of two f32 arrays just larger than it (128 MiB on
