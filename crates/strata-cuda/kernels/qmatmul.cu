@@ -6,7 +6,8 @@
 // `M::weight(q, sc, bi, g, e)`: element e of W from its code, its block's scale and, for affine
 // modes, its bias). Codes are read from the data plane as a little-endian bitstream of u32
 // words (a code may straddle two; the plane is padded by a word). Powers of two are built from
-// their bits, so weights dequantize exactly as the CPU backend's do.
+// their bits and the products rounded in the CPU backend's order (affine's multiply and add
+// rounded separately), so weights dequantize exactly as the CPU's do.
 #ifndef STRATA_QMATMUL_CU
 #define STRATA_QMATMUL_CU
 

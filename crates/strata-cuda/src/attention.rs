@@ -132,21 +132,21 @@ pub(crate) fn attention(
         scale: desc.scale,
         mask_kind,
     };
-    let (f, cfg, name) = if cuda.tensor_core_attention()
+    let rm = flash_rows(d);
+    let bm = 4 * rm;
+    // A block per `bm` queries of a head; a grid too large for one launch takes the general
+    // kernel, whose blocks stride over the rows.
+    let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
+    let (f, cfg, name) = if let Some(blocks) = flash_blocks
+        && cuda.tensor_core_attention()
         && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout])
     {
-        let rm = flash_rows(d);
-        let bm = 4 * rm;
         // Q's block and one block each of K and V, 16-bit elements.
         let smem = ((bm + 2 * FLASH_BN) * d * 2) as u32;
         let f = cuda.kernel_with_smem(&format!("attention {} tensor cores d{d} r{rm}", q.dtype), smem, || {
             flash_source(q.dtype, d, rm)
         })?;
-        let blocks = lq.div_ceil(bm) as u64 * (batch * hq) as u64;
-        let blocks = u32::try_from(blocks).map_err(|_| Error::InvalidArgument {
-            op: OP,
-            message: format!("{blocks} blocks of {bm} queries: more than one launch takes"),
-        })?;
+        let blocks = blocks as u32;
         (
             f,
             LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: smem },

@@ -89,11 +89,14 @@ fn mode_source(mode: &QuantMode, ns: &str) -> String {
     let weight = match mode {
         QuantMode::Affine { scale_dtype, .. } => {
             let t = c(*scale_dtype);
-            format!("return (float)c * strata::ld(((const {t}*)sc)[b]) + strata::ld(((const {t}*)bi)[b]);")
+            // Rounded twice, as the CPU does (no contraction into a fused multiply-add).
+            format!(
+                "return __fadd_rn(__fmul_rn((float)c, strata::ld(((const {t}*)sc)[b])), strata::ld(((const {t}*)bi)[b]));"
+            )
         }
         QuantMode::Mx { element, .. } => format!("return {} * strata::e8m0(sc[b]);", minifloat(*element)),
         QuantMode::Nvfp4 { .. } => format!(
-            "return {} * strata::minifloat<4, 3, 7, false, true>(sc[b]) * g.tensor_scale;",
+            "return {} * (strata::minifloat<4, 3, 7, false, true>(sc[b]) * g.tensor_scale);",
             minifloat(MxElement::E2M1)
         ),
     };

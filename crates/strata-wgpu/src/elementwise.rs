@@ -88,7 +88,7 @@ pub(crate) fn pos_fn(contiguous: bool) -> &'static str {
 /// [`map_code`] over operands larger than the device binds at once (2 GiB or less; 128 MiB on
 /// lavapipe). The output is halved along its first axis longer than one, and again, until every
 /// operand's part lies in a window the device binds (starting at a multiple of its offset
-/// alignment, ending on a whole 16 bytes, as the vector path reads); each part then runs on
+/// alignment, ending on a whole 32 bytes, as the vector path reads); each part then runs on
 /// windows of the buffers, its layouts rebased to them. Every element is read and written by
 /// exactly one part, so the parts' order does not matter.
 fn windowed(
@@ -101,10 +101,11 @@ fn windowed(
     let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
     let types: Vec<DType> = std::iter::once(out.dtype).chain(inputs.iter().map(|i| i.t.dtype)).collect();
     let bytes = |t: DType| u64::from(wgsl::bits(t) / 8);
-    let window = |l: &Layout, t: DType| {
+    // The vector path reads up to two 16-byte vectors past a thread's first element.
+    let window = |l: &Layout, t: DType, b: &WgpuBuffer| {
         let (lo, hi) = l.span().expect("a part has elements");
         let start = lo as u64 * bytes(t) / align * align;
-        (start, ((hi as u64 + 1) * bytes(t)).next_multiple_of(16))
+        (start, ((hi as u64 + 1) * bytes(t)).next_multiple_of(32).min(b.bound_bytes()))
     };
     let slice = |l: &Layout, ax: usize, a: usize, b: usize| {
         let mut shape = l.shape().to_vec();
@@ -115,7 +116,8 @@ fn windowed(
     let mut parts: Vec<Vec<Layout>> =
         vec![std::iter::once(out.layout).chain(inputs.iter().map(|i| i.t.layout)).cloned().collect()];
     while let Some(ls) = parts.pop() {
-        let wins: Vec<(u64, u64)> = ls.iter().zip(&types).map(|(l, &t)| window(l, t)).collect();
+        let buffers = std::iter::once(&*out.buffer).chain(inputs.iter().map(|i| i.t.buffer));
+        let wins: Vec<(u64, u64)> = ls.iter().zip(&types).zip(buffers).map(|((l, &t), b)| window(l, t, b)).collect();
         if wins.iter().all(|(a, b)| b - a <= gpu.binding_cap) {
             let rebased = ls
                 .iter()

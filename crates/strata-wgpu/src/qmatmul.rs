@@ -7,8 +7,9 @@
 //! (E8M0, E4M3 or a float) and, for affine modes, its bias. Every mode of
 //! [`strata_core::quant`] is decoded: affine (1-8 bits), MX with FP8/FP6/FP4/INT8 elements,
 //! and nvfp4. It is the portable reference that a cooperative-matrix kernel will be held to.
-//! Values are built from their bits (powers of two by `bitcast`, not `exp2`), so dequantized
-//! weights are exactly the CPU's; only the order of the f32 sums differs.
+//! Values are built from their bits (powers of two by `bitcast`, not `exp2`), so MX and nvfp4
+//! weights dequantize exactly to the CPU's values; an affine weight may differ in its last bit
+//! where a driver fuses its multiply-add (WGSL lets it). The order of the f32 sums differs.
 
 use strata_core::kernel::{Backend, Layout, QuantizedMatmul, TensorMut, TensorRef};
 use strata_core::quant::{MxElement, QuantMode, QuantizedTensor};

@@ -39,7 +39,7 @@ fn block_source(t: DType, block: usize) -> String {
             "let f = ld_x(e);
     var b = bitcast<u32>(f);
     if b == 0x80000000u { b = 0u; }
-    if f != f { return 0xffffffffu; }
+    if is_nan(f) { return 0xffffffffu; }
     return select(b | 0x80000000u, ~b, (b >> 31u) != 0u);"
         }
         Ct::I32 => "return bitcast<u32>(ld_x(e)) ^ 0x80000000u;",

@@ -22,11 +22,14 @@ use crate::prim::Prim;
 #[derive(Clone)]
 pub struct QuantizedArray(Arc<Inner>);
 
+/// A device: its backend's type and its name.
+type DeviceKey = (TypeId, String);
+
 struct Inner {
     tensor: QuantizedTensor,
-    /// The weight made resident, per backend (keyed by the backend's type; its own
-    /// `Quantized` type inside).
-    resident: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    /// The weight made resident, per device (keyed by the backend's type and the device's name,
+    /// so two GPUs of one backend keep a copy each; the backend's own `Quantized` type inside).
+    resident: Mutex<Vec<(DeviceKey, Arc<dyn Any + Send + Sync>)>>,
 }
 
 impl std::fmt::Debug for QuantizedArray {
@@ -68,7 +71,7 @@ impl QuantizedArray {
         B::Quantized: 'static,
     {
         let mut r = self.0.resident.lock().unwrap_or_else(|e| e.into_inner());
-        let key = TypeId::of::<B>();
+        let key = (TypeId::of::<B>(), backend.name());
         let found = r.iter().find(|(k, _)| *k == key).map(|(_, q)| q.clone());
         let q = match found {
             Some(q) => q,
