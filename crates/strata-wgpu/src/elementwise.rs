@@ -86,11 +86,11 @@ pub(crate) fn pos_fn(contiguous: bool) -> &'static str {
 }
 
 /// [`map_code`] over operands larger than the device binds at once (2 GiB or less; 128 MiB on
-/// lavapipe). The output is halved along its first axis longer than one, and again, until every
-/// operand's part lies in a window the device binds (starting at a multiple of its offset
-/// alignment, ending on a whole 32 bytes, as the vector path reads); each part then runs on
-/// windows of the buffers, its layouts rebased to them. Every element is read and written by
-/// exactly one part, so the parts' order does not matter.
+/// lavapipe). The output is halved along the axis of its widest operand's longest reach in
+/// memory, and again, until every operand's part lies in a window the device binds (starting
+/// at a multiple of its offset alignment, ending on a whole 32 bytes, as the vector path
+/// reads); each part then runs on windows of the buffers, its layouts rebased to them. Every
+/// element is read and written by exactly one part, so the parts' order does not matter.
 fn windowed(
     gpu: &Wgpu,
     op: &'static str,
@@ -137,8 +137,15 @@ fn windowed(
             map_code(gpu, op, code, &part_inputs, TensorMut::new(out.dtype, &mut out_view, &rebased[0]))?;
             continue;
         }
+        // Halve the axis along which the widest operand's part reaches furthest in memory (a
+        // transposed operand is cut along its own outer axis, not the output's); an 8- or
+        // 16-bit output only along its first long axis, so that its parts stay contiguous.
         let shape = ls[0].shape();
-        let Some(ax) = shape.iter().position(|&d| d > 1) else {
+        let widest = (0..ls.len()).max_by_key(|&o| wins[o].1 - wins[o].0).expect("an output");
+        let reach = |ax: usize| ls[widest].strides()[ax].unsigned_abs() * (shape[ax] - 1);
+        let long = (0..shape.len()).filter(|&ax| shape[ax] > 1);
+        let ax = if wgsl::bits(out.dtype) < 32 { long.min() } else { long.max_by_key(|&ax| reach(ax)) };
+        let Some(ax) = ax else {
             return Err(err(op, format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap)));
         };
         let half = shape[ax] / 2;
