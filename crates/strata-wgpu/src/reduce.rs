@@ -143,6 +143,9 @@ pub(crate) fn reduce(
     if outputs == 0 {
         return Ok(());
     }
+    if x.buffer.bound_bytes() > gpu.binding_cap || out.buffer.bound_bytes() > gpu.binding_cap {
+        return windowed(gpu, op, &axes, x, out);
+    }
     if x.layout.ndim() > MAX_DIMS {
         return Err(err(
             op.name(),
@@ -233,6 +236,117 @@ pub(crate) fn reduce(
     reduce(gpu, op, &[axis], partials, TensorMut::new(sd, &mut second, &flat))?;
     let l = Layout::contiguous(out.layout.shape());
     map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, &second, &l))], out)
+}
+
+/// [`reduce`] over operands larger than the device binds at once. While a part of `x` or of
+/// the output does not fit a window, it is halved along the kept axis along which `x` reaches
+/// furthest (the halves reduce independently); when only reduced axes are left to halve, each
+/// half is reduced into a partial result and the two partial results are reduced into the
+/// output (for sums, products, extrema and the predicates; an arg reduction so large is an
+/// `Err`). Fitting parts run on windows of the buffers, their layouts rebased to them.
+fn windowed(
+    gpu: &Wgpu,
+    op: ReduceOp,
+    axes: &[usize],
+    x: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
+    let window = |l: &Layout, t: DType, b: &WgpuBuffer| {
+        let bytes = u64::from(wgsl::bits(t) / 8);
+        let (lo, hi) = l.span().expect("a part has elements");
+        let start = lo as u64 * bytes / align * align;
+        let end = ((hi as u64 + 1) * bytes).next_multiple_of(32).min(b.bound_bytes());
+        Layout::new(l.shape(), l.strides(), l.offset() - (start / bytes) as usize).map(|r| (start, end, r))
+    };
+    let slice = |l: &Layout, ax: usize, a: usize, b: usize| {
+        let mut shape = l.shape().to_vec();
+        shape[ax] = b - a;
+        Layout::new(&shape, l.strides(), (l.offset() as isize + a as isize * l.strides()[ax]) as usize)
+    };
+    // The output keeps the reduced axes (with size 1) or drops them.
+    let kept_dims = out.layout.ndim() == x.layout.ndim();
+    let out_axis = |ax: usize| if kept_dims { ax } else { ax - axes.iter().filter(|&&a| a < ax).count() };
+    let mut parts = vec![(x.layout.clone(), out.layout.clone())];
+    while let Some((xl, ol)) = parts.pop() {
+        let (xs, xe, xr) = window(&xl, x.dtype, x.buffer)?;
+        let (os, oe, or) = window(&ol, out.dtype, out.buffer)?;
+        if xe - xs <= gpu.binding_cap && oe - os <= gpu.binding_cap {
+            let xv = x.buffer.window(xs, (xe - xs) as usize);
+            let mut ov = out.buffer.window(os, (oe - os) as usize);
+            reduce(gpu, op, axes, TensorRef::new(x.dtype, &xv, &xr), TensorMut::new(out.dtype, &mut ov, &or))?;
+            continue;
+        }
+        let reach = |ax: usize| xl.strides()[ax].unsigned_abs() * (xl.shape()[ax] - 1);
+        let long = |ax: &usize| xl.shape()[*ax] > 1;
+        if let Some(ax) = (0..xl.ndim()).filter(|a| !axes.contains(a)).filter(long).max_by_key(|&a| reach(a)) {
+            let half = xl.shape()[ax] / 2;
+            for (a, b) in [(half, xl.shape()[ax]), (0, half)] {
+                parts.push((slice(&xl, ax, a, b)?, slice(&ol, out_axis(ax), a, b)?));
+            }
+            continue;
+        }
+        let combinable = op.is_index() || op.validate_types(out.dtype, out.dtype).is_ok();
+        let Some(ax) = axes.iter().copied().filter(long).max_by_key(|&a| reach(a)).filter(|_| combinable) else {
+            return Err(err(
+                op.name(),
+                format!("a reduction of {} bytes into one result: more than this device binds at once", xe - xs),
+            ));
+        };
+        // Each half reduced into a partial result (this part's output is one element: no kept
+        // axis is longer than one), then the two combined into the output.
+        let (len, half) = (xl.shape()[ax], xl.shape()[ax] / 2);
+        let halves = [slice(&xl, ax, 0, half)?, slice(&xl, ax, half, len)?];
+        let pair = Layout::contiguous(&[&[2], ol.shape()].concat());
+        let slot = |h: usize| Layout::new(ol.shape(), &vec![0; ol.ndim()], h);
+        let into_pair = |r: ReduceOp, t: DType, buf: &mut WgpuBuffer| -> Result<()> {
+            for (h, hl) in halves.iter().enumerate() {
+                windowed(gpu, r, axes, TensorRef::new(x.dtype, x.buffer, hl), TensorMut::new(t, buf, &slot(h)?))?;
+            }
+            Ok(())
+        };
+        let mut partial = gpu.take(2 * 4)?;
+        if !op.is_index() {
+            into_pair(op, out.dtype, &mut partial)?;
+            reduce(
+                gpu,
+                op,
+                &[0],
+                TensorRef::new(out.dtype, &partial, &pair),
+                TensorMut::new(out.dtype, out.buffer, &ol),
+            )?;
+            continue;
+        }
+        // An arg reduction (one axis): each half's index and extreme; the second half's index
+        // (shifted by `half`) where its extreme wins, the first's on ties and NaNs, which come
+        // first.
+        let extreme = if op == ReduceOp::ArgMax { ReduceOp::Max } else { ReduceOp::Min };
+        let mut values = gpu.take(2 * 4)?;
+        into_pair(op, out.dtype, &mut partial)?;
+        into_pair(extreme, x.dtype, &mut values)?;
+        let cmp = if op == ReduceOp::ArgMax { ">" } else { "<" };
+        let wins = if x.dtype.is_float() {
+            format!("!is_nan(v0) && (is_nan(v1) || v1 {cmp} v0)")
+        } else {
+            format!("v1 {cmp} v0")
+        };
+        let ct = Ct::of(out.dtype).name();
+        let (l0, l1) = (slot(0)?, slot(1)?);
+        let inputs = [
+            input("v0", TensorRef::new(x.dtype, &values, &l0)),
+            input("v1", TensorRef::new(x.dtype, &values, &l1)),
+            input("i0", TensorRef::new(out.dtype, &partial, &l0)),
+            input("i1", TensorRef::new(out.dtype, &partial, &l1)),
+        ];
+        map(
+            gpu,
+            op.name(),
+            &format!("select(i0, i1 + {ct}({half}), {wins})"),
+            &inputs,
+            TensorMut::new(out.dtype, out.buffer, &ol),
+        )?;
+    }
+    Ok(())
 }
 
 /// The reduction kernel. p: `[outputs, count, n_kept, n_red, x_off, out_off, chunks,
