@@ -9,7 +9,7 @@
 //! fallback, visibly, as before.
 
 use cudarc::driver::{DeviceRepr, PushKernelArg};
-use strata_core::kernel::{Backend, Layout, QuantizedMatmul, TensorMut, TensorRef};
+use strata_core::kernel::{Backend, QuantizedMatmul, TensorMut, TensorRef};
 use strata_core::quant::{MxElement, QuantMode, QuantizedTensor};
 use strata_core::{DType, Error, Result};
 
@@ -147,21 +147,6 @@ pub(crate) fn all_sources() -> Vec<String> {
     all
 }
 
-/// Where each row of a `[..batch, m, cols]` operand starts.
-fn row_starts(l: &Layout) -> impl Iterator<Item = i64> + '_ {
-    let nd = l.ndim();
-    let (shape, strides) = (&l.shape()[..nd - 1], &l.strides()[..nd - 1]);
-    let rows: usize = shape.iter().product();
-    (0..rows).map(move |r| {
-        let (mut rem, mut pos) = (r, l.offset() as i64);
-        for (&d, &s) in shape.iter().zip(strides).rev() {
-            pos += (rem % d) as i64 * s as i64;
-            rem /= d;
-        }
-        pos
-    })
-}
-
 pub(crate) fn quantized_matmul(
     cuda: &Cuda,
     desc: &QuantizedMatmul,
@@ -180,7 +165,8 @@ pub(crate) fn quantized_matmul(
     if total == 0 {
         return Ok(());
     }
-    let rows: Vec<i64> = row_starts(x.layout).zip(row_starts(out.layout)).flat_map(|(a, b)| [a, b]).collect();
+    let rows: Vec<i64> =
+        x.layout.row_starts().zip(out.layout.row_starts()).flat_map(|(a, b)| [a as i64, b as i64]).collect();
     let rows = cuda.upload(&rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     let (xs, os) = (x.layout.strides(), out.layout.strides());
     let g = QmatmulGeometry {

@@ -9,6 +9,7 @@ use strata_core::kernel::{
 };
 use strata_core::{DType, Error, Result};
 
+use crate::parts::{Part, slice};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -98,50 +99,34 @@ fn windowed(
     inputs: &[Input<'_>],
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
     let types: Vec<DType> = std::iter::once(out.dtype).chain(inputs.iter().map(|i| i.t.dtype)).collect();
-    let bytes = |t: DType| u64::from(wgsl::bits(t) / 8);
-    // The vector path reads up to two 16-byte vectors past a thread's first element.
-    let window = |l: &Layout, t: DType, b: &WgpuBuffer| {
-        let (lo, hi) = l.span().expect("a part has elements");
-        let start = lo as u64 * bytes(t) / align * align;
-        (start, ((hi as u64 + 1) * bytes(t)).next_multiple_of(32).min(b.bound_bytes()))
-    };
-    let slice = |l: &Layout, ax: usize, a: usize, b: usize| {
-        let mut shape = l.shape().to_vec();
-        shape[ax] = b - a;
-        let offset = l.offset() as isize + a as isize * l.strides()[ax];
-        Layout::new(&shape, l.strides(), offset as usize)
-    };
     let mut parts: Vec<Vec<Layout>> =
         vec![std::iter::once(out.layout).chain(inputs.iter().map(|i| i.t.layout)).cloned().collect()];
     while let Some(ls) = parts.pop() {
         let buffers = std::iter::once(&*out.buffer).chain(inputs.iter().map(|i| i.t.buffer));
-        let wins: Vec<(u64, u64)> = ls.iter().zip(&types).zip(buffers).map(|((l, &t), b)| window(l, t, b)).collect();
-        if wins.iter().all(|(a, b)| b - a <= gpu.binding_cap) {
-            let rebased = ls
-                .iter()
-                .zip(&wins)
-                .zip(&types)
-                .map(|((l, w), &t)| Layout::new(l.shape(), l.strides(), l.offset() - (w.0 / bytes(t)) as usize))
-                .collect::<Result<Vec<_>>>()?;
-            let view = |b: &WgpuBuffer, w: &(u64, u64)| b.window(w.0, (w.1 - w.0) as usize);
-            let mut out_view = view(out.buffer, &wins[0]);
-            let in_views: Vec<WgpuBuffer> = inputs.iter().zip(&wins[1..]).map(|(i, w)| view(i.t.buffer, w)).collect();
+        let wins = ls
+            .iter()
+            .zip(&types)
+            .zip(buffers)
+            .map(|((l, &t), b)| Part::of(gpu, l, t, b))
+            .collect::<Result<Vec<_>>>()?;
+        if wins.iter().all(|w| w.bytes() <= gpu.binding_cap) {
+            let mut out_view = wins[0].view(out.buffer);
+            let in_views: Vec<WgpuBuffer> = inputs.iter().zip(&wins[1..]).map(|(i, w)| w.view(i.t.buffer)).collect();
             let part_inputs: Vec<Input<'_>> = inputs
                 .iter()
                 .zip(&in_views)
-                .zip(&rebased[1..])
-                .map(|((i, b), l)| Input { t: TensorRef::new(i.t.dtype, b, l), ..*i })
+                .zip(&wins[1..])
+                .map(|((i, b), w)| Input { t: TensorRef::new(i.t.dtype, b, &w.layout), ..*i })
                 .collect();
-            map_code(gpu, op, code, &part_inputs, TensorMut::new(out.dtype, &mut out_view, &rebased[0]))?;
+            map_code(gpu, op, code, &part_inputs, TensorMut::new(out.dtype, &mut out_view, &wins[0].layout))?;
             continue;
         }
         // Halve the axis along which the widest operand's part reaches furthest in memory (a
         // transposed operand is cut along its own outer axis, not the output's); an 8- or
         // 16-bit output only along its first long axis, so that its parts stay contiguous.
         let shape = ls[0].shape();
-        let widest = (0..ls.len()).max_by_key(|&o| wins[o].1 - wins[o].0).expect("an output");
+        let widest = (0..ls.len()).max_by_key(|&o| wins[o].bytes()).expect("an output");
         let reach = |ax: usize| ls[widest].strides()[ax].unsigned_abs() * (shape[ax] - 1);
         let long = (0..shape.len()).filter(|&ax| shape[ax] > 1);
         let ax = if wgsl::bits(out.dtype) < 32 { long.min() } else { long.max_by_key(|&ax| reach(ax)) };

@@ -45,6 +45,7 @@ mod coop;
 mod elementwise;
 mod index;
 mod matmul;
+mod parts;
 mod pool;
 mod qmatmul;
 mod reduce;

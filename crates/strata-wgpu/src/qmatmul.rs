@@ -209,22 +209,6 @@ fn source(t: DType, mode: &QuantMode) -> String {
     s
 }
 
-/// Where each row of a `[..batch, m, cols]` operand starts.
-fn row_starts(l: &Layout) -> impl Iterator<Item = isize> + '_ {
-    let nd = l.ndim();
-    let shape = &l.shape()[..nd - 1];
-    let strides = &l.strides()[..nd - 1];
-    let rows: usize = shape.iter().product();
-    (0..rows).map(move |r| {
-        let (mut rem, mut pos) = (r, l.offset() as isize);
-        for (&d, &s) in shape.iter().zip(strides).rev() {
-            pos += (rem % d) as isize * s;
-            rem /= d;
-        }
-        pos
-    })
-}
-
 pub(crate) fn quantized_matmul(
     gpu: &Wgpu,
     desc: &QuantizedMatmul,
@@ -248,7 +232,7 @@ pub(crate) fn quantized_matmul(
     let dest = if direct { out.layout } else { &scratch_layout };
     let to_i32 = |v: isize| i32::try_from(v).map(|v| v as u32).map_err(|_| too_big(format!("offset {v}")));
     let mut rows = Vec::with_capacity(2 * total / n.max(1));
-    for (xr, or) in row_starts(x.layout).zip(row_starts(dest)) {
+    for (xr, or) in x.layout.row_starts().zip(dest.row_starts()) {
         rows.push(to_i32(xr)?);
         rows.push(to_i32(or)?);
     }

@@ -13,6 +13,7 @@ use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, valida
 use strata_core::{DType, Result};
 
 use crate::elementwise::{MAIN, MAX_DIMS, input, map};
+use crate::parts::{Part, slice};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -251,30 +252,21 @@ fn windowed(
     x: TensorRef<'_, WgpuBuffer>,
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
-    let window = |l: &Layout, t: DType, b: &WgpuBuffer| {
-        let bytes = u64::from(wgsl::bits(t) / 8);
-        let (lo, hi) = l.span().expect("a part has elements");
-        let start = lo as u64 * bytes / align * align;
-        let end = ((hi as u64 + 1) * bytes).next_multiple_of(32).min(b.bound_bytes());
-        Layout::new(l.shape(), l.strides(), l.offset() - (start / bytes) as usize).map(|r| (start, end, r))
-    };
-    let slice = |l: &Layout, ax: usize, a: usize, b: usize| {
-        let mut shape = l.shape().to_vec();
-        shape[ax] = b - a;
-        Layout::new(&shape, l.strides(), (l.offset() as isize + a as isize * l.strides()[ax]) as usize)
-    };
     // The output keeps the reduced axes (with size 1) or drops them.
     let kept_dims = out.layout.ndim() == x.layout.ndim();
     let out_axis = |ax: usize| if kept_dims { ax } else { ax - axes.iter().filter(|&&a| a < ax).count() };
     let mut parts = vec![(x.layout.clone(), out.layout.clone())];
     while let Some((xl, ol)) = parts.pop() {
-        let (xs, xe, xr) = window(&xl, x.dtype, x.buffer)?;
-        let (os, oe, or) = window(&ol, out.dtype, out.buffer)?;
-        if xe - xs <= gpu.binding_cap && oe - os <= gpu.binding_cap {
-            let xv = x.buffer.window(xs, (xe - xs) as usize);
-            let mut ov = out.buffer.window(os, (oe - os) as usize);
-            reduce(gpu, op, axes, TensorRef::new(x.dtype, &xv, &xr), TensorMut::new(out.dtype, &mut ov, &or))?;
+        let (xp, outp) = (Part::of(gpu, &xl, x.dtype, x.buffer)?, Part::of(gpu, &ol, out.dtype, out.buffer)?);
+        if xp.bytes() <= gpu.binding_cap && outp.bytes() <= gpu.binding_cap {
+            let (xv, mut ov) = (xp.view(x.buffer), outp.view(out.buffer));
+            reduce(
+                gpu,
+                op,
+                axes,
+                TensorRef::new(x.dtype, &xv, &xp.layout),
+                TensorMut::new(out.dtype, &mut ov, &outp.layout),
+            )?;
             continue;
         }
         let reach = |ax: usize| xl.strides()[ax].unsigned_abs() * (xl.shape()[ax] - 1);
@@ -290,7 +282,7 @@ fn windowed(
         let Some(ax) = axes.iter().copied().filter(long).max_by_key(|&a| reach(a)).filter(|_| combinable) else {
             return Err(err(
                 op.name(),
-                format!("a reduction of {} bytes into one result: more than this device binds at once", xe - xs),
+                format!("a reduction of {} bytes into one result: more than this device binds at once", xp.bytes()),
             ));
         };
         // Each half reduced into a partial result (this part's output is one element: no kept

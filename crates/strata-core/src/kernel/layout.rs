@@ -93,6 +93,21 @@ impl Layout {
         Some((lo, hi))
     }
 
+    /// Where each row along the last axis starts (the positions of the elements whose last
+    /// index is 0), in row-major order: one per row of a `[..batch, m, cols]` operand.
+    pub fn row_starts(&self) -> impl Iterator<Item = isize> + '_ {
+        let nd = self.ndim().max(1) - 1;
+        let (shape, strides) = (&self.shape[..nd], &self.strides[..nd]);
+        (0..shape.iter().product::<usize>()).map(move |r| {
+            let (mut rem, mut pos) = (r, self.offset as isize);
+            for (&d, &s) in shape.iter().zip(strides).rev() {
+                pos += (rem % d) as isize * s;
+                rem /= d;
+            }
+            pos
+        })
+    }
+
     /// Errors unless every element lies inside a buffer of `len` elements.
     pub fn check_fits(&self, op: &'static str, what: &str, len: usize) -> Result<()> {
         match self.span() {
@@ -167,6 +182,11 @@ mod tests {
         assert!(err.contains("-1..=2"), "{err}");
         assert!(Layout::contiguous(&[2, 0, 3]).span().is_none());
         assert!(Layout::contiguous(&[2, 3, 4]).swap_axes(0, 2).is_non_overlapping());
+        let rows = |l: &Layout| l.row_starts().collect::<Vec<_>>();
+        assert_eq!(rows(&Layout::contiguous(&[2, 3, 4])), [0, 4, 8, 12, 16, 20]);
+        assert_eq!(rows(&Layout::contiguous(&[3, 2]).swap_axes(0, 1)), [0, 1]);
+        assert_eq!(rows(&Layout::new(&[2, 2], &[-2, 1], 2).unwrap()), [2, 0]);
+        assert_eq!(rows(&Layout::contiguous(&[5])), [0]);
         assert!(!Layout::new(&[2, 3], &[0, 1], 0).unwrap().is_non_overlapping());
         assert!(!Layout::new(&[2, 3], &[2, 1], 0).unwrap().is_non_overlapping());
         assert!(Layout::new(&[2, 3], &[-3, 1], 3).unwrap().is_non_overlapping());

@@ -1,0 +1,48 @@
+//! Parts of operands larger than the device binds at once (see `elementwise::windowed` and
+//! `reduce::windowed`): a layout's elements as a window of its buffer, which is what a kernel
+//! binds, and a layout cut along one axis.
+
+use strata_core::kernel::Layout;
+use strata_core::{DType, Result};
+
+use crate::{Wgpu, WgpuBuffer, wgsl};
+
+/// The bytes of a buffer that a layout's elements lie in, as a window a kernel can bind, and the
+/// layout rebased to it. The window starts on the device's storage offset alignment and ends on
+/// 32 bytes (the vector path reads up to two 16-byte vectors from a thread's first element),
+/// within the buffer.
+pub(crate) struct Part {
+    start: u64,
+    end: u64,
+    pub(crate) layout: Layout,
+}
+
+impl Part {
+    /// `l`'s elements (of type `t`, at least one) in `b`.
+    pub(crate) fn of(gpu: &Wgpu, l: &Layout, t: DType, b: &WgpuBuffer) -> Result<Part> {
+        let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
+        let bytes = u64::from(wgsl::bits(t) / 8);
+        let (lo, hi) = l.span().expect("a part has elements");
+        let start = lo as u64 * bytes / align * align;
+        let end = ((hi as u64 + 1) * bytes).next_multiple_of(32).min(b.bound_bytes());
+        let layout = Layout::new(l.shape(), l.strides(), l.offset() - (start / bytes) as usize)?;
+        Ok(Part { start, end, layout })
+    }
+
+    /// Bytes the window binds.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// The window of `b` (the buffer the part was taken of).
+    pub(crate) fn view(&self, b: &WgpuBuffer) -> WgpuBuffer {
+        b.window(self.start, self.bytes() as usize)
+    }
+}
+
+/// `l` restricted to indices `a..b` along axis `ax`.
+pub(crate) fn slice(l: &Layout, ax: usize, a: usize, b: usize) -> Result<Layout> {
+    let mut shape = l.shape().to_vec();
+    shape[ax] = b - a;
+    Layout::new(&shape, l.strides(), (l.offset() as isize + a as isize * l.strides()[ax]) as usize)
+}
