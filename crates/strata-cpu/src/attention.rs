@@ -9,7 +9,7 @@
 use bytemuck::Pod;
 use half::{bf16, f16};
 use rayon::prelude::*;
-use strata_core::kernel::{Attention, AttentionMask, Layout};
+use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Layout};
 use strata_core::{DType, Result};
 
 use crate::gemm::{self, Acc, Epilogue, Input, Mat, MatMut, Output};
@@ -28,12 +28,12 @@ pub fn attention(
     mask: Option<TensorRef<'_>>,
     out: TensorMut<'_>,
 ) -> Result<()> {
-    desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
+    let dims = desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     match q.dtype {
-        DType::F32 => run::<f32, f32>(desc, q, k, v, mask, out),
-        DType::F16 => run::<f32, f16>(desc, q, k, v, mask, out),
-        DType::BF16 => run::<f32, bf16>(desc, q, k, v, mask, out),
-        DType::F64 => run::<f64, f64>(desc, q, k, v, mask, out),
+        DType::F32 => run::<f32, f32>(desc, dims, q, k, v, mask, out),
+        DType::F16 => run::<f32, f16>(desc, dims, q, k, v, mask, out),
+        DType::BF16 => run::<f32, bf16>(desc, dims, q, k, v, mask, out),
+        DType::F64 => run::<f64, f64>(desc, dims, q, k, v, mask, out),
         _ => unreachable!("validated"),
     }
 }
@@ -76,6 +76,7 @@ impl Real for f64 {
 
 fn run<A, T>(
     desc: &Attention,
+    dims: AttentionDims,
     q: TensorRef<'_>,
     k: TensorRef<'_>,
     v: TensorRef<'_>,
@@ -86,9 +87,7 @@ where
     A: Real,
     T: Pod + Input<A> + Output<A>,
 {
-    let [b, hq, lq, d]: [usize; 4] = q.layout.shape().try_into().expect("validated");
-    let [_, hkv, lk, _]: [usize; 4] = k.layout.shape().try_into().expect("validated");
-    let dv = v.layout.shape()[3];
+    let AttentionDims { batch: b, q_heads: hq, q_len: lq, d, kv_heads: hkv, k_len: lk, dv } = dims;
     let group = hq / hkv;
     let scale = A::from_f32(desc.scale);
     // Bottom-right alignment: query i sees keys j <= i + shift.

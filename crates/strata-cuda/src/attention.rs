@@ -9,7 +9,7 @@
 //! Both take grouped key/value heads and every mask.
 
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
+use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
 use crate::matmul::TENSOR_OPS;
@@ -99,10 +99,8 @@ pub(crate) fn attention(
     mask: Option<TensorRef<'_, CudaBuffer>>,
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
-    desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
-    let [batch, hq, lq, d]: [usize; 4] = q.layout.shape().try_into().expect("validated");
-    let [_, hkv, lk, _]: [usize; 4] = k.layout.shape().try_into().expect("validated");
-    let dv = v.layout.shape()[3];
+    let AttentionDims { batch, q_heads: hq, q_len: lq, d, kv_heads: hkv, k_len: lk, dv } =
+        desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     if d > MAX_D || dv > MAX_D {
         return Err(Error::NotImplemented { op: "attention with heads wider than 256", backend: cuda.name() });
     }

@@ -4,7 +4,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use strata_core::kernel::{
-    Backend, Layout, TensorMut, TensorRef, validate_argsort, validate_gather, validate_random_bits,
+    Backend, Layout, TensorMut, TensorRef, dense_copy, validate_argsort, validate_gather, validate_random_bits,
     validate_scatter_add,
 };
 use strata_core::{DType, Error, Result};
@@ -210,13 +210,7 @@ pub(crate) fn argsort(
     let dense = |l: &Layout| l.is_contiguous() && l.offset() == 0;
     // The kernel reads and writes dense operands; others go through a copy.
     let contiguous = Layout::contiguous(shape);
-    let xc = if dense(x.layout) {
-        None
-    } else {
-        let mut b = cuda.alloc_output(x.dtype.byte_len(n))?;
-        cuda.copy(x, TensorMut::new(x.dtype, &mut b, &contiguous))?;
-        Some(b)
-    };
+    let xc = dense_copy(cuda, &x)?;
     let xbuf = xc.as_ref().unwrap_or(x.buffer);
     let mut oc = if dense(out.layout) { None } else { Some(cuda.alloc_output(4 * n)?) };
     let f = cuda.kernel(&format!("argsort {}", x.dtype), || argsort_source(x.dtype))?;

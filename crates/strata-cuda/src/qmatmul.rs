@@ -31,13 +31,6 @@ struct Planes {
     biases: Option<CudaBuffer>,
 }
 
-impl CudaQuantized {
-    /// The weight as the host has it.
-    pub fn host(&self) -> &QuantizedTensor {
-        &self.host
-    }
-}
-
 /// The C layout of `QmatmulGeometry`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -8,7 +8,7 @@
 //! chunk's probabilities times `v` into its own columns of the output (`t + 64·c`, `c < 4`).
 //! Portable by construction: no subgroups, no cooperative matrices.
 
-use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
+use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{input, map};
@@ -166,11 +166,9 @@ pub(crate) fn attention(
     mask: Option<TensorRef<'_, WgpuBuffer>>,
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
+    let AttentionDims { batch, q_heads: hq, q_len: lq, d, kv_heads: hkv, k_len: lk, dv } =
+        desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     wgsl::check_types(OP, &[q.dtype])?;
-    let [batch, hq, lq, d]: [usize; 4] = q.layout.shape().try_into().expect("validated");
-    let [_, hkv, lk, _]: [usize; 4] = k.layout.shape().try_into().expect("validated");
-    let dv = v.layout.shape()[3];
     if d > MAX_D || dv > MAX_D {
         return Err(Error::NotImplemented { op: "attention with heads wider than 256", backend: gpu.name() });
     }

@@ -365,6 +365,11 @@ impl Wgpu {
         Wgpu { binding_cap: bytes.clamp(floor, self.limits.max_storage_buffer_binding_size), ..self.clone() }
     }
 
+    /// The most bytes a kernel binds of one buffer (see [`with_binding_cap`](Self::with_binding_cap)).
+    pub fn binding_cap(&self) -> u64 {
+        self.binding_cap
+    }
+
     /// The device's limits (the adapter's, all asked for).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits

@@ -13,7 +13,7 @@
 //! (a thread per compared pair) and its strides shorter than a block in workgroup memory again,
 //! block by block. Lanes are limited by what one binding holds (8 bytes an element).
 
-use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, validate_argsort};
+use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, dense_copy, validate_argsort};
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::MAIN;
@@ -195,13 +195,7 @@ pub(crate) fn argsort(
     // The kernels read and write dense operands; others go through a copy.
     let dense = |l: &Layout| l.is_contiguous() && l.offset() == 0;
     let contiguous = Layout::contiguous(shape);
-    let xc = if dense(x.layout) {
-        None
-    } else {
-        let mut b = gpu.alloc_output(x.dtype.byte_len(n))?;
-        gpu.copy(x, TensorMut::new(x.dtype, &mut b, &contiguous))?;
-        Some(b)
-    };
+    let xc = dense_copy(gpu, &x)?;
     let xbuf = xc.as_ref().unwrap_or(x.buffer);
     let tmp = if dense(out.layout) { None } else { Some(gpu.alloc_output(4 * n)?) };
     let obuf = tmp.as_ref().unwrap_or(out.buffer);
@@ -212,26 +206,24 @@ pub(crate) fn argsort(
     // Stages up to the block's length, in workgroup memory; for a lane that fits, the whole sort.
     let p = [u(lanes), u(len), u(inner), u(pow2), u(blocks), 2, u(span), 1, u32::from(blocks == 1), u(span)];
     gpu.dispatch(OP, &sort, &p, &[xbuf], &[&sk, &sp, obuf], groups)?;
-    let mut size = 2 * span;
-    while size <= pow2 {
+    // Longer lanes: each later stage's long strides over the scratch, then its short ones
+    // block by block (the last stage writing the positions out).
+    if blocks > 1 {
         let step = gpu.kernel("argsort stride", 0, 2, stride_source)?;
-        let mut stride = size / 2;
-        while stride >= span {
-            let pairs = lanes * pow2 / 2;
-            gpu.dispatch(
-                OP,
-                &step,
-                &[u(pairs), u(pow2), u(size), u(stride)],
-                &[] as &[&WgpuBuffer],
-                &[&sk, &sp],
-                pairs.div_ceil(256) as u64,
-            )?;
-            stride /= 2;
+        let pairs = lanes * pow2 / 2;
+        let mut size = 2 * span;
+        while size <= pow2 {
+            let mut stride = size / 2;
+            while stride >= span {
+                let p = [u(pairs), u(pow2), u(size), u(stride)];
+                gpu.dispatch(OP, &step, &p, &[], &[&sk, &sp], pairs.div_ceil(256) as u64)?;
+                stride /= 2;
+            }
+            let last = u32::from(size == pow2);
+            let p = [u(lanes), u(len), u(inner), u(pow2), u(blocks), u(size), u(size), 0, last, u(span)];
+            gpu.dispatch(OP, &sort, &p, &[xbuf], &[&sk, &sp, obuf], groups)?;
+            size *= 2;
         }
-        let last = u32::from(size == pow2);
-        let p = [u(lanes), u(len), u(inner), u(pow2), u(blocks), u(size), u(size), 0, last, u(span)];
-        gpu.dispatch(OP, &sort, &p, &[xbuf], &[&sk, &sp, obuf], groups)?;
-        size *= 2;
     }
     match tmp {
         Some(tmp) => gpu.copy(TensorRef::new(DType::U32, &tmp, &contiguous), out),

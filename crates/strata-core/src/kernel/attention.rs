@@ -19,6 +19,26 @@ pub enum AttentionMask {
     Explicit,
 }
 
+/// The sizes of a checked attention call: `q [batch, q_heads, q_len, d]`,
+/// `k [batch, kv_heads, k_len, d]`, `v [batch, kv_heads, k_len, dv]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    /// Batch size.
+    pub batch: usize,
+    /// Query heads.
+    pub q_heads: usize,
+    /// Queries per head.
+    pub q_len: usize,
+    /// Size of a query (and key) head.
+    pub d: usize,
+    /// Key/value heads (dividing `q_heads`).
+    pub kv_heads: usize,
+    /// Keys per head.
+    pub k_len: usize,
+    /// Size of a value (and output) head.
+    pub dv: usize,
+}
+
 /// Scaled dot-product attention over `[batch, heads, sequence, dim]` tensors, with grouped
 /// (GQA) and multi-query (MQA) key/value heads.
 ///
@@ -66,7 +86,7 @@ impl Attention {
         v: &Layout,
         out: &Layout,
         mask: Option<&Layout>,
-    ) -> Result<()> {
+    ) -> Result<AttentionDims> {
         let four = |what: &str, l: &Layout| -> Result<[usize; 4]> {
             l.shape().try_into().map_err(|_| {
                 Self::err(format!("{what} has shape {:?}; it needs [batch, heads, sequence, dim]", l.shape()))
@@ -99,7 +119,7 @@ impl Attention {
             (AttentionMask::None | AttentionMask::Causal, Some(_)) => {
                 Err(Self::err("a mask operand was given but the mask is not explicit".into()))
             }
-            _ => Ok(()),
+            _ => Ok(AttentionDims { batch: b, q_heads: hq, q_len: lq, d, kv_heads: hkv, k_len: lk, dv }),
         }
     }
 
@@ -116,8 +136,8 @@ impl Attention {
         v: &TensorRef<'_, B>,
         mask: Option<&TensorRef<'_, B>>,
         out: &TensorMut<'_, B>,
-    ) -> Result<()> {
-        self.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.map(|m| m.layout))?;
+    ) -> Result<AttentionDims> {
+        let dims = self.validate_shapes(q.layout, k.layout, v.layout, out.layout, mask.map(|m| m.layout))?;
         self.validate_types(q.dtype, k.dtype, v.dtype, out.dtype, mask.map(|m| m.dtype))?;
         for (t, what) in [(q, "q"), (k, "k"), (v, "v")] {
             t.check("attention", what)?;
@@ -129,7 +149,7 @@ impl Attention {
         if !out.layout.is_non_overlapping() {
             return Err(Self::err("the output has elements that share memory".into()));
         }
-        Ok(())
+        Ok(dims)
     }
 
     /// Checks the types: q, k, v and the output share one of f32, f64, f16, bf16; a mask is

@@ -220,3 +220,15 @@ pub trait Backend: Send + Sync {
     /// A conversion between dtypes (same shape), with `ml_dtypes`' rules.
     fn cast(&self, x: TensorRef<'_, Self::Buffer>, out: TensorMut<'_, Self::Buffer>) -> Result<()>;
 }
+
+/// `x`'s elements copied into a dense buffer of their own (row-major from offset 0), or `None`
+/// where `x` is laid out that way already: for kernels that only read dense operands.
+pub fn dense_copy<B: Backend>(backend: &B, x: &TensorRef<'_, B::Buffer>) -> Result<Option<B::Buffer>> {
+    if x.layout.is_contiguous() && x.layout.offset() == 0 {
+        return Ok(None);
+    }
+    let contiguous = Layout::contiguous(x.layout.shape());
+    let mut b = backend.alloc_output(x.dtype.byte_len(x.layout.numel()))?;
+    backend.copy(*x, TensorMut::new(x.dtype, &mut b, &contiguous))?;
+    Ok(Some(b))
+}

@@ -16,8 +16,8 @@ mod layout;
 mod matmul;
 mod qmatmul;
 
-pub use attention::{Attention, AttentionMask};
-pub use backend::{Backend, Storage, TensorMut, TensorRef};
+pub use attention::{Attention, AttentionDims, AttentionMask};
+pub use backend::{Backend, Storage, TensorMut, TensorRef, dense_copy};
 pub use conv::Conv;
 pub use elementwise::{
     BinaryOp, ReduceOp, ScanOp, UnaryOp, validate_binary, validate_elementwise, validate_reduce, validate_select,
