@@ -114,9 +114,6 @@ pub struct Cuda {
     timing: Arc<Mutex<timing::Timing>>,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
     tensor_core_attention: Arc<std::sync::atomic::AtomicBool>,
-    /// Whether quantized products run on the device (`STRATA_CUDA_QUANTIZED=1`, until the
-    /// kernel has run against the conformance suite on a GPU).
-    quantized: bool,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -221,7 +218,6 @@ impl Cuda {
             timing: Arc::default(),
             kernel_timing,
             tensor_core_attention,
-            quantized: std::env::var_os("STRATA_CUDA_QUANTIZED").is_some_and(|v| v == "1"),
         })
     }
 
@@ -247,17 +243,6 @@ impl Cuda {
     /// reference the fast one is checked and timed against.
     pub fn set_tensor_core_attention(&self, on: bool) {
         self.tensor_core_attention.store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// This device with quantized products on its own kernel (`on`) or on the CPU fallback:
-    /// the kernel is off by default until it has run against the conformance suite on a GPU
-    /// (`STRATA_CUDA_QUANTIZED=1` turns it on for a whole program). Shares everything else.
-    pub fn with_quantized_kernels(&self, on: bool) -> Cuda {
-        Cuda { quantized: on, ..self.clone() }
-    }
-
-    pub(crate) fn quantized_kernels(&self) -> bool {
-        self.quantized
     }
 
     pub(crate) fn tensor_core_attention(&self) -> bool {

@@ -3,10 +3,6 @@
 //! dequantized inside the kernel, in every mode of [`strata_core::quant`]. The general kernel, a
 //! thread per output element; the same algorithm as the wgpu backend's, which is checked on
 //! lavapipe. A tensor-core kernel (dequantizing tiles into shared memory for `mma`) is next.
-//!
-//! Until this kernel has run on a GPU against the conformance suite it is off unless
-//! `STRATA_CUDA_QUANTIZED=1` (or [`Cuda::with_quantized_kernels`]): products take the CPU
-//! fallback, visibly, as before.
 
 use cudarc::driver::{DeviceRepr, PushKernelArg};
 use strata_core::kernel::{Backend, QuantizedMatmul, TensorMut, TensorRef};
@@ -19,10 +15,10 @@ const QMATMUL: &str = include_str!("../kernels/qmatmul.cu");
 const OP: &str = "quantized_matmul";
 
 /// A quantized 2-D weight with its planes on the device: the CUDA backend's
-/// `Backend::Quantized`. (While the kernel is off, only the host copy.)
+/// `Backend::Quantized`, with the host's description of it.
 pub struct CudaQuantized {
     host: QuantizedTensor,
-    planes: Option<Planes>,
+    planes: Planes,
 }
 
 struct Planes {
@@ -56,9 +52,6 @@ pub(crate) fn upload(cuda: &Cuda, w: &QuantizedTensor) -> Result<CudaQuantized> 
             message: format!("the weight has shape {:?}; quantized products take 2-D weights", w.shape()),
         });
     }
-    if !cuda.quantized_kernels() {
-        return Ok(CudaQuantized { host: w.clone(), planes: None });
-    }
     let mut data = w.data().to_vec();
     data.resize(data.len().next_multiple_of(4) + 4, 0);
     let planes = Planes {
@@ -66,7 +59,7 @@ pub(crate) fn upload(cuda: &Cuda, w: &QuantizedTensor) -> Result<CudaQuantized> 
         scales: cuda.upload(&w.scales().bytes)?,
         biases: w.biases().map(|b| cuda.upload(&b.bytes)).transpose()?,
     };
-    Ok(CudaQuantized { host: w.clone(), planes: Some(planes) })
+    Ok(CudaQuantized { host: w.clone(), planes })
 }
 
 /// The mode's struct `Mode` (`BITS`, `BLOCK`, `weight`) in a namespace of its own.
@@ -148,12 +141,7 @@ pub(crate) fn quantized_matmul(
     out: TensorMut<'_, CudaBuffer>,
 ) -> Result<()> {
     let (_, n, k) = desc.validate_call(&x, w.host.shape(), &out)?;
-    let Some(planes) = &w.planes else {
-        return Err(Error::NotImplemented {
-            op: OP,
-            backend: format!("{} (STRATA_CUDA_QUANTIZED=1 to try)", cuda.name()),
-        });
-    };
+    let planes = &w.planes;
     let total = out.layout.numel();
     if total == 0 {
         return Ok(());

@@ -54,12 +54,11 @@ fn matmul2d_scaled_fp8_matches_the_cpu() {
     suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu);
 }
 
-/// Quantized products on the device's kernel (off by default until this suite has passed on a
-/// GPU: see `qmatmul.rs`).
+/// Quantized products in every mode, dequantized by the device's kernel.
 #[test]
 fn quantized_matmul_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
-    suite::quantized_matmul_matches_the_cpu(&gpu.with_quantized_kernels(true), &strata_cuda::supported_dtypes());
+    suite::quantized_matmul_matches_the_cpu(&gpu, &strata_cuda::supported_dtypes());
 }
 
 #[test]
