@@ -13,7 +13,7 @@ use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, geometry};
 
 const INDEX: &str = include_str!("../kernels/index.cu");
 const SORT: &str = include_str!("../kernels/sort.cu");
-/// The longest lane the shared-memory sort takes (`STRATA_SORT_MAX` in `sort.cu`).
+/// The most elements a block sorts in shared memory (`STRATA_SORT_MAX` in `sort.cu`).
 const SORT_MAX: usize = 4096;
 
 /// The unsigned type of an element's width: indexing moves bits.
@@ -37,6 +37,9 @@ pub(crate) fn scatter_source(t: DType, ti: DType) -> String {
 }
 pub(crate) fn argsort_source(t: DType) -> String {
     format!("{ELEMENTWISE}{SORT}\nSTRATA_ARGSORT({})\n", c(t))
+}
+pub(crate) fn argsort_stride_source() -> String {
+    format!("{ELEMENTWISE}{SORT}\nSTRATA_ARGSORT_STRIDE\n")
 }
 pub(crate) fn random_source() -> String {
     format!("{ELEMENTWISE}{INDEX}\nSTRATA_RANDOM_BITS\n")
@@ -168,7 +171,7 @@ pub(crate) fn random_bits(cuda: &Cuda, keys: TensorRef<'_, CudaBuffer>, out: Ten
 /// Every indexing, sorting and random kernel the backend can generate (for the NVRTC compile
 /// test).
 pub(crate) fn all_sources() -> Vec<String> {
-    let mut units = vec![random_source()];
+    let mut units = vec![random_source(), argsort_stride_source()];
     use DType::*;
     for t in [Bool, U8, I8, U16, I16, U32, I32, U64, I64, F16, BF16, F32, F64] {
         units.push(argsort_source(t));
@@ -185,9 +188,9 @@ pub(crate) fn all_sources() -> Vec<String> {
     units
 }
 
-/// The indices that sort each lane along `axis` (stable, NaNs last): a block per lane, a
-/// bitonic sort of (key, position) pairs in shared memory. Lanes longer than 4096 elements are
-/// `Error::NotImplemented` (the array layer then sorts on the CPU, visibly).
+/// The indices that sort each lane along `axis` (stable, NaNs last): a bitonic sort of (key,
+/// position) pairs, in shared memory for lanes up to 4096 elements and through scratch pairs in
+/// global memory for longer ones (`sort.cu` says how).
 pub(crate) fn argsort(
     cuda: &Cuda,
     axis: usize,
@@ -203,30 +206,69 @@ pub(crate) fn argsort(
         return Ok(());
     }
     let len = shape.get(axis).copied().unwrap_or(1);
-    if len > SORT_MAX {
-        return Err(Error::NotImplemented { op: "argsort of lanes longer than 4096", backend: cuda.name() });
+    let (lanes, inner) = (n / len, shape.iter().skip(axis + 1).product::<usize>());
+    let pow2 = len.next_power_of_two();
+    let span = pow2.min(SORT_MAX);
+    let blocks = pow2 / span;
+    if len > u32::MAX as usize || lanes * blocks > i32::MAX as usize {
+        return Err(Error::NotImplemented {
+            op: "argsort of more than 2^31 blocks or 2^32-long lanes",
+            backend: cuda.name(),
+        });
     }
-    let inner: usize = shape.iter().skip(axis + 1).product();
     let dense = |l: &Layout| l.is_contiguous() && l.offset() == 0;
-    // The kernel reads and writes dense operands; others go through a copy.
+    // The kernels read and write dense operands; others go through a copy.
     let contiguous = Layout::contiguous(shape);
     let xc = dense_copy(cuda, &x)?;
     let xbuf = xc.as_ref().unwrap_or(x.buffer);
     let mut oc = if dense(out.layout) { None } else { Some(cuda.alloc_output(4 * n)?) };
-    let f = cuda.kernel(&format!("argsort {}", x.dtype), || argsort_source(x.dtype))?;
-    let (len64, inner64, pow2) = (len as i64, inner as i64, len.next_power_of_two() as i64);
-    let threads = (len.next_power_of_two() / 2).clamp(32, 1024) as u32;
-    let cfg = LaunchConfig { grid_dim: ((n / len) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-    {
+    // The scratch pairs of long lanes (8 + 4 bytes an element); a lane that fits takes none.
+    let scratch = if blocks > 1 { lanes * pow2 } else { 1 };
+    let (mut sk, mut sp) = (cuda.alloc_output(8 * scratch)?, cuda.alloc_output(4 * scratch)?);
+    let sort = cuda.kernel(&format!("argsort {}", x.dtype), || argsort_source(x.dtype))?;
+    let threads = (span / 2).clamp(32, 1024) as u32;
+    let cfg =
+        LaunchConfig { grid_dim: ((lanes * blocks) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+    let (len, inner, pow2, blocks, span) = (len as i64, inner as i64, pow2 as i64, blocks as i64, span as i64);
+    // One pass of the block kernel: stages `first..=last`, from x or the scratch, to the
+    // scratch or out.
+    let mut pass = |sk: &mut CudaBuffer, sp: &mut CudaBuffer, first: i64, last: i64, from_x: i32, to_out: i32| {
         let obuf = match oc.as_mut() {
             Some(b) => b.slice_mut(),
             None => out.buffer.slice_mut(),
         };
-        let mut b = cuda.stream.launch_builder(&f);
-        b.arg(xbuf.slice()).arg(obuf).arg(&len64).arg(&inner64).arg(&pow2);
-        // SAFETY: parameters as `STRATA_ARGSORT` declares them; both operands are dense with n
-        // elements (checked by validate_argsort or made so above), one block per lane.
-        cuda.timed(OP, || unsafe { b.launch(cfg) })?;
+        let mut b = cuda.stream.launch_builder(&sort);
+        b.arg(xbuf.slice()).arg(obuf).arg(sk.slice_mut()).arg(sp.slice_mut());
+        b.arg(&len).arg(&inner).arg(&pow2).arg(&blocks).arg(&first).arg(&last).arg(&from_x).arg(&to_out).arg(&span);
+        // SAFETY: parameters as `STRATA_ARGSORT` declares them; x and out are dense with n
+        // elements (checked by validate_argsort or made so above), the scratch holds every
+        // lane's pow2 pairs when a lane takes several blocks (and is not touched otherwise), and
+        // the grid has a block per span of each lane.
+        cuda.timed(OP, || unsafe { b.launch(cfg) })
+    };
+    // Stages up to the span, in shared memory; for a lane that fits, the whole sort.
+    pass(&mut sk, &mut sp, 2, span, 1, i32::from(blocks == 1))?;
+    if blocks > 1 {
+        // Each later stage: its long strides over the scratch, then its short ones block by
+        // block (the last stage writing the positions out).
+        let step = cuda.kernel("argsort stride", argsort_stride_source)?;
+        let pairs = lanes as i64 * pow2 / 2;
+        let grid = (pairs as u64).div_ceil(256).min(1 << 20) as u32;
+        let mut size = 2 * span;
+        while size <= pow2 {
+            let mut stride = size / 2;
+            while stride >= span {
+                let mut b = cuda.stream.launch_builder(&step);
+                b.arg(sk.slice_mut()).arg(sp.slice_mut()).arg(&pairs).arg(&pow2).arg(&size).arg(&stride);
+                let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+                // SAFETY: parameters as `STRATA_ARGSORT_STRIDE` declares them; the scratch
+                // holds lanes · pow2 pairs, and every pair index is below that.
+                cuda.timed(OP, || unsafe { b.launch(cfg) })?;
+                stride /= 2;
+            }
+            pass(&mut sk, &mut sp, size, size, 0, i32::from(size == pow2))?;
+            size *= 2;
+        }
     }
     if let Some(tmp) = oc {
         cuda.copy(TensorRef::new(DType::U32, &tmp, &contiguous), out)?;

@@ -38,6 +38,7 @@ suite_tests!(
     scans_over_many_lanes_match_the_cpu,
     gather_scatter_and_random_bits_match_the_cpu,
     argsort_matches_the_cpu,
+    argsort_long_lanes_match_the_cpu,
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
     matmul2d_many_tiles_match_the_cpu,
