@@ -22,8 +22,8 @@ filter="attention|cases|test result|panicked|differ"
 echo "== attention: the tensor-core kernel where it applies"
 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
-echo "== attention: the general kernel alone (STRATA_CUDA_TENSOR_CORE_ATTENTION=0)"
-STRATA_CUDA_TENSOR_CORE_ATTENTION=0 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
+echo "== attention: the general kernel alone (STRATA_CUDA_TENSOR_CORES=0)"
+STRATA_CUDA_TENSOR_CORES=0 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
 for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool"

@@ -891,7 +891,7 @@ pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         c.padding[..spatial].copy_from_slice(padding);
         c
     };
-    // (descriptor, input shape, weight shape, input stored with its first two spatial axes swapped)
+    // (descriptor, input shape, weight shape, operands stored in another order: see below)
     let cases: Vec<(Conv, Vec<usize>, Vec<usize>, bool)> = vec![
         (conv(1, &[2], &[1], &[(1, 1)], 1), vec![2, 13, 6], vec![3, 6, 5], false),
         (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 9, 8, 4], vec![3, 3, 4, 6], false),
@@ -911,6 +911,22 @@ pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
             false,
         ),
         (conv(1, &[3], &[2], &[(2, 1)], 2).transposed(&[2]), vec![2, 7, 4], vec![3, 2, 4], true),
+        // Shapes the 16-bit implicit GEMM takes (channels in multiples of eight): several tiles
+        // of positions with a partial last one, output channels past one tile, depths that end
+        // mid-slice (cig of 8, 24, 136), strides, dilations, uneven padding, groups, 1-D and 3-D,
+        // and an input stored in another order.
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 17, 19, 32], vec![3, 3, 32, 40], false),
+        (conv(2, &[2, 1], &[2, 1], &[(2, 1), (1, 1)], 2), vec![1, 20, 18, 48], vec![3, 3, 24, 144], false),
+        (conv(1, &[1], &[1], &[(2, 2)], 1), vec![3, 300, 16], vec![5, 16, 136], false),
+        (
+            conv(3, &[1, 1, 1], &[1, 1, 1], &[(1, 1), (1, 1), (1, 1)], 1),
+            vec![1, 6, 7, 8, 8],
+            vec![3, 3, 3, 8, 16],
+            false,
+        ),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 12, 10, 16], vec![3, 3, 16, 24], true),
+        (conv(2, &[1, 1], &[1, 1], &[(0, 0), (0, 0)], 1), vec![2, 9, 9, 136], vec![1, 1, 136, 24], false),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 8), vec![1, 10, 10, 64], vec![3, 3, 8, 64], false),
     ];
     for &t in types.iter().filter(|t| matches!(t, DType::F32 | DType::F64 | DType::F16 | DType::BF16)) {
         for (ci, (desc, xs, ws, other)) in cases.iter().enumerate() {
@@ -929,9 +945,17 @@ pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 Layout::contiguous(xs)
             };
             let x_len = if *other && desc.spatial < 2 { 2 * xs.iter().product::<usize>() } else { xs.iter().product() };
+            // With 2+ spatial axes, the weight too is stored with its first two axes swapped.
+            let wl = if *other && desc.spatial >= 2 {
+                let mut stored = ws.clone();
+                stored.swap(0, 1);
+                Layout::contiguous(&stored).swap_axes(0, 1)
+            } else {
+                Layout::contiguous(ws)
+            };
             let inputs = vec![
                 (t, uniform(t, x_len, -1.0, 1.0, &mut rng), xl),
-                (t, uniform(t, ws.iter().product(), -1.0, 1.0, &mut rng), Layout::contiguous(ws)),
+                (t, uniform(t, ws.iter().product(), -1.0, 1.0, &mut rng), wl),
             ];
             let tol = match t {
                 DType::F64 => Tol::Mixed(1e-12, 1e-12),

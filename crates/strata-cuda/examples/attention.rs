@@ -97,8 +97,9 @@ fn main() -> Result<(), strata_core::Error> {
         } else {
             AttentionMask::None
         });
+        let general_gpu = gpu.with_tensor_cores(false);
         let run = |out: &mut CudaBuffer, tensor_cores: bool| {
-            gpu.set_tensor_core_attention(tensor_cores);
+            let gpu = if tensor_cores { &gpu } else { &general_gpu };
             gpu.attention(
                 &desc,
                 TensorRef::new(c.t, &q, &layout),
@@ -133,7 +134,6 @@ fn main() -> Result<(), strata_core::Error> {
         };
         let fast_ms = time(&mut fast, true, 20);
         let general_ms = time(&mut general, false, 3);
-        gpu.set_tensor_core_attention(true);
         println!(
             "{:<5} {:>5} {:>5} {:>6} {:>4} {:<6} {:>10.1} {:>10.1} {:>9.1e}",
             c.t.to_string(),

@@ -136,7 +136,7 @@ pub(crate) fn attention(
     // kernel, whose blocks stride over the rows.
     let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
     let (f, cfg, name) = if let Some(blocks) = flash_blocks
-        && cuda.tensor_core_attention()
+        && cuda.tensor_cores()
         && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout])
     {
         // Q's block and one block each of K and V, 16-bit elements.

@@ -1,13 +1,16 @@
-//! N-d convolution and its transpose (`kernels/conv.cu`): the general kernel, a thread per
-//! output element, for every float type, any strides, dilations, padding and groups. (The
-//! implicit GEMM on tensor cores is the fast path to come; this one is the reference every
-//! later kernel is held to.)
+//! N-d convolution and its transpose (`kernels/conv.cu`): an implicit GEMM on tensor cores for
+//! 16-bit forward convolutions whose channels come in multiples of eight (contiguous channels,
+//! rows 16-byte aligned) — `wgmma` on sm_90a, `mma.sync` elsewhere (or with
+//! `STRATA_GEMM_KERNEL=warp`) — and for every other call the general kernel, a thread per output
+//! element, for every float type, any strides, dilations, padding and groups: the reference the
+//! fast kernels are checked and timed against ([`Cuda::with_tensor_cores`]).
 
-use cudarc::driver::{DeviceRepr, PushKernelArg};
-use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef};
+use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef, dense_copy};
 use strata_core::{DType, Result};
 
-use crate::{Cuda, CudaBuffer, FLOAT_TYPES, float_source};
+use crate::matmul::TENSOR_OPS;
+use crate::{Cuda, CudaBuffer, ELEMENTWISE, FLOAT_TYPES, c, float_source};
 
 const CONV: &str = include_str!("../kernels/conv.cu");
 const OP: &str = "conv";
@@ -40,8 +43,59 @@ pub(crate) fn source(t: DType) -> String {
     float_source(CONV, "STRATA_CONV", t)
 }
 
+/// The tensor-core kernel (`mma.sync`) for 16-bit type `t`.
+fn igemm_source(t: DType) -> String {
+    format!("{ELEMENTWISE}{TENSOR_OPS}{CONV}\nSTRATA_CONV_TENSOR_CORES({})\n", c(t))
+}
+
+/// The warpgroup kernel (`wgmma`, sm_90a) for 16-bit type `t` and `bn` output channels a block.
+fn wg_source(t: DType, bn: usize) -> String {
+    format!("{ELEMENTWISE}{TENSOR_OPS}{CONV}\nSTRATA_CONV_WGMMA({}, {bn})\n", c(t))
+}
+
+/// The `mma.sync` kernel's shared memory: four stages of a 128 x 32 slice of the input and a
+/// 32 x 128 slice of the weight, 16-bit elements. Its block tile is 128 x 128, as is the
+/// warpgroup kernel's or 128 x 256.
+const IGEMM_SMEM: u32 = 4 * (128 * 32 + 32 * 128) * 2;
+const BM: usize = 128;
+
+/// The warpgroup kernel's shared memory for `bn` channels a block: six stages of 64-deep
+/// slices for 128, four for 256, and room to align them to 1024 bytes.
+fn wg_smem(bn: usize) -> u32 {
+    let stages = if bn == 128 { 6 } else { 4 };
+    (stages * (BM + bn) * 64 * 2 + 1024) as u32
+}
+
 pub(crate) fn all_sources() -> Vec<String> {
-    FLOAT_TYPES.map(source).to_vec()
+    let mut all: Vec<String> = FLOAT_TYPES.map(source).to_vec();
+    for t in [DType::F16, DType::BF16] {
+        all.extend([igemm_source(t), wg_source(t, 128), wg_source(t, 256)]);
+    }
+    all
+}
+
+/// The weight's offset, then the strides of its three kernel axes (zero where absent) and its
+/// two channel axes.
+fn weight_place(l: &Layout, s: usize) -> [i64; 6] {
+    let st = l.strides();
+    let mut w = [l.offset() as i64, 0, 0, 0, st[s] as i64, st[s + 1] as i64];
+    for (ax, &stride) in st[..s].iter().enumerate() {
+        w[1 + ax] = stride as i64;
+    }
+    w
+}
+
+/// Whether weight rows (taps, then the channels of a group) lie evenly spaced, `w[4]` apart,
+/// as the tensor-core kernel reads them (axes of one element may have any stride).
+fn rows_even(w: &[i64; 6], kernel: &[i64; 3], cig: i64) -> bool {
+    let mut span = cig * w[4];
+    for ax in (0..3).rev() {
+        if kernel[ax] > 1 && w[1 + ax] != span {
+            return false;
+        }
+        span *= kernel[ax];
+    }
+    true
 }
 
 /// Offset, then the strides of batch, three spatial axes (zero where absent) and channels.
@@ -79,12 +133,6 @@ pub(crate) fn conv(
     // The forward map's channel counts: a transpose runs a convolution from its output's
     // channels to its input's.
     let (cin_f, cout_f) = if desc.transposed { (c_out, c_in) } else { (c_in, c_out) };
-    // The weight: three kernel axes, then the two channel axes.
-    let ws_st = weight.layout.strides();
-    let mut w = [weight.layout.offset() as i64, 0, 0, 0, ws_st[s] as i64, ws_st[s + 1] as i64];
-    for ax in 0..s {
-        w[1 + ax] = ws_st[ax] as i64;
-    }
     let g = ConvGeometry {
         n: n as i64,
         transposed: i32::from(desc.transposed),
@@ -98,9 +146,61 @@ pub(crate) fn conv(
         dilation: three(&desc.dilation, 1),
         pad: three(&desc.padding.map(|p| p.0), 0),
         x: place(x.layout, s),
-        w,
+        w: weight_place(weight.layout, s),
         y: place(out.layout, s),
     };
+    // The tensor-core kernel: a forward 16-bit convolution, channels in multiples of eight and
+    // contiguous, every row start of the input on 16 bytes, the output's channels contiguous;
+    // a weight whose rows are not evenly spaced, contiguous and aligned is copied first.
+    let aligned = |v: &[i64]| v.iter().all(|&e| e % 8 == 0);
+    let fast = cuda.tensor_cores()
+        && matches!(x.dtype, DType::F16 | DType::BF16)
+        && !desc.transposed
+        && g.cig % 8 == 0
+        && g.cog % 8 == 0
+        && g.x[5] == 1
+        && aligned(&g.x[..5])
+        && g.y[5] == 1
+        && desc.groups <= 65_535
+        && (n / c_out).div_ceil(BM) <= i32::MAX as usize
+        && g.stride.iter().chain(&g.dilation).chain(&g.pad).chain(&g.input).chain(&g.out).all(|&v| v < 1 << 24);
+    if fast {
+        let wc = if g.w[5] == 1 && rows_even(&g.w, &g.kernel, g.cig) && aligned(&[g.w[0], g.w[4]]) {
+            None
+        } else {
+            dense_copy(cuda, &weight)?
+        };
+        let mut g = g;
+        if wc.is_some() {
+            g.w = weight_place(&Layout::contiguous(weight.layout.shape()), s);
+        }
+        let wbuf = wc.as_ref().unwrap_or(weight.buffer);
+        let (warpgroup, warp_only) =
+            (cuda.arch() == "sm_90a", crate::matmul::kernel_override().as_deref() == Some("warp"));
+        // 256 channels a block where they come in whole blocks of 256 and the grid still fills
+        // the device twice over, else 128.
+        let m_blocks = (n / c_out).div_ceil(BM);
+        let wide = g.cog % 256 == 0 && m_blocks * (g.cog as usize / 256) * desc.groups >= 2 * cuda.sms as usize;
+        let bn = if warpgroup && !warp_only && wide { 256 } else { 128 };
+        let (f, threads, smem) = if warpgroup && !warp_only {
+            let smem = wg_smem(bn);
+            let f = cuda.kernel_with_smem(&format!("conv {} wgmma {bn}", x.dtype), smem, || wg_source(x.dtype, bn))?;
+            (f, 256, smem)
+        } else {
+            let f =
+                cuda.kernel_with_smem(&format!("conv {} tensor cores", x.dtype), IGEMM_SMEM, || igemm_source(x.dtype))?;
+            (f, 128, IGEMM_SMEM)
+        };
+        let grid = (m_blocks as u32, (g.cog as usize).div_ceil(bn) as u32, desc.groups as u32);
+        let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: smem };
+        let mut b = cuda.stream.launch_builder(&f);
+        b.arg(x.buffer.slice()).arg(wbuf.slice()).arg(out.buffer.slice_mut()).arg(&g);
+        // SAFETY: parameters as `STRATA_CONV_TENSOR_CORES` and `STRATA_CONV_WGMMA` declare
+        // them (the latter launched on sm_90a only, with its BN's shared memory); every operand was
+        // checked against its buffer, and the strides and alignment the kernel reads with were
+        // checked above; each output element belongs to one block's tile.
+        return cuda.timed("conv (tensor cores)", || unsafe { b.launch(cfg) });
+    }
     let f = cuda.kernel(&format!("conv {}", x.dtype), || source(x.dtype))?;
     let cfg = cuda.linear(n as u64, 256, 16);
     let mut b = cuda.stream.launch_builder(&f);

@@ -113,7 +113,8 @@ pub struct Cuda {
     kernels: Arc<Mutex<HashMap<String, CudaFunction>>>,
     timing: Arc<Mutex<timing::Timing>>,
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
-    tensor_core_attention: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether attention and convolution take their tensor-core kernels where they apply.
+    tensor_cores: bool,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -204,9 +205,7 @@ impl Cuda {
         let total = ctx.total_mem().unwrap_or(1 << 30);
         let pool = Arc::new(Pool::new(stream.clone(), format!("cuda:{ordinal}"), total / 4));
         let kernel_timing = Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env()));
-        let tensor_core_attention = Arc::new(std::sync::atomic::AtomicBool::new(
-            std::env::var_os("STRATA_CUDA_TENSOR_CORE_ATTENTION").is_none_or(|v| v != "0"),
-        ));
+        let tensor_cores = std::env::var_os("STRATA_CUDA_TENSOR_CORES").is_none_or(|v| v != "0");
         Ok(Cuda {
             ctx,
             stream,
@@ -217,7 +216,7 @@ impl Cuda {
             kernels: Arc::default(),
             timing: Arc::default(),
             kernel_timing,
-            tensor_core_attention,
+            tensor_cores,
         })
     }
 
@@ -238,15 +237,16 @@ impl Cuda {
         self.kernel_timing.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether attention runs on the tensor-core kernel where it applies (the default; off with
-    /// `STRATA_CUDA_TENSOR_CORE_ATTENTION=0`). Off, every call takes the general kernel, the
-    /// reference the fast one is checked and timed against.
-    pub fn set_tensor_core_attention(&self, on: bool) {
-        self.tensor_core_attention.store(on, std::sync::atomic::Ordering::Relaxed);
+    /// This device with attention and convolution on their tensor-core kernels where those
+    /// apply (`on`, the default; `STRATA_CUDA_TENSOR_CORES=0` turns them off for a whole program)
+    /// or always on their general kernels, the references the fast ones are checked and timed
+    /// against. Shares everything else (streams, memory, compiled kernels).
+    pub fn with_tensor_cores(&self, on: bool) -> Cuda {
+        Cuda { tensor_cores: on, ..self.clone() }
     }
 
-    pub(crate) fn tensor_core_attention(&self) -> bool {
-        self.tensor_core_attention.load(std::sync::atomic::Ordering::Relaxed)
+    pub(crate) fn tensor_cores(&self) -> bool {
+        self.tensor_cores
     }
 
     /// The architecture kernels are compiled for (`sm_90a` on Hopper).

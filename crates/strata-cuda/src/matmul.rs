@@ -445,9 +445,9 @@ pub(crate) fn matmul2d(
     cuda.timed(OP, || unsafe { b.launch(cfg) })
 }
 
-/// `STRATA_GEMM_KERNEL`: `warp` keeps products off the warpgroup kernels, `wg` off the
-/// warp-specialized one (to test or time the others).
-fn kernel_override() -> Option<String> {
+/// `STRATA_GEMM_KERNEL`: `warp` keeps products (and implicit-GEMM convolutions) off the
+/// warpgroup kernels, `wg` off the warp-specialized one (to test or time the others).
+pub(crate) fn kernel_override() -> Option<String> {
     std::env::var("STRATA_GEMM_KERNEL").ok()
 }
 

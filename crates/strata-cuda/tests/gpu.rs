@@ -55,6 +55,16 @@ fn matmul2d_scaled_fp8_matches_the_cpu() {
     suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu);
 }
 
+/// The general kernels of attention and convolution on the shapes the tensor-core ones take
+/// (the other tests run those): the reference kernels stay right too.
+#[test]
+fn attention_and_conv_on_the_general_kernels_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let general = gpu.with_tensor_cores(false);
+    suite::attention_matches_the_cpu(&general, &strata_cuda::supported_dtypes());
+    suite::conv_matches_the_cpu(&general, &strata_cuda::supported_dtypes());
+}
+
 /// Quantized products in every mode, dequantized by the device's kernel.
 #[test]
 fn quantized_matmul_matches_the_cpu() {
