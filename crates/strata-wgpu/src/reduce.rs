@@ -7,7 +7,9 @@
 //! that walks the axis, or, for long lanes, a workgroup that scans tiles of 2048 (eight
 //! consecutive elements a thread, then the threads' totals: across each subgroup by shuffles
 //! where the adapter has subgroups, in workgroup memory elsewhere) carrying the prefix from tile
-//! to tile (16-bit floats accumulate in f32, as on the CPU).
+//! to tile (16-bit floats accumulate in f32, as on the CPU). Operands larger than the device
+//! binds at once run in parts: a reduction's halves combine, a scan's lanes carry their running
+//! value from one part to the next.
 
 use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan};
 use strata_core::{DType, Result};
@@ -524,6 +526,103 @@ pub(crate) fn scan(
             format!("{} dimensions: the wgpu kernels take at most {MAX_DIMS}", x.layout.ndim()),
         ));
     }
+    let scan = Scan { op, axis, reverse, inclusive };
+    // Results of another type than the 32-bit one they are computed in go through a scratch.
+    let scratch = if out.dtype == scratch_type(Ct::of(x.dtype)) { 0 } else { 4 * n as u64 };
+    let cap = gpu.binding_cap;
+    if x.buffer.bound_bytes() > cap || out.buffer.bound_bytes() > cap || scratch > cap {
+        return scan_windowed(gpu, scan, x, out);
+    }
+    run_scan(gpu, scan, x, out, None)
+}
+
+/// A scan's parameters.
+#[derive(Clone, Copy)]
+struct Scan {
+    op: ScanOp,
+    axis: usize,
+    reverse: bool,
+    inclusive: bool,
+}
+
+/// Each lane's running value between the parts of a scan cut along its axis: a 32-bit value per
+/// lane in `buf` (in the type the scan computes in), laid out as `layout` (the scanned shape
+/// with the axis of length one). A part starts from it where `read` (else from the identity, at
+/// the start of the lanes) and leaves its lanes' totals in it.
+struct Carry<'a> {
+    buf: &'a WgpuBuffer,
+    layout: Layout,
+    read: bool,
+}
+
+/// [`scan`] over operands larger than the device binds at once. While a part of `x`, of the
+/// output or of the scratch does not fit a window, it is halved along the axis along which `x`
+/// reaches furthest (a 16- or 8-bit output along its first long axis, so that its parts stay
+/// contiguous). Halves of other axes scan independently; along the scanned axis the half that
+/// comes first in the scan's order runs first, and each lane's running value passes to the
+/// second through a carry buffer, exactly as the kernel carries it from tile to tile.
+fn scan_windowed(gpu: &Wgpu, scan: Scan, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
+    let sd = scratch_type(Ct::of(x.dtype));
+    let mut lanes_shape = x.layout.shape().to_vec();
+    lanes_shape[scan.axis] = 1;
+    let carry_all = Layout::contiguous(&lanes_shape);
+    let carry_buf = gpu.take(4 * carry_all.numel())?;
+    // (x's part, the output's part, the carry's part, whether the part starts its lanes)
+    let mut parts = vec![(x.layout.clone(), out.layout.clone(), carry_all, true)];
+    while let Some((xl, ol, cl, first)) = parts.pop() {
+        let n = xl.numel();
+        let (xp, op) = (Part::of(gpu, &xl, x.dtype, x.buffer)?, Part::of(gpu, &ol, out.dtype, out.buffer)?);
+        let cp = Part::of(gpu, &cl, sd, &carry_buf)?;
+        let scratch = if out.dtype == sd { 0 } else { 4 * n as u64 };
+        if [xp.bytes(), op.bytes(), cp.bytes(), scratch].iter().all(|&b| b <= gpu.binding_cap) {
+            let (xv, mut ov, cv) = (xp.view(x.buffer), op.view(out.buffer), cp.view(&carry_buf));
+            let carry = Carry { buf: &cv, layout: cp.layout.clone(), read: !first };
+            run_scan(
+                gpu,
+                scan,
+                TensorRef::new(x.dtype, &xv, &xp.layout),
+                TensorMut::new(out.dtype, &mut ov, &op.layout),
+                Some(carry),
+            )?;
+            continue;
+        }
+        let shape = xl.shape();
+        let reach = |ax: usize| xl.strides()[ax].unsigned_abs() * (shape[ax] - 1);
+        let long = (0..shape.len()).filter(|&ax| shape[ax] > 1);
+        let ax = if wgsl::bits(out.dtype) < 32 { long.min() } else { long.max_by_key(|&ax| reach(ax)) };
+        let Some(ax) = ax else {
+            return Err(err(
+                scan.op.name(),
+                format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap),
+            ));
+        };
+        let (len, half) = (shape[ax], shape[ax] / 2);
+        // Pushed second, popped first: along the scanned axis, the half the scan meets first.
+        let mut halves = [(half, len), (0, half)];
+        if ax == scan.axis && scan.reverse {
+            halves.reverse();
+        }
+        for (h, &(a, b)) in halves.iter().enumerate() {
+            let cut = |l: &Layout| slice(l, ax, a, b);
+            let (c, starts) = if ax == scan.axis { (cl.clone(), first && h == 1) } else { (cut(&cl)?, first) };
+            parts.push((cut(&xl)?, cut(&ol)?, c, starts));
+        }
+    }
+    Ok(())
+}
+
+/// [`scan`] on operands the device binds, carrying each lane's running value in and out of
+/// `carry` where given.
+fn run_scan(
+    gpu: &Wgpu,
+    scan: Scan,
+    x: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+    carry: Option<Carry<'_>>,
+) -> Result<()> {
+    let Scan { op, axis, reverse, inclusive } = scan;
+    let n = x.layout.numel();
+    let chained = carry.is_some();
     let ct = Ct::of(x.dtype);
     let float = ct == Ct::F32;
     let (lo, hi) = int_range(x.dtype);
@@ -566,8 +665,8 @@ pub(crate) fn scan(
     // 0.29 (H200, BENCHMARKS.md).
     let per = 8;
     let tile = 256 * per;
-    let key = format!("scan {} {} {reverse} {inclusive} {block} {sub}", op.name(), x.dtype);
-    let kernel = gpu.kernel(&key, 1, 1, || {
+    let key = format!("scan {} {} {reverse} {inclusive} {block} {sub} {chained}", op.name(), x.dtype);
+    let kernel = gpu.kernel(&key, 1, 1 + usize::from(chained), || {
         let ctn = ct.name();
         let mut s = String::from(
             "@group(0) @binding(0) var<storage, read> p: array<u32>;
@@ -575,6 +674,9 @@ pub(crate) fn scan(
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 ",
         );
+        if chained {
+            s += "@group(0) @binding(3) var<storage, read_write> carry_buf: array<u32>;\n";
+        }
         s += &wgsl::loader("x", x.dtype);
         s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
         if block {
@@ -587,7 +689,8 @@ pub(crate) fn scan(
             s += "fn sslot(e: u32) -> u32 {\n    return e + e / 32u;\n}\n";
         }
         // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
-        //     out_strides[8]] (the lanes: the layout without the scanned axis)
+        //     out_strides[8]] (the lanes: the layout without the scanned axis); chained, then
+        //     [carry_strides[8], carry_off, read the carry]
         if sub {
             s += &MAIN.replace(
                 "@builtin(local_invocation_index) lid: u32) {",
@@ -604,16 +707,26 @@ pub(crate) fn scan(
     var rem = lane;
     var xb = bitcast<i32>(p[4]);
     var ob = bitcast<i32>(p[5]);
+    var cb = bitcast<i32>(p[40]);
     for (var d = p[6]; d > 0u; d--) {{
         let n = p[7u + d];
         let i = bitcast<i32>(rem % n);
         rem = rem / n;
         xb += i * bitcast<i32>(p[15u + d]);
         ob += i * bitcast<i32>(p[23u + d]);
+        {}
     }}
     let len = p[1];
+    var start: {ctn} = {ident};
+    {}
 ",
-            if block { "group" } else { "gid" }
+            if block { "group" } else { "gid" },
+            if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
+            if chained {
+                format!("if p[41] != 0u {{ start = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
+            } else {
+                String::new()
+            },
         );
         let index = if reverse { "len - 1u - step" } else { "step" };
         let store = |v: &str| format!("out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};", wgsl::encode(sd, v));
@@ -623,7 +736,7 @@ pub(crate) fn scan(
             // the scan (its subgroup's, then its own within it).
             let rank = if sub { "sg_id * sg_size + sg_lane" } else { "lid" };
             s += &format!(
-                "    var carry: {ctn} = {ident};
+                "    var carry: {ctn} = start;
     let r = {rank};
     for (var t0 = 0u; t0 < len; t0 += {tile}u) {{
         for (var j = 0u; j < {per}u; j++) {{
@@ -657,14 +770,16 @@ pub(crate) fn scan(
         }}
         workgroupBarrier();
     }}
+    {}
 }}
 ",
                 if sub { SUBGROUP_TOTALS } else { WORKGROUP_TOTALS },
-                store("sv[sslot(j * 256u + lid)]")
+                store("sv[sslot(j * 256u + lid)]"),
+                if chained { "if lid == 0u { carry_buf[bitcast<u32>(cb)] = bitcast<u32>(carry); }" } else { "" }
             );
         } else {
             s += &format!(
-                "    var a: {ctn} = {ident};
+                "    var a: {ctn} = start;
     for (var step = 0u; step < len; step++) {{
         let i = bitcast<i32>({index});
         let before = a;
@@ -672,9 +787,11 @@ pub(crate) fn scan(
         let after = a;
         {}
     }}
+    {}
 }}
 ",
-                store(chosen)
+                store(chosen),
+                if chained { "carry_buf[bitcast<u32>(cb)] = bitcast<u32>(a);" } else { "" }
             );
         }
         s
@@ -706,11 +823,21 @@ pub(crate) fn scan(
     p.extend(pad(&shape, 1));
     p.extend(pad(&xs, 0).map(|v| v as u32));
     p.extend(pad(&os, 0).map(|v| v as u32));
-    let groups = if block { lanes as u64 } else { (lanes as u64).div_ceil(u64::from(WORKGROUP)) };
-    if direct {
-        return gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[out.buffer], groups);
+    // The carry's lanes, in the order of the others (its scanned axis has one element).
+    p.extend([0; 10]);
+    if let Some(c) = &carry {
+        let (_, cs, _) = lane(&c.layout);
+        p.splice(32..40, pad(&cs, 0).map(|v| v as u32));
+        (p[40], p[41]) = (c.layout.offset() as u32, u32::from(c.read));
     }
-    let scratch = gpu.take(n * 4)?;
-    gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &[&scratch], groups)?;
+    let groups = if block { lanes as u64 } else { (lanes as u64).div_ceil(u64::from(WORKGROUP)) };
+    let mut writes: Vec<&WgpuBuffer> = Vec::with_capacity(2);
+    let scratch = if direct { None } else { Some(gpu.take(n * 4)?) };
+    writes.push(scratch.as_ref().unwrap_or(out.buffer));
+    if let Some(c) = &carry {
+        writes.push(c.buf);
+    }
+    gpu.dispatch(op.name(), &kernel, &p, &[x.buffer], &writes, groups)?;
+    let Some(scratch) = scratch else { return Ok(()) };
     map(gpu, op.name(), &wgsl::cast(sd, out.dtype), &[input("x", TensorRef::new(sd, &scratch, &scratch_layout))], out)
 }

@@ -196,11 +196,11 @@ fn kernel_times_reach_the_flight_recorder() {
     eprintln!("GPU kernel times: first {} ns, last {} ns", kernels[0].1, kernels[99].1);
 }
 
-/// Element-wise operations, fused programs and reductions on operands larger than the device
-/// binds at once run in parts, on windows of the buffers. With a binding cap of 1 KiB, their
-/// suites (broadcasting, transposed and offset operands, 8- and 16-bit outputs that share words
-/// across parts, reductions whose halves combine, arg reductions included) cut nearly every
-/// operand into windows.
+/// Element-wise operations, fused programs, reductions and scans on operands larger than the
+/// device binds at once run in parts, on windows of the buffers. With a binding cap of 1 KiB,
+/// their suites (broadcasting, transposed and offset operands, 8- and 16-bit outputs that share
+/// words across parts, reductions whose halves combine, arg reductions, scans carried along
+/// their axis in either direction) cut nearly every operand into windows.
 #[test]
 fn ops_past_the_binding_limit_run_in_windows() {
     let Some(gpu) = gpu() else { return };
@@ -211,6 +211,8 @@ fn ops_past_the_binding_limit_run_in_windows() {
     suite::casts_select_and_copies_match_the_cpu(&small, &types);
     suite::fused_programs_match_the_cpu(&small, &types);
     suite::reductions_match_the_cpu(&small, &types);
+    suite::scans_match_the_cpu(&small, &types);
+    suite::scans_over_many_lanes_match_the_cpu(&small, &types);
 }
 
 /// The same at the device's own limit: a sum of two f32 arrays just larger than it (128 MiB on
