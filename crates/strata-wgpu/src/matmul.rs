@@ -6,12 +6,14 @@
 //! types, i32 for int8) and reads its operands from workgroup memory as vectors. Operands
 //! take any strides (transposes are strides); the staging loads follow whichever axis is
 //! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
-//! never share a word.
+//! never share a word. Operands larger than the device binds at once run in parts
+//! (`windowed`).
 
-use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
+use strata_core::kernel::{Activation, Epilogue, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
 use crate::elementwise::{input, map};
+use crate::parts::{Part, slice};
 use crate::wgsl::{self, Ct};
 use crate::{Kernel, Wgpu, WgpuBuffer, err};
 
@@ -56,6 +58,16 @@ pub(crate) fn matmul2d(
     if m == 0 || n == 0 || batch == 0 {
         return Ok(());
     }
+    let cap = gpu.binding_cap;
+    let scratch = if wgsl::bits(out.dtype) == 32 { 0 } else { 4 * out.layout.numel() as u64 };
+    if [Some(left.buffer), Some(right.buffer), bias.map(|b| b.buffer), Some(&*out.buffer)]
+        .into_iter()
+        .flatten()
+        .any(|b| b.bound_bytes() > cap)
+        || scratch > cap
+    {
+        return windowed(gpu, desc, left, right, bias, out);
+    }
     if let Some(config) = gpu.coop_config()
         && left.dtype == DType::F16
         && right.dtype == DType::F16
@@ -80,6 +92,172 @@ pub(crate) fn matmul2d(
         source(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype), accumulate, l_ks == 1, r_ns == 1, act)
     })?;
     launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, (TILE, TILE))
+}
+
+/// A product's dimensions, by which its parts are cut: a batch axis, or m, n or k.
+#[derive(Clone, Copy, PartialEq)]
+enum Dim {
+    Batch(usize),
+    M,
+    N,
+    K,
+}
+
+/// One part of a product cut into windows: its descriptor, the layouts of its operands
+/// (left, right, output, bias) and whether it holds the first and the last of the k range.
+struct ProductPart {
+    desc: Matmul2d,
+    layouts: [Option<Layout>; 4],
+    first_k: bool,
+    last_k: bool,
+}
+
+/// [`matmul2d`] over operands larger than the device binds at once. A 16- or 8-bit output is
+/// computed into f32 scratch (read from the output first when accumulating; the bias widened to
+/// f32 too) and rounded by one map at the end, so every part below accumulates in 32 bits. While a part's operands do not
+/// fit windows, it is halved along the dimension along which its widest operand reaches
+/// furthest: halves along a batch axis, m or n are independent; along k, the first half runs
+/// first with the product's own mode and no epilogue, the second accumulates onto it and
+/// applies the bias and activation. Fitting parts run on windows of the buffers.
+fn windowed(
+    gpu: &Wgpu,
+    desc: &Matmul2d,
+    left: TensorRef<'_, WgpuBuffer>,
+    right: TensorRef<'_, WgpuBuffer>,
+    bias: Option<TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    if wgsl::bits(out.dtype) != 32 {
+        let whole = Layout::contiguous(out.layout.shape());
+        let mut acc = gpu.take(whole.numel() * 4)?;
+        if desc.mode == MatmulMode::MultiplyAccumulate {
+            let from = [input("x", TensorRef::new(out.dtype, out.buffer, out.layout))];
+            map(gpu, "matmul2d", "x", &from, TensorMut::new(DType::F32, &mut acc, &whole))?;
+        }
+        // The bias, of the output's type, in f32 as the scratch is.
+        let bias_layout = Layout::contiguous(&[desc.n]);
+        let mut bias32 = None;
+        if let Some(b) = bias {
+            let mut buf = gpu.take(desc.n * 4)?;
+            map(gpu, "matmul2d", "x", &[input("x", b)], TensorMut::new(DType::F32, &mut buf, &bias_layout))?;
+            bias32 = Some(buf);
+        }
+        let b = bias32.as_ref().map(|buf| TensorRef::new(DType::F32, buf, &bias_layout));
+        windowed(gpu, desc, left, right, b, TensorMut::new(DType::F32, &mut acc, &whole))?;
+        return map(gpu, "matmul2d", "x", &[input("x", TensorRef::new(DType::F32, &acc, &whole))], out);
+    }
+    let nb = out.layout.ndim() - 2;
+    // The axis of each operand (left, right, output, bias) along a dimension.
+    let axis = |o: usize, d: Dim| -> Option<usize> {
+        let (tl, tr) = (desc.transpose_left, desc.transpose_right);
+        match (o, d) {
+            (3, Dim::N) => Some(0),
+            (3, _) => None,
+            (_, Dim::Batch(b)) => Some(b),
+            (0, Dim::M) => Some(nb + usize::from(tl)),
+            (0, Dim::K) => Some(nb + usize::from(!tl)),
+            (1, Dim::K) => Some(nb + usize::from(tr)),
+            (1, Dim::N) => Some(nb + usize::from(!tr)),
+            (2, Dim::M) => Some(nb),
+            (2, Dim::N) => Some(nb + 1),
+            _ => None,
+        }
+    };
+    let types = [left.dtype, right.dtype, out.dtype, bias.map_or(DType::F32, |b| b.dtype)];
+    let buffers = [Some(left.buffer), Some(right.buffer), Some(&*out.buffer), bias.map(|b| b.buffer)];
+    let layouts = [
+        Some(left.layout.clone()),
+        Some(right.layout.clone()),
+        Some(out.layout.clone()),
+        bias.map(|b| b.layout.clone()),
+    ];
+    let mut parts = vec![ProductPart { desc: *desc, layouts, first_k: true, last_k: true }];
+    while let Some(part) = parts.pop() {
+        let wins = part
+            .layouts
+            .iter()
+            .zip(&buffers)
+            .zip(&types)
+            .map(|((l, b), &t)| match (l, b) {
+                (Some(l), Some(b)) if l.numel() > 0 => Part::of(gpu, l, t, b).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if wins.iter().flatten().all(|w| w.bytes() <= gpu.binding_cap) {
+            // Operands without elements (k = 0) are bound as a placeholder; nothing reads them.
+            let placeholder = if wins[..2].iter().any(Option::is_none) { Some(gpu.take(16)?) } else { None };
+            let view = |o: usize| match (&wins[o], buffers[o]) {
+                (Some(w), Some(b)) => Some(w.view(b)),
+                (None, Some(_)) => placeholder.as_ref().map(|p| p.window(0, 16)),
+                _ => None,
+            };
+            let (lv, rv, mut ov, bv) =
+                (view(0).expect("left"), view(1).expect("right"), view(2).expect("out"), view(3));
+            let empty: Vec<Layout> =
+                part.layouts.iter().map(|l| Layout::contiguous(l.as_ref().map_or(&[][..], |l| l.shape()))).collect();
+            let layout = |o: usize| wins[o].as_ref().map_or(&empty[o], |w| &w.layout);
+            let mut d = part.desc;
+            if !part.first_k {
+                d.mode = MatmulMode::MultiplyAccumulate;
+            }
+            if !part.last_k {
+                d.epilogue = Epilogue::None;
+            }
+            let b = bv.as_ref().filter(|_| part.last_k).map(|b| TensorRef::new(types[3], b, layout(3)));
+            matmul2d(
+                gpu,
+                &d,
+                TensorRef::new(left.dtype, &lv, layout(0)),
+                TensorRef::new(right.dtype, &rv, layout(1)),
+                b,
+                None,
+                TensorMut::new(out.dtype, &mut ov, layout(2)),
+            )?;
+            continue;
+        }
+        // The widest operand, and the dimension along which it reaches furthest.
+        let widest = (0..3).max_by_key(|&o| wins[o].as_ref().map_or(0, |w| w.bytes())).expect("three operands");
+        let wl = part.layouts[widest].as_ref().expect("an operand");
+        let extent = |d: Dim| match d {
+            Dim::Batch(b) => part.layouts[2].as_ref().expect("out").shape()[b],
+            Dim::M => part.desc.m,
+            Dim::N => part.desc.n,
+            Dim::K => part.desc.k,
+        };
+        let dims = (0..nb).map(Dim::Batch).chain([Dim::M, Dim::N, Dim::K]);
+        let reach = |d: Dim| axis(widest, d).map_or(0, |ax| wl.strides()[ax].unsigned_abs() * (wl.shape()[ax] - 1));
+        let Some(dim) = dims.filter(|&d| extent(d) > 1 && axis(widest, d).is_some()).max_by_key(|&d| reach(d)) else {
+            return Err(err(
+                "matmul2d",
+                format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap),
+            ));
+        };
+        let (len, half) = (extent(dim), extent(dim) / 2);
+        // Pushed second, popped first: along k, the first half.
+        for (a, b) in [(half, len), (0, half)] {
+            let layouts = (0..4)
+                .map(|o| match (&part.layouts[o], axis(o, dim)) {
+                    (Some(l), Some(ax)) => slice(l, ax, a, b).map(Some),
+                    (l, _) => Ok(l.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut d = part.desc;
+            match dim {
+                Dim::M => d.m = b - a,
+                Dim::N => d.n = b - a,
+                Dim::K => d.k = b - a,
+                Dim::Batch(_) => {}
+            }
+            let (first_k, last_k) = if dim == Dim::K {
+                (part.first_k && a == 0, part.last_k && b == len)
+            } else {
+                (part.first_k, part.last_k)
+            };
+            let layouts: [Option<Layout>; 4] = layouts.try_into().expect("four operands");
+            parts.push(ProductPart { desc: d, layouts, first_k, last_k });
+        }
+    }
+    Ok(())
 }
 
 /// Builds the parameters both GEMM kernels take and runs `kernel` over `tile`-square tiles of

@@ -215,6 +215,16 @@ fn ops_past_the_binding_limit_run_in_windows() {
     suite::scans_over_many_lanes_match_the_cpu(&small, &types);
 }
 
+/// Products whose operands are larger than the device binds at once run in parts: with a
+/// 16 KiB cap, the product suite's larger cases (256³, every transpose, bias and activation,
+/// accumulation, batches with a broadcast operand, 16-bit outputs) are cut along m, n, k and
+/// the batch, the halves of k accumulating in f32.
+#[test]
+fn products_past_the_binding_limit_run_in_parts() {
+    let Some(gpu) = gpu() else { return };
+    suite::matmul2d_matches_the_cpu(&gpu.with_binding_cap(16 << 10), &strata_wgpu::supported_dtypes());
+}
+
 /// The same at the device's own limit: a sum of two f32 arrays just larger than it (128 MiB on
 /// lavapipe; on adapters that bind more, the cap is lowered to 64 MiB so the test stays quick),
 /// one of them broadcast along rows, and its cast to f16.
