@@ -30,6 +30,12 @@ for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" "STRATA_GEMM_SCHE
     env $setting STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))
 done
+# Convolutions likewise on each tile of the warpgroup kernel and on the mma.sync one.
+for setting in "STRATA_CONV_TILE_N=256" "STRATA_GEMM_KERNEL=warp"; do
+    echo "== conv with $setting"
+    env $setting STRATA_SEED=$seed "$bin" conv_matches --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+    status=$((status | PIPESTATUS[0]))
+done
 if [ "${2:-}" = "compute-sanitizer" ]; then
     # The out-of-memory test makes the driver refuse an allocation on purpose; memcheck reports
     # such API errors, so it runs apart and its report is shown, not counted.

@@ -88,58 +88,51 @@ __device__ __forceinline__ void conv(const T* __restrict__ x, const T* __restric
 
 #endif  // STRATA_CONV_CU
 
-// The tensor-core kernel, where tensor_ops.cuh was included first.
+// The tensor-core kernels, where tensor_ops.cuh was included first.
 #if defined(STRATA_TENSOR_OPS_CUH) && !defined(STRATA_CONV_IGEMM_CU)
 #define STRATA_CONV_IGEMM_CU
 namespace strata {
 
-// The implicit GEMM on tensor cores (f16/bf16, a forward convolution): per group g,
-// Y[m, n] = Σ_kk A[m, kk]·B[kk, n] with m = (b, o0, o1, o2) an output position, kk = (k0, k1, k2,
-// j) a tap and a channel of the group, n an output channel of the group, A[m, kk] the input
-// element tap kk reads for position m (zero in the padding) and B the weight as a K x c_out
-// matrix (row kk at w[0] + kk·w[4]: the host gives the weight rows evenly spaced).
+// The implicit GEMM (f16/bf16, a forward convolution): per group g, Y[m, n] = Σ_kk A[m, kk]·B[kk, n]
+// with m = (b, o0, o1, o2) an output position, kk = (k0, k1, k2, j) a tap and a channel of the
+// group, n an output channel of the group, A[m, kk] the input element tap kk reads for position
+// m (zero in the padding) and B the weight as a K x c_out matrix (row kk at w[0] + kk·w[4]: the
+// host gives the weight rows evenly spaced). The host also checks that cig > 0 and cig % 8 == 0,
+// that the input's channels are contiguous with every other stride (and its offset) a multiple
+// of eight elements, and that positions fit in 30 bits.
 //
-// A block computes a 128 x 128 tile of Y with four warps (64 x 64 each, mma.sync) over a ring of
-// four stages of 32-deep slices of A and B, fetched with cp.async: B's rows as a plain tile, A's
-// by gathering 16-byte runs of eight channels (cig % 8 == 0, the channel stride 1) from the rows'
-// input positions, zero-filled where the tap falls in the padding. Each thread gathers the same
-// eight-channel column of four rows of every A slice, so it keeps those rows' positions and
-// steps its (tap, channel) forward by 32 a slice, without dividing.
-template <class T> __device__ __forceinline__ void conv_igemm(const T* __restrict__ x, const T* __restrict__ w,
-                                                               T* __restrict__ y, const ConvGeometry& g) {
-    using namespace tensor_ops;
-    constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 128, ROWS = BM * (BK / 8) / THREADS;
-    extern __shared__ __align__(128) unsigned char conv_smem[];
-    T* smem = reinterpret_cast<T*>(conv_smem);
-    const auto ta = [&](int s) { return Tile<T, BM, BK>{smem + s * (BM * BK + BK * BN)}; };
-    const auto tb = [&](int s) { return Tile<T, BK, BN>{smem + s * (BM * BK + BK * BN) + BM * BK}; };
+// A's slices are gathered in 16-byte runs of eight channels (a run never crosses a tap, as cig %
+// 8 == 0) from the rows' input positions, zero-filled where the tap falls in the padding. Each
+// thread gathers the same eight-channel column of ROWS rows (STEP apart) of every slice, so it
+// keeps those rows' positions and steps its (tap, channel) forward a slice at a time, without
+// dividing.
+template <class T, int ROWS, int STEP> struct ConvGather {
+    i64 xrow[ROWS];     // each row's batch and group in the input
+    int pos[ROWS][3];   // each row's first input position along each axis (tap 0)
+    int row0, col;      // the tile row of this thread's first row, and its column
+    int j, k0, k1, k2;  // the (tap, channel) of the column in the next slice
 
-    const i64 M = g.n / g.c_out, K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
-    const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z;
-    const int slices = (int)((K + BK - 1) / BK);
-
-    // This thread's A rows (tile rows threadIdx.x / 4 + 32·r) and its column of eight channels.
-    const int col = (threadIdx.x % 4) * 8;
-    i64 xrow[ROWS];
-    int pos[ROWS][3];
+    __device__ ConvGather(const ConvGeometry& g, i64 m0, i64 grp, int row0_, int col_) : row0(row0_), col(col_) {
+        const i64 M = g.n / g.c_out;
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-        const i64 m = m0 + threadIdx.x / 4 + 32 * r;
-        i64 q = m;
-        const int o2 = (int)(q % g.out[2]);
-        q /= g.out[2];
-        const int o1 = (int)(q % g.out[1]);
-        q /= g.out[1];
-        const int o0 = (int)(q % g.out[0]);
-        const i64 b = q / g.out[0];
-        xrow[r] = g.x[0] + b * g.x[1] + grp * g.cig;
-        pos[r][0] = m < M ? o0 * (int)g.stride[0] - (int)g.pad[0] : -(1 << 30);  // past M: never valid
-        pos[r][1] = o1 * (int)g.stride[1] - (int)g.pad[1];
-        pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
+        for (int r = 0; r < ROWS; ++r) {
+            const i64 m = m0 + row0 + STEP * r;
+            i64 q = m;
+            const int o2 = (int)(q % g.out[2]);
+            q /= g.out[2];
+            const int o1 = (int)(q % g.out[1]);
+            q /= g.out[1];
+            const int o0 = (int)(q % g.out[0]);
+            xrow[r] = g.x[0] + (q / g.out[0]) * g.x[1] + grp * g.cig;
+            pos[r][0] = m < M ? o0 * (int)g.stride[0] - (int)g.pad[0] : -(1 << 30);  // past M: never valid
+            pos[r][1] = o1 * (int)g.stride[1] - (int)g.pad[1];
+            pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
+        }
+        j = k0 = k1 = k2 = 0;
+        advance(g, col);
     }
-    // The (tap, channel) of this thread's column in the next slice to fetch.
-    int j = 0, k0 = 0, k1 = 0, k2 = 0;
-    const auto advance = [&](int by) {
+
+    __device__ void advance(const ConvGeometry& g, int by) {
         j += by;
         while (j >= (int)g.cig) {
             j -= (int)g.cig;
@@ -148,12 +141,11 @@ template <class T> __device__ __forceinline__ void conv_igemm(const T* __restric
                 if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
             }
         }
-    };
-    advance(col);
-    const T* wg = w + g.w[0] + grp * g.cog + n0;
-    const auto fetch = [&](int slice) {
-        const int s = slice % STAGES;
-        const Tile<T, BM, BK> a = ta(s);
+    }
+
+    // Copies this thread's runs of the next BK-deep slice into `a` (zeros past K and in the
+    // padding), then steps to the slice after.
+    template <int BK, class TileA> __device__ void fetch(const T* __restrict__ x, const ConvGeometry& g, const TileA& a) {
         const bool tap = k0 < (int)g.kernel[0];
         const int d0 = k0 * (int)g.dilation[0], d1 = k1 * (int)g.dilation[1], d2 = k2 * (int)g.dilation[2];
 #pragma unroll
@@ -162,10 +154,54 @@ template <class T> __device__ __forceinline__ void conv_igemm(const T* __restric
             const bool valid = tap && (unsigned)i0 < (unsigned)g.in[0] && (unsigned)i1 < (unsigned)g.in[1] &&
                                (unsigned)i2 < (unsigned)g.in[2];
             const T* src = valid ? x + xrow[r] + i0 * g.x[2] + i1 * g.x[3] + i2 * g.x[4] + j : x;
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(a.at(threadIdx.x / 4 + 32 * r, col))),
-                         "l"(src), "r"(valid ? 16 : 0));
+            tensor_ops::cp_async16(a.at(row0 + STEP * r, col), src, valid ? 16 : 0);
         }
-        advance(BK);
+        advance(g, BK);
+    }
+};
+
+// Where output row m of group `grp` starts (its first channel), or null past the last row.
+template <class T> __device__ __forceinline__ T* conv_out_row(T* y, const ConvGeometry& g, i64 m, i64 grp) {
+    if (m >= g.n / g.c_out) return nullptr;
+    i64 q = m;
+    const i64 o2 = q % g.out[2];
+    q /= g.out[2];
+    const i64 o1 = q % g.out[1];
+    q /= g.out[1];
+    return y + g.y[0] + (q / g.out[0]) * g.y[1] + (q % g.out[0]) * g.y[2] + o1 * g.y[3] + o2 * g.y[4] + grp * g.cog;
+}
+
+// Output channels n and n + 1 of a row: one 32-bit store where the pair is aligned.
+template <class T> __device__ __forceinline__ void conv_store_pair(T* p, float lo, float hi) {
+    if (((u64)p & 3) == 0) {
+        *reinterpret_cast<u32*>(p) = tensor_ops::Mma<T>::pack(lo, hi);
+    } else {
+        p[0] = St<T>::from(lo);
+        p[1] = St<T>::from(hi);
+    }
+}
+
+// At warp scope (mma.sync, sm_80 and later): a block computes a 128 x 128 tile of Y with four
+// warps (64 x 64 each) over a ring of four stages of 32-deep slices of A and B fetched with
+// cp.async (B's rows as a plain tile).
+template <class T> __device__ __forceinline__ void conv_igemm(const T* __restrict__ x, const T* __restrict__ w,
+                                                               T* __restrict__ y, const ConvGeometry& g) {
+    using namespace tensor_ops;
+    constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 128;
+    constexpr int STEP = THREADS / (BK / 8), ROWS = BM / STEP;
+    extern __shared__ __align__(128) unsigned char conv_smem[];
+    T* smem = reinterpret_cast<T*>(conv_smem);
+    const auto ta = [&](int s) { return Tile<T, BM, BK>{smem + s * (BM * BK + BK * BN)}; };
+    const auto tb = [&](int s) { return Tile<T, BK, BN>{smem + s * (BM * BK + BK * BN) + BM * BK}; };
+
+    const i64 K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
+    const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z;
+    const int slices = (int)((K + BK - 1) / BK);
+    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8);
+    const T* wg = w + g.w[0] + grp * g.cog + n0;
+    const auto fetch = [&](int slice) {
+        const int s = slice % STAGES;
+        gather.template fetch<BK>(x, g, ta(s));
         const i64 k = (i64)slice * BK;
         load_async<T, BK, BN, THREADS>(tb(s), wg + k * g.w[4], g.w[4], (int)min((i64)BK, K - k),
                                        (int)min((i64)BN, g.cog - n0));
@@ -190,100 +226,44 @@ template <class T> __device__ __forceinline__ void conv_igemm(const T* __restric
     }
     wait<0>();
 
-    // Each output row's place, then its channels (pairs of adjacent ones, stored together where
-    // aligned).
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const i64 m = m0 + wm * 64 + Dest<64, 64>::row(i, 2 * h);
-            if (m >= M) continue;
-            i64 q = m;
-            const i64 o2 = q % g.out[2];
-            q /= g.out[2];
-            const i64 o1 = q % g.out[1];
-            q /= g.out[1];
-            const i64 o0 = q % g.out[0], b = q / g.out[0];
-            T* yr = y + g.y[0] + b * g.y[1] + o0 * g.y[2] + o1 * g.y[3] + o2 * g.y[4] + grp * g.cog;
+            T* row = conv_out_row(y, g, m0 + wm * 64 + Dest<64, 64>::row(i, 2 * h), grp);
+            if (row == nullptr) continue;
 #pragma unroll
             for (int jj = 0; jj < 8; ++jj) {
                 const i64 n = n0 + wn * 64 + Dest<64, 64>::col(jj, 0);
-                if (n >= g.cog) continue;
-                const float lo = acc.v[i][jj][2 * h], hi = acc.v[i][jj][2 * h + 1];
-                T* p = yr + n;
-                if (((u64)p & 3) == 0) {
-                    *reinterpret_cast<u32*>(p) = Mma<T>::pack(lo, hi);
-                } else {
-                    p[0] = St<T>::from(lo);
-                    p[1] = St<T>::from(hi);
-                }
+                if (n < g.cog) conv_store_pair(row + n, acc.v[i][jj][2 * h], acc.v[i][jj][2 * h + 1]);
             }
         }
 }
-// The same implicit GEMM at warpgroup scope (sm_90a), as `gemm_wg` runs a GEMM: 128 x BN block
-// tiles (BN 128 or 256), 64-deep slices through a cp.async ring in 1024-byte-aligned shared
-// memory (six stages for BN = 128, four for 256: four or two slices in flight while one is
-// multiplied), two warpgroups each owning a 64 x BN `wgmma` destination, one group of products
-// in flight. A's slices are gathered as above (each thread
-// keeps one eight-channel column of four rows); B's arrive as BN/64 blocks of [64 k][64 n].
+
+// At warpgroup scope (sm_90a), as `gemm_wg` runs a GEMM: 128 x BN block tiles (BN 128 or 256),
+// 64-deep slices through a cp.async ring in 1024-byte-aligned shared memory (six stages for
+// BN = 128, four for 256: four or two slices in flight while one is multiplied), two
+// warpgroups each owning a 64 x BN `wgmma` destination, one group of products in flight. B's
+// slices arrive as BN/64 blocks of [64 k][64 n].
 template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __restrict__ x, const T* __restrict__ w,
                                                                     T* __restrict__ y, const ConvGeometry& g) {
 #if defined(STRATA_HAS_WGMMA)
     using namespace tensor_ops;
-    constexpr int BM = 128, BK = 64, S = BN == 128 ? 6 : 4, THREADS = 256, ROWS = BM * (BK / 8) / THREADS;
+    constexpr int BM = 128, BK = 64, S = BN == 128 ? 6 : 4, THREADS = 256;
+    constexpr int STEP = THREADS / (BK / 8), ROWS = BM / STEP;
     extern __shared__ u8 conv_wg_smem[];
     T* sa = (T*)(((size_t)conv_wg_smem + 1023) & ~(size_t)1023);  // S tiles of [BM][BK]
     T* sb = sa + S * BM * BK;                                       // S tiles of BN/64 x [BK][64]
 
-    const i64 M = g.n / g.c_out, K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
+    const i64 K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
     const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z;
     const int slices = (int)((K + BK - 1) / BK);
-    const int col = (threadIdx.x % 8) * 8, row0 = threadIdx.x / 8;
-    i64 xrow[ROWS];
-    int pos[ROWS][3];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-        const i64 m = m0 + row0 + (THREADS / 8) * r;
-        i64 q = m;
-        const int o2 = (int)(q % g.out[2]);
-        q /= g.out[2];
-        const int o1 = (int)(q % g.out[1]);
-        q /= g.out[1];
-        const int o0 = (int)(q % g.out[0]);
-        xrow[r] = g.x[0] + (q / g.out[0]) * g.x[1] + grp * g.cig;
-        pos[r][0] = m < M ? o0 * (int)g.stride[0] - (int)g.pad[0] : -(1 << 30);  // past M: never valid
-        pos[r][1] = o1 * (int)g.stride[1] - (int)g.pad[1];
-        pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
-    }
-    int j = 0, k0 = 0, k1 = 0, k2 = 0;
-    const auto advance = [&](int by) {
-        j += by;
-        while (j >= (int)g.cig) {
-            j -= (int)g.cig;
-            if (++k2 == (int)g.kernel[2]) {
-                k2 = 0;
-                if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
-            }
-        }
-    };
-    advance(col);
+    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8);
     const T* wg_ptr = w + g.w[0] + grp * g.cog + n0;
     const int ncols = (int)min((i64)BN, g.cog - n0);
     const auto fetch = [&](int slice) {
         const int s = slice % S;
-        const Tile<T, BM, BK> a{sa + s * BM * BK};
-        const bool tap = k0 < (int)g.kernel[0];
-        const int d0 = k0 * (int)g.dilation[0], d1 = k1 * (int)g.dilation[1], d2 = k2 * (int)g.dilation[2];
-#pragma unroll
-        for (int r = 0; r < ROWS; ++r) {
-            const int i0 = pos[r][0] + d0, i1 = pos[r][1] + d1, i2 = pos[r][2] + d2;
-            const bool valid = tap && (unsigned)i0 < (unsigned)g.in[0] && (unsigned)i1 < (unsigned)g.in[1] &&
-                               (unsigned)i2 < (unsigned)g.in[2];
-            const T* src = valid ? x + xrow[r] + i0 * g.x[2] + i1 * g.x[3] + i2 * g.x[4] + j : x;
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(a.at(row0 + (THREADS / 8) * r, col))),
-                         "l"(src), "r"(valid ? 16 : 0));
-        }
-        advance(BK);
+        gather.template fetch<BK>(x, g, Tile<T, BM, BK>{sa + s * BM * BK});
         const i64 k = (i64)slice * BK;
         const int kk = (int)min((i64)BK, K - k);
         const T* row = wg_ptr + k * g.w[4];
@@ -322,31 +302,14 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
     wait<0>();
 
     // A thread's outputs lie on two rows; their places first, then pairs of adjacent channels.
-    T* yr[2];
+    T* rows[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const i64 m = m0 + wgi * 64 + WgDest<BN>::row(2 * h);
-        i64 q = m;
-        const i64 o2 = q % g.out[2];
-        q /= g.out[2];
-        const i64 o1 = q % g.out[1];
-        q /= g.out[1];
-        yr[h] = m < M ? y + g.y[0] + (q / g.out[0]) * g.y[1] + (q % g.out[0]) * g.y[2] + o1 * g.y[3] + o2 * g.y[4] +
-                            grp * g.cog
-                      : nullptr;
-    }
+    for (int h = 0; h < 2; ++h) rows[h] = conv_out_row(y, g, m0 + wgi * 64 + WgDest<BN>::row(2 * h), grp);
 #pragma unroll
     for (int i = 0; i < BN / 2; i += 2) {
-        T* r = yr[(i % 4) >= 2];
+        T* row = rows[(i % 4) >= 2];
         const i64 n = n0 + WgDest<BN>::col(i);
-        if (r == nullptr || n >= g.cog) continue;
-        T* p = r + n;
-        if (((u64)p & 3) == 0) {
-            *reinterpret_cast<u32*>(p) = Mma<T>::pack(acc.v[i], acc.v[i + 1]);
-        } else {
-            p[0] = St<T>::from(acc.v[i]);
-            p[1] = St<T>::from(acc.v[i + 1]);
-        }
+        if (row != nullptr && n < g.cog) conv_store_pair(row + n, acc.v[i], acc.v[i + 1]);
     }
 #else
     __trap();  // the host launches this kernel on sm_90a only
@@ -355,7 +318,7 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
 
 }  // namespace strata
 
-// T: f16 or bf16 (the host checks the shapes and strides `conv_igemm` takes).
+// T: f16 or bf16 (the host checks the shapes and strides the kernels take).
 #define STRATA_CONV_TENSOR_CORES(T)                                                               \
     extern "C" __global__ void __launch_bounds__(128)                                             \
         strata_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, const ConvGeometry g) { \
@@ -367,5 +330,4 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
         strata_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, const ConvGeometry g) { \
         strata::conv_wg<T, BN>(x, w, y, g);                                                       \
     }
-
 #endif  // STRATA_CONV_IGEMM_CU

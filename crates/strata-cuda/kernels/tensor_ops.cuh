@@ -85,6 +85,11 @@ template <class T, int ROWS, int COLS> struct Tile {
 // Copies a ROWS x COLS tile from global memory (row stride `ld` elements, 16-byte aligned rows)
 // into `t`, asynchronously, every thread of the block taking a share of the 16-byte chunks.
 // Elements outside (rows, cols) read as zero.
+// One 16-byte cp.async from global to shared memory, reading `bytes` of it (the rest zeros).
+__device__ __forceinline__ void cp_async16(const void* smem, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(smem)), "l"(src), "r"(bytes));
+}
+
 template <class T, int ROWS, int COLS, int THREADS>
 __device__ __forceinline__ void load_async(Tile<T, ROWS, COLS> t, const T* g, i64 ld, int rows, int cols) {
     const int CH = COLS / 8;
@@ -92,9 +97,7 @@ __device__ __forceinline__ void load_async(Tile<T, ROWS, COLS> t, const T* g, i6
     for (int i = threadIdx.x; i < ROWS * CH; i += THREADS) {
         const int r = i / CH, c = (i % CH) * 8;
         const int valid = (r < rows) ? max(0, min(8, cols - c)) : 0;
-        const T* src = valid > 0 ? g + r * ld + c : g;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(t.at(r, c))), "l"(src),
-                     "r"(valid * 2));
+        cp_async16(t.at(r, c), valid > 0 ? g + r * ld + c : g, valid * 2);
     }
 }
 __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;"); }

@@ -137,6 +137,7 @@ pub(crate) fn attention(
     let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
     let (f, cfg, name) = if let Some(blocks) = flash_blocks
         && cuda.tensor_cores()
+        && crate::has_mma_sync(cuda.arch())
         && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout])
     {
         // Q's block and one block each of K and V, 16-bit elements.

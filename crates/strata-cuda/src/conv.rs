@@ -85,6 +85,12 @@ fn weight_place(l: &Layout, s: usize) -> [i64; 6] {
     w
 }
 
+/// `STRATA_CONV_TILE_N=128|256`: the warpgroup kernel's output channels a block, whatever the
+/// shape (to test or time each tile on any shape).
+fn tile_override() -> Option<usize> {
+    std::env::var("STRATA_CONV_TILE_N").ok().and_then(|v| v.parse().ok()).filter(|v| [128, 256].contains(v))
+}
+
 /// Whether weight rows (taps, then the channels of a group) lie evenly spaced, `w[4]` apart,
 /// as the tensor-core kernel reads them (axes of one element may have any stride).
 fn rows_even(w: &[i64; 6], kernel: &[i64; 3], cig: i64) -> bool {
@@ -149,21 +155,31 @@ pub(crate) fn conv(
         w: weight_place(weight.layout, s),
         y: place(out.layout, s),
     };
-    // The tensor-core kernel: a forward 16-bit convolution, channels in multiples of eight and
-    // contiguous, every row start of the input on 16 bytes, the output's channels contiguous;
-    // a weight whose rows are not evenly spaced, contiguous and aligned is copied first.
+    // The tensor-core kernels: a forward 16-bit convolution on sm_80 or later, channels in
+    // (non-zero) multiples of eight and contiguous, every row start of the input on 16 bytes,
+    // the output's channels contiguous, a grid CUDA launches, and input positions (from the
+    // low padding's start to the last tap of the last output) within the kernels' 30-bit
+    // arithmetic; a weight whose rows are not evenly spaced, contiguous and aligned is copied
+    // first.
     let aligned = |v: &[i64]| v.iter().all(|&e| e % 8 == 0);
+    let reach = (0..3).all(|ax| {
+        let last = (g.out[ax] - 1) * g.stride[ax] + (g.kernel[ax] - 1) * g.dilation[ax];
+        last.max(g.pad[ax]).max(g.input[ax]) < 1 << 30
+    });
     let fast = cuda.tensor_cores()
+        && crate::has_mma_sync(cuda.arch())
         && matches!(x.dtype, DType::F16 | DType::BF16)
         && !desc.transposed
+        && g.cig > 0
         && g.cig % 8 == 0
         && g.cog % 8 == 0
         && g.x[5] == 1
         && aligned(&g.x[..5])
         && g.y[5] == 1
         && desc.groups <= 65_535
+        && (g.cog as usize).div_ceil(128) <= 65_535
         && (n / c_out).div_ceil(BM) <= i32::MAX as usize
-        && g.stride.iter().chain(&g.dilation).chain(&g.pad).chain(&g.input).chain(&g.out).all(|&v| v < 1 << 24);
+        && reach;
     if fast {
         let wc = if g.w[5] == 1 && rows_even(&g.w, &g.kernel, g.cig) && aligned(&[g.w[0], g.w[4]]) {
             None
@@ -181,7 +197,11 @@ pub(crate) fn conv(
         // the device twice over, else 128.
         let m_blocks = (n / c_out).div_ceil(BM);
         let wide = g.cog % 256 == 0 && m_blocks * (g.cog as usize / 256) * desc.groups >= 2 * cuda.sms as usize;
-        let bn = if warpgroup && !warp_only && wide { 256 } else { 128 };
+        let bn = match tile_override() {
+            Some(bn) if warpgroup && !warp_only => bn,
+            _ if warpgroup && !warp_only && wide => 256,
+            _ => 128,
+        };
         let (f, threads, smem) = if warpgroup && !warp_only {
             let smem = wg_smem(bn);
             let f = cuda.kernel_with_smem(&format!("conv {} wgmma {bn}", x.dtype), smem, || wg_source(x.dtype, bn))?;

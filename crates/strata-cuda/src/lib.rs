@@ -591,6 +591,12 @@ pub(crate) fn float_source(body: &str, instance: &str, t: DType) -> String {
     format!("{ELEMENTWISE}{body}\n{instance}({}, {acc})\n", c(t))
 }
 
+/// Whether kernels for `arch` (`sm_80`, `sm_90a`, ...) have `mma.sync.m16n8k16` and `cp.async`
+/// (sm_80 and later), which every tensor-core kernel here is built on.
+pub(crate) fn has_mma_sync(arch: &str) -> bool {
+    arch.trim_start_matches("sm_").trim_end_matches('a').parse::<u32>().is_ok_and(|v| v >= 80)
+}
+
 pub(crate) fn c(t: DType) -> &'static str {
     exprs::c_type(t).expect("types were checked")
 }

@@ -581,7 +581,7 @@ pub(crate) fn choose(arch: &str, t: DType, relaxed: bool, (left, right): (Option
     if k_major_kernel && arch == "sm_90a" && left_k_major && right_k_major && !warp_only {
         return Path::KMajor;
     }
-    if !matches!(t, DType::F16 | DType::BF16) {
+    if !matches!(t, DType::F16 | DType::BF16) || !crate::has_mma_sync(arch) {
         return Path::Simt;
     }
     if arch == "sm_90a" && left_k_major && !warp_only {

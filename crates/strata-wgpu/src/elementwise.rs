@@ -9,7 +9,7 @@ use strata_core::kernel::{
 };
 use strata_core::{DType, Error, Result};
 
-use crate::parts::{Part, slice};
+use crate::parts::{Part, cut_axis, slice};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -127,10 +127,7 @@ fn windowed(
         // 16-bit output only along its first long axis, so that its parts stay contiguous.
         let shape = ls[0].shape();
         let widest = (0..ls.len()).max_by_key(|&o| wins[o].bytes()).expect("an output");
-        let reach = |ax: usize| ls[widest].strides()[ax].unsigned_abs() * (shape[ax] - 1);
-        let long = (0..shape.len()).filter(|&ax| shape[ax] > 1);
-        let ax = if wgsl::bits(out.dtype) < 32 { long.min() } else { long.max_by_key(|&ax| reach(ax)) };
-        let Some(ax) = ax else {
+        let Some(ax) = cut_axis(&ls[widest], wgsl::bits(out.dtype) < 32) else {
             return Err(err(op, format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap)));
         };
         let half = shape[ax] / 2;

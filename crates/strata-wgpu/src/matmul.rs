@@ -13,7 +13,7 @@ use strata_core::kernel::{Activation, Epilogue, Layout, Matmul2d, MatmulMode, Sc
 use strata_core::{DType, Result};
 
 use crate::elementwise::{input, map};
-use crate::parts::{Part, slice};
+use crate::parts::{Part, reach, slice};
 use crate::wgsl::{self, Ct};
 use crate::{Kernel, Wgpu, WgpuBuffer, err};
 
@@ -216,7 +216,7 @@ fn windowed(
             continue;
         }
         // The widest operand, and the dimension along which it reaches furthest.
-        let widest = (0..3).max_by_key(|&o| wins[o].as_ref().map_or(0, |w| w.bytes())).expect("three operands");
+        let widest = (0..4).max_by_key(|&o| wins[o].as_ref().map_or(0, |w| w.bytes())).expect("four operands");
         let wl = part.layouts[widest].as_ref().expect("an operand");
         let extent = |d: Dim| match d {
             Dim::Batch(b) => part.layouts[2].as_ref().expect("out").shape()[b],
@@ -225,7 +225,7 @@ fn windowed(
             Dim::K => part.desc.k,
         };
         let dims = (0..nb).map(Dim::Batch).chain([Dim::M, Dim::N, Dim::K]);
-        let reach = |d: Dim| axis(widest, d).map_or(0, |ax| wl.strides()[ax].unsigned_abs() * (wl.shape()[ax] - 1));
+        let reach = |d: Dim| axis(widest, d).map_or(0, |ax| reach(wl, ax));
         let Some(dim) = dims.filter(|&d| extent(d) > 1 && axis(widest, d).is_some()).max_by_key(|&d| reach(d)) else {
             return Err(err(
                 "matmul2d",

@@ -46,3 +46,17 @@ pub(crate) fn slice(l: &Layout, ax: usize, a: usize, b: usize) -> Result<Layout>
     shape[ax] = b - a;
     Layout::new(&shape, l.strides(), (l.offset() as isize + a as isize * l.strides()[ax]) as usize)
 }
+
+/// How far `l` reaches in memory along axis `ax`, in elements.
+pub(crate) fn reach(l: &Layout, ax: usize) -> usize {
+    l.strides()[ax].unsigned_abs() * (l.shape()[ax] - 1)
+}
+
+/// The axis to halve a part along: the one along which `widest` (the operand whose window is
+/// largest) reaches furthest, or, when the output is 8- or 16-bit (`narrow`), its first long
+/// axis, so that the output's parts stay contiguous. Only axes longer than one count; `None`
+/// when none is.
+pub(crate) fn cut_axis(widest: &Layout, narrow: bool) -> Option<usize> {
+    let long = (0..widest.ndim()).filter(|&ax| widest.shape()[ax] > 1);
+    if narrow { long.min() } else { long.max_by_key(|&ax| reach(widest, ax)) }
+}

@@ -15,7 +15,7 @@ use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, valida
 use strata_core::{DType, Result};
 
 use crate::elementwise::{MAIN, MAX_DIMS, input, map};
-use crate::parts::{Part, slice};
+use crate::parts::{Part, cut_axis, reach, slice};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -271,7 +271,7 @@ fn windowed(
             )?;
             continue;
         }
-        let reach = |ax: usize| xl.strides()[ax].unsigned_abs() * (xl.shape()[ax] - 1);
+        let reach = |ax: usize| reach(&xl, ax);
         let long = |ax: &usize| xl.shape()[*ax] > 1;
         if let Some(ax) = (0..xl.ndim()).filter(|a| !axes.contains(a)).filter(long).max_by_key(|&a| reach(a)) {
             let half = xl.shape()[ax] / 2;
@@ -564,7 +564,9 @@ struct Carry<'a> {
 fn scan_windowed(gpu: &Wgpu, scan: Scan, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, WgpuBuffer>) -> Result<()> {
     let sd = scratch_type(Ct::of(x.dtype));
     let mut lanes_shape = x.layout.shape().to_vec();
-    lanes_shape[scan.axis] = 1;
+    if let Some(len) = lanes_shape.get_mut(scan.axis) {
+        *len = 1;
+    }
     let carry_all = Layout::contiguous(&lanes_shape);
     let carry_buf = gpu.take(4 * carry_all.numel())?;
     // (x's part, the output's part, the carry's part, whether the part starts its lanes)
@@ -587,10 +589,8 @@ fn scan_windowed(gpu: &Wgpu, scan: Scan, x: TensorRef<'_, WgpuBuffer>, out: Tens
             continue;
         }
         let shape = xl.shape();
-        let reach = |ax: usize| xl.strides()[ax].unsigned_abs() * (shape[ax] - 1);
-        let long = (0..shape.len()).filter(|&ax| shape[ax] > 1);
-        let ax = if wgsl::bits(out.dtype) < 32 { long.min() } else { long.max_by_key(|&ax| reach(ax)) };
-        let Some(ax) = ax else {
+        let widest = if op.bytes() > xp.bytes() { &ol } else { &xl };
+        let Some(ax) = cut_axis(widest, wgsl::bits(out.dtype) < 32) else {
             return Err(err(
                 scan.op.name(),
                 format!("one element is wider than this device binds ({} bytes)", gpu.binding_cap),
@@ -775,7 +775,12 @@ fn run_scan(
 ",
                 if sub { SUBGROUP_TOTALS } else { WORKGROUP_TOTALS },
                 store("sv[sslot(j * 256u + lid)]"),
-                if chained { "if lid == 0u { carry_buf[bitcast<u32>(cb)] = bitcast<u32>(carry); }" } else { "" }
+                // Every thread read the carry before thread 0 overwrites it.
+                if chained {
+                    "storageBarrier();\n    if lid == 0u { carry_buf[bitcast<u32>(cb)] = bitcast<u32>(carry); }"
+                } else {
+                    ""
+                }
             );
         } else {
             s += &format!(
