@@ -8,6 +8,7 @@ SDPA backend: FLASH (FlashAttention-2) and CUDNN (cuDNN's Hopper kernels).
 import sys
 
 import torch
+from peer_timing import l2_flush_buffer, time_ms
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
@@ -30,23 +31,8 @@ def cases(args):
     return out
 
 
-def time_ms(fn, flush, reps=20):
-    times = []
-    for rep in range(reps + 2):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        if rep >= 2:
-            times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def main():
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    flush = l2_flush_buffer()
     print(f"device: {torch.cuda.get_device_name()} (torch {torch.__version__})")
     print(f"{'dtype':<5} {'batch':>5} {'heads':>5} {'len':>6} {'d':>4} {'mask':<6} {'FLASH TF/s':>10} {'cuDNN TF/s':>10}")
     for t, b, h, n, d, causal in cases(sys.argv[1:]):

@@ -8,6 +8,7 @@ algorithm first) on the shapes of the `conv` example, timed the same way (CUDA e
 import sys
 
 import torch
+from peer_timing import l2_flush_buffer, time_ms
 import torch.nn.functional as F
 
 
@@ -35,24 +36,9 @@ def cases(args):
     return out
 
 
-def time_ms(fn, flush, reps=20):
-    times = []
-    for rep in range(reps + 2):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        if rep >= 2:
-            times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def main():
     torch.backends.cudnn.benchmark = True
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    flush = l2_flush_buffer()
     print(f"device: {torch.cuda.get_device_name()} (torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()})")
     print(f"{'dtype':<5} {'input':>16} {'k':>3} {'c_out':>5} {'s':>2} {'cuDNN TF/s':>10}")
     for t, n, h, cin, k, cout, stride in cases(sys.argv[1:]):

@@ -14,13 +14,11 @@
 #[path = "common/operands.rs"]
 mod operands;
 
-use cudarc::driver::CudaSlice;
-use cudarc::driver::sys::CUevent_flags;
 use strata_core::DType;
 use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
-use operands::{Rng, decode, median, random, relative_difference};
+use operands::{Rng, Timer, decode, random, relative_difference};
 
 #[derive(Clone, Copy)]
 struct Case {
@@ -74,8 +72,7 @@ fn parse(args: &[String]) -> Vec<Case> {
 fn main() -> Result<(), strata_core::Error> {
     let gpu = Cuda::new(0)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let event = || gpu.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).unwrap();
-    let mut flush: CudaSlice<u8> = gpu.stream().alloc_zeros(256 << 20).expect("the L2 flush buffer");
+    let mut timer = Timer::new(&gpu);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     println!("device: {} ({})", gpu.device_name(), gpu.arch());
     println!(
@@ -117,23 +114,9 @@ fn main() -> Result<(), strata_core::Error> {
         gpu.download(&general, &mut y)?;
         let (x, y) = (decode(c.t, &x), decode(c.t, &y));
         let rel = relative_difference(&x, &y);
+        let fast_ms = timer.median_of(&gpu, 20, || run(&mut fast, true));
         // The general kernel is ~50x slower: a few repetitions of it are enough.
-        let mut time = |out: &mut CudaBuffer, tensor_cores: bool, reps: usize| {
-            let mut ms = Vec::new();
-            for rep in 0..reps + 2 {
-                gpu.stream().memset_zeros(&mut flush).expect("flushing L2");
-                let (s, e) = (event(), event());
-                s.record(gpu.stream()).unwrap();
-                run(out, tensor_cores);
-                e.record(gpu.stream()).unwrap();
-                if rep >= 2 {
-                    ms.push(s.elapsed_ms(&e).unwrap() as f64);
-                }
-            }
-            median(ms)
-        };
-        let fast_ms = time(&mut fast, true, 20);
-        let general_ms = time(&mut general, false, 3);
+        let general_ms = timer.median_of(&gpu, 3, || run(&mut general, false));
         println!(
             "{:<5} {:>5} {:>5} {:>6} {:>4} {:<6} {:>10.1} {:>10.1} {:>9.1e}",
             c.t.to_string(),

@@ -20,13 +20,12 @@ use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::cublaslt::{result as lt, sys as ltsys};
 use cudarc::driver::CudaSlice;
 use cudarc::driver::DevicePtr;
-use cudarc::driver::sys::CUevent_flags;
 use half::{bf16, f16};
 use strata_core::DType;
 use strata_core::kernel::{Backend, Layout, Matmul2d, Scales, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
-use operands::{Rng, decode, median, random, relative_difference};
+use operands::{Rng, Timer, decode, median, random, relative_difference};
 
 /// One product: `C[m × n] = A[m × k] · B`, B stored n × k (`nt`) or k × n.
 #[derive(Clone, Copy)]
@@ -234,9 +233,8 @@ fn main() -> Result<(), strata_core::Error> {
     // Per-tensor scales of the fp8 products: 0.5 and 0.25 (exact, so both sides agree).
     let (scale_a, scale_b) = (gpu.upload(&0.5f32.to_le_bytes())?, gpu.upload(&0.25f32.to_le_bytes())?);
     let scalar = Layout::contiguous(&[]);
-    let event = || gpu.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).expect("an event");
-    // Written before every timed launch so that no operand starts in L2 (50–60 MB on Hopper).
-    let mut flush: CudaSlice<u8> = gpu.stream().alloc_zeros(256 << 20).expect("the L2 flush buffer");
+    // Flushes L2 before every timed launch so that no operand starts there (50–60 MB on Hopper).
+    let mut timer = Timer::new(&gpu);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     println!("device: {} ({})", gpu.device_name(), gpu.arch());
     println!(
@@ -295,16 +293,7 @@ fn main() -> Result<(), strata_core::Error> {
         let (mut mine, mut theirs_ms) = (Vec::new(), Vec::new());
         for rep in 0..reps + 3 {
             for which in 0..2 {
-                gpu.stream().memset_zeros(&mut flush).expect("flushing L2");
-                let (s, e) = (event(), event());
-                s.record(gpu.stream()).unwrap();
-                if which == 0 {
-                    run(&mut ours)
-                } else {
-                    peer(&mut theirs)
-                }
-                e.record(gpu.stream()).unwrap();
-                let ms = s.elapsed_ms(&e).unwrap() as f64;
+                let ms = timer.once(&gpu, || if which == 0 { run(&mut ours) } else { peer(&mut theirs) });
                 if rep >= 3 {
                     if which == 0 { mine.push(ms) } else { theirs_ms.push(ms) }
                 }

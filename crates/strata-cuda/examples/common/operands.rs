@@ -1,8 +1,11 @@
 //! Random operands and the helpers the CUDA benchmarks share (included with `#[path]`).
 
+use cudarc::driver::CudaSlice;
+use cudarc::driver::sys::CUevent_flags;
 use half::{bf16, f16};
 use strata_core::DType;
 use strata_core::formats::F8E4M3;
+use strata_cuda::Cuda;
 
 /// xorshift64: uniform values in [-1, 1).
 pub struct Rng(pub u64);
@@ -50,4 +53,34 @@ pub fn relative_difference(x: &[f64], y: &[f64]) -> f64 {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Times work queued on the device's stream with a pair of events, L2 flushed (a 256 MiB buffer
+/// zeroed) before each launch, as METHOD.md asks.
+pub struct Timer {
+    flush: CudaSlice<u8>,
+}
+
+impl Timer {
+    pub fn new(gpu: &Cuda) -> Timer {
+        Timer { flush: gpu.stream().alloc_zeros(256 << 20).expect("the L2 flush buffer") }
+    }
+
+    /// Milliseconds `run` takes on the stream.
+    pub fn once(&mut self, gpu: &Cuda, run: impl FnOnce()) -> f64 {
+        let event = || gpu.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).expect("an event");
+        gpu.stream().memset_zeros(&mut self.flush).expect("flushing L2");
+        let (s, e) = (event(), event());
+        s.record(gpu.stream()).expect("recording an event");
+        run();
+        e.record(gpu.stream()).expect("recording an event");
+        s.elapsed_ms(&e).expect("an event's time") as f64
+    }
+
+    /// The median of `reps` timings of `run`, after two warm-ups.
+    #[allow(dead_code)] // (the gemm example interleaves ours and the peer's with `once`)
+    pub fn median_of(&mut self, gpu: &Cuda, reps: usize, mut run: impl FnMut()) -> f64 {
+        let ms: Vec<f64> = (0..reps + 2).map(|_| self.once(gpu, &mut run)).skip(2).collect();
+        median(ms)
+    }
 }
