@@ -16,5 +16,6 @@ bin="$1"
 export STRATA_REQUIRE_WGPU=1
 seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"
-STRATA_SEED=$seed "$bin" --test-threads=2 --nocapture 2>&1 | grep -vE "^(test |$)" | tail -40
+# Summaries as they come (a run cut short by a timeout still shows how far it got).
+STRATA_SEED=$seed "$bin" --test-threads=2 --nocapture 2>&1 | grep --line-buffered -vE "^(test .* ok$|$)"
 exit "${PIPESTATUS[0]}"
