@@ -707,7 +707,7 @@ fn run_scan(
     var rem = lane;
     var xb = bitcast<i32>(p[4]);
     var ob = bitcast<i32>(p[5]);
-    var cb = bitcast<i32>(p[40]);
+    {}
     for (var d = p[6]; d > 0u; d--) {{
         let n = p[7u + d];
         let i = bitcast<i32>(rem % n);
@@ -721,6 +721,7 @@ fn run_scan(
     {}
 ",
             if block { "group" } else { "gid" },
+            if chained { "var cb = bitcast<i32>(p[40]);" } else { "" },
             if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
             if chained {
                 format!("if p[41] != 0u {{ start = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
@@ -829,11 +830,10 @@ fn run_scan(
     p.extend(pad(&xs, 0).map(|v| v as u32));
     p.extend(pad(&os, 0).map(|v| v as u32));
     // The carry's lanes, in the order of the others (its scanned axis has one element).
-    p.extend([0; 10]);
     if let Some(c) = &carry {
         let (_, cs, _) = lane(&c.layout);
-        p.splice(32..40, pad(&cs, 0).map(|v| v as u32));
-        (p[40], p[41]) = (c.layout.offset() as u32, u32::from(c.read));
+        p.extend(pad(&cs, 0).map(|v| v as u32));
+        p.extend([c.layout.offset() as u32, u32::from(c.read)]);
     }
     let groups = if block { lanes as u64 } else { (lanes as u64).div_ceil(u64::from(WORKGROUP)) };
     let mut writes: Vec<&WgpuBuffer> = Vec::with_capacity(2);
