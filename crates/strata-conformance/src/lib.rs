@@ -1626,3 +1626,47 @@ pub fn fused_programs_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     }
     report("fused", failures, count);
 }
+
+/// Uploads and downloads of random bytes at `lengths` (chosen by the backend around its
+/// staging boundaries): all uploads are queued before anything is read back, each upload's
+/// source is dropped at once, a kernel copies every buffer on the device, and the copies are
+/// read back whole and in part (the result poisoned first), last upload first.
+pub fn host_copies_round_trip<B: Backend>(gpu: &B, lengths: &[usize]) {
+    let mut rng = Rng(seed() ^ 0x7a45);
+    let mut sent = Vec::new();
+    for &n in lengths {
+        let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let buf = gpu.upload(&bytes.clone()).unwrap_or_else(|e| panic!("upload of {n} bytes: {e}"));
+        sent.push((bytes, buf));
+    }
+    let mut copies = Vec::new();
+    for (bytes, buf) in &sent {
+        let n = bytes.len();
+        let l = Layout::contiguous(&[n]);
+        let mut out = gpu.alloc_output(n).unwrap();
+        gpu.copy(TensorRef::new(DType::U8, buf, &l), TensorMut::new(DType::U8, &mut out, &l)).unwrap();
+        copies.push(out);
+    }
+    let mut failures = Vec::new();
+    for ((bytes, buf), copy) in sent.iter().zip(&copies).rev() {
+        let n = bytes.len();
+        for (what, b) in [("upload", buf), ("device copy", copy)] {
+            let mut back = vec![0xa5u8; n];
+            gpu.download(b, &mut back).unwrap();
+            if let Some(i) = back.iter().zip(bytes).position(|(a, b)| a != b) {
+                failures.push(format!("{what} of {n} bytes: first difference at byte {i}"));
+            }
+        }
+        // A prefix of an odd length.
+        let part = n / 2 | 1;
+        if part <= n {
+            let mut back = vec![0xa5u8; part];
+            gpu.download(copy, &mut back).unwrap();
+            if back[..] != bytes[..part] {
+                failures.push(format!("the first {part} of {n} bytes differ"));
+            }
+        }
+    }
+    eprintln!("host copies: {} lengths, up to {} bytes", lengths.len(), lengths.iter().max().unwrap_or(&0));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -130,5 +130,55 @@ fn main() -> Result<(), strata_core::Error> {
         let what = if on { "launch, 1 KiB, GPU times on" } else { "launch, 1 KiB, GPU times off" };
         println!("{what:<36} {:>9.2} µs", s * 1e6);
     }
+    host_copies(&gpu)
+}
+
+/// Host-to-device and device-to-host copies of 256 MiB: ours (page-locked staging) against the
+/// driver's copy from pageable memory (what a plain `cuMemcpy` of a `Vec` does) and from
+/// page-locked memory (the link's ceiling), then how long an upload of 16 MiB keeps the caller.
+fn host_copies(gpu: &Cuda) -> Result<(), strata_core::Error> {
+    let err = |e: cudarc::driver::DriverError| strata_core::Error::InvalidArgument { op: "bench", message: format!("{e:?}") };
+    let bytes = 256usize << 20;
+    let host: Vec<u8> = (0..bytes).map(|i| (i * 7) as u8).collect();
+    let mut back = vec![0u8; bytes];
+    let mut dev = gpu.alloc_output(bytes)?;
+    let stream = gpu.stream().clone();
+    // SAFETY: filled below before it is read.
+    let mut pinned = unsafe { gpu.context().alloc_pinned::<u8>(bytes) }.map_err(err)?;
+    pinned.as_mut_slice().map_err(err)?.copy_from_slice(&host);
+    let gbs = |s: f64| bytes as f64 / s / 1e9;
+    println!("{:<36} {:>9} {:>9} {:>8}", "host copies (256 MiB)", "up GB/s", "down GB/s", "vs driver");
+    let up_driver = time(gpu, 3, || stream.memcpy_htod(&host, dev.device_slice_mut()).unwrap());
+    let down_driver = time(gpu, 3, || stream.memcpy_dtoh(dev.device_slice(), &mut back).unwrap());
+    let up_pinned = time(gpu, 3, || stream.memcpy_htod(&pinned, dev.device_slice_mut()).unwrap());
+    let down_pinned = time(gpu, 3, || stream.memcpy_dtoh(dev.device_slice(), &mut pinned).unwrap());
+    let row = |what: &str, up: f64, down: f64| {
+        let ratio = format!("{:.2}/{:.2}", up_driver / up, down_driver / down);
+        println!("{what:<36} {:>9.1} {:>9.1} {ratio:>8}", gbs(up), gbs(down));
+    };
+    row("driver, pageable memory", up_driver, down_driver);
+    row("driver, page-locked memory", up_pinned, down_pinned);
+    for (chunk, slots) in [(32 << 20, 4), (8 << 20, 4), (64 << 20, 4)] {
+        let ring = if (chunk, slots) == (32 << 20, 4) { gpu.clone() } else { gpu.with_staging(chunk, slots) };
+        let up = time(gpu, 3, || drop(ring.upload(&host).unwrap()));
+        let down = time(gpu, 3, || ring.download(&dev, &mut back).unwrap());
+        row(&format!("ours, {slots} slots of {} MiB", chunk >> 20), up, down);
+    }
+    // What the caller waits for: an upload that fits the staging ring returns before its copy
+    // ends (the driver's pageable copy returns once it is done).
+    let small = &host[..16 << 20];
+    let call = |f: &mut dyn FnMut()| {
+        gpu.synchronize().unwrap();
+        let t = Instant::now();
+        f();
+        let returned = t.elapsed().as_secs_f64();
+        gpu.synchronize().unwrap();
+        (returned, t.elapsed().as_secs_f64())
+    };
+    let best = |f: &mut dyn FnMut()| (0..5).map(|_| call(f)).fold((f64::INFINITY, 0.0), |a, b| if b.0 < a.0 { b } else { a });
+    let (ours, ours_all) = best(&mut || drop(gpu.upload(small).unwrap()));
+    let mut d = gpu.alloc_output(small.len())?;
+    let (driver, driver_all) = best(&mut || stream.memcpy_htod(small, d.device_slice_mut()).unwrap());
+    println!("upload 16 MiB, caller held: ours {:.0} µs of {:.0}, driver {:.0} µs of {:.0}", ours * 1e6, ours_all * 1e6, driver * 1e6, driver_all * 1e6);
     Ok(())
 }

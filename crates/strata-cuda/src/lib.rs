@@ -37,6 +37,8 @@ mod pool;
 mod qmatmul;
 mod reduce;
 mod timing;
+mod transfer;
+mod tune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -115,6 +117,11 @@ pub struct Cuda {
     kernel_timing: Arc<std::sync::atomic::AtomicBool>,
     /// Whether attention and convolution take their tensor-core kernels where they apply.
     tensor_cores: bool,
+    /// Page-locked slots that host copies go through.
+    staging: Arc<Mutex<transfer::Staging>>,
+    /// Whether products take tuned plans (timing those not yet chosen).
+    tuning: bool,
+    tuner: Arc<tune::Tuner>,
 }
 
 /// The most dimensions a kernel's geometry takes.
@@ -207,7 +214,7 @@ impl Cuda {
         let kernel_timing = Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env()));
         let tensor_cores = std::env::var_os("STRATA_CUDA_TENSOR_CORES").is_none_or(|v| v != "0");
         Ok(Cuda {
-            ctx,
+            ctx: ctx.clone(),
             stream,
             pool,
             arch,
@@ -217,6 +224,9 @@ impl Cuda {
             timing: Arc::default(),
             kernel_timing,
             tensor_cores,
+            staging: Arc::new(Mutex::new(transfer::Staging::new(ctx.clone(), transfer::CHUNK, transfer::SLOTS))),
+            tuning: tune::asked_by_env(),
+            tuner: Arc::new(tune::Tuner::new(compile::cache_dir().join("tuning.txt"))),
         })
     }
 
@@ -243,6 +253,38 @@ impl Cuda {
     /// against. Shares everything else (streams, memory, compiled kernels).
     pub fn with_tensor_cores(&self, on: bool) -> Cuda {
         Cuda { tensor_cores: on, ..self.clone() }
+    }
+
+    /// This device with its own ring of `slots` page-locked staging slots of `chunk` bytes
+    /// for host copies (the default is four of 32 MiB; copies under 64 KiB bypass it). More or
+    /// larger slots let a bigger upload return before its copy ends; small ones exercise the
+    /// ring in tests. Shares everything else.
+    pub fn with_staging(&self, chunk: usize, slots: usize) -> Cuda {
+        let staging = transfer::Staging::new(self.ctx.clone(), chunk, slots);
+        Cuda { staging: Arc::new(Mutex::new(staging)), ..self.clone() }
+    }
+
+    /// This device with its products on tuned plans (`on`; `STRATA_GEMM_TUNE=1` turns it on for
+    /// a whole program) or on the kernels' own rules (the default). A tuned product whose shape
+    /// has not been seen on this device times each candidate plan of the warp-specialized
+    /// kernel (schedule, CTA pairs, split of k) on a scratch output first, once, and keeps the
+    /// fastest in `tuning.txt` beside the compiled kernels. Shares everything else.
+    ///
+    /// ```no_run
+    /// use strata_cuda::Cuda;
+    /// let gpu = Cuda::new(0)?.with_tuning(true);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn with_tuning(&self, on: bool) -> Cuda {
+        Cuda { tuning: on, ..self.clone() }
+    }
+
+    pub(crate) fn tuning(&self) -> bool {
+        self.tuning
+    }
+
+    fn staging(&self) -> std::sync::MutexGuard<'_, transfer::Staging> {
+        self.staging.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn tensor_cores(&self) -> bool {
@@ -392,8 +434,7 @@ impl Backend for Cuda {
     fn upload(&self, bytes: &[u8]) -> Result<CudaBuffer> {
         let mut b = self.alloc_output(bytes.len())?;
         if !bytes.is_empty() {
-            let mut view = b.slice_mut().slice_mut(0..bytes.len());
-            self.stream.memcpy_htod(bytes, &mut view).map_err(|e| driver_err("copying to the device", e))?;
+            self.staging().upload(&self.stream, bytes, &mut b)?;
         }
         Ok(b)
     }
@@ -406,8 +447,7 @@ impl Backend for Cuda {
             });
         }
         if !out.is_empty() {
-            let view = buffer.slice().slice(0..out.len());
-            self.stream.memcpy_dtoh(&view, out).map_err(|e| driver_err("copying from the device", e))?;
+            self.staging().download(&self.stream, buffer, out)?;
         }
         self.synchronize()
     }

@@ -249,6 +249,16 @@ impl WsConfig {
     fn rows(self) -> usize {
         if self.pingpong { 64 } else { 128 }
     }
+
+    /// Output tiles of `g`'s product.
+    fn tiles(self, g: &MatmulGeometry) -> usize {
+        (g.m as usize).div_ceil(self.rows()) * (g.n as usize).div_ceil(256) * g.batch as usize
+    }
+
+    /// Whether the environment forces the schedule or the clusters (then nothing is tuned).
+    fn forced() -> bool {
+        ["STRATA_GEMM_SCHEDULE", "STRATA_GEMM_CLUSTER"].iter().any(|v| std::env::var_os(v).is_some())
+    }
 }
 
 /// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs).
@@ -382,33 +392,13 @@ pub(crate) fn matmul2d(
     if let Some(right_k_major) = specialized {
         let (a_ptr, _a_read) = left.buffer.slice().device_ptr(&cuda.stream);
         let (b_ptr, _b_read) = right.buffer.slice().device_ptr(&cuda.stream);
-        let ws = WsConfig::choose(m, n, g.batch as usize, cuda.sms as usize, left.dtype, right_k_major);
-        if let Some(maps) = tma_maps(&g, nbatch, left.dtype, (a_ptr, b_ptr), ws) {
-            let (rows, cluster) = (ws.rows(), ws.cluster);
-            let tiles = m.div_ceil(rows) * n.div_ceil(256) * g.batch as usize;
-            let splits = split_k(tiles, k.div_ceil(128 * 8 / left.dtype.bits() as usize), cuda.sms as usize);
-            // Whole clusters, each walking cluster tiles (`cluster` tiles one above the other).
-            let units = m.div_ceil(rows * cluster) * n.div_ceil(256) * g.batch as usize * splits;
-            let ctas = (units * cluster).min(cuda.sms as usize / cluster * cluster);
-            let cfg = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (384, 1, 1), shared_mem_bytes: WS_SMEM };
-            if splits > 1 {
-                return split_k_product(cuda, &g, &maps, splits, cfg, ws, (types, act), bias_buf, out);
-            }
-            let key = format!("gemm ws {} {} {} {act:?} {ws:?}", left.dtype, right.dtype, out.dtype);
-            let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, out.dtype, act, ws))?;
-            let (c_ptr, c_guard) = out.buffer.slice().device_ptr(&cuda.stream);
-            let map_c = tma_output(&g, nbatch, out.dtype, c_ptr);
-            drop(c_guard);
-            let c_tma = i32::from(map_c.is_some());
-            let map_c = map_c.unwrap_or(TensorMap([0; 16]));
-            let mut b = cuda.stream.launch_builder(&f);
-            b.arg(&maps.a).arg(&maps.b).arg(&map_c).arg(&maps.a_batched).arg(&maps.b_batched).arg(&c_tma).arg(&1i32);
-            b.arg(bias_buf.slice()).arg(out.buffer.slice_mut()).arg(&g);
-            // SAFETY: parameters as `STRATA_GEMM_WS` declares them; the tensor maps describe
-            // operands that were checked against their buffers, which stay alive (and ordered
-            // on this stream by the read guards and the output's argument) until the launch
-            // is queued.
-            return cuda.timed(OP, || unsafe { b.launch(cfg) });
+        let ptrs = (a_ptr, b_ptr);
+        let sms = cuda.sms as usize;
+        let rule = Plan::choose(&g, sms, left.dtype, right_k_major);
+        if tma_maps(&g, nbatch, left.dtype, ptrs, rule.ws).is_some() {
+            let run = WsRun { g: &g, nbatch, types, act, ptrs, bias: bias_buf };
+            let plan = if cuda.tuning() && !WsConfig::forced() { tuned(cuda, &run, rule, &out)? } else { rule };
+            return run.launch(cuda, plan, out.dtype, out.buffer);
         }
     }
     let (f, (bm, bn), smem) = match path {
@@ -497,6 +487,138 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64) -> Option
     c.encode(c_ptr + g.c_off as u64 * w)
 }
 
+/// One warp-specialized product as it will run: the kernel's configuration and how many ways
+/// its k steps are split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    ws: WsConfig,
+    splits: usize,
+}
+
+impl Plan {
+    /// The rule's plan ([`WsConfig::choose`], [`split_k`]) for `g` on `sms` multiprocessors.
+    fn choose(g: &MatmulGeometry, sms: usize, t: DType, right_k_major: bool) -> Plan {
+        let (m, n, batch) = (g.m as usize, g.n as usize, g.batch as usize);
+        let ws = WsConfig::choose(m, n, batch, sms, t, right_k_major);
+        Plan { ws, splits: split_k(ws.tiles(g), ksteps(g, t), sms) }
+    }
+
+    /// Every plan the tuner times for `g`: both schedules, CTA pairs where there is a second row
+    /// of tiles, and each split of k that leaves at most two units a multiprocessor and at least
+    /// four k steps a unit (the rule's plan always among them).
+    fn candidates(g: &MatmulGeometry, sms: usize, t: DType, rule: Plan) -> Vec<Plan> {
+        let mut out = vec![rule];
+        let steps = ksteps(g, t);
+        for pingpong in [false, true] {
+            for cluster in [1, 2] {
+                let ws = WsConfig { cluster, pingpong, ..rule.ws };
+                if cluster == 2 && g.m as usize <= ws.rows() {
+                    continue;
+                }
+                let tiles = ws.tiles(g);
+                for s in [1, 2, 3, 4, 6, 8, 12, 16] {
+                    if s > 1 && (tiles * s > 2 * sms || s > (steps / 4).max(1)) {
+                        continue;
+                    }
+                    let plan = Plan { ws, splits: steps.div_ceil(steps.div_ceil(s)) };
+                    if !out.contains(&plan) {
+                        out.push(plan);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn text(self) -> String {
+        format!("pingpong={} cluster={} splits={}", u8::from(self.ws.pingpong), self.ws.cluster, self.splits)
+    }
+
+    /// The plan `text` wrote, for a product whose B is K-major or not; `None` if it is not one.
+    fn parse(text: &str, right_k_major: bool) -> Option<Plan> {
+        let mut fields = text.split(' ').map(|f| f.split_once('='));
+        let mut next = |name: &str| fields.next().flatten().filter(|(k, _)| *k == name)?.1.parse::<usize>().ok();
+        let (pingpong, cluster, splits) = (next("pingpong")?, next("cluster")?, next("splits")?);
+        let ok = pingpong <= 1 && [1, 2].contains(&cluster) && (1..=64).contains(&splits);
+        ok.then_some(Plan { ws: WsConfig { right_k_major, cluster, pingpong: pingpong == 1 }, splits })
+    }
+}
+
+/// k steps of a warp-specialized tile (128 bytes of k each).
+fn ksteps(g: &MatmulGeometry, t: DType) -> usize {
+    (g.k as usize).div_ceil(128 * 8 / t.bits() as usize)
+}
+
+/// The operands of one warp-specialized product, for launching it by any plan.
+struct WsRun<'a> {
+    g: &'a MatmulGeometry,
+    nbatch: usize,
+    types: (DType, DType),
+    act: Activation,
+    ptrs: (u64, u64),
+    bias: &'a CudaBuffer,
+}
+
+impl WsRun<'_> {
+    /// Queues the product by `plan` into `out` (of type `t`, laid out as the geometry says).
+    fn launch(&self, cuda: &Cuda, plan: Plan, t: DType, out: &mut CudaBuffer) -> Result<()> {
+        let (g, ws, act, types) = (self.g, plan.ws, self.act, self.types);
+        let maps = tma_maps(g, self.nbatch, types.0, self.ptrs, ws).ok_or_else(|| Error::InvalidArgument {
+            op: "matmul2d",
+            message: format!("no tensor maps for the operands as {ws:?} fetches them"),
+        })?;
+        let (m, n, cluster) = (g.m as usize, g.n as usize, ws.cluster);
+        // Whole clusters, each walking cluster tiles (`cluster` tiles one above the other).
+        let units = m.div_ceil(ws.rows() * cluster) * n.div_ceil(256) * g.batch as usize * plan.splits;
+        let ctas = (units * cluster).min(cuda.sms as usize / cluster * cluster);
+        let cfg = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (384, 1, 1), shared_mem_bytes: WS_SMEM };
+        if plan.splits > 1 {
+            return split_k_product(cuda, g, &maps, plan.splits, cfg, ws, (types, act), self.bias, t, out);
+        }
+        let key = format!("gemm ws {} {} {t} {act:?} {ws:?}", types.0, types.1);
+        let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, t, act, ws))?;
+        let (c_ptr, c_guard) = out.slice().device_ptr(&cuda.stream);
+        let map_c = tma_output(g, self.nbatch, t, c_ptr);
+        drop(c_guard);
+        let c_tma = i32::from(map_c.is_some());
+        let map_c = map_c.unwrap_or(TensorMap([0; 16]));
+        let mut b = cuda.stream.launch_builder(&f);
+        b.arg(&maps.a).arg(&maps.b).arg(&map_c).arg(&maps.a_batched).arg(&maps.b_batched).arg(&c_tma).arg(&1i32);
+        b.arg(self.bias.slice()).arg(out.slice_mut()).arg(g);
+        // SAFETY: parameters as `STRATA_GEMM_WS` declares them; the tensor maps describe
+        // operands that were checked against their buffers, which stay alive (and ordered on
+        // this stream by the read guards and the output's argument) until the launch is queued.
+        cuda.timed("matmul2d", || unsafe { b.launch(cfg) })
+    }
+}
+
+/// The tuned plan for `run` (timed now, on a scratch output, if no earlier choice is kept).
+fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffer>) -> Result<Plan> {
+    let g = run.g;
+    let key = format!(
+        "gemm {} {} {} {} {} m={} n={} k={} batch={} b_k_major={} accumulate={}",
+        cuda.device_name().replace(['\t', '\n'], " "),
+        cuda.arch(),
+        run.types.0,
+        run.types.1,
+        out.dtype,
+        g.m,
+        g.n,
+        g.k,
+        g.batch,
+        rule.ws.right_k_major,
+        g.accumulate,
+    );
+    if let Some(plan) = cuda.tuner.get(&key).and_then(|t| Plan::parse(&t, rule.ws.right_k_major)) {
+        return Ok(plan);
+    }
+    let plans = Plan::candidates(g, cuda.sms as usize, run.types.0, rule);
+    let mut scratch = cuda.alloc_output(out.buffer.bytes)?;
+    let best = crate::tune::fastest(cuda, plans.len(), |i| run.launch(cuda, plans[i], out.dtype, &mut scratch))?;
+    cuda.tuner.put(&key, &plans[best].text());
+    Ok(plans[best])
+}
+
 /// How many work units share each output tile's k steps (split-K): enough to fill the GPU when
 /// the tiles alone would leave half of its multiprocessors idle, with at least four k steps a
 /// unit and none empty.
@@ -520,7 +642,8 @@ fn split_k_product(
     ws: WsConfig,
     (types, act): ((DType, DType), Activation),
     bias: &CudaBuffer,
-    out: TensorMut<'_, CudaBuffer>,
+    t: DType,
+    out: &mut CudaBuffer,
 ) -> Result<()> {
     let (m, n, batch) = (g.m as usize, g.n as usize, g.batch as usize);
     let ld = n.next_multiple_of(4);
@@ -548,11 +671,11 @@ fn split_k_product(
     b.arg(bias.slice()).arg(part.slice_mut()).arg(&partial);
     // SAFETY: as for the single-pass launch; the workspace holds every partial tile.
     cuda.timed("matmul2d", || unsafe { b.launch(cfg) })?;
-    let key = format!("gemm splitk {} {act:?}", out.dtype);
-    let f = cuda.kernel(&key, || reduce_source(out.dtype, act))?;
+    let key = format!("gemm splitk {t} {act:?}");
+    let f = cuda.kernel(&key, || reduce_source(t, act))?;
     let mut b = cuda.stream.launch_builder(&f);
     let ld = ld as i64;
-    b.arg(part.slice()).arg(&splits).arg(&ld).arg(bias.slice()).arg(out.buffer.slice_mut()).arg(g);
+    b.arg(part.slice()).arg(&splits).arg(&ld).arg(bias.slice()).arg(out.slice_mut()).arg(g);
     let cfg = cuda.linear((batch * m * n) as u64, 256 * 4, 8);
     // SAFETY: parameters as `STRATA_GEMM_SPLITK_REDUCE` declares them; the output was checked
     // against its buffer.

@@ -72,6 +72,41 @@ fn quantized_matmul_matches_the_cpu() {
     suite::quantized_matmul_matches_the_cpu(&gpu, &strata_cuda::supported_dtypes());
 }
 
+/// Products on tuned plans (`with_tuning`): every candidate of the warp-specialized kernel is
+/// timed on a scratch output (the accumulating products check that the caller's C is left
+/// alone), the fastest kept; then a fresh device runs the same products on the plans read
+/// back from the file.
+#[test]
+fn tuned_products_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let types = strata_cuda::supported_dtypes();
+    suite::matmul2d_many_tiles_match_the_cpu(&gpu.with_tuning(true), &types);
+    suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu.with_tuning(true));
+    let file = strata_cuda::compile::cache_dir().join("tuning.txt");
+    let kept = std::fs::read_to_string(&file).unwrap_or_default();
+    let plans = kept.lines().filter(|l| l.starts_with("gemm ")).count();
+    eprintln!("{plans} tuned plans in {}", file.display());
+    if gpu.arch() == "sm_90a" {
+        assert!(plans > 0, "no plan was kept in {}", file.display());
+    }
+    let fresh = Cuda::new(0).unwrap().with_tuning(true);
+    suite::matmul2d_many_tiles_match_the_cpu(&fresh, &types);
+}
+
+/// Host copies through the default staging ring (four slots of 32 MiB, wrapped by the largest
+/// length) and through a ring of three slots of an odd size, so that chunks end mid-word and
+/// the ring wraps several times within one copy and across queued ones.
+#[test]
+fn host_copies_through_staging_round_trip() {
+    let Some(gpu) = gpu() else { return };
+    const SMALL: usize = 64 << 10;
+    let mib = 1 << 20;
+    suite::host_copies_round_trip(&gpu, &[1, 7, SMALL - 1, SMALL, 32 * mib - 1, 32 * mib + 1, 130 * mib + 5, 3 * mib]);
+    let chunk = SMALL + 3;
+    let ring = gpu.with_staging(chunk, 3);
+    suite::host_copies_round_trip(&ring, &[SMALL, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 1, 7 * chunk + 123, 2 * mib]);
+}
+
 #[test]
 fn bad_input_and_out_of_memory_are_errors() {
     let Some(gpu) = gpu() else { return };

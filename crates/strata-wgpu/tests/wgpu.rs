@@ -71,6 +71,13 @@ fn matmul2d_many_tiles_match_the_cpu() {
     suite::matmul2d_many_tiles_match_the_cpu(gpu, &strata_wgpu::supported_dtypes());
 }
 
+/// Uploads and downloads of lengths that end mid-word (staging is padded to whole words).
+#[test]
+fn host_copies_round_trip() {
+    let Some(gpu) = gpu() else { return };
+    suite::host_copies_round_trip(gpu, &[1, 3, 7, 1000, (64 << 10) + 3, (1 << 20) + 5]);
+}
+
 #[test]
 fn bad_input_and_out_of_memory_are_errors() {
     let Some(gpu) = gpu() else { return };
