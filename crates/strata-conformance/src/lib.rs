@@ -1658,7 +1658,7 @@ pub fn host_copies_round_trip<B: Backend>(gpu: &B, lengths: &[usize]) {
             }
         }
         // A prefix of an odd length.
-        let part = n / 2 | 1;
+        let part = (n / 2) | 1;
         if part <= n {
             let mut back = vec![0xa5u8; part];
             gpu.download(copy, &mut back).unwrap();

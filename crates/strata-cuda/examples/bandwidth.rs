@@ -137,7 +137,8 @@ fn main() -> Result<(), strata_core::Error> {
 /// driver's copy from pageable memory (what a plain `cuMemcpy` of a `Vec` does) and from
 /// page-locked memory (the link's ceiling), then how long an upload of 16 MiB keeps the caller.
 fn host_copies(gpu: &Cuda) -> Result<(), strata_core::Error> {
-    let err = |e: cudarc::driver::DriverError| strata_core::Error::InvalidArgument { op: "bench", message: format!("{e:?}") };
+    let err =
+        |e: cudarc::driver::DriverError| strata_core::Error::InvalidArgument { op: "bench", message: format!("{e:?}") };
     let bytes = 256usize << 20;
     let host: Vec<u8> = (0..bytes).map(|i| (i * 7) as u8).collect();
     let mut back = vec![0u8; bytes];
@@ -175,10 +176,17 @@ fn host_copies(gpu: &Cuda) -> Result<(), strata_core::Error> {
         gpu.synchronize().unwrap();
         (returned, t.elapsed().as_secs_f64())
     };
-    let best = |f: &mut dyn FnMut()| (0..5).map(|_| call(f)).fold((f64::INFINITY, 0.0), |a, b| if b.0 < a.0 { b } else { a });
+    let best =
+        |f: &mut dyn FnMut()| (0..5).map(|_| call(f)).fold((f64::INFINITY, 0.0), |a, b| if b.0 < a.0 { b } else { a });
     let (ours, ours_all) = best(&mut || drop(gpu.upload(small).unwrap()));
     let mut d = gpu.alloc_output(small.len())?;
     let (driver, driver_all) = best(&mut || stream.memcpy_htod(small, d.device_slice_mut()).unwrap());
-    println!("upload 16 MiB, caller held: ours {:.0} µs of {:.0}, driver {:.0} µs of {:.0}", ours * 1e6, ours_all * 1e6, driver * 1e6, driver_all * 1e6);
+    println!(
+        "upload 16 MiB, caller held: ours {:.0} µs of {:.0}, driver {:.0} µs of {:.0}",
+        ours * 1e6,
+        ours_all * 1e6,
+        driver * 1e6,
+        driver_all * 1e6
+    );
     Ok(())
 }

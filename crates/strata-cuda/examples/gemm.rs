@@ -238,7 +238,10 @@ fn main() -> Result<(), strata_core::Error> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     println!("device: {} ({})", gpu.device_name(), gpu.arch());
     let tuned = std::env::var("STRATA_GEMM_TUNE").is_ok_and(|v| v == "1" || v == "on");
-    println!("plans: {}", if tuned { "tuned (STRATA_GEMM_TUNE=1; tuning happens in the warm-up)" } else { "the kernels' rules" });
+    println!(
+        "plans: {}",
+        if tuned { "tuned (STRATA_GEMM_TUNE=1; tuning happens in the warm-up)" } else { "the kernels' rules" }
+    );
     println!(
         "{:<5} {:<3} {:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>9}",
         "dtype", "B", "m", "n", "k", "ours TF/s", "cuBLAS", "ratio", "rel.diff"

@@ -7,12 +7,12 @@
 //! ([`compile`]). Memory comes from plain device allocations through a caching pool; an
 //! out-of-memory empties the pool and retries once, then is an `Err`.
 //!
-//! Kernels so far: copies and casts between layouts, every element-wise operation (unary,
-//! binary, select), reductions and scans, `take_along_axis`/`scatter_add` and Threefry random
-//! bits, `matmul2d` (tensor cores for f16/bf16: `wgmma` on sm_90a, `mma.sync` elsewhere;
-//! CUDA cores for the rest) and fused element-wise programs, for the standard types. The other
-//! kernels of the [`Backend`] trait (convolution, attention, quantized products) answer with an
-//! `Err` that says so until they land.
+//! Kernels: copies and casts between layouts, every element-wise operation (unary, binary,
+//! select), reductions and scans, `take_along_axis`/`scatter_add`, argsort and Threefry random
+//! bits, `matmul2d` (tensor cores for f16/bf16/fp8/tf32: `wgmma` on sm_90a, `mma.sync` from
+//! sm_80; CUDA cores for the rest), attention, convolution, quantized products and fused
+//! element-wise programs, for the standard types. Host copies go through page-locked staging
+//! (`transfer`); products can be tuned per shape ([`Cuda::with_tuning`]).
 //!
 //! ```no_run
 //! use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef, UnaryOp};

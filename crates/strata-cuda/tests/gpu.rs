@@ -104,7 +104,10 @@ fn host_copies_through_staging_round_trip() {
     suite::host_copies_round_trip(&gpu, &[1, 7, SMALL - 1, SMALL, 32 * mib - 1, 32 * mib + 1, 130 * mib + 5, 3 * mib]);
     let chunk = SMALL + 3;
     let ring = gpu.with_staging(chunk, 3);
-    suite::host_copies_round_trip(&ring, &[SMALL, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 1, 7 * chunk + 123, 2 * mib]);
+    suite::host_copies_round_trip(
+        &ring,
+        &[SMALL, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 1, 7 * chunk + 123, 2 * mib],
+    );
 }
 
 #[test]

@@ -12,8 +12,9 @@ use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Backend, Layo
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{input, map};
-use crate::wgsl;
+use crate::parts::{Part, slice};
 use crate::{Wgpu, WgpuBuffer};
+use crate::{err, wgsl};
 
 const OP: &str = "attention";
 const MAX_D: usize = 256;
@@ -52,7 +53,8 @@ fn source(t: DType, mask: Option<DType>) -> String {
         Some(_) => "                s += ld_m(at(29u, b, h, i, j));\n".into(),
     };
     // p: [batch, hq, lq, d, hkv, lk, dv, causal, scale (f32 bits)], then offset and strides of
-    // q (9), k (14), v (19), out (24), mask (29).
+    // q (9), k (14), v (19), out (24), mask (29); then the causal diagonal (34: row i sees keys
+    // j <= i + p[34], lk - lq for a whole problem).
     s += &format!(
         "var<workgroup> qs: array<f32, {MAX_D}>;
 var<workgroup> ps: array<f32, 64>;
@@ -87,8 +89,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
     // Bottom-right alignment: query i sees keys j <= i + (lk - lq).
     var key_end = lk;
+    // (A part of the rows, or of the keys, gets the whole problem's diagonal in p[34].)
     if p[7] == 1u {{
-        key_end = u32(clamp(i32(i) + i32(lk) - i32(lq) + 1, 0, i32(lk)));
+        key_end = u32(clamp(i32(i) + bitcast<i32>(p[34]) + 1, 0, i32(lk)));
     }}
     var mx = -inf();
     var l = 0.0;
@@ -166,19 +169,178 @@ pub(crate) fn attention(
     mask: Option<TensorRef<'_, WgpuBuffer>>,
     out: TensorMut<'_, WgpuBuffer>,
 ) -> Result<()> {
-    let AttentionDims { batch, q_heads: hq, q_len: lq, d, kv_heads: hkv, k_len: lk, dv } =
+    let AttentionDims { batch, q_heads: hq, q_len: lq, d, k_len: lk, dv, .. } =
         desc.validate_call(&q, &k, &v, mask.as_ref(), &out)?;
     wgsl::check_types(OP, &[q.dtype])?;
     if d > MAX_D || dv > MAX_D {
         return Err(Error::NotImplemented { op: "attention with heads wider than 256", backend: gpu.name() });
     }
-    let rows = batch * hq * lq;
-    if rows == 0 || dv == 0 {
+    if batch * hq * lq == 0 || dv == 0 {
         return Ok(());
     }
+    // Query i sees keys j <= i + shift (bottom-right alignment).
+    let shift = lk as i64 - lq as i64;
+    let cap = gpu.binding_cap;
+    let scratch = if out.dtype == DType::F32 { 0 } else { 4 * out.layout.numel() as u64 };
+    let mut buffers = vec![q.buffer, k.buffer, v.buffer, &*out.buffer];
+    buffers.extend(mask.as_ref().map(|m| m.buffer));
+    if buffers.iter().all(|b| b.bound_bytes() <= cap) && scratch <= cap {
+        return launch(gpu, desc, shift, [q, k, v], mask, out);
+    }
+    windowed(gpu, desc, shift, [q, k, v], mask, out)
+}
+
+/// Attention whose operands the device cannot bind whole: parts halved along the batch, then
+/// the heads (query heads with their group's key/value heads), then the query rows (a causal
+/// part keeping the whole problem's diagonal). Each input of a part is bound as
+/// the window its elements lie in, or, where that window is too wide (heads stored interleaved
+/// reach across the others' columns), copied densely first; the output is written through an
+/// f32 scratch where its window is too wide. Keys are never split (a row's softmax needs all of
+/// them), so one head's keys and values must fit.
+fn windowed(
+    gpu: &Wgpu,
+    desc: &Attention,
+    shift: i64,
+    [q, k, v]: [TensorRef<'_, WgpuBuffer>; 3],
+    mask: Option<TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let cap = gpu.binding_cap;
+    let t = q.dtype;
+    let mt = mask.as_ref().map(|m| m.dtype);
+    let out_buf = out.buffer;
+    // The output (3) is measured apart: it is written.
+    let buffers = [Some(q.buffer), Some(k.buffer), Some(v.buffer), None, mask.as_ref().map(|m| m.buffer)];
+    let types = [t, t, t, t, mt.unwrap_or(t)];
+    let whole = [Some(q.layout), Some(k.layout), Some(v.layout), Some(out.layout), mask.as_ref().map(|m| m.layout)];
+    let mut parts: Vec<([Option<Layout>; 5], i64)> = vec![(whole.map(|l| l.cloned()), shift)];
+    // What binding operand `i` of a part takes: its window, or its elements copied densely.
+    let bound = |ls: &[Option<Layout>; 5], i: usize| -> Result<Option<(Part, u64)>> {
+        match (&ls[i], buffers[i]) {
+            (Some(l), Some(b)) if l.numel() > 0 => {
+                let dense = (l.numel() * wgsl::bits(types[i]) as usize / 8) as u64;
+                Ok(Some((Part::of(gpu, l, types[i], b)?, dense)))
+            }
+            _ => Ok(None),
+        }
+    };
+    while let Some((ls, shift)) = parts.pop() {
+        let mut wins = (0..5).map(|i| bound(&ls, i)).collect::<Result<Vec<_>>>()?;
+        let o = ls[3].as_ref().expect("an output");
+        wins[3] = Some((Part::of(gpu, o, t, out_buf)?, 0));
+        let o_win = wins[3].as_ref().map_or(0, |w| w.0.bytes());
+        let out_fits = if t == DType::F32 && o_win <= cap { true } else { 4 * o.numel() as u64 <= cap };
+        let input_fits = |i: usize| wins[i].as_ref().is_none_or(|(w, dense)| w.bytes().min(*dense) <= cap);
+        if out_fits && [0, 1, 2, 4].into_iter().all(input_fits) {
+            launch_part(gpu, desc, shift, &ls, &wins, &buffers, (t, mt), out_buf)?;
+            continue;
+        }
+        let shape = |i: usize| ls[i].as_ref().expect("an operand").shape().to_vec();
+        let (qs, ks) = (shape(0), shape(1));
+        let (batch, hq, lq, hkv, lk) = (qs[0], qs[1], qs[2], ks[1], ks[2]);
+        // Operand i of each half cut along `ax` to `ranges[i]` (the mask's axes are batch,
+        // heads, rows and keys; the others' batch, heads, rows and columns).
+        let cut = |ax: usize, ranges: [(usize, usize); 5]| -> Result<[Option<Layout>; 5]> {
+            let mut next = ls.clone();
+            for (i, (a, b)) in ranges.into_iter().enumerate() {
+                next[i] = ls[i].as_ref().map(|l| slice(l, ax, a, b)).transpose()?;
+            }
+            Ok(next)
+        };
+        if batch > 1 || hq > 1 {
+            let (ax, len, kv_len, half, kv_half) = if batch > 1 {
+                (0, batch, batch, batch / 2, batch / 2)
+            } else if hkv > 1 {
+                // Whole groups: the query heads of the first half of the key/value heads.
+                let g = hq / hkv;
+                (1, hq, hkv, hkv / 2 * g, hkv / 2)
+            } else {
+                // One key/value head serves every query head: it stays whole.
+                (1, hq, 1, hq / 2, 1)
+            };
+            let kv = |first: bool| match (kv_len, first) {
+                (1, _) => (0, 1),
+                (_, true) => (0, kv_half),
+                (_, false) => (kv_half, kv_len),
+            };
+            for ((a, b), (ka, kb)) in [((half, len), kv(false)), ((0, half), kv(true))] {
+                parts.push((cut(ax, [(a, b), (ka, kb), (ka, kb), (a, b), (a, b)])?, shift));
+            }
+        } else if lq > 1 && input_fits(1) && input_fits(2) {
+            // Halves of the rows; a causal part keeps the whole problem's diagonal. (Its keys
+            // are not cut: the last part's last row sees all of them.)
+            let half = lq / 2;
+            for (a, b) in [(half, lq), (0, half)] {
+                parts.push((cut(2, [(a, b), (0, lk), (0, lk), (a, b), (a, b)])?, shift + a as i64));
+            }
+        } else {
+            let what = if lq > 1 { "one head's keys or values" } else { "one query row's operands" };
+            return Err(err(OP, format!("{what} are more than this device binds at once ({cap} bytes)")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one part of [`windowed`] whose operands all fit: inputs as windows, or dense copies
+/// where the window is too wide; the output as a window, or through the whole buffer (which
+/// [`launch`] then writes through a scratch) where it is too wide.
+#[allow(clippy::too_many_arguments)]
+fn launch_part(
+    gpu: &Wgpu,
+    desc: &Attention,
+    shift: i64,
+    ls: &[Option<Layout>; 5],
+    wins: &[Option<(Part, u64)>],
+    buffers: &[Option<&WgpuBuffer>; 5],
+    (t, mt): (DType, Option<DType>),
+    out: &mut WgpuBuffer,
+) -> Result<()> {
+    let cap = gpu.binding_cap;
+    let ty = |i: usize| if i == 4 { mt.expect("a mask type") } else { t };
+    // Keys without elements (k_len = 0) are bound as a placeholder; nothing reads them.
+    let placeholder = gpu.take(16)?;
+    let mut held: Vec<(WgpuBuffer, Layout)> = Vec::new();
+    for i in [0, 1, 2, 4] {
+        let (Some(l), Some(b)) = (&ls[i], buffers[i]) else { continue };
+        held.push(match &wins[i] {
+            Some((w, _)) if w.bytes() <= cap => (w.view(b), w.layout.clone()),
+            Some(_) => {
+                let dense = Layout::contiguous(l.shape());
+                let mut copy = gpu.take(l.numel() * wgsl::bits(ty(i)) as usize / 8)?;
+                gpu.copy(TensorRef::new(ty(i), b, l), TensorMut::new(ty(i), &mut copy, &dense))?;
+                (copy, dense)
+            }
+            None => (placeholder.window(0, 16), Layout::contiguous(l.shape())),
+        });
+    }
+    let r = |j: usize, t: DType| TensorRef::new(t, &held[j].0, &held[j].1);
+    let mask = ls[4].as_ref().map(|_| r(3, ty(4)));
+    let o = ls[3].as_ref().expect("an output");
+    match &wins[3] {
+        Some((w, _)) if w.bytes() <= cap => {
+            let mut view = w.view(out);
+            launch(gpu, desc, shift, [r(0, t), r(1, t), r(2, t)], mask, TensorMut::new(t, &mut view, &w.layout))
+        }
+        _ => launch(gpu, desc, shift, [r(0, t), r(1, t), r(2, t)], mask, TensorMut::new(t, out, o)),
+    }
+}
+
+/// One dispatch of the kernel over operands it can bind whole, laid out `[batch, heads, rows,
+/// columns]` (the mask `[batch, heads, rows, keys]`), causal rows seeing keys `j <= i + shift`.
+fn launch(
+    gpu: &Wgpu,
+    desc: &Attention,
+    shift: i64,
+    [q, k, v]: [TensorRef<'_, WgpuBuffer>; 3],
+    mask: Option<TensorRef<'_, WgpuBuffer>>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let (qs, ks) = (q.layout.shape(), k.layout.shape());
+    let (batch, hq, lq, d, hkv, lk, dv) = (qs[0], qs[1], qs[2], qs[3], ks[1], ks[2], v.layout.shape()[3]);
+    let rows = batch * hq * lq;
     // 32-bit results go straight to the output; 16-bit ones through an f32 scratch, as a
-    // thread owns whole words of its output.
-    let direct = out.dtype == DType::F32;
+    // thread owns whole words of its output (and 32-bit ones whose output cannot be bound).
+    let direct = out.dtype == DType::F32 && out.buffer.bound_bytes() <= gpu.binding_cap;
     let scratch_layout = Layout::contiguous(out.layout.shape());
     let dest = if direct { out.layout } else { &scratch_layout };
     let mut p: Vec<u32> = vec![
@@ -196,6 +358,7 @@ pub(crate) fn attention(
         p.extend(place(l));
     }
     p.extend(mask.as_ref().map_or([0; 5], |m| place(m.layout)));
+    p.push(shift as i32 as u32);
     let mask_t = mask.as_ref().map(|m| m.dtype);
     let mut reads = vec![q.buffer, k.buffer, v.buffer];
     reads.extend(mask.as_ref().map(|m| m.buffer));

@@ -232,6 +232,71 @@ fn products_past_the_binding_limit_run_in_parts() {
     suite::matmul2d_matches_the_cpu(&gpu.with_binding_cap(16 << 10), &strata_wgpu::supported_dtypes());
 }
 
+/// Attention whose operands are larger than the device binds at once runs in parts: with a
+/// 112 KiB cap, the attention suite's larger cases (a causal one with grouped heads stored
+/// interleaved, 130 queries of 128 columns, whose heads' windows reach across the others' and
+/// are copied densely; 200 × 300 without a mask) are cut along the heads (whole groups) and the
+/// query rows (a causal part keeping its diagonal and binding only the keys its rows see). One
+/// head's keys past the cap stay an error (the largest here, 100 KiB, would fail at 96).
+#[test]
+fn attention_past_the_binding_limit_runs_in_parts() {
+    let Some(gpu) = gpu() else { return };
+    suite::attention_matches_the_cpu(&gpu.with_binding_cap(112 << 10), &strata_wgpu::supported_dtypes());
+}
+
+/// Attention cut along its query rows: with a 4 KiB cap, causal heads of 150 queries over 96
+/// keys and 130 over 120 (rows that see no key, and rows that see all) and one of 140 queries
+/// with an additive mask are cut into parts of rows, a causal part keeping the whole problem's
+/// diagonal. Each row is computed alone either way, so the parts must equal the whole bit for bit
+/// (the whole is checked against the CPU by `attention_matches_the_cpu`).
+#[test]
+fn attention_cut_along_rows_equals_the_whole() {
+    use strata_core::DType;
+    use strata_core::kernel::{Attention, AttentionMask, Backend, Layout, TensorMut, TensorRef};
+    let Some(gpu) = gpu() else { return };
+    let parts = gpu.with_binding_cap(4 << 10);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
+    let mut uniform = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).to_le_bytes()
+            })
+            .collect()
+    };
+    for (lq, lk, mask) in
+        [(150, 96, AttentionMask::Causal), (130, 120, AttentionMask::Causal), (140, 40, AttentionMask::Explicit)]
+    {
+        let (b, h, d) = (1, 2, 8);
+        let (ql, kl, ml) = (
+            Layout::contiguous(&[b, h, lq, d]),
+            Layout::contiguous(&[b, h, lk, d]),
+            Layout::new(&[b, h, lq, lk], &[0, 0, lk as isize, 1], 0).unwrap(),
+        );
+        let (q, k, v) = (
+            gpu.upload(&uniform(b * h * lq * d)).unwrap(),
+            gpu.upload(&uniform(b * h * lk * d)).unwrap(),
+            gpu.upload(&uniform(b * h * lk * d)).unwrap(),
+        );
+        let m = gpu.upload(&uniform(lq * lk)).unwrap();
+        let desc = Attention::new(0.25).mask(mask);
+        let run = |g: &Wgpu| {
+            let mut out = g.upload(&vec![0xff; b * h * lq * d * 4]).unwrap();
+            let r = |x| TensorRef::new(DType::F32, x, &ql);
+            let (rk, rv) = (TensorRef::new(DType::F32, &k, &kl), TensorRef::new(DType::F32, &v, &kl));
+            let mask = (mask == AttentionMask::Explicit).then(|| TensorRef::new(DType::F32, &m, &ml));
+            g.attention(&desc, r(&q), rk, rv, mask, TensorMut::new(DType::F32, &mut out, &ql)).unwrap();
+            let mut bytes = vec![0u8; b * h * lq * d * 4];
+            g.download(&out, &mut bytes).unwrap();
+            bytes
+        };
+        let (whole, cut) = (run(gpu), run(&parts));
+        assert!(whole == cut, "{mask:?} {lq} × {lk}: the parts differ from the whole");
+    }
+}
+
 /// The same at the device's own limit: a sum of two f32 arrays just larger than it (128 MiB on
 /// lavapipe; on adapters that bind more, the cap is lowered to 64 MiB so the test stays quick),
 /// one of them broadcast along rows, and its cast to f16.
