@@ -12,7 +12,7 @@ use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Backend, Layo
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{input, map};
-use crate::parts::{Part, slice};
+use crate::parts::{Part, bind_input, input_bytes, slice};
 use crate::{Wgpu, WgpuBuffer};
 use crate::{err, wgsl};
 
@@ -214,25 +214,19 @@ fn windowed(
     let types = [t, t, t, t, mt.unwrap_or(t)];
     let whole = [Some(q.layout), Some(k.layout), Some(v.layout), Some(out.layout), mask.as_ref().map(|m| m.layout)];
     let mut parts: Vec<([Option<Layout>; 5], i64)> = vec![(whole.map(|l| l.cloned()), shift)];
-    // What binding operand `i` of a part takes: its window, or its elements copied densely.
-    let bound = |ls: &[Option<Layout>; 5], i: usize| -> Result<Option<(Part, u64)>> {
-        match (&ls[i], buffers[i]) {
-            (Some(l), Some(b)) if l.numel() > 0 => {
-                let dense = (l.numel() * wgsl::bits(types[i]) as usize / 8) as u64;
-                Ok(Some((Part::of(gpu, l, types[i], b)?, dense)))
-            }
-            _ => Ok(None),
-        }
-    };
     while let Some((ls, shift)) = parts.pop() {
-        let mut wins = (0..5).map(|i| bound(&ls, i)).collect::<Result<Vec<_>>>()?;
         let o = ls[3].as_ref().expect("an output");
-        wins[3] = Some((Part::of(gpu, o, t, out_buf)?, 0));
-        let o_win = wins[3].as_ref().map_or(0, |w| w.0.bytes());
-        let out_fits = if t == DType::F32 && o_win <= cap { true } else { 4 * o.numel() as u64 <= cap };
-        let input_fits = |i: usize| wins[i].as_ref().is_none_or(|(w, dense)| w.bytes().min(*dense) <= cap);
-        if out_fits && [0, 1, 2, 4].into_iter().all(input_fits) {
-            launch_part(gpu, desc, shift, &ls, &wins, &buffers, (t, mt), out_buf)?;
+        let o_win = Part::of(gpu, o, t, out_buf)?;
+        let out_fits = if t == DType::F32 && o_win.bytes() <= cap { true } else { 4 * o.numel() as u64 <= cap };
+        // Bytes q, k, v and the mask take bound.
+        let mut sizes = [0u64; 4];
+        for (j, i) in [0, 1, 2, 4].into_iter().enumerate() {
+            if let (Some(l), Some(b)) = (&ls[i], buffers[i]) {
+                sizes[j] = input_bytes(gpu, l, types[i], b)?;
+            }
+        }
+        if out_fits && sizes.iter().all(|&b| b <= cap) {
+            launch_part(gpu, desc, shift, &ls, &buffers, (t, mt), (o_win, out_buf))?;
             continue;
         }
         let shape = |i: usize| ls[i].as_ref().expect("an operand").shape().to_vec();
@@ -266,7 +260,7 @@ fn windowed(
             for ((a, b), (ka, kb)) in [((half, len), kv(false)), ((0, half), kv(true))] {
                 parts.push((cut(ax, [(a, b), (ka, kb), (ka, kb), (a, b), (a, b)])?, shift));
             }
-        } else if lq > 1 && input_fits(1) && input_fits(2) {
+        } else if lq > 1 && sizes[1] <= cap && sizes[2] <= cap {
             // Halves of the rows; a causal part keeps the whole problem's diagonal. (Its keys
             // are not cut: the last part's last row sees all of them.)
             let half = lq / 2;
@@ -281,48 +275,33 @@ fn windowed(
     Ok(())
 }
 
-/// Runs one part of [`windowed`] whose operands all fit: inputs as windows, or dense copies
-/// where the window is too wide; the output as a window, or through the whole buffer (which
-/// [`launch`] then writes through a scratch) where it is too wide.
-#[allow(clippy::too_many_arguments)]
+/// Runs one part of [`windowed`] whose operands all fit: inputs as [`bind_input`] binds them;
+/// the output as its window, or through the whole buffer (which [`launch`] then writes through
+/// a scratch) where the window is too wide.
 fn launch_part(
     gpu: &Wgpu,
     desc: &Attention,
     shift: i64,
     ls: &[Option<Layout>; 5],
-    wins: &[Option<(Part, u64)>],
     buffers: &[Option<&WgpuBuffer>; 5],
     (t, mt): (DType, Option<DType>),
-    out: &mut WgpuBuffer,
+    (o_win, out): (Part, &mut WgpuBuffer),
 ) -> Result<()> {
-    let cap = gpu.binding_cap;
     let ty = |i: usize| if i == 4 { mt.expect("a mask type") } else { t };
-    // Keys without elements (k_len = 0) are bound as a placeholder; nothing reads them.
-    let placeholder = gpu.take(16)?;
     let mut held: Vec<(WgpuBuffer, Layout)> = Vec::new();
     for i in [0, 1, 2, 4] {
-        let (Some(l), Some(b)) = (&ls[i], buffers[i]) else { continue };
-        held.push(match &wins[i] {
-            Some((w, _)) if w.bytes() <= cap => (w.view(b), w.layout.clone()),
-            Some(_) => {
-                let dense = Layout::contiguous(l.shape());
-                let mut copy = gpu.take(l.numel() * wgsl::bits(ty(i)) as usize / 8)?;
-                gpu.copy(TensorRef::new(ty(i), b, l), TensorMut::new(ty(i), &mut copy, &dense))?;
-                (copy, dense)
-            }
-            None => (placeholder.window(0, 16), Layout::contiguous(l.shape())),
-        });
+        if let (Some(l), Some(b)) = (&ls[i], buffers[i]) {
+            held.push(bind_input(gpu, l, ty(i), b)?);
+        }
     }
     let r = |j: usize, t: DType| TensorRef::new(t, &held[j].0, &held[j].1);
     let mask = ls[4].as_ref().map(|_| r(3, ty(4)));
-    let o = ls[3].as_ref().expect("an output");
-    match &wins[3] {
-        Some((w, _)) if w.bytes() <= cap => {
-            let mut view = w.view(out);
-            launch(gpu, desc, shift, [r(0, t), r(1, t), r(2, t)], mask, TensorMut::new(t, &mut view, &w.layout))
-        }
-        _ => launch(gpu, desc, shift, [r(0, t), r(1, t), r(2, t)], mask, TensorMut::new(t, out, o)),
+    let qkv = [r(0, t), r(1, t), r(2, t)];
+    if o_win.bytes() <= gpu.binding_cap {
+        let mut view = o_win.view(out);
+        return launch(gpu, desc, shift, qkv, mask, TensorMut::new(t, &mut view, &o_win.layout));
     }
+    launch(gpu, desc, shift, qkv, mask, TensorMut::new(t, out, ls[3].as_ref().expect("an output")))
 }
 
 /// One dispatch of the kernel over operands it can bind whole, laid out `[batch, heads, rows,

@@ -9,12 +9,12 @@
 //! three with axes of size one. (An implicit-GEMM kernel on cooperative matrices is the fast
 //! path to come; this one is the portable reference.)
 
-use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef};
+use strata_core::kernel::{Backend, Conv, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{MAIN, input, map};
-use crate::wgsl;
-use crate::{Wgpu, WgpuBuffer};
+use crate::parts::{Part, bind_input, input_bytes, slice};
+use crate::{Wgpu, WgpuBuffer, err, wgsl};
 
 const OP: &str = "conv";
 
@@ -138,6 +138,11 @@ pub(crate) fn conv(
     if n == 0 {
         return Ok(());
     }
+    let cap = gpu.binding_cap;
+    let scratch = if out.dtype == DType::F32 { 0 } else { 4 * n as u64 };
+    if [x.buffer, weight.buffer, &*out.buffer].iter().any(|b| b.bound_bytes() > cap) || scratch > cap {
+        return windowed(gpu, desc, x, weight, out);
+    }
     let n32 = u32::try_from(n)
         .map_err(|_| Error::InvalidArgument { op: OP, message: format!("{n} output elements: more than 2^32") })?;
     let s = desc.spatial;
@@ -176,4 +181,91 @@ pub(crate) fn conv(
     let scratch = gpu.take(n * 4)?;
     gpu.dispatch(OP, &kernel, &p, &[x.buffer, weight.buffer], &[&scratch], groups)?;
     map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], out)
+}
+
+/// A convolution whose operands the device cannot bind whole: parts halved along the batch,
+/// then (forward convolutions) along the output's first spatial axis longer than one, with the
+/// input positions those read and the padding shifted to match, then (forward convolutions with 32-bit
+/// outputs, or where the weight does not fit) along the output channels — whole groups
+/// where there are several, with their input channels. Inputs are bound as [`bind_input`]
+/// binds them; an output whose window is too wide is written densely and copied into place.
+/// One image's part that still does not fit is an `Err`.
+fn windowed(
+    gpu: &Wgpu,
+    desc: &Conv,
+    x: TensorRef<'_, WgpuBuffer>,
+    weight: TensorRef<'_, WgpuBuffer>,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let cap = gpu.binding_cap;
+    let s = desc.spatial;
+    let c = s + 1;
+    let mut parts = vec![(*desc, x.layout.clone(), weight.layout.clone(), out.layout.clone())];
+    while let Some((d, xl, wl, ol)) = parts.pop() {
+        let ow = Part::of(gpu, &ol, out.dtype, out.buffer)?;
+        // A 32-bit output whose window is too wide is written densely and copied into place.
+        let dense_out = 4 * ol.numel() as u64;
+        let out_fits = if out.dtype == DType::F32 { ow.bytes().min(dense_out) <= cap } else { dense_out <= cap };
+        let inputs_fit = input_bytes(gpu, &xl, x.dtype, x.buffer)? <= cap
+            && input_bytes(gpu, &wl, weight.dtype, weight.buffer)? <= cap;
+        if out_fits && inputs_fit {
+            let (xv, xl) = bind_input(gpu, &xl, x.dtype, x.buffer)?;
+            let (wv, wl) = bind_input(gpu, &wl, weight.dtype, weight.buffer)?;
+            let (xr, wr) = (TensorRef::new(x.dtype, &xv, &xl), TensorRef::new(weight.dtype, &wv, &wl));
+            if ow.bytes() <= cap {
+                let mut ov = ow.view(out.buffer);
+                conv(gpu, &d, xr, wr, TensorMut::new(out.dtype, &mut ov, &ow.layout))?;
+            } else {
+                let dense = Layout::contiguous(ol.shape());
+                let mut tmp = gpu.take(dense_out as usize)?;
+                conv(gpu, &d, xr, wr, TensorMut::new(DType::F32, &mut tmp, &dense))?;
+                gpu.copy(TensorRef::new(DType::F32, &tmp, &dense), TensorMut::new(DType::F32, out.buffer, &ol))?;
+            }
+            continue;
+        }
+        let (batch, c_in, c_out) = (xl.shape()[0], xl.shape()[c], ol.shape()[c]);
+        // The first spatial axis with more than one output position (cutting it keeps a part
+        // of a one-image output contiguous).
+        let axis = (0..s).find(|&j| ol.shape()[1 + j] > 1);
+        let weight_fits = input_bytes(gpu, &wl, weight.dtype, weight.buffer)? <= cap;
+        if batch > 1 {
+            let half = batch / 2;
+            for (a, b) in [(half, batch), (0, half)] {
+                parts.push((d, slice(&xl, 0, a, b)?, wl.clone(), slice(&ol, 0, a, b)?));
+            }
+        } else if let Some(j) = axis.filter(|_| weight_fits && !d.transposed) {
+            // Output positions [a, b) along spatial axis j read input positions [i0, i1): the
+            // input is cut to those, its padding shifted to match.
+            let (stride, dil, (lo, _)) = (d.stride[j], d.dilation[j], d.padding[j]);
+            let (extent, len, outs) = ((wl.shape()[j] - 1) * dil + 1, xl.shape()[1 + j], ol.shape()[1 + j]);
+            for (a, b) in [(outs / 2, outs), (0, outs / 2)] {
+                let i0 = (a * stride).saturating_sub(lo);
+                let i1 = ((b - 1) * stride + extent).saturating_sub(lo).clamp(i0, len);
+                let pad_lo = lo + i0 - a * stride;
+                let pad_hi = (b - a - 1) * stride + extent - (i1 - i0) - pad_lo;
+                let mut next = d;
+                next.padding[j] = (pad_lo, pad_hi);
+                parts.push((next, slice(&xl, 1 + j, i0, i1)?, wl.clone(), slice(&ol, 1 + j, a, b)?));
+            }
+        } else if !d.transposed && out.dtype == DType::F32 && c_out > 1 {
+            // Output channels [a, b) with their weights; with groups, whole ones and their inputs.
+            let (cig, cog) = (c_in / d.groups, c_out / d.groups);
+            let halves = if d.groups > 1 {
+                let g = d.groups / 2;
+                [(g, d.groups), (0, g)].map(|(g0, g1)| (g1 - g0, (g0 * cig, g1 * cig), (g0 * cog, g1 * cog)))
+            } else {
+                [(c_out / 2, c_out), (0, c_out / 2)].map(|(a, b)| (1, (0, c_in), (a, b)))
+            };
+            for (groups, (xa, xb), (oa, ob)) in halves {
+                let next = Conv { groups, ..d };
+                parts.push((next, slice(&xl, c, xa, xb)?, slice(&wl, c, oa, ob)?, slice(&ol, c, oa, ob)?));
+            }
+        } else {
+            return Err(err(
+                OP,
+                format!("one image's part of the convolution is more than this device binds at once ({cap} bytes)"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -60,3 +60,33 @@ pub(crate) fn cut_axis(widest: &Layout, narrow: bool) -> Option<usize> {
     let long = (0..widest.ndim()).filter(|&ax| widest.shape()[ax] > 1);
     if narrow { long.min() } else { long.max_by_key(|&ax| reach(widest, ax)) }
 }
+
+/// Bytes an input of a part takes bound: the window its elements lie in, or their dense copy
+/// where that is smaller (a part cut across an interleaved axis, such as the channels of a
+/// channels-last image, has a window reaching across the other parts' elements); 0 without
+/// elements.
+pub(crate) fn input_bytes(gpu: &Wgpu, l: &Layout, t: DType, b: &WgpuBuffer) -> Result<u64> {
+    if l.numel() == 0 {
+        return Ok(0);
+    }
+    let dense = (l.numel() * wgsl::bits(t) as usize / 8) as u64;
+    Ok(Part::of(gpu, l, t, b)?.bytes().min(dense))
+}
+
+/// An input of a part as a kernel binds it: a window of `b` if it fits the device's binding cap,
+/// else its elements copied densely (see [`input_bytes`]); a placeholder without elements
+/// (nothing reads it). Returns the buffer and the layout to read it by.
+pub(crate) fn bind_input(gpu: &Wgpu, l: &Layout, t: DType, b: &WgpuBuffer) -> Result<(WgpuBuffer, Layout)> {
+    use strata_core::kernel::{Backend, TensorMut, TensorRef};
+    if l.numel() == 0 {
+        return Ok((gpu.take(16)?, Layout::contiguous(l.shape())));
+    }
+    let part = Part::of(gpu, l, t, b)?;
+    if part.bytes() <= gpu.binding_cap {
+        return Ok((part.view(b), part.layout));
+    }
+    let dense = Layout::contiguous(l.shape());
+    let mut copy = gpu.take(l.numel() * wgsl::bits(t) as usize / 8)?;
+    gpu.copy(TensorRef::new(t, b, l), TensorMut::new(t, &mut copy, &dense))?;
+    Ok((copy, dense))
+}

@@ -16,8 +16,8 @@ use strata_core::quant::{MxElement, QuantMode, QuantizedTensor};
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{MAIN, input, map};
-use crate::wgsl;
-use crate::{Wgpu, WgpuBuffer};
+use crate::parts::{Part, cut_axis, slice};
+use crate::{Wgpu, WgpuBuffer, err, wgsl};
 
 const OP: &str = "quantized_matmul";
 
@@ -227,6 +227,23 @@ pub(crate) fn quantized_matmul(
     if w.shape[0] * w.shape[1] * w.mode.element_bits() as usize >= 1 << 32 {
         return Err(too_big(format!("a weight of {:?}", w.shape)));
     }
+    let cap = gpu.binding_cap;
+    for (plane, what) in [(Some(&w.data), "data"), (Some(&w.scales), "scales"), (w.biases.as_ref(), "biases")] {
+        if let Some(b) = plane.filter(|b| b.bound_bytes() > cap) {
+            return Err(err(
+                OP,
+                format!(
+                    "the weight's {what} plane ({} bytes) is more than this device binds at once ({cap} bytes)",
+                    b.bytes
+                ),
+            ));
+        }
+    }
+    let rows_bytes = 8 * (total / n.max(1)) as u64;
+    let scratch = if out.dtype == DType::F32 { 0 } else { 4 * total as u64 };
+    if x.buffer.bound_bytes() > cap || out.buffer.bound_bytes() > cap || scratch > cap || rows_bytes > cap {
+        return windowed(gpu, desc, x, w, out);
+    }
     let direct = out.dtype == DType::F32;
     let scratch_layout = Layout::contiguous(out.layout.shape());
     let dest = if direct { out.layout } else { &scratch_layout };
@@ -259,4 +276,54 @@ pub(crate) fn quantized_matmul(
     let scratch = gpu.take(total * 4)?;
     gpu.dispatch(OP, &kernel, &p, &reads, &[&scratch], groups)?;
     map(gpu, OP, "x", &[input("x", TensorRef::new(DType::F32, &scratch, &scratch_layout))], out)
+}
+
+/// A product whose activations, output or row table the device cannot bind whole: parts of
+/// rows, halved along the leading axis of `x` (and the output) that `x` reaches furthest along,
+/// each bound as the window its elements lie in; the weight's planes are bound whole.
+fn windowed(
+    gpu: &Wgpu,
+    desc: &QuantizedMatmul,
+    x: TensorRef<'_, WgpuBuffer>,
+    w: &WgpuQuantized,
+    out: TensorMut<'_, WgpuBuffer>,
+) -> Result<()> {
+    let cap = gpu.binding_cap;
+    let nd = x.layout.ndim();
+    let n = out.layout.shape()[nd - 1];
+    // With k = 0 nothing of x is read: a placeholder stands in for it.
+    let placeholder = gpu.take(16)?;
+    let mut parts = vec![(x.layout.clone(), out.layout.clone())];
+    while let Some((xl, ol)) = parts.pop() {
+        let ow = Part::of(gpu, &ol, out.dtype, out.buffer)?;
+        let xw = if xl.numel() > 0 { Some(Part::of(gpu, &xl, x.dtype, x.buffer)?) } else { None };
+        let rows = ol.numel() / n.max(1);
+        let scratch = if out.dtype == DType::F32 { 0 } else { 4 * ol.numel() as u64 };
+        let x_bytes = xw.as_ref().map_or(0, Part::bytes);
+        if x_bytes <= cap && ow.bytes() <= cap && scratch <= cap && 8 * rows as u64 <= cap {
+            let mut ov = ow.view(out.buffer);
+            let empty = Layout::contiguous(xl.shape());
+            let (xv, xlay) = match &xw {
+                Some(p) => (p.view(x.buffer), &p.layout),
+                None => (placeholder.window(0, 16), &empty),
+            };
+            let o = TensorMut::new(out.dtype, &mut ov, &ow.layout);
+            quantized_matmul(gpu, desc, TensorRef::new(x.dtype, &xv, xlay), w, o)?;
+            continue;
+        }
+        // Only the rows' axes are cut: a row's k (and its n outputs) stay in one part. A 16-bit
+        // output is cut along its outermost long axis, so that its parts stay contiguous.
+        let lead = Layout::new(&xl.shape()[..nd - 1], &xl.strides()[..nd - 1], xl.offset())?;
+        let Some(ax) = cut_axis(&lead, wgsl::bits(out.dtype) < 32) else {
+            return Err(err(
+                OP,
+                format!("one row of the product is more than this device binds at once ({cap} bytes)"),
+            ));
+        };
+        let (len, half) = (xl.shape()[ax], xl.shape()[ax] / 2);
+        for (a, b) in [(half, len), (0, half)] {
+            parts.push((slice(&xl, ax, a, b)?, slice(&ol, ax, a, b)?));
+        }
+    }
+    Ok(())
 }

@@ -297,6 +297,63 @@ fn attention_cut_along_rows_equals_the_whole() {
     }
 }
 
+/// Quantized products whose activations or outputs are larger than the device binds at once run
+/// in parts of rows: the quantized suite at a 9 KiB cap (every weight plane fits; the batched
+/// f32 case's activations do not), and a product of 120 rows stored batch-minor at a 4 KiB cap,
+/// in f32 and f16 (whose output goes through an f32 scratch), equal bit for bit to the whole (each output is computed alone
+/// either way; the whole is checked against the CPU by `quantized_matmul_matches_the_cpu`).
+#[test]
+fn quantized_products_past_the_binding_limit_run_in_parts() {
+    use strata_core::DType;
+    use strata_core::kernel::{Backend, Layout, QuantizedMatmul, TensorMut, TensorRef};
+    use strata_core::quant::{QuantMode, quantize};
+    let Some(gpu) = gpu() else { return };
+    let types = strata_wgpu::supported_dtypes();
+    suite::quantized_matmul_matches_the_cpu(&gpu.with_binding_cap(9 << 10), &types);
+    let parts = gpu.with_binding_cap(4 << 10);
+    let (b, m, k, n) = (3, 40, 128, 32);
+    let values: Vec<f32> = (0..n * k).map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0).collect();
+    let mode: QuantMode = "mxfp4".parse().unwrap();
+    let w = quantize(&values, &[n, k], &mode).unwrap();
+    let (wg, wp) = (gpu.upload_quantized(&w).unwrap(), parts.upload_quantized(&w).unwrap());
+    let x: Vec<u8> = (0..b * m * k).flat_map(|i| ((i * 53 % 97) as f32 / 48.0 - 1.0).to_le_bytes()).collect();
+    let x = gpu.upload(&x).unwrap();
+    let flat = Layout::contiguous(&[b * m * k]);
+    let mut x16 = gpu.alloc_output(b * m * k * 2).unwrap();
+    gpu.cast(TensorRef::new(DType::F32, &x, &flat), TensorMut::new(DType::F16, &mut x16, &flat)).unwrap();
+    // [b, m, k] viewed from storage ordered [m, b, k].
+    let xl = Layout::new(&[b, m, k], &[k as isize, (b * k) as isize, 1], 0).unwrap();
+    let ol = Layout::contiguous(&[b, m, n]);
+    for out_t in [DType::F32, DType::F16] {
+        let bytes = b * m * n * out_t.bits() as usize / 8;
+        let run = |g: &Wgpu, w| {
+            let mut out = g.upload(&vec![0xff; bytes]).unwrap();
+            let o = TensorMut::new(out_t, &mut out, &ol);
+            let x = TensorRef::new(out_t, if out_t == DType::F32 { &x } else { &x16 }, &xl);
+            g.quantized_matmul(&QuantizedMatmul { transpose: true }, x, w, o).unwrap();
+            let mut back = vec![0u8; bytes];
+            g.download(&out, &mut back).unwrap();
+            back
+        };
+        assert!(run(gpu, &wg) == run(&parts, &wp), "{out_t}: the parts differ from the whole");
+    }
+}
+
+/// Convolutions whose operands are larger than the device binds at once run in parts: the conv
+/// suite at a 64 KiB cap in every type, and in f32 at 8 KiB, where parts are cut along the
+/// batch, the output rows (the input rows they read, padding shifted), and the output channels
+/// (whole groups with their input channels; channel slices of channels-last operands copied
+/// densely, the output written densely and copied into place). 16-bit outputs are not cut
+/// along channels (their parts must stay contiguous), so one image whose 16-bit weight does
+/// not fit stays an error.
+#[test]
+fn conv_past_the_binding_limit_runs_in_parts() {
+    use strata_core::DType;
+    let Some(gpu) = gpu() else { return };
+    suite::conv_matches_the_cpu(&gpu.with_binding_cap(64 << 10), &strata_wgpu::supported_dtypes());
+    suite::conv_matches_the_cpu(&gpu.with_binding_cap(8 << 10), &[DType::F32]);
+}
+
 /// The same at the device's own limit: a sum of two f32 arrays just larger than it (128 MiB on
 /// lavapipe; on adapters that bind more, the cap is lowered to 64 MiB so the test stays quick),
 /// one of them broadcast along rows, and its cast to f16.
