@@ -398,6 +398,9 @@ pub(crate) fn matmul2d(
         if tma_maps(&g, nbatch, left.dtype, ptrs, rule.ws).is_some() {
             let run = WsRun { g: &g, nbatch, types, act, ptrs, bias: bias_buf };
             let plan = if cuda.tuning() && !WsConfig::forced() { tuned(cuda, &run, rule, &out)? } else { rule };
+            // A kept plan was chosen for operands of this shape, not these strides: where the
+            // copy engine cannot fetch these as it would, the rule's plan runs.
+            let plan = if tma_maps(&g, nbatch, left.dtype, ptrs, plan.ws).is_some() { plan } else { rule };
             return run.launch(cuda, plan, out.dtype, out.buffer);
         }
     }
