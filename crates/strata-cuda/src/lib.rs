@@ -258,7 +258,8 @@ impl Cuda {
     /// This device with its own ring of `slots` page-locked staging slots of `chunk` bytes
     /// for host copies (the default is four of 32 MiB; copies under 64 KiB bypass it). More or
     /// larger slots let a bigger upload return before its copy ends; small ones exercise the
-    /// ring in tests. Shares everything else.
+    /// ring in tests. The ring is this clone's own (its slots are page-locked on its first large
+    /// copy, in addition to the device's default ring). Shares everything else.
     pub fn with_staging(&self, chunk: usize, slots: usize) -> Cuda {
         let staging = transfer::Staging::new(self.ctx.clone(), chunk, slots);
         Cuda { staging: Arc::new(Mutex::new(staging)), ..self.clone() }

@@ -626,7 +626,8 @@ fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffe
 /// the tiles alone would leave half of its multiprocessors idle, with at least four k steps a
 /// unit and none empty.
 fn split_k(tiles: usize, ksteps: usize, sms: usize) -> usize {
-    if tiles * 2 > sms {
+    // (k = 0 has no steps to split; the warp-specialized kernel does not take it anyway.)
+    if tiles * 2 > sms || ksteps == 0 {
         return 1;
     }
     let s = (sms / tiles).min(ksteps / 4).max(1);

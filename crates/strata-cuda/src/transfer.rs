@@ -42,7 +42,8 @@ pub(crate) struct Staging {
     want: usize,
     slots: Vec<Slot>,
     next: usize,
-    /// Page-locked memory was refused: every copy takes the pageable path.
+    /// Page-locked memory was refused, or a staged copy failed midway: every copy takes the
+    /// pageable path.
     refused: bool,
 }
 
@@ -112,6 +113,9 @@ impl Staging {
         // The raw copies below need the context current on this thread.
         self.ctx.bind_to_thread().map_err(err)?;
         let (base, _write) = dst.slice_mut().device_ptr_mut(stream);
+        // Until the loop ends, a failure may leave a slot whose event predates its last DMA:
+        // the ring is then given up (copies take the pageable path; `drop` still waits).
+        self.refused = true;
         for (c, piece) in bytes.chunks(self.chunk).enumerate() {
             let i = self.take()?;
             let slot = &self.slots[i];
@@ -124,6 +128,7 @@ impl Staging {
             unsafe { result::memcpy_htod_async(at, staged, stream.cu_stream()) }.map_err(err)?;
             slot.done.record(stream).map_err(err)?;
         }
+        self.refused = false;
         Ok(())
     }
 
@@ -151,6 +156,7 @@ impl Staging {
             unsafe { result::memcpy_dtoh_async(staged, at, stream.cu_stream()) }.map_err(err)?;
             s.done.record(stream).map_err(err)
         };
+        self.refused = true; // as in `upload`, until the copy is through
         for c in 0..chunks.min(n) {
             let slot = self.take()?;
             order.push(slot);
@@ -165,6 +171,7 @@ impl Staging {
                 queue(self, order[c % n], c + n)?;
             }
         }
+        self.refused = false;
         Ok(())
     }
 }
@@ -172,10 +179,14 @@ impl Staging {
 /// `src` into `dst` on the rayon pool, a MiB a task: one core moves about 10 GB/s and the link
 /// about 55 (H200, PCIe 5), so a single-threaded copy into the slots would be slower than the
 /// driver's own pageable path (measured: 9.5 up and 8.2 down against its 9.3 and 16.0 GB/s).
+///
+/// On a rayon worker (an upload from a `par_iter`, say) it copies on the calling thread: the
+/// ring's lock is held, and a worker waiting for its tasks could take another upload's task,
+/// which would wait for that lock forever.
 fn copy(dst: &mut [u8], src: &[u8]) {
     use rayon::prelude::*;
     const PART: usize = 1 << 20;
-    if src.len() <= PART {
+    if src.len() <= PART || rayon::current_thread_index().is_some() {
         dst.copy_from_slice(src);
     } else {
         dst.par_chunks_mut(PART).zip(src.par_chunks(PART)).for_each(|(d, s)| d.copy_from_slice(s));

@@ -89,7 +89,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
     // Bottom-right alignment: query i sees keys j <= i + (lk - lq).
     var key_end = lk;
-    // (A part of the rows, or of the keys, gets the whole problem's diagonal in p[34].)
+    // (A part of the rows gets the whole problem's diagonal in p[34].)
     if p[7] == 1u {{
         key_end = u32(clamp(i32(i) + bitcast<i32>(p[34]) + 1, 0, i32(lk)));
     }}

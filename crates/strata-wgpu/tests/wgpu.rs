@@ -236,7 +236,7 @@ fn products_past_the_binding_limit_run_in_parts() {
 /// 112 KiB cap, the attention suite's larger cases (a causal one with grouped heads stored
 /// interleaved, 130 queries of 128 columns, whose heads' windows reach across the others' and
 /// are copied densely; 200 × 300 without a mask) are cut along the heads (whole groups) and the
-/// query rows (a causal part keeping its diagonal and binding only the keys its rows see). One
+/// query rows (a causal part keeping the whole problem's diagonal). One
 /// head's keys past the cap stay an error (the largest here, 100 KiB, would fail at 96).
 #[test]
 fn attention_past_the_binding_limit_runs_in_parts() {
