@@ -603,6 +603,8 @@ pub fn scans_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         // 4-aligned rows (16-byte loads on CUDA): several tiles and a ragged last one.
         (Layout::contiguous(&[2, 5004]), 1),
         (Layout::contiguous(&[1, 9000]), 1),
+        // One lane whose last thread's eight elements are cut short (wgpu's subgroup scans).
+        (Layout::contiguous(&[1, 4099]), 1),
     ];
     let (mut failures, mut count) = (Vec::new(), 0);
     for &t in types {
@@ -1404,37 +1406,44 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
 const FP8_ACCUMULATION: f64 = 1.0 / 4096.0;
 
 /// Scans over more lanes than a GPU runs blocks at once (each block walks several lanes), of
-/// sums, maxima and
-/// log-sum-exps in f32 and bf16, both directions, inclusive and exclusive. Too heavy for software
-/// rasterizers; the CUDA suite runs it.
+/// sums, maxima and log-sum-exps in f32 and bf16, both directions, inclusive and exclusive; and
+/// forward sums over more lanes than a GPU runs warps at once (CUDA's warp-a-lane scans walk
+/// several), rows of 268 leaving a ragged last chunk. Too heavy for software rasterizers; the
+/// CUDA suite runs it.
 pub fn scans_over_many_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0x5ca7);
-    let l = Layout::contiguous(&[4500, 1028]);
-    let n = 4500 * 1028;
+    let all = [ScanOp::Sum, ScanOp::Max, ScanOp::LogAddExp];
+    let directions = [(false, true), (false, false), (true, true)];
+    let cases: [(&[usize], &[ScanOp], &[(bool, bool)]); 2] =
+        [(&[4500, 1028], &all, &directions), (&[17500, 268], &[ScanOp::Sum], &directions[..2])];
     let (mut failures, mut count) = (Vec::new(), 0);
     for t in [DType::F32, DType::BF16].into_iter().filter(|t| types.contains(t)) {
-        for op in [ScanOp::Sum, ScanOp::Max, ScanOp::LogAddExp] {
-            for (reverse, inclusive) in [(false, true), (false, false), (true, true)] {
-                let x = uniform(t, n, 0.0, 1.0, &mut rng);
-                let tol = match (t, op) {
-                    (_, ScanOp::Max) => Tol::Ulps,
-                    (DType::F32, ScanOp::LogAddExp) => Tol::Mixed(2e-5, 1e-6),
-                    (_, ScanOp::LogAddExp) => Tol::Mixed(2.0 / 128.0, 3e-2),
-                    _ => accumulation_tol(t),
-                };
-                count += 1;
-                compare_with(
-                    gpu,
-                    &format!("{} {t} [4500, 1028] rev {reverse} incl {inclusive}", op.name()),
-                    &[(t, x, l.clone())],
-                    None,
-                    t,
-                    &l,
-                    tol,
-                    |i, o| gpu.scan(op, 1, reverse, inclusive, i[0], o),
-                    |i, o| Cpu.scan(op, 1, reverse, inclusive, i[0], o),
-                    &mut failures,
-                );
+        for (shape, ops, directions) in cases {
+            let l = Layout::contiguous(shape);
+            let n = l.numel();
+            for &op in ops {
+                for &(reverse, inclusive) in directions {
+                    let x = uniform(t, n, 0.0, 1.0, &mut rng);
+                    let tol = match (t, op) {
+                        (_, ScanOp::Max) => Tol::Ulps,
+                        (DType::F32, ScanOp::LogAddExp) => Tol::Mixed(2e-5, 1e-6),
+                        (_, ScanOp::LogAddExp) => Tol::Mixed(2.0 / 128.0, 3e-2),
+                        _ => accumulation_tol(t),
+                    };
+                    count += 1;
+                    compare_with(
+                        gpu,
+                        &format!("{} {t} {shape:?} rev {reverse} incl {inclusive}", op.name()),
+                        &[(t, x, l.clone())],
+                        None,
+                        t,
+                        &l,
+                        tol,
+                        |i, o| gpu.scan(op, 1, reverse, inclusive, i[0], o),
+                        |i, o| Cpu.scan(op, 1, reverse, inclusive, i[0], o),
+                        &mut failures,
+                    );
+                }
             }
         }
     }

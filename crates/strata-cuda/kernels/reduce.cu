@@ -48,7 +48,8 @@ template <class T> __device__ __forceinline__ T rmin(T a, T b) {
 // Shuffles of every accumulator type (the hardware moves 32- and 64-bit words).
 #define STRATA_SHFL(T, W)                                                                       \
     __device__ __forceinline__ T shfl_down(T v, int d) { return (T)__shfl_down_sync(0xffffffffu, (W)v, d); } \
-    __device__ __forceinline__ T shfl_up(T v, int d) { return (T)__shfl_up_sync(0xffffffffu, (W)v, d); }
+    __device__ __forceinline__ T shfl_up(T v, int d) { return (T)__shfl_up_sync(0xffffffffu, (W)v, d); } \
+    __device__ __forceinline__ T shfl_idx(T v, int src) { return (T)__shfl_sync(0xffffffffu, (W)v, src); }
 STRATA_SHFL(bool, int)
 STRATA_SHFL(i8, int)
 STRATA_SHFL(u8, int)
@@ -300,7 +301,7 @@ __device__ __forceinline__ void reduce(const TIN* __restrict__ x, TOUT* __restri
 struct ScanGeometry {
     i64 lanes, n;           // lanes, and elements along the scanned axis
     i32 nlane, reverse, inclusive;
-    i32 block_per_lane;  // 0: a thread per lane; 1: a block per lane; 2: the same, `scan_tiles`
+    i32 walker;  // who walks a lane: 0 a thread, 1 a block, 2 a warp (`scan_warps`)
     i64 lane_shape[STRATA_MAX_DIMS], lane_in[STRATA_MAX_DIMS], lane_out[STRATA_MAX_DIMS];
     i64 in_offset, out_offset, in_stride, out_stride;
 };
@@ -335,17 +336,19 @@ __device__ __forceinline__ CT block_exclusive_prefix(CT total, CT* warp_totals, 
     return prefix;
 }
 
-// Forward scans of dense lanes whose rows start 4-aligned: a block per lane, tiles of
-// 8 x blockDim elements, each thread's 8 moved by two 16-byte (f32) loads and stores, and the
-// next tile's loads issued before this tile is scanned. (Tried on an H200: 16 elements a
-// thread, 0.37 of copy bandwidth; also prefetching the next lane's first tile across lanes,
-// 0.33; this, 0.71.)
+// Forward scans of dense lanes whose rows start 4-aligned: a warp per lane, chunks of 256
+// elements, each thread's 8 moved by two 16-byte (f32) loads and stores, the next chunk's loads
+// issued before this one is scanned. No block barrier: each warp streams its own lane, so a
+// slow load holds up one warp, not a block. (H200, cumsum along 16384-long f32 rows: a block
+// per lane with tiles of 2048 and three barriers a tile reached 0.71 of copy bandwidth; 16
+// elements a thread 0.37, prefetching across lanes 0.33.)
 template <class T, class CT, class OP>
-__device__ __forceinline__ void scan_tiles(const T* __restrict__ x, T* __restrict__ y, const ScanGeometry& g,
-                                           CT* warp_totals) {
+__device__ __forceinline__ void scan_warps(const T* __restrict__ x, T* __restrict__ y, const ScanGeometry& g) {
     constexpr int E = 8;
-    const i64 tile_len = E * (i64)blockDim.x;
-    for (i64 l = blockIdx.x; l < g.lanes; l += gridDim.x) {
+    constexpr i64 chunk = 32 * E;
+    const int lane = threadIdx.x % 32;
+    const i64 warps_per_block = blockDim.x / 32, warps = (i64)gridDim.x * warps_per_block;
+    for (i64 l = (i64)blockIdx.x * warps_per_block + threadIdx.x / 32; l < g.lanes; l += warps) {
         i64 in = g.in_offset, out = g.out_offset, r = l;
         for (int d = g.nlane - 1; d >= 0; --d) {
             i64 c = r % g.lane_shape[d];
@@ -353,8 +356,8 @@ __device__ __forceinline__ void scan_tiles(const T* __restrict__ x, T* __restric
             in += c * g.lane_in[d];
             out += c * g.lane_out[d];
         }
-        auto load = [&](i64 tile, CT (&v)[E]) {
-            const i64 s0 = tile + E * (i64)threadIdx.x;
+        auto load = [&](i64 at, CT (&v)[E]) {
+            const i64 s0 = at + E * (i64)lane;
             if (s0 + E <= g.n) {
                 const Pack<T, 4> p = *(const Pack<T, 4>*)(x + in + s0), q = *(const Pack<T, 4>*)(x + in + s0 + 4);
 #pragma unroll
@@ -370,19 +373,20 @@ __device__ __forceinline__ void scan_tiles(const T* __restrict__ x, T* __restric
         CT cur[E], nxt[E];
         load(0, cur);
         CT carry = OP::id();
-        for (i64 tile = 0; tile < g.n; tile += tile_len) {
-            if (tile + tile_len < g.n) load(tile + tile_len, nxt);
+        for (i64 at = 0; at < g.n; at += chunk) {
+            if (at + chunk < g.n) load(at + chunk, nxt);
             CT incl[E];
             incl[0] = cur[0];
 #pragma unroll
             for (int e = 1; e < E; ++e) incl[e] = OP::comb(incl[e - 1], cur[e]);
-            CT tile_total;
-            const CT base = OP::comb(carry, block_exclusive_prefix<OP>(incl[E - 1], warp_totals, tile_total));
+            const CT through = warp_inclusive_scan<OP>(incl[E - 1], lane);
+            const CT before = shfl_up(through, 1);
+            const CT base = lane > 0 ? OP::comb(carry, before) : carry;
             T o[E];
 #pragma unroll
             for (int e = 0; e < E; ++e)
                 o[e] = St<T>::from(g.inclusive ? OP::comb(base, incl[e]) : (e == 0 ? base : OP::comb(base, incl[e - 1])));
-            const i64 s0 = tile + E * (i64)threadIdx.x;
+            const i64 s0 = at + E * (i64)lane;
             if (s0 + E <= g.n) {
                 Pack<T, 4> p, q;
 #pragma unroll
@@ -397,7 +401,7 @@ __device__ __forceinline__ void scan_tiles(const T* __restrict__ x, T* __restric
                 for (int e = 0; e < E; ++e)
                     if (s0 + e < g.n) y[out + s0 + e] = o[e];
             }
-            carry = OP::comb(carry, tile_total);
+            carry = OP::comb(carry, shfl_idx(through, 31));
 #pragma unroll
             for (int e = 0; e < E; ++e) cur[e] = nxt[e];
         }
@@ -405,11 +409,11 @@ __device__ __forceinline__ void scan_tiles(const T* __restrict__ x, T* __restric
 }
 
 // A scan: one thread per lane walking it in order, or (long dense lanes) one block per lane
-// scanning tiles of 4 x blockDim elements with a carry between tiles (`scan_tiles` where the
-// lanes are forward, unit-stride and 4-aligned).
+// scanning tiles of 4 x blockDim elements with a carry between tiles, or a warp per lane
+// (`scan_warps`, where the lanes are forward, unit-stride and 4-aligned).
 template <class T, class CT, class OP>
 __device__ __forceinline__ void scan(const T* __restrict__ x, T* __restrict__ y, const ScanGeometry& g) {
-    if (!g.block_per_lane) {
+    if (!g.walker) {
         STRATA_GRID_LOOP(l, g.lanes) {
             i64 in = g.in_offset, out = g.out_offset, r = l;
             for (int d = g.nlane - 1; d >= 0; --d) {
@@ -428,12 +432,11 @@ __device__ __forceinline__ void scan(const T* __restrict__ x, T* __restrict__ y,
         }
         return;
     }
-    __shared__ CT warp_totals[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    if (g.block_per_lane == 2) {
-        scan_tiles<T, CT, OP>(x, y, g, warp_totals);
+    if (g.walker == 2) {
+        scan_warps<T, CT, OP>(x, y, g);
         return;
     }
+    __shared__ CT warp_totals[32];
     for (i64 l = blockIdx.x; l < g.lanes; l += gridDim.x) {
         i64 in = g.in_offset, out = g.out_offset, r = l;
         for (int d = g.nlane - 1; d >= 0; --d) {
@@ -452,19 +455,8 @@ __device__ __forceinline__ void scan(const T* __restrict__ x, T* __restrict__ y,
                 v[k] = s < g.n ? (CT)ld(x[in + i * g.in_stride]) : OP::id();
                 if (k > 0) v[k] = OP::comb(v[k - 1], v[k]);
             }
-            // Exclusive prefix of this thread's total within the tile.
-            CT total = warp_inclusive_scan<OP>(v[3], lane);
-            if (lane == 31) warp_totals[warp] = total;
-            __syncthreads();
-            if (warp == 0) {
-                CT w = lane < warps ? warp_totals[lane] : OP::id();
-                warp_totals[lane] = warp_inclusive_scan<OP>(w, lane);
-            }
-            __syncthreads();
-            CT before_thread = shfl_up(total, 1);
-            CT prefix = warp > 0 ? warp_totals[warp - 1] : OP::id();
-            if (lane > 0) prefix = OP::comb(prefix, before_thread);
-            const CT base = OP::comb(carry, prefix);
+            CT tile_total;
+            const CT base = OP::comb(carry, block_exclusive_prefix<OP>(v[3], warp_totals, tile_total));
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
                 const i64 s = s0 + k, i = g.reverse ? g.n - 1 - s : s;
@@ -473,8 +465,7 @@ __device__ __forceinline__ void scan(const T* __restrict__ x, T* __restrict__ y,
                     y[out + i * g.out_stride] = St<T>::from(value);
                 }
             }
-            carry = OP::comb(carry, warp_totals[warps - 1]);
-            __syncthreads();
+            carry = OP::comb(carry, tile_total);
         }
     }
 }

@@ -280,6 +280,20 @@ impl Cuda {
         Cuda { tuning: on, ..self.clone() }
     }
 
+    /// This device with its products tuned (as [`with_tuning`](Self::with_tuning)), the plans
+    /// read from and kept in `path` instead of `tuning.txt` beside the compiled kernels: for
+    /// tests and benchmarks that must tune afresh, and for a program that ships its own plans.
+    /// Shares everything else.
+    ///
+    /// ```no_run
+    /// use strata_cuda::Cuda;
+    /// let gpu = Cuda::new(0)?.with_tuning_file("plans/h200.txt");
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn with_tuning_file(&self, path: impl Into<std::path::PathBuf>) -> Cuda {
+        Cuda { tuning: true, tuner: Arc::new(tune::Tuner::new(path.into())), ..self.clone() }
+    }
+
     pub(crate) fn tuning(&self) -> bool {
         self.tuning
     }

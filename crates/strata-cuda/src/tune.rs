@@ -81,8 +81,8 @@ fn parse(text: &str) -> HashMap<String, String> {
 /// every timed run (by clearing a buffer twice its size) so that no operand starts there, as in
 /// a model whose weights stream from memory; its time is the better turn's sum. (Timed back to
 /// back, operands that fit in L2 stay there and favour the plans that reread them most: a
-/// first version picked a plan 6% slower for bf16 128 × 4096 × 4096.) A candidate that fails
-/// is passed over; if all fail, the first one's error.
+/// first version picked a plan 6% slower for bf16 128 × 4096 × 4096.) A candidate that fails,
+/// in the warm-up or a timed run, is passed over; if all fail, the first error.
 pub(crate) fn fastest(cuda: &Cuda, n: usize, mut run: impl FnMut(usize) -> Result<()>) -> Result<usize> {
     let _span = strata_trace::span("tune");
     let e = |e| driver_err("tuning", e);
@@ -100,17 +100,26 @@ pub(crate) fn fastest(cuda: &Cuda, n: usize, mut run: impl FnMut(usize) -> Resul
         }
     }
     for _ in 0..2 {
-        for i in (0..n).filter(|&i| ok[i]) {
+        for i in 0..n {
             let mut total = 0.0;
             for _ in 0..3 {
+                if !ok[i] {
+                    break;
+                }
                 cuda.stream.memset_zeros(flush.slice_mut()).map_err(e)?;
                 start.record(&cuda.stream).map_err(e)?;
-                run(i)?;
+                if let Err(err) = run(i) {
+                    ok[i] = false;
+                    first_err.get_or_insert(err);
+                    break;
+                }
                 end.record(&cuda.stream).map_err(e)?;
                 end.synchronize().map_err(e)?;
                 total += start.elapsed_ms(&end).map_err(e)?;
             }
-            best[i] = best[i].min(total);
+            if ok[i] {
+                best[i] = best[i].min(total);
+            }
         }
     }
     let pick = (0..n).filter(|&i| ok[i]).min_by(|&a, &b| best[a].total_cmp(&best[b]));

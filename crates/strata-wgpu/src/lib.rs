@@ -235,6 +235,8 @@ pub struct Wgpu {
     /// Whether kernels may use subgroup operations (`Features::SUBGROUP`, unless
     /// `STRATA_WGPU_SUBGROUPS=0`).
     subgroups: bool,
+    /// The adapter's largest subgroup.
+    subgroup_max: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -282,6 +284,7 @@ impl Wgpu {
             ));
         };
         let info = adapter.get_info();
+        let subgroup_max = if info.subgroup_max_size > 0 { info.subgroup_max_size } else { 32 };
         let limits = adapter.limits();
         let coop = coop::config(&adapter);
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
@@ -348,6 +351,7 @@ impl Wgpu {
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             coop,
             subgroups,
+            subgroup_max,
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }
@@ -436,6 +440,11 @@ impl Wgpu {
     /// Whether kernels use the adapter's subgroup operations (scans do).
     pub fn has_subgroups(&self) -> bool {
         self.subgroups
+    }
+
+    /// The largest subgroup the adapter runs (32 where it does not say).
+    pub(crate) fn subgroup_max_size(&self) -> u32 {
+        self.subgroup_max
     }
 
     pub(crate) fn coop_config(&self) -> Option<coop::Config> {

@@ -4,10 +4,11 @@
 //! then combine in workgroup memory) or, when there are few elements per output, a thread.
 //! Results are written as 32-bit values; an output of another type or layout is filled from
 //! that scratch by a map, so no two threads ever share a word. A scan gives each lane a thread
-//! that walks the axis, or, for long lanes, a workgroup that scans tiles of 2048 (eight
-//! consecutive elements a thread, then the threads' totals: across each subgroup by shuffles
-//! where the adapter has subgroups, in workgroup memory elsewhere) carrying the prefix from tile
-//! to tile (16-bit floats accumulate in f32, as on the CPU). Operands larger than the device
+//! that walks the axis, or, for long lanes, a subgroup (dense, aligned, forward lanes on an
+//! adapter with subgroups: 16-byte vectors, shuffles, no barrier) or a workgroup that scans
+//! tiles of 2048 (eight consecutive elements a thread, then the threads' totals: across each
+//! subgroup by shuffles where the adapter has subgroups, in workgroup memory elsewhere),
+//! carrying the prefix from chunk to chunk (16-bit floats accumulate in f32, as on the CPU). Operands larger than the device
 //! binds at once run in parts: a reduction's halves combine, a scan's lanes carry their running
 //! value from one part to the next.
 
@@ -106,7 +107,9 @@ fn beats(op: ReduceOp, t: DType) -> String {
     )
 }
 
-/// Axes, shape and strides of the kept and reduced parts of `x`.
+/// Shape and strides of the kept and reduced parts of `x`, each in row-major order, axes of one
+/// element dropped and neighbours that step through memory as one axis merged (so a whole
+/// dense array reduces along one axis: the kernel's simple path, no index walk per element).
 struct Split {
     kept_shape: Vec<u32>,
     kept_strides: Vec<i32>,
@@ -117,12 +120,23 @@ struct Split {
 fn split(x: &Layout, axes: &[usize]) -> Split {
     let mut s = Split { kept_shape: vec![], kept_strides: vec![], red_shape: vec![], red_strides: vec![] };
     for (d, (&n, &st)) in x.shape().iter().zip(x.strides()).enumerate() {
-        if axes.contains(&d) {
-            s.red_shape.push(n as u32);
-            s.red_strides.push(st as i32);
+        let (shape, strides) = if axes.contains(&d) {
+            (&mut s.red_shape, &mut s.red_strides)
         } else {
-            s.kept_shape.push(n as u32);
-            s.kept_strides.push(st as i32);
+            (&mut s.kept_shape, &mut s.kept_strides)
+        };
+        if n == 1 {
+            continue;
+        }
+        match (shape.last_mut(), strides.last_mut()) {
+            (Some(ln), Some(ls)) if i64::from(*ls) == st as i64 * n as i64 => {
+                *ln *= n as u32;
+                *ls = st as i32;
+            }
+            _ => {
+                shape.push(n as u32);
+                strides.push(st as i32);
+            }
         }
     }
     s
@@ -505,6 +519,147 @@ const SUBGROUP_TOTALS: &str = "        var inc = total;
         }
 ";
 
+/// The scan kernel of [`run_scan`]'s vectorized path: subgroup `sg_id` of workgroup `group`
+/// walks lanes `group · sg_count + sg_id`, then every `workgroups · sg_count`-th, in chunks of
+/// whole 16-byte vectors: a row of one vector a thread (eight 16-bit elements; two rows of four
+/// for 32-bit ones), so that each load of a subgroup reads one dense run. Each thread scans its
+/// vector's elements, takes the prefix before them from a shuffle scan of the threads' totals,
+/// and stores its results (32-bit) as whole vectors; the subgroup's last total carries to the
+/// next row by a shuffle: no workgroup memory, no barrier. (H200, cumsum along 16384-long f32
+/// rows: 0.86–0.87 of the copy bandwidth, against 0.74–0.76 for a workgroup per lane with tiles
+/// of 2048, and 0.66–0.67 with each thread's eight elements in two adjacent vectors, whose
+/// loads leave every other 16 bytes to the next instruction; BENCHMARKS.md.) `p` as
+/// [`run_scan`] lays it out.
+fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool, chained: bool) -> String {
+    let ctn = Ct::of(t).name();
+    let wide = wgsl::bits(t) == 32;
+    let (rows, per) = if wide { (2, 4) } else { (1, 8) };
+    let mut s = String::from(
+        "@group(0) @binding(0) var<storage, read> p: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<u32>>;
+",
+    );
+    if chained {
+        s += "@group(0) @binding(3) var<storage, read_write> carry_buf: array<u32>;\n";
+    }
+    s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
+    s += &MAIN.replace(
+        "@builtin(local_invocation_index) lid: u32) {",
+        "@builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_size) sg_size: u32, @builtin(num_subgroups) sg_count: u32) {",
+    );
+    s += &format!(
+        "    let len = p[1];
+    for (var lane = group * sg_count + sg_id; lane < p[0]; lane += nwg.x * nwg.y * sg_count) {{
+        var rem = lane;
+        var xb = bitcast<i32>(p[4]);
+        var ob = bitcast<i32>(p[5]);
+        {}
+        for (var d = p[6]; d > 0u; d--) {{
+            let n = p[7u + d];
+            let i = bitcast<i32>(rem % n);
+            rem = rem / n;
+            xb += i * bitcast<i32>(p[15u + d]);
+            ob += i * bitcast<i32>(p[23u + d]);
+            {}
+        }}
+        var carry: {ctn} = {ident};
+        {}
+        let xv = bitcast<u32>(xb) / {per}u;
+        let ov = bitcast<u32>(ob) / 4u;
+        for (var c0 = 0u; c0 < len; c0 += {}u * sg_size) {{
+",
+        if chained { "var cb = bitcast<i32>(p[40]);" } else { "" },
+        if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
+        if chained {
+            format!("if p[41] != 0u {{ carry = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
+        } else {
+            String::new()
+        },
+        rows * per,
+    );
+    for r in 0..rows {
+        s += &format!(
+            "            let s{r} = c0 + ({r}u * sg_size + sg_lane) * {per}u;
+            var w{r} = vec4<u32>(0u);
+            if s{r} < len {{
+                w{r} = x[xv + s{r} / {per}u];
+            }}
+"
+        );
+    }
+    for r in 0..rows {
+        for e in 0..per {
+            let bits =
+                if wide { format!("w{r}[{e}]") } else { format!("((w{r}[{}] >> {}u) & 0xffffu)", e / 2, 16 * (e % 2)) };
+            s += &format!(
+                "            let v{r}_{e} = select({ident}, {}, s{r} + {e}u < len);\n",
+                wgsl::decode(&bits, t)
+            );
+        }
+        s += &format!("            let i{r}_0 = v{r}_0;\n");
+        for e in 1..per {
+            s += &format!("            let i{r}_{e} = f(i{r}_{}, v{r}_{e});\n", e - 1);
+        }
+        s += &format!("            var inc{r} = i{r}_{};\n", per - 1);
+        for off in [1, 2, 4, 8, 16, 32, 64] {
+            s += &format!(
+                "            if {off}u < sg_size {{
+                let t = subgroupShuffleUp(inc{r}, {off}u);
+                if sg_lane >= {off}u {{
+                    inc{r} = f(t, inc{r});
+                }}
+            }}
+"
+            );
+        }
+        s += &format!(
+            "            let below{r} = subgroupShuffleUp(inc{r}, 1u);
+            var a{r} = carry;
+            if sg_lane > 0u {{
+                a{r} = f(carry, below{r});
+            }}
+            carry = f(carry, subgroupShuffle(inc{r}, sg_size - 1u));
+"
+        );
+        for e in 0..per {
+            let chosen = match (inclusive, e) {
+                (true, _) => format!("f(a{r}, i{r}_{e})"),
+                (false, 0) => format!("a{r}"),
+                (false, _) => format!("f(a{r}, i{r}_{})", e - 1),
+            };
+            s += &format!("            let o{r}_{e} = {};\n", wgsl::encode(sd, &chosen));
+        }
+        s += &format!("            let at{r} = ov + s{r} / 4u;\n            if s{r} + {per}u <= len {{\n");
+        for v in 0..per / 4 {
+            s += &format!(
+                "                out[at{r} + {v}u] = vec4<u32>(o{r}_{}, o{r}_{}, o{r}_{}, o{r}_{});\n",
+                4 * v,
+                4 * v + 1,
+                4 * v + 2,
+                4 * v + 3
+            );
+        }
+        s += "            } else {\n";
+        for e in 0..per {
+            s += &format!(
+                "                if s{r} + {e}u < len {{\n                    out[at{r} + {}u][{}] = o{r}_{e};\n                }}\n",
+                e / 4,
+                e % 4
+            );
+        }
+        s += "            }\n";
+    }
+    s += "        }\n";
+    if chained {
+        s += "        if sg_lane == 0u {\n            carry_buf[bitcast<u32>(cb)] = bitcast<u32>(carry);\n        }\n";
+    }
+    s += "    }\n}\n";
+    s
+}
+
 pub(crate) fn scan(
     gpu: &Wgpu,
     op: ScanOp,
@@ -657,16 +812,51 @@ fn run_scan(
     let direct = out.dtype == sd;
     let len = x.layout.shape().get(axis).copied().unwrap_or(1);
     let lanes = n / len.max(1);
-    // Long lanes, not too many of them: a workgroup per lane, scanning tiles of 2048 with a
-    // carried prefix; otherwise a thread per lane walking it.
-    let block = len >= 128 && lanes < (1 << 16);
+    let lane = |l: &Layout| -> (Vec<u32>, Vec<i32>, i32) {
+        let mut shape: Vec<u32> = l.shape().iter().map(|&s| s as u32).collect();
+        let mut strides: Vec<i32> = l.strides().iter().map(|&s| s as i32).collect();
+        let step = strides.get(axis).copied().unwrap_or(0);
+        if axis < shape.len() {
+            shape.remove(axis);
+            strides.remove(axis);
+        }
+        (shape, strides, step)
+    };
+    let scratch = if direct { None } else { Some(gpu.take(n * 4)?) };
+    let dest = scratch.as_ref().unwrap_or(out.buffer);
+    let scratch_layout = Layout::contiguous(x.layout.shape());
+    let dest_layout = if direct { out.layout } else { &scratch_layout };
+    let (shape, xs, xstep) = lane(x.layout);
+    let (_, os, ostep) = lane(dest_layout);
+    // Long lanes that run forward over dense, 16-byte aligned 16- or 32-bit elements (in
+    // bindings of whole 16-byte vectors): a subgroup per lane, 16-byte vectors, no barrier
+    // (`vector_scan`).
+    let per_vector = 128 / wgsl::bits(x.dtype) as usize;
+    let vectorized = gpu.has_subgroups()
+        && !reverse
+        && len >= 128
+        && matches!(wgsl::bits(x.dtype), 16 | 32)
+        && xstep == 1
+        && ostep == 1
+        && x.layout.offset().is_multiple_of(per_vector)
+        && dest_layout.offset().is_multiple_of(4)
+        && shape.iter().zip(&xs).all(|(&n, &s)| n == 1 || s % per_vector as i32 == 0)
+        && shape.iter().zip(&os).all(|(&n, &s)| n == 1 || s % 4 == 0)
+        && x.buffer.bound_bytes().is_multiple_of(16)
+        && dest.bound_bytes().is_multiple_of(16);
+    // Otherwise long lanes, not too many of them: a workgroup per lane, scanning tiles of 2048
+    // with a carried prefix; or a thread per lane walking it.
+    let block = !vectorized && len >= 128 && lanes < (1 << 16);
     let sub = block && gpu.has_subgroups();
     // Eight elements a thread: sixteen ran at 0.47 of the copy bandwidth against 0.77, 32 at
     // 0.29 (H200, BENCHMARKS.md).
     let per = 8;
     let tile = 256 * per;
-    let key = format!("scan {} {} {reverse} {inclusive} {block} {sub} {chained}", op.name(), x.dtype);
+    let key = format!("scan {} {} {reverse} {inclusive} {block} {sub} {vectorized} {chained}", op.name(), x.dtype);
     let kernel = gpu.kernel(&key, 1, 1 + usize::from(chained), || {
+        if vectorized {
+            return vector_scan(x.dtype, sd, ident, f, inclusive, chained);
+        }
         let ctn = ct.name();
         let mut s = String::from(
             "@group(0) @binding(0) var<storage, read> p: array<u32>;
@@ -802,20 +992,6 @@ fn run_scan(
         }
         s
     })?;
-    let lane = |l: &Layout| -> (Vec<u32>, Vec<i32>, i32) {
-        let mut shape: Vec<u32> = l.shape().iter().map(|&s| s as u32).collect();
-        let mut strides: Vec<i32> = l.strides().iter().map(|&s| s as i32).collect();
-        let step = strides.get(axis).copied().unwrap_or(0);
-        if axis < shape.len() {
-            shape.remove(axis);
-            strides.remove(axis);
-        }
-        (shape, strides, step)
-    };
-    let scratch_layout = Layout::contiguous(x.layout.shape());
-    let dest_layout = if direct { out.layout } else { &scratch_layout };
-    let (shape, xs, xstep) = lane(x.layout);
-    let (_, os, ostep) = lane(dest_layout);
     let mut p = vec![
         lanes as u32,
         len as u32,
@@ -835,10 +1011,18 @@ fn run_scan(
         p.extend(pad(&cs, 0).map(|v| v as u32));
         p.extend([c.layout.offset() as u32, u32::from(c.read)]);
     }
-    let groups = if block { lanes as u64 } else { (lanes as u64).div_ceil(u64::from(WORKGROUP)) };
+    let groups = if vectorized {
+        // Lanes a workgroup starts with; past a couple of waves on a large GPU, subgroups
+        // walk more than one (a grid-stride loop).
+        let per_group = (WORKGROUP / gpu.subgroup_max_size().clamp(1, WORKGROUP)).max(1);
+        (lanes as u64).div_ceil(u64::from(per_group)).min(2048)
+    } else if block {
+        lanes as u64
+    } else {
+        (lanes as u64).div_ceil(u64::from(WORKGROUP))
+    };
     let mut writes: Vec<&WgpuBuffer> = Vec::with_capacity(2);
-    let scratch = if direct { None } else { Some(gpu.take(n * 4)?) };
-    writes.push(scratch.as_ref().unwrap_or(out.buffer));
+    writes.push(dest);
     if let Some(c) = &carry {
         writes.push(c.buf);
     }
