@@ -599,9 +599,10 @@ impl WsRun<'_> {
 fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffer>) -> Result<Plan> {
     let g = run.g;
     let key = format!(
-        "gemm {} {} {} {} {} m={} n={} k={} batch={} b_k_major={} accumulate={}",
+        "gemm {} {} sms={} {} {} {} m={} n={} k={} batch={} b_k_major={} accumulate={}",
         cuda.device_name().replace(['\t', '\n'], " "),
         cuda.arch(),
+        cuda.sms,
         run.types.0,
         run.types.1,
         out.dtype,
