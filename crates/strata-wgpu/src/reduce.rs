@@ -519,6 +519,46 @@ const SUBGROUP_TOTALS: &str = "        var inc = total;
         }
 ";
 
+/// [`MAIN`] with the subgroup builtins (`sg_id`, `sg_lane`, `sg_size`, `sg_count`).
+fn subgroup_main() -> String {
+    MAIN.replace(
+        "@builtin(local_invocation_index) lid: u32) {",
+        "@builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_size) sg_size: u32, @builtin(num_subgroups) sg_count: u32) {",
+    )
+}
+
+/// A scan kernel's walk from `lane` to where its lane starts in `x` (`xb`), in the output
+/// (`ob`) and, chained, in `carry_buf` (`cb`); then `var {start}`, the running value it
+/// starts from (the carry read back where `p[41]` says so). `p` as [`run_scan`] lays it out.
+fn lane_start(ctn: &str, ident: &str, chained: bool, start: &str) -> String {
+    format!(
+        "    var rem = lane;
+    var xb = bitcast<i32>(p[4]);
+    var ob = bitcast<i32>(p[5]);
+    {}
+    for (var d = p[6]; d > 0u; d--) {{
+        let n = p[7u + d];
+        let i = bitcast<i32>(rem % n);
+        rem = rem / n;
+        xb += i * bitcast<i32>(p[15u + d]);
+        ob += i * bitcast<i32>(p[23u + d]);
+        {}
+    }}
+    var {start}: {ctn} = {ident};
+    {}
+",
+        if chained { "var cb = bitcast<i32>(p[40]);" } else { "" },
+        if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
+        if chained {
+            format!("if p[41] != 0u {{ {start} = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
+        } else {
+            String::new()
+        },
+    )
+}
+
 /// The scan kernel of [`run_scan`]'s vectorized path: subgroup `sg_id` of workgroup `group`
 /// walks lanes `group · sg_count + sg_id`, then every `workgroups · sg_count`-th, in chunks of
 /// whole 16-byte vectors: a row of one vector a thread (eight 16-bit elements; two rows of four
@@ -544,40 +584,15 @@ fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool, chain
         s += "@group(0) @binding(3) var<storage, read_write> carry_buf: array<u32>;\n";
     }
     s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
-    s += &MAIN.replace(
-        "@builtin(local_invocation_index) lid: u32) {",
-        "@builtin(local_invocation_index) lid: u32,
-        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
-        @builtin(subgroup_size) sg_size: u32, @builtin(num_subgroups) sg_count: u32) {",
-    );
+    s += &subgroup_main();
     s += &format!(
         "    let len = p[1];
     for (var lane = group * sg_count + sg_id; lane < p[0]; lane += nwg.x * nwg.y * sg_count) {{
-        var rem = lane;
-        var xb = bitcast<i32>(p[4]);
-        var ob = bitcast<i32>(p[5]);
-        {}
-        for (var d = p[6]; d > 0u; d--) {{
-            let n = p[7u + d];
-            let i = bitcast<i32>(rem % n);
-            rem = rem / n;
-            xb += i * bitcast<i32>(p[15u + d]);
-            ob += i * bitcast<i32>(p[23u + d]);
-            {}
-        }}
-        var carry: {ctn} = {ident};
-        {}
-        let xv = bitcast<u32>(xb) / {per}u;
+{}        let xv = bitcast<u32>(xb) / {per}u;
         let ov = bitcast<u32>(ob) / 4u;
         for (var c0 = 0u; c0 < len; c0 += {}u * sg_size) {{
 ",
-        if chained { "var cb = bitcast<i32>(p[40]);" } else { "" },
-        if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
-        if chained {
-            format!("if p[41] != 0u {{ carry = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
-        } else {
-            String::new()
-        },
+        lane_start(ctn, ident, chained, "carry"),
         rows * per,
     );
     for r in 0..rows {
@@ -881,43 +896,14 @@ fn run_scan(
         // p: [lanes, len, x_step, out_step, x_off, out_off, nd, 0, shape[8], x_strides[8],
         //     out_strides[8]] (the lanes: the layout without the scanned axis); chained, then
         //     [carry_strides[8], carry_off, read the carry]
-        if sub {
-            s += &MAIN.replace(
-                "@builtin(local_invocation_index) lid: u32) {",
-                "@builtin(local_invocation_index) lid: u32,
-        @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
-        @builtin(subgroup_size) sg_size: u32, @builtin(num_subgroups) sg_count: u32) {",
-            );
-        } else {
-            s += MAIN;
-        }
+        s += &if sub { subgroup_main() } else { MAIN.to_string() };
         s += &format!(
             "    let lane = {};
     if lane >= p[0] {{ return; }}
-    var rem = lane;
-    var xb = bitcast<i32>(p[4]);
-    var ob = bitcast<i32>(p[5]);
-    {}
-    for (var d = p[6]; d > 0u; d--) {{
-        let n = p[7u + d];
-        let i = bitcast<i32>(rem % n);
-        rem = rem / n;
-        xb += i * bitcast<i32>(p[15u + d]);
-        ob += i * bitcast<i32>(p[23u + d]);
-        {}
-    }}
-    let len = p[1];
-    var start: {ctn} = {ident};
-    {}
+{}    let len = p[1];
 ",
             if block { "group" } else { "gid" },
-            if chained { "var cb = bitcast<i32>(p[40]);" } else { "" },
-            if chained { "cb += i * bitcast<i32>(p[31u + d]);" } else { "" },
-            if chained {
-                format!("if p[41] != 0u {{ start = bitcast<{ctn}>(carry_buf[bitcast<u32>(cb)]); }}")
-            } else {
-                String::new()
-            },
+            lane_start(ctn, ident, chained, "start"),
         );
         let index = if reverse { "len - 1u - step" } else { "step" };
         let store = |v: &str| format!("out[bitcast<u32>(ob + i * bitcast<i32>(p[3]))] = {};", wgsl::encode(sd, v));
