@@ -58,9 +58,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let t = Instant::now();
     let (path, s) = heat::run(&args.out)?;
-    let steps = |n: Option<usize>| n.map_or(format!("not in {}", heat::STEPS), |n| format!("{n} steps"));
+    let steps = |n: Option<usize>| n.map_or(format!("more than {}", heat::STEPS), |n| n.to_string());
     println!(
-        "  heat         {:>7.2} s  {n}×{n} plate to steady state, Jacobi (one conv2d a step) vs SOR ω={:.3} (two): change < 1e-4 after {} vs {}\n               -> {}",
+        "  heat         {:>7.2} s  {n}×{n} plate to steady state, Jacobi (one conv2d a step) vs SOR ω={:.3} (two): steps to a change < 1e-4, {} vs {}\n               -> {}",
         t.elapsed().as_secs_f64(),
         s.omega,
         steps(s.steps_to_1e4.0),

@@ -603,8 +603,11 @@ pub fn scans_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         // 4-aligned rows (16-byte loads on CUDA): several tiles and a ragged last one.
         (Layout::contiguous(&[2, 5004]), 1),
         (Layout::contiguous(&[1, 9000]), 1),
-        // One lane whose last thread's eight elements are cut short (wgpu's subgroup scans).
+        // One lane whose last thread's eight elements are cut short.
         (Layout::contiguous(&[1, 4099]), 1),
+        // Lanes enough for a warp (CUDA) or a subgroup (wgpu) each, rows 16-byte aligned in
+        // every type of 16 bits or more.
+        (Layout::contiguous(&[5000, 136]), 1),
     ];
     let (mut failures, mut count) = (Vec::new(), 0);
     for &t in types {
@@ -1408,8 +1411,8 @@ const FP8_ACCUMULATION: f64 = 1.0 / 4096.0;
 /// Scans over more lanes than a GPU runs blocks at once (each block walks several lanes), of
 /// sums, maxima and log-sum-exps in f32 and bf16, both directions, inclusive and exclusive; and
 /// forward sums over more lanes than a GPU runs warps at once (CUDA's warp-a-lane scans walk
-/// several), rows of 268 leaving a ragged last chunk. Too heavy for software rasterizers; the
-/// CUDA suite runs it.
+/// several; on wgpu, subgroups do past 2048 workgroups), rows of 268 leaving a ragged last
+/// chunk.
 pub fn scans_over_many_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0x5ca7);
     let all = [ScanOp::Sum, ScanOp::Max, ScanOp::LogAddExp];

@@ -303,16 +303,21 @@ pub(crate) fn scan(
     // (adjacent threads on adjacent lanes, so their loads coalesce).
     g.walker = i32::from(g.n >= 256 && g.in_stride.abs() == 1);
     // ... or a warp each, with 16-byte loads and stores, where every lane runs forward from a
-    // 4-aligned start (no block barriers: on an H200 this took cumsum from 0.71 to 0.93 of copy
-    // bandwidth).
+    // 4-aligned start (no block barriers: on an H200 this took cumsum along 16384 rows from
+    // 0.71 to 0.93 of copy bandwidth), and there are lanes enough to give each multiprocessor
+    // half the warps it holds (fewer keep a block each: a block keeps eight times a warp's
+    // loads in flight on its lane; the threshold is reasoned, not measured).
     let aligned = |v: i64| v % 4 == 0;
+    let lane_strides_aligned =
+        (0..d).filter(|&a| g.lane_shape[a] > 1).all(|a| aligned(g.lane_in[a]) && aligned(g.lane_out[a]));
     if g.walker == 1
         && !reverse
         && g.in_stride == 1
         && g.out_stride == 1
         && aligned(g.in_offset)
         && aligned(g.out_offset)
-        && g.lane_in[..d].iter().chain(&g.lane_out[..d]).all(|&s| aligned(s))
+        && lane_strides_aligned
+        && g.lanes >= 32 * i64::from(cuda.sms)
     {
         g.walker = 2;
     }

@@ -81,8 +81,10 @@ fn parse(text: &str) -> HashMap<String, String> {
 /// every timed run (by clearing a buffer twice its size) so that no operand starts there, as in
 /// a model whose weights stream from memory; its time is the better turn's sum. (Timed back to
 /// back, operands that fit in L2 stay there and favour the plans that reread them most: a
-/// first version picked a plan 6% slower for bf16 128 × 4096 × 4096.) A candidate that fails,
-/// in the warm-up or a timed run, is passed over; if all fail, the first error.
+/// first version picked a plan 6% slower for bf16 128 × 4096 × 4096.) A candidate whose launch
+/// fails, in the warm-up or a timed run, is passed over; if all fail, the first error. (A kernel
+/// that faults while running is not a failed launch: its error surfaces at the next wait and
+/// ends the tuning, as it would any other work on the context.)
 pub(crate) fn fastest(cuda: &Cuda, n: usize, mut run: impl FnMut(usize) -> Result<()>) -> Result<usize> {
     let _span = strata_trace::span("tune");
     let e = |e| driver_err("tuning", e);

@@ -284,7 +284,7 @@ impl Wgpu {
             ));
         };
         let info = adapter.get_info();
-        let subgroup_max = if info.subgroup_max_size > 0 { info.subgroup_max_size } else { 32 };
+        let subgroup_max = if info.subgroup_max_size > 0 { info.subgroup_max_size } else { 128 };
         let limits = adapter.limits();
         let coop = coop::config(&adapter);
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
@@ -442,7 +442,7 @@ impl Wgpu {
         self.subgroups
     }
 
-    /// The largest subgroup the adapter runs (32 where it does not say).
+    /// The largest subgroup the adapter runs (128, the most any may, where it does not say).
     pub(crate) fn subgroup_max_size(&self) -> u32 {
         self.subgroup_max
     }

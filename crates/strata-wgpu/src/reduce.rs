@@ -8,9 +8,9 @@
 //! adapter with subgroups: 16-byte vectors, shuffles, no barrier) or a workgroup that scans
 //! tiles of 2048 (eight consecutive elements a thread, then the threads' totals: across each
 //! subgroup by shuffles where the adapter has subgroups, in workgroup memory elsewhere),
-//! carrying the prefix from chunk to chunk (16-bit floats accumulate in f32, as on the CPU). Operands larger than the device
-//! binds at once run in parts: a reduction's halves combine, a scan's lanes carry their running
-//! value from one part to the next.
+//! carrying the prefix from chunk to chunk (16-bit floats accumulate in f32, as on the CPU).
+//! Operands larger than the device binds at once run in parts: a reduction's halves combine, a
+//! scan's lanes carry their running value from one part to the next.
 
 use strata_core::kernel::{Layout, ReduceOp, ScanOp, TensorMut, TensorRef, validate_reduce_call, validate_scan};
 use strata_core::{DType, Result};
@@ -570,7 +570,7 @@ fn lane_start(ctn: &str, ident: &str, chained: bool, start: &str) -> String {
 /// of 2048, and 0.66–0.67 with each thread's eight elements in two adjacent vectors, whose
 /// loads leave every other 16 bytes to the next instruction; BENCHMARKS.md.) `p` as
 /// [`run_scan`] lays it out.
-fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool, chained: bool) -> String {
+fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool) -> String {
     let ctn = Ct::of(t).name();
     let wide = wgsl::bits(t) == 32;
     let (rows, per) = if wide { (2, 4) } else { (1, 8) };
@@ -580,19 +580,18 @@ fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool, chain
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<u32>>;
 ",
     );
-    if chained {
-        s += "@group(0) @binding(3) var<storage, read_write> carry_buf: array<u32>;\n";
-    }
     s += &format!("fn f(a: {ctn}, v: {ctn}) -> {ctn} {{\n    return {f};\n}}\n");
     s += &subgroup_main();
     s += &format!(
         "    let len = p[1];
-    for (var lane = group * sg_count + sg_id; lane < p[0]; lane += nwg.x * nwg.y * sg_count) {{
+    // p[7] subgroups a workgroup, whatever size its subgroups have (a driver may mix sizes).
+    if sg_id >= p[7] {{ return; }}
+    for (var lane = group * p[7] + sg_id; lane < p[0]; lane += nwg.x * nwg.y * p[7]) {{
 {}        let xv = bitcast<u32>(xb) / {per}u;
         let ov = bitcast<u32>(ob) / 4u;
         for (var c0 = 0u; c0 < len; c0 += {}u * sg_size) {{
 ",
-        lane_start(ctn, ident, chained, "carry"),
+        lane_start(ctn, ident, false, "carry"),
         rows * per,
     );
     for r in 0..rows {
@@ -668,12 +667,12 @@ fn vector_scan(t: DType, sd: DType, ident: &str, f: &str, inclusive: bool, chain
         s += "            }\n";
     }
     s += "        }\n";
-    if chained {
-        s += "        if sg_lane == 0u {\n            carry_buf[bitcast<u32>(cb)] = bitcast<u32>(carry);\n        }\n";
-    }
     s += "    }\n}\n";
     s
 }
+
+/// Lanes from which a scan takes a subgroup per lane (see [`run_scan`]).
+const VECTOR_LANES: usize = 4096;
 
 pub(crate) fn scan(
     gpu: &Wgpu,
@@ -843,11 +842,16 @@ fn run_scan(
     let dest_layout = if direct { out.layout } else { &scratch_layout };
     let (shape, xs, xstep) = lane(x.layout);
     let (_, os, ostep) = lane(dest_layout);
-    // Long lanes that run forward over dense, 16-byte aligned 16- or 32-bit elements (in
+    // Many long lanes that run forward over dense, 16-byte aligned 16- or 32-bit elements (in
     // bindings of whole 16-byte vectors): a subgroup per lane, 16-byte vectors, no barrier
-    // (`vector_scan`).
+    // (`vector_scan`). Fewer lanes keep a workgroup each, which has eight times a subgroup's
+    // loads in flight on its lane (the threshold is about half the subgroups a large GPU
+    // holds; reasoned, not measured). A part of a windowed scan that carries its lanes along
+    // has one lane: windows cut the lanes before the scanned axis.
     let per_vector = 128 / wgsl::bits(x.dtype) as usize;
     let vectorized = gpu.has_subgroups()
+        && !chained
+        && lanes >= VECTOR_LANES
         && !reverse
         && len >= 128
         && matches!(wgsl::bits(x.dtype), 16 | 32)
@@ -870,7 +874,7 @@ fn run_scan(
     let key = format!("scan {} {} {reverse} {inclusive} {block} {sub} {vectorized} {chained}", op.name(), x.dtype);
     let kernel = gpu.kernel(&key, 1, 1 + usize::from(chained), || {
         if vectorized {
-            return vector_scan(x.dtype, sd, ident, f, inclusive, chained);
+            return vector_scan(x.dtype, sd, ident, f, inclusive);
         }
         let ctn = ct.name();
         let mut s = String::from(
@@ -997,10 +1001,14 @@ fn run_scan(
         p.extend(pad(&cs, 0).map(|v| v as u32));
         p.extend([c.layout.offset() as u32, u32::from(c.read)]);
     }
+    // The vectorized kernel's subgroups a workgroup (as many as the smallest count of subgroups
+    // a workgroup can have); past a couple of waves on a large GPU they walk more than one
+    // lane each (a grid-stride loop).
+    let per_group = (WORKGROUP / gpu.subgroup_max_size().clamp(1, WORKGROUP)).max(1);
+    if vectorized {
+        p[7] = per_group;
+    }
     let groups = if vectorized {
-        // Lanes a workgroup starts with; past a couple of waves on a large GPU, subgroups
-        // walk more than one (a grid-stride loop).
-        let per_group = (WORKGROUP / gpu.subgroup_max_size().clamp(1, WORKGROUP)).max(1);
         (lanes as u64).div_ceil(u64::from(per_group)).min(2048)
     } else if block {
         lanes as u64

@@ -48,6 +48,7 @@ suite_tests!(
     casts_select_and_copies_match_the_cpu,
     reductions_match_the_cpu,
     scans_match_the_cpu,
+    scans_over_many_lanes_match_the_cpu,
     gather_scatter_and_random_bits_match_the_cpu,
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
