@@ -559,8 +559,9 @@ fn lane_start(ctn: &str, ident: &str, chained: bool, start: &str) -> String {
     )
 }
 
-/// The scan kernel of [`run_scan`]'s vectorized path: subgroup `sg_id` of workgroup `group`
-/// walks lanes `group · sg_count + sg_id`, then every `workgroups · sg_count`-th, in chunks of
+/// The scan kernel of [`run_scan`]'s vectorized path: subgroup `sg_id < K` of workgroup
+/// `group` (`K = p[7]`, the fewest subgroups a workgroup can have) walks lanes
+/// `group · K + sg_id`, then every `workgroups · K`-th, in chunks of
 /// whole 16-byte vectors: a row of one vector a thread (eight 16-bit elements; two rows of four
 /// for 32-bit ones), so that each load of a subgroup reads one dense run. Each thread scans its
 /// vector's elements, takes the prefix before them from a shuffle scan of the threads' totals,
