@@ -185,9 +185,9 @@ pub(crate) fn conv(
 
 /// A convolution whose operands the device cannot bind whole: parts halved along the batch,
 /// then (forward convolutions) along the output's first spatial axis longer than one, with the
-/// input positions those read and the padding shifted to match, then (forward convolutions with 32-bit
-/// outputs, or where the weight does not fit) along the output channels — whole groups
-/// where there are several, with their input channels. Inputs are bound as [`bind_input`]
+/// input positions those read and the padding shifted to match, then (forward convolutions
+/// with 32-bit outputs, or where the weight does not fit) along the output channels — whole
+/// groups where there are several, with their input channels. Inputs are bound as [`bind_input`]
 /// binds them; an output whose window is too wide is written densely and copied into place.
 /// One image's part that still does not fit is an `Err`.
 fn windowed(

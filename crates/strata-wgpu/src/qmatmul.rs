@@ -16,7 +16,7 @@ use strata_core::quant::{MxElement, QuantMode, QuantizedTensor};
 use strata_core::{DType, Error, Result};
 
 use crate::elementwise::{MAIN, input, map};
-use crate::parts::{Part, cut_axis, slice};
+use crate::parts::{Part, bind_input, cut_axis, input_bytes, slice};
 use crate::{Wgpu, WgpuBuffer, err, wgsl};
 
 const OP: &str = "quantized_matmul";
@@ -279,8 +279,9 @@ pub(crate) fn quantized_matmul(
 }
 
 /// A product whose activations, output or row table the device cannot bind whole: parts of
-/// rows, halved along the leading axis of `x` (and the output) that `x` reaches furthest along,
-/// each bound as the window its elements lie in; the weight's planes are bound whole.
+/// rows, halved along the leading axis of `x` (and the output) that `x` reaches furthest along;
+/// activations bound as [`bind_input`] binds them, the output as its window, the weight's planes
+/// whole.
 fn windowed(
     gpu: &Wgpu,
     desc: &QuantizedMatmul,
@@ -291,24 +292,17 @@ fn windowed(
     let cap = gpu.binding_cap;
     let nd = x.layout.ndim();
     let n = out.layout.shape()[nd - 1];
-    // With k = 0 nothing of x is read: a placeholder stands in for it.
-    let placeholder = gpu.take(16)?;
     let mut parts = vec![(x.layout.clone(), out.layout.clone())];
     while let Some((xl, ol)) = parts.pop() {
         let ow = Part::of(gpu, &ol, out.dtype, out.buffer)?;
-        let xw = if xl.numel() > 0 { Some(Part::of(gpu, &xl, x.dtype, x.buffer)?) } else { None };
         let rows = ol.numel() / n.max(1);
         let scratch = if out.dtype == DType::F32 { 0 } else { 4 * ol.numel() as u64 };
-        let x_bytes = xw.as_ref().map_or(0, Part::bytes);
+        let x_bytes = input_bytes(gpu, &xl, x.dtype, x.buffer)?;
         if x_bytes <= cap && ow.bytes() <= cap && scratch <= cap && 8 * rows as u64 <= cap {
+            let (xv, xlay) = bind_input(gpu, &xl, x.dtype, x.buffer)?;
             let mut ov = ow.view(out.buffer);
-            let empty = Layout::contiguous(xl.shape());
-            let (xv, xlay) = match &xw {
-                Some(p) => (p.view(x.buffer), &p.layout),
-                None => (placeholder.window(0, 16), &empty),
-            };
             let o = TensorMut::new(out.dtype, &mut ov, &ow.layout);
-            quantized_matmul(gpu, desc, TensorRef::new(x.dtype, &xv, xlay), w, o)?;
+            quantized_matmul(gpu, desc, TensorRef::new(x.dtype, &xv, &xlay), w, o)?;
             continue;
         }
         // Only the rows' axes are cut: a row's k (and its n outputs) stay in one part. A 16-bit

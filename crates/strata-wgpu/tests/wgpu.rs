@@ -301,8 +301,9 @@ fn attention_cut_along_rows_equals_the_whole() {
 /// Quantized products whose activations or outputs are larger than the device binds at once run
 /// in parts of rows: the quantized suite at a 9 KiB cap (every weight plane fits; the batched
 /// f32 case's activations do not), and a product of 120 rows stored batch-minor at a 4 KiB cap,
-/// in f32 and f16 (whose output goes through an f32 scratch), equal bit for bit to the whole (each output is computed alone
-/// either way; the whole is checked against the CPU by `quantized_matmul_matches_the_cpu`).
+/// in f32 and f16 (whose output goes through an f32 scratch), equal bit for bit to the whole
+/// (each output is computed alone either way; the whole is checked against the CPU by
+/// `quantized_matmul_matches_the_cpu`).
 #[test]
 fn quantized_products_past_the_binding_limit_run_in_parts() {
     use strata_core::DType;
