@@ -1453,6 +1453,68 @@ pub fn scans_over_many_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType])
     report("scan (many lanes)", failures, count);
 }
 
+/// 16-bit products with few rows (m ≤ 16: decoding, where m is the batch of tokens) and B
+/// stored n × k as a `Linear` layer's weight is, the shapes CUDA's few-rows kernel takes: one row,
+/// rows of one and two tiles of eight, k of one 8-element chunk, of fewer 32-wide steps than
+/// the kernel has k parts and of many, ragged n, padded rows, a batch with B broadcast, and each
+/// epilogue, into the operands' type and f32.
+pub fn matmul2d_few_rows_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x5e1f);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    // (m, n, k, row stride of both operands, batch, variant)
+    let cases = [
+        (1, 1000, 1032, 1032, 1, 0),
+        (3, 33, 40, 40, 1, 1),
+        (8, 300, 264, 264, 1, 2),
+        (9, 64, 8, 8, 1, 0),
+        (16, 517, 520, 520, 3, 1),
+        (16, 40, 4104, 4104, 1, 2),
+        (5, 70, 48, 56, 1, 0),
+        (12, 129, 96, 104, 2, 2),
+    ];
+    for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
+        for (ci, &(m, n, k, ld, batch, variant)) in cases.iter().enumerate() {
+            let out_t = if ci % 2 == 0 { t } else { DType::F32 };
+            let desc = Matmul2d::new(m, n, k).transpose_right(true);
+            let desc = match variant {
+                1 => desc.epilogue(Epilogue::Bias(Activation::Gelu)),
+                2 => desc.mode(MatmulMode::MultiplyAccumulate),
+                _ => desc,
+            };
+            let left = Layout::new(&[batch, m, k], &[(m * ld) as isize, ld as isize, 1], 0).unwrap();
+            let right = Layout::new(&[batch, n, k], &[0, ld as isize, 1], 0).unwrap();
+            let mut inputs =
+                vec![(t, operand(t, batch * m * ld, &mut rng), left), (t, operand(t, n * ld, &mut rng), right)];
+            if desc.epilogue.has_bias() {
+                inputs.push((out_t, operand(out_t, n, &mut rng), Layout::contiguous(&[n])));
+            }
+            let initial = operand(out_t, batch * m * n, &mut rng);
+            let tol = match out_t {
+                DType::F16 => Tol::Mixed(1.0 / 1024.0, 2e-3),
+                DType::BF16 => Tol::Mixed(1.0 / 128.0, 2e-2),
+                _ => Tol::Mixed(1e-5, 1e-4),
+            };
+            count += 1;
+            compare_with(
+                gpu,
+                &format!(
+                    "matmul2d {t}->{out_t} m={m} n={n} k={k} ld={ld} batch={batch} {:?} {:?}",
+                    desc.epilogue, desc.mode
+                ),
+                &inputs,
+                Some(&initial),
+                out_t,
+                &Layout::contiguous(&[batch, m, n]),
+                tol,
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                &mut failures,
+            );
+        }
+    }
+    report("matmul2d (few rows)", failures, count);
+}
+
 /// 16-bit products large enough that a persistent kernel walks several output tiles per
 /// multiprocessor (more tiles than a GPU has multiprocessors), with ragged edges in m, n and k:
 /// batched operands, a broadcast right operand, a bias with an activation, and both layouts of

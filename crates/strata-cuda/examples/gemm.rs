@@ -7,7 +7,7 @@
 //! case is `N` (square, every type and both layouts of B, f32 with relaxed precision: tf32
 //! against cuBLAS's TF32 mode, and fp8), `MxNxK` (bf16, B stored n × k as a `Linear` layer's
 //! weight is) or `fp8:MxNxK`; with none, the square sizes 4096 and 8192 and the LLM shapes
-//! (m = 16 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8.
+//! (m = 1 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8.
 //!
 //! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
 //! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
@@ -211,7 +211,7 @@ fn parse(args: &[String]) -> Vec<Case> {
         cases.extend(square(8192));
         // (n, k) of a Llama-3-8B layer (qkv+o 4096², MLP 14336 up and down) and a 70B-class MLP.
         for (n, k) in [(4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192)] {
-            for m in [16, 128, 1024, 4096, 8192] {
+            for m in [1, 16, 128, 1024, 4096, 8192] {
                 cases.push(bf16(m, n, k));
             }
         }

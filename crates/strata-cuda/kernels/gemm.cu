@@ -586,9 +586,129 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
     }
 }
 
+// ---- few rows: streaming B ---------------------------------------------------------------------
+// With m <= 16 (decoding: m is the batch of tokens) the product reads B once and does little
+// else, so its time is B's bytes over the memory bandwidth; tiles of 64 or 128 rows of A would
+// leave most of each `mma` empty and too few CTAs to keep enough loads in flight. This kernel
+// swaps the roles: C^T = B^T A^T on `mma.m16n8k16`, 16 columns of B as the fragment's rows and
+// A's m rows as its 8 (MT = 1) or 16 (MT = 2) columns. Both operands K-major, k a multiple of 8.
+//
+// Fragments come straight from global memory into registers: a dot product may take its terms
+// in any order, so within each 32-wide k step thread (g, t) of a warp reads the eight elements
+// at 8t..8t+7 of its rows with one 16-byte load, and they serve as its k pairs of two `mma`
+// steps, for A and B alike (their k slots then name the same element). A warp loads U
+// consecutive k steps at once (U * 64 contiguous bytes of each of its rows of B, with a hint to
+// fetch 256 bytes from memory), the next U while it multiplies these. A CTA of GROUPS x PARTS
+// warps covers 16 * GROUPS columns of C, each group of 16 split along k among PARTS warps (every
+// PARTS-th block of U steps); the partial sums meet in shared memory before the epilogue.
+__device__ __forceinline__ uint4 ld_stream(const void* p) {  // read once: no L1 allocation
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
+template <class T, class TOUT, int MT, int U, int GROUPS, int PARTS, class F>
+__device__ void gemm_skinny(const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,
+                            const MatmulGeometry& g, F act) {
+    constexpr int COLS = 16 * GROUPS;
+    __shared__ float part[PARTS][COLS][MT * 8 + 1];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+    const int grp = warp % GROUPS, kp = warp / GROUPS;
+    const i64 n0 = (i64)blockIdx.x * COLS;
+    const i64 blocks = (g.k + 32 * U - 1) / (32 * U);  // blocks of U k steps
+    const i64 mine = (blocks - kp + PARTS - 1) / PARTS;  // blocks this warp takes
+    for (i64 z = blockIdx.y; z < g.batch; z += gridDim.y) {
+        i64 ao, bo, co;
+        batch_offsets(g, z, ao, bo, co);
+        // This thread's two columns of B (rows of its n x k storage) and MT rows of A.
+        const i64 nb = n0 + grp * 16 + gq;
+        const T* w[2] = {b + bo + nb * g.b_cs, b + bo + (nb + 8) * g.b_cs};
+        const bool w_in[2] = {nb < g.n, nb + 8 < g.n};
+        const T* x[MT];
+        bool x_in[MT];
+#pragma unroll
+        for (int r = 0; r < MT; ++r) {
+            x[r] = a + ao + (gq + 8 * r) * g.a_rs;
+            x_in[r] = gq + 8 * r < g.m;
+        }
+        const uint4 zero = make_uint4(0, 0, 0, 0);
+        // Two sets of registers (each named, never indexed at run time, so they stay registers).
+        uint4 w0[U][2], x0[U][MT], w1[U][2], x1[U][MT];
+        // Loads this warp's block j (zeros past the end of k).
+        auto load = [&](uint4 (&wv)[U][2], uint4 (&xv)[U][MT], i64 j) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const i64 k = ((kp + PARTS * j) * U + u) * 32 + 8 * t;
+                const bool in = k < g.k;
+#pragma unroll
+                for (int h = 0; h < 2; ++h) wv[u][h] = in && w_in[h] ? ld_stream(w[h] + k) : zero;
+#pragma unroll
+                for (int r = 0; r < MT; ++r) xv[u][r] = in && x_in[r] ? *(const uint4*)(x[r] + k) : zero;
+            }
+        };
+        float acc[MT][4] = {};
+        auto products = [&](const uint4 (&wv)[U][2], const uint4 (&xv)[U][MT]) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                // Rows gq and gq + 8 of the fragment; k pairs 8t + {0, 1} and {2, 3}, then {4, 5}
+                // and {6, 7}.
+                const uint4 r0 = wv[u][0], r8 = wv[u][1];
+                const u32 fa[2][4] = {{r0.x, r8.x, r0.y, r8.y}, {r0.z, r8.z, r0.w, r8.w}};
+#pragma unroll
+                for (int r = 0; r < MT; ++r) {
+                    const uint4 xr = xv[u][r];
+                    const u32 fb[2][2] = {{xr.x, xr.y}, {xr.z, xr.w}};
+                    tensor_ops::mma_16816(acc[r], fa[0], fb[0], T{});
+                    tensor_ops::mma_16816(acc[r], fa[1], fb[1], T{});
+                }
+            }
+        };
+        load(w0, x0, 0);
+        for (i64 j = 0; j < mine; j += 2) {
+            if (j + 1 < mine) load(w1, x1, j + 1);
+            products(w0, x0);
+            if (j + 1 >= mine) break;
+            if (j + 2 < mine) load(w0, x0, j + 2);
+            products(w1, x1);
+        }
+        // acc[r]: C^T at columns gq and gq + 8 (of the group) and rows 8r + 2t, 8r + 2t + 1.
+#pragma unroll
+        for (int r = 0; r < MT; ++r) {
+            float* p = &part[kp][grp * 16 + gq][8 * r + 2 * t];
+            p[0] = acc[r][0];
+            p[1] = acc[r][1];
+            p[8 * (MT * 8 + 1)] = acc[r][2];
+            p[8 * (MT * 8 + 1) + 1] = acc[r][3];
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < COLS * MT * 8; e += blockDim.x) {
+            const int j = e % COLS, i = e / COLS;  // neighbouring threads on neighbouring columns
+            const i64 gj = n0 + j;
+            if (i < g.m && gj < g.n) {
+                float v = 0.f;
+#pragma unroll
+                for (int q = 0; q < PARTS; ++q) v += part[q][j][i];
+                finish<float, TOUT>(v, c, co + i * g.c_rs + gj * g.c_cs, bias, g, i, gj, act);
+            }
+        }
+        __syncthreads();
+    }
+}
+
 }  // namespace strata
 
 #endif  // STRATA_GEMM_CU
+
+// MT: n8 tiles of A's rows (m <= 8 * MT).
+#define STRATA_GEMM_SKINNY(T, TOUT, MT, U, GROUPS, PARTS)                                            \
+    extern "C" __global__ void __launch_bounds__(32 * GROUPS * PARTS) strata_kernel(                \
+        const T* __restrict__ a, const T* __restrict__ b, const TOUT* bias, TOUT* c,                   \
+        strata::MatmulGeometry g) {                                                                  \
+        strata::gemm_skinny<T, TOUT, MT, U, GROUPS, PARTS>(a, b, bias, c, g,                          \
+                                                           [](float v) -> float { return STRATA_ACT(v); }); \
+    }
 
 #define STRATA_GEMM_SIMT(TA, TB, CT, TOUT)                                                           \
     extern "C" __global__ void __launch_bounds__(256) strata_kernel(                                 \

@@ -384,7 +384,9 @@ pub(crate) fn matmul2d(
             &dummy
         }
     };
+    let few = FewRows::choose(cuda, &g, types, layouts);
     let specialized = match path {
+        _ if few.is_some() => None,
         Path::Warpgroup { right_k_major } if kernel_override().as_deref() != Some("wg") => Some(right_k_major),
         Path::KMajor => Some(true),
         _ => None,
@@ -404,38 +406,111 @@ pub(crate) fn matmul2d(
             return run.launch(cuda, plan, out.dtype, out.buffer);
         }
     }
-    let (f, (bm, bn), smem) = match path {
-        Path::Warpgroup { right_k_major } => {
+    let tiles = |f, (bm, bn): (usize, usize), smem| {
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, g.batch.min(65535) as u32),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        if cfg.grid_dim.1 > 65535 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!("m = {m} exceeds the grid the CUDA kernel uses"),
+            });
+        }
+        Ok((f, cfg))
+    };
+    let (f, cfg) = match (few, path) {
+        (Some(p), _) => {
+            let key = format!("gemm skinny {} {} {act:?} {p:?}", left.dtype, out.dtype);
+            let f = cuda.kernel(&key, || skinny_source(left.dtype, out.dtype, act, p))?;
+            let grid_dim = (n.div_ceil(16 * p.groups as usize) as u32, g.batch.min(65535) as u32, 1);
+            (f, LaunchConfig { grid_dim, block_dim: (32 * p.groups * p.parts, 1, 1), shared_mem_bytes: 0 })
+        }
+        (None, Path::Warpgroup { right_k_major }) => {
             let key = format!("gemm wg {} {} {act:?} {right_k_major}", left.dtype, out.dtype);
             let f = cuda.kernel_with_smem(&key, WG_SMEM, || wg_source(left.dtype, out.dtype, act, right_k_major))?;
-            (f, (128, 256), WG_SMEM)
+            tiles(f, (128, 256), WG_SMEM)?
         }
-        Path::Warp { left_k_major, right_k_major } => {
+        (None, Path::Warp { left_k_major, right_k_major }) => {
             let key = format!("gemm tc {} {} {act:?} {left_k_major} {right_k_major}", left.dtype, out.dtype);
             let f = cuda.kernel(&key, || tc_source(left.dtype, out.dtype, act, left_k_major, right_k_major))?;
-            (f, (128, 128), 0)
+            tiles(f, (128, 128), 0)?
         }
-        Path::Simt | Path::KMajor => {
+        (None, Path::Simt | Path::KMajor) => {
             let key = format!("gemm simt {} {} {} {act:?}", left.dtype, right.dtype, out.dtype);
-            (cuda.kernel(&key, || simt_source(types, out.dtype, act))?, (64, 64), 0)
+            tiles(cuda.kernel(&key, || simt_source(types, out.dtype, act))?, (64, 64), 0)?
         }
     };
-    let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, g.batch.min(65535) as u32),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: smem,
-    };
-    if cfg.grid_dim.1 > 65535 {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            message: format!("m = {m} exceeds the grid the CUDA kernel uses"),
-        });
-    }
     let mut b = cuda.stream.launch_builder(&f);
     b.arg(left.buffer.slice()).arg(right.buffer.slice()).arg(bias_buf.slice()).arg(out.buffer.slice_mut()).arg(&g);
     // SAFETY: parameters as `STRATA_GEMM_*` declare them; every operand was checked against its
     // buffer, and the tensor-core path only runs on 16-byte aligned unit-stride matrices.
     cuda.timed(OP, || unsafe { b.launch(cfg) })
+}
+
+/// How the few-rows kernel (`gemm_skinny`) runs a product: `mt` tiles of eight rows of A;
+/// blocks of `u` k steps of 32 loaded at once; `groups` × `parts` warps a CTA (groups of 16
+/// columns of C, each splitting k in `parts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FewRows {
+    mt: u32,
+    u: u32,
+    groups: u32,
+    parts: u32,
+}
+
+impl FewRows {
+    /// The kernel's plan for `g`, or `None` where it does not take the product. It takes
+    /// m ≤ 16 rows of 16-bit operands of one type, both K-major (A row-major, B stored n × k
+    /// as a `Linear` layer's weight is), k a multiple of 8, on GPUs with `mma.sync`. Such
+    /// products are bound by reading B once. The tiled kernels leave most of each tile's rows
+    /// empty and, unless B has many columns, most of the GPU idle: on an H200 this kernel took
+    /// 16 × 4096 × 4096 from 0.69 to 1.15 of cuBLAS (BENCHMARKS.md). Where the tiled kernel's
+    /// 256-column tiles alone fill three quarters of the multiprocessors (16 × 28672 × 8192:
+    /// 112 tiles), its copy engine streams B faster (0.96–1.01 against 0.91–0.95), so it keeps
+    /// those.
+    ///
+    /// Eight warps a CTA on 16 columns of C, each taking every eighth pair of k steps, measured
+    /// best of eighteen shapes of the kernel on the H200. `STRATA_GEMM_SKINNY=0` turns the
+    /// kernel off (to compare), `=U,GROUPS,PARTS` sets its shape (to tune), `=1` takes it
+    /// wherever it can run.
+    fn choose(
+        cuda: &Cuda,
+        g: &MatmulGeometry,
+        types: (DType, DType),
+        layouts: (Option<bool>, Option<bool>),
+    ) -> Option<FewRows> {
+        let setting = std::env::var("STRATA_GEMM_SKINNY").ok();
+        let d: Vec<u32> = setting.iter().flat_map(|v| v.split(',')).filter_map(|x| x.parse().ok()).collect();
+        let mt = if g.m <= 8 { 1 } else { 2 };
+        let mut plan = FewRows { mt, u: 2, groups: 1, parts: 8 };
+        if let [u, groups, parts] = *d.as_slice()
+            && (1..=8).contains(&u)
+            && (1..=32).contains(&(groups * parts))
+        {
+            plan = FewRows { mt, u, groups, parts };
+        }
+        let wide = (g.n as usize).div_ceil(256) * g.batch as usize * 4 >= cuda.sms as usize * 3;
+        let takes = match setting.as_deref() {
+            Some("0") => false,
+            None => !wide,
+            Some(_) => true,
+        } && crate::has_mma_sync(cuda.arch())
+            && types.0 == types.1
+            && matches!(types.0, DType::F16 | DType::BF16)
+            && layouts == (Some(true), Some(false))
+            && g.m <= 16
+            && g.k > 0
+            && g.k % 8 == 0
+            && g.has_scale == 0;
+        takes.then_some(plan)
+    }
+}
+
+fn skinny_source(t: DType, out: DType, act: Activation, p: FewRows) -> String {
+    let FewRows { mt, u, groups, parts } = p;
+    unit(act, "float", format!("STRATA_GEMM_SKINNY({}, {}, {mt}, {u}, {groups}, {parts})", c(t), c(out)))
 }
 
 /// `STRATA_GEMM_KERNEL`: `warp` keeps products (and implicit-GEMM convolutions) off the
@@ -732,6 +807,10 @@ pub(crate) fn all_sources() -> Vec<String> {
         for &o in outs {
             units.push(simt_source((t, t), o, Activation::None));
             if matches!(t, DType::F16 | DType::BF16) {
+                for (mt, u, groups, parts) in [(1, 2, 1, 8), (2, 4, 2, 4)] {
+                    let p = FewRows { mt, u, groups, parts };
+                    units.push(skinny_source(t, o, Activation::None, p));
+                }
                 for (lk, rk) in [(true, true), (true, false), (false, true), (false, false)] {
                     units.push(tc_source(t, o, Activation::None, lk, rk));
                 }
@@ -766,6 +845,8 @@ pub(crate) fn all_sources() -> Vec<String> {
         let ws = WsConfig { right_k_major: true, cluster: 2, pingpong: true };
         units.push(ws_source((DType::F32, DType::F32), DType::F32, act, ws));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
+        let p = FewRows { mt: 2, u: 2, groups: 1, parts: 8 };
+        units.push(skinny_source(DType::F16, DType::F32, act, p));
     }
     units
 }

@@ -42,6 +42,7 @@ suite_tests!(
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
     matmul2d_many_tiles_match_the_cpu,
+    matmul2d_few_rows_match_the_cpu,
     fused_programs_match_the_cpu,
     attention_matches_the_cpu,
     conv_matches_the_cpu,

@@ -52,6 +52,7 @@ suite_tests!(
     gather_scatter_and_random_bits_match_the_cpu,
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
+    matmul2d_few_rows_match_the_cpu,
     fused_programs_match_the_cpu,
     attention_matches_the_cpu,
     conv_matches_the_cpu,
