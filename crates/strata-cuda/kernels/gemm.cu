@@ -7,6 +7,8 @@
 // - On sm_90a, when A is K-major (B either way), a warpgroup kernel on `wgmma` instead (below).
 // - A SIMT kernel for everything else (f32, f64, int8 -> int32, fp8 in other layouts, any
 //   strides): 64 x 64 tiles, 4 x 4 outputs per thread.
+// - Products of at most 16 rows with both operands K-major (decoding with a `Linear` weight)
+//   stream B through `mma.sync` on a kernel of their own (`gemm_skinny`, below).
 // - fp8 products (E4M3/E5M2 on either side, both operands K-major) on sm_90a run the
 //   warp-specialized kernel on `wgmma ... k32` with f32 accumulation; their per-tensor or
 //   per-row scales multiply the product in the epilogue, before accumulation, bias and
@@ -673,14 +675,16 @@ __device__ void gemm_skinny(const T* __restrict__ a, const T* __restrict__ b, co
             if (j + 2 < mine) load(w0, x0, j + 2);
             products(w1, x1);
         }
-        // acc[r]: C^T at columns gq and gq + 8 (of the group) and rows 8r + 2t, 8r + 2t + 1.
+        // acc[r]: C at columns gq and gq + 8 (of the group) of rows 8r + 2t and 8r + 2t + 1
+        // (the fragment's rows are C's columns).
 #pragma unroll
         for (int r = 0; r < MT; ++r) {
             float* p = &part[kp][grp * 16 + gq][8 * r + 2 * t];
+            float* q = &part[kp][grp * 16 + gq + 8][8 * r + 2 * t];
             p[0] = acc[r][0];
             p[1] = acc[r][1];
-            p[8 * (MT * 8 + 1)] = acc[r][2];
-            p[8 * (MT * 8 + 1) + 1] = acc[r][3];
+            q[0] = acc[r][2];
+            q[1] = acc[r][3];
         }
         __syncthreads();
         for (int e = threadIdx.x; e < COLS * MT * 8; e += blockDim.x) {

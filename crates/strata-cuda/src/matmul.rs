@@ -1,5 +1,6 @@
 //! `matmul2d` on the device (`kernels/gemm.cu` over `kernels/tensor_ops.cuh`): the choice
-//! between the tensor-core kernel and the SIMT one, the geometry, the launch.
+//! between the tensor-core kernels, the few-rows kernel and the SIMT one, the geometry, the
+//! launch.
 
 use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
@@ -464,39 +465,56 @@ impl FewRows {
     /// The kernel's plan for `g`, or `None` where it does not take the product. It takes
     /// m ≤ 16 rows of 16-bit operands of one type, both K-major (A row-major, B stored n × k
     /// as a `Linear` layer's weight is), k a multiple of 8, on GPUs with `mma.sync`. Such
-    /// products are bound by reading B once. The tiled kernels leave most of each tile's rows
-    /// empty and, unless B has many columns, most of the GPU idle: on an H200 this kernel took
-    /// 16 × 4096 × 4096 from 0.69 to 1.15 of cuBLAS (BENCHMARKS.md). Where the tiled kernel's
-    /// 256-column tiles alone fill three quarters of the multiprocessors (16 × 28672 × 8192:
-    /// 112 tiles), its copy engine streams B faster (0.96–1.01 against 0.91–0.95), so it keeps
-    /// those.
+    /// products are bound by reading B once; the tiled kernels spend most of each tile's rows
+    /// on nothing and, where B has few columns, split k among their few tiles and sum the parts
+    /// in a second pass. On an H200 this kernel took 16 × 4096 × 4096 from 0.69 to 1.15 of
+    /// cuBLAS (BENCHMARKS.md). On Hopper, where the tiled kernel's 256-column tiles alone fill
+    /// three quarters of the multiprocessors (16 × 28672 × 8192: 112 tiles), its copy engine
+    /// streams B faster (0.96–1.01 of cuBLAS against 0.91–0.95; at m = 1 the two are even), so
+    /// it keeps those.
     ///
-    /// Eight warps a CTA on 16 columns of C, each taking every eighth pair of k steps, measured
-    /// best of eighteen shapes of the kernel on the H200. `STRATA_GEMM_SKINNY=0` turns the
-    /// kernel off (to compare), `=U,GROUPS,PARTS` sets its shape (to tune), `=1` takes it
-    /// wherever it can run.
+    /// Eight warps a CTA on 16 columns of C, each taking every eighth pair of k steps: the best
+    /// of seventeen shapes of the kernel measured on the H200. `STRATA_GEMM_SKINNY=0` turns the
+    /// kernel off and `=1` on wherever it can run (to compare), `=U,GROUPS,PARTS` also sets its
+    /// shape (to tune); `STRATA_GEMM_KERNEL` (a tiled kernel named) turns it off.
     fn choose(
         cuda: &Cuda,
         g: &MatmulGeometry,
         types: (DType, DType),
         layouts: (Option<bool>, Option<bool>),
     ) -> Option<FewRows> {
-        let setting = std::env::var("STRATA_GEMM_SKINNY").ok();
-        let d: Vec<u32> = setting.iter().flat_map(|v| v.split(',')).filter_map(|x| x.parse().ok()).collect();
         let mt = if g.m <= 8 { 1 } else { 2 };
-        let mut plan = FewRows { mt, u: 2, groups: 1, parts: 8 };
-        if let [u, groups, parts] = *d.as_slice()
-            && (1..=8).contains(&u)
-            && (1..=32).contains(&(groups * parts))
-        {
-            plan = FewRows { mt, u, groups, parts };
-        }
-        let wide = (g.n as usize).div_ceil(256) * g.batch as usize * 4 >= cuda.sms as usize * 3;
-        let takes = match setting.as_deref() {
-            Some("0") => false,
-            None => !wide,
-            Some(_) => true,
-        } && crate::has_mma_sync(cuda.arch())
+        let default = FewRows { mt, u: 2, groups: 1, parts: 8 };
+        let setting = std::env::var("STRATA_GEMM_SKINNY").ok();
+        let (forced, plan) = match setting.as_deref() {
+            None => (None, default),
+            Some("0") => (Some(false), default),
+            Some("1") => (Some(true), default),
+            Some(v) => {
+                let d: Vec<u32> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+                match *d.as_slice() {
+                    [u, groups, parts]
+                        if (1..=8).contains(&u)
+                            && groups > 0
+                            && groups.checked_mul(parts).is_some_and(|w| (1..=32).contains(&w)) =>
+                    {
+                        (Some(true), FewRows { mt, u, groups, parts })
+                    }
+                    _ => {
+                        eprintln!(
+                            "strata-cuda: STRATA_GEMM_SKINNY={v} is not 0, 1 or U,GROUPS,PARTS (U of 1 to 8, at most 32 \
+                             warps); the rules choose"
+                        );
+                        (None, default)
+                    }
+                }
+            }
+        };
+        let wide =
+            cuda.arch() == "sm_90a" && (g.n as usize).div_ceil(256) * g.batch as usize * 4 >= cuda.sms as usize * 3;
+        let on = forced.unwrap_or(!wide) && kernel_override().is_none();
+        let takes = on
+            && crate::has_mma_sync(cuda.arch())
             && types.0 == types.1
             && matches!(types.0, DType::F16 | DType::BF16)
             && layouts == (Some(true), Some(false))

@@ -165,38 +165,50 @@ fn dispatch(gpu: &Wgpu) -> Result<(), strata_core::Error> {
     Ok(())
 }
 
-/// cuBLAS `C = A·B` on row-major n × n operands (Cᵀ = Bᵀ·Aᵀ in its column-major terms).
+/// One product of the GEMM sections: `C = A·B` (m × n × k, row-major), or `C = A·Bᵀ` with B
+/// stored n × k as a `Linear` layer's weight is (`nt`).
+#[derive(Clone, Copy)]
+struct Product {
+    t: DType,
+    m: usize,
+    n: usize,
+    k: usize,
+    nt: bool,
+}
+
+/// cuBLAS on the product's row-major operands (Cᵀ = Bᵀ·Aᵀ in its column-major terms).
 fn cublas(
     blas: &CudaBlas,
-    t: DType,
-    n: usize,
+    p: Product,
     a: &strata_cuda::CudaBuffer,
     b: &strata_cuda::CudaBuffer,
     c: &mut strata_cuda::CudaBuffer,
 ) {
-    fn config<T>(n: usize, alpha: T, beta: T) -> GemmConfig<T> {
-        let n = n as i32;
-        let op = cublasOperation_t::CUBLAS_OP_N;
-        GemmConfig { transa: op, transb: op, m: n, n, k: n, alpha, lda: n, ldb: n, beta, ldc: n }
+    fn config<T>(Product { m, n, k, nt, .. }: Product, alpha: T, beta: T) -> GemmConfig<T> {
+        let (transa, lda) =
+            if nt { (cublasOperation_t::CUBLAS_OP_T, k as i32) } else { (cublasOperation_t::CUBLAS_OP_N, n as i32) };
+        let transb = cublasOperation_t::CUBLAS_OP_N;
+        let (m, n, k) = (n as i32, m as i32, k as i32);
+        GemmConfig { transa, transb, m, n, k, alpha, lda, ldb: k, beta, ldc: m }
     }
-    let len = n * n;
-    // SAFETY: each buffer holds n·n elements of the type it is viewed as.
+    let Product { t, m, n, k, .. } = p;
+    // SAFETY: each buffer holds the operand's elements of the type it is viewed as.
     unsafe {
         if t == DType::F16 {
             let (av, bv) =
-                (a.device_slice().transmute::<f16>(len).unwrap(), b.device_slice().transmute::<f16>(len).unwrap());
-            let mut cv = c.device_slice_mut().transmute_mut::<f16>(len).unwrap();
-            blas.gemm(config(n, f16::ONE, f16::ZERO), &bv, &av, &mut cv).unwrap();
+                (a.device_slice().transmute::<f16>(m * k).unwrap(), b.device_slice().transmute::<f16>(k * n).unwrap());
+            let mut cv = c.device_slice_mut().transmute_mut::<f16>(m * n).unwrap();
+            blas.gemm(config(p, f16::ONE, f16::ZERO), &bv, &av, &mut cv).unwrap();
         } else {
             let (av, bv) =
-                (a.device_slice().transmute::<f32>(len).unwrap(), b.device_slice().transmute::<f32>(len).unwrap());
-            let mut cv = c.device_slice_mut().transmute_mut::<f32>(len).unwrap();
-            blas.gemm(config(n, 1.0f32, 0.0f32), &bv, &av, &mut cv).unwrap();
+                (a.device_slice().transmute::<f32>(m * k).unwrap(), b.device_slice().transmute::<f32>(k * n).unwrap());
+            let mut cv = c.device_slice_mut().transmute_mut::<f32>(m * n).unwrap();
+            blas.gemm(config(p, 1.0f32, 0.0f32), &bv, &av, &mut cv).unwrap();
         }
     }
 }
 
-fn gemm(gpu: &Wgpu, types: &[DType]) -> Result<(), strata_core::Error> {
+fn gemm(gpu: &Wgpu, cases: &[Product]) -> Result<(), strata_core::Error> {
     let cuda = match strata_cuda::Cuda::new(0) {
         Ok(c) => c,
         Err(e) => {
@@ -206,44 +218,51 @@ fn gemm(gpu: &Wgpu, types: &[DType]) -> Result<(), strata_core::Error> {
     };
     let blas = CudaBlas::new(cuda.stream().clone()).expect("cuBLAS");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    println!("{:<9} {:>6} {:>10} {:>10} {:>7} {:>10}", "dtype", "n", "ours TF/s", "cuBLAS", "ratio", "rel.diff");
-    let cases = [(DType::F32, 4096), (DType::F32, 8192), (DType::F16, 4096), (DType::F16, 8192)];
-    for (t, n) in cases.into_iter().filter(|(t, _)| types.contains(t)) {
+    println!(
+        "{:<9} {:>2} {:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>10}",
+        "dtype", "B", "m", "n", "k", "ours TF/s", "cuBLAS", "ratio", "rel.diff"
+    );
+    for &p in cases {
+        let Product { t, m, n, k, nt } = p;
         let w = t.bits() as usize / 8;
-        let l = Layout::contiguous(&[n, n]);
-        let (ha, hb) = (random(t, n * n, &mut seed), random(t, n * n, &mut seed));
+        let (la, lc) = (Layout::contiguous(&[m, k]), Layout::contiguous(&[m, n]));
+        let lb = Layout::contiguous(&if nt { [n, k] } else { [k, n] });
+        let (ha, hb) = (random(t, m * k, &mut seed), random(t, k * n, &mut seed));
         let (a, b) = (gpu.upload(&ha)?, gpu.upload(&hb)?);
-        let mut ours = gpu.upload(&vec![0xA5; n * n * w])?;
+        let mut ours = gpu.upload(&vec![0xA5; m * n * w])?;
         let (ca, cb) = (cuda.upload(&ha)?, cuda.upload(&hb)?);
-        let mut theirs = cuda.upload(&vec![0x5A; n * n * w])?;
-        let desc = Matmul2d::new(n, n, n);
+        let mut theirs = cuda.upload(&vec![0x5A; m * n * w])?;
+        let desc = Matmul2d::new(m, n, k).transpose_right(nt);
         let run = |c: &mut WgpuBuffer| {
             gpu.matmul2d(
                 &desc,
-                TensorRef::new(t, &a, &l),
-                TensorRef::new(t, &b, &l),
+                TensorRef::new(t, &a, &la),
+                TensorRef::new(t, &b, &lb),
                 None,
                 None,
-                TensorMut::new(t, c, &l),
+                TensorMut::new(t, c, &lc),
             )
             .unwrap()
         };
         run(&mut ours);
-        cublas(&blas, t, n, &ca, &cb, &mut theirs);
-        let (mut x, mut y) = (vec![0u8; n * n * w], vec![0u8; n * n * w]);
+        cublas(&blas, p, &ca, &cb, &mut theirs);
+        let (mut x, mut y) = (vec![0u8; m * n * w], vec![0u8; m * n * w]);
         gpu.download(&ours, &mut x)?;
         cuda.download(&theirs, &mut y)?;
         let (x, y) = (decode(t, &x), decode(t, &y));
         let diff: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
         let norm: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
-        let reps = if n >= 8192 { 3 } else { 10 };
+        let flops = 2.0 * (m * n * k) as f64;
+        let reps = (2e11 / flops).clamp(3.0, 200.0) as usize;
         let mine = time(gpu, reps, || run(&mut ours));
-        let peer = time(&cuda, reps, || cublas(&blas, t, n, &ca, &cb, &mut theirs));
-        let flops = 2.0 * (n as f64).powi(3);
+        let peer = time(&cuda, reps, || cublas(&blas, p, &ca, &cb, &mut theirs));
         println!(
-            "{:<9} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>10.1e}",
+            "{:<9} {:>2} {:>6} {:>6} {:>6} {:>10.2} {:>10.2} {:>7.2} {:>10.1e}",
             t.to_string(),
+            if nt { "NT" } else { "NN" },
+            m,
             n,
+            k,
             flops / mine / 1e12,
             flops / peer / 1e12,
             peer / mine,
@@ -267,7 +286,8 @@ fn main() -> Result<(), strata_core::Error> {
         gpu.limits().max_compute_workgroup_storage_size / 1024
     );
     // Arguments pick sections: `bandwidth`, `dispatch`, `gemm` (both dtypes), `f16` or `f32`
-    // (one GEMM dtype); none runs everything.
+    // (one GEMM dtype), `decode` (products of one and eight rows with a `Linear` weight, both
+    // dtypes); none runs everything.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
     if want("bandwidth") {
@@ -277,9 +297,20 @@ fn main() -> Result<(), strata_core::Error> {
         dispatch(&gpu)?;
     }
     let named = |t: DType| args.iter().any(|a| a.parse::<DType>().ok() == Some(t));
-    let types: Vec<DType> = [DType::F32, DType::F16].into_iter().filter(|&t| want("gemm") || named(t)).collect();
-    if types.is_empty() {
+    let mut cases = Vec::new();
+    for t in [DType::F32, DType::F16].into_iter().filter(|&t| want("gemm") || named(t)) {
+        cases.extend([4096, 8192].map(|n| Product { t, m: n, n, k: n, nt: false }));
+    }
+    if want("decode") {
+        // (n, k) of a Llama-3-8B layer (qkv+o 4096², MLP 14336 up and down) and a 70B-class MLP.
+        for t in [DType::F16, DType::F32] {
+            for (n, k) in [(4096, 4096), (14336, 4096), (4096, 14336), (28672, 8192)] {
+                cases.extend([1, 8].map(|m| Product { t, m, n, k, nt: true }));
+            }
+        }
+    }
+    if cases.is_empty() {
         return Ok(());
     }
-    gemm(&gpu, &types)
+    gemm(&gpu, &cases)
 }

@@ -211,7 +211,7 @@ pub(crate) fn matmul(
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
     let kernel = gpu.kernel(&key, reads, 1, || source(&v))?;
     let flag = u32::from(a_quads) | (u32::from(b_quads) << 1);
-    launch(gpu, &kernel, desc, left, right, bias, out, flag, (tiles.tm() as usize, tiles.tn() as usize))
+    launch(gpu, &kernel, desc, left, right, bias, out, flag, (tiles.tm() as usize, tiles.tn() as usize), false)
 }
 
 /// Everything a kernel is specialized on.
@@ -301,7 +301,7 @@ fn source(v: &Variant) -> String {
     let threads = t.threads();
     let (tm, tn) = (t.tm(), t.tn());
     let mut s = String::from("enable f16;\nenable wgpu_cooperative_matrix;\n");
-    s += &header(DType::F16, DType::F16, ot, bias, accumulate, true);
+    s += &header(DType::F16, DType::F16, ot, bias, accumulate, Some("array<vec4<f16>>"));
     // Staging arrays: `q` elements per quad of 8 halves.
     let q = if wide { 2 } else { 8 };
     let elem = if wide { "vec4<f16>" } else { "f16" };

@@ -43,6 +43,7 @@ mod attention;
 mod conv;
 mod coop;
 mod elementwise;
+mod few_rows;
 mod index;
 mod matmul;
 mod parts;
@@ -237,6 +238,8 @@ pub struct Wgpu {
     subgroups: bool,
     /// The adapter's largest subgroup.
     subgroup_max: u32,
+    /// Whether shaders may use `unpack2x16float` (`DownlevelFlags::SHADER_F16_IN_F32`).
+    pub(crate) f16_in_f32: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -285,6 +288,7 @@ impl Wgpu {
         };
         let info = adapter.get_info();
         let subgroup_max = if info.subgroup_max_size > 0 { info.subgroup_max_size } else { 128 };
+        let f16_in_f32 = adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         let limits = adapter.limits();
         let coop = coop::config(&adapter);
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP)
@@ -352,6 +356,7 @@ impl Wgpu {
             coop,
             subgroups,
             subgroup_max,
+            f16_in_f32,
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }

@@ -68,6 +68,9 @@ pub(crate) fn matmul2d(
     {
         return windowed(gpu, desc, left, right, bias, out);
     }
+    if crate::few_rows::takes(desc, &left, &right) {
+        return crate::few_rows::matmul(gpu, desc, &left, &right, bias.as_ref(), out);
+    }
     if let Some(config) = gpu.coop_config()
         && left.dtype == DType::F16
         && right.dtype == DType::F16
@@ -91,7 +94,7 @@ pub(crate) fn matmul2d(
     let kernel = gpu.kernel(&key, reads, 1, || {
         source(left.dtype, right.dtype, out.dtype, bias.map(|b| b.dtype), accumulate, l_ks == 1, r_ns == 1, act)
     })?;
-    launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, (TILE, TILE))
+    launch(gpu, &kernel, desc, &left, &right, bias.as_ref(), out, 0, (TILE, TILE), false)
 }
 
 /// A product's dimensions, by which its parts are cut: a batch axis, or m, n or k.
@@ -260,9 +263,10 @@ fn windowed(
     Ok(())
 }
 
-/// Builds the parameters both GEMM kernels take and runs `kernel` over `tile`-square tiles of
-/// the output; a 16-bit output is computed into f32 scratch (read back when accumulating)
-/// and rounded by a map, so that no two threads share a word.
+/// Builds the parameters the GEMM kernels take and runs `kernel` over tiles of the output; a
+/// 16-bit output is computed into f32 scratch (read back when accumulating) and rounded by a
+/// map, so that no two threads share a word, unless the kernel stores whole words itself
+/// (`stores_16`).
 ///
 /// Parameters: `[m, n, k, batch, left_off, right_off, dest_off, bias_off, l_ms, l_ks, r_ks,
 /// r_ns, d_ms, d_ns, batch_axes, bias_stride, out_off, o_ms, o_ns, flag, batch_shape[6],
@@ -278,6 +282,7 @@ pub(crate) fn launch(
     out: TensorMut<'_, WgpuBuffer>,
     flag: u32,
     (tile_m, tile_n): (usize, usize),
+    stores_16: bool,
 ) -> Result<()> {
     const OP: &str = "matmul2d";
     let (m, n, k) = (desc.m, desc.n, desc.k);
@@ -285,7 +290,9 @@ pub(crate) fn launch(
     let batch: usize = batch_shape.iter().product();
     let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
     let (o_ms, o_ns) = last2(out.layout);
-    let direct = wgsl::bits(out.dtype) == 32;
+    // The kernel stores into the output itself (32-bit outputs, or 16-bit ones a kernel stores in
+    // whole words: `stores_16`), else into f32 scratch that a map rounds.
+    let direct = stores_16 || wgsl::bits(out.dtype) == 32;
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let scratch_layout = Layout::contiguous(out.layout.shape());
     let dest_layout = if direct { out.layout } else { &scratch_layout };
@@ -342,15 +349,22 @@ pub(crate) fn operand_strides(desc: &Matmul2d, left: &Layout, right: &Layout) ->
 
 /// The WGSL both GEMM kernels open with: the bindings (parameters, left, right, the bias, the
 /// old output when accumulating into scratch, the destination), their loaders and
-/// `batch_offset`. With `halves` the (f16) operands are bound as `array<vec4<f16>>` and the
-/// kernel brings its own loaders.
-pub(crate) fn header(lt: DType, rt: DType, ot: DType, bias: Option<DType>, accumulate: bool, halves: bool) -> String {
+/// `batch_offset`. With `vectors` the operands are bound as that array type (`array<vec4<f16>>`,
+/// say) and the kernel brings its own loaders.
+pub(crate) fn header(
+    lt: DType,
+    rt: DType,
+    ot: DType,
+    bias: Option<DType>,
+    accumulate: bool,
+    vectors: Option<&str>,
+) -> String {
     let direct = wgsl::bits(ot) == 32;
     let mut s = String::from("@group(0) @binding(0) var<storage, read> p: array<u32>;\n");
-    let operand = if halves { "array<vec4<f16>>" } else { "array<u32>" };
+    let operand = vectors.unwrap_or("array<u32>");
     s += &format!("@group(0) @binding(1) var<storage, read> lhs: {operand};\n");
     s += &format!("@group(0) @binding(2) var<storage, read> rhs: {operand};\n");
-    if !halves {
+    if vectors.is_none() {
         s += &wgsl::loader("lhs", lt);
         s += &wgsl::loader("rhs", rt);
     }
@@ -427,7 +441,7 @@ fn source(
     let int = Ct::of(lt) != Ct::F32;
     let acc_t = if int { "i32" } else { "f32" };
     let zero = if int { "0" } else { "0.0" };
-    let mut s = header(lt, rt, ot, bias, accumulate, false);
+    let mut s = header(lt, rt, ot, bias, accumulate, None);
     // Shared tiles, k-major: As[k][m] and Bs[k][n] as rows of 32 four-wide vectors, so that a
     // thread reads its four rows (columns) with one vector load; two of each, so that the
     // next slice is stored while the current one is read (one barrier a slice).

@@ -98,6 +98,11 @@ fn translate(code: &str) -> Result<(), String> {
     let coop = code.contains("enable wgpu_cooperative_matrix;");
     let subgroups = code.contains("subgroup_id");
     let mut caps = Capabilities::default();
+    // `unpack2x16float` is used only where the adapter has it (`SHADER_F16_IN_F32`: every
+    // Metal and DX12 device, Vulkan with 16-bit floats); the others widen f16 by bit operations.
+    if code.contains("unpack2x16float") {
+        caps |= Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    }
     if coop {
         caps |= Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16;
     }
@@ -145,6 +150,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     suite::gather_scatter_and_random_bits_match_the_cpu(gpu, &types);
     suite::a_bad_index_is_an_error_and_nothing_is_written(gpu, &types);
     suite::matmul2d_matches_the_cpu(gpu, &types);
+    suite::matmul2d_few_rows_match_the_cpu(gpu, &types);
     suite::fused_programs_match_the_cpu(gpu, &types);
     suite::attention_matches_the_cpu(gpu, &types);
     suite::conv_matches_the_cpu(gpu, &types);
