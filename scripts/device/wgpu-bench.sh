@@ -5,7 +5,7 @@
 #   here:   cargo build --release -p strata-wgpu --example bench   (target/release/examples/bench)
 #           and the .gl packages of scripts/device/wgpu-test.sh
 #   there:  scripts/device/wgpu-bench.sh target/release/examples/bench [sections: bandwidth,
-#           dispatch, gemm, f16, f32]
+#           dispatch, gemm, f16, f32, decode]
 set -uo pipefail
 . "$(dirname "$0")/vulkan-env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader

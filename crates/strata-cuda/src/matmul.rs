@@ -476,7 +476,8 @@ impl FewRows {
     /// Eight warps a CTA on 16 columns of C, each taking every eighth pair of k steps: the best
     /// of seventeen shapes of the kernel measured on the H200. `STRATA_GEMM_SKINNY=0` turns the
     /// kernel off and `=1` on wherever it can run (to compare), `=U,GROUPS,PARTS` also sets its
-    /// shape (to tune); `STRATA_GEMM_KERNEL` (a tiled kernel named) turns it off.
+    /// shape (to tune); `STRATA_GEMM_KERNEL` (a tiled kernel named) turns it off, even when
+    /// forced.
     fn choose(
         cuda: &Cuda,
         g: &MatmulGeometry,
@@ -501,10 +502,13 @@ impl FewRows {
                         (Some(true), FewRows { mt, u, groups, parts })
                     }
                     _ => {
-                        eprintln!(
-                            "strata-cuda: STRATA_GEMM_SKINNY={v} is not 0, 1 or U,GROUPS,PARTS (U of 1 to 8, at most 32 \
-                             warps); the rules choose"
-                        );
+                        static WARNED: std::sync::Once = std::sync::Once::new();
+                        WARNED.call_once(|| {
+                            eprintln!(
+                                "strata-cuda: STRATA_GEMM_SKINNY={v} is not 0, 1 or U,GROUPS,PARTS (U of 1 to 8, at \
+                                 most 32 warps); the rules choose"
+                            )
+                        });
                         (None, default)
                     }
                 }

@@ -7,8 +7,8 @@
 //! columns of C: eight groups of 32 threads, each group two rows of B, its threads splitting k.
 //! A thread reads 16 bytes of each of its two rows and of every row of A at a time (neighbouring
 //! threads neighbouring 16 bytes, so a group reads 512 contiguous bytes of a row), two such steps
-//! ahead, and keeps four-wide partial sums; the group's sums meet in workgroup memory before the
-//! epilogue. A 16-bit output with an even number of contiguous columns is stored a word (two
+//! an iteration with all their loads issued first, and keeps four-wide partial sums; the group's
+//! sums meet in workgroup memory before the epilogue. A 16-bit output with an even number of contiguous columns is stored a word (two
 //! neighbouring columns) at a time by one thread, not through f32 scratch and a second dispatch.
 //!
 //! `STRATA_WGPU_FEW_ROWS=0` leaves such products to the other kernels (to compare).
@@ -16,19 +16,27 @@
 use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
 use strata_core::{DType, Result};
 
-use crate::matmul::{epilogue, header, last2, launch, operand_strides};
+use crate::matmul::{epilogue, finish, header, last2, launch, operand_strides};
 use crate::{Wgpu, WgpuBuffer, wgsl};
 
 /// Rows of B (columns of C) a thread, and threads along k in a group.
 const ROWS: u32 = 2;
 const LANES: u32 = 32;
+/// One slot of the reduction's workgroup memory: a row of 33 (a group's 32 sums and a pad) for
+/// each of the eight groups, so that the threads summing a row each meet a bank of their own.
+const RED_SLOT: u32 = 8 * (LANES + 1);
 
 /// Whether the kernel takes the product: at most eight rows of float operands of one type, both
 /// contiguous along k, every row (and batch) starting on 16 bytes, k a multiple of the elements in
 /// 16 bytes.
-pub(crate) fn takes(desc: &Matmul2d, left: &TensorRef<'_, WgpuBuffer>, right: &TensorRef<'_, WgpuBuffer>) -> bool {
+pub(crate) fn takes(
+    gpu: &Wgpu,
+    desc: &Matmul2d,
+    left: &TensorRef<'_, WgpuBuffer>,
+    right: &TensorRef<'_, WgpuBuffer>,
+) -> bool {
     let t = left.dtype;
-    if std::env::var("STRATA_WGPU_FEW_ROWS").is_ok_and(|v| v == "0") {
+    if !gpu.few_rows {
         return false;
     }
     if desc.m > 8 || desc.k == 0 || right.dtype != t || !matches!(t, DType::F32 | DType::F16 | DType::BF16) {
@@ -72,7 +80,7 @@ pub(crate) fn matmul(
         && even(out.layout.offset() as i64)
         && out.layout.strides()[..batch].iter().all(|&s| even(s as i64));
     let direct = pairs || wgsl::bits(ot) == 32;
-    let v = Variant { t, ot, bias: bt, accumulate, act, m, pairs, unpack: gpu.f16_in_f32 };
+    let v = Variant { t, ot, bias: bt, accumulate, act, m, pairs, unpack: t == DType::F16 && gpu.f16_in_f32 };
     let key = format!("matmul few rows {v:?}");
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
     let kernel = gpu.kernel(&key, reads, 1, || source(&v))?;
@@ -177,7 +185,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let lane = lid % {LANES}u;
     let chunks = K / {per}u;
 ",
-        8 * 256,
+        8 * RED_SLOT,
         LANES * 8,
         cols = ROWS * 8,
     );
@@ -213,7 +221,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let v = round * 8 + slot;
             if v < sums {
                 let (row, i) = (v % ROWS, v / ROWS);
-                s += &format!("    red[{slot}u * 256u + lid] = dot(s{row}_{i}, vec4<f32>(1.0));\n");
+                s += &format!(
+                    "    red[{slot}u * {RED_SLOT}u + g * {}u + lane] = dot(s{row}_{i}, vec4<f32>(1.0));\n",
+                    LANES + 1
+                );
             }
         }
         s += "    workgroupBarrier();\n";
@@ -221,8 +232,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             format!(
                 "var sum{slot} = 0.0;
         for (var q = 0u; q < {LANES}u; q++) {{
-            sum{slot} += red[({slot}) * 256u + gg * {LANES}u + q];
-        }}"
+            sum{slot} += red[({slot}) * {RED_SLOT}u + gg * {}u + q];
+        }}",
+                LANES + 1
             )
         };
         if pairs {
@@ -278,18 +290,9 @@ fn store_pair(ot: DType, bias: bool, accumulate: bool, act: Activation, indent: 
     );
     let mut halves = Vec::new();
     for h in 0..2u32 {
+        let old = accumulate.then(|| format!("ld_out(d + {h}u)"));
         s += &format!("{indent}var v{h} = sums{h};\n{indent}{{\n{indent}    var v = v{h};\n");
-        if accumulate {
-            s += &format!("{indent}    v = v + ld_out(d + {h}u);\n");
-        }
-        if bias {
-            s += &format!(
-                "{indent}    v = v + ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j + {h}u) * bitcast<i32>(p[15])));\n"
-            );
-        }
-        if act != Activation::None {
-            s += &format!("{indent}    v = {};\n", wgsl::activation(act));
-        }
+        s += &finish(old.as_deref(), bias, &format!("j + {h}u"), act, "f32", &format!("{indent}    "));
         s += &format!("{indent}    v{h} = v;\n{indent}}}\n");
         halves.push(wgsl::encode(ot, &format!("v{h}")));
     }
@@ -302,15 +305,16 @@ mod tests {
     use super::*;
 
     /// Without `unpack2x16float` the kernels need no capability beyond WGSL's defaults (adapters
-    /// without `SHADER_F16_IN_F32` compile them); the test suites run the others.
+    /// without `SHADER_F16_IN_F32` compile them); the test suites run them all on lavapipe.
     #[test]
     fn portable_variants_validate_without_capabilities() {
         use naga::valid::{Capabilities, ValidationFlags, Validator};
         for t in [DType::F16, DType::BF16, DType::F32] {
-            for (m, pairs, accumulate) in [(1, true, true), (3, false, false), (8, true, false)] {
+            for (m, pairs, accumulate) in [(1, true, true), (3, false, false), (8, true, false), (5, false, true)] {
                 // Words of two elements hold 16-bit outputs only.
                 let pairs = pairs && wgsl::bits(t) == 16;
-                let ot = if pairs { t } else { DType::F32 };
+                // 16-bit outputs through f32 scratch (read back when accumulating) once too.
+                let ot = if pairs || m == 5 { t } else { DType::F32 };
                 let v = Variant { t, ot, bias: Some(ot), accumulate, act: Activation::Gelu, m, pairs, unpack: false };
                 let code = crate::module_code(&source(&v));
                 assert!(!code.contains("unpack2x16float"), "{v:?}");

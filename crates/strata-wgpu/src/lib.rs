@@ -240,6 +240,9 @@ pub struct Wgpu {
     subgroup_max: u32,
     /// Whether shaders may use `unpack2x16float` (`DownlevelFlags::SHADER_F16_IN_F32`).
     pub(crate) f16_in_f32: bool,
+    /// Whether products of few rows take their own kernel (`few_rows.rs`; unless
+    /// `STRATA_WGPU_FEW_ROWS=0`).
+    pub(crate) few_rows: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -357,6 +360,7 @@ impl Wgpu {
             subgroups,
             subgroup_max,
             f16_in_f32,
+            few_rows: std::env::var("STRATA_WGPU_FEW_ROWS").map_or(true, |v| v != "0"),
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
     }
@@ -372,6 +376,13 @@ impl Wgpu {
     pub fn with_binding_cap(&self, bytes: u64) -> Wgpu {
         let floor = 4 * u64::from(self.limits.min_storage_buffer_offset_alignment);
         Wgpu { binding_cap: bytes.clamp(floor, self.limits.max_storage_buffer_binding_size), ..self.clone() }
+    }
+
+    /// This device with kernels that widen f16 by bit operations, as on adapters without
+    /// `unpack2x16float` (`DownlevelFlags::SHADER_F16_IN_F32`), even where it has them: so that
+    /// tests run those kernels too. Shares everything else.
+    pub fn with_portable_f16(&self) -> Wgpu {
+        Wgpu { f16_in_f32: false, ..self.clone() }
     }
 
     /// The most bytes a kernel binds of one buffer (see [`with_binding_cap`](Self::with_binding_cap)).

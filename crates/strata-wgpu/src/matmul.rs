@@ -1,13 +1,16 @@
-//! `matmul2d` on any adapter: a tiled SIMT kernel. A workgroup of 16×16 threads computes a
-//! 128×128 tile of the output, staging 128×8 slices of both operands in workgroup memory
-//! (double-buffered: the next slice goes from registers to the other buffer while this one is
-//! multiplied, one barrier a slice; tiles inside the output load without bounds checks); each
-//! thread keeps 8×8 accumulators in registers as sixteen four-wide vectors (f32 for the float
-//! types, i32 for int8) and reads its operands from workgroup memory as vectors. Operands
-//! take any strides (transposes are strides); the staging loads follow whichever axis is
-//! contiguous. A 16-bit output is computed into f32 scratch and rounded by a map, so threads
-//! never share a word. Operands larger than the device binds at once run in parts
-//! (`windowed`).
+//! `matmul2d` on any adapter: the choice of kernel (the few-rows one, `few_rows.rs`, for products
+//! of at most eight rows; cooperative matrices, `coop.rs`, for f16 where the adapter has them;
+//! else the one here), the parameters they share, and a tiled SIMT kernel.
+//!
+//! The SIMT kernel: a workgroup of 16×16 threads computes a 128×128 tile of the output, staging
+//! 128×8 slices of both operands in workgroup memory (double-buffered: the next slice goes from
+//! registers to the other buffer while this one is multiplied, one barrier a slice; tiles inside
+//! the output load without bounds checks); each thread keeps 8×8 accumulators in registers as
+//! sixteen four-wide vectors (f32 for the float types, i32 for int8) and reads its operands from
+//! workgroup memory as vectors. Operands take any strides (transposes are strides); the staging
+//! loads follow whichever axis is contiguous. A 16-bit output is computed into f32 scratch and
+//! rounded by a map, so threads never share a word. Operands larger than the device binds at
+//! once run in parts (`windowed`).
 
 use strata_core::kernel::{Activation, Epilogue, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
 use strata_core::{DType, Result};
@@ -20,13 +23,13 @@ use crate::{Kernel, Wgpu, WgpuBuffer, err};
 const TILE: usize = 128;
 pub(crate) const MAX_BATCH_DIMS: usize = 6;
 
-/// The stride of the last two axes of `l`: `(rows, columns)`.
 /// The strides of `l`'s first `batch` axes, padded to [`MAX_BATCH_DIMS`] with zeros.
 pub(crate) fn batch_strides(l: &Layout, batch: usize) -> Vec<u32> {
     let s = l.strides();
     (0..MAX_BATCH_DIMS).map(|d| if d < batch { s[d] as i32 as u32 } else { 0 }).collect()
 }
 
+/// The stride of the last two axes of `l`: `(rows, columns)`.
 pub(crate) fn last2(l: &Layout) -> (i32, i32) {
     let s = l.strides();
     (s[s.len() - 2] as i32, s[s.len() - 1] as i32)
@@ -68,7 +71,7 @@ pub(crate) fn matmul2d(
     {
         return windowed(gpu, desc, left, right, bias, out);
     }
-    if crate::few_rows::takes(desc, &left, &right) {
+    if crate::few_rows::takes(gpu, desc, &left, &right) {
         return crate::few_rows::matmul(gpu, desc, &left, &right, bias.as_ref(), out);
     }
     if let Some(config) = gpu.coop_config()
@@ -347,7 +350,7 @@ pub(crate) fn operand_strides(desc: &Matmul2d, left: &Layout, right: &Layout) ->
     (l_ms, l_ks, r_ks, r_ns)
 }
 
-/// The WGSL both GEMM kernels open with: the bindings (parameters, left, right, the bias, the
+/// The WGSL the GEMM kernels open with: the bindings (parameters, left, right, the bias, the
 /// old output when accumulating into scratch, the destination), their loaders and
 /// `batch_offset`. With `vectors` the operands are bound as that array type (`array<vec4<f16>>`,
 /// say) and the kernel brings its own loaders.
@@ -406,24 +409,32 @@ pub(crate) fn epilogue(ot: DType, bias: bool, accumulate: bool, act: Activation,
     let mut s = format!(
         "{indent}let d = bitcast<u32>(db + bitcast<i32>(i) * bitcast<i32>(p[12]) + bitcast<i32>(j) * bitcast<i32>(p[13]));\n"
     );
-    if accumulate {
+    let old = accumulate.then(|| {
         let o = "bitcast<u32>(ob + bitcast<i32>(i) * bitcast<i32>(p[17]) + bitcast<i32>(j) * bitcast<i32>(p[18]))";
-        s += &if direct {
-            format!("{indent}v = v + ld_out({o});\n")
-        } else {
-            format!("{indent}v = v + {acc_t}(ld_cin({o}));\n")
-        };
+        if direct { format!("ld_out({o})") } else { format!("{acc_t}(ld_cin({o}))") }
+    });
+    s += &finish(old.as_deref(), bias, "j", act, acc_t, indent);
+    let dest_t = if direct { ot } else { DType::F32 };
+    s += &format!("{indent}out[d] = {};\n", wgsl::encode(dest_t, "v"));
+    s
+}
+
+/// The WGSL statements that take `v` (of `acc_t`) from the product to the value stored: `+ old`
+/// (the old output's expression, when accumulating), `+` the bias at column `j`, the
+/// activation.
+pub(crate) fn finish(old: Option<&str>, bias: bool, j: &str, act: Activation, acc_t: &str, indent: &str) -> String {
+    let mut s = String::new();
+    if let Some(old) = old {
+        s += &format!("{indent}v = v + {old};\n");
     }
     if bias {
         s += &format!(
-            "{indent}v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>(j) * bitcast<i32>(p[15]))));\n"
+            "{indent}v = v + {acc_t}(ld_bias(bitcast<u32>(bitcast<i32>(p[7]) + bitcast<i32>({j}) * bitcast<i32>(p[15]))));\n"
         );
     }
     if act != Activation::None {
         s += &format!("{indent}v = {};\n", wgsl::activation(act));
     }
-    let dest_t = if direct { ot } else { DType::F32 };
-    s += &format!("{indent}out[d] = {};\n", wgsl::encode(dest_t, "v"));
     s
 }
 

@@ -86,6 +86,14 @@ fn bad_input_and_out_of_memory_are_errors() {
     suite::bad_input_and_out_of_memory_are_errors(gpu);
 }
 
+/// The few-rows products with f16 widened by bit operations, as on adapters without
+/// `unpack2x16float` (the suite above takes it where the adapter has it).
+#[test]
+fn few_rows_with_portable_f16_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    suite::matmul2d_few_rows_match_the_cpu(&gpu.with_portable_f16(), &strata_wgpu::supported_dtypes());
+}
+
 /// Validates `code` with naga and writes it as MSL, HLSL and SPIR-V; the error names the
 /// stage that failed.
 fn translate(code: &str) -> Result<(), String> {
@@ -98,8 +106,9 @@ fn translate(code: &str) -> Result<(), String> {
     let coop = code.contains("enable wgpu_cooperative_matrix;");
     let subgroups = code.contains("subgroup_id");
     let mut caps = Capabilities::default();
-    // `unpack2x16float` is used only where the adapter has it (`SHADER_F16_IN_F32`: every
-    // Metal and DX12 device, Vulkan with 16-bit floats); the others widen f16 by bit operations.
+    // `unpack2x16float` is used only where the adapter has it (`SHADER_F16_IN_F32`, which wgpu
+    // reports everywhere but on GL ES and on Mesa's Vulkan without 16-bit floats); the others
+    // widen f16 by bit operations.
     if code.contains("unpack2x16float") {
         caps |= Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     }
