@@ -263,6 +263,21 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 
 // wgmma.m64nNk16 with fp32 accumulators (N/2 registers a thread), the shared-memory
 // descriptors of A and B, and B transposed (MN-major) when TRANS_B is 1.
+#define STRATA_WGMMA_M64N64(NAME, TY, PTX, TRANS_B)                                                \
+    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
+        asm volatile(                                                                               \
+            "{\n.reg .pred p;\n"                                                                \
+            "setp.ne.b32 p, %34, 0;\n"                                                    \
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX "." PTX " {"                      \
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"  \
+            "}, %32, %33, p, 1, 1, 0, " #TRANS_B ";\n}\n"  \
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])  \
+            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
+    }
 #define STRATA_WGMMA_M64N128(NAME, TY, PTX, TRANS_B)                                               \
     __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
         asm volatile(                                                                               \
@@ -351,6 +366,10 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
               "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])  \
             : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
     }
+STRATA_WGMMA_M64N64(wgmma_m64n64k16, f16, "f16", 0)
+STRATA_WGMMA_M64N64(wgmma_m64n64k16, bf16, "bf16", 0)
+STRATA_WGMMA_M64N64(wgmma_m64n64k16_tb, f16, "f16", 1)
+STRATA_WGMMA_M64N64(wgmma_m64n64k16_tb, bf16, "bf16", 1)
 STRATA_WGMMA_M64N128(wgmma_m64n128k16, f16, "f16", 0)
 STRATA_WGMMA_M64N128(wgmma_m64n128k16, bf16, "bf16", 0)
 STRATA_WGMMA_M64N256(wgmma_m64n256k16, f16, "f16", 0)
@@ -401,8 +420,10 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
         wgmma_m64n256k8(d, a, b, 1, t);
     } else if constexpr (N == 256 && TRANS_B) wgmma_m64n256k16_tb(d, a, b, 1, t);
     else if constexpr (N == 256) wgmma_m64n256k16(d, a, b, 1, t);
-    else if constexpr (TRANS_B) wgmma_m64n128k16_tb(d, a, b, 1, t);
-    else wgmma_m64n128k16(d, a, b, 1, t);
+    else if constexpr (N == 128 && TRANS_B) wgmma_m64n128k16_tb(d, a, b, 1, t);
+    else if constexpr (N == 128) wgmma_m64n128k16(d, a, b, 1, t);
+    else if constexpr (TRANS_B) wgmma_m64n64k16_tb(d, a, b, 1, t);
+    else wgmma_m64n64k16(d, a, b, 1, t);
 }
 
 // matmul2d at warpgroup scope: D[64 x N] += A[64 x K] · B[K x N], K 128 bytes of elements at
@@ -412,7 +433,7 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
 // products and commits them as one group; `wgmma_wait<n>()` later waits until at most n groups
 // are in flight.
 template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR, Warpgroup> {
-    static_assert(N == 128 || N == 256, "wgmma n128 or n256");
+    static_assert(N == 64 || N == 128 || N == 256, "wgmma n64, n128 or n256");
     template <int K, class T, class TB = T> __device__ static void run(WgDest<N>& d, const T* a, const TB* b) {
         const u64 da = wgmma_desc(a);
         const u64 db = RIGHT_K_MAJOR ? wgmma_desc(b) : wgmma_desc_mn(b, 64 * 64 * sizeof(T));

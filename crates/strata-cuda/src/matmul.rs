@@ -67,7 +67,7 @@ pub(crate) enum Path {
 /// Bytes of dynamic shared memory the warpgroup kernel takes (`STRATA_WG_SMEM`).
 const WG_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
 /// Bytes of dynamic shared memory the warp-specialized kernel takes (`STRATA_WS_SMEM`).
-const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 128;
+const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 256;
 
 /// Mirrors `strata::tensor_ops::TensorMap`: a `CUtensorMap` passed by value.
 #[repr(C, align(64))]
@@ -206,9 +206,12 @@ pub(crate) struct WsConfig {
     pub right_k_major: bool,
     /// CTAs per cluster, 1 or 2 (pairs share B's tile).
     pub cluster: usize,
-    /// Ping-pong consumers (a 64 × 256 tile each, taking turns) rather than cooperative ones
-    /// (one 128 × 256 tile together).
+    /// Ping-pong consumers (a 64-row tile each, taking turns) rather than cooperative ones (one
+    /// 128-row tile together).
     pub pingpong: bool,
+    /// Columns of a tile: 256, or 128 or 64 (16-bit types without clusters), which make more
+    /// tiles and keep more stages in flight in the same shared memory (8 and 12 of 64 rows).
+    pub cols: usize,
 }
 
 impl WsConfig {
@@ -218,32 +221,80 @@ impl WsConfig {
     /// so fetching B once for two tiles matters most there; 16-bit pairs measured no faster:
     /// 0.95 of cuBLAS either way at bf16 8192³ on an H200).
     ///
-    /// Cooperative consumers, unless ping-pong's half-height tiles fill the last wave of tiles
-    /// better: measured on an H200 (BENCHMARKS.md), ping-pong runs whole waves at about 0.9 of
-    /// the cooperative speed (0.85–0.92 of cuBLAS against 0.93–0.98: twice the loads from L2 per
-    /// product), but where the cooperative tiles leave most of the GPU idle (m = 128, n = 14336:
-    /// 56 tiles for 132 multiprocessors, split-K) it took bf16 from 0.68 to 0.92 of cuBLAS and
-    /// fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many rows (16 × 28672: 0.98
-    /// against 0.88).
+    /// 16-bit products without pairs choose the tile's width too, by how many tiles there are
+    /// (measured on an H200 over 16 shapes × 6 tiles, BENCHMARKS.md "Tiles of 64 and 128
+    /// columns"): the schedule and width whose tiles fill at least three quarters of the
+    /// multiprocessors, the widest such, but 128 columns rather than 256 where they fill the
+    /// last wave better by a tenth of a wave (64-column tiles run whole waves at 0.6–0.8 of
+    /// cuBLAS, so they serve only to fill the GPU at all); cooperative consumers (128 rows)
+    /// first, ping-pong (64) where m ≤ 64 or where even the cooperative 64-column tiles do not
+    /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
+    /// 128 tiles of 64 × 64 (0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
+    /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
+    /// squares their 128 × 256 tiles as before.
     ///
-    /// `STRATA_GEMM_CLUSTER=1|2` and `STRATA_GEMM_SCHEDULE=coop|pingpong` override both, to
+    /// Other types keep 256 columns and take cooperative consumers, unless ping-pong's
+    /// half-height tiles fill the last wave of tiles better: ping-pong runs whole waves at about
+    /// 0.9 of the cooperative speed (twice the loads from L2 per product), but where the
+    /// cooperative tiles leave most of the GPU idle (fp8 128 × 14336: 56 tiles for 132
+    /// multiprocessors) it took fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many
+    /// rows.
+    ///
+    /// `STRATA_GEMM_CLUSTER=1|2`, `STRATA_GEMM_SCHEDULE=coop|pingpong` and
+    /// `STRATA_GEMM_TILE_N=64|128|256` (16-bit types without pairs) override the rules, to
     /// compare.
     fn choose(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool) -> WsConfig {
-        let tiles = m.div_ceil(128) * n.div_ceil(256) * batch;
-        let waves = |units: usize| units.div_ceil(sms.max(1)) as f64;
-        let pingpong = match std::env::var("STRATA_GEMM_SCHEDULE").as_deref() {
-            Ok("pingpong") => true,
-            Ok("coop") => false,
-            _ => m <= 64 || waves(2 * tiles) * 0.5 / 0.9 < waves(tiles),
+        let schedule = match std::env::var("STRATA_GEMM_SCHEDULE").as_deref() {
+            Ok("pingpong") => Some(true),
+            Ok("coop") => Some(false),
+            _ => None,
         };
         let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
             Ok("1") => false,
             Ok("2") => true,
             _ => strata_core::kernel::is_fp8(t),
         };
-        let alone = WsConfig { right_k_major, cluster: 1, pingpong };
+        let units =
+            |pingpong: bool, cols: usize| m.div_ceil(if pingpong { 64 } else { 128 }) * n.div_ceil(cols) * batch;
+        let waves = |units: usize| units.div_ceil(sms.max(1));
+        let pingpong = schedule.unwrap_or_else(|| {
+            m <= 64 || waves(2 * units(false, 256)) as f64 * 0.5 / 0.9 < waves(units(false, 256)) as f64
+        });
+        let alone = WsConfig { right_k_major, cluster: 1, pingpong, cols: 256 };
         // Pairs need a second row of tiles.
-        WsConfig { cluster: if m > alone.rows() && pairs { 2 } else { 1 }, ..alone }
+        let ws = WsConfig { cluster: if m > alone.rows() && pairs { 2 } else { 1 }, ..alone };
+        if !ws.narrow_tiles(t) {
+            return ws;
+        }
+        let widths = match std::env::var("STRATA_GEMM_TILE_N").ok().and_then(|v| v.parse::<usize>().ok()) {
+            Some(c @ (64 | 128 | 256)) => vec![c],
+            _ => vec![256, 128, 64],
+        };
+        let fullness = |u: usize| u as f64 / (waves(u) * sms.max(1)) as f64;
+        // The widest width whose tiles fill three quarters of the GPU; 128 columns rather than
+        // 256 where they fill the last wave better by a tenth (64-column tiles, much slower on
+        // whole waves, only to fill the GPU at all).
+        let width = |pingpong: bool| {
+            let fills = |c: usize| units(pingpong, c) * 4 >= sms * 3;
+            let pick = widths.iter().copied().find(|&c| fills(c))?;
+            let better = |c: usize| fullness(units(pingpong, c)) > fullness(units(pingpong, pick)) + 0.1;
+            Some(if pick == 256 && widths.contains(&128) && better(128) { 128 } else { pick })
+        };
+        let narrowest = widths[widths.len() - 1];
+        let (pingpong, cols) = match schedule {
+            Some(pp) => (pp, width(pp).unwrap_or(narrowest)),
+            None => match (m > 64).then(|| width(false)).flatten() {
+                Some(cols) => (false, cols),
+                None => (true, width(true).unwrap_or(narrowest)),
+            },
+        };
+        WsConfig { pingpong, cols, ..ws }
+    }
+
+    /// Whether tiles narrower than 256 columns exist for this configuration with operands of
+    /// type `t` (16-bit `wgmma` shapes, CTAs alone).
+    fn narrow_tiles(self, t: DType) -> bool {
+        t.bits() == 16 && self.cluster == 1
     }
 
     /// Rows of A (and of C) in one work unit's tile.
@@ -253,20 +304,23 @@ impl WsConfig {
 
     /// Output tiles of `g`'s product.
     fn tiles(self, g: &MatmulGeometry) -> usize {
-        (g.m as usize).div_ceil(self.rows()) * (g.n as usize).div_ceil(256) * g.batch as usize
+        (g.m as usize).div_ceil(self.rows()) * (g.n as usize).div_ceil(self.cols) * g.batch as usize
     }
 
-    /// Whether the environment forces the schedule or the clusters (then nothing is tuned).
+    /// Whether the environment forces the schedule, the clusters or the tile's width (then
+    /// nothing is tuned).
     fn forced() -> bool {
-        ["STRATA_GEMM_SCHEDULE", "STRATA_GEMM_CLUSTER"].iter().any(|v| std::env::var_os(v).is_some())
+        ["STRATA_GEMM_SCHEDULE", "STRATA_GEMM_CLUSTER", "STRATA_GEMM_TILE_N"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
     }
 }
 
 /// The warp-specialized kernel for operand types `(left, right)` (equal but for fp8 pairs).
 pub(crate) fn ws_source((t, tb): (DType, DType), out: DType, act: Activation, ws: WsConfig) -> String {
     let (a, b, o) = (operand_c(t), operand_c(tb), c(out));
-    let WsConfig { right_k_major, cluster, pingpong } = ws;
-    unit(act, "float", format!("STRATA_GEMM_WS({a}, {b}, {o}, {right_k_major}, {cluster}, {pingpong})"))
+    let WsConfig { right_k_major, cluster, pingpong, cols } = ws;
+    unit(act, "float", format!("STRATA_GEMM_WS({a}, {b}, {o}, {right_k_major}, {cluster}, {pingpong}, {cols})"))
 }
 
 pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
@@ -558,7 +612,7 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
     let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
     let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, ws.rows() as u32) };
     let b = if ws.right_k_major {
-        let rows = 256 / ws.cluster as u32;
+        let rows = (ws.cols / ws.cluster) as u32;
         TmaOperand { t, inner: k, outer: n, row_stride: g.b_cs, batch: walk(sb), boxed: (depth, rows) }
     } else {
         TmaOperand { t, inner: n, outer: k, row_stride: g.b_rs, batch: walk(sb), boxed: (64, 64) }
@@ -604,26 +658,26 @@ impl Plan {
     }
 
     /// Every plan the tuner times for `g`: both schedules, CTA pairs where there is a second row
-    /// of tiles, and each split of k that leaves at most two units a multiprocessor and at least
-    /// four k steps a unit (the rule's plan always among them).
+    /// of tiles, narrower tiles where the type has them, and each split of k that leaves at most
+    /// two units a multiprocessor and at least four k steps a unit (the rule's plan always among
+    /// them).
     fn candidates(g: &MatmulGeometry, sms: usize, t: DType, rule: Plan) -> Vec<Plan> {
         let mut out = vec![rule];
         let steps = ksteps(g, t);
-        for pingpong in [false, true] {
-            for cluster in [1, 2] {
-                let ws = WsConfig { cluster, pingpong, ..rule.ws };
-                if cluster == 2 && g.m as usize <= ws.rows() {
+        let shapes = [false, true].into_iter().flat_map(|pp| [(pp, 1, 256), (pp, 2, 256), (pp, 1, 128), (pp, 1, 64)]);
+        for (pingpong, cluster, cols) in shapes {
+            let ws = WsConfig { cluster, pingpong, cols, ..rule.ws };
+            if (cluster == 2 && g.m as usize <= ws.rows()) || (cols < 256 && !ws.narrow_tiles(t)) {
+                continue;
+            }
+            let tiles = ws.tiles(g);
+            for s in [1, 2, 3, 4, 6, 8, 12, 16] {
+                if s > 1 && (tiles * s > 2 * sms || s > (steps / 4).max(1)) {
                     continue;
                 }
-                let tiles = ws.tiles(g);
-                for s in [1, 2, 3, 4, 6, 8, 12, 16] {
-                    if s > 1 && (tiles * s > 2 * sms || s > (steps / 4).max(1)) {
-                        continue;
-                    }
-                    let plan = Plan { ws, splits: steps.div_ceil(steps.div_ceil(s)) };
-                    if !out.contains(&plan) {
-                        out.push(plan);
-                    }
+                let plan = Plan { ws, splits: steps.div_ceil(steps.div_ceil(s)) };
+                if !out.contains(&plan) {
+                    out.push(plan);
                 }
             }
         }
@@ -631,16 +685,20 @@ impl Plan {
     }
 
     fn text(self) -> String {
-        format!("pingpong={} cluster={} splits={}", u8::from(self.ws.pingpong), self.ws.cluster, self.splits)
+        let ws = self.ws;
+        format!("pingpong={} cluster={} splits={} cols={}", u8::from(ws.pingpong), ws.cluster, self.splits, ws.cols)
     }
 
     /// The plan `text` wrote, for a product whose B is K-major or not; `None` if it is not one.
     fn parse(text: &str, right_k_major: bool) -> Option<Plan> {
         let mut fields = text.split(' ').map(|f| f.split_once('='));
         let mut next = |name: &str| fields.next().flatten().filter(|(k, _)| *k == name)?.1.parse::<usize>().ok();
-        let (pingpong, cluster, splits) = (next("pingpong")?, next("cluster")?, next("splits")?);
-        let ok = pingpong <= 1 && [1, 2].contains(&cluster) && (1..=64).contains(&splits);
-        ok.then_some(Plan { ws: WsConfig { right_k_major, cluster, pingpong: pingpong == 1 }, splits })
+        let (pingpong, cluster, splits, cols) = (next("pingpong")?, next("cluster")?, next("splits")?, next("cols")?);
+        let ok = pingpong <= 1
+            && [1, 2].contains(&cluster)
+            && (1..=64).contains(&splits)
+            && (cols == 256 || (cluster == 1 && [64, 128].contains(&cols)));
+        ok.then_some(Plan { ws: WsConfig { right_k_major, cluster, pingpong: pingpong == 1, cols }, splits })
     }
 }
 
@@ -669,7 +727,7 @@ impl WsRun<'_> {
         })?;
         let (m, n, cluster) = (g.m as usize, g.n as usize, ws.cluster);
         // Whole clusters, each walking cluster tiles (`cluster` tiles one above the other).
-        let units = m.div_ceil(ws.rows() * cluster) * n.div_ceil(256) * g.batch as usize * plan.splits;
+        let units = m.div_ceil(ws.rows() * cluster) * n.div_ceil(ws.cols) * g.batch as usize * plan.splits;
         let ctas = (units * cluster).min(cuda.sms as usize / cluster * cluster);
         let cfg = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (384, 1, 1), shared_mem_bytes: WS_SMEM };
         if plan.splits > 1 {
@@ -778,7 +836,8 @@ fn split_k_product(
     let mut b = cuda.stream.launch_builder(&f);
     let ld = ld as i64;
     b.arg(part.slice()).arg(&splits).arg(&ld).arg(bias.slice()).arg(out.slice_mut()).arg(g);
-    let cfg = cuda.linear((batch * m * n) as u64, 256 * 4, 8);
+    // A thread for every four columns of the workspace.
+    let cfg = cuda.linear((batch * m * ld as usize / 4) as u64, 256, 16);
     // SAFETY: parameters as `STRATA_GEMM_SPLITK_REDUCE` declares them; the output was checked
     // against its buffer.
     cuda.timed("matmul2d", || unsafe { b.launch(cfg) })
@@ -846,7 +905,16 @@ pub(crate) fn all_sources() -> Vec<String> {
         units.push(wg_source(t, o, Activation::None, true));
         units.push(wg_source(t, o, Activation::None, false));
         for (right_k_major, pingpong) in [(true, false), (false, true)] {
-            units.push(ws_source((t, t), o, Activation::None, WsConfig { right_k_major, cluster: 2, pingpong }));
+            units.push(ws_source(
+                (t, t),
+                o,
+                Activation::None,
+                WsConfig { right_k_major, cluster: 2, pingpong, cols: 256 },
+            ));
+            // The narrow tiles, on the other schedule.
+            let cols = if pingpong { 128 } else { 64 };
+            let ws = WsConfig { right_k_major, cluster: 1, pingpong: !pingpong, cols };
+            units.push(ws_source((t, t), o, Activation::None, ws));
         }
         units.push(reduce_source(o, Activation::None));
     }
@@ -854,21 +922,76 @@ pub(crate) fn all_sources() -> Vec<String> {
     let fp8 = [DType::F8E4M3, DType::F8E5M2];
     for (i, types) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
-        let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2 };
+        let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2, cols: 256 };
         units.push(ws_source(types, o, Activation::None, ws));
         units.push(simt_source(types, o, Activation::None));
     }
     for act in Activation::ALL {
         units.push(simt_source((DType::F32, DType::F32), DType::F32, act));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
-        let ws = WsConfig { right_k_major: false, cluster: 1, pingpong: false };
+        let ws = WsConfig { right_k_major: false, cluster: 1, pingpong: false, cols: 256 };
         units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, ws));
         units.push(reduce_source(DType::BF16, act));
-        let ws = WsConfig { right_k_major: true, cluster: 2, pingpong: true };
+        let ws = WsConfig { right_k_major: true, cluster: 2, pingpong: true, cols: 256 };
         units.push(ws_source((DType::F32, DType::F32), DType::F32, act, ws));
         units.push(tc_source(DType::BF16, DType::BF16, act, true, false));
         let p = FewRows { mt: 2, u: 2, groups: 1, parts: 8 };
         units.push(skinny_source(DType::F16, DType::F32, act, p));
     }
     units
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules' tiles on an H200's 132 multiprocessors: the best of the six measured for each
+    /// shape of BENCHMARKS.md's sweep.
+    #[test]
+    fn tiles_fill_the_gpu() {
+        let shape = |m, n, t| {
+            let ws = WsConfig::choose(m, n, 1, 132, t, true);
+            (if ws.pingpong { "pingpong" } else { "coop" }, ws.cols)
+        };
+        let bf16 = |m, n| shape(m, n, DType::BF16);
+        // Ping-pong where m ≤ 64 or the cooperative tiles cannot fill.
+        assert_eq!(bf16(32, 4096), ("pingpong", 64));
+        assert_eq!(bf16(64, 14336), ("pingpong", 128));
+        assert_eq!(bf16(128, 4096), ("pingpong", 64));
+        // The widest cooperative tiles that fill.
+        assert_eq!(bf16(256, 4096), ("coop", 64));
+        assert_eq!(bf16(512, 4096), ("coop", 128));
+        assert_eq!(bf16(128, 14336), ("coop", 128));
+        assert_eq!(bf16(1024, 4096), ("coop", 256));
+        assert_eq!(bf16(4096, 4096), ("coop", 256));
+        assert_eq!(bf16(1024, 28672), ("coop", 256));
+        // 448 wide tiles leave the fourth wave 39 % full; 896 narrow ones the seventh 79 %.
+        assert_eq!(bf16(1024, 14336), ("coop", 128));
+        // 224 wide tiles fill two waves as well as 448 of 128 columns do; 896 of 64 columns
+        // would fill seven better, but run at 0.8 of the wide tiles' speed.
+        assert_eq!(bf16(512, 14336), ("coop", 256));
+        // Too few even at 64 columns: the narrowest (and split-K on top).
+        assert_eq!(bf16(64, 1024), ("pingpong", 64));
+        // fp8 (pairs of CTAs) and tf32 have only the wide tiles.
+        assert_eq!(shape(128, 4096, DType::F8E4M3), ("pingpong", 256));
+        assert_eq!(shape(1024, 4096, DType::F8E4M3).1, 256);
+        assert_eq!(shape(128, 4096, DType::F32), ("pingpong", 256));
+    }
+
+    #[test]
+    fn plans_read_back_what_they_wrote_and_nothing_else() {
+        let ws = WsConfig { right_k_major: false, cluster: 1, pingpong: true, cols: 128 };
+        let plan = Plan { ws, splits: 3 };
+        assert_eq!(plan.text(), "pingpong=1 cluster=1 splits=3 cols=128");
+        assert_eq!(Plan::parse(&plan.text(), false), Some(plan));
+        for bad in [
+            "pingpong=1 cluster=2 splits=3 cols=128",
+            "pingpong=1 cluster=1 splits=3 cols=96",
+            "pingpong=1 cluster=1 splits=3",
+            "pingpong=0 cluster=1 splits=0 cols=256",
+            "cluster=1 pingpong=0 splits=1 cols=256",
+        ] {
+            assert_eq!(Plan::parse(bad, true), None, "{bad}");
+        }
+    }
 }
