@@ -290,11 +290,13 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 }
 
 // ---- tensor cores, warp-specialized and persistent (sm_90a) ---------------------------------------
-// The same 128 x 256 tiles and wgmma products as `gemm_wg` (k steps of 128 bytes: 64 f16/bf16
-// elements, or 32 f32 ones multiplied as tf32 when the product allows relaxed precision), organised as FlashAttention-3
+// The wgmma products of `gemm_wg` (k steps of 128 bytes: 64 f16/bf16 elements, or 32 f32 ones
+// multiplied as tf32 when the product allows relaxed precision) on tiles of 128 or 64 rows (PP
+// below) and 256 columns, or 128 or 64 for 16-bit products with too few wide tiles (BN), organised as FlashAttention-3
 // and CUTLASS's Hopper kernels are: one CTA per multiprocessor walks the output tiles; in each,
 // a producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
-// every k step, STAGES ahead, and two consumer warpgroups (the registers the producer gave up)
+// every k step, S stages ahead (4 of the widest tiles, up to 12 of the narrowest, in the same
+// shared memory), and two consumer warpgroups (the registers the producer gave up)
 // run the products and the epilogue. Stages change hands through transaction barriers: `full`
 // (the copy engine's bytes landed) and `empty` (both consumers' products of the stage are done),
 // so the producer fetches the next tile while the consumers still store the last one.
@@ -337,8 +339,8 @@ __device__ __forceinline__ void ws_tile(i64 t, int tiles_m, int tiles_n, i64& z,
 // `empty` barrier of both.
 //
 // PP chooses how the two consumers share the work (the schedules of CUTLASS's Hopper kernels):
-// cooperative (false), both on one 128 x 256 tile, 64 rows each, so that the tensor cores wait
-// while both round and store it; or ping-pong (true), each on tiles of its own of 64 x 256,
+// cooperative (false), both on one tile of 128 rows, 64 rows each, so that the tensor cores wait
+// while both round and store it; or ping-pong (true), each on tiles of its own of 64 rows,
 // taking turns: the work units alternate between them, and a consumer starts its products only
 // when the other has taken the last stage of its own (the `turn` barriers), so one's epilogue
 // runs while the other's products keep the tensor cores busy. The stages still go round in
@@ -358,7 +360,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     constexpr int S = STRATA_WS_STAGE_BYTES / ((BM + BN) * 128);
     static_assert(BN == 256 || (sizeof(T) == 2 && CL == 1), "narrow tiles: 16-bit types, no clusters");
     static_assert(2 * S + 2 <= 32, "the barriers fit their 256 bytes");
-    const u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
+    constexpr u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
     T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
     T* sa = base;                // S tiles of [BM][BK]
@@ -582,17 +584,18 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
 }
 
 // The second pass of split-K: C = act(Σ_s partial[z * splits + s] (+ C) + bias), the partial
-// tiles fp32 rows of `ld` elements (a multiple of 4, 16-byte aligned). A thread takes four
-// adjacent columns, one 16-byte load from each partial, all issued before the first sum: one
-// element a thread with 64-bit index arithmetic took 7.4 µs for 8 MiB on an H200, longer than
-// cuBLAS's whole product of the same shape.
+// tiles fp32 rows of `ld` elements (n rounded up to a multiple of 4, 16-byte aligned). A thread
+// takes four adjacent columns, one 16-byte load from each partial (unrolled four splits at a
+// time, so their loads go out together); in the last quad of a row the columns past n hold
+// whatever the workspace held before, and their sums are dropped. One element a thread with
+// 64-bit index arithmetic took 7.4 µs for 8 MiB on an H200, longer than cuBLAS's whole product
+// of the same shape.
 template <class TOUT, class F>
 __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i64 ld, const TOUT* bias, TOUT* c,
                                    const MatmulGeometry& g, F act) {
     const i64 quads = ld / 4, per_entry = g.m * quads, total = g.batch * per_entry, mn = g.m * ld;
     for (i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
         const i64 z = e / per_entry, r = e - z * per_entry, i = r / quads, j = (r - i * quads) * 4;
-        if (j >= g.n) continue;  // the padding between n and ld
         const float4* p = (const float4*)(part + z * splits * mn + i * ld + j);
         float4 v = p[0];
 #pragma unroll 4

@@ -224,8 +224,8 @@ impl WsConfig {
     /// 16-bit products without pairs choose the tile's width too, by how many tiles there are
     /// (measured on an H200 over 16 shapes × 6 tiles, BENCHMARKS.md "Tiles of 64 and 128
     /// columns"): the schedule and width whose tiles fill at least three quarters of the
-    /// multiprocessors, the widest such, but 128 columns rather than 256 where they fill the
-    /// last wave better by a tenth of a wave (64-column tiles run whole waves at 0.6–0.8 of
+    /// multiprocessors, the widest such, but 128 columns rather than 256 where their waves are
+    /// fuller by a tenth (tiles over waves × multiprocessors; 64-column tiles run whole waves at 0.5–0.8 of
     /// cuBLAS, so they serve only to fill the GPU at all); cooperative consumers (128 rows)
     /// first, ping-pong (64) where m ≤ 64 or where even the cooperative 64-column tiles do not
     /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
@@ -266,14 +266,21 @@ impl WsConfig {
         if !ws.narrow_tiles(t) {
             return ws;
         }
-        let widths = match std::env::var("STRATA_GEMM_TILE_N").ok().and_then(|v| v.parse::<usize>().ok()) {
-            Some(c @ (64 | 128 | 256)) => vec![c],
-            _ => vec![256, 128, 64],
+        let widths = match std::env::var("STRATA_GEMM_TILE_N").as_deref() {
+            Ok(v @ ("64" | "128" | "256")) => vec![v.parse().unwrap_or(256)],
+            Ok(v) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    eprintln!("strata-cuda: STRATA_GEMM_TILE_N={v} is not 64, 128 or 256; the rules choose")
+                });
+                vec![256, 128, 64]
+            }
+            Err(_) => vec![256, 128, 64],
         };
         let fullness = |u: usize| u as f64 / (waves(u) * sms.max(1)) as f64;
         // The widest width whose tiles fill three quarters of the GPU; 128 columns rather than
-        // 256 where they fill the last wave better by a tenth (64-column tiles, much slower on
-        // whole waves, only to fill the GPU at all).
+        // 256 where their waves are fuller by a tenth (64-column tiles, much slower on whole
+        // waves, only to fill the GPU at all).
         let width = |pingpong: bool| {
             let fills = |c: usize| units(pingpong, c) * 4 >= sms * 3;
             let pick = widths.iter().copied().find(|&c| fills(c))?;
@@ -768,7 +775,8 @@ fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffe
         rule.ws.right_k_major,
         g.accumulate,
     );
-    if let Some(plan) = cuda.tuner.get(&key).and_then(|t| Plan::parse(&t, rule.ws.right_k_major)) {
+    let runnable = |p: &Plan| p.ws.cols == 256 || p.ws.narrow_tiles(run.types.0);
+    if let Some(plan) = cuda.tuner.get(&key).and_then(|t| Plan::parse(&t, rule.ws.right_k_major)).filter(runnable) {
         return Ok(plan);
     }
     let plans = Plan::candidates(g, cuda.sms as usize, run.types.0, rule);
@@ -911,10 +919,11 @@ pub(crate) fn all_sources() -> Vec<String> {
                 Activation::None,
                 WsConfig { right_k_major, cluster: 2, pingpong, cols: 256 },
             ));
-            // The narrow tiles, on the other schedule.
-            let cols = if pingpong { 128 } else { 64 };
-            let ws = WsConfig { right_k_major, cluster: 1, pingpong: !pingpong, cols };
-            units.push(ws_source((t, t), o, Activation::None, ws));
+            // The narrow tiles, each width with each layout of B and on both schedules.
+            for cols in [64, 128] {
+                let ws = WsConfig { right_k_major, cluster: 1, pingpong: (cols == 64) != pingpong, cols };
+                units.push(ws_source((t, t), o, Activation::None, ws));
+            }
         }
         units.push(reduce_source(o, Activation::None));
     }
@@ -965,10 +974,10 @@ mod tests {
         assert_eq!(bf16(1024, 4096), ("coop", 256));
         assert_eq!(bf16(4096, 4096), ("coop", 256));
         assert_eq!(bf16(1024, 28672), ("coop", 256));
-        // 448 wide tiles leave the fourth wave 39 % full; 896 narrow ones the seventh 79 %.
+        // 448 wide tiles fill their four waves to 85 %, 896 narrow ones their seven to 97 %.
         assert_eq!(bf16(1024, 14336), ("coop", 128));
-        // 224 wide tiles fill two waves as well as 448 of 128 columns do; 896 of 64 columns
-        // would fill seven better, but run at 0.8 of the wide tiles' speed.
+        // 224 wide tiles fill two waves as well as 448 of 128 columns do (85 %); 896 of 64
+        // columns would fill seven better, but run at 0.8 of the wide tiles' speed.
         assert_eq!(bf16(512, 14336), ("coop", 256));
         // Too few even at 64 columns: the narrowest (and split-K on top).
         assert_eq!(bf16(64, 1024), ("pingpong", 64));

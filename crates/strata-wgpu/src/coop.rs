@@ -338,20 +338,7 @@ fn source(v: &Variant) -> String {
         "@compute @workgroup_size({threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {{
-    let M = p[0];
-    let N = p[1];
-    let K = p[2];
-    let group = wg.y * nwg.x + wg.x;
-    let tiles_n = (N + {tn}u - 1u) / {tn}u;
-    let per_batch = ((M + {tm}u - 1u) / {tm}u) * tiles_n;
-    if group >= per_batch * p[3] {{ return; }}
-    let b = group / per_batch;
-    let t = group % per_batch;
-    let row0 = (t / tiles_n) * {tm}u;
-    let col0 = (t % tiles_n) * {tn}u;
-    let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
-    let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
-    // Subgroup sg computes rows sm * {}.. and columns sn * {}.. of the tile.
+{walk}    // Subgroup sg computes rows sm * {}.. and columns sn * {}.. of the tile.
     let sg = lid / 32u;
     let lane = lid % 32u;
     let sm = sg / {}u;
@@ -360,7 +347,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         t.rm * 16,
         t.rn * 16,
         t.wn,
-        t.wn
+        t.wn,
+        walk = crate::matmul::tile_walk(tm, tn),
     );
     // Zero accumulators, loaded from a zeroed 16×16 tile.
     s += &format!("    for (var e = lid; e < 256u; e += {threads}u) {{ Ts[e] = 0.0; }}\n");

@@ -171,23 +171,13 @@ fn source(v: &Variant) -> String {
 @compute @workgroup_size({})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {{
-    let M = p[0];
-    let N = p[1];
-    let K = p[2];
-    let group = wg.y * nwg.x + wg.x;
-    let tiles_n = (N + {cols}u - 1u) / {cols}u;
-    if group >= tiles_n * p[3] {{ return; }}
-    let b = group / tiles_n;
-    let col0 = (group % tiles_n) * {cols}u;
-    let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
-    let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
-    let g = lid / {LANES}u;
+{walk}    let g = lid / {LANES}u;
     let lane = lid % {LANES}u;
     let chunks = K / {per}u;
 ",
         8 * RED_SLOT,
         LANES * 8,
-        cols = ROWS * 8,
+        walk = crate::matmul::tile_walk(8, ROWS * 8),
     );
     // Rows past N read the last row (no load under a branch); their sums are never stored.
     for row in 0..ROWS {

@@ -350,6 +350,29 @@ pub(crate) fn operand_strides(desc: &Matmul2d, left: &Layout, right: &Layout) ->
     (l_ms, l_ks, r_ks, r_ns)
 }
 
+/// The start of a GEMM kernel's `main` (`wg`, `nwg` and `p` in scope): the sizes `M`, `N`, `K`;
+/// the work group's output tile of `rows` × `cols` (`b` its batch entry, `row0` and `col0` its
+/// first row and column; the tiles of each batch entry walked a row of tiles at a time), or a
+/// return for a work group past the last; and the operands' first elements `lb` and `rb`.
+pub(crate) fn tile_walk(rows: u32, cols: u32) -> String {
+    format!(
+        "    let M = p[0];
+    let N = p[1];
+    let K = p[2];
+    let group = wg.y * nwg.x + wg.x;
+    let tiles_n = (N + {cols}u - 1u) / {cols}u;
+    let per_batch = ((M + {rows}u - 1u) / {rows}u) * tiles_n;
+    if group >= per_batch * p[3] {{ return; }}
+    let b = group / per_batch;
+    let t = group % per_batch;
+    let row0 = (t / tiles_n) * {rows}u;
+    let col0 = (t % tiles_n) * {cols}u;
+    let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
+    let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
+"
+    )
+}
+
 /// The WGSL the GEMM kernels open with: the bindings (parameters, left, right, the bias, the
 /// old output when accumulating into scratch, the destination), their loaders and
 /// `batch_offset`. With `vectors` the operands are bound as that array type (`array<vec4<f16>>`,
@@ -481,22 +504,10 @@ fn rhs_in(rb: i32, k: u32, j: u32) -> {acc_t} {{
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {{
-    let M = p[0];
-    let N = p[1];
-    let K = p[2];
-    let group = wg.y * nwg.x + wg.x;
-    let tn = (N + 127u) / 128u;
-    let per_batch = ((M + 127u) / 128u) * tn;
-    if group >= per_batch * p[3] {{ return; }}
-    let b = group / per_batch;
-    let t = group % per_batch;
-    let row0 = (t / tn) * 128u;
-    let col0 = (t % tn) * 128u;
-    let lb = bitcast<i32>(p[4]) + batch_offset(b, 26u);
-    let rb = bitcast<i32>(p[5]) + batch_offset(b, 32u);
-    let tx = lid % 16u;
+{walk}    let tx = lid % 16u;
     let ty = lid / 16u;
-"
+",
+        walk = tile_walk(128, 128),
     );
     for r in 0..8 {
         for h in 0..2 {
