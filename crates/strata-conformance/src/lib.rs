@@ -1584,10 +1584,22 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         }
     }
     // Few tiles and a long k: the k steps are split among work units (split-K on CUDA) and the
-    // partial products summed with the epilogue (bias and activation, accumulation into C).
-    let (m, n, k) = (48, 520, 1000);
-    for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
-        for (tr, variant) in [(true, 0), (false, 1), (true, 2), (false, 0)] {
+    // partial products summed with the epilogue (bias and activation, accumulation into C); n of
+    // 1030 leaves the last four columns of each row of the partial sums half written.
+    // Two 256 × 2240 × 64 products: on a GPU of 132 multiprocessors or fewer, 140 tiles of
+    // 128 × 64 (the widest that fill it), so some take two, each a single chunk of a 16-bit
+    // output.
+    for (m, n, k, tr, variant) in [
+        (48, 520, 1000, true, 0),
+        (48, 520, 1000, false, 1),
+        (48, 520, 1000, true, 2),
+        (48, 520, 1000, false, 0),
+        (64, 1030, 1024, true, 1),
+        (64, 1030, 1024, false, 2),
+        (256, 2240, 64, true, 1),
+        (256, 2240, 64, true, 0),
+    ] {
+        for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
             let desc = Matmul2d::new(m, n, k).transpose_right(tr);
             let desc = match variant {
                 1 => desc.epilogue(Epilogue::Bias(Activation::Gelu)),

@@ -981,6 +981,10 @@ mod tests {
         assert_eq!(bf16(512, 14336), ("coop", 256));
         // Too few even at 64 columns: the narrowest (and split-K on top).
         assert_eq!(bf16(64, 1024), ("pingpong", 64));
+        // The conformance suite's case of more 64-column tiles than multiprocessors.
+        let ws = WsConfig::choose(256, 2240, 2, 132, DType::BF16, true);
+        let tiles = 256usize.div_ceil(ws.rows()) * 2240usize.div_ceil(ws.cols) * 2;
+        assert_eq!((ws.pingpong, ws.cols, tiles), (false, 64, 140));
         // fp8 (pairs of CTAs) and tf32 have only the wide tiles.
         assert_eq!(shape(128, 4096, DType::F8E4M3), ("pingpong", 256));
         assert_eq!(shape(1024, 4096, DType::F8E4M3).1, 256);
