@@ -10,8 +10,13 @@
 #   here:   cp FILES_AT/cubins.tar.gz .device/       (then carry .device as usual)
 #
 # Entries are keyed by source, options, architecture and NVRTC's version, so a stale archive
-# only costs the compiles it cannot serve. The cache is $STRATA_CUDA_CACHE, by default
-# /tmp/strata-cuda-cache as in the other scripts here.
+# only costs the compiles it cannot serve; `save` packs only the cubins this call used or made
+# (newer than the mark `restore` leaves), so the archive does not grow with old kernels (where
+# the file system keeps no access times, entries only read are dropped and compile again). The
+# cache is $STRATA_CUDA_CACHE, by default /tmp/strata-cuda-cache as in the other scripts here:
+# a program run between restore and save must see the same value (the crate's own default is
+# ~/.cache/strata/cuda). A call carries 64 MiB and brings back files of 16 MiB at most, so save
+# warns above 12 MiB.
 set -euo pipefail
 cache="${STRATA_CUDA_CACHE:-/tmp/strata-cuda-cache}"
 archive="$(dirname "$0")/../../.device/cubins.tar.gz"
@@ -21,6 +26,9 @@ case "${1:-}" in
         if [ -f "$archive" ]; then
             tar -xzf "$archive" -C "$cache"
             echo "cubin cache: $(ls "$cache" | wc -l) entries restored into $cache"
+            # Restored entries count as used only once read: mark them old, and the time.
+            find "$cache" -name '*.cubin' -exec touch -a -d '2000-01-01' {} +
+            touch "$cache/.restored"
         else
             echo "cubin cache: no $archive carried; starting cold"
         fi
@@ -28,8 +36,16 @@ case "${1:-}" in
     save)
         : "${OUT:?save writes \$OUT/cubins.tar.gz: run it on the device machine}"
         mkdir -p "$cache"
-        tar -czf "$OUT/cubins.tar.gz" -C "$cache" .
-        echo "cubin cache: $(ls "$cache" | wc -l) entries, $(du -h "$OUT/cubins.tar.gz" | cut -f1) in \$OUT/cubins.tar.gz"
+        # Entries read (atime) or written (mtime) since the restore; everything without one.
+        if [ -f "$cache/.restored" ]; then
+            used=$(cd "$cache" && find . -name '*.cubin' \( -anewer .restored -o -newer .restored \) | sort)
+        else
+            used=$(cd "$cache" && find . -name '*.cubin' | sort)
+        fi
+        printf '%s\n' $used | tar -czf "$OUT/cubins.tar.gz" -C "$cache" -T -
+        bytes=$(stat -c %s "$OUT/cubins.tar.gz")
+        echo "cubin cache: $(printf '%s\n' $used | grep -c . || true) entries, $((bytes >> 10)) KiB in \$OUT/cubins.tar.gz"
+        [ "$bytes" -le $((12 << 20)) ] || echo "cubin cache: over 12 MiB; carrying it may not fit" >&2
         ;;
     *)
         echo "usage: $0 restore|save" >&2
