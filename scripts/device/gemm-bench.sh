@@ -12,10 +12,6 @@ bin="$1"
 shift
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --format=csv,noheader
 export STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
-# cuBLAS from the machine's CUDA libraries (cudarc loads it at run time): the system's, or the
-# nvidia-cublas wheel's that PyTorch uses.
-lib=$(ls /usr/local/cuda/lib64/libcublas.so* 2>/dev/null | head -1 || true)
-[ -n "$lib" ] || lib=$(python3 -c 'import glob, nvidia, os; print(next(iter(sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], "**", "libcublas.so*"), recursive=True))), ""))' 2>/dev/null || true)
-[ -n "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$(dirname "$0")/cublas-env.sh"
 echo "cuBLAS: ${lib:-not found}"
 "$bin" "$@"

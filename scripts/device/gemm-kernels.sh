@@ -14,8 +14,7 @@ case="$2"
 out="${3:-/tmp}"
 ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu | head -1)
 export STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
-lib=$(ls /usr/local/cuda/lib64/libcublas.so* 2>/dev/null | head -1 || true)
-[ -n "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$(dirname "$0")/cublas-env.sh"
 name="kernels-${case//[:x]/_}"
 "$ncu" -f --clock-control none --metrics gpu__time_duration.sum --csv --page raw "$bin" "$case" >"$out/$name.csv" 2>"$out/$name.err" || { tail -5 "$out/$name.err"; exit 1; }
 python3 - "$out/$name.csv" "$case" <<'PY'

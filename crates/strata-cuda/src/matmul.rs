@@ -225,10 +225,10 @@ impl WsConfig {
     /// (measured on an H200 over 16 shapes × 6 tiles, BENCHMARKS.md "Tiles of 64 and 128
     /// columns"): the schedule and width whose tiles fill at least three quarters of the
     /// multiprocessors, the widest such, but 128 columns rather than 256 where their waves are
-    /// fuller by a tenth (tiles over waves × multiprocessors; 64-column tiles run whole waves at 0.5–0.8 of
-    /// cuBLAS, so they serve only to fill the GPU at all); cooperative consumers (128 rows)
-    /// first, ping-pong (64) where m ≤ 64 or where even the cooperative 64-column tiles do not
-    /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
+    /// fuller by a tenth (tiles over waves × multiprocessors; 64-column tiles run whole waves
+    /// at 0.5–0.8 of cuBLAS, so they serve only to fill the GPU at all); cooperative
+    /// consumers (128 rows) first, ping-pong (64) where m ≤ 64 or where even the cooperative
+    /// 64-column tiles do not fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
     /// 128 tiles of 64 × 64 (0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
     /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
     /// squares their 128 × 256 tiles as before.
