@@ -1252,13 +1252,22 @@ pub fn matmul2d_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     report("matmul2d", failures, count);
 }
 
+/// Every pair of fp8 operand types (left, right).
+pub const FP8_PAIRS: [(DType, DType); 4] = [
+    (DType::F8E4M3, DType::F8E4M3),
+    (DType::F8E4M3, DType::F8E5M2),
+    (DType::F8E5M2, DType::F8E4M3),
+    (DType::F8E5M2, DType::F8E5M2),
+];
+
 /// Scaled fp8 products (`float8_e4m3fn`/`float8_e5m2` on either side, per-tensor and per-row
 /// scales) into f32, bf16 and f16: the tensor-core layout (both operands K-major) on tile-sized,
 /// ragged and split-K shapes, other layouts, a bias and activation, accumulation, a batch with
 /// the right operand broadcast. The GPU may accumulate with fewer bits than the CPU's f32 (the
 /// fp8 tensor cores of Hopper do), so the error is measured against `Σ|aᵢbᵢ|·s`, the size of
-/// the terms, and the worst of each type pair is printed.
-pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
+/// the terms, and the worst of each type pair is printed. `pairs`: the (left, right) types, each
+/// of [`FP8_PAIRS`] in the full suite.
+pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B, pairs: &[(DType, DType)]) {
     let mut rng = Rng(seed() ^ 0x8f8f);
     // (m, n, k, tl, tr, batch): the K-major layout on edge tiles (with an odd number of tile
     // rows, so that a pair of CTAs has a second tile wholly below m), many k steps and few
@@ -1274,9 +1283,8 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B) {
         (40, 70, 48, true, true, 1),
         (70, 90, 37, false, true, 1),
     ];
-    let fp8 = [DType::F8E4M3, DType::F8E5M2];
     let (mut failures, mut count) = (Vec::new(), 0);
-    for (pi, (lt, rt)) in fp8.iter().flat_map(|&l| fp8.map(|r| (l, r))).enumerate() {
+    for (pi, &(lt, rt)) in pairs.iter().enumerate() {
         let mut worst = 0.0f64;
         for (oi, out_t) in [DType::F32, DType::BF16, DType::F16].into_iter().enumerate() {
             let rel = match out_t {
@@ -1589,7 +1597,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     // (B of n = 1030 stored n × k: stored k × n its rows are not 16-byte multiples, and the
     // tensor-core path does not take it.) Two 256 × 2240 × 64 products: on a GPU of 97 to 132
     // multiprocessors, 140 tiles of 128 × 64 (the widest that fill it), so some take two, each a
-    // single chunk of a 16-bit output.
+    // single chunk of a 16-bit output. Two 40 × 2200 × 96 products: 138 tiles of 64 × 32 (the
+    // last 24 columns wide), enough that k is not split, each stored from 64-byte rows.
     for (m, n, k, tr, variant) in [
         (48, 520, 1000, true, 0),
         (48, 520, 1000, false, 1),
@@ -1599,6 +1608,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (64, 1030, 1024, true, 2),
         (256, 2240, 64, true, 1),
         (256, 2240, 64, true, 0),
+        (40, 2200, 96, true, 0),
+        (40, 2200, 96, true, 1),
     ] {
         for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
             let desc = Matmul2d::new(m, n, k).transpose_right(tr);

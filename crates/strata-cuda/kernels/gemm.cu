@@ -291,15 +291,16 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 
 // ---- tensor cores, warp-specialized and persistent (sm_90a) ---------------------------------------
 // The wgmma products of `gemm_wg` (k steps of 128 bytes: 64 f16/bf16 elements, or 32 f32 ones
-// multiplied as tf32 when the product allows relaxed precision) on tiles of 128 or 64 rows (PP
-// below) and 256 columns, or 128 or 64 for 16-bit products with too few wide tiles (BN), organised as FlashAttention-3
-// and CUTLASS's Hopper kernels are: one CTA per multiprocessor walks the output tiles; in each,
-// a producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
-// every k step, S stages ahead (4 of the widest tiles, up to 12 of the narrowest, in the same
-// shared memory), and two consumer warpgroups (the registers the producer gave up)
-// run the products and the epilogue. Stages change hands through transaction barriers: `full`
-// (the copy engine's bytes landed) and `empty` (both consumers' products of the stage are done),
-// so the producer fetches the next tile while the consumers still store the last one.
+// multiplied as tf32 when the product allows relaxed precision, or 128 fp8 ones) on tiles of 128
+// or 64 rows (PP below) and 256 columns, or 128 or 64 for 16-bit and fp8 products with too few
+// wide tiles (BN; 32 for 16-bit ones of 64-row tiles with B K-major), organised as FlashAttention-3 and CUTLASS's Hopper kernels are: one CTA per
+// multiprocessor walks the output tiles; in each, a producer warpgroup (one thread, few
+// registers) asks the copy engine for A's and B's tiles of every k step, S stages ahead (4 of
+// the widest tiles, up to 16 of the narrowest, in the same shared memory), and two consumer
+// warpgroups (the registers the producer gave up) run the products and the epilogue. Stages
+// change hands through transaction barriers: `full` (the copy engine's bytes landed) and `empty`
+// (both consumers' products of the stage are done), so the producer fetches the next tile while
+// the consumers still store the last one.
 // Operands come as tensor maps over (k, rows, batch) (B: (n, k, batch) when MN-major), which
 // zero-fill beyond every edge: ragged m, n and k cost nothing here. The output leaves the same
 // way when C is a tensor map too (`c_tma`; not when accumulating into C): each consumer rounds
@@ -311,9 +312,9 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 // Each consumer stages its output through two 8 KiB buffers of 64 rows x 128 bytes.
 #define STRATA_WS_EPI_BYTES 8192
 // The operand stages' shared memory: four stages of the largest tile (128 x 256, 128 bytes of
-// k); narrower tiles keep more stages in flight in the same bytes (12 of 64 x 64).
+// k); narrower tiles keep more stages in flight in the same bytes (16 of 64 x 32).
 #define STRATA_WS_STAGE_BYTES (STRATA_WS_STAGES * (STRATA_WG_BM + STRATA_WG_BN) * 128)
-#define STRATA_WS_SMEM (STRATA_WS_STAGE_BYTES + 4 * STRATA_WS_EPI_BYTES + 1024 + 256)
+#define STRATA_WS_SMEM (STRATA_WS_STAGE_BYTES + 4 * STRATA_WS_EPI_BYTES + 1024 + 512)
 
 // Tile `t` of the walk: grouped raster (8 block-rows at a time, column by column) within each
 // batch entry.
@@ -358,8 +359,9 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     // BM x BN: a work unit's tile (A's box has BM rows and B's BN / CL, as the host sets them).
     constexpr int BM = PP ? 64 : STRATA_WG_BM, BN = BN_, BK = 128 / sizeof(T);
     constexpr int S = STRATA_WS_STAGE_BYTES / ((BM + BN) * 128);
-    static_assert(BN == 256 || (sizeof(T) == 2 && CL == 1), "narrow tiles: 16-bit types, no clusters");
-    static_assert(2 * S + 2 <= 32, "the barriers fit their 256 bytes");
+    static_assert(BN == 256 || (sizeof(T) <= 2 && CL == 1), "narrow tiles: 16-bit and fp8 types, no clusters");
+    static_assert(BN != 32 || (sizeof(T) == 2 && RK && PP), "32 columns: 16-bit, B K-major, 64-row tiles");
+    static_assert(2 * S + 2 <= 64, "the barriers fit their 512 bytes");
     constexpr u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
     T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
@@ -488,7 +490,10 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             const int zc = (int)(z * splits + u % splits);
             const i64 m0 = (i64)tm * BM + (PP ? 0 : cw * 64), n0 = (i64)tn * BN;
             if (c_tma) {
-                constexpr int CW = 128 / sizeof(TOUT), PER = CW / 2;  // columns, registers per chunk
+                // Chunks of 128 bytes of columns (swizzled as the tensor map says), or the whole
+                // tile where it is narrower (64-byte rows of a 32-column 16-bit tile, unswizzled).
+                constexpr int CW = BN < 128 / (int)sizeof(TOUT) ? BN : 128 / (int)sizeof(TOUT);
+                constexpr int PER = CW / 2, ROW = CW * sizeof(TOUT);  // registers per chunk, bytes a row
                 const bool issuer = threadIdx.x % 128 == 0;
                 u8* buf = epi;
                 // The scale factors of this thread's two rows (or of the whole product), read
@@ -540,7 +545,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     }
                     // The tensor map's 128-byte swizzle: 16-byte piece p of row r sits at p ^ (r % 8).
                     const int byte = col * (int)sizeof(TOUT);
-                    store_pair((TOUT*)(buf + r * 128 + (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15)), act(v0), act(v1));
+                    const int at = ROW == 128 ? (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15) : byte;
+                    store_pair((TOUT*)(buf + r * ROW + at), act(v0), act(v1));
                 }
                 fence_proxy_async();
                 named_barrier(1 + cw, 128);
@@ -586,8 +592,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
 // The second pass of split-K: C = act(Σ_s partial[z * splits + s] (+ C) + bias), the partial
 // tiles fp32 rows of `ld` elements (n rounded up to a multiple of 4, 16-byte aligned). A thread
 // takes four adjacent columns, one 16-byte load from each partial (unrolled four splits at a
-// time, so their loads go out together); in the last quad of a row the columns past n hold
-// whatever the workspace held before, and their sums are dropped. One element a thread with
+// time, so their loads go out together); the last quad of a row, where n is not a multiple of
+// 4, reads its columns one at a time (the padding was never written). One element a thread with
 // 64-bit index arithmetic took 7.4 µs for 8 MiB on an H200, longer than cuBLAS's whole product
 // of the same shape.
 template <class TOUT, class F>
@@ -596,19 +602,27 @@ __device__ void gemm_splitk_reduce(const float* __restrict__ part, int splits, i
     const i64 quads = ld / 4, per_entry = g.m * quads, total = g.batch * per_entry, mn = g.m * ld;
     for (i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
         const i64 z = e / per_entry, r = e - z * per_entry, i = r / quads, j = (r - i * quads) * 4;
-        const float4* p = (const float4*)(part + z * splits * mn + i * ld + j);
-        float4 v = p[0];
+        const float* p = part + z * splits * mn + i * ld + j;
+        float vs[4] = {0.f, 0.f, 0.f, 0.f};
+        if (j + 4 <= g.n) {
+            float4 v = *(const float4*)p;
 #pragma unroll 4
-        for (int s = 1; s < splits; ++s) {
-            const float4 w = p[s * (mn / 4)];
-            v.x += w.x;
-            v.y += w.y;
-            v.z += w.z;
-            v.w += w.w;
+            for (int s = 1; s < splits; ++s) {
+                const float4 w = *(const float4*)(p + s * mn);
+                v.x += w.x;
+                v.y += w.y;
+                v.z += w.z;
+                v.w += w.w;
+            }
+            vs[0] = v.x, vs[1] = v.y, vs[2] = v.z, vs[3] = v.w;
+        } else {
+            for (int s = 0; s < splits; ++s)
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+                    if (j + q < g.n) vs[q] += p[s * mn + q];
         }
         i64 ao, bo, co;
         batch_offsets(g, z, ao, bo, co);
-        const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int q = 0; q < 4; ++q)
             if (j + q < g.n) finish<float, TOUT>(vs[q], c, co + i * g.c_rs + (j + q) * g.c_cs, bias, g, i, j + q, act);

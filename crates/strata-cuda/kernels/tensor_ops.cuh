@@ -261,135 +261,75 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 // tensor cores' async proxy.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
-// wgmma.m64nNk16 with fp32 accumulators (N/2 registers a thread), the shared-memory
-// descriptors of A and B, and B transposed (MN-major) when TRANS_B is 1.
-#define STRATA_WGMMA_M64N64(NAME, TY, PTX, TRANS_B)                                                \
-    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
-        asm volatile(                                                                               \
-            "{\n.reg .pred p;\n"                                                                \
-            "setp.ne.b32 p, %34, 0;\n"                                                    \
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX "." PTX " {"                      \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"  \
-            "}, %32, %33, p, 1, 1, 0, " #TRANS_B ";\n}\n"  \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])  \
-            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
+// One `wgmma` with fp32 accumulators: D[64 x N] (N/2 registers a thread) += A · B from the
+// shared-memory descriptors of A and B. SHAPE is the instruction's suffix
+// (`m64n128k16.f32.bf16.bf16`); TRANS is ", 0, T" for 16-bit types (B transposed, MN-major,
+// when T is 1) and empty for types whose operands must both be K-major (tf32, fp8).
+#define STRATA_WGMMA(NAME, TY, SHAPE, TRANS, REGS, OUTS, DA, DB, P)                                   \
+    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {         \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " P ", 0;\n"                                     \
+                     "wgmma.mma_async.sync.aligned." SHAPE " {" REGS "}, " DA ", " DB ", p, 1, 1" TRANS ";\n}\n" \
+                     : OUTS                                                                          \
+                     : "l"(desc_a), "l"(desc_b), "r"(scale_d));                                        \
     }
-#define STRATA_WGMMA_M64N128(NAME, TY, PTX, TRANS_B)                                               \
-    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
-        asm volatile(                                                                               \
-            "{\n.reg .pred p;\n"                                                                \
-            "setp.ne.b32 p, %66, 0;\n"                                                    \
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX "." PTX " {"                      \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"  \
-            "}, %64, %65, p, 1, 1, 0, " #TRANS_B ";\n}\n"  \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])  \
-            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
-    }
-#define STRATA_WGMMA_M64N256(NAME, TY, PTX, TRANS_B)                                               \
-    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
-        asm volatile(                                                                               \
-            "{\n.reg .pred p;\n"                                                                \
-            "setp.ne.b32 p, %130, 0;\n"                                                    \
-            "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX "." PTX " {"                      \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "  \
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "  \
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "  \
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "  \
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"  \
-            "}, %128, %129, p, 1, 1, 0, " #TRANS_B ";\n}\n"  \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),  \
-              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),  \
-              "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),  \
-              "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),  \
-              "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),  \
-              "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),  \
-              "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),  \
-              "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),  \
-              "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])  \
-            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
-    }
-// The same for types whose operands must both be K-major (tf32, fp8): no transpose flags.
-#define STRATA_WGMMA_M64N256_KMAJOR(NAME, TY, SHAPE)                                               \
-    __device__ __forceinline__ void NAME(float* d, u64 desc_a, u64 desc_b, int scale_d, TY) {          \
-        asm volatile(                                                                               \
-            "{\n.reg .pred p;\n"                                                                \
-            "setp.ne.b32 p, %130, 0;\n"                                                    \
-            "wgmma.mma_async.sync.aligned." SHAPE " {"                      \
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "  \
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "  \
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "  \
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "  \
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"  \
-            "}, %128, %129, p, 1, 1;\n}\n"  \
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),  \
-              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),  \
-              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),  \
-              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),  \
-              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),  \
-              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),  \
-              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),  \
-              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),  \
-              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),  \
-              "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),  \
-              "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),  \
-              "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),  \
-              "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),  \
-              "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),  \
-              "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),  \
-              "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])  \
-            : "l"(desc_a), "l"(desc_b), "r"(scale_d));  \
-    }
-STRATA_WGMMA_M64N64(wgmma_m64n64k16, f16, "f16", 0)
-STRATA_WGMMA_M64N64(wgmma_m64n64k16, bf16, "bf16", 0)
-STRATA_WGMMA_M64N64(wgmma_m64n64k16_tb, f16, "f16", 1)
-STRATA_WGMMA_M64N64(wgmma_m64n64k16_tb, bf16, "bf16", 1)
-STRATA_WGMMA_M64N128(wgmma_m64n128k16, f16, "f16", 0)
-STRATA_WGMMA_M64N128(wgmma_m64n128k16, bf16, "bf16", 0)
-STRATA_WGMMA_M64N256(wgmma_m64n256k16, f16, "f16", 0)
-STRATA_WGMMA_M64N256(wgmma_m64n256k16, bf16, "bf16", 0)
-STRATA_WGMMA_M64N128(wgmma_m64n128k16_tb, f16, "f16", 1)
-STRATA_WGMMA_M64N128(wgmma_m64n128k16_tb, bf16, "bf16", 1)
-STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, f16, "f16", 1)
-STRATA_WGMMA_M64N256(wgmma_m64n256k16_tb, bf16, "bf16", 1)
+// The accumulators as operands, 8 to 128 at a time, and their places in the instruction.
+#define STRATA_WG_D8(i) \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define STRATA_WG_D16 STRATA_WG_D8(0), STRATA_WG_D8(8)
+#define STRATA_WG_D32(i) STRATA_WG_D8(i), STRATA_WG_D8(i + 8), STRATA_WG_D8(i + 16), STRATA_WG_D8(i + 24)
+#define STRATA_WG_D64 STRATA_WG_D32(0), STRATA_WG_D32(32)
+#define STRATA_WG_D128 STRATA_WG_D64, STRATA_WG_D32(64), STRATA_WG_D32(96)
+#define STRATA_WG_R16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define STRATA_WG_R32 STRATA_WG_R16 ", " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define STRATA_WG_R64 STRATA_WG_R32 ", " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define STRATA_WG_R128 STRATA_WG_R64 ", " \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+#define STRATA_WGMMA_N32(NAME, TY, SHAPE, TRANS) \
+    STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R16, STRATA_WG_D16, "%16", "%17", "%18")
+#define STRATA_WGMMA_N64(NAME, TY, SHAPE, TRANS) \
+    STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R32, STRATA_WG_D32(0), "%32", "%33", "%34")
+#define STRATA_WGMMA_N128(NAME, TY, SHAPE, TRANS) \
+    STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R64, STRATA_WG_D64, "%64", "%65", "%66")
+#define STRATA_WGMMA_N256(NAME, TY, SHAPE, TRANS) \
+    STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R128, STRATA_WG_D128, "%128", "%129", "%130")
+// 16-bit types, k16; `_tb`: B transposed (MN-major). n32 only K-major (the MN-major B tiles
+// come in blocks of 64 columns).
+STRATA_WGMMA_N32(wgmma_m64n32k16, f16, "m64n32k16.f32.f16.f16", ", 0, 0")
+STRATA_WGMMA_N32(wgmma_m64n32k16, bf16, "m64n32k16.f32.bf16.bf16", ", 0, 0")
+STRATA_WGMMA_N64(wgmma_m64n64k16, f16, "m64n64k16.f32.f16.f16", ", 0, 0")
+STRATA_WGMMA_N64(wgmma_m64n64k16, bf16, "m64n64k16.f32.bf16.bf16", ", 0, 0")
+STRATA_WGMMA_N64(wgmma_m64n64k16_tb, f16, "m64n64k16.f32.f16.f16", ", 0, 1")
+STRATA_WGMMA_N64(wgmma_m64n64k16_tb, bf16, "m64n64k16.f32.bf16.bf16", ", 0, 1")
+STRATA_WGMMA_N128(wgmma_m64n128k16, f16, "m64n128k16.f32.f16.f16", ", 0, 0")
+STRATA_WGMMA_N128(wgmma_m64n128k16, bf16, "m64n128k16.f32.bf16.bf16", ", 0, 0")
+STRATA_WGMMA_N128(wgmma_m64n128k16_tb, f16, "m64n128k16.f32.f16.f16", ", 0, 1")
+STRATA_WGMMA_N128(wgmma_m64n128k16_tb, bf16, "m64n128k16.f32.bf16.bf16", ", 0, 1")
+STRATA_WGMMA_N256(wgmma_m64n256k16, f16, "m64n256k16.f32.f16.f16", ", 0, 0")
+STRATA_WGMMA_N256(wgmma_m64n256k16, bf16, "m64n256k16.f32.bf16.bf16", ", 0, 0")
+STRATA_WGMMA_N256(wgmma_m64n256k16_tb, f16, "m64n256k16.f32.f16.f16", ", 0, 1")
+STRATA_WGMMA_N256(wgmma_m64n256k16_tb, bf16, "m64n256k16.f32.bf16.bf16", ", 0, 1")
 // f32 operands read as tf32 (the low 13 mantissa bits ignored): 8 deep, 32 bytes like k16.
-STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k8, float, "m64n256k8.f32.tf32.tf32")
-// fp8 pairs, 32 deep (32 bytes like k16), each side E4M3 or E5M2.
+STRATA_WGMMA_N256(wgmma_m64n256k8, float, "m64n256k8.f32.tf32.tf32", "")
+// fp8 pairs, 32 deep (32 bytes like k16), each side E4M3 or E5M2, at each width.
 template <class A, class B> struct Pair {};
 typedef Pair<e4m3, e4m3> e4m3_e4m3;
 typedef Pair<e4m3, e5m2> e4m3_e5m2;
 typedef Pair<e5m2, e4m3> e5m2_e4m3;
 typedef Pair<e5m2, e5m2> e5m2_e5m2;
-STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e4m3_e4m3, "m64n256k32.f32.e4m3.e4m3")
-STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e4m3_e5m2, "m64n256k32.f32.e4m3.e5m2")
-STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e5m2_e4m3, "m64n256k32.f32.e5m2.e4m3")
-STRATA_WGMMA_M64N256_KMAJOR(wgmma_m64n256k32, e5m2_e5m2, "m64n256k32.f32.e5m2.e5m2")
+#define STRATA_WGMMA_FP8(N)                                                                        \
+    STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e4m3_e4m3, "m64n" #N "k32.f32.e4m3.e4m3", "") \
+    STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e4m3_e5m2, "m64n" #N "k32.f32.e4m3.e5m2", "") \
+    STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e5m2_e4m3, "m64n" #N "k32.f32.e5m2.e4m3", "") \
+    STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e5m2_e5m2, "m64n" #N "k32.f32.e5m2.e5m2", "")
+STRATA_WGMMA_FP8(64)
+STRATA_WGMMA_FP8(128)
+STRATA_WGMMA_FP8(256)
 
 // A warpgroup's 64 x N destination in fp32 registers: warp w of the group holds rows
 // 16w..16w+15, laid out as `Dest`'s 16 x 8 blocks along N.
@@ -413,8 +353,10 @@ template <int N> struct WgDest {
 template <int N, bool TRANS_B, class T, class TB = T>
 __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
     if constexpr (sizeof(T) == 1) {
-        static_assert(N == 256 && !TRANS_B, "fp8: n256, both operands K-major");
-        wgmma_m64n256k32(d, a, b, 1, Pair<T, TB>());
+        static_assert(!TRANS_B, "fp8: both operands K-major");
+        if constexpr (N == 256) wgmma_m64n256k32(d, a, b, 1, Pair<T, TB>());
+        else if constexpr (N == 128) wgmma_m64n128k32(d, a, b, 1, Pair<T, TB>());
+        else wgmma_m64n64k32(d, a, b, 1, Pair<T, TB>());
     } else if constexpr (sizeof(T) == 4) {
         static_assert(N == 256 && !TRANS_B, "tf32: n256, both operands K-major");
         wgmma_m64n256k8(d, a, b, 1, t);
@@ -422,8 +364,12 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
     else if constexpr (N == 256) wgmma_m64n256k16(d, a, b, 1, t);
     else if constexpr (N == 128 && TRANS_B) wgmma_m64n128k16_tb(d, a, b, 1, t);
     else if constexpr (N == 128) wgmma_m64n128k16(d, a, b, 1, t);
-    else if constexpr (TRANS_B) wgmma_m64n64k16_tb(d, a, b, 1, t);
-    else wgmma_m64n64k16(d, a, b, 1, t);
+    else if constexpr (N == 64 && TRANS_B) wgmma_m64n64k16_tb(d, a, b, 1, t);
+    else if constexpr (N == 64) wgmma_m64n64k16(d, a, b, 1, t);
+    else {
+        static_assert(N == 32 && !TRANS_B, "n32: B K-major");
+        wgmma_m64n32k16(d, a, b, 1, t);
+    }
 }
 
 // matmul2d at warpgroup scope: D[64 x N] += A[64 x K] · B[K x N], K 128 bytes of elements at
@@ -433,7 +379,7 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
 // products and commits them as one group; `wgmma_wait<n>()` later waits until at most n groups
 // are in flight.
 template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR, Warpgroup> {
-    static_assert(N == 64 || N == 128 || N == 256, "wgmma n64, n128 or n256");
+    static_assert(N == 32 || N == 64 || N == 128 || N == 256, "wgmma n32, n64, n128 or n256");
     template <int K, class T, class TB = T> __device__ static void run(WgDest<N>& d, const T* a, const TB* b) {
         const u64 da = wgmma_desc(a);
         const u64 db = RIGHT_K_MAJOR ? wgmma_desc(b) : wgmma_desc_mn(b, 64 * 64 * sizeof(T));

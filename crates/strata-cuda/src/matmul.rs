@@ -67,7 +67,7 @@ pub(crate) enum Path {
 /// Bytes of dynamic shared memory the warpgroup kernel takes (`STRATA_WG_SMEM`).
 const WG_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
 /// Bytes of dynamic shared memory the warp-specialized kernel takes (`STRATA_WS_SMEM`).
-const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 256;
+const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 512;
 
 /// Mirrors `strata::tensor_ops::TensorMap`: a `CUtensorMap` passed by value.
 #[repr(C, align(64))]
@@ -86,7 +86,9 @@ struct TmaOperand {
     outer: usize,
     row_stride: i64,
     batch: Option<(usize, i64)>,
-    /// The box the kernel loads: (inner, outer) elements.
+    /// The box the kernel loads or stores: (inner, outer) elements. Rows of 128 bytes are
+    /// swizzled (the layout `wgmma` and the epilogue expect); narrower ones (a 32-column tile's
+    /// 16-bit output) are not.
     boxed: (u32, u32),
 }
 
@@ -113,6 +115,11 @@ impl TmaOperand {
         let strides = [row as u64 * w, bstride as u64 * w];
         let boxes = [self.boxed.0, self.boxed.1, 1];
         let ones = [1u32; 3];
+        let swizzle = if u64::from(self.boxed.0) * w == 128 {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
+        } else {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
+        };
         let ty = match self.t {
             DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
             DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
@@ -134,7 +141,7 @@ impl TmaOperand {
                 boxes.as_ptr(),
                 ones.as_ptr(),
                 sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                swizzle,
                 sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
             )
@@ -214,94 +221,134 @@ pub(crate) struct WsConfig {
     pub cols: usize,
 }
 
-impl WsConfig {
-    /// The choice for a `batch` of m × n products of type `t` on `sms` multiprocessors.
-    ///
-    /// CTA pairs for fp8 wherever there are two rows of tiles (its k steps go twice as fast,
-    /// so fetching B once for two tiles matters most there; 16-bit pairs measured no faster:
-    /// 0.95 of cuBLAS either way at bf16 8192³ on an H200).
-    ///
-    /// 16-bit products without pairs choose the tile's width too, by how many tiles there are
-    /// (measured on an H200 over 16 shapes × 6 tiles, BENCHMARKS.md "Tiles of 64 and 128
-    /// columns"): the schedule and width whose tiles fill at least three quarters of the
-    /// multiprocessors, the widest such, but 128 columns rather than 256 where their waves are
-    /// fuller by a tenth (tiles over waves × multiprocessors; 64-column tiles run whole waves
-    /// at 0.5–0.8 of cuBLAS, so they serve only to fill the GPU at all); cooperative
-    /// consumers (128 rows) first, ping-pong (64) where m ≤ 64 or where even the cooperative
-    /// 64-column tiles do not fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
-    /// 128 tiles of 64 × 64 (0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
-    /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
-    /// squares their 128 × 256 tiles as before.
-    ///
-    /// Other types keep 256 columns and take cooperative consumers, unless ping-pong's
-    /// half-height tiles fill the last wave of tiles better: ping-pong runs whole waves at about
-    /// 0.9 of the cooperative speed (twice the loads from L2 per product), but where the
-    /// cooperative tiles leave most of the GPU idle (fp8 128 × 14336: 56 tiles for 132
-    /// multiprocessors) it took fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many
-    /// rows.
-    ///
-    /// `STRATA_GEMM_CLUSTER=1|2`, `STRATA_GEMM_SCHEDULE=coop|pingpong` and
-    /// `STRATA_GEMM_TILE_N=64|128|256` (16-bit types without pairs) override the rules, to
-    /// compare.
-    fn choose(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool) -> WsConfig {
+/// The environment's overrides of [`WsConfig::choose`]'s rules, to compare and test:
+/// `STRATA_GEMM_SCHEDULE=coop|pingpong`, `STRATA_GEMM_CLUSTER=1|2` and
+/// `STRATA_GEMM_TILE_N=32|64|128|256` (a malformed width warns once and is ignored).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Forced {
+    schedule: Option<bool>,
+    pairs: Option<bool>,
+    cols: Option<usize>,
+}
+
+impl Forced {
+    fn from_env() -> Forced {
         let schedule = match std::env::var("STRATA_GEMM_SCHEDULE").as_deref() {
             Ok("pingpong") => Some(true),
             Ok("coop") => Some(false),
             _ => None,
         };
         let pairs = match std::env::var("STRATA_GEMM_CLUSTER").as_deref() {
-            Ok("1") => false,
-            Ok("2") => true,
-            _ => strata_core::kernel::is_fp8(t),
+            Ok("1") => Some(false),
+            Ok("2") => Some(true),
+            _ => None,
         };
-        let units =
-            |pingpong: bool, cols: usize| m.div_ceil(if pingpong { 64 } else { 128 }) * n.div_ceil(cols) * batch;
-        let waves = |units: usize| units.div_ceil(sms.max(1));
-        let pingpong = schedule.unwrap_or_else(|| {
-            m <= 64 || waves(2 * units(false, 256)) as f64 * 0.5 / 0.9 < waves(units(false, 256)) as f64
-        });
-        let alone = WsConfig { right_k_major, cluster: 1, pingpong, cols: 256 };
-        // Pairs need a second row of tiles.
-        let ws = WsConfig { cluster: if m > alone.rows() && pairs { 2 } else { 1 }, ..alone };
-        if !ws.narrow_tiles(t) {
-            return ws;
-        }
-        let widths = match std::env::var("STRATA_GEMM_TILE_N").as_deref() {
-            Ok(v @ ("64" | "128" | "256")) => vec![v.parse().unwrap_or(256)],
+        let cols = match std::env::var("STRATA_GEMM_TILE_N").as_deref() {
+            Ok(v @ ("32" | "64" | "128" | "256")) => v.parse().ok(),
             Ok(v) => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
                 WARNED.call_once(|| {
-                    eprintln!("strata-cuda: STRATA_GEMM_TILE_N={v} is not 64, 128 or 256; the rules choose")
+                    eprintln!("strata-cuda: STRATA_GEMM_TILE_N={v} is not 32, 64, 128 or 256; the rules choose")
                 });
-                vec![256, 128, 64]
+                None
             }
-            Err(_) => vec![256, 128, 64],
+            Err(_) => None,
         };
-        let fullness = |u: usize| u as f64 / (waves(u) * sms.max(1)) as f64;
-        // The widest width whose tiles fill three quarters of the GPU; 128 columns rather than
-        // 256 where their waves are fuller by a tenth (64-column tiles, much slower on whole
-        // waves, only to fill the GPU at all).
+        Forced { schedule, pairs, cols }
+    }
+}
+
+impl WsConfig {
+    /// The choice for a `batch` of m × n products of type `t` on `sms` multiprocessors, as the
+    /// environment may force it ([`Forced`]).
+    fn choose(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool) -> WsConfig {
+        WsConfig::rule(m, n, batch, sms, t, right_k_major, Forced::from_env())
+    }
+
+    /// The rules, given what is forced.
+    ///
+    /// 16-bit and fp8 products choose the tile's width by how many tiles there are (measured
+    /// on an H200 over 16 shapes × 6 tiles, BENCHMARKS.md "Tiles of 64 and 128 columns"): the
+    /// schedule and width whose tiles fill at least three quarters of the multiprocessors, the
+    /// widest such, but 128 columns rather than 256 where their waves are fuller by a tenth
+    /// (tiles over waves × multiprocessors; 64-column tiles run whole waves at 0.5–0.8 of
+    /// cuBLAS, so they serve only to fill the GPU at all); cooperative consumers (128 rows)
+    /// first, ping-pong (64) where m ≤ 64 or where even the cooperative 64-column tiles do not
+    /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
+    /// 128 tiles of 64 × 64 (bf16: 0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
+    /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
+    /// squares their 128 × 256 tiles as before. 16-bit ping-pong tiles with B K-major also come
+    /// 32 columns wide, as cuBLAS runs 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
+    /// stages, where 64 columns make 64 tiles and split k in two).
+    ///
+    /// fp8 products on 256-column tiles run in CTA pairs wherever there are two rows of tiles:
+    /// their k steps go twice as fast, so fetching B once for two tiles matters most there
+    /// (16-bit pairs measured no faster: 0.95 of cuBLAS either way at bf16 8192³ on an H200).
+    /// Narrow tiles run alone.
+    ///
+    /// tf32 keeps 256 columns and takes cooperative consumers, unless ping-pong's half-height
+    /// tiles fill the last wave of tiles better: ping-pong runs whole waves at about 0.9 of the
+    /// cooperative speed (twice the loads from L2 per product), but where the cooperative tiles
+    /// leave most of the GPU idle (fp8 128 × 14336 on wide tiles: 56 for 132 multiprocessors)
+    /// it took fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many rows.
+    fn rule(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool, f: Forced) -> WsConfig {
+        let pairs = f.pairs.unwrap_or(strata_core::kernel::is_fp8(t));
+        let sms = sms.max(1);
+        let units =
+            |pingpong: bool, cols: usize| m.div_ceil(if pingpong { 64 } else { 128 }) * n.div_ceil(cols) * batch;
+        let waves = |units: usize| units.div_ceil(sms);
+        // Pairs need a second row of tiles.
+        let paired = |ws: WsConfig| WsConfig { cluster: if m > ws.rows() && pairs { 2 } else { 1 }, ..ws };
+        let alone = WsConfig { right_k_major, cluster: 1, pingpong: false, cols: 256 };
+        let narrow = WsConfig { cols: 64, ..alone };
+        if !narrow.exists(t) || f.pairs == Some(true) {
+            let pingpong = f.schedule.unwrap_or_else(|| {
+                m <= 64 || waves(2 * units(false, 256)) as f64 * 0.5 / 0.9 < waves(units(false, 256)) as f64
+            });
+            return paired(WsConfig { pingpong, ..alone });
+        }
+        // The widths the kernel has for this schedule, widest first (or the one forced, where it
+        // has it; else 64).
+        let widths = |pingpong: bool| {
+            let has = |&c: &usize| WsConfig { pingpong, cols: c, ..alone }.exists(t);
+            let all: Vec<usize> = f.cols.map_or(vec![256, 128, 64, 32], |c| vec![c]).into_iter().filter(has).collect();
+            if all.is_empty() { vec![64] } else { all }
+        };
+        let fullness = |u: usize| u as f64 / (waves(u) * sms) as f64;
         let width = |pingpong: bool| {
+            let widths = widths(pingpong);
             let fills = |c: usize| units(pingpong, c) * 4 >= sms * 3;
             let pick = widths.iter().copied().find(|&c| fills(c))?;
             let better = |c: usize| fullness(units(pingpong, c)) > fullness(units(pingpong, pick)) + 0.1;
             Some(if pick == 256 && widths.contains(&128) && better(128) { 128 } else { pick })
         };
-        let narrowest = widths[widths.len() - 1];
-        let (pingpong, cols) = match schedule {
-            Some(pp) => (pp, width(pp).unwrap_or(narrowest)),
-            None => match (m > 64).then(|| width(false)).flatten() {
+        let narrowest = |pingpong: bool| widths(pingpong).last().copied().unwrap_or(64);
+        let (pingpong, cols) = match f.schedule {
+            Some(pp) => (pp, width(pp).unwrap_or_else(|| narrowest(pp))),
+            // (A width forced that cooperative tiles do not have goes to ping-pong.)
+            None => match (m > 64 && f.cols.is_none_or(|c| WsConfig { cols: c, ..alone }.exists(t)))
+                .then(|| width(false))
+                .flatten()
+            {
                 Some(cols) => (false, cols),
-                None => (true, width(true).unwrap_or(narrowest)),
+                None => (true, width(true).unwrap_or_else(|| narrowest(true))),
             },
         };
-        WsConfig { pingpong, cols, ..ws }
+        let ws = WsConfig { pingpong, cols, ..alone };
+        if cols == 256 { paired(ws) } else { ws }
     }
 
-    /// Whether tiles narrower than 256 columns exist for this configuration with operands of
-    /// type `t` (16-bit `wgmma` shapes, CTAs alone).
-    fn narrow_tiles(self, t: DType) -> bool {
-        t.bits() == 16 && self.cluster == 1
+    /// Whether the kernel has this configuration for operands of type `t`: 256 columns for
+    /// every type; 128 and 64 for 16-bit and fp8 types with CTAs alone; 32 for 16-bit types on
+    /// 64-row tiles (ping-pong) with B K-major.
+    fn exists(self, t: DType) -> bool {
+        let narrow = (t.bits() == 16 || strata_core::kernel::is_fp8(t)) && self.cluster == 1;
+        match self.cols {
+            256 => true,
+            128 | 64 => narrow,
+            32 => narrow && t.bits() == 16 && self.pingpong && self.right_k_major,
+            _ => false,
+        }
     }
 
     /// Rows of A (and of C) in one work unit's tile.
@@ -629,9 +676,10 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
     Some(Maps { a: a_map, b: b_map, a_batched: i32::from(sa != 0), b_batched: i32::from(sb != 0) })
 }
 
-/// The output's tensor map for the copy engine's stores (chunks of 64 rows × 128 bytes), or
-/// `None` where C must be written element by element (accumulating, strided, misaligned).
-fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64) -> Option<TensorMap> {
+/// The output's tensor map for the copy engine's stores (chunks of 64 rows × 128 bytes, or of
+/// the tile's `cols` where they are fewer), or `None` where C must be written element by
+/// element (accumulating, strided, misaligned).
+fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usize) -> Option<TensorMap> {
     let sc = batch_stride(&g.batch_shape[..nbatch], &g.c_batch[..nbatch])?;
     if g.accumulate != 0 || g.c_cs != 1 || (sc == 0 && g.batch > 1) {
         return None;
@@ -643,7 +691,7 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64) -> Option
         outer: g.m as usize,
         row_stride: g.c_rs,
         batch: (sc != 0).then_some((g.batch as usize, sc)),
-        boxed: (128 / w as u32, 64),
+        boxed: ((128 / w as u32).min(cols as u32), 64),
     };
     c.encode(c_ptr + g.c_off as u64 * w)
 }
@@ -671,10 +719,12 @@ impl Plan {
     fn candidates(g: &MatmulGeometry, sms: usize, t: DType, rule: Plan) -> Vec<Plan> {
         let mut out = vec![rule];
         let steps = ksteps(g, t);
-        let shapes = [false, true].into_iter().flat_map(|pp| [(pp, 1, 256), (pp, 2, 256), (pp, 1, 128), (pp, 1, 64)]);
+        let shapes = [false, true]
+            .into_iter()
+            .flat_map(|pp| [(pp, 1, 256), (pp, 2, 256), (pp, 1, 128), (pp, 1, 64), (pp, 1, 32)]);
         for (pingpong, cluster, cols) in shapes {
             let ws = WsConfig { cluster, pingpong, cols, ..rule.ws };
-            if (cluster == 2 && g.m as usize <= ws.rows()) || (cols < 256 && !ws.narrow_tiles(t)) {
+            if (cluster == 2 && g.m as usize <= ws.rows()) || !ws.exists(t) {
                 continue;
             }
             let tiles = ws.tiles(g);
@@ -704,7 +754,7 @@ impl Plan {
         let ok = pingpong <= 1
             && [1, 2].contains(&cluster)
             && (1..=64).contains(&splits)
-            && (cols == 256 || (cluster == 1 && [64, 128].contains(&cols)));
+            && (cols == 256 || (cluster == 1 && [32, 64, 128].contains(&cols)));
         ok.then_some(Plan { ws: WsConfig { right_k_major, cluster, pingpong: pingpong == 1, cols }, splits })
     }
 }
@@ -743,7 +793,7 @@ impl WsRun<'_> {
         let key = format!("gemm ws {} {} {t} {act:?} {ws:?}", types.0, types.1);
         let f = cuda.kernel_with_smem(&key, WS_SMEM, || ws_source(types, t, act, ws))?;
         let (c_ptr, c_guard) = out.slice().device_ptr(&cuda.stream);
-        let map_c = tma_output(g, self.nbatch, t, c_ptr);
+        let map_c = tma_output(g, self.nbatch, t, c_ptr, ws.cols);
         drop(c_guard);
         let c_tma = i32::from(map_c.is_some());
         let map_c = map_c.unwrap_or(TensorMap([0; 16]));
@@ -775,7 +825,7 @@ fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffe
         rule.ws.right_k_major,
         g.accumulate,
     );
-    let runnable = |p: &Plan| p.ws.cols == 256 || p.ws.narrow_tiles(run.types.0);
+    let runnable = |p: &Plan| p.ws.exists(run.types.0);
     if let Some(plan) = cuda.tuner.get(&key).and_then(|t| Plan::parse(&t, rule.ws.right_k_major)).filter(runnable) {
         return Ok(plan);
     }
@@ -919,9 +969,14 @@ pub(crate) fn all_sources() -> Vec<String> {
                 Activation::None,
                 WsConfig { right_k_major, cluster: 2, pingpong, cols: 256 },
             ));
-            // The narrow tiles, each width with each layout of B and on both schedules.
+            // The narrow tiles, each width with each layout of B and on both schedules (32
+            // columns: ping-pong, B K-major).
             for cols in [64, 128] {
                 let ws = WsConfig { right_k_major, cluster: 1, pingpong: (cols == 64) != pingpong, cols };
+                units.push(ws_source((t, t), o, Activation::None, ws));
+            }
+            if right_k_major {
+                let ws = WsConfig { right_k_major, cluster: 1, pingpong: true, cols: 32 };
                 units.push(ws_source((t, t), o, Activation::None, ws));
             }
         }
@@ -933,6 +988,11 @@ pub(crate) fn all_sources() -> Vec<String> {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
         let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2, cols: 256 };
         units.push(ws_source(types, o, Activation::None, ws));
+        // Each pair's narrow `wgmma` forms (n64, n128).
+        for (cols, pingpong) in [(64, i % 2 == 0), (128, i % 2 == 1)] {
+            let ws = WsConfig { right_k_major: true, cluster: 1, pingpong, cols };
+            units.push(ws_source(types, o, Activation::None, ws));
+        }
         units.push(simt_source(types, o, Activation::None));
     }
     for act in Activation::ALL {
@@ -959,12 +1019,13 @@ mod tests {
     #[test]
     fn tiles_fill_the_gpu() {
         let shape = |m, n, t| {
-            let ws = WsConfig::choose(m, n, 1, 132, t, true);
+            let ws = WsConfig::rule(m, n, 1, 132, t, true, Forced::default());
             (if ws.pingpong { "pingpong" } else { "coop" }, ws.cols)
         };
         let bf16 = |m, n| shape(m, n, DType::BF16);
         // Ping-pong where m ≤ 64 or the cooperative tiles cannot fill.
-        assert_eq!(bf16(32, 4096), ("pingpong", 64));
+        assert_eq!(bf16(32, 4096), ("pingpong", 32));
+        assert_eq!(bf16(64, 4096), ("pingpong", 32));
         assert_eq!(bf16(64, 14336), ("pingpong", 128));
         assert_eq!(bf16(128, 4096), ("pingpong", 64));
         // The widest cooperative tiles that fill.
@@ -979,16 +1040,56 @@ mod tests {
         // 224 wide tiles fill two waves as well as 448 of 128 columns do (85 %); 896 of 64
         // columns would fill seven better, but run at 0.8 of the wide tiles' speed.
         assert_eq!(bf16(512, 14336), ("coop", 256));
-        // Too few even at 64 columns: the narrowest (and split-K on top).
-        assert_eq!(bf16(64, 1024), ("pingpong", 64));
+        // Too few even at 32 columns: the narrowest (and split-K on top).
+        assert_eq!(bf16(64, 1024), ("pingpong", 32));
+        // 32 columns only where B is K-major.
+        let nn = WsConfig::rule(64, 1024, 1, 132, DType::BF16, false, Forced::default());
+        assert_eq!((nn.pingpong, nn.cols), (true, 64));
         // The conformance suite's case of more 64-column tiles than multiprocessors.
-        let ws = WsConfig::choose(256, 2240, 2, 132, DType::BF16, true);
+        let ws = WsConfig::rule(256, 2240, 2, 132, DType::BF16, true, Forced::default());
         let tiles = 256usize.div_ceil(ws.rows()) * 2240usize.div_ceil(ws.cols) * 2;
         assert_eq!((ws.pingpong, ws.cols, tiles), (false, 64, 140));
-        // fp8 (pairs of CTAs) and tf32 have only the wide tiles.
-        assert_eq!(shape(128, 4096, DType::F8E4M3), ("pingpong", 256));
-        assert_eq!(shape(1024, 4096, DType::F8E4M3).1, 256);
+        // And its 138 tiles of 64 × 32, too many to split k.
+        let ws = WsConfig::rule(40, 2200, 2, 132, DType::BF16, true, Forced::default());
+        let tiles = 2200usize.div_ceil(ws.cols) * 2;
+        assert_eq!((ws.pingpong, ws.cols, tiles, split_k(tiles, 2, 132)), (true, 32, 138, 1));
+        // fp8: the same widths; the wide tiles in pairs where there are two rows of them.
+        let fp8 = |m, n| {
+            let ws = WsConfig::rule(m, n, 1, 132, DType::F8E4M3, true, Forced::default());
+            (if ws.pingpong { "pingpong" } else { "coop" }, ws.cols, ws.cluster)
+        };
+        assert_eq!(fp8(128, 4096), ("pingpong", 64, 1));
+        assert_eq!(fp8(128, 14336), ("coop", 128, 1));
+        assert_eq!(fp8(16, 28672), ("pingpong", 256, 1));
+        assert_eq!(fp8(128, 28672), ("coop", 256, 1));
+        assert_eq!(fp8(4096, 4096), ("coop", 256, 2));
+        // tf32 has only the wide tiles.
         assert_eq!(shape(128, 4096, DType::F32), ("pingpong", 256));
+    }
+
+    /// What the environment forces wins over the rules, and never asks for a kernel that does
+    /// not exist (narrow tiles in pairs, or for tf32).
+    #[test]
+    fn forced_settings_win() {
+        let rule = |m, t, f| {
+            let ws = WsConfig::rule(m, 4096, 1, 132, t, true, f);
+            (ws.pingpong, ws.cluster, ws.cols)
+        };
+        let narrow = Forced { cols: Some(64), ..Forced::default() };
+        let pairs = Forced { pairs: Some(true), ..narrow };
+        let coop = Forced { schedule: Some(false), ..narrow };
+        let thin = Forced { cols: Some(32), ..Forced::default() };
+        assert_eq!(rule(4096, DType::BF16, narrow), (false, 1, 64));
+        assert_eq!(rule(4096, DType::BF16, thin), (true, 1, 32));
+        assert_eq!(rule(4096, DType::BF16, Forced { schedule: Some(false), ..thin }), (false, 1, 64));
+        // A width the type does not have falls to 64 columns.
+        assert_eq!(rule(4096, DType::F8E4M3, thin).2, 64);
+        assert_eq!(rule(4096, DType::F8E5M2, narrow), (false, 1, 64));
+        assert_eq!(rule(32, DType::BF16, coop), (false, 1, 64));
+        assert_eq!(rule(4096, DType::BF16, pairs), (false, 2, 256));
+        assert_eq!(rule(4096, DType::F32, narrow), (false, 1, 256));
+        let alone = Forced { pairs: Some(false), ..Forced::default() };
+        assert_eq!(rule(4096, DType::F8E4M3, alone), (false, 1, 256));
     }
 
     #[test]

@@ -53,7 +53,7 @@ suite_tests!(
 #[test]
 fn matmul2d_scaled_fp8_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
-    suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu);
+    suite::matmul2d_scaled_fp8_matches_the_cpu(&gpu, &suite::FP8_PAIRS);
 }
 
 /// The general kernels of attention and convolution on the shapes the tensor-core ones take
@@ -87,7 +87,9 @@ fn tuned_products_match_the_cpu() {
     let _ = std::fs::remove_file(&file);
     let tuned = gpu.with_tuning_file(&file);
     suite::matmul2d_many_tiles_match_the_cpu(&tuned, &types);
-    suite::matmul2d_scaled_fp8_matches_the_cpu(&tuned);
+    // One fp8 pair (mixed, so both formats): tuning compiles every candidate plan's kernel,
+    // and fp8 kernels compile slowly (with all four pairs the test did not finish in seven minutes on the H200 machine).
+    suite::matmul2d_scaled_fp8_matches_the_cpu(&tuned, &[(DType::F8E4M3, DType::F8E5M2)]);
     let kept = std::fs::read_to_string(&file).unwrap_or_default();
     let plans = kept.lines().filter(|l| l.starts_with("gemm ")).count();
     eprintln!("{plans} tuned plans in {}", file.display());
