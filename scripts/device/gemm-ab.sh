@@ -31,7 +31,7 @@ for line in open(sys.argv[1]):
         side = line.split()[1]
         continue
     f = line.split()
-    runs[side].setdefault(" ".join([f[0]] + f[2:5]), []).append(float(f[7]))
+    runs[side].setdefault(" ".join(f[0:5]), []).append(float(f[7]))
 print(f"A: {sys.argv[2]}\nB: {sys.argv[3]}")
 print("case".ljust(26) + "A".rjust(12) + "B".rjust(12))
 for case in runs["A"]:

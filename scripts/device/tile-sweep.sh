@@ -4,7 +4,7 @@
 # (256, 128, 64 columns), forced through the environment, ROUNDS times (2); then by the rules.
 # fp8 cases (`fp8:MxNxK`) run their 256-column tiles in CTA pairs, as the rules do. Prints the
 # ratios to cuBLAS in one table (rows: shapes; columns: configurations), from which the rules
-# in `WsConfig::choose` were set.
+# in `WsConfig::rule` were set (32-column tiles: `gemm-ab.sh` with STRATA_GEMM_TILE_N=32).
 #
 #   here:   cargo build --release -p strata-cuda --example gemm
 #   there:  scripts/device/tile-sweep.sh target/release/examples/gemm [OUT-DIR]

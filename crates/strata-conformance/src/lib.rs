@@ -1597,8 +1597,10 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     // (B of n = 1030 stored n × k: stored k × n its rows are not 16-byte multiples, and the
     // tensor-core path does not take it.) Two 256 × 2240 × 64 products: on a GPU of 97 to 132
     // multiprocessors, 140 tiles of 128 × 64 (the widest that fill it), so some take two, each a
-    // single chunk of a 16-bit output. Two 40 × 2200 × 96 products: 138 tiles of 64 × 32 (the
-    // last 24 columns wide), enough that k is not split, each stored from 64-byte rows.
+    // single chunk of a 16-bit output. Two 40 × 2200 × 96 products: on a GPU of 94 to 275
+    // multiprocessors, 138 tiles of 64 × 32 (the last 24 columns wide), enough that k is not
+    // split, each stored from 64-byte rows. (Under the rules a consumer never stores two such
+    // tiles; the suite run with `STRATA_GEMM_TILE_N=32` forced does, on the products above.)
     for (m, n, k, tr, variant) in [
         (48, 520, 1000, true, 0),
         (48, 520, 1000, false, 1),

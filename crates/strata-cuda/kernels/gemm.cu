@@ -293,23 +293,24 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 // The wgmma products of `gemm_wg` (k steps of 128 bytes: 64 f16/bf16 elements, or 32 f32 ones
 // multiplied as tf32 when the product allows relaxed precision, or 128 fp8 ones) on tiles of 128
 // or 64 rows (PP below) and 256 columns, or 128 or 64 for 16-bit and fp8 products with too few
-// wide tiles (BN; 32 for 16-bit ones of 64-row tiles with B K-major), organised as FlashAttention-3 and CUTLASS's Hopper kernels are: one CTA per
-// multiprocessor walks the output tiles; in each, a producer warpgroup (one thread, few
-// registers) asks the copy engine for A's and B's tiles of every k step, S stages ahead (4 of
-// the widest tiles, up to 16 of the narrowest, in the same shared memory), and two consumer
-// warpgroups (the registers the producer gave up) run the products and the epilogue. Stages
+// wide tiles (BN; also 32 on 64-row tiles with B K-major), organised as FlashAttention-3 and
+// CUTLASS's Hopper kernels are: one CTA per multiprocessor walks the output tiles; in each, a
+// producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
+// every k step, S stages ahead (4 of the widest tiles, up to 16 of the narrowest, in the same
+// shared memory), and two consumer warpgroups (the registers the producer gave up) run the
+// products and the epilogue. Stages
 // change hands through transaction barriers: `full` (the copy engine's bytes landed) and `empty`
 // (both consumers' products of the stage are done), so the producer fetches the next tile while
 // the consumers still store the last one.
 // Operands come as tensor maps over (k, rows, batch) (B: (n, k, batch) when MN-major), which
 // zero-fill beyond every edge: ragged m, n and k cost nothing here. The output leaves the same
 // way when C is a tensor map too (`c_tma`; not when accumulating into C): each consumer rounds
-// its 64 x 256 block into shared memory, 128 bytes of columns at a time, and the copy engine
-// stores it (clipped at the edges) while the next chunk is written. Storing straight from the
-// registers instead (the fallback) scatters 16-byte pieces over 8 rows per instruction and cost
-// as much as a quarter of the kernel's time.
+// its 64-row block into shared memory, 128 bytes of columns at a time (a 32-column tile of a
+// 16-bit output: its 64 bytes), and the copy engine stores it (clipped at the edges) while the
+// next chunk is written. Storing straight from the registers instead (the fallback) scatters
+// 16-byte pieces over 8 rows per instruction and cost as much as a quarter of the kernel's time.
 #define STRATA_WS_STAGES 4
-// Each consumer stages its output through two 8 KiB buffers of 64 rows x 128 bytes.
+// Each consumer stages its output through two 8 KiB buffers of 64 rows x 128 bytes (or 64).
 #define STRATA_WS_EPI_BYTES 8192
 // The operand stages' shared memory: four stages of the largest tile (128 x 256, 128 bytes of
 // k); narrower tiles keep more stages in flight in the same bytes (16 of 64 x 32).
@@ -360,7 +361,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     constexpr int BM = PP ? 64 : STRATA_WG_BM, BN = BN_, BK = 128 / sizeof(T);
     constexpr int S = STRATA_WS_STAGE_BYTES / ((BM + BN) * 128);
     static_assert(BN == 256 || (sizeof(T) <= 2 && CL == 1), "narrow tiles: 16-bit and fp8 types, no clusters");
-    static_assert(BN != 32 || (sizeof(T) == 2 && RK && PP), "32 columns: 16-bit, B K-major, 64-row tiles");
+    static_assert(BN != 32 || (RK && PP), "32 columns: B K-major, 64-row tiles");
     static_assert(2 * S + 2 <= 64, "the barriers fit their 512 bytes");
     constexpr u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
@@ -441,8 +442,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
         u32 it = 0;
         int mine = 0;  // ping-pong: this consumer's work units so far
         // The parity of this consumer's output chunks so far: chunks alternate between its two
-        // buffers across tiles too (a tile of one chunk, 64 16-bit columns, would otherwise
-        // write the buffer its last tile's store may still be reading).
+        // buffers across tiles too (a tile of one chunk, 64 or 32 16-bit columns, would
+        // otherwise write the buffer its last tile's store may still be reading).
         int flip = 0;
         // Hands stage `s` back to the producer of every CTA that writes it.
         auto release = [&](int s) {

@@ -327,6 +327,7 @@ typedef Pair<e5m2, e5m2> e5m2_e5m2;
     STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e4m3_e5m2, "m64n" #N "k32.f32.e4m3.e5m2", "") \
     STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e5m2_e4m3, "m64n" #N "k32.f32.e5m2.e4m3", "") \
     STRATA_WGMMA_N##N(wgmma_m64n##N##k32, e5m2_e5m2, "m64n" #N "k32.f32.e5m2.e5m2", "")
+STRATA_WGMMA_FP8(32)
 STRATA_WGMMA_FP8(64)
 STRATA_WGMMA_FP8(128)
 STRATA_WGMMA_FP8(256)
@@ -356,7 +357,8 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
         static_assert(!TRANS_B, "fp8: both operands K-major");
         if constexpr (N == 256) wgmma_m64n256k32(d, a, b, 1, Pair<T, TB>());
         else if constexpr (N == 128) wgmma_m64n128k32(d, a, b, 1, Pair<T, TB>());
-        else wgmma_m64n64k32(d, a, b, 1, Pair<T, TB>());
+        else if constexpr (N == 64) wgmma_m64n64k32(d, a, b, 1, Pair<T, TB>());
+        else wgmma_m64n32k32(d, a, b, 1, Pair<T, TB>());
     } else if constexpr (sizeof(T) == 4) {
         static_assert(N == 256 && !TRANS_B, "tf32: n256, both operands K-major");
         wgmma_m64n256k8(d, a, b, 1, t);

@@ -216,8 +216,9 @@ pub(crate) struct WsConfig {
     /// Ping-pong consumers (a 64-row tile each, taking turns) rather than cooperative ones (one
     /// 128-row tile together).
     pub pingpong: bool,
-    /// Columns of a tile: 256, or 128 or 64 (16-bit types without clusters), which make more
-    /// tiles and keep more stages in flight in the same shared memory (8 and 12 of 64 rows).
+    /// Columns of a tile: 256, or 128 or 64 (16-bit and fp8 types without clusters), or 32
+    /// (those on ping-pong tiles with B K-major), which make more tiles and keep more stages in
+    /// flight in the same shared memory (8, 12 and 16 of 64 rows; [`WsConfig::exists`]).
     pub cols: usize,
 }
 
@@ -277,20 +278,21 @@ impl WsConfig {
     /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
     /// 128 tiles of 64 × 64 (bf16: 0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
     /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
-    /// squares their 128 × 256 tiles as before. 16-bit ping-pong tiles with B K-major also come
-    /// 32 columns wide, as cuBLAS runs 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
-    /// stages, where 64 columns make 64 tiles and split k in two).
+    /// squares their 128 × 256 tiles as before. Ping-pong tiles with B K-major also come 32
+    /// columns wide, as cuBLAS runs bf16 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
+    /// stages, where 64 columns make 64 tiles and split k in two: 0.79 → 0.93 of cuBLAS).
     ///
     /// fp8 products on 256-column tiles run in CTA pairs wherever there are two rows of tiles:
     /// their k steps go twice as fast, so fetching B once for two tiles matters most there
     /// (16-bit pairs measured no faster: 0.95 of cuBLAS either way at bf16 8192³ on an H200).
     /// Narrow tiles run alone.
     ///
-    /// tf32 keeps 256 columns and takes cooperative consumers, unless ping-pong's half-height
-    /// tiles fill the last wave of tiles better: ping-pong runs whole waves at about 0.9 of the
-    /// cooperative speed (twice the loads from L2 per product), but where the cooperative tiles
-    /// leave most of the GPU idle (fp8 128 × 14336 on wide tiles: 56 for 132 multiprocessors)
-    /// it took fp8 from 0.48 to 0.75, and with m ≤ 64 it wastes half as many rows.
+    /// tf32 (and any product with pairs forced) keeps 256 columns and takes cooperative
+    /// consumers, unless ping-pong's half-height tiles fill the last wave of tiles better:
+    /// ping-pong runs whole waves at about 0.9 of the cooperative speed (twice the loads from L2
+    /// per product), but where the cooperative tiles leave most of the GPU idle (fp8 128 × 14336
+    /// on wide tiles, before fp8 had narrow ones: 56 for 132 multiprocessors) it took fp8 from
+    /// 0.48 to 0.75, and with m ≤ 64 it wastes half as many rows.
     fn rule(m: usize, n: usize, batch: usize, sms: usize, t: DType, right_k_major: bool, f: Forced) -> WsConfig {
         let pairs = f.pairs.unwrap_or(strata_core::kernel::is_fp8(t));
         let sms = sms.max(1);
@@ -339,14 +341,14 @@ impl WsConfig {
     }
 
     /// Whether the kernel has this configuration for operands of type `t`: 256 columns for
-    /// every type; 128 and 64 for 16-bit and fp8 types with CTAs alone; 32 for 16-bit types on
-    /// 64-row tiles (ping-pong) with B K-major.
+    /// every type; 128 and 64 for 16-bit and fp8 types with CTAs alone; 32 for those on 64-row
+    /// tiles (ping-pong) with B K-major.
     fn exists(self, t: DType) -> bool {
         let narrow = (t.bits() == 16 || strata_core::kernel::is_fp8(t)) && self.cluster == 1;
         match self.cols {
             256 => true,
             128 | 64 => narrow,
-            32 => narrow && t.bits() == 16 && self.pingpong && self.right_k_major,
+            32 => narrow && self.pingpong && self.right_k_major,
             _ => false,
         }
     }
@@ -661,7 +663,7 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
     }
     let walk = |s: i64| (s != 0).then_some((g.batch as usize, s));
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
-    // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones); an MN-major B in blocks of
+    // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones, 128 fp8 ones); an MN-major B in blocks of
     // 64 × 64.
     let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
     let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, ws.rows() as u32) };
@@ -988,8 +990,8 @@ pub(crate) fn all_sources() -> Vec<String> {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
         let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2, cols: 256 };
         units.push(ws_source(types, o, Activation::None, ws));
-        // Each pair's narrow `wgmma` forms (n64, n128).
-        for (cols, pingpong) in [(64, i % 2 == 0), (128, i % 2 == 1)] {
+        // Each pair's narrow `wgmma` forms (n32, n64, n128).
+        for (cols, pingpong) in [(32, true), (64, i % 2 == 0), (128, i % 2 == 1)] {
             let ws = WsConfig { right_k_major: true, cluster: 1, pingpong, cols };
             units.push(ws_source(types, o, Activation::None, ws));
         }
@@ -1059,6 +1061,7 @@ mod tests {
             (if ws.pingpong { "pingpong" } else { "coop" }, ws.cols, ws.cluster)
         };
         assert_eq!(fp8(128, 4096), ("pingpong", 64, 1));
+        assert_eq!(fp8(64, 4096), ("pingpong", 32, 1));
         assert_eq!(fp8(128, 14336), ("coop", 128, 1));
         assert_eq!(fp8(16, 28672), ("pingpong", 256, 1));
         assert_eq!(fp8(128, 28672), ("coop", 256, 1));
@@ -1073,6 +1076,7 @@ mod tests {
     fn forced_settings_win() {
         let rule = |m, t, f| {
             let ws = WsConfig::rule(m, 4096, 1, 132, t, true, f);
+            assert!(ws.exists(t), "{ws:?} for {t}");
             (ws.pingpong, ws.cluster, ws.cols)
         };
         let narrow = Forced { cols: Some(64), ..Forced::default() };
@@ -1082,8 +1086,9 @@ mod tests {
         assert_eq!(rule(4096, DType::BF16, narrow), (false, 1, 64));
         assert_eq!(rule(4096, DType::BF16, thin), (true, 1, 32));
         assert_eq!(rule(4096, DType::BF16, Forced { schedule: Some(false), ..thin }), (false, 1, 64));
-        // A width the type does not have falls to 64 columns.
-        assert_eq!(rule(4096, DType::F8E4M3, thin).2, 64);
+        assert_eq!(rule(4096, DType::F8E4M3, thin), (true, 1, 32));
+        // tf32 has only the wide tiles.
+        assert_eq!(rule(4096, DType::F32, thin), (false, 1, 256));
         assert_eq!(rule(4096, DType::F8E5M2, narrow), (false, 1, 64));
         assert_eq!(rule(32, DType::BF16, coop), (false, 1, 64));
         assert_eq!(rule(4096, DType::BF16, pairs), (false, 2, 256));
