@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The warp-specialized GEMM's tile shapes against cuBLAS on the GPU machine: every product of
 # SHAPES (or the list below) with each schedule (cooperative, ping-pong) on each tile width
-# (256, 128, 64 columns), forced through the environment, ROUNDS times (2); then by the rules.
+# (256, 128, 64 columns; ping-pong also 32), forced through the environment, ROUNDS times (2);
+# then by the rules.
 # fp8 cases (`fp8:MxNxK`) run their 256-column tiles in CTA pairs, as the rules do. Prints the
 # ratios to cuBLAS in one table (rows: shapes; columns: configurations), from which the rules
-# in `WsConfig::rule` were set (32-column tiles: `gemm-ab.sh` with STRATA_GEMM_TILE_N=32).
+# in `WsConfig::rule` were set.
 #
 #   here:   cargo build --release -p strata-cuda --example gemm
 #   there:  scripts/device/tile-sweep.sh target/release/examples/gemm [OUT-DIR]
@@ -14,7 +15,7 @@ here="$(dirname "$0")"
 shapes=(${SHAPES:-32x4096x4096 64x4096x4096 128x4096x4096 256x4096x4096 512x4096x4096 1024x4096x4096
     2048x4096x4096 64x14336x4096 128x14336x4096 256x14336x4096 512x14336x4096 1024x14336x4096
     128x4096x14336 512x4096x14336 128x28672x8192 1024x28672x8192})
-configs=("coop 256" "coop 128" "coop 64" "pingpong 256" "pingpong 128" "pingpong 64")
+configs=("coop 256" "coop 128" "coop 64" "pingpong 256" "pingpong 128" "pingpong 64" "pingpong 32")
 for round in $(seq "${ROUNDS:-2}"); do
     for c in "${configs[@]}"; do
         set -- $c
