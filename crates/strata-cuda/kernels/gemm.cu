@@ -298,10 +298,9 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 // producer warpgroup (one thread, few registers) asks the copy engine for A's and B's tiles of
 // every k step, S stages ahead (4 of the widest tiles, up to 16 of the narrowest, in the same
 // shared memory), and two consumer warpgroups (the registers the producer gave up) run the
-// products and the epilogue. Stages
-// change hands through transaction barriers: `full` (the copy engine's bytes landed) and `empty`
-// (both consumers' products of the stage are done), so the producer fetches the next tile while
-// the consumers still store the last one.
+// products and the epilogue. Stages change hands through transaction barriers: `full` (the copy
+// engine's bytes landed) and `empty` (both consumers' products of the stage are done), so the
+// producer fetches the next tile while the consumers still store the last one.
 // Operands come as tensor maps over (k, rows, batch) (B: (n, k, batch) when MN-major), which
 // zero-fill beyond every edge: ragged m, n and k cost nothing here. The output leaves the same
 // way when C is a tensor map too (`c_tma`; not when accumulating into C): each consumer rounds
