@@ -224,7 +224,8 @@ pub(crate) struct WsConfig {
 
 /// The environment's overrides of [`WsConfig::choose`]'s rules, to compare and test:
 /// `STRATA_GEMM_SCHEDULE=coop|pingpong`, `STRATA_GEMM_CLUSTER=1|2` and
-/// `STRATA_GEMM_TILE_N=32|64|128|256` (a malformed width warns once and is ignored).
+/// `STRATA_GEMM_TILE_N=32|64|128|256` (a malformed width warns once and is ignored, as is a
+/// narrow width beside `STRATA_GEMM_CLUSTER=2`: pairs of CTAs run 256-column tiles only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forced {
     schedule: Option<bool>,
@@ -255,6 +256,12 @@ impl Forced {
             }
             Err(_) => None,
         };
+        if pairs == Some(true) && cols.is_some_and(|c| c != 256) {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!("strata-cuda: STRATA_GEMM_CLUSTER=2 runs 256-column tiles; STRATA_GEMM_TILE_N is ignored")
+            });
+        }
         Forced { schedule, pairs, cols }
     }
 }
