@@ -670,8 +670,8 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
     }
     let walk = |s: i64| (s != 0).then_some((g.batch as usize, s));
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
-    // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones, 128 fp8 ones); an MN-major B in blocks of
-    // 64 × 64.
+    // Boxes 128 bytes deep in k (64 16-bit elements, 32 f32 ones, 128 fp8 ones); an MN-major B
+    // in blocks of 64 × 64.
     let (w, depth) = (u64::from(t.bits() / 8), 128 / (t.bits() / 8));
     let a = TmaOperand { t, inner: k, outer: m, row_stride: g.a_rs, batch: walk(sa), boxed: (depth, ws.rows() as u32) };
     let b = if ws.right_k_major {

@@ -88,7 +88,8 @@ fn tuned_products_match_the_cpu() {
     let tuned = gpu.with_tuning_file(&file);
     suite::matmul2d_many_tiles_match_the_cpu(&tuned, &types);
     // One fp8 pair (mixed, so both formats): tuning compiles every candidate plan's kernel,
-    // and fp8 kernels compile slowly (with all four pairs the test did not finish in seven minutes on the H200 machine).
+    // and fp8 kernels compile slowly (with all four pairs the test did not finish in seven
+    // minutes on the H200 machine).
     let fp8 = [(DType::F8E4M3, DType::F8E5M2)];
     suite::matmul2d_scaled_fp8_matches_the_cpu(&tuned, &fp8);
     let kept = std::fs::read_to_string(&file).unwrap_or_default();
