@@ -8,6 +8,11 @@
 #   there:  scripts/device/gemm-ab.sh target/release/examples/gemm "-" "STRATA_GEMM_TILE_N=64" \
 #               32x4096x4096 64x4096x4096 fp8:128x4096x4096 ...
 #
+# A setting may name another binary as GEMM=PATH (two builds of the kernels against each
+# other: the kernels are compiled from the source each binary embeds, and cached apart):
+#
+#   there:  scripts/device/gemm-ab.sh .device/gemm "GEMM=.device/gemm-old" "-" 4096 8192
+#
 # Prints one row per case: the ratio to cuBLAS of each run of A, then of B.
 set -uo pipefail
 gemm="$1" a="$2" b="$3"
@@ -19,8 +24,15 @@ for round in 1 2; do
         setting=$a
         [ $side = B ] && setting=$b
         [ "$setting" = "-" ] && setting=""
+        bin=$gemm vars=""
+        for kv in $setting; do
+            case $kv in
+            GEMM=*) bin=${kv#GEMM=} ;;
+            *) vars="$vars $kv" ;;
+            esac
+        done
         echo "== $side" >>"$log"
-        env $setting "$here/gemm-bench.sh" "$gemm" "$@" 2>&1 | grep -E "NT|NN" >>"$log"
+        env $vars "$here/gemm-bench.sh" "$bin" "$@" 2>&1 | grep -E "NT|NN" >>"$log"
     done
 done
 python3 - "$log" "$a" "$b" <<'PY'

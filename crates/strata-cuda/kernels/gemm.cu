@@ -69,15 +69,24 @@ __device__ __forceinline__ void finish(CT v, TOUT* c, i64 pos, const TOUT* bias,
     c[pos] = St<TOUT>::from(act(v));
 }
 
-// Two adjacent outputs in one store (the address is aligned to the pair): 16-bit types as one
-// 32-bit word, f32 as one 64-bit word.
-template <class TOUT> __device__ __forceinline__ void store_pair(TOUT* p, float x, float y) {
+// Two adjacent outputs rounded to TOUT as one word: 32 bits for 16-bit types, 64 for f32.
+template <class TOUT> __device__ __forceinline__ auto pack_pair(float x, float y) {
     if constexpr (sizeof(TOUT) == 2) {
-        *(u32*)p = (u32)St<TOUT>::from(x).bits | ((u32)St<TOUT>::from(y).bits << 16);
+        return (u32)St<TOUT>::from(x).bits | ((u32)St<TOUT>::from(y).bits << 16);
     } else {
-        *(u64*)p = (u64)__float_as_uint(x) | ((u64)__float_as_uint(y) << 32);
+        return (u64)__float_as_uint(x) | ((u64)__float_as_uint(y) << 32);
     }
 }
+
+// Two adjacent outputs in one store (the address is aligned to the pair).
+template <class TOUT> __device__ __forceinline__ void store_pair(TOUT* p, float x, float y) {
+    *(decltype(pack_pair<TOUT>(x, y))*)p = pack_pair<TOUT>(x, y);
+}
+
+// A compile-time flag as a value, for generic lambdas that compile a path with and without.
+template <bool B> struct Flag {
+    static constexpr bool value = B;
+};
 
 // ---- SIMT --------------------------------------------------------------------------------------
 template <class TA, class TB, class CT, class TOUT, class F>
@@ -467,6 +476,17 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             // then waits for phase `mine - 1`.
             if (PP && (cw == 1 || mine > 0)) mbar_wait(&turn[cw], (u32)(mine - 1 + cw) & 1);
             ++mine;
+            // The scale factors of this thread's two output rows (or of the whole product), for
+            // the epilogue: read once a tile (per-element reads cost fp8 a fifth of its speed),
+            // before the products, which hide their latency. Only fp8 products have scales.
+            constexpr bool SCALED = sizeof(T) == 1;
+            float row_a = 1.f, row_b = 1.f;
+            if (SCALED && g.has_scale) {
+                const i64 ra = (i64)tm * BM + (PP ? 0 : cw * 64) + WgDest<BN>::row(0), rb = ra + 8;
+                const float s0 = g.scale_b_stride == 0 ? g.scale_b[0] : 1.f;
+                row_a = (ra < g.m ? g.scale_a[ra * g.scale_a_stride] : 0.f) * s0;
+                row_b = (rb < g.m ? g.scale_a[rb * g.scale_a_stride] : 0.f) * s0;
+            }
             WgDest<BN> acc;
             acc.fill(0.f);
             for (int kt = k_begin; kt < k_end; ++kt, ++it) {
@@ -495,65 +515,69 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 constexpr int CW = BN < 128 / (int)sizeof(TOUT) ? BN : 128 / (int)sizeof(TOUT);
                 constexpr int PER = CW / 2, ROW = CW * sizeof(TOUT);  // registers per chunk, bytes a row
                 const bool issuer = threadIdx.x % 128 == 0;
-                u8* buf = epi;
-                // The scale factors of this thread's two rows (or of the whole product), read
-                // once: per-element reads of the factors cost fp8 a fifth of its speed. Only fp8
-                // products have scales; other types compile none of this.
-                constexpr bool SCALED = sizeof(T) == 1;
-                const i64 ra = m0 + WgDest<BN>::row(0), rb = m0 + WgDest<BN>::row(2);
-                float row_a = 1.f, row_b = 1.f;
-                if (SCALED && g.has_scale) {
-                    const float s0 = g.scale_b_stride == 0 ? g.scale_b[0] : 1.f;
-                    row_a = (ra < g.m ? g.scale_a[ra * g.scale_a_stride] : 0.f) * s0;
-                    row_b = (rb < g.m ? g.scale_a[rb * g.scale_a_stride] : 0.f) * s0;
-                }
-                // One loop over the registers (a run-time index would send them to local memory);
-                // chunk q's buffer is ((q + flip) & 1) of this consumer's two.
+                const u32 epi0 = smem_addr(epi + cw * 2 * STRATA_WS_EPI_BYTES);
+                // The epilogue is unrolled over the registers (a run-time index would send them
+                // to local memory) and runs once a tile, fetching its instructions afresh:
+                // branches per element for a bias and per-column scales made fp8 tiles of few k
+                // steps stall on instruction fetch more than on their products. So products
+                // without them take a copy of the loop with none.
+                auto chunks = [&](auto per_column) {
+                    constexpr bool PC = decltype(per_column)::value;
+                    u32 buf = epi0;
 #pragma unroll
-                for (int i = 0; i < BN / 2; i += 2) {
-                    const int q = i / PER;
-                    if (i % PER == 0) {
-                        if (q > 0) {
-                            fence_proxy_async();
+                    for (int i = 0; i < BN / 2; i += 2) {
+                        const int q = i / PER;
+                        if (i % PER == 0) {
+                            if (q > 0) {
+                                fence_proxy_async();
+                                named_barrier(1 + cw, 128);
+                                if (issuer) {
+                                    tma_store(map_c, buf, (int)(n0 + (q - 1) * CW), (int)m0, zc);
+                                    bulk_commit();
+                                }
+                            }
+                            // Chunk q's buffer is ((q + flip) & 1) of this consumer's two; the
+                            // store that last read it (two chunks ago) is done with it.
+                            buf = epi0 + ((q + flip) & 1) * STRATA_WS_EPI_BYTES;
+                            if (issuer) bulk_wait_read<1>();
                             named_barrier(1 + cw, 128);
-                            if (issuer) {
-                                tma_store(map_c, buf, (int)(n0 + (q - 1) * CW), (int)m0, zc);
-                                bulk_commit();
+                        }
+                        const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
+                        float v0 = acc.v[i], v1 = acc.v[i + 1];
+                        if constexpr (SCALED) {
+                            const float f = (i % 4) >= 2 ? row_b : row_a;
+                            v0 *= f;
+                            v1 *= f;
+                        }
+                        if constexpr (PC) {
+                            const i64 gj = n0 + q * CW + col;
+                            if (SCALED && g.has_scale && g.scale_b_stride != 0) {
+                                if (gj < g.n) v0 *= g.scale_b[gj * g.scale_b_stride];
+                                if (gj + 1 < g.n) v1 *= g.scale_b[(gj + 1) * g.scale_b_stride];
+                            }
+                            if (g.has_bias) {
+                                if (gj < g.n) v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
+                                if (gj + 1 < g.n) v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
                             }
                         }
-                        buf = epi + (cw * 2 + ((q + flip) & 1)) * STRATA_WS_EPI_BYTES;
-                        // The store that last read this buffer (two chunks ago) is done with it.
-                        if (issuer) bulk_wait_read<1>();
-                        named_barrier(1 + cw, 128);
+                        // The tensor map's 128-byte swizzle: 16-byte piece p of row r sits at p ^ (r % 8).
+                        const int byte = col * (int)sizeof(TOUT);
+                        const int at = ROW == 128 ? (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15) : byte;
+                        st_shared(buf + r * ROW + at, pack_pair<TOUT>(act(v0), act(v1)));
                     }
-                    const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
-                    float v0 = acc.v[i], v1 = acc.v[i + 1];
-                    if (SCALED && g.has_scale) {
-                        const float f = (i % 4) >= 2 ? row_b : row_a;
-                        v0 *= f;
-                        v1 *= f;
-                        if (g.scale_b_stride != 0) {
-                            const i64 gj = n0 + q * CW + col;
-                            if (gj < g.n) v0 *= g.scale_b[gj * g.scale_b_stride];
-                            if (gj + 1 < g.n) v1 *= g.scale_b[(gj + 1) * g.scale_b_stride];
-                        }
+                    fence_proxy_async();
+                    named_barrier(1 + cw, 128);
+                    if (issuer) {
+                        tma_store(map_c, buf, (int)(n0 + BN - CW), (int)m0, zc);
+                        bulk_commit();
                     }
-                    if (g.has_bias) {
-                        const i64 gj = n0 + q * CW + col;
-                        if (gj < g.n) v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
-                        if (gj + 1 < g.n) v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
-                    }
-                    // The tensor map's 128-byte swizzle: 16-byte piece p of row r sits at p ^ (r % 8).
-                    const int byte = col * (int)sizeof(TOUT);
-                    const int at = ROW == 128 ? (((byte >> 4) ^ (r & 7)) << 4) + (byte & 15) : byte;
-                    store_pair((TOUT*)(buf + r * ROW + at), act(v0), act(v1));
-                }
-                fence_proxy_async();
-                named_barrier(1 + cw, 128);
-                if (issuer) {
-                    tma_store(map_c, buf, (int)(n0 + BN - CW), (int)m0, zc);
-                    bulk_commit();
-                }
+                };
+                // (Two copies of an f32 output's eight chunks leave the cooperative kernel too few
+                // registers to keep its wgmma in flight: ptxas serializes them, and tf32 lost 5 %.)
+                if (sizeof(TOUT) == 4 || g.has_bias || (SCALED && g.has_scale && g.scale_b_stride != 0))
+                    chunks(Flag<true>());
+                else
+                    chunks(Flag<false>());
                 flip ^= (BN / CW) & 1;
                 continue;
             }

@@ -20,6 +20,10 @@ namespace tensor_ops {
 __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 
 __device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+// Stores to shared memory by 32-bit shared addresses: a generic pointer costs a 64-bit register
+// pair per address and the generic path's address-space check.
+__device__ __forceinline__ void st_shared(u32 addr, u32 v) { asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(v)); }
+__device__ __forceinline__ void st_shared(u32 addr, u64 v) { asm volatile("st.shared.b64 [%0], %1;" ::"r"(addr), "l"(v)); }
 
 // ---- 16-bit element types ------------------------------------------------------------------
 template <class T> struct Mma;
@@ -438,13 +442,13 @@ __device__ __forceinline__ void tma_load(void* dst, const TensorMap& map, u64* b
         "l"((u64)&map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
         : "memory");
 }
-// Stores a 3-d box of `map` at (c0, c1, c2) from shared memory at `src` (same swizzle as the
-// load; parts outside the tensor are not written). Completion is tracked per thread in bulk
-// groups: `bulk_commit`, then `bulk_wait_read<n>` (the shared memory of all but n groups may be
-// reused) or `bulk_wait<n>` (their writes are done).
-__device__ __forceinline__ void tma_store(const TensorMap& map, const void* src, int c0, int c1, int c2) {
+// Stores a 3-d box of `map` at (c0, c1, c2) from shared memory at `src` (a shared address, as
+// `smem_addr` gives; the same swizzle as the load; parts outside the tensor are not written).
+// Completion is tracked per thread in bulk groups: `bulk_commit`, then `bulk_wait_read<n>` (the
+// shared memory of all but n groups may be reused) or `bulk_wait<n>` (their writes are done).
+__device__ __forceinline__ void tma_store(const TensorMap& map, u32 src, int c0, int c1, int c2) {
     asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.tile.bulk_group [%0, {%1, %2, %3}], [%4];" ::"l"((u64)&map),
-                 "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(src))
+                 "r"(c0), "r"(c1), "r"(c2), "r"(src)
                  : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
