@@ -39,7 +39,12 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
     let device = strata::default_device();
-    println!("Strata tour on {device} ({} threads); pictures go to {}\n", rayon_threads(), args.out.display());
+    println!(
+        "Strata tour on {} ({} CPU threads); pictures go to {}\n",
+        device.describe(),
+        rayon_threads(),
+        args.out.display()
+    );
     let t = Instant::now();
     let path = mandelbrot::run(&args.out, 900, 720)?;
     println!(

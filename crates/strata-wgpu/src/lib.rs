@@ -370,6 +370,25 @@ impl Wgpu {
         &self.info
     }
 
+    /// Whether the adapter runs on the CPU (lavapipe, WARP): slower than the CPU backend, so
+    /// never a default device.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The adapter and the API it runs through, for reports: `NVIDIA H200 through Vulkan`,
+    /// `llvmpipe (LLVM 15.0.6, 256 bits) through Vulkan (a software adapter)`.
+    pub fn describe(&self) -> String {
+        let api = match self.info.backend {
+            wgpu::Backend::Vulkan => "Vulkan",
+            wgpu::Backend::Metal => "Metal",
+            wgpu::Backend::Dx12 => "DX12",
+            other => other.to_str(),
+        };
+        let software = if self.is_software() { " (a software adapter)" } else { "" };
+        format!("{} through {api}{software}", self.info.name)
+    }
+
     /// This device with kernels binding at most `bytes` of a buffer (at least four times the
     /// storage offset alignment): element-wise operations on larger operands then run in parts
     /// on windows of them, as they do past the device's own limit. Shares everything else.

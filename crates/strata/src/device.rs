@@ -1,10 +1,11 @@
 //! Devices and the default device.
 //!
-//! The default is the best device this build can use: CUDA (with the `cuda` feature and a
-//! working driver and GPU), then the CPU. The wgpu device (the `wgpu` feature) is chosen by
-//! name only until every primitive has a WGSL kernel; then a hardware adapter will come
-//! between CUDA and the CPU (DESIGN.md). `STRATA_DEVICE=cpu|cuda|wgpu` overrides it; an unusable `STRATA_DEVICE` is reported
-//! once on stderr before falling back to the CPU. Arrays on different devices can be combined:
+//! The default is the best device this build can use (DESIGN.md): CUDA (with the `cuda`
+//! feature and a working driver and GPU), then a hardware GPU through wgpu (the `wgpu` feature:
+//! Metal on a Mac, Vulkan or DX12 elsewhere; never a software adapter such as lavapipe, which
+//! is slower than the CPU backend), then the CPU. [`Device::describe`] says which adapter it
+//! is. `STRATA_DEVICE=cpu|cuda|wgpu` overrides the choice; an unusable `STRATA_DEVICE` is
+//! reported once on stderr before falling back to the CPU. Arrays on different devices can be combined:
 //! an input on another device is copied to the node's device when the node runs, and the copy
 //! is recorded in the flight recorder as a `cross-device copy` instant.
 //!
@@ -56,6 +57,30 @@ impl Device {
         }
     }
 
+    /// The device and what it runs on, for reports: `cuda: NVIDIA H200 (sm_90a)`, `wgpu: Apple
+    /// M2 Max through Metal`, `wgpu: llvmpipe through Vulkan (a software adapter)`, `cpu`; a
+    /// device that cannot be opened says why.
+    ///
+    /// ```
+    /// let d = strata::default_device();
+    /// assert!(d.describe().starts_with(d.name()));
+    /// ```
+    pub fn describe(self) -> String {
+        match self {
+            Device::Cpu => "cpu".to_owned(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda => match cuda() {
+                Ok(c) => format!("cuda: {} ({})", c.device_name(), c.arch()),
+                Err(e) => format!("cuda: not usable ({e})"),
+            },
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => match wgpu() {
+                Ok(w) => format!("wgpu: {}", w.describe()),
+                Err(e) => format!("wgpu: not usable ({e})"),
+            },
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -103,6 +128,12 @@ fn best() -> Device {
     #[cfg(feature = "cuda")]
     if cuda().is_ok() {
         return Device::Cuda;
+    }
+    // 64-bit types and a few operations have no WGSL kernel: they run on the CPU through the
+    // visible fallback (module docs), as float64 does on Apple's GPUs under MLX.
+    #[cfg(feature = "wgpu")]
+    if wgpu().is_ok_and(|w| !w.is_software()) {
+        return Device::Wgpu;
     }
     Device::Cpu
 }

@@ -128,12 +128,21 @@ fn lazy_until_read_and_views_share_memory() {
 #[test]
 fn the_default_device_is_the_best_one_present() {
     // `scripts/device/array-test.sh` sets STRATA_EXPECT_DEVICE=cuda so that its suites cannot
-    // quietly run on the CPU; elsewhere the default is CUDA exactly when it can be opened.
-    let want = std::env::var("STRATA_EXPECT_DEVICE")
-        .unwrap_or_else(|_| if Device::from_name("cuda").is_ok() { "cuda" } else { "cpu" }.to_owned());
+    // quietly run on the CPU; elsewhere the default is CUDA when it can be opened, else a
+    // hardware GPU through wgpu, never a software adapter (CI's lavapipe), else the CPU.
+    let hardware_wgpu = Device::from_name("wgpu").is_ok_and(|d| !d.describe().ends_with("(a software adapter)"));
+    let best = if Device::from_name("cuda").is_ok() {
+        "cuda"
+    } else if hardware_wgpu {
+        "wgpu"
+    } else {
+        "cpu"
+    };
+    let want = std::env::var("STRATA_EXPECT_DEVICE").unwrap_or_else(|_| best.to_owned());
     if std::env::var_os("STRATA_DEVICE").is_none() || std::env::var_os("STRATA_EXPECT_DEVICE").is_some() {
-        assert_eq!(default_device().name(), want);
+        assert_eq!(default_device().name(), want, "default {}", default_device().describe());
     }
+    assert!(default_device().describe().starts_with(default_device().name()));
     let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
     assert_eq!(a.device(), default_device());
     // Arrays on different devices combine: the CPU operand is copied to the node's device.
