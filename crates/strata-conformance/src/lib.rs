@@ -1273,9 +1273,9 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B, pairs: &[(DType,
     // rows, so that a pair of CTAs has a second tile wholly below m), many k steps and few
     // tiles (split-K), then the other layouts and a k whose rows the copy engine cannot address.
     // The scaling (per tensor or per row) and the epilogue (bias and activation, accumulation,
-    // none) rotate so that every shape meets each. 1100 × 4104 × 136: more 128 × 256 tiles
-    // than an H100 or H200 has multiprocessors (153), each of two k steps, so that some CTAs
-    // walk two.
+    // none) rotate so that every shape meets each. 1100 × 4104 × 144: 153 tiles of 128 × 256,
+    // more than the 132 multiprocessors of an H100 or H200, each of two k steps, so that some
+    // CTAs walk two (k's rows of 144 bytes, which the copy engine takes).
     let shapes = [
         (136, 264, 112, false, true, 1),
         (300, 264, 256, false, true, 1),
@@ -1284,7 +1284,7 @@ pub fn matmul2d_scaled_fp8_matches_the_cpu<B: Backend>(gpu: &B, pairs: &[(DType,
         (17, 33, 40, false, false, 1),
         (40, 70, 48, true, true, 1),
         (70, 90, 37, false, true, 1),
-        (1100, 4104, 136, false, true, 1),
+        (1100, 4104, 144, false, true, 1),
     ];
     let (mut failures, mut count) = (Vec::new(), 0);
     for (pi, &(lt, rt)) in pairs.iter().enumerate() {

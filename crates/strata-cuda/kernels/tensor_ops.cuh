@@ -22,8 +22,12 @@ __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 __device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 // Stores to shared memory by 32-bit shared addresses: a generic pointer costs a 64-bit register
 // pair per address and the generic path's address-space check.
-__device__ __forceinline__ void st_shared(u32 addr, u32 v) { asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(v)); }
-__device__ __forceinline__ void st_shared(u32 addr, u64 v) { asm volatile("st.shared.b64 [%0], %1;" ::"r"(addr), "l"(v)); }
+__device__ __forceinline__ void st_shared(u32 addr, u32 v) {
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(v));
+}
+__device__ __forceinline__ void st_shared(u32 addr, u64 v) {
+    asm volatile("st.shared.b64 [%0], %1;" ::"r"(addr), "l"(v));
+}
 
 // ---- 16-bit element types ------------------------------------------------------------------
 template <class T> struct Mma;

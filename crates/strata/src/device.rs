@@ -3,9 +3,11 @@
 //! The default is the best device this build can use (DESIGN.md): CUDA (with the `cuda`
 //! feature and a working driver and GPU), then a hardware GPU through wgpu (the `wgpu` feature:
 //! Metal on a Mac, Vulkan or DX12 elsewhere; never a software adapter such as lavapipe, which
-//! is slower than the CPU backend), then the CPU. [`Device::describe`] says which adapter it
-//! is. `STRATA_DEVICE=cpu|cuda|wgpu` overrides the choice; an unusable `STRATA_DEVICE` is
-//! reported once on stderr before falling back to the CPU. Arrays on different devices can be combined:
+//! is slower than the CPU backend), then the CPU. The first call to [`default_device`] opens
+//! them in that order, so without CUDA it also asks the graphics drivers for their adapters.
+//! [`Device::describe`] says which adapter it is. `STRATA_DEVICE=cpu|cuda|wgpu` overrides the
+//! choice; an unusable `STRATA_DEVICE` is reported once on stderr before falling back to the
+//! CPU. Arrays on different devices can be combined:
 //! an input on another device is copied to the node's device when the node runs, and the copy
 //! is recorded in the flight recorder as a `cross-device copy` instant.
 //!
