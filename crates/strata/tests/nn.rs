@@ -28,6 +28,20 @@ fn the_spiral_classifier_trains_to_98_percent() {
 }
 
 #[test]
+fn accuracy_counts_rows_whose_largest_logit_is_the_target() {
+    // Rows 0, 2 and 3 are right, row 1 wrong (its largest entry is at 0): 3/4 for every integer
+    // type of the targets (compared as 32-bit integers, or 64-bit ones for int64 targets).
+    let logits =
+        Array::from_slice(&[0.1f32, 2.0, -1.0, 3.0, 0.5, 0.2, -2.0, -3.0, -0.5, 0.0, 4.0, 3.5], &[4, 3]).unwrap();
+    for t in [DType::U32, DType::I32, DType::U8] {
+        let targets = Array::from_slice(&[1u32, 2, 2, 1], &[4]).unwrap().astype(t).unwrap();
+        assert_eq!(nn::losses::accuracy(&logits, &targets).unwrap(), 0.75, "{t}");
+    }
+    let targets = Array::from_slice(&[1i64, 2, 2, 1], &[4]).unwrap();
+    assert_eq!(nn::losses::accuracy(&logits, &targets).unwrap(), 0.75, "int64");
+}
+
+#[test]
 fn frozen_layers_get_no_gradient_and_bad_updates_are_errors() {
     let mut m =
         nn::Sequential::new().push(nn::Linear::new(3, 4, true).unwrap()).push(nn::Linear::new(4, 2, false).unwrap());

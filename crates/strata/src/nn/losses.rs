@@ -263,6 +263,9 @@ pub fn cosine_similarity_loss(a: &Array, b: &Array, eps: f64) -> Result<Array> {
 /// The fraction of rows of `logits [n, classes]` whose largest entry is at the target id.
 pub fn accuracy(logits: &Array, targets: &Array) -> Result<f32> {
     let pred = argmax(logits, Some(-1), false)?;
-    let hit = equal(&pred.astype(DType::I64)?, &targets.astype(DType::I64)?)?;
+    // Ids compare as 32-bit integers unless the targets are wider: not every device has 64-bit
+    // integer kernels (wgpu), and argmax's ids are uint32.
+    let t = if targets.dtype().bits() > 32 { DType::I64 } else { DType::I32 };
+    let hit = equal(&pred.astype(t)?, &targets.astype(t)?)?;
     mean(&hit.astype(DType::F32)?, None, false)?.item::<f32>()
 }
