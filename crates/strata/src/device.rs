@@ -132,7 +132,7 @@ fn best() -> Device {
         return Device::Cuda;
     }
     // 64-bit types and a few operations have no WGSL kernel: they run on the CPU through the
-    // visible fallback (module docs), as float64 does on Apple's GPUs under MLX.
+    // visible fallback (module docs). MLX, too, runs float64 only on the CPU.
     #[cfg(feature = "wgpu")]
     if wgpu().is_ok_and(|w| !w.is_software()) {
         return Device::Wgpu;
