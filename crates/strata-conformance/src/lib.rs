@@ -1622,6 +1622,12 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (256, 2240, 64, true, 0),
         (40, 2200, 96, true, 0),
         (40, 2200, 96, true, 1),
+        // 1024 × 14336: on a GPU of 132 multiprocessors (H100, H200) CUDA cuts off the last
+        // wave of its 448 wide tiles, running the first 12544 columns on 128 × 256 tiles and
+        // the last 1792 on 128 × 128 ones in a second launch (B, C and the bias taken from the
+        // cut on); both layouts of B, with a bias and with accumulation.
+        (1024, 14336, 64, true, 1),
+        (1024, 14336, 64, false, 2),
     ] {
         for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
             let desc = Matmul2d::new(m, n, k).transpose_right(tr);

@@ -478,10 +478,11 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             ++mine;
             // The scale factors of this thread's two output rows (or of the whole product), for
             // the epilogue: read once a tile (per-element reads cost fp8 a fifth of its speed),
-            // before the products, which hide their latency. Only fp8 products have scales.
+            // before the products, which hide their latency. Only fp8 products have scales, and
+            // only the copy engine's epilogue uses these (the other reads them per element).
             constexpr bool SCALED = sizeof(T) == 1;
             float row_a = 1.f, row_b = 1.f;
-            if (SCALED && g.has_scale) {
+            if (SCALED && g.has_scale && c_tma) {
                 const i64 ra = (i64)tm * BM + (PP ? 0 : cw * 64) + WgDest<BN>::row(0), rb = ra + 8;
                 const float s0 = g.scale_b_stride == 0 ? g.scale_b[0] : 1.f;
                 row_a = (ra < g.m ? g.scale_a[ra * g.scale_a_stride] : 0.f) * s0;

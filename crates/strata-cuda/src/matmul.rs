@@ -48,6 +48,28 @@ struct MatmulGeometry {
 // SAFETY: plain old data with the C layout of `strata::MatmulGeometry`.
 unsafe impl DeviceRepr for MatmulGeometry {}
 
+impl MatmulGeometry {
+    /// The product of the output's first `to` columns.
+    fn columns_to(&self, to: usize) -> MatmulGeometry {
+        MatmulGeometry { n: to as i64, ..*self }
+    }
+
+    /// The product of the output's columns from `from` on: B, C, the bias and B's scales moved
+    /// along with them.
+    fn columns_from(&self, from: usize) -> MatmulGeometry {
+        let j = from as i64;
+        let scale_b = if self.has_scale != 0 { self.scale_b + 4 * (j * self.scale_b_stride) as u64 } else { 0 };
+        MatmulGeometry {
+            n: self.n - j,
+            b_off: self.b_off + j * self.b_cs,
+            c_off: self.c_off + j * self.c_cs,
+            bias_off: self.bias_off + j * self.bias_stride,
+            scale_b,
+            ..*self
+        }
+    }
+}
+
 /// Which kernel runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
@@ -360,6 +382,20 @@ impl WsConfig {
         }
     }
 
+    /// How long one work unit takes, relative to a cooperative 128 × 256 tile: its share of
+    /// that tile's products over the speed its tiles run whole waves at (H200, BENCHMARKS.md:
+    /// 128 columns at 0.9 of the wide tiles' speed, 64 at 0.65, 32 at 0.5; ping-pong's 64-row
+    /// tiles at 0.9).
+    fn tile_cost(self) -> f64 {
+        let speed = match self.cols {
+            256 => 1.0,
+            128 => 0.9,
+            64 => 0.65,
+            _ => 0.5,
+        } * if self.pingpong { 0.9 } else { 1.0 };
+        (self.rows() * self.cols) as f64 / (128.0 * 256.0) / speed
+    }
+
     /// Rows of A (and of C) in one work unit's tile.
     fn rows(self) -> usize {
         if self.pingpong { 64 } else { 128 }
@@ -521,6 +557,19 @@ pub(crate) fn matmul2d(
             // A kept plan was chosen for operands of this shape, not these strides: where the
             // copy engine cannot fetch these as it would, the rule's plan runs.
             let plan = if tma_maps(&g, nbatch, left.dtype, ptrs, plan.ws).is_some() { plan } else { rule };
+            if plan == rule
+                && !cuda.tuning()
+                && let Some((cut, wide)) = last_wave_cut(&g, sms, left.dtype, right_k_major)
+            {
+                let (head, tail) = (g.columns_to(cut), g.columns_from(cut));
+                let tail_plan = Plan::choose(&tail, sms, left.dtype, right_k_major);
+                if tma_maps(&head, nbatch, left.dtype, ptrs, wide).is_some()
+                    && tma_maps(&tail, nbatch, left.dtype, ptrs, tail_plan.ws).is_some()
+                {
+                    WsRun { g: &head, ..run }.launch(cuda, Plan { ws: wide, splits: 1 }, out.dtype, out.buffer)?;
+                    return WsRun { g: &tail, ..run }.launch(cuda, tail_plan, out.dtype, out.buffer);
+                }
+            }
             return run.launch(cuda, plan, out.dtype, out.buffer);
         }
     }
@@ -703,6 +752,44 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usi
         boxed: ((128 / w as u32).min(cols as u32), 64),
     };
     c.encode(c_ptr + g.c_off as u64 * w)
+}
+
+/// Where to cut the output's columns so that those before the cut run whole waves of wide
+/// tiles (128 × 256) and the rest run as the rules choose for them alone,
+/// in a second launch: `(cut, the wide tiles' configuration)`, where a model of the two
+/// launches says they beat the rule's one. That is wave quantization: 1024 × 14336 × 4096 makes
+/// 448 wide tiles, whose fourth wave on 132 multiprocessors is 39 % full; the rule's 896 tiles
+/// of 128 columns fill seven waves to 97 % but run at 0.9 of the wide tiles' speed; cut at
+/// 49 · 256 columns, three whole waves of wide tiles and one of 112 narrow ones are left. (A
+/// lighter stream-K: no partial tiles, no fix-up.) The model counts waves, each as long as a
+/// work unit's tile takes ([`WsConfig::tile_cost`]), and charges the second launch 0.15 of a
+/// wave. Only single 16-bit products (no batch) whose schedule and width are not forced: on an
+/// H200 the cut took bf16 1024 × 14336 × 4096 from 0.91 to 0.93 of cuBLAS, but fp8 from 0.89
+/// to 0.85 (its tiles' k steps are twice as fast, so the second launch and the narrow tiles'
+/// fixed cost weigh twice as much; BENCHMARKS.md).
+fn last_wave_cut(g: &MatmulGeometry, sms: usize, t: DType, right_k_major: bool) -> Option<(usize, WsConfig)> {
+    if g.batch != 1 || t.bits() != 16 || WsConfig::forced() {
+        return None;
+    }
+    let (m, n) = (g.m as usize, g.n as usize);
+    let time = |ws: WsConfig, n: usize| {
+        let units = m.div_ceil(ws.rows() * ws.cluster) * n.div_ceil(ws.cols);
+        units.div_ceil((sms / ws.cluster).max(1)) as f64 * ws.tile_cost()
+    };
+    let force_wide = Forced { schedule: Some(false), pairs: None, cols: Some(256) };
+    let wide = WsConfig::rule(m, n, 1, sms, t, right_k_major, force_wide);
+    if wide.cols != 256 || wide.pingpong {
+        return None;
+    }
+    let (slots, per_column) = ((sms / wide.cluster).max(1), m.div_ceil(wide.rows() * wide.cluster));
+    let full = per_column * n.div_ceil(256) / slots;
+    let cut = full * slots / per_column * 256;
+    if full < 2 || cut == 0 || cut >= n {
+        return None;
+    }
+    let rule = WsConfig::rule(m, n, 1, sms, t, right_k_major, Forced::default());
+    let tail = WsConfig::rule(m, n - cut, 1, sms, t, right_k_major, Forced::default());
+    (time(wide, cut) + time(tail, n - cut) + 0.15 < time(rule, n)).then_some((cut, wide))
 }
 
 /// One warp-specialized product as it will run: the kernel's configuration and how many ways
@@ -1022,6 +1109,52 @@ pub(crate) fn all_sources() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the rules cut a product's columns for its last wave (132 multiprocessors): only
+    /// where the narrow tiles' extra waves cost more than a second launch saves.
+    #[test]
+    fn the_last_wave_is_cut_off_where_it_pays() {
+        let cut = |m: i64, n: i64, t: DType| {
+            let g = MatmulGeometry { m, n, k: 4096, batch: 1, ..Default::default() };
+            last_wave_cut(&g, 132, t, true).map(|(cut, ws)| (cut, ws.cluster))
+        };
+        // 448 wide tiles: three waves of 49 columns of tiles, then 112 tiles of 128 × 128 for
+        // the last 1792 columns. Not for fp8 (slower on an H200) or tf32 (not measured).
+        assert_eq!(cut(1024, 14336, DType::BF16), Some((49 * 256, 1)));
+        assert_eq!(cut(1024, 14336, DType::F16), Some((49 * 256, 1)));
+        assert_eq!(cut(1024, 14336, DType::F8E4M3), None);
+        assert_eq!(cut(1024, 14336, DType::F32), None);
+        // Whole waves already full enough, or too few of them for a cut to pay.
+        for (m, n) in [(4096, 4096), (8192, 8192), (4096, 14336), (1024, 28672), (1024, 4096), (128, 14336)] {
+            assert_eq!(cut(m, n, DType::BF16), None, "{m} x {n}");
+        }
+        // A batch is never cut.
+        let g = MatmulGeometry { m: 1024, n: 14336, k: 4096, batch: 2, ..Default::default() };
+        assert_eq!(last_wave_cut(&g, 132, DType::BF16, true), None);
+    }
+
+    /// The columns from a cut on: B, C, the bias and B's per-column scales move with them.
+    #[test]
+    fn a_cut_moves_every_column_operand() {
+        let g = MatmulGeometry {
+            n: 1000,
+            b_cs: 64,
+            c_cs: 1,
+            c_off: 5,
+            bias_stride: 2,
+            bias_off: 3,
+            has_scale: 1,
+            scale_b: 4096,
+            scale_b_stride: 1,
+            ..Default::default()
+        };
+        let t = g.columns_from(256);
+        assert_eq!((t.n, t.b_off, t.c_off, t.bias_off, t.scale_b), (744, 256 * 64, 261, 515, 4096 + 1024));
+        assert_eq!(g.columns_to(256).n, 256);
+        // Scales of the whole tensor (stride 0) stay where they are.
+        let whole = MatmulGeometry { scale_b_stride: 0, ..g }.columns_from(256);
+        assert_eq!(whole.scale_b, 4096);
+    }
 
     /// The rules' tiles on an H200's 132 multiprocessors: the best of the six measured for each
     /// shape of BENCHMARKS.md's sweep.

@@ -80,16 +80,18 @@ fn quantized_matmul_matches_the_cpu() {
 #[test]
 fn tuned_products_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
-    let types = strata_cuda::supported_dtypes();
+    // One 16-bit type and one fp8 pair (mixed, so both formats): tuning compiles every
+    // candidate plan's kernel, and with every type the test did not finish in seven minutes on
+    // the H200 machine. The candidates themselves are each checked on every type by the
+    // matmul2d suites with the plan forced (`scripts/device/cuda-test.sh`); this test checks
+    // that tuning keeps plans and that a fresh device runs them.
+    let types = [DType::BF16];
     // A file of this run's own, so that every plan is timed here rather than read from an
     // earlier run's `tuning.txt`.
     let file = std::env::temp_dir().join(format!("strata-tuning-test-{}.txt", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let tuned = gpu.with_tuning_file(&file);
     suite::matmul2d_many_tiles_match_the_cpu(&tuned, &types);
-    // One fp8 pair (mixed, so both formats): tuning compiles every candidate plan's kernel,
-    // and fp8 kernels compile slowly (with all four pairs the test did not finish in seven
-    // minutes on the H200 machine).
     let fp8 = [(DType::F8E4M3, DType::F8E5M2)];
     suite::matmul2d_scaled_fp8_matches_the_cpu(&tuned, &fp8);
     let kept = std::fs::read_to_string(&file).unwrap_or_default();
