@@ -7,7 +7,9 @@
 //! case is `N` (square, every type and both layouts of B, f32 with relaxed precision: tf32
 //! against cuBLAS's TF32 mode, and fp8), `MxNxK` (bf16, B stored n × k as a `Linear` layer's
 //! weight is) or `fp8:MxNxK`; with none, the square sizes 4096 and 8192 and the LLM shapes
-//! (m = 1 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8.
+//! (m = 1 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8. A case
+//! after `bias:` (`bias:fp8:MxNxK`) adds a bias of zeros to ours, the peer's product staying
+//! plain: what our bias path costs, the results still comparable.
 //!
 //! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
 //! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
@@ -22,7 +24,7 @@ use cudarc::driver::CudaSlice;
 use cudarc::driver::DevicePtr;
 use half::{bf16, f16};
 use strata_core::DType;
-use strata_core::kernel::{Backend, Layout, Matmul2d, Scales, TensorMut, TensorRef};
+use strata_core::kernel::{Activation, Backend, Epilogue, Layout, Matmul2d, Scales, TensorMut, TensorRef};
 use strata_cuda::{Cuda, CudaBuffer};
 
 use operands::{Rng, Timer, decode, median, random, relative_difference};
@@ -39,6 +41,9 @@ struct Case {
     nt: bool,
     /// f32 with relaxed precision on both sides (tf32).
     tf32: bool,
+    /// Ours adds a bias of zeros (so that the result still equals the peer's, which has none):
+    /// what the bias path costs.
+    bias: bool,
 }
 
 /// cuBLAS on row-major operands: C = A·B is Cᵀ = Bᵀ·Aᵀ in its column-major terms; with B
@@ -187,23 +192,28 @@ fn parse(args: &[String]) -> Vec<Case> {
         ] {
             // The f32 SIMT kernel: one size is enough to place it.
             if t != DType::F32 || tf32 || n <= 4096 {
-                v.push(Case { t, out: t, m: n, n, k: n, nt, tf32 });
+                v.push(Case { t, out: t, m: n, n, k: n, nt, tf32, bias: false });
             }
         }
-        v.push(Case { t: DType::F8E4M3, out: DType::BF16, m: n, n, k: n, nt: true, tf32: false });
+        v.push(Case { t: DType::F8E4M3, out: DType::BF16, m: n, n, k: n, nt: true, tf32: false, bias: false });
         v
     };
-    let fp8 = |m, n, k| Case { t: DType::F8E4M3, out: DType::BF16, m, n, k, nt: true, tf32: false };
-    let bf16 = |m, n, k| Case { t: DType::BF16, out: DType::BF16, m, n, k, nt: true, tf32: false };
+    let fp8 = |m, n, k| Case { t: DType::F8E4M3, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
+    let bf16 = |m, n, k| Case { t: DType::BF16, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
     let mut cases = Vec::new();
     for a in args {
-        let (is_fp8, spec) = a.strip_prefix("fp8:").map_or((false, a.as_str()), |s| (true, s));
+        let (bias, a) = a.strip_prefix("bias:").map_or((false, a.as_str()), |s| (true, s));
+        let (is_fp8, spec) = a.strip_prefix("fp8:").map_or((false, a), |s| (true, s));
+        let start = cases.len();
         let dims: Vec<usize> = spec.split('x').filter_map(|d| d.parse().ok()).collect();
         match dims[..] {
             [n] if !is_fp8 => cases.extend(square(n)),
             [m, n, k] if is_fp8 => cases.push(fp8(m, n, k)),
             [m, n, k] => cases.push(bf16(m, n, k)),
-            _ => eprintln!("skipping {a:?}: a case is N, MxNxK or fp8:MxNxK"),
+            _ => eprintln!("skipping {a:?}: a case is N, MxNxK or fp8:MxNxK, each optionally after bias:"),
+        }
+        for c in &mut cases[start..] {
+            c.bias = bias;
         }
     }
     if args.is_empty() {
@@ -268,12 +278,16 @@ fn main() -> Result<(), strata_core::Error> {
             left: TensorRef::new(DType::F32, &scale_a, &scalar),
             right: TensorRef::new(DType::F32, &scale_b, &scalar),
         });
+        // A bias of zeros (its loads and adds are not skipped for being zero).
+        let bias_l = Layout::contiguous(&[c.n]);
+        let bias = c.bias.then(|| gpu.upload(&vec![0u8; c.n * w])).transpose()?;
+        let desc = if c.bias { desc.epilogue(Epilogue::Bias(Activation::None)) } else { desc };
         let run = |out: &mut CudaBuffer| {
             gpu.matmul2d(
                 &desc,
                 TensorRef::new(c.t, &a, &la),
                 TensorRef::new(c.t, b, &lb),
-                None,
+                bias.as_ref().map(|b| TensorRef::new(c.out, b, &bias_l)),
                 scales,
                 TensorMut::new(c.out, out, &lc),
             )
@@ -311,7 +325,7 @@ fn main() -> Result<(), strata_core::Error> {
                 _ if c.tf32 => "tf32".to_string(),
                 DType::F8E4M3 => "e4m3".to_string(),
                 t => t.to_string(),
-            },
+            } + if c.bias { "+bias" } else { "" },
             if c.nt { "NT" } else { "NN" },
             c.m,
             c.n,

@@ -525,9 +525,26 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 auto chunks = [&](auto per_column) {
                     constexpr bool PC = decltype(per_column)::value;
                     u32 buf = epi0;
+                    // The per-column factors of this thread's columns in the current chunk (two
+                    // for each group of 8 columns): B's scales and the bias, read at the chunk's
+                    // start with the index clamped to the last column (the tensor map clips the
+                    // columns past it): the loads go out together, and the elements take no branch
+                    // (per element, with the bounds, they had cost bias products a quarter of
+                    // their speed: bf16 4096 × 4096 × 1024 with a bias 0.64 → 0.86 of cuBLAS).
+                    constexpr int CF = PC ? PER / 2 : 1;
+                    float col_scale[CF], col_bias[CF];
 #pragma unroll
                     for (int i = 0; i < BN / 2; i += 2) {
                         const int q = i / PER;
+                        if (PC && i % PER == 0) {
+                            const bool scaled = SCALED && g.has_scale && g.scale_b_stride != 0;
+#pragma unroll
+                            for (int f = 0; f < CF; ++f) {
+                                const i64 j = min(n0 + WgDest<BN>::col(i + 2 * f - f % 2), g.n - 1);
+                                col_scale[f] = scaled ? g.scale_b[j * g.scale_b_stride] : 1.f;
+                                col_bias[f] = g.has_bias ? (float)ld(bias[g.bias_off + j * g.bias_stride]) : 0.f;
+                            }
+                        }
                         if (i % PER == 0) {
                             if (q > 0) {
                                 fence_proxy_async();
@@ -551,15 +568,9 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                             v1 *= f;
                         }
                         if constexpr (PC) {
-                            const i64 gj = n0 + q * CW + col;
-                            if (SCALED && g.has_scale && g.scale_b_stride != 0) {
-                                if (gj < g.n) v0 *= g.scale_b[gj * g.scale_b_stride];
-                                if (gj + 1 < g.n) v1 *= g.scale_b[(gj + 1) * g.scale_b_stride];
-                            }
-                            if (g.has_bias) {
-                                if (gj < g.n) v0 += (float)ld(bias[g.bias_off + gj * g.bias_stride]);
-                                if (gj + 1 < g.n) v1 += (float)ld(bias[g.bias_off + (gj + 1) * g.bias_stride]);
-                            }
+                            const int f = 2 * ((i % PER) / 4);
+                            v0 = fmaf(v0, col_scale[f], col_bias[f]);
+                            v1 = fmaf(v1, col_scale[f + 1], col_bias[f + 1]);
                         }
                         // The tensor map's 128-byte swizzle: 16-byte piece p of row r sits at p ^ (r % 8).
                         const int byte = col * (int)sizeof(TOUT);
