@@ -26,8 +26,9 @@ for obj in "$out"/objs/*.nvuc; do
     code=$(ls "$out/objs/$name"/section1_*.bin 2>/dev/null | head -1)
     [ -n "$code" ] && "$nvdisasm" --binary "$arch" "$code" >"$out/sass/$name.sass" 2>/dev/null || continue
     f="$out/sass/$name.sass"
-    count() { grep -c "$1" "$f" || true; }
-    regs=$(grep -o '\bR[0-9]\+' "$f" | tr -d R | sort -n | tail -1)
+    # (An opcode, not a longer one it begins: LDG, not LDGSTS.)
+    count() { grep -cE "\b$1[ .]" "$f" || true; }
+    regs=$(grep -oE '\bR[0-9]+' "$f" | tr -d R | sort -n | tail -1 || true)
     printf '%-12s %7s %6s %6s %6s %6s %5s %5s %5s\n' "$name" "$(wc -l <"$f")" "$(count HMMA)" "$(count LDSM)" \
-        "$(count LDG)" "$(count 'STS')" "$(count BAR.SYNC)" "$(count STL)" "$((${regs:-0} + 1))"
+        "$(count LDG)" "$(count STS)" "$(count BAR)" "$(count STL)" "$((${regs:--1} + 1))"
 done

@@ -1622,12 +1622,6 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (256, 2240, 64, true, 0),
         (40, 2200, 96, true, 0),
         (40, 2200, 96, true, 1),
-        // 1024 × 14336: on a GPU of 132 multiprocessors (H100, H200) CUDA cuts off the last
-        // wave of its 448 wide tiles, running the first 12544 columns on 128 × 256 tiles and
-        // the last 1792 on 128 × 128 ones in a second launch (B, C and the bias taken from the
-        // cut on); both layouts of B, with a bias and with accumulation.
-        (1024, 14336, 64, true, 1),
-        (1024, 14336, 64, false, 2),
     ] {
         for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
             let desc = Matmul2d::new(m, n, k).transpose_right(tr);
@@ -1654,6 +1648,46 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 Some(&initial),
                 t,
                 &Layout::contiguous(&[2, m, n]),
+                tol,
+                |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
+                &mut failures,
+            );
+        }
+    }
+    // Single products of 1024 × 14336 × 2048. On a GPU of 132 multiprocessors (H100, H200) CUDA
+    // cuts off the last wave of the first one's 448 wide tiles: the first 12544 columns run on
+    // 128 × 256 tiles, the last 1792 on 128 × 128 ones in a second launch (B and C taken from
+    // the cut on). The second (B stored k × n, a bias, accumulation) is not cut yet; it is here
+    // for when it is.
+    for (tr, variant) in [(true, 0), (false, 3)] {
+        for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
+            let (m, n, k) = (1024, 14336, 2048);
+            let desc = Matmul2d::new(m, n, k).transpose_right(tr);
+            let desc = if variant == 3 {
+                desc.epilogue(Epilogue::Bias(Activation::Relu)).mode(MatmulMode::MultiplyAccumulate)
+            } else {
+                desc
+            };
+            let [rr, rc] = if tr { [n, k] } else { [k, n] };
+            let mut inputs = vec![
+                (t, operand(t, m * k, &mut rng), Layout::contiguous(&[m, k])),
+                (t, operand(t, rr * rc, &mut rng), Layout::contiguous(&[rr, rc])),
+            ];
+            if desc.epilogue.has_bias() {
+                inputs.push((t, operand(t, n, &mut rng), Layout::contiguous(&[n])));
+            }
+            let initial = operand(t, m * n, &mut rng);
+            count += 1;
+            let tol = if t == DType::BF16 { Tol::Mixed(1.0 / 128.0, 2e-2) } else { Tol::Mixed(1.0 / 1024.0, 2e-3) };
+            compare_with(
+                gpu,
+                &format!("matmul2d {t} m={m} n={n} k={k} tr={tr} {:?} {:?}", desc.epilogue, desc.mode),
+                &inputs,
+                // Poisoned unless accumulating: a column the second launch missed fails.
+                (variant == 3).then_some(&initial[..]),
+                t,
+                &Layout::contiguous(&[m, n]),
                 tol,
                 |i, o| gpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),
                 |i, o| Cpu.matmul2d(&desc, i[0], i[1], i.get(2).copied(), None, o),

@@ -201,8 +201,8 @@ fn parse(args: &[String]) -> Vec<Case> {
     let fp8 = |m, n, k| Case { t: DType::F8E4M3, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
     let bf16 = |m, n, k| Case { t: DType::BF16, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
     let mut cases = Vec::new();
-    for a in args {
-        let (bias, a) = a.strip_prefix("bias:").map_or((false, a.as_str()), |s| (true, s));
+    for arg in args {
+        let (bias, a) = arg.strip_prefix("bias:").map_or((false, arg.as_str()), |s| (true, s));
         let (is_fp8, spec) = a.strip_prefix("fp8:").map_or((false, a), |s| (true, s));
         let start = cases.len();
         let dims: Vec<usize> = spec.split('x').filter_map(|d| d.parse().ok()).collect();
@@ -210,7 +210,7 @@ fn parse(args: &[String]) -> Vec<Case> {
             [n] if !is_fp8 => cases.extend(square(n)),
             [m, n, k] if is_fp8 => cases.push(fp8(m, n, k)),
             [m, n, k] => cases.push(bf16(m, n, k)),
-            _ => eprintln!("skipping {a:?}: a case is N, MxNxK or fp8:MxNxK, each optionally after bias:"),
+            _ => eprintln!("skipping {arg:?}: a case is N, MxNxK or fp8:MxNxK, each optionally after bias:"),
         }
         for c in &mut cases[start..] {
             c.bias = bias;

@@ -306,7 +306,8 @@ impl WsConfig {
     /// first, ping-pong (64) where m ≤ 64 or where even the cooperative 64-column tiles do not
     /// fill; the narrowest where none do (then split-K adds units). So 128 × 4096 × 4096 runs
     /// 128 tiles of 64 × 64 (bf16: 0.65 → 0.90 of cuBLAS), 512 × 4096 × 4096 128 of 128 × 128
-    /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89), and the large
+    /// (0.77 → 0.92), 1024 × 14336 × 4096 896 of 128 × 128 (0.86 → 0.89; 16-bit ones are now
+    /// cut instead, [`last_wave_cut`]), and the large
     /// squares their 128 × 256 tiles as before. Ping-pong tiles with B K-major also come 32
     /// columns wide, as cuBLAS runs bf16 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
     /// stages, where 64 columns make 64 tiles and split k in two: 0.79 → 0.93 of cuBLAS).
@@ -755,20 +756,24 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usi
 }
 
 /// Where to cut the output's columns so that those before the cut run whole waves of wide
-/// tiles (128 × 256) and the rest run as the rules choose for them alone,
-/// in a second launch: `(cut, the wide tiles' configuration)`, where a model of the two
-/// launches says they beat the rule's one. That is wave quantization: 1024 × 14336 × 4096 makes
-/// 448 wide tiles, whose fourth wave on 132 multiprocessors is 39 % full; the rule's 896 tiles
-/// of 128 columns fill seven waves to 97 % but run at 0.9 of the wide tiles' speed; cut at
-/// 49 · 256 columns, three whole waves of wide tiles and one of 112 narrow ones are left. (A
+/// tiles (128 × 256) and the rest run as the rules choose for them alone, in a second launch:
+/// `(cut, the wide tiles' configuration)`, where a model of the two launches says they beat the
+/// rule's one. That is wave quantization: 1024 × 14336 × 4096 makes 448 wide tiles, whose
+/// fourth wave on 132 multiprocessors is 39 % full; the rule's 896 tiles of 128 columns fill
+/// seven waves to 97 % but run at 0.9 of the wide tiles' speed; cut at 49 · 256 columns, 392
+/// wide tiles fill three waves (but for four multiprocessors) and 112 narrow ones one. (A
 /// lighter stream-K: no partial tiles, no fix-up.) The model counts waves, each as long as a
-/// work unit's tile takes ([`WsConfig::tile_cost`]), and charges the second launch 0.15 of a
-/// wave. Only single 16-bit products (no batch) whose schedule and width are not forced: on an
-/// H200 the cut took bf16 1024 × 14336 × 4096 from 0.91 to 0.93 of cuBLAS, but fp8 from 0.89
-/// to 0.85 (its tiles' k steps are twice as fast, so the second launch and the narrow tiles'
-/// fixed cost weigh twice as much; BENCHMARKS.md).
+/// work unit's tile takes ([`WsConfig::tile_cost`]), and charges the second launch a fixed
+/// time: 0.15 of a wave of 64 k steps, the one shape measured, so more of a shorter wave.
+///
+/// Only where it was measured and checked on an H200: single 16-bit products (no batch), B
+/// stored n × k, no bias, not accumulating, schedule and width not forced. There the cut took
+/// bf16 1024 × 14336 × 4096 from 0.91 to 0.93 of cuBLAS, its result equal to cuBLAS's; fp8 went
+/// from 0.89 to 0.85 (its k steps are twice as fast, so the second launch and the narrow
+/// tiles' fixed cost weigh twice as much; BENCHMARKS.md).
 fn last_wave_cut(g: &MatmulGeometry, sms: usize, t: DType, right_k_major: bool) -> Option<(usize, WsConfig)> {
-    if g.batch != 1 || t.bits() != 16 || WsConfig::forced() {
+    let plain = g.has_bias == 0 && g.accumulate == 0 && right_k_major;
+    if g.batch != 1 || t.bits() != 16 || !plain || WsConfig::forced() {
         return None;
     }
     let (m, n) = (g.m as usize, g.n as usize);
@@ -789,7 +794,8 @@ fn last_wave_cut(g: &MatmulGeometry, sms: usize, t: DType, right_k_major: bool) 
     }
     let rule = WsConfig::rule(m, n, 1, sms, t, right_k_major, Forced::default());
     let tail = WsConfig::rule(m, n - cut, 1, sms, t, right_k_major, Forced::default());
-    (time(wide, cut) + time(tail, n - cut) + 0.15 < time(rule, n)).then_some((cut, wide))
+    let second_launch = 0.15 * 64.0 / ksteps(g, t).max(1) as f64;
+    (time(wide, cut) + time(tail, n - cut) + second_launch < time(rule, n)).then_some((cut, wide))
 }
 
 /// One warp-specialized product as it will run: the kernel's configuration and how many ways
@@ -1118,6 +1124,7 @@ mod tests {
             let g = MatmulGeometry { m, n, k: 4096, batch: 1, ..Default::default() };
             last_wave_cut(&g, 132, t, true).map(|(cut, ws)| (cut, ws.cluster))
         };
+        let g = MatmulGeometry { m: 1024, n: 14336, k: 4096, batch: 1, ..Default::default() };
         // 448 wide tiles: three waves of 49 columns of tiles, then 112 tiles of 128 × 128 for
         // the last 1792 columns. Not for fp8 (slower on an H200) or tf32 (not measured).
         assert_eq!(cut(1024, 14336, DType::BF16), Some((49 * 256, 1)));
@@ -1128,9 +1135,19 @@ mod tests {
         for (m, n) in [(4096, 4096), (8192, 8192), (4096, 14336), (1024, 28672), (1024, 4096), (128, 14336)] {
             assert_eq!(cut(m, n, DType::BF16), None, "{m} x {n}");
         }
-        // A batch is never cut.
-        let g = MatmulGeometry { m: 1024, n: 14336, k: 4096, batch: 2, ..Default::default() };
-        assert_eq!(last_wave_cut(&g, 132, DType::BF16, true), None);
+        // Nor, until checked on a GPU, a batch, a bias, accumulation or B stored k × n.
+        for other in [
+            MatmulGeometry { batch: 2, ..g },
+            MatmulGeometry { has_bias: 1, ..g },
+            MatmulGeometry { accumulate: 1, ..g },
+        ] {
+            assert_eq!(last_wave_cut(&other, 132, DType::BF16, true), None);
+        }
+        assert_eq!(last_wave_cut(&g, 132, DType::BF16, false), None);
+        // A short k pays the second launch's fixed time out of shorter waves: cut at k = 2048,
+        // not at 1024.
+        assert!(last_wave_cut(&MatmulGeometry { k: 2048, ..g }, 132, DType::BF16, true).is_some());
+        assert_eq!(last_wave_cut(&MatmulGeometry { k: 1024, ..g }, 132, DType::BF16, true), None);
     }
 
     /// The columns from a cut on: B, C, the bias and B's per-column scales move with them.

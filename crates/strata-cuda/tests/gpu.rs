@@ -82,9 +82,10 @@ fn tuned_products_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
     // One 16-bit type and one fp8 pair (mixed, so both formats): tuning compiles every
     // candidate plan's kernel, and with every type the test did not finish in seven minutes on
-    // the H200 machine. The candidates themselves are each checked on every type by the
-    // matmul2d suites with the plan forced (`scripts/device/cuda-test.sh`); this test checks
-    // that tuning keeps plans and that a fresh device runs them.
+    // the H200 machine. The candidates' schedules, CTA pairs and widths are checked on every
+    // type by the matmul2d suites run with each forced (`scripts/device/cuda-test.sh`), their
+    // splits of k by the suites' split-K cases; this test checks that tuning keeps plans and
+    // that a fresh device runs them.
     let types = [DType::BF16];
     // A file of this run's own, so that every plan is timed here rather than read from an
     // earlier run's `tuning.txt`.

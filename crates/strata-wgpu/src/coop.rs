@@ -22,11 +22,11 @@
 //!
 //! What bounds it now (H200, BENCHMARKS.md): the driver lowers the products to `mma.sync`
 //! (`HMMA.16816.F32`, whose own peak is 0.84× cuBLAS) and the matrix loads to `ldmatrix`, as a
-//! hand-written kernel would, at 126 of the 128 registers 512 threads can have. Knocked out
-//! one at a time, the products alone would run at 0.51× cuBLAS, while staging the operands
-//! (8-byte global loads, stores, two barriers a slice) alone takes 83 % of the kernel's time;
-//! holding 2 or 4 slices in registers ahead changed nothing, so it is that path's throughput,
-//! not its latency.
+//! hand-written kernel would, at 126 of the 128 registers 512 threads can have. With the
+//! global loads and the barriers knocked out, the products run at 0.51× cuBLAS; staging the
+//! operands (8-byte global loads, stores, two barriers a slice) with the products knocked out
+//! takes 83 % of the kernel's time at 8192³. Holding 2 or 4 slices in registers ahead changed
+//! nothing, so it is that path's throughput that bounds the kernel, not its latency.
 //!
 //! Naga's SPIR-V writer needs constant strides for matrix loads and stores, so operands are
 //! never loaded straight from their buffers. The operands are bound as `vec4<f16>`; on Vulkan
