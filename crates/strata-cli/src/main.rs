@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_headless_vulkan();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Formats(args) => formats::run(&args),
@@ -45,5 +46,19 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// On a machine without a desktop session (no `XDG_RUNTIME_DIR`: a server, a container, CI),
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` asks Wayland for the display's GPU
+/// while the device is chosen, and libwayland prints "error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment." twice before the command has said anything. The layer only orders
+/// the GPUs for a display, and Strata ranks the adapters itself, so it is switched off there
+/// (`NODEVICE_SELECT=1`), unless the caller set that variable.
+fn quiet_headless_vulkan() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the first thing `main` does, before any thread is started, so no other thread
+        // reads the environment meanwhile.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }
