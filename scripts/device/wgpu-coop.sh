@@ -8,6 +8,8 @@
 #           --example bench; copy both into .device/ (wgpu, bench) and fetch .gl as
 #           scripts/device/wgpu-test.sh says
 #   there:  scripts/device/wgpu-coop.sh .device/wgpu .device/bench [WMxWNxRMxRNxBKxSTAGES ...]
+#
+# With "-" for the tests, only the GEMM runs (scripts/device/wgpu-sass.sh does that).
 set -uo pipefail
 tests="$1"; bench="$2"; shift 2
 . "$(dirname "$0")/vulkan-env.sh"
@@ -16,6 +18,7 @@ seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"
 status=0
 for wide in 1 0; do
+    [ "$tests" = - ] && break
     echo "== matmul2d tests, STRATA_WGPU_COOP_WIDE=$wide"
     STRATA_SEED=$seed STRATA_WGPU_COOP_WIDE=$wide "$tests" matmul2d --test-threads=1 --nocapture 2>&1 \
         | grep -vE "^$|XDG_RUNTIME_DIR" | tail -12

@@ -10,18 +10,11 @@
 #   here:   scripts/sass-from-nvcache.sh FILES_AT/glcache.tar.gz OUT_DIR (one .sass per pipeline)
 set -uo pipefail
 bench="$1"; shift
-. "$(dirname "$0")/vulkan-env.sh"
-export STRATA_REQUIRE_WGPU=1
 out="${OUT:-/tmp/out}"
 cache=/tmp/glcache
 rm -rf "$cache"; mkdir -p "$cache"
 export __GL_SHADER_DISK_CACHE=1 __GL_SHADER_DISK_CACHE_PATH="$cache" __GL_SHADER_DISK_CACHE_SKIP_CLEANUP=1
-echo "== f16 GEMM, default tiles"
-"$bench" f16 2>&1 | grep -v XDG_RUNTIME_DIR
-for tiles in "$@"; do
-    echo "== f16 GEMM, tiles $tiles"
-    STRATA_WGPU_COOP_TILES=$tiles "$bench" f16 2>&1 | grep -v XDG_RUNTIME_DIR | tail -n +3
-done
+"$(dirname "$0")/wgpu-coop.sh" - "$bench" "$@"
 # (Packed: the cache's nested folders are too deep to come back from the machine as they are.)
 find "$cache" -type f | head -50
 tar -czf "$out/glcache.tar.gz" -C "$cache" .

@@ -83,6 +83,21 @@ impl Device {
         }
     }
 
+    /// Whether this is a GPU API running on the CPU: wgpu on a software adapter (Mesa's
+    /// lavapipe, Microsoft's WARP). Such a device works but is slower than the CPU backend, so
+    /// it is never the default.
+    ///
+    /// ```
+    /// assert!(!strata::Device::Cpu.is_software());
+    /// ```
+    pub fn is_software(self) -> bool {
+        match self {
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => wgpu().is_ok_and(|w| w.is_software()),
+            _ => false,
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -134,7 +149,7 @@ fn best() -> Device {
     // 64-bit types and a few operations have no WGSL kernel: they run on the CPU through the
     // visible fallback (module docs). MLX, too, runs float64 only on the CPU.
     #[cfg(feature = "wgpu")]
-    if wgpu().is_ok_and(|w| !w.is_software()) {
+    if wgpu().is_ok() && !Device::Wgpu.is_software() {
         return Device::Wgpu;
     }
     Device::Cpu

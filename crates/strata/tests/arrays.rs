@@ -130,7 +130,12 @@ fn the_default_device_is_the_best_one_present() {
     // `scripts/device/array-test.sh` sets STRATA_EXPECT_DEVICE=cuda so that its suites cannot
     // quietly run on the CPU; elsewhere the default is CUDA when it can be opened, else a
     // hardware GPU through wgpu, never a software adapter (CI's lavapipe), else the CPU.
-    let hardware_wgpu = Device::from_name("wgpu").is_ok_and(|d| !d.describe().ends_with("(a software adapter)"));
+    let hardware_wgpu = Device::from_name("wgpu").is_ok_and(|d| !d.is_software());
+    // The description says so too (CI's lavapipe: "wgpu: llvmpipe … through Vulkan (a software
+    // adapter)").
+    for d in [Device::from_name("wgpu"), Ok(Device::Cpu)].into_iter().flatten() {
+        assert_eq!(d.is_software(), d.describe().ends_with("(a software adapter)"), "{}", d.describe());
+    }
     let best = if Device::from_name("cuda").is_ok() {
         "cuda"
     } else if hardware_wgpu {
