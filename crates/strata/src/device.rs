@@ -149,7 +149,7 @@ fn best() -> Device {
     // 64-bit types and a few operations have no WGSL kernel: they run on the CPU through the
     // visible fallback (module docs). MLX, too, runs float64 only on the CPU.
     #[cfg(feature = "wgpu")]
-    if wgpu().is_ok() && !Device::Wgpu.is_software() {
+    if wgpu().is_ok_and(|w| !w.is_software()) {
         return Device::Wgpu;
     }
     Device::Cpu
