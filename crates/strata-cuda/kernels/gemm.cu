@@ -542,7 +542,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                             for (int f = 0; f < CF; ++f) {
                                 const i64 j = min(n0 + WgDest<BN>::col(i + 2 * f - f % 2), g.n - 1);
                                 col_scale[f] = scaled ? g.scale_b[j * g.scale_b_stride] : 1.f;
-                                col_bias[f] = g.has_bias ? (float)ld(bias[g.bias_off + j * g.bias_stride]) : 0.f;
+                                col_bias[f] = g.has_bias ? (float)ld(bias[g.bias_off + j * g.bias_stride]) : -0.f;
                             }
                         }
                         if (i % PER == 0) {

@@ -16,20 +16,24 @@
 //! inside the operands take a copy of the pipeline without bounds checks, addresses computed
 //! once, and the last slice loads itself again rather than skip — went from 55 to 160 TFLOP/s;
 //! slices of 64 in one buffer to 190; tiles of 128×256 for sixteen subgroups to 230 (more
-//! subgroups to cover each slice's barriers). Two buffers of 64 do not fit the 48 KiB of
-//! workgroup memory NVIDIA's Vulkan driver allows; a second set of prefetch registers, 64×64
-//! tiles and 16-byte operand loads did not help.
+//! subgroups to cover each slice's barriers); operands bound as `vec4<u32>` to 255–259 (0.34×
+//! cuBLAS at 8192³). Two buffers of 64 do not fit the 48 KiB of workgroup memory NVIDIA's
+//! Vulkan driver allows; a second set of prefetch registers and 64×64 tiles did not help.
 //!
-//! What bounds it now (H200, BENCHMARKS.md): the driver lowers the products to `mma.sync`
+//! What bounds it (H200, BENCHMARKS.md): the driver lowers the products to `mma.sync`
 //! (`HMMA.16816.F32`, whose own peak is 0.84× cuBLAS) and the matrix loads to `ldmatrix`, as a
 //! hand-written kernel would, at 126 of the 128 registers 512 threads can have. With the
 //! global loads and the barriers knocked out, the products run at 0.51× cuBLAS; staging the
-//! operands (8-byte global loads, stores, two barriers a slice) with the products knocked out
-//! takes 83 % of the kernel's time at 8192³. Holding 2 or 4 slices in registers ahead changed
-//! nothing, so it is that path's throughput that bounds the kernel, not its latency.
+//! operands (then 8-byte global loads, stores, two barriers a slice) with the products knocked
+//! out took 83 % of the kernel's time at 8192³. Holding 2 or 4 slices in registers ahead
+//! changed nothing, so it is that path's throughput that bounds the kernel, not its latency.
 //!
 //! Naga's SPIR-V writer needs constant strides for matrix loads and stores, so operands are
-//! never loaded straight from their buffers. The operands are bound as `vec4<f16>`; on Vulkan
+//! never loaded straight from their buffers. The operands are bound as `vec4<u32>`, so that a
+//! quad is one 16-byte load (`LDG.E.128`; bound as `vec4<f16>`, the driver loaded a quad in two
+//! 8-byte halves, each warp's load covering half of every sector it touched), and unpacked to
+//! halves (naga's `bitcast` cannot change a vector's length, so `unpack2x16float`, which the
+//! driver turns into byte permutes); `STRATA_WGPU_COOP_LOAD16=0` binds them as `vec4<f16>`. On Vulkan
 //! the staging arrays hold `vec4<f16>` too (matrix loads count their stride in array
 //! elements), while Metal's `simdgroup_load` takes a pointer to the matrix's scalar type, so
 //! elsewhere the staging holds `f16` scalars. Results leave through a 16×16 f32 tile per
@@ -48,6 +52,9 @@ pub(crate) struct Config {
     tiles: Tiles,
     /// Staging as `vec4<f16>` (Vulkan) rather than `f16` scalars.
     wide: bool,
+    /// Operands bound as `vec4<u32>`, so that a quad is one 16-byte load, rather than as
+    /// `vec4<f16>` (two 8-byte loads, the driver does not merge them).
+    loads16: bool,
 }
 
 /// The kernel's configuration on `adapter`, or `None` when its cooperative matrices cannot run
@@ -57,6 +64,7 @@ pub(crate) fn config(adapter: &wgpu::Adapter) -> Option<Config> {
         tiles: Tiles::from_env(adapter.limits().max_compute_workgroup_storage_size),
         wide: adapter.get_info().backend == wgpu::Backend::Vulkan
             && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0"),
+        loads16: std::env::var("STRATA_WGPU_COOP_LOAD16").map_or(true, |v| v != "0"),
     })
 }
 
@@ -199,7 +207,7 @@ pub(crate) fn matmul(
 ) -> Result<()> {
     let batch_axes = out.layout.ndim() - 2;
     let (l_ms, l_ks, r_ks, r_ns) = operand_strides(desc, left.layout, right.layout);
-    let Config { tiles, wide } = config;
+    let Config { tiles, wide, loads16 } = config;
     let (a, b) = tiles.staging(l_ks == 1 || l_ms != 1, r_ks == 1 || r_ns != 1);
     // An operand loads 16 bytes at a time when its staged axis is contiguous and every row
     // (and batch) starts on 8 elements.
@@ -214,7 +222,7 @@ pub(crate) fn matmul(
     let accumulate = desc.mode == MatmulMode::MultiplyAccumulate;
     let direct = wgsl::bits(out.dtype) == 32;
     let act = desc.epilogue.activation();
-    let v = Variant { tiles, a, b, wide, ot: out.dtype, bias: bias.map(|b| b.dtype), accumulate, act };
+    let v = Variant { tiles, a, b, wide, loads16, ot: out.dtype, bias: bias.map(|b| b.dtype), accumulate, act };
     let key = format!("matmul coop {v:?}");
     let reads = 2 + usize::from(bias.is_some()) + usize::from(accumulate && !direct);
     let kernel = gpu.kernel(&key, reads, 1, || source(&v))?;
@@ -230,6 +238,8 @@ struct Variant {
     b: Staging,
     /// Staging as `vec4<f16>` (Vulkan) rather than `f16` scalars.
     wide: bool,
+    /// Operands bound as `vec4<u32>` rather than `vec4<f16>`.
+    loads16: bool,
     ot: DType,
     bias: Option<DType>,
     accumulate: bool,
@@ -242,8 +252,21 @@ struct Variant {
 /// loads whole quads, `{x}_start` gives quad `w`'s element at k = 0 once, and `{x}_fast` loads
 /// the quad at an element without a branch (a load in a branch costs its whole latency before
 /// the next one issues) or a read of the parameters.
-fn operand(x: &str, st: Staging, limit: &str, s_outer: &str, s_k: &str, flag: u32) -> String {
+fn operand(x: &str, st: Staging, loads16: bool, limit: &str, s_outer: &str, s_k: &str, flag: u32) -> String {
     let per_row = st.per_row();
+    // Element `e` and the quad at element `e` (a multiple of 8) of the operand's buffer.
+    let (el, quad) = if loads16 {
+        (
+            format!("f16(unpack2x16float({x}[e >> 3u][(e >> 1u) & 3u])[e & 1u])"),
+            format!(
+                "let q = {x}[e >> 3u];
+    return mat2x4<f16>(vec4<f16>(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y))), \
+vec4<f16>(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))));"
+            ),
+        )
+    } else {
+        (format!("{x}[e >> 2u][e & 3u]"), format!("let q = e >> 2u;\n    return mat2x4<f16>({x}[q], {x}[q + 1u]);"))
+    };
     let (o, k, full, at, along_outer) = if st.k_major {
         (
             format!("o0 + w / {per_row}u"),
@@ -265,15 +288,15 @@ fn operand(x: &str, st: Staging, limit: &str, s_outer: &str, s_k: &str, flag: u3
         "fn {x}_el(base: i32, o: u32, k: u32) -> f16 {{
     if o >= {limit} || k >= p[2] {{ return f16(0.0); }}
     let e = bitcast<u32>(base + bitcast<i32>(o) * bitcast<i32>({s_outer}) + bitcast<i32>(k) * bitcast<i32>({s_k}));
-    return {x}[e >> 2u][e & 3u];
+    return {el};
 }}
 
 fn {x}_quad(base: i32, o0: u32, k0: u32, w: u32) -> mat2x4<f16> {{
     let o = {o};
     let k = {k};
     if (p[19] & {flag}u) != 0u && {full} {{
-        let e = bitcast<u32>({at}) >> 2u;
-        return mat2x4<f16>({x}[e], {x}[e + 1u]);
+        let e = bitcast<u32>({at});
+        {quad}
     }}
     return mat2x4<f16>({});
 }}
@@ -286,8 +309,7 @@ fn {x}_start(base: i32, o0: u32, w: u32) -> u32 {{
 }}
 
 fn {x}_fast(e: u32) -> mat2x4<f16> {{
-    let q = e >> 2u;
-    return mat2x4<f16>({x}[q], {x}[q + 1u]);
+    {quad}
 }}
 
 ",
@@ -305,19 +327,26 @@ fn {x}_fast(e: u32) -> mat2x4<f16> {{
 /// The kernel; its parameters are [`launch`]'s, with `flag` bit 0 (1) saying the left (right)
 /// operand loads whole quads.
 fn source(v: &Variant) -> String {
-    let Variant { tiles: t, a, b, wide, ot, bias, accumulate, act } = *v;
+    let Variant { tiles: t, a, b, wide, loads16, ot, bias, accumulate, act } = *v;
     let threads = t.threads();
     let (tm, tn) = (t.tm(), t.tn());
     let mut s = String::from("enable f16;\nenable wgpu_cooperative_matrix;\n");
-    s += &header(DType::F16, DType::F16, ot, bias, accumulate, Some("array<vec4<f16>>"));
+    s += &header(
+        DType::F16,
+        DType::F16,
+        ot,
+        bias,
+        accumulate,
+        Some(if loads16 { "array<vec4<u32>>" } else { "array<vec4<f16>>" }),
+    );
     // Staging arrays: `q` elements per quad of 8 halves.
     let q = if wide { 2 } else { 8 };
     let elem = if wide { "vec4<f16>" } else { "f16" };
     s += &format!("var<workgroup> As: array<{elem}, {}>;\n", t.stages * a.size() * q);
     s += &format!("var<workgroup> Bs: array<{elem}, {}>;\n", t.stages * b.size() * q);
     s += &format!("var<workgroup> Ts: array<f32, {}>;\n", t.wm * t.wn * 256);
-    s += &operand("lhs", a, "p[0]", "p[8]", "p[9]", 1);
-    s += &operand("rhs", b, "p[1]", "p[11]", "p[10]", 2);
+    s += &operand("lhs", a, loads16, "p[0]", "p[8]", "p[9]", 1);
+    s += &operand("rhs", b, loads16, "p[1]", "p[11]", "p[10]", 2);
     // Where a staged quad goes, and the store itself.
     let slot = |st: Staging| {
         let per_row = st.per_row();
@@ -503,7 +532,10 @@ mod tests {
     fn every_variant_validates_and_translates() {
         use naga::back::{msl, spv};
         use naga::valid::{Capabilities, ValidationFlags, Validator};
-        let caps = Capabilities::default() | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16;
+        let caps = Capabilities::default()
+            | Capabilities::COOPERATIVE_MATRIX
+            | Capabilities::SHADER_FLOAT16
+            | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         let mut count = 0;
         let tiles = [
             Tiles::DEFAULT,
@@ -535,6 +567,7 @@ mod tests {
                         a: t.staging(a, b).0,
                         b: t.staging(a, b).1,
                         wide,
+                        loads16: n % 2 == 1,
                         ot,
                         bias,
                         accumulate,

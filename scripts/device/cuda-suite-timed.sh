@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The CUDA suite in a device call of bounded length: the whole suite but the tuner's test, then
+# the matmul2d settings of cuda-test.sh one by one while there is time left (each prints its
+# cases and result), then the cubin cache saved for the next call.
+#
+#   there:  scripts/device/cuda-suite-timed.sh .device/gpu SECONDS [FIRST_SETTING_INDEX]
+set -uo pipefail
+bin="$1"; budget="${2:-540}"; first="${3:-0}"
+start=$SECONDS
+here="$(dirname "$0")"
+"$here/cubin-cache.sh" restore
+export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
+seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "seed $seed"
+status=0
+if [ "$first" = 0 ]; then
+    STRATA_SEED=$seed "$bin" --skip tuned --test-threads=4 --nocapture 2>&1 | grep -E "cases|test result|panicked|differ|FAILED|failed"
+    status=${PIPESTATUS[0]}
+fi
+settings=("STRATA_GEMM_KERNEL=wg" "STRATA_GEMM_KERNEL=warp" "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2"
+    "STRATA_GEMM_SCHEDULE=coop" "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=1"
+    "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=2" "STRATA_GEMM_SKINNY=0" "STRATA_GEMM_SKINNY=1"
+    "STRATA_GEMM_TILE_N=256" "STRATA_GEMM_TILE_N=32" "STRATA_GEMM_TILE_N=128 STRATA_GEMM_SCHEDULE=coop"
+    "STRATA_GEMM_TILE_N=128 STRATA_GEMM_SCHEDULE=pingpong" "STRATA_GEMM_TILE_N=64 STRATA_GEMM_SCHEDULE=coop"
+    "STRATA_GEMM_TILE_N=64 STRATA_GEMM_SCHEDULE=pingpong")
+for ((i = first; i < ${#settings[@]}; i++)); do
+    if ((SECONDS - start > budget)); then echo "== out of time: settings from index $i not run"; break; fi
+    echo "== [$i] matmul2d with ${settings[$i]} ($((SECONDS - start)) s)"
+    env ${settings[$i]} STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+    status=$((status | PIPESTATUS[0]))
+done
+"$here/cubin-cache.sh" save
+exit $status
