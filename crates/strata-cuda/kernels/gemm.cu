@@ -370,6 +370,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     constexpr int S = STRATA_WS_STAGE_BYTES / ((BM + BN) * 128);
     static_assert(BN == 256 || (sizeof(T) <= 2 && CL == 1), "narrow tiles: 16-bit and fp8 types, no clusters");
     static_assert(BN != 32 || (RK && PP), "32 columns: B K-major, 64-row tiles");
+    static_assert(BN != 224 || (sizeof(T) == 1 && CL == 1), "224 columns: fp8, no clusters");
     static_assert(2 * S + 2 <= 64, "the barriers fit their 512 bytes");
     constexpr u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
@@ -511,9 +512,10 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
             const int zc = (int)(z * splits + u % splits);
             const i64 m0 = (i64)tm * BM + (PP ? 0 : cw * 64), n0 = (i64)tn * BN;
             if (c_tma) {
-                // Chunks of 128 bytes of columns (swizzled as the tensor map says), or the whole
-                // tile where it is narrower (64-byte rows of a 32-column 16-bit tile, unswizzled).
-                constexpr int CW = BN < 128 / (int)sizeof(TOUT) ? BN : 128 / (int)sizeof(TOUT);
+                // Chunks of 128 bytes of columns (swizzled as the tensor map says), or of 32
+                // columns where those do not divide the tile (64-byte rows of a 32-column 16-bit
+                // tile or of a 224-column one, unswizzled), as `tma_output` sets the map's box.
+                constexpr int WIDE = 128 / (int)sizeof(TOUT), CW = BN % WIDE == 0 ? WIDE : 32;
                 constexpr int PER = CW / 2, ROW = CW * sizeof(TOUT);  // registers per chunk, bytes a row
                 const bool issuer = threadIdx.x % 128 == 0;
                 const u32 epi0 = smem_addr(epi + cw * 2 * STRATA_WS_EPI_BYTES);

@@ -286,6 +286,7 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 #define STRATA_WG_D16 STRATA_WG_D8(0), STRATA_WG_D8(8)
 #define STRATA_WG_D32(i) STRATA_WG_D8(i), STRATA_WG_D8(i + 8), STRATA_WG_D8(i + 16), STRATA_WG_D8(i + 24)
 #define STRATA_WG_D64 STRATA_WG_D32(0), STRATA_WG_D32(32)
+#define STRATA_WG_D112 STRATA_WG_D64, STRATA_WG_D32(64), STRATA_WG_D8(96), STRATA_WG_D8(104)
 #define STRATA_WG_D128 STRATA_WG_D64, STRATA_WG_D32(64), STRATA_WG_D32(96)
 #define STRATA_WG_R16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
 #define STRATA_WG_R32 STRATA_WG_R16 ", " \
@@ -293,6 +294,10 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 #define STRATA_WG_R64 STRATA_WG_R32 ", " \
     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define STRATA_WG_R112 STRATA_WG_R64 ", " \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
 #define STRATA_WG_R128 STRATA_WG_R64 ", " \
     "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
@@ -304,6 +309,8 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
     STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R32, STRATA_WG_D32(0), "%32", "%33", "%34")
 #define STRATA_WGMMA_N128(NAME, TY, SHAPE, TRANS) \
     STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R64, STRATA_WG_D64, "%64", "%65", "%66")
+#define STRATA_WGMMA_N224(NAME, TY, SHAPE, TRANS) \
+    STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R112, STRATA_WG_D112, "%112", "%113", "%114")
 #define STRATA_WGMMA_N256(NAME, TY, SHAPE, TRANS) \
     STRATA_WGMMA(NAME, TY, SHAPE, TRANS, STRATA_WG_R128, STRATA_WG_D128, "%128", "%129", "%130")
 // 16-bit types, k16; `_tb`: B transposed (MN-major). n32 only K-major (the MN-major B tiles
@@ -338,6 +345,9 @@ typedef Pair<e5m2, e5m2> e5m2_e5m2;
 STRATA_WGMMA_FP8(32)
 STRATA_WGMMA_FP8(64)
 STRATA_WGMMA_FP8(128)
+// (224 columns: 512 tiles of 128 × 224 fill 3.9 waves of 132 where 448 of 128 × 256 fill 3.4, at
+// 1024 × 14336.)
+STRATA_WGMMA_FP8(224)
 STRATA_WGMMA_FP8(256)
 
 // A warpgroup's 64 x N destination in fp32 registers: warp w of the group holds rows
@@ -364,6 +374,7 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
     if constexpr (sizeof(T) == 1) {
         static_assert(!TRANS_B, "fp8: both operands K-major");
         if constexpr (N == 256) wgmma_m64n256k32(d, a, b, 1, Pair<T, TB>());
+        else if constexpr (N == 224) wgmma_m64n224k32(d, a, b, 1, Pair<T, TB>());
         else if constexpr (N == 128) wgmma_m64n128k32(d, a, b, 1, Pair<T, TB>());
         else if constexpr (N == 64) wgmma_m64n64k32(d, a, b, 1, Pair<T, TB>());
         else wgmma_m64n32k32(d, a, b, 1, Pair<T, TB>());
@@ -389,7 +400,8 @@ __device__ __forceinline__ void wgmma_m64k16(float* d, u64 a, u64 b, T t) {
 // products and commits them as one group; `wgmma_wait<n>()` later waits until at most n groups
 // are in flight.
 template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR, Warpgroup> {
-    static_assert(N == 32 || N == 64 || N == 128 || N == 256, "wgmma n32, n64, n128 or n256");
+    static_assert(N == 32 || N == 64 || N == 128 || N == 256 || (N == 224 && RIGHT_K_MAJOR),
+                  "wgmma n32, n64, n128 or n256 (n224: fp8)");
     template <int K, class T, class TB = T> __device__ static void run(WgDest<N>& d, const T* a, const TB* b) {
         const u64 da = wgmma_desc(a);
         const u64 db = RIGHT_K_MAJOR ? wgmma_desc(b) : wgmma_desc_mn(b, 64 * 64 * sizeof(T));

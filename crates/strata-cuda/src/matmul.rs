@@ -240,13 +240,14 @@ pub(crate) struct WsConfig {
     pub pingpong: bool,
     /// Columns of a tile: 256, or 128 or 64 (16-bit and fp8 types without clusters), or 32
     /// (those on ping-pong tiles with B K-major), which make more tiles and keep more stages in
-    /// flight in the same shared memory (8, 12 and 16 of 64 rows; [`WsConfig::exists`]).
+    /// flight in the same shared memory (8, 12 and 16 of 64 rows; [`WsConfig::exists`]); or 224
+    /// (fp8 without clusters), where their waves are fuller than 256's ([`WsConfig::rule`]).
     pub cols: usize,
 }
 
 /// The environment's overrides of [`WsConfig::choose`]'s rules, to compare and test:
 /// `STRATA_GEMM_SCHEDULE=coop|pingpong`, `STRATA_GEMM_CLUSTER=1|2` and
-/// `STRATA_GEMM_TILE_N=32|64|128|256` (a malformed width warns once and is ignored, as is a
+/// `STRATA_GEMM_TILE_N=32|64|128|224|256` (a malformed width warns once and is ignored, as is a
 /// narrow width beside `STRATA_GEMM_CLUSTER=2`: pairs of CTAs run 256-column tiles only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Forced {
@@ -268,11 +269,11 @@ impl Forced {
             _ => None,
         };
         let cols = match std::env::var("STRATA_GEMM_TILE_N").as_deref() {
-            Ok(v @ ("32" | "64" | "128" | "256")) => v.parse().ok(),
+            Ok(v @ ("32" | "64" | "128" | "224" | "256")) => v.parse().ok(),
             Ok(v) => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
                 WARNED.call_once(|| {
-                    eprintln!("strata-cuda: STRATA_GEMM_TILE_N={v} is not 32, 64, 128 or 256; the rules choose")
+                    eprintln!("strata-cuda: STRATA_GEMM_TILE_N={v} is not 32, 64, 128, 224 or 256; the rules choose")
                 });
                 None
             }
@@ -311,6 +312,10 @@ impl WsConfig {
     /// squares their 128 × 256 tiles as before. Ping-pong tiles with B K-major also come 32
     /// columns wide, as cuBLAS runs bf16 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
     /// stages, where 64 columns make 64 tiles and split k in two: 0.79 → 0.93 of cuBLAS).
+    ///
+    /// fp8 products take 224-column tiles where the model of waves × [`WsConfig::tile_cost`]
+    /// says they beat the choice above by a twentieth (fp8 1024 × 14336 × 4096: 0.89 → 0.91 of
+    /// cuBLASLt, 512 × 14336 × 4096: 0.96 → 1.05; H200, BENCHMARKS.md).
     ///
     /// fp8 products on 256-column tiles run in CTA pairs wherever there are two rows of tiles:
     /// their k steps go twice as fast, so fetching B once for two tiles matters most there
@@ -367,29 +372,40 @@ impl WsConfig {
             },
         };
         let ws = WsConfig { pingpong, cols, ..alone };
+        // fp8's 224-column tiles where the model of waves ([`WsConfig::tile_cost`]) says they
+        // beat the choice by a twentieth: 1024 × 14336 makes 512 of them, 3.9 waves of 132,
+        // where 256 columns make 448 (3.4 waves, the fourth 39 % full) and 128 make 896 at 0.9 of
+        // the speed.
+        let w224 = WsConfig { cols: 224, ..ws };
+        let time = |ws: WsConfig| waves(units(ws.pingpong, ws.cols)) as f64 * ws.tile_cost();
+        if f.cols.is_none() && !pingpong && w224.exists(t) && time(w224) < 0.95 * time(ws) {
+            return w224;
+        }
         if cols == 256 { paired(ws) } else { ws }
     }
 
     /// Whether the kernel has this configuration for operands of type `t`: 256 columns for
     /// every type; 128 and 64 for 16-bit and fp8 types with CTAs alone; 32 for those on 64-row
-    /// tiles (ping-pong) with B K-major.
+    /// tiles (ping-pong) with B K-major; 224 for fp8 with CTAs alone.
     fn exists(self, t: DType) -> bool {
         let narrow = (t.bits() == 16 || strata_core::kernel::is_fp8(t)) && self.cluster == 1;
         match self.cols {
             256 => true,
             128 | 64 => narrow,
             32 => narrow && self.pingpong && self.right_k_major,
+            224 => strata_core::kernel::is_fp8(t) && self.cluster == 1,
             _ => false,
         }
     }
 
     /// How long one work unit takes, relative to a cooperative 128 × 256 tile: its share of
     /// that tile's products over the speed its tiles run whole waves at (H200, BENCHMARKS.md:
-    /// 128 columns at 0.9 of the wide tiles' speed, 64 at 0.65, 32 at 0.5; ping-pong's 64-row
-    /// tiles at 0.9).
+    /// 128 columns at 0.9 of the wide tiles' speed, 64 at 0.65, 32 at 0.5, 224 at 0.97; ping-pong's
+    /// 64-row tiles at 0.9).
     fn tile_cost(self) -> f64 {
         let speed = match self.cols {
             256 => 1.0,
+            224 => 0.97,
             128 => 0.9,
             64 => 0.65,
             _ => 0.5,
@@ -736,7 +752,7 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
 }
 
 /// The output's tensor map for the copy engine's stores (chunks of 64 rows × 128 bytes, or of
-/// the tile's `cols` where they are fewer), or `None` where C must be written element by
+/// 32 columns where 128 bytes of them do not divide the tile's `cols`), or `None` where C must be written element by
 /// element (accumulating, strided, misaligned).
 fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usize) -> Option<TensorMap> {
     let sc = batch_stride(&g.batch_shape[..nbatch], &g.c_batch[..nbatch])?;
@@ -750,7 +766,8 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usi
         outer: g.m as usize,
         row_stride: g.c_rs,
         batch: (sc != 0).then_some((g.batch as usize, sc)),
-        boxed: ((128 / w as u32).min(cols as u32), 64),
+        // (32 columns where 128 bytes of them do not divide the tile: the kernel's chunks.)
+        boxed: (if cols.is_multiple_of(128 / w as usize) { 128 / w as u32 } else { 32 }, 64),
     };
     c.encode(c_ptr + g.c_off as u64 * w)
 }
@@ -823,7 +840,7 @@ impl Plan {
         let steps = ksteps(g, t);
         let shapes = [false, true]
             .into_iter()
-            .flat_map(|pp| [(pp, 1, 256), (pp, 2, 256), (pp, 1, 128), (pp, 1, 64), (pp, 1, 32)]);
+            .flat_map(|pp| [(pp, 1, 256), (pp, 2, 256), (pp, 1, 224), (pp, 1, 128), (pp, 1, 64), (pp, 1, 32)]);
         for (pingpong, cluster, cols) in shapes {
             let ws = WsConfig { cluster, pingpong, cols, ..rule.ws };
             if (cluster == 2 && g.m as usize <= ws.rows()) || !ws.exists(t) {
@@ -856,7 +873,7 @@ impl Plan {
         let ok = pingpong <= 1
             && [1, 2].contains(&cluster)
             && (1..=64).contains(&splits)
-            && (cols == 256 || (cluster == 1 && [32, 64, 128].contains(&cols)));
+            && (cols == 256 || (cluster == 1 && [32, 64, 128, 224].contains(&cols)));
         ok.then_some(Plan { ws: WsConfig { right_k_major, cluster, pingpong: pingpong == 1, cols }, splits })
     }
 }
@@ -1090,8 +1107,8 @@ pub(crate) fn all_sources() -> Vec<String> {
         let o = [DType::F32, DType::BF16, DType::F16, DType::F32][i];
         let ws = WsConfig { right_k_major: true, cluster: 1 + i % 2, pingpong: i < 2, cols: 256 };
         units.push(ws_source(types, o, Activation::None, ws));
-        // Each pair's narrow `wgmma` forms (n32, n64, n128).
-        for (cols, pingpong) in [(32, true), (64, i % 2 == 0), (128, i % 2 == 1)] {
+        // Each pair's narrow `wgmma` forms (n32, n64, n128) and n224.
+        for (cols, pingpong) in [(32, true), (64, i % 2 == 0), (128, i % 2 == 1), (224, i % 2 == 0)] {
             let ws = WsConfig { right_k_major: true, cluster: 1, pingpong, cols };
             units.push(ws_source(types, o, Activation::None, ws));
         }
@@ -1221,8 +1238,15 @@ mod tests {
         assert_eq!(fp8(64, 4096), ("pingpong", 32, 1));
         assert_eq!(fp8(128, 14336), ("coop", 128, 1));
         assert_eq!(fp8(16, 28672), ("pingpong", 256, 1));
-        assert_eq!(fp8(128, 28672), ("coop", 256, 1));
         assert_eq!(fp8(4096, 4096), ("coop", 256, 2));
+        // 224 columns where their waves are fuller: 512 tiles at 1024 × 14336 (3.9 waves of 132)
+        // against 448 of 256 columns (3.4) and 896 of 128 (6.8, at 0.9 of the speed); 256 and
+        // 128 at 512 × 14336 and 128 × 28672; not where 256's waves are as full.
+        assert_eq!(fp8(1024, 14336), ("coop", 224, 1));
+        assert_eq!(fp8(512, 14336), ("coop", 224, 1));
+        assert_eq!(fp8(128, 28672), ("coop", 224, 1));
+        assert_eq!(fp8(4096, 14336), ("coop", 256, 2));
+        assert_eq!(fp8(8192, 8192), ("coop", 256, 2));
         // tf32 has only the wide tiles.
         assert_eq!(shape(128, 4096, DType::F32), ("pingpong", 256));
     }
@@ -1244,6 +1268,11 @@ mod tests {
         assert_eq!(rule(4096, DType::BF16, thin), (true, 1, 32));
         assert_eq!(rule(4096, DType::BF16, Forced { schedule: Some(false), ..thin }), (false, 1, 64));
         assert_eq!(rule(4096, DType::F8E4M3, thin), (true, 1, 32));
+        // 224 columns only for fp8.
+        let w224 = Forced { cols: Some(224), ..Forced::default() };
+        assert_eq!(rule(4096, DType::F8E4M3, w224), (false, 1, 224));
+        assert_eq!(rule(4096, DType::F8E4M3, Forced { schedule: Some(true), ..w224 }), (true, 1, 224));
+        assert_ne!(rule(4096, DType::BF16, w224).2, 224);
         // tf32 has only the wide tiles.
         assert_eq!(rule(4096, DType::F32, thin), (false, 1, 256));
         assert_eq!(rule(4096, DType::F8E5M2, narrow), (false, 1, 64));
