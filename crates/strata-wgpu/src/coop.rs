@@ -1,10 +1,11 @@
 //! `matmul2d` for f16 on cooperative matrices (`EXPERIMENTAL_COOPERATIVE_MATRIX`: Vulkan's
 //! `KHR_cooperative_matrix` on NVIDIA, simdgroup matrices on Metal), where the adapter has
-//! 16×16×16 f16 products with f32 accumulators and 32-wide subgroups (NVIDIA's Vulkan driver;
-//! Apple's 8×8 simdgroup matrices need a kernel of their own), unless `STRATA_WGPU_COOP=0`.
+//! square f16 products with f32 accumulators: 16×16×16 with 32-wide subgroups (NVIDIA's Vulkan
+//! driver), or 8×8×8 on Apple's GPUs (Metal's simdgroup matrices; translated to MSL in CI, not
+//! run: no Mac), unless `STRATA_WGPU_COOP=0`.
 //!
-//! A workgroup computes a tile of the output (128×128 by default); its subgroups split it in a grid
-//! ([`Tiles`]), each holding a grid of 16×16 f32 accumulators. Slices along k of both operands
+//! A workgroup computes a tile of the output (128×256 on 16×16 matrices, 64×64 on 8×8 ones);
+//! its subgroups split it in a grid ([`Tiles`]), each holding a grid of f32 accumulators. Slices along k of both operands
 //! are staged in workgroup memory: every thread loads its share of the next slice into
 //! registers (16 bytes at a time where the operand is contiguous and aligned, element by
 //! element at the edges and for other strides) before the products of the current one, and
@@ -60,34 +61,48 @@ pub(crate) struct Config {
 /// The kernel's configuration on `adapter`, or `None` when its cooperative matrices cannot run
 /// it.
 pub(crate) fn config(adapter: &wgpu::Adapter) -> Option<Config> {
-    supported(adapter).then(|| Config {
-        tiles: Tiles::from_env(adapter.limits().max_compute_workgroup_storage_size),
+    let frag = fragment(adapter)?;
+    Some(Config {
+        tiles: Tiles::from_env(adapter.limits().max_compute_workgroup_storage_size, frag),
         wide: adapter.get_info().backend == wgpu::Backend::Vulkan
             && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0"),
         loads16: std::env::var("STRATA_WGPU_COOP_LOAD16").map_or(true, |v| v != "0"),
     })
 }
 
-/// Whether the adapter's cooperative matrices can run this kernel.
-fn supported(adapter: &wgpu::Adapter) -> bool {
+/// The side of the square f16 × f16 → f32 cooperative matrices the kernel runs on this
+/// adapter, or `None` where it cannot run: 16 where the adapter has them and 32-wide subgroups
+/// (NVIDIA's Vulkan driver), else 8 on Apple's GPUs through Metal (simdgroup matrices; wgpu
+/// reports Metal's subgroups as 4 to 64 wide for every Mac, but Apple's own GPUs run 32-wide
+/// SIMD-groups, which the kernel's split of a workgroup into subgroups assumes). Off with
+/// `STRATA_WGPU_COOP=0`.
+fn fragment(adapter: &wgpu::Adapter) -> Option<u32> {
     let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     let info = adapter.get_info();
-    adapter.features().contains(need)
-        && info.subgroup_min_size == 32
-        && info.subgroup_max_size == 32
-        && adapter.cooperative_matrix_properties().iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+    let has = |f: u32| {
+        adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (f, f, f)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
-        // On unless `STRATA_WGPU_COOP=0`: 0.31× cuBLAS against the SIMT kernel's 0.03×
-        // (BENCHMARKS.md).
-        && std::env::var("STRATA_WGPU_COOP").map_or(true, |v| v != "0")
+    };
+    // On unless `STRATA_WGPU_COOP=0`: 0.34× cuBLAS against the SIMT kernel's 0.03× (H200,
+    // BENCHMARKS.md).
+    if !adapter.features().contains(need) || std::env::var("STRATA_WGPU_COOP").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    if info.subgroup_min_size == 32 && info.subgroup_max_size == 32 && has(16) {
+        Some(16)
+    } else if info.backend == wgpu::Backend::Metal && info.name.starts_with("Apple") && has(8) {
+        Some(8)
+    } else {
+        None
+    }
 }
 
-/// How a workgroup's subgroups split its tile of `16·wm·rm × 16·wn·rn`: `wm × wn` subgroups,
-/// each holding `rm × rn` accumulators of 16×16; slices of `bk` along k, staged in `stages`
-/// buffers.
+/// How a workgroup's subgroups split its tile of `f·wm·rm × f·wn·rn`: `wm × wn` subgroups,
+/// each holding `rm × rn` accumulators of f × f (`frag`, 16 or 8); slices of `bk` along k,
+/// staged in `stages` buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tiles {
     wm: u32,
@@ -96,22 +111,29 @@ pub(crate) struct Tiles {
     rn: u32,
     bk: u32,
     stages: u32,
+    frag: u32,
 }
 
 impl Tiles {
     /// Tiles of 128×256 split among sixteen subgroups of 64×32, slices of 32 in one buffer:
     /// the fastest of fifteen tilings measured on an H200 (BENCHMARKS.md). Twice the subgroups
     /// of the 128×128 tiling hide more of each slice's barriers.
-    const DEFAULT: Tiles = Tiles { wm: 2, wn: 8, rm: 4, rn: 2, bk: 32, stages: 1 };
+    const DEFAULT: Tiles = Tiles { wm: 2, wn: 8, rm: 4, rn: 2, bk: 32, stages: 1, frag: 16 };
 
-    /// `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for tuning); a choice that does not fit
-    /// `max_shared` bytes of workgroup memory or the kernel's shape rules is reported and the
-    /// default taken.
-    fn from_env(max_shared: u32) -> Tiles {
-        let Ok(v) = std::env::var("STRATA_WGPU_COOP_TILES") else { return Tiles::DEFAULT };
+    /// On 8×8 matrices (Apple's simdgroup matrices), MLX's tiling for f16: 64×64 tiles of four
+    /// simdgroups of 32×32, slices of 16 in two buffers (12 KiB of Metal's 32). Not run here:
+    /// no Mac (validated and translated to MSL in CI only).
+    const SIMDGROUP: Tiles = Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 16, stages: 2, frag: 8 };
+
+    /// The default on matrices of `frag`, or `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for
+    /// tuning); a choice that does not fit `max_shared` bytes of workgroup memory or the
+    /// kernel's shape rules is reported and the default taken.
+    fn from_env(max_shared: u32, frag: u32) -> Tiles {
+        let default = if frag == 8 { Tiles::SIMDGROUP } else { Tiles::DEFAULT };
+        let Ok(v) = std::env::var("STRATA_WGPU_COOP_TILES") else { return default };
         let d: Vec<u32> = v.split('x').filter_map(|x| x.parse().ok()).collect();
         let parsed = match *d.as_slice() {
-            [wm, wn, rm, rn, bk, stages] => Some(Tiles { wm, wn, rm, rn, bk, stages }),
+            [wm, wn, rm, rn, bk, stages] => Some(Tiles { wm, wn, rm, rn, bk, stages, frag }),
             _ => None,
         };
         match parsed.filter(|t| t.fits(max_shared)) {
@@ -121,10 +143,9 @@ impl Tiles {
                     "strata-wgpu: STRATA_WGPU_COOP_TILES={v} is not a tiling this device runs \
                      (WMxWNxRMxRNxBKxSTAGES, tiles of 64 to 256, k slices of 16, 32 or 64, one or two \
                      stages, at most 1024 threads and {max_shared} bytes of workgroup memory); \
-                     using {:?}",
-                    Tiles::DEFAULT
+                     using {default:?}"
                 );
-                Tiles::DEFAULT
+                default
             }
         }
     }
@@ -133,7 +154,7 @@ impl Tiles {
     /// operands, and the staging and the epilogue's tiles fit in `max_shared` bytes.
     fn fits(&self, max_shared: u32) -> bool {
         let (a, b) = self.staging(true, true);
-        let shared = 16 * self.stages * (a.size() + b.size()) + 1024 * self.wm * self.wn;
+        let shared = 16 * self.stages * (a.size() + b.size()) + 4 * self.frag * self.frag * self.wm * self.wn;
         [64, 128, 256].contains(&self.tm())
             && [64, 128, 256].contains(&self.tn())
             && self.threads() <= 1024
@@ -150,12 +171,12 @@ impl Tiles {
 
     /// The rows of the workgroup's tile of the output.
     fn tm(&self) -> u32 {
-        16 * self.wm * self.rm
+        self.frag * self.wm * self.rm
     }
 
     /// The columns of the workgroup's tile of the output.
     fn tn(&self) -> u32 {
-        16 * self.wn * self.rn
+        self.frag * self.wn * self.rn
     }
 
     /// How the left and right operands are staged, given whether each runs along k.
@@ -344,7 +365,8 @@ fn source(v: &Variant) -> String {
     let elem = if wide { "vec4<f16>" } else { "f16" };
     s += &format!("var<workgroup> As: array<{elem}, {}>;\n", t.stages * a.size() * q);
     s += &format!("var<workgroup> Bs: array<{elem}, {}>;\n", t.stages * b.size() * q);
-    s += &format!("var<workgroup> Ts: array<f32, {}>;\n", t.wm * t.wn * 256);
+    let f = t.frag;
+    s += &format!("var<workgroup> Ts: array<f32, {}>;\n", t.wm * t.wn * f * f);
     s += &operand("lhs", a, loads16, "p[0]", "p[8]", "p[9]", 1);
     s += &operand("rhs", b, loads16, "p[1]", "p[11]", "p[10]", 2);
     // Where a staged quad goes, and the store itself.
@@ -381,18 +403,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let sm = sg / {}u;
     let sn = sg % {}u;
 ",
-        t.rm * 16,
-        t.rn * 16,
+        t.rm * f,
+        t.rn * f,
         t.wn,
         t.wn,
         walk = crate::matmul::tile_walk(tm, tn),
     );
-    // Zero accumulators, loaded from a zeroed 16×16 tile.
-    s += &format!("    for (var e = lid; e < 256u; e += {threads}u) {{ Ts[e] = 0.0; }}\n");
+    // Zero accumulators, loaded from a zeroed f × f tile.
+    s += &format!("    for (var e = lid; e < {}u; e += {threads}u) {{ Ts[e] = 0.0; }}\n", f * f);
     s += "    workgroupBarrier();\n";
     for r in 0..t.rm {
         for c in 0..t.rn {
-            s += &format!("    var c{r}_{c} = coopLoad<coop_mat16x16<f32, C>>(&Ts[0], 16u);\n");
+            s += &format!("    var c{r}_{c} = coopLoad<coop_mat{f}x{f}<f32, C>>(&Ts[0], {f}u);\n");
         }
     }
     s += "    workgroupBarrier();\n";
@@ -434,18 +456,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         };
         // Row-major for A means m along rows of the staging: A staged k-major, B staged
         // n-major (rows of k); otherwise column-major.
-        let f = if major { "coopLoadT" } else { "coopLoad" };
-        format!("{f}<coop_mat16x16<f16, {role}>>(&{arr}[({at}) * {q}u], {}u)", st.row() * q)
+        let op = if major { "coopLoadT" } else { "coopLoad" };
+        format!("{op}<coop_mat{f}x{f}<f16, {role}>>(&{arr}[({at}) * {q}u], {}u)", st.row() * q)
     };
     let mut products = String::new();
-    for kk in (0..bk).step_by(16) {
+    for kk in (0..bk).step_by(f as usize) {
         products += "            {\n";
         for r in 0..t.rm {
-            let m = format!("sm * {}u + {}u", t.rm * 16, r * 16);
+            let m = format!("sm * {}u + {}u", t.rm * f, r * f);
             products += &format!("            let a{r} = {};\n", load("A", "As", a, m, kk));
         }
         for c in 0..t.rn {
-            let n = format!("sn * {}u + {}u", t.rn * 16, c * 16);
+            let n = format!("sn * {}u + {}u", t.rn * f, c * f);
             products += &format!("            let b{c} = {};\n", load("B", "Bs", b, n, kk));
         }
         for r in 0..t.rm {
@@ -494,26 +516,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     s += "    let db = bitcast<i32>(p[6]) + batch_offset(b, 38u);\n";
     s += "    let ob = bitcast<i32>(p[16]) + batch_offset(b, 44u);\n";
     let epilogue = format!(
-        "            var v = Ts[sg * 256u + e];\n{}",
+        "            var v = Ts[sg * {}u + e];\n{}",
+        f * f,
         epilogue(ot, bias.is_some(), accumulate, act, "f32", "            ")
     );
     for r in 0..t.rm {
         for c in 0..t.rn {
             s += &format!(
-                "    coopStoreT(c{r}_{c}, &Ts[sg * 256u], 16u);
+                "    coopStoreT(c{r}_{c}, &Ts[sg * {ff}u], {f}u);
     workgroupBarrier();
-    for (var e = lane; e < 256u; e += 32u) {{
-        let i = row0 + sm * {}u + {}u + e / 16u;
-        let j = col0 + sn * {}u + {}u + e % 16u;
+    for (var e = lane; e < {ff}u; e += 32u) {{
+        let i = row0 + sm * {}u + {}u + e / {f}u;
+        let j = col0 + sn * {}u + {}u + e % {f}u;
         if i < M && j < N {{
 {epilogue}        }}
     }}
     workgroupBarrier();
 ",
-                t.rm * 16,
-                r * 16,
-                t.rn * 16,
-                c * 16
+                t.rm * f,
+                r * f,
+                t.rn * f,
+                c * f,
+                ff = f * f,
             );
         }
     }
@@ -527,7 +551,8 @@ mod tests {
 
     /// The cooperative-matrix kernels cannot run in CI (lavapipe has no cooperative matrices),
     /// so every variant is validated by naga and written as SPIR-V, and the portable ones
-    /// (f16 staging) as MSL, here.
+    /// (f16 staging) as MSL, here: on 16×16 matrices (NVIDIA's Vulkan driver) and on 8×8 ones
+    /// (Apple's simdgroup matrices, which no Mac has run).
     #[test]
     fn every_variant_validates_and_translates() {
         use naga::back::{msl, spv};
@@ -539,14 +564,17 @@ mod tests {
         let mut count = 0;
         let tiles = [
             Tiles::DEFAULT,
-            Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 32, stages: 2 },
-            Tiles { wm: 4, wn: 2, rm: 2, rn: 4, bk: 16, stages: 2 },
-            Tiles { wm: 2, wn: 2, rm: 2, rn: 2, bk: 64, stages: 2 },
-            Tiles { wm: 4, wn: 2, rm: 4, rn: 4, bk: 32, stages: 1 },
-            Tiles { wm: 2, wn: 4, rm: 4, rn: 4, bk: 32, stages: 1 },
+            Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 32, stages: 2, frag: 16 },
+            Tiles { wm: 4, wn: 2, rm: 2, rn: 4, bk: 16, stages: 2, frag: 16 },
+            Tiles { wm: 2, wn: 2, rm: 2, rn: 2, bk: 64, stages: 2, frag: 16 },
+            Tiles { wm: 4, wn: 2, rm: 4, rn: 4, bk: 32, stages: 1, frag: 16 },
+            Tiles { wm: 2, wn: 4, rm: 4, rn: 4, bk: 32, stages: 1, frag: 16 },
+            // Apple's 8×8 simdgroup matrices, within Metal's 32 KiB.
+            Tiles::SIMDGROUP,
+            Tiles { wm: 2, wn: 4, rm: 4, rn: 4, bk: 32, stages: 1, frag: 8 },
         ];
         for t in tiles {
-            assert!(t.fits(48 << 10), "{t:?}");
+            assert!(t.fits(if t.frag == 8 { 32 << 10 } else { 48 << 10 }), "{t:?}");
         }
         for (n, (wide, t)) in [true, false].into_iter().flat_map(|w| tiles.map(|t| (w, t))).enumerate() {
             for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
@@ -586,11 +614,20 @@ mod tests {
                         let (msl, _) =
                             msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).expect("MSL");
                         assert!(msl.contains("simdgroup_load"), "{v:?}");
+                        assert!(msl.contains("simdgroup_multiply_accumulate"), "{v:?}");
+                        // Metal has 8×8 simdgroup matrices only (naga writes 16×16 ones as
+                        // `simdgroup_half16x16`, which Metal lacks; no Metal adapter reports them,
+                        // so they never run there).
+                        if t.frag == 8 {
+                            for ty in ["simdgroup_half8x8", "simdgroup_float8x8"] {
+                                assert!(msl.contains(ty), "{v:?}: no {ty} in its MSL");
+                            }
+                        }
                     }
                     count += 1;
                 }
             }
         }
-        assert_eq!(count, 72);
+        assert_eq!(count, 96);
     }
 }
