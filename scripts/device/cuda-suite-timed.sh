@@ -4,12 +4,15 @@
 # cases and result), then the cubin cache saved for the next call.
 #
 #   there:  scripts/device/cuda-suite-timed.sh .device/gpu SECONDS [FIRST_SETTING_INDEX]
+#
+# (Give the call a limit a minute and a half past SECONDS: the last setting may run a minute over,
+# then the save.)
 set -uo pipefail
 bin="$1"; budget="${2:-540}"; first="${3:-0}"
 start=$SECONDS
 here="$(dirname "$0")"
+export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE="${STRATA_CUDA_CACHE:-/tmp/strata-cuda-cache}"
 "$here/cubin-cache.sh" restore
-export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE=/tmp/strata-cuda-cache
 seed="${STRATA_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "seed $seed"
 status=0
@@ -27,7 +30,10 @@ settings=("STRATA_GEMM_KERNEL=wg" "STRATA_GEMM_KERNEL=warp" "STRATA_GEMM_CLUSTER
 for ((i = first; i < ${#settings[@]}; i++)); do
     if ((SECONDS - start > budget)); then echo "== out of time: settings from index $i not run"; break; fi
     echo "== [$i] matmul2d with ${settings[$i]} ($((SECONDS - start)) s)"
-    env ${settings[$i]} STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
+    # (Each setting stops at the budget's end, so that the cache is still saved.)
+    left=$((budget + 60 - (SECONDS - start)))
+    env ${settings[$i]} STRATA_SEED=$seed timeout $left "$bin" matmul2d --nocapture 2>&1 \
+        | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))
 done
 "$here/cubin-cache.sh" save

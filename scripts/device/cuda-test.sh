@@ -26,8 +26,8 @@ done
 # with cooperative consumers unless told otherwise; run every product the other ways too.
 # Products of few rows run on their own kernel unless B is wide: run them on the tiled kernels,
 # and the wide ones on the few-rows kernel, too. Small 16-bit and fp8 products take tiles of 32
-# (ping-pong, B K-major), 64 or 128 columns: run every product on each width, with each
-# schedule.
+# (ping-pong, B K-major), 64 or 128 columns, and fp8 ones 224 where their waves are fuller: run
+# every product on each width, with each schedule.
 for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" "STRATA_GEMM_SCHEDULE=coop" \
     "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_SCHEDULE=pingpong STRATA_GEMM_CLUSTER=2" \
     "STRATA_GEMM_SKINNY=0" "STRATA_GEMM_SKINNY=1" "STRATA_GEMM_TILE_N=256" "STRATA_GEMM_TILE_N=224" "STRATA_GEMM_TILE_N=224 STRATA_GEMM_SCHEDULE=pingpong" "STRATA_GEMM_TILE_N=32" \

@@ -516,6 +516,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 // columns where those do not divide the tile (64-byte rows of a 32-column 16-bit
                 // tile or of a 224-column one, unswizzled), as `tma_output` sets the map's box.
                 constexpr int WIDE = 128 / (int)sizeof(TOUT), CW = BN % WIDE == 0 ? WIDE : 32;
+                static_assert(BN % CW == 0, "the chunks divide the tile");
                 constexpr int PER = CW / 2, ROW = CW * sizeof(TOUT);  // registers per chunk, bytes a row
                 const bool issuer = threadIdx.x % 128 == 0;
                 const u32 epi0 = smem_addr(epi + cw * 2 * STRATA_WS_EPI_BYTES);
@@ -544,6 +545,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                             for (int f = 0; f < CF; ++f) {
                                 const i64 j = min(n0 + WgDest<BN>::col(i + 2 * f - f % 2), g.n - 1);
                                 col_scale[f] = scaled ? g.scale_b[j * g.scale_b_stride] : 1.f;
+                                // -0, the additive identity (x + -0 is x for x = -0 too): an f32
+                                // product's -0 stays -0, as on the CPU.
                                 col_bias[f] = g.has_bias ? (float)ld(bias[g.bias_off + j * g.bias_stride]) : -0.f;
                             }
                         }

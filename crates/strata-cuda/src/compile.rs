@@ -67,6 +67,30 @@ fn key(parts: &[&[u8]]) -> String {
     out
 }
 
+/// The kernel `key`'s source as it is compiled, and the C symbol of its entry point: every
+/// kernel source names its entry `strata_kernel`, defined here as the key's symbol, so that
+/// profilers and compute-sanitizer name the kernel they report ("gemm ws float8_e4m3fn ...
+/// cols: 224" becomes `strata_gemm_ws_float8_e4m3fn_..._cols_224`): letters and digits kept,
+/// every run of other characters one underscore; past 160 characters, cut and followed by a
+/// hash of the whole key, so that two long keys still differ.
+pub fn named(key: &str, source: &str) -> (String, String) {
+    let mut name = String::from("strata_");
+    for c in key.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    let mut name = name.trim_end_matches('_').to_owned();
+    if name.len() > 160 {
+        name.truncate(140);
+        name = format!("{}_{}", name.trim_end_matches('_'), &self::key(&[key.as_bytes()])[..16]);
+    }
+    let source = format!("#define strata_kernel {name}\n{source}");
+    (name, source)
+}
+
 /// The cache directory: `$STRATA_CUDA_CACHE`, else `$XDG_CACHE_HOME/strata/cuda`, else
 /// `~/.cache/strata/cuda`.
 pub fn cache_dir() -> PathBuf {
@@ -158,5 +182,28 @@ fn compile_uncached(source: &str, opts: &[String]) -> Result<Vec<u8>> {
             return Err(err(format!("nvrtcGetCUBIN failed: {r:?}")));
         }
         Ok(cubin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Kernel symbols are C identifiers that say which kernel they are, and long keys stay apart.
+    #[test]
+    fn kernels_are_named_by_their_keys() {
+        let key = "gemm ws float8_e4m3fn float8_e4m3fn bfloat16 None WsConfig { right_k_major: true, cluster: 1, \
+                   pingpong: false, cols: 224 }";
+        let (name, source) = super::named(key, "extern \"C\" __global__ void strata_kernel() {}");
+        assert_eq!(
+            name,
+            "strata_gemm_ws_float8_e4m3fn_float8_e4m3fn_bfloat16_None_WsConfig_right_k_major_true_cluster_1_\
+             pingpong_false_cols_224"
+        );
+        assert!(source.starts_with(&format!("#define strata_kernel {name}\n")), "{source}");
+        assert_eq!(super::named("random_bits", "").0, "strata_random_bits");
+        let (a, b) =
+            (super::named(&"fused (x + y) ".repeat(40), "").0, super::named(&"fused (x + z) ".repeat(40), "").0);
+        assert!(a.len() <= 160 && b.len() <= 160, "{a} {b}");
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{a}");
+        assert_ne!(a, b);
     }
 }

@@ -347,8 +347,8 @@ impl Cuda {
             return Ok(f.clone());
         }
         // Each kernel's symbol is its key's, so that profilers and compute-sanitizer name it.
-        let name = kernel_symbol(key);
-        let cubin = compile::compile(&format!("#define strata_kernel {name}\n{}", source()), &self.arch)?;
+        let (name, source) = compile::named(key, &source());
+        let cubin = compile::compile(&source, &self.arch)?;
         let module = self
             .ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
@@ -744,36 +744,4 @@ pub fn all_kernel_sources() -> Vec<(&'static str, String)> {
         ("conv", join(conv::all_sources())),
         ("qmatmul", join(qmatmul::all_sources())),
     ]
-}
-
-/// The C symbol of the kernel `key` ("gemm ws float8_e4m3fn ... cols: 224" becomes
-/// `strata_gemm_ws_float8_e4m3fn_..._cols_224`): letters and digits kept, every run of other
-/// characters one underscore, at most 160 characters.
-fn kernel_symbol(key: &str) -> String {
-    let mut name = String::from("strata_");
-    for c in key.chars() {
-        if c.is_ascii_alphanumeric() {
-            name.push(c);
-        } else if !name.ends_with('_') {
-            name.push('_');
-        }
-    }
-    name.truncate(160);
-    name.trim_end_matches('_').to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    /// Kernel symbols are C identifiers that say which kernel they are.
-    #[test]
-    fn kernel_symbols_name_their_kernels() {
-        let key = "gemm ws float8_e4m3fn float8_e4m3fn bfloat16 None WsConfig { right_k_major: true, cols: 224 }";
-        assert_eq!(
-            super::kernel_symbol(key),
-            "strata_gemm_ws_float8_e4m3fn_float8_e4m3fn_bfloat16_None_WsConfig_right_k_major_true_cols_224"
-        );
-        assert_eq!(super::kernel_symbol("random_bits"), "strata_random_bits");
-        let long = super::kernel_symbol(&"fused (x + y) ".repeat(40));
-        assert!(long.len() <= 160 && !long.ends_with('_'), "{long}");
-    }
 }

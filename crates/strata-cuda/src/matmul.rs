@@ -313,9 +313,10 @@ impl WsConfig {
     /// columns wide, as cuBLAS runs bf16 64 × 4096 × 4096 (128 tiles of 64 × 32 with sixteen
     /// stages, where 64 columns make 64 tiles and split k in two: 0.79 → 0.93 of cuBLAS).
     ///
-    /// fp8 products take 224-column tiles where the model of waves × [`WsConfig::tile_cost`]
-    /// says they beat the choice above by a twentieth (fp8 1024 × 14336 × 4096: 0.89 → 0.91 of
-    /// cuBLASLt, 512 × 14336 × 4096: 0.96 → 1.05; H200, BENCHMARKS.md).
+    /// fp8 products take 224-column tiles where they make more than one wave and the model of
+    /// waves × [`WsConfig::tile_cost`] says they beat the choice above by a twentieth (fp8
+    /// 1024 × 14336 × 4096: 0.89 → 0.91–0.92 of cuBLASLt, 512 × 14336 × 4096: 0.96 → 1.05–1.06;
+    /// H200, BENCHMARKS.md).
     ///
     /// fp8 products on 256-column tiles run in CTA pairs wherever there are two rows of tiles:
     /// their k steps go twice as fast, so fetching B once for two tiles matters most there
@@ -372,13 +373,15 @@ impl WsConfig {
             },
         };
         let ws = WsConfig { pingpong, cols, ..alone };
-        // fp8's 224-column tiles where the model of waves ([`WsConfig::tile_cost`]) says they
-        // beat the choice by a twentieth: 1024 × 14336 makes 512 of them, 3.9 waves of 132,
-        // where 256 columns make 448 (3.4 waves, the fourth 39 % full) and 128 make 896 at 0.9 of
-        // the speed.
+        // fp8's 224-column tiles where they make more than one wave and the model of waves
+        // ([`WsConfig::tile_cost`]) says they beat the choice by a twentieth: 1024 × 14336 makes
+        // 512 of them, 3.9 waves of 132, where 256 columns make 448 (3.4 waves, the fourth 39 %
+        // full) and 128 make 896 at 0.9 of the speed. (In one wave the model's gain did not show:
+        // fp8 128 × 28672 × 4096 ran at 1.03 of cuBLASLt on either width.)
         let w224 = WsConfig { cols: 224, ..ws };
         let time = |ws: WsConfig| waves(units(ws.pingpong, ws.cols)) as f64 * ws.tile_cost();
-        if f.cols.is_none() && !pingpong && w224.exists(t) && time(w224) < 0.95 * time(ws) {
+        let several = units(false, 224) > sms;
+        if f.cols.is_none() && !pingpong && w224.exists(t) && several && time(w224) < 0.95 * time(ws) {
             return w224;
         }
         if cols == 256 { paired(ws) } else { ws }
@@ -386,14 +389,14 @@ impl WsConfig {
 
     /// Whether the kernel has this configuration for operands of type `t`: 256 columns for
     /// every type; 128 and 64 for 16-bit and fp8 types with CTAs alone; 32 for those on 64-row
-    /// tiles (ping-pong) with B K-major; 224 for fp8 with CTAs alone.
+    /// tiles (ping-pong) with B K-major; 224 for fp8 with CTAs alone (fp8's B is always K-major).
     fn exists(self, t: DType) -> bool {
         let narrow = (t.bits() == 16 || strata_core::kernel::is_fp8(t)) && self.cluster == 1;
         match self.cols {
             256 => true,
             128 | 64 => narrow,
             32 => narrow && self.pingpong && self.right_k_major,
-            224 => strata_core::kernel::is_fp8(t) && self.cluster == 1,
+            224 => strata_core::kernel::is_fp8(t) && self.cluster == 1 && self.right_k_major,
             _ => false,
         }
     }
@@ -760,13 +763,15 @@ fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usi
         return None;
     }
     let w = u64::from(t.bits() / 8);
+    debug_assert!(cols.is_multiple_of(32), "{cols}-column tiles: chunks of 32 columns do not divide them");
     let c = TmaOperand {
         t,
         inner: g.n as usize,
         outer: g.m as usize,
         row_stride: g.c_rs,
         batch: (sc != 0).then_some((g.batch as usize, sc)),
-        // (32 columns where 128 bytes of them do not divide the tile: the kernel's chunks.)
+        // (32 columns where 128 bytes of them do not divide the tile: the kernel's chunks, `CW`
+        // in gemm.cu; both must divide the tile.)
         boxed: (if cols.is_multiple_of(128 / w as usize) { 128 / w as u32 } else { 32 }, 64),
     };
     c.encode(c_ptr + g.c_off as u64 * w)
@@ -832,7 +837,7 @@ impl Plan {
     }
 
     /// Every plan the tuner times for `g`: both schedules, CTA pairs where there is a second row
-    /// of tiles, narrower tiles where the type has them, and each split of k that leaves at most
+    /// of tiles, narrower tiles (and fp8's 224-column ones) where the type has them, and each split of k that leaves at most
     /// two units a multiprocessor and at least four k steps a unit (the rule's plan always among
     /// them).
     fn candidates(g: &MatmulGeometry, sms: usize, t: DType, rule: Plan) -> Vec<Plan> {
@@ -1240,11 +1245,12 @@ mod tests {
         assert_eq!(fp8(16, 28672), ("pingpong", 256, 1));
         assert_eq!(fp8(4096, 4096), ("coop", 256, 2));
         // 224 columns where their waves are fuller: 512 tiles at 1024 × 14336 (3.9 waves of 132)
-        // against 448 of 256 columns (3.4) and 896 of 128 (6.8, at 0.9 of the speed); 256 and
-        // 128 at 512 × 14336 and 128 × 28672; not where 256's waves are as full.
+        // against 448 of 256 columns (3.4) and 896 of 128 (6.8, at 0.9 of the speed); 256 tiles
+        // at 512 × 14336 (1.9 waves) against 224 of 256 columns (1.7); not in a single wave (128
+        // × 28672), nor where 256's waves are as full.
         assert_eq!(fp8(1024, 14336), ("coop", 224, 1));
         assert_eq!(fp8(512, 14336), ("coop", 224, 1));
-        assert_eq!(fp8(128, 28672), ("coop", 224, 1));
+        assert_eq!(fp8(128, 28672), ("coop", 256, 1));
         assert_eq!(fp8(4096, 14336), ("coop", 256, 2));
         assert_eq!(fp8(8192, 8192), ("coop", 256, 2));
         // tf32 has only the wide tiles.
@@ -1289,8 +1295,11 @@ mod tests {
         let plan = Plan { ws, splits: 3 };
         assert_eq!(plan.text(), "pingpong=1 cluster=1 splits=3 cols=128");
         assert_eq!(Plan::parse(&plan.text(), false), Some(plan));
+        let wide = Plan { ws: WsConfig { right_k_major: true, cluster: 1, pingpong: false, cols: 224 }, splits: 1 };
+        assert_eq!(Plan::parse(&wide.text(), true), Some(wide));
         for bad in [
             "pingpong=1 cluster=2 splits=3 cols=128",
+            "pingpong=0 cluster=2 splits=1 cols=224",
             "pingpong=1 cluster=1 splits=3 cols=96",
             "pingpong=1 cluster=1 splits=3",
             "pingpong=0 cluster=1 splits=0 cols=256",

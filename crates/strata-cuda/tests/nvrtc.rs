@@ -53,6 +53,14 @@ fn every_kernel_compiles_for_sm80_and_sm90a() {
             w.join().expect("a compile worker panicked");
         }
     });
+    // A kernel is compiled under its key's name, which the cubin's symbol carries.
+    let (name, src) = strata_cuda::compile::named(
+        "gemm splitk bfloat16 Relu",
+        "extern \"C\" __global__ void strata_kernel(float* x) { x[threadIdx.x] = 1.f; }",
+    );
+    let cubin = strata_cuda::compile::compile(&src, "sm_80").unwrap();
+    assert_eq!(name, "strata_gemm_splitk_bfloat16_Relu");
+    assert!(cubin.windows(name.len()).any(|w| w == name.as_bytes()), "no symbol {name} in the cubin");
     // A kernel that does not compile is an error carrying NVRTC's log.
     let err = strata_cuda::compile::compile("extern \"C\" __global__ void k() { undeclared(); }", "sm_80").unwrap_err();
     assert!(err.to_string().contains("undeclared"), "{err}");

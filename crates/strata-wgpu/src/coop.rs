@@ -1,15 +1,15 @@
 //! `matmul2d` for f16 on cooperative matrices (`EXPERIMENTAL_COOPERATIVE_MATRIX`: Vulkan's
 //! `KHR_cooperative_matrix` on NVIDIA, simdgroup matrices on Metal), where the adapter has
 //! square f16 products with f32 accumulators: 16×16×16 with 32-wide subgroups (NVIDIA's Vulkan
-//! driver), or 8×8×8 on Apple's GPUs (Metal's simdgroup matrices; translated to MSL in CI, not
-//! run: no Mac), unless `STRATA_WGPU_COOP=0`.
+//! driver; off with `STRATA_WGPU_COOP=0`), or 8×8×8 on Apple's GPUs (Metal's simdgroup
+//! matrices; translated to MSL in CI but never run, so only with `STRATA_WGPU_COOP=1`).
 //!
 //! A workgroup computes a tile of the output (128×256 on 16×16 matrices, 64×64 on 8×8 ones);
-//! its subgroups split it in a grid ([`Tiles`]), each holding a grid of f32 accumulators. Slices along k of both operands
-//! are staged in workgroup memory: every thread loads its share of the next slice into
-//! registers (16 bytes at a time where the operand is contiguous and aligned, element by
-//! element at the edges and for other strides) before the products of the current one, and
-//! stores it after them (with two buffers, one barrier a slice suffices). Each operand is
+//! its subgroups split it in a grid ([`Tiles`]), each holding a grid of f32 accumulators.
+//! Slices along k of both operands are staged in workgroup memory: every thread loads its share
+//! of the next slice into registers (16 bytes at a time where the operand is contiguous and
+//! aligned, element by element at the edges and for other strides) before the products of the
+//! current one, and stores it after them (with two buffers, one barrier a slice suffices). Each operand is
 //! staged along its contiguous axis, rows padded by 16 bytes so that the matrix loads hit
 //! every bank once; the matrix loads then read rows or columns as that layout says.
 //!
@@ -37,7 +37,7 @@
 //! driver turns into byte permutes); `STRATA_WGPU_COOP_LOAD16=0` binds them as `vec4<f16>`. On Vulkan
 //! the staging arrays hold `vec4<f16>` too (matrix loads count their stride in array
 //! elements), while Metal's `simdgroup_load` takes a pointer to the matrix's scalar type, so
-//! elsewhere the staging holds `f16` scalars. Results leave through a 16×16 f32 tile per
+//! elsewhere the staging holds `f16` scalars. Results leave through an f × f f32 tile per
 //! subgroup in workgroup memory, where the epilogue (accumulate, bias, activation) runs.
 
 use strata_core::kernel::{Activation, Layout, Matmul2d, MatmulMode, TensorMut, TensorRef};
@@ -66,16 +66,18 @@ pub(crate) fn config(adapter: &wgpu::Adapter) -> Option<Config> {
         tiles: Tiles::from_env(adapter.limits().max_compute_workgroup_storage_size, frag),
         wide: adapter.get_info().backend == wgpu::Backend::Vulkan
             && std::env::var("STRATA_WGPU_COOP_WIDE").map_or(true, |v| v != "0"),
-        loads16: std::env::var("STRATA_WGPU_COOP_LOAD16").map_or(true, |v| v != "0"),
+        // Measured on NVIDIA's Vulkan driver only (0.30 → 0.34 of cuBLAS); elsewhere as before.
+        loads16: adapter.get_info().backend == wgpu::Backend::Vulkan
+            && std::env::var("STRATA_WGPU_COOP_LOAD16").map_or(true, |v| v != "0"),
     })
 }
 
 /// The side of the square f16 × f16 → f32 cooperative matrices the kernel runs on this
-/// adapter, or `None` where it cannot run: 16 where the adapter has them and 32-wide subgroups
-/// (NVIDIA's Vulkan driver), else 8 on Apple's GPUs through Metal (simdgroup matrices; wgpu
-/// reports Metal's subgroups as 4 to 64 wide for every Mac, but Apple's own GPUs run 32-wide
-/// SIMD-groups, which the kernel's split of a workgroup into subgroups assumes). Off with
-/// `STRATA_WGPU_COOP=0`.
+/// adapter, or `None` where it does not: 16 where the adapter has them and 32-wide subgroups
+/// (NVIDIA's Vulkan driver; off with `STRATA_WGPU_COOP=0`), and 8 on Apple's GPUs through Metal
+/// with `STRATA_WGPU_COOP=1` (simdgroup matrices: opt-in until a Mac has passed the matmul2d
+/// suites on them; wgpu reports Metal's subgroups as 4 to 64 wide for every Mac, but Apple's
+/// own GPUs run 32-wide SIMD-groups, which the kernel's split of a workgroup assumes).
 fn fragment(adapter: &wgpu::Adapter) -> Option<u32> {
     let need = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
     let info = adapter.get_info();
@@ -86,14 +88,19 @@ fn fragment(adapter: &wgpu::Adapter) -> Option<u32> {
                 && p.cr_type == wgpu::CooperativeScalarType::F32
         })
     };
-    // On unless `STRATA_WGPU_COOP=0`: 0.34× cuBLAS against the SIMT kernel's 0.03× (H200,
-    // BENCHMARKS.md).
-    if !adapter.features().contains(need) || std::env::var("STRATA_WGPU_COOP").is_ok_and(|v| v == "0") {
+    // 16×16 on unless `STRATA_WGPU_COOP=0`: 0.34× cuBLAS against the SIMT kernel's 0.03×
+    // (H200, BENCHMARKS.md).
+    let asked = std::env::var("STRATA_WGPU_COOP").ok();
+    if !adapter.features().contains(need) || asked.as_deref() == Some("0") {
         return None;
     }
     if info.subgroup_min_size == 32 && info.subgroup_max_size == 32 && has(16) {
         Some(16)
-    } else if info.backend == wgpu::Backend::Metal && info.name.starts_with("Apple") && has(8) {
+    } else if asked.as_deref() == Some("1")
+        && info.backend == wgpu::Backend::Metal
+        && info.name.starts_with("Apple")
+        && has(8)
+    {
         Some(8)
     } else {
         None
@@ -120,9 +127,10 @@ impl Tiles {
     /// of the 128×128 tiling hide more of each slice's barriers.
     const DEFAULT: Tiles = Tiles { wm: 2, wn: 8, rm: 4, rn: 2, bk: 32, stages: 1, frag: 16 };
 
-    /// On 8×8 matrices (Apple's simdgroup matrices), MLX's tiling for f16: 64×64 tiles of four
-    /// simdgroups of 32×32, slices of 16 in two buffers (12 KiB of Metal's 32). Not run here:
-    /// no Mac (validated and translated to MSL in CI only).
+    /// On 8×8 matrices (Apple's simdgroup matrices): 64×64 tiles of four simdgroups of 32×32
+    /// and slices of 16, the shape of MLX's f16 GEMM tiles, here in two buffers (13 KiB of
+    /// Metal's 32 with the epilogue's tiles). Not run: no Mac (validated and translated to MSL
+    /// in CI only).
     const SIMDGROUP: Tiles = Tiles { wm: 2, wn: 2, rm: 4, rn: 4, bk: 16, stages: 2, frag: 8 };
 
     /// The default on matrices of `frag`, or `STRATA_WGPU_COOP_TILES=WMxWNxRMxRNxBKxSTAGES` (for
@@ -446,7 +454,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         r
     };
     // The matrix loads: pointer into the staging (in elements of the staging array) and
-    // stride, for the left operand's 16 rows at `m` and the right one's 16 columns at `n`.
+    // stride, for the left operand's f rows at `m` and the right one's f columns at `n`.
     let load = |role: &str, arr: &str, st: Staging, outer: String, kk: u32| {
         let size = st.size();
         let (at, major) = if st.k_major {
@@ -595,7 +603,9 @@ mod tests {
                         a: t.staging(a, b).0,
                         b: t.staging(a, b).1,
                         wide,
-                        loads16: n % 2 == 1,
+                        // Both loads for every tiling, across the two stagings: the defaults run
+                        // as NVIDIA's (wide, 16-byte loads) and Metal's (f16 scalars, 8-byte).
+                        loads16: (n + n / tiles.len()).is_multiple_of(2),
                         ot,
                         bias,
                         accumulate,

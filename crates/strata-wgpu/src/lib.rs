@@ -309,7 +309,8 @@ impl Wgpu {
             required_limits: limits.clone(),
             // SAFETY: the experimental feature asked for is cooperative matrices, used by one
             // kernel (`coop.rs`) in the way wgpu's own tests use it, verified against the CPU
-            // on NVIDIA's Vulkan driver (the only adapter `coop::supported` accepts so far).
+            // on NVIDIA's Vulkan driver, the only adapter `coop::config` takes by default (Apple's
+            // Metal one only when asked, with `STRATA_WGPU_COOP=1`).
             experimental_features: if coop.is_some() {
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {
