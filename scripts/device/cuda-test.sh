@@ -47,7 +47,7 @@ if [ "${2:-}" = "compute-sanitizer" ]; then
     # The out-of-memory test makes the driver refuse an allocation on purpose; memcheck reports
     # such API errors, so it runs apart and its report is shown, not counted.
     echo "== compute-sanitizer memcheck, every kernel test"
-    STRATA_SEED=$seed compute-sanitizer --tool memcheck --print-limit 10 --error-exitcode 9 "$bin" --test-threads=1 \
+    STRATA_SEED=$seed compute-sanitizer --tool memcheck --print-limit 10 --error-exitcode 9 "$bin" --test-threads=1 --skip tuned \
         --skip bad_input_and_out_of_memory_are_errors 2>&1 | grep -E "ERROR SUMMARY|Invalid|Program hit|test result"
     status=$((status | PIPESTATUS[0]))
     echo "== compute-sanitizer memcheck, the out-of-memory test (API errors expected)"
