@@ -676,60 +676,84 @@ fn indices(ti: DType, n: usize, size: usize, rng: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// `take_along_axis` by indices of type `ti` on every element width `types` has, along both
+/// axes of a strided array, and `scatter_add` with repeated indices into an output that already
+/// holds values.
+fn gather_and_scatter_by<B: Backend>(
+    gpu: &B,
+    ti: DType,
+    types: &[DType],
+    rng: &mut Rng,
+    failures: &mut Vec<String>,
+    count: &mut usize,
+) {
+    let (contiguous, transposed) = layouts();
+    let ours = |t: &DType| types.contains(t);
+    // take_along_axis on every element width, along both axes, from a strided array.
+    for t in [DType::U8, DType::F16, DType::F32, DType::F64].into_iter().filter(ours) {
+        for (x_l, axis, idx_shape) in [(&contiguous, 1, [SHAPE[0], 11]), (&transposed, 0, [13, SHAPE[1]])] {
+            let n = idx_shape[0] * idx_shape[1];
+            let x = random(t, SHAPE[0] * SHAPE[1], rng);
+            let idx = indices(ti, n, SHAPE[axis], rng);
+            *count += 1;
+            compare(
+                gpu,
+                &format!("take_along_axis {t} by {ti} axis {axis}"),
+                &[(t, x, x_l.clone()), (ti, idx, Layout::contiguous(&idx_shape))],
+                t,
+                &Layout::contiguous(&idx_shape),
+                |i, o| gpu.gather(axis, i[0], i[1], o),
+                |i, o| Cpu.gather(axis, i[0], i[1], o),
+                failures,
+            );
+        }
+    }
+    // scatter_add with repeated indices into an output that already holds values.
+    for t in strata_core::kernel::SCATTER_TYPES.into_iter().filter(ours) {
+        let idx_shape = [SHAPE[0], 50];
+        let idx = indices(ti, idx_shape[0] * idx_shape[1], SHAPE[1], rng);
+        let updates = if t.is_float() {
+            uniform(t, idx_shape[0] * idx_shape[1], -1.0, 1.0, rng)
+        } else {
+            random(t, idx_shape[0] * idx_shape[1], rng)
+        };
+        let initial = if t.is_float() {
+            uniform(t, SHAPE[0] * SHAPE[1], 10.0, 11.0, rng)
+        } else {
+            random(t, SHAPE[0] * SHAPE[1], rng)
+        };
+        *count += 1;
+        compare_with(
+            gpu,
+            &format!("scatter_add {t} by {ti}"),
+            &[(ti, idx, Layout::contiguous(&idx_shape)), (t, updates, Layout::contiguous(&idx_shape))],
+            Some(&initial),
+            t,
+            &contiguous,
+            if t.is_float() { Tol::Relative(1e-6) } else { Tol::Ulps },
+            |i, o| gpu.scatter_add(1, i[0], i[1], o),
+            |i, o| Cpu.scatter_add(1, i[0], i[1], o),
+            failures,
+        );
+    }
+}
+
+/// Gathers and scatters by int64 indices (PyTorch's and NumPy's default) on a backend that takes
+/// them as indices though not as values (`types` without int64): the wgpu backend.
+pub fn int64_indices_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
+    let mut rng = Rng(seed() ^ 0x1264);
+    let (mut failures, mut count) = (Vec::new(), 0);
+    gather_and_scatter_by(gpu, DType::I64, types, &mut rng, &mut failures, &mut count);
+    report("gather/scatter_add by int64", failures, count);
+}
+
 /// `take_along_axis`, `scatter_add` with repeated indices, and Threefry random bits.
 pub fn gather_scatter_and_random_bits_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0x6a7e);
-    let (contiguous, transposed) = layouts();
     let (mut failures, mut count) = (Vec::new(), 0);
     let ours = |t: &DType| types.contains(t);
     for ti in strata_core::kernel::INDEX_TYPES.into_iter().filter(ours) {
-        // take_along_axis on every element width, along both axes, from a strided array.
-        for t in [DType::U8, DType::F16, DType::F32, DType::F64].into_iter().filter(ours) {
-            for (x_l, axis, idx_shape) in [(&contiguous, 1, [SHAPE[0], 11]), (&transposed, 0, [13, SHAPE[1]])] {
-                let n = idx_shape[0] * idx_shape[1];
-                let x = random(t, SHAPE[0] * SHAPE[1], &mut rng);
-                let idx = indices(ti, n, SHAPE[axis], &mut rng);
-                count += 1;
-                compare(
-                    gpu,
-                    &format!("take_along_axis {t} by {ti} axis {axis}"),
-                    &[(t, x, x_l.clone()), (ti, idx, Layout::contiguous(&idx_shape))],
-                    t,
-                    &Layout::contiguous(&idx_shape),
-                    |i, o| gpu.gather(axis, i[0], i[1], o),
-                    |i, o| Cpu.gather(axis, i[0], i[1], o),
-                    &mut failures,
-                );
-            }
-        }
-        // scatter_add with repeated indices into an output that already holds values.
-        for t in strata_core::kernel::SCATTER_TYPES.into_iter().filter(ours) {
-            let idx_shape = [SHAPE[0], 50];
-            let idx = indices(ti, idx_shape[0] * idx_shape[1], SHAPE[1], &mut rng);
-            let updates = if t.is_float() {
-                uniform(t, idx_shape[0] * idx_shape[1], -1.0, 1.0, &mut rng)
-            } else {
-                random(t, idx_shape[0] * idx_shape[1], &mut rng)
-            };
-            let initial = if t.is_float() {
-                uniform(t, SHAPE[0] * SHAPE[1], 10.0, 11.0, &mut rng)
-            } else {
-                random(t, SHAPE[0] * SHAPE[1], &mut rng)
-            };
-            count += 1;
-            compare_with(
-                gpu,
-                &format!("scatter_add {t} by {ti}"),
-                &[(ti, idx, Layout::contiguous(&idx_shape)), (t, updates, Layout::contiguous(&idx_shape))],
-                Some(&initial),
-                t,
-                &contiguous,
-                if t.is_float() { Tol::Relative(1e-6) } else { Tol::Ulps },
-                |i, o| gpu.scatter_add(1, i[0], i[1], o),
-                |i, o| Cpu.scatter_add(1, i[0], i[1], o),
-                &mut failures,
-            );
-        }
+        gather_and_scatter_by(gpu, ti, types, &mut rng, &mut failures, &mut count);
     }
     for n in [1, 2, 7, 1000, 4097] {
         let keys = random(DType::U32, 10, &mut rng);

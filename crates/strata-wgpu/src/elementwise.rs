@@ -22,15 +22,22 @@ pub(crate) struct Input<'a> {
     t: TensorRef<'a, WgpuBuffer>,
     /// Whether `value` loads it at `pos(k, i)` (else the code reads it through `ld_in{k}`).
     load: bool,
+    /// Indices, which may also be int64 ([`wgsl::check_index_type`]).
+    index: bool,
 }
 
 pub(crate) fn input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
-    Input { name, t, load: true }
+    Input { name, t, load: true, index: false }
+}
+
+/// Indices the map loads at `pos(k, i)`.
+pub(crate) fn index_input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
+    Input { name, t, load: true, index: true }
 }
 
 /// An input the map's code reads itself (through `ld_in{k}` and `pos(k + 1, i)`).
 pub(crate) fn raw_input<'a>(name: &'static str, t: TensorRef<'a, WgpuBuffer>) -> Input<'a> {
-    Input { name, t, load: false }
+    Input { name, t, load: false, index: false }
 }
 
 /// What a map computes: `helpers` (WGSL functions), then in `value(i)` the statements `body`
@@ -169,7 +176,11 @@ pub(crate) fn map_code(
     let expr = code.expr;
     let mut types: Vec<DType> = inputs.iter().map(|i| i.t.dtype).collect();
     types.push(out.dtype);
-    wgsl::check_types(op, &types)?;
+    for i in inputs.iter().filter(|i| i.index) {
+        wgsl::check_index_type(op, i.t.dtype)?;
+    }
+    let checked: Vec<DType> = inputs.iter().filter(|i| !i.index).map(|i| i.t.dtype).chain([out.dtype]).collect();
+    wgsl::check_types(op, &checked)?;
     let n = out.layout.numel();
     if n == 0 {
         return Ok(());

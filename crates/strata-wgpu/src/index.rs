@@ -8,7 +8,7 @@ use strata_core::kernel::{
 };
 use strata_core::{DType, Result};
 
-use crate::elementwise::{Code, MAIN, extra_at, input, map_code, params, pos_fn, raw_input};
+use crate::elementwise::{Code, MAIN, extra_at, index_input, input, map_code, params, pos_fn, raw_input};
 use crate::wgsl::{self, Ct};
 use crate::{WORKGROUP, Wgpu, WgpuBuffer, err};
 
@@ -77,11 +77,16 @@ fn check_indices(gpu: &Wgpu, op: &'static str, idx: &TensorRef<'_, WgpuBuffer>, 
         rem /= shape[d];
     }
     let pos = idx.layout.position(&at) as usize;
-    let mut raw = vec![0u8; (pos + 1) * 4];
+    let width = wgsl::bits(idx.dtype) as usize / 8;
+    let mut raw = vec![0u8; (pos + 1) * width];
     gpu.download(idx.buffer, &mut raw)?;
-    let v: [u8; 4] = raw[pos * 4..].try_into().unwrap_or_default();
-    let value =
-        if idx.dtype == DType::I32 { i64::from(i32::from_le_bytes(v)) } else { i64::from(u32::from_le_bytes(v)) };
+    let v = &raw[pos * width..];
+    let word = |v: &[u8]| <[u8; 4]>::try_from(&v[..4]).unwrap_or_default();
+    let value = match idx.dtype {
+        DType::I64 => i64::from_le_bytes(v.try_into().unwrap_or_default()),
+        DType::I32 => i64::from(i32::from_le_bytes(word(v))),
+        _ => i64::from(u32::from_le_bytes(word(v))),
+    };
     Err(err(op, format!("index {value} is out of range for an axis of size {size}")))
 }
 
@@ -94,7 +99,8 @@ pub(crate) fn gather(
 ) -> Result<()> {
     const OP: &str = "take_along_axis";
     validate_gather(axis, &x, &idx, &out)?;
-    wgsl::check_types(OP, &[x.dtype, idx.dtype])?;
+    wgsl::check_types(OP, &[x.dtype])?;
+    wgsl::check_index_type(OP, idx.dtype)?;
     let size = x.layout.shape()[axis];
     check_indices(gpu, OP, &idx, size)?;
     let xl = without_axis(x.layout, idx.layout.shape(), axis)?;
@@ -104,7 +110,7 @@ pub(crate) fn gather(
     );
     let extra = [x.layout.strides()[axis] as i32 as u32, size as u32];
     let code = Code { body: &body, expr: "ld_in1(at)", extra: &extra, positional: true, ..Code::default() };
-    map_code(gpu, OP, &code, &[input("idx", idx), raw_input("x", TensorRef::new(x.dtype, x.buffer, &xl))], out)
+    map_code(gpu, OP, &code, &[index_input("idx", idx), raw_input("x", TensorRef::new(x.dtype, x.buffer, &xl))], out)
 }
 
 pub(crate) fn scatter_add(
@@ -116,7 +122,8 @@ pub(crate) fn scatter_add(
 ) -> Result<()> {
     const OP: &str = "scatter_add";
     validate_scatter_add(axis, &idx, &updates, &out)?;
-    wgsl::check_types(OP, &[idx.dtype, out.dtype])?;
+    wgsl::check_types(OP, &[out.dtype])?;
+    wgsl::check_index_type(OP, idx.dtype)?;
     let n = updates.layout.numel();
     let size = out.layout.shape()[axis];
     check_indices(gpu, OP, &idx, size)?;

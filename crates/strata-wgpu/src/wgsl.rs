@@ -19,7 +19,8 @@ impl Ct {
     pub(crate) fn of(t: DType) -> Ct {
         match t {
             DType::F16 | DType::BF16 | DType::F32 => Ct::F32,
-            DType::I8 | DType::I16 | DType::I32 => Ct::I32,
+            // (int64 only as indices, read as i32: see `loader`.)
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 => Ct::I32,
             DType::Bool => Ct::Bool,
             _ => Ct::U32,
         }
@@ -37,7 +38,7 @@ impl Ct {
 
 /// The element types the wgpu backend stores: everything up to 32 bits. WGSL has no 64-bit
 /// types (their extensions are not on Metal), and the 8-bit floats and packed formats go
-/// through the quantized kernels.
+/// through the quantized kernels. (int64 indices are read as int32: [`check_index_type`].)
 pub(crate) fn supported(t: DType) -> bool {
     matches!(
         t,
@@ -52,6 +53,16 @@ pub(crate) fn supported(t: DType) -> bool {
             | DType::BF16
             | DType::F32
     )
+}
+
+/// `Ok` for the types indices come in: int32, uint32, and int64 (PyTorch's and NumPy's
+/// default), which the kernels read as int32 ([`loader`]), so a program's int64 token ids do
+/// not send a gather and its table to the CPU.
+pub(crate) fn check_index_type(op: &'static str, t: DType) -> Result<()> {
+    match t {
+        DType::I32 | DType::U32 | DType::I64 => Ok(()),
+        _ => Err(Error::NotImplemented { op, backend: format!("wgpu for {t} indices") }),
+    }
 }
 
 /// `Err` naming the first operand type the kernels cannot take (64-bit types, which WGSL has
@@ -69,6 +80,7 @@ pub(crate) fn bits(t: DType) -> u32 {
     match t {
         DType::Bool | DType::U8 | DType::I8 => 8,
         DType::U16 | DType::I16 | DType::F16 | DType::BF16 => 16,
+        DType::I64 => 64,
         _ => 32,
     }
 }
@@ -80,6 +92,18 @@ pub(crate) fn per_word(t: DType) -> u32 {
 
 /// A WGSL function `ld_<var>(e: u32) -> CT` reading element `e` of binding `var` as type `t`.
 pub(crate) fn loader(var: &str, t: DType) -> String {
+    if t == DType::I64 {
+        // Indices: the two words as an i32 where the value fits, else i32's minimum, which is
+        // out of range for every axis a binding can hold (so the index check reports it).
+        return format!(
+            "fn ld_{var}(e: u32) -> i32 {{
+    let lo = {var}[2u * e];
+    if {var}[2u * e + 1u] != select(0u, 0xffffffffu, (lo & 0x80000000u) != 0u) {{ return i32(-2147483647 - 1); }}
+    return bitcast<i32>(lo);
+}}
+"
+        );
+    }
     let raw = match bits(t) {
         32 => format!("{var}[e]"),
         16 => format!("({var}[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu"),

@@ -32,6 +32,33 @@ fn gpu() -> Option<&'static Wgpu> {
     .as_ref()
 }
 
+/// int64 indices (taken as indices only): out of range is an `Err` naming the index, also where
+/// the value would fit in 32 bits once its high word were dropped.
+#[test]
+fn int64_indices_out_of_range_are_errors() {
+    use strata_core::DType;
+    use strata_core::kernel::{Backend, Layout, TensorMut, TensorRef};
+    let Some(gpu) = gpu() else { return };
+    suite::a_bad_index_is_an_error_and_nothing_is_written(gpu, &[DType::F32, DType::I64]);
+    let x = gpu.upload(&[1u8; 4 * 10]).unwrap();
+    let l = Layout::contiguous(&[10]);
+    for bad in [(1i64 << 32) + 3, i64::MIN, -(1i64 << 32) + 1] {
+        let raw: Vec<u8> = [0i64, bad].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let idx = gpu.upload(&raw).unwrap();
+        let il = Layout::contiguous(&[2]);
+        let mut out = gpu.upload(&[0xA5; 8]).unwrap();
+        let err = gpu
+            .gather(
+                0,
+                TensorRef::new(DType::F32, &x, &l),
+                TensorRef::new(DType::I64, &idx, &il),
+                TensorMut::new(DType::F32, &mut out, &il),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains(&format!("index {bad} is out of range")), "{bad}: {err}");
+    }
+}
+
 macro_rules! suite_tests {
     ($($name:ident),* $(,)?) => {$(
         #[test]
@@ -50,6 +77,7 @@ suite_tests!(
     scans_match_the_cpu,
     scans_over_many_lanes_match_the_cpu,
     gather_scatter_and_random_bits_match_the_cpu,
+    int64_indices_match_the_cpu,
     a_bad_index_is_an_error_and_nothing_is_written,
     matmul2d_matches_the_cpu,
     matmul2d_few_rows_match_the_cpu,
@@ -157,6 +185,7 @@ fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     suite::reductions_match_the_cpu(gpu, &types);
     suite::scans_match_the_cpu(gpu, &types);
     suite::gather_scatter_and_random_bits_match_the_cpu(gpu, &types);
+    suite::int64_indices_match_the_cpu(gpu, &types);
     suite::a_bad_index_is_an_error_and_nothing_is_written(gpu, &types);
     suite::matmul2d_matches_the_cpu(gpu, &types);
     suite::matmul2d_few_rows_match_the_cpu(gpu, &types);
