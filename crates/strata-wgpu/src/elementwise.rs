@@ -409,5 +409,7 @@ pub(crate) fn cast(gpu: &Wgpu, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, 
     validate_elementwise(OP, &[x.layout], out.layout)?;
     x.check(OP, "the input")?;
     out.check(OP, "the output")?;
+    // (Before the expression is built: it takes the widths of types the kernels have.)
+    wgsl::check_types(OP, &[x.dtype, out.dtype])?;
     map(gpu, OP, &wgsl::cast(x.dtype, out.dtype), &[input("x", x)], out)
 }

@@ -77,7 +77,7 @@ fn check_indices(gpu: &Wgpu, op: &'static str, idx: &TensorRef<'_, WgpuBuffer>, 
         rem /= shape[d];
     }
     let pos = idx.layout.position(&at) as usize;
-    let width = wgsl::bits(idx.dtype) as usize / 8;
+    let width = if idx.dtype == DType::I64 { 8 } else { 4 };
     let mut raw = vec![0u8; (pos + 1) * width];
     gpu.download(idx.buffer, &mut raw)?;
     let v = &raw[pos * width..];

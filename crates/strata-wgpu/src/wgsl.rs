@@ -80,7 +80,6 @@ pub(crate) fn bits(t: DType) -> u32 {
     match t {
         DType::Bool | DType::U8 | DType::I8 => 8,
         DType::U16 | DType::I16 | DType::F16 | DType::BF16 => 16,
-        DType::I64 => 64,
         _ => 32,
     }
 }
