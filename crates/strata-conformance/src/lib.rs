@@ -859,11 +859,13 @@ pub fn argsort_long_lanes_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     report("argsort of long lanes", failures, count);
 }
 
-/// An out-of-range index is an `Err` naming it, and the output is untouched.
+/// An out-of-range index is an `Err` naming it, and the output is untouched: int64 ones also
+/// where dropping their high word would leave an index in range (2^32 + 3), or none (i64::MIN).
 pub fn a_bad_index_is_an_error_and_nothing_is_written<B: Backend>(gpu: &B, types: &[DType]) {
     let x = gpu.upload(&[1u8; 4 * 10]).unwrap();
     let l = Layout::contiguous(&[10]);
-    for (ti, bad) in [(DType::I32, 10i64), (DType::I64, -11), (DType::U32, 4_000_000_000)] {
+    let int64 = [-11, (1i64 << 32) + 3, i64::MIN, -(1i64 << 32) + 1].map(|bad| (DType::I64, bad));
+    for (ti, bad) in [(DType::I32, 10i64), (DType::U32, 4_000_000_000)].into_iter().chain(int64) {
         if !types.contains(&ti) {
             continue;
         }

@@ -315,8 +315,8 @@ impl WsConfig {
     ///
     /// fp8 products take 224-column tiles where they make more than one wave and the model of
     /// waves × [`WsConfig::tile_cost`] says they beat the choice above by a twentieth (fp8
-    /// 1024 × 14336 × 4096: 0.89 → 0.91–0.92 of cuBLASLt, 512 × 14336 × 4096: 0.96 → 1.05–1.06;
-    /// H200, BENCHMARKS.md).
+    /// 1024 × 14336 × 4096: 0.89 → 0.91–0.92 of cuBLASLt, 512 × 14336 × 4096: 0.96 →
+    /// 1.05–1.06; H200, BENCHMARKS.md).
     ///
     /// fp8 products on 256-column tiles run in CTA pairs wherever there are two rows of tiles:
     /// their k steps go twice as fast, so fetching B once for two tiles matters most there
@@ -403,8 +403,8 @@ impl WsConfig {
 
     /// How long one work unit takes, relative to a cooperative 128 × 256 tile: its share of
     /// that tile's products over the speed its tiles run whole waves at (H200, BENCHMARKS.md:
-    /// 128 columns at 0.9 of the wide tiles' speed, 64 at 0.65, 32 at 0.5, 224 at 0.97; ping-pong's
-    /// 64-row tiles at 0.9).
+    /// 128 columns at 0.9 of the wide tiles' speed, 64 at 0.65, 32 at 0.5, 224 at 0.97 (a guess
+    /// two shapes bear out); ping-pong's 64-row tiles at 0.9).
     fn tile_cost(self) -> f64 {
         let speed = match self.cols {
             256 => 1.0,
@@ -755,8 +755,8 @@ fn tma_maps(g: &MatmulGeometry, nbatch: usize, t: DType, (a_ptr, b_ptr): (u64, u
 }
 
 /// The output's tensor map for the copy engine's stores (chunks of 64 rows × 128 bytes, or of
-/// 32 columns where 128 bytes of them do not divide the tile's `cols`), or `None` where C must be written element by
-/// element (accumulating, strided, misaligned).
+/// 32 columns where 128 bytes of them do not divide the tile's `cols`), or `None` where C must
+/// be written element by element (accumulating, strided, misaligned).
 fn tma_output(g: &MatmulGeometry, nbatch: usize, t: DType, c_ptr: u64, cols: usize) -> Option<TensorMap> {
     let sc = batch_stride(&g.batch_shape[..nbatch], &g.c_batch[..nbatch])?;
     if g.accumulate != 0 || g.c_cs != 1 || (sc == 0 && g.batch > 1) {
@@ -837,9 +837,9 @@ impl Plan {
     }
 
     /// Every plan the tuner times for `g`: both schedules, CTA pairs where there is a second row
-    /// of tiles, narrower tiles (and fp8's 224-column ones) where the type has them, and each split of k that leaves at most
-    /// two units a multiprocessor and at least four k steps a unit (the rule's plan always among
-    /// them).
+    /// of tiles, narrower tiles (and fp8's 224-column ones) where the type has them, and each
+    /// split of k that leaves at most two units a multiprocessor and at least four k steps a unit
+    /// (the rule's plan always among them).
     fn candidates(g: &MatmulGeometry, sms: usize, t: DType, rule: Plan) -> Vec<Plan> {
         let mut out = vec![rule];
         let steps = ksteps(g, t);

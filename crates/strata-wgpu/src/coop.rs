@@ -9,9 +9,9 @@
 //! Slices along k of both operands are staged in workgroup memory: every thread loads its share
 //! of the next slice into registers (16 bytes at a time where the operand is contiguous and
 //! aligned, element by element at the edges and for other strides) before the products of the
-//! current one, and stores it after them (with two buffers, one barrier a slice suffices). Each operand is
-//! staged along its contiguous axis, rows padded by 16 bytes so that the matrix loads hit
-//! every bank once; the matrix loads then read rows or columns as that layout says.
+//! current one, and stores it after them (with two buffers, one barrier a slice suffices).
+//! Each operand is staged along its contiguous axis, rows padded by 16 bytes so that the matrix
+//! loads hit every bank once; the matrix loads then read rows or columns as that layout says.
 //!
 //! What made it fast (H100/H200, BENCHMARKS.md): no global load under a branch — tiles wholly
 //! inside the operands take a copy of the pipeline without bounds checks, addresses computed
@@ -34,8 +34,8 @@
 //! quad is one 16-byte load (`LDG.E.128`; bound as `vec4<f16>`, the driver loaded a quad in two
 //! 8-byte halves, each warp's load covering half of every sector it touched), and unpacked to
 //! halves (naga's `bitcast` cannot change a vector's length, so `unpack2x16float`, which the
-//! driver turns into byte permutes); `STRATA_WGPU_COOP_LOAD16=0` binds them as `vec4<f16>`. On Vulkan
-//! the staging arrays hold `vec4<f16>` too (matrix loads count their stride in array
+//! driver turns into byte permutes); `STRATA_WGPU_COOP_LOAD16=0` binds them as `vec4<f16>`.
+//! On Vulkan the staging arrays hold `vec4<f16>` too (matrix loads count their stride in array
 //! elements), while Metal's `simdgroup_load` takes a pointer to the matrix's scalar type, so
 //! elsewhere the staging holds `f16` scalars. Results leave through an f × f f32 tile per
 //! subgroup in workgroup memory, where the epilogue (accumulate, bias, activation) runs.

@@ -77,15 +77,14 @@ fn check_indices(gpu: &Wgpu, op: &'static str, idx: &TensorRef<'_, WgpuBuffer>, 
         rem /= shape[d];
     }
     let pos = idx.layout.position(&at) as usize;
-    let width = if idx.dtype == DType::I64 { 8 } else { 4 };
-    let mut raw = vec![0u8; (pos + 1) * width];
+    let w = idx.dtype.bits() as usize / 8;
+    let mut raw = vec![0u8; (pos + 1) * w];
     gpu.download(idx.buffer, &mut raw)?;
-    let v = &raw[pos * width..];
-    let word = |v: &[u8]| <[u8; 4]>::try_from(&v[..4]).unwrap_or_default();
+    let v = &raw[pos * w..];
     let value = match idx.dtype {
-        DType::I64 => i64::from_le_bytes(v.try_into().unwrap_or_default()),
-        DType::I32 => i64::from(i32::from_le_bytes(word(v))),
-        _ => i64::from(u32::from_le_bytes(word(v))),
+        DType::I32 => i64::from(i32::from_le_bytes(v.try_into().unwrap_or_default())),
+        DType::U32 => i64::from(u32::from_le_bytes(v.try_into().unwrap_or_default())),
+        _ => i64::from_le_bytes(v.try_into().unwrap_or_default()),
     };
     Err(err(op, format!("index {value} is out of range for an axis of size {size}")))
 }
