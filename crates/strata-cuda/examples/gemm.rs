@@ -8,8 +8,8 @@
 //! against cuBLAS's TF32 mode, and fp8), `MxNxK` (bf16, B stored n × k as a `Linear` layer's
 //! weight is) or `fp8:MxNxK`; with none, the square sizes 4096 and 8192 and the LLM shapes
 //! (m = 1 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8. A case
-//! after `bias:` (`bias:fp8:MxNxK`) adds a bias of zeros to ours, the peer's product staying
-//! plain: what our bias path costs, the results still comparable.
+//! after `bias:` (`bias:fp8:MxNxK`) adds a random bias along n on both sides, the peer being
+//! cuBLASLt with its bias epilogue.
 //!
 //! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
 //! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
@@ -41,8 +41,7 @@ struct Case {
     nt: bool,
     /// f32 with relaxed precision on both sides (tf32).
     tf32: bool,
-    /// Ours adds a bias of zeros (so that the result still equals the peer's, which has none):
-    /// what the bias path costs.
+    /// Both sides add a bias along n (the peer: cuBLASLt's bias epilogue).
     bias: bool,
 }
 
@@ -84,9 +83,11 @@ fn cublas(blas: &CudaBlas, c: Case, a: &CudaBuffer, b: &CudaBuffer, out: &mut Cu
     }
 }
 
-/// cuBLASLt's fp8 GEMM (E4M3 · E4M3 → bf16, f32 scales per tensor, fast accumulation): the
-/// layout it requires, both operands K-major (its "TN"), is our A row-major and B stored n × k.
-/// In its column-major terms Cᵀ[n × m] = Bᵀ·Aᵀ with B's buffer as its A (transposed).
+/// cuBLASLt, the peer of the fp8 products (E4M3 · E4M3 → bf16, f32 scales per tensor, fast
+/// accumulation; the layout fp8 requires, both operands K-major (its "TN"), is our A row-major
+/// and B stored n × k) and of the products with a bias (its bias epilogue, so that both sides
+/// do the same work). In its column-major terms Cᵀ[n × m] = Bᵀ·Aᵀ with B's buffer as its A
+/// (transposed where B is stored n × k), and the bias runs along Cᵀ's rows.
 struct Lt {
     handle: ltsys::cublasLtHandle_t,
     workspace: CudaSlice<u8>,
@@ -98,47 +99,66 @@ impl Lt {
         Lt { handle: lt::create_handle().expect("cuBLASLt"), workspace }
     }
 
-    /// Queues `out = (sa·sb)·A·B` on the GPU's stream.
+    /// Queues `out = (sa·sb)·A·B (+ bias)` on the GPU's stream (`scales` for fp8 only).
     #[allow(clippy::too_many_arguments)]
-    fn fp8(
+    fn matmul(
         &mut self,
         gpu: &Cuda,
         c: Case,
         a: &CudaBuffer,
         b: &CudaBuffer,
-        sa: &CudaBuffer,
-        sb: &CudaBuffer,
+        scales: Option<(&CudaBuffer, &CudaBuffer)>,
+        bias: Option<&CudaBuffer>,
         out: &mut CudaBuffer,
     ) {
         use ltsys::cublasLtMatmulDescAttributes_t as D;
-        use ltsys::cudaDataType::{CUDA_R_8F_E4M3, CUDA_R_16BF};
+        use ltsys::cudaDataType::{CUDA_R_8F_E4M3, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F};
+        let data_type = |t: DType| match t {
+            DType::F8E4M3 => CUDA_R_8F_E4M3,
+            DType::BF16 => CUDA_R_16BF,
+            DType::F16 => CUDA_R_16F,
+            _ => CUDA_R_32F,
+        };
         let s = gpu.stream();
         let (m, n, k) = (c.m as u64, c.n as u64, c.k as u64);
         let (ap, _g1) = b.device_slice().device_ptr(s);
         let (bp, _g2) = a.device_slice().device_ptr(s);
-        let (sap, _g3) = sb.device_slice().device_ptr(s);
-        let (sbp, _g4) = sa.device_slice().device_ptr(s);
+        let scale_ptrs = scales.map(|(sa, sb)| (sb.device_slice().device_ptr(s), sa.device_slice().device_ptr(s)));
+        let bias_ptr = bias.map(|b| b.device_slice().device_ptr(s));
         let (dp, _g5) = out.device_slice().device_ptr(s);
         let (wp, _g6) = self.workspace.device_ptr(s);
         // SAFETY: the handle and descriptors are live for the call; the pointers are device
         // allocations of the sizes the layouts describe; the attribute buffers are the types
         // cuBLASLt documents for each attribute.
         unsafe {
-            let desc =
-                lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
-                    .expect("a cuBLASLt matmul descriptor");
+            use ltsys::cublasComputeType_t::{CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32};
+            let compute = if c.tf32 { CUBLAS_COMPUTE_32F_FAST_TF32 } else { CUBLAS_COMPUTE_32F };
+            let desc = lt::create_matmul_desc(compute, CUDA_R_32F).expect("a cuBLASLt matmul descriptor");
             let set = |attr: D, v: *const std::ffi::c_void, size: usize| {
                 lt::set_matmul_desc_attribute(desc, attr, v, size).expect("a cuBLASLt attribute")
             };
             let t = cublasOperation_t::CUBLAS_OP_T as i32;
-            let fast: i8 = 1;
-            set(D::CUBLASLT_MATMUL_DESC_TRANSA, (&t as *const i32).cast(), 4);
-            set(D::CUBLASLT_MATMUL_DESC_FAST_ACCUM, (&fast as *const i8).cast(), 1);
-            set(D::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, (&sap as *const u64).cast(), 8);
-            set(D::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, (&sbp as *const u64).cast(), 8);
-            let la = lt::create_matrix_layout(CUDA_R_8F_E4M3, k, n, k as i64).unwrap();
-            let lb = lt::create_matrix_layout(CUDA_R_8F_E4M3, k, m, k as i64).unwrap();
-            let ld = lt::create_matrix_layout(CUDA_R_16BF, n, m, n as i64).unwrap();
+            if c.nt {
+                set(D::CUBLASLT_MATMUL_DESC_TRANSA, (&t as *const i32).cast(), 4);
+            }
+            if let Some(((sap, _), (sbp, _))) = &scale_ptrs {
+                let fast: i8 = 1;
+                set(D::CUBLASLT_MATMUL_DESC_FAST_ACCUM, (&fast as *const i8).cast(), 1);
+                set(D::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, (sap as *const u64).cast(), 8);
+                set(D::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, (sbp as *const u64).cast(), 8);
+            }
+            if let Some((bias, _)) = &bias_ptr {
+                let epilogue = ltsys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS as u32;
+                set(D::CUBLASLT_MATMUL_DESC_EPILOGUE, (&epilogue as *const u32).cast(), 4);
+                set(D::CUBLASLT_MATMUL_DESC_BIAS_POINTER, (bias as *const u64).cast(), 8);
+            }
+            let la = if c.nt {
+                lt::create_matrix_layout(data_type(c.t), k, n, k as i64).unwrap()
+            } else {
+                lt::create_matrix_layout(data_type(c.t), n, k, n as i64).unwrap()
+            };
+            let lb = lt::create_matrix_layout(data_type(c.t), k, m, k as i64).unwrap();
+            let ld = lt::create_matrix_layout(data_type(c.out), n, m, n as i64).unwrap();
             let pref = lt::create_matmul_pref().unwrap();
             let bytes: usize = 32 << 20;
             lt::set_matmul_pref_attribute(
@@ -148,8 +168,8 @@ impl Lt {
                 8,
             )
             .unwrap();
-            let h = lt::get_matmul_algo_heuristic(self.handle, desc, la, lb, ld, ld, pref)
-                .expect("a cuBLASLt fp8 algorithm");
+            let h =
+                lt::get_matmul_algo_heuristic(self.handle, desc, la, lb, ld, ld, pref).expect("a cuBLASLt algorithm");
             let (alpha, beta) = (1.0f32, 0.0f32);
             lt::matmul(
                 self.handle,
@@ -169,7 +189,7 @@ impl Lt {
                 bytes,
                 s.cu_stream() as _,
             )
-            .expect("cuBLASLt fp8 matmul");
+            .expect("cuBLASLt matmul");
             lt::destroy_matmul_pref(pref).unwrap();
             for l in [la, lb, ld] {
                 lt::destroy_matrix_layout(l).unwrap();
@@ -278,9 +298,8 @@ fn main() -> Result<(), strata_core::Error> {
             left: TensorRef::new(DType::F32, &scale_a, &scalar),
             right: TensorRef::new(DType::F32, &scale_b, &scalar),
         });
-        // A bias of zeros (its loads and adds are not skipped for being zero).
         let bias_l = Layout::contiguous(&[c.n]);
-        let bias = c.bias.then(|| gpu.upload(&vec![0u8; c.n * w])).transpose()?;
+        let bias = c.bias.then(|| gpu.upload(&random(c.out, c.n, &mut rng))).transpose()?;
         let desc = if c.bias { desc.epilogue(Epilogue::Bias(Activation::None)) } else { desc };
         let run = |out: &mut CudaBuffer| {
             gpu.matmul2d(
@@ -294,8 +313,9 @@ fn main() -> Result<(), strata_core::Error> {
             .unwrap()
         };
         let mut peer = |out: &mut CudaBuffer| {
-            if c.t == DType::F8E4M3 {
-                blas_lt.fp8(&gpu, c, &a, b, &scale_a, &scale_b, out)
+            if c.t == DType::F8E4M3 || c.bias {
+                let scales = (c.t == DType::F8E4M3).then_some((&scale_a, &scale_b));
+                blas_lt.matmul(&gpu, c, &a, b, scales, bias.as_ref(), out)
             } else {
                 cublas(&blas, c, &a, b, out)
             }

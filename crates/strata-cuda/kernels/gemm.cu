@@ -323,7 +323,11 @@ __device__ void gemm_wg(const T* __restrict__ a, const T* __restrict__ b, const 
 // The operand stages' shared memory: four stages of the largest tile (128 x 256, 128 bytes of
 // k); narrower tiles keep more stages in flight in the same bytes (16 of 64 x 32).
 #define STRATA_WS_STAGE_BYTES (STRATA_WS_STAGES * (STRATA_WG_BM + STRATA_WG_BN) * 128)
-#define STRATA_WS_SMEM (STRATA_WS_STAGE_BYTES + 4 * STRATA_WS_EPI_BYTES + 1024 + 512)
+// Each consumer's copy of its tile's bias (16-bit outputs, and f32 ones of tiles up to 128
+// columns): read from global memory under the tile's products, so that the epilogue's factors are
+// shared-memory loads by small indices.
+#define STRATA_WS_BIAS_BYTES 1024
+#define STRATA_WS_SMEM (STRATA_WS_STAGE_BYTES + 4 * STRATA_WS_EPI_BYTES + 1024 + 512 + STRATA_WS_BIAS_BYTES)
 
 // Tile `t` of the walk: grouped raster (8 block-rows at a time, column by column) within each
 // batch entry.
@@ -381,6 +385,7 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     u64* full = (u64*)(epi + 4 * STRATA_WS_EPI_BYTES);
     u64* empty = full + S;
     u64* turn = empty + S;  // ping-pong: turn[w], consumer w may start its products
+    u8* bias_smem = (u8*)full + 512;  // 2 consumers x BN outputs' bias, where they fit
     const int wg = threadIdx.x / 128;
     static_assert(CL == 1 || CL == 2, "clusters of one or two CTAs");
     const int rank = CL == 2 ? (int)cluster_rank() : 0;
@@ -489,6 +494,25 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                 row_a = (ra < g.m ? g.scale_a[ra * g.scale_a_stride] : 0.f) * s0;
                 row_b = (rb < g.m ? g.scale_a[rb * g.scale_a_stride] : 0.f) * s0;
             }
+            // This tile's bias, a column a thread (two for 256 columns), for the copy engine's
+            // epilogue: its loads go out now and land under the products; the values go to this
+            // consumer's shared copy after them (zero past n), where the epilogue reads them by
+            // the column's index within the tile. (Read in the epilogue from global memory,
+            // 64-bit index arithmetic and latency a chunk at a time, they had cost a bias product
+            // of k = 1024 a seventh of its speed.)
+            constexpr bool BIAS_SMEM = 2 * BN * sizeof(TOUT) <= STRATA_WS_BIAS_BYTES;
+            constexpr int BPT = (BN + 127) / 128;
+            TOUT* tile_bias = (TOUT*)bias_smem + cw * BN;
+            const bool stage_bias = BIAS_SMEM && c_tma && g.has_bias;
+            TOUT bias_regs[BPT];
+            if (stage_bias) {
+#pragma unroll
+                for (int b = 0; b < BPT; ++b) {
+                    const int col = (int)(threadIdx.x % 128) + b * 128;
+                    const i64 j = (i64)tn * BN + col;
+                    if (col < BN) bias_regs[b] = j < g.n ? bias[g.bias_off + j * g.bias_stride] : TOUT{};
+                }
+            }
             WgDest<BN> acc;
             acc.fill(0.f);
             for (int kt = k_begin; kt < k_end; ++kt, ++it) {
@@ -529,7 +553,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     constexpr bool PC = decltype(per_column)::value;
                     u32 buf = epi0;
                     // The per-column factors of this thread's columns in the current chunk (two
-                    // for each group of 8 columns): B's scales and the bias, read at the chunk's
+                    // for each group of 8 columns): B's scales, and the bias where the tile's
+                    // shared copy does not fit (f32 outputs of 256 columns), read at the chunk's
                     // start with the index clamped to the last column (the tensor map clips the
                     // columns past it): the loads go out together, and the elements take no branch
                     // (per element, with the bounds, they had cost bias products a quarter of
@@ -546,8 +571,10 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                                 const i64 j = min(n0 + WgDest<BN>::col(i + 2 * f - f % 2), g.n - 1);
                                 col_scale[f] = scaled ? g.scale_b[j * g.scale_b_stride] : 1.f;
                                 // -0, the additive identity (x + -0 is x for x = -0 too): an f32
-                                // product's -0 stays -0, as on the CPU.
-                                col_bias[f] = g.has_bias ? (float)ld(bias[g.bias_off + j * g.bias_stride]) : -0.f;
+                                // product's -0 stays -0, as on the CPU. (The shared copy is read
+                                // below, once the barrier has passed.)
+                                col_bias[f] = g.has_bias && !BIAS_SMEM ? (float)ld(bias[g.bias_off + j * g.bias_stride])
+                                                                       : -0.f;
                             }
                         }
                         if (i % PER == 0) {
@@ -564,6 +591,10 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                             buf = epi0 + ((q + flip) & 1) * STRATA_WS_EPI_BYTES;
                             if (issuer) bulk_wait_read<1>();
                             named_barrier(1 + cw, 128);
+                            if (PC && stage_bias) {
+#pragma unroll
+                                for (int f = 0; f < CF; ++f) col_bias[f] = ld(tile_bias[WgDest<BN>::col(i + 2 * f - f % 2)]);
+                            }
                         }
                         const int r = WgDest<BN>::row(i), col = WgDest<BN>::col(i) - q * CW;
                         float v0 = acc.v[i], v1 = acc.v[i + 1];
@@ -589,6 +620,16 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                         bulk_commit();
                     }
                 };
+                // The tile's bias into this consumer's shared copy: its last tile's epilogue read
+                // the copy before its final barrier, and this one's first chunk reads it after
+                // its first.
+                if (stage_bias) {
+#pragma unroll
+                    for (int b = 0; b < BPT; ++b) {
+                        const int col = (int)(threadIdx.x % 128) + b * 128;
+                        if (col < BN) tile_bias[col] = bias_regs[b];
+                    }
+                }
                 // (Two copies of an f32 output's eight chunks leave the cooperative kernel too few
                 // registers to keep its wgmma in flight: ptxas serializes them, and tf32 lost 5 %.)
                 if (sizeof(TOUT) == 4 || g.has_bias || (SCALED && g.has_scale && g.scale_b_stride != 0))

@@ -88,8 +88,11 @@ pub(crate) enum Path {
 
 /// Bytes of dynamic shared memory the warpgroup kernel takes (`STRATA_WG_SMEM`).
 const WG_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
-/// Bytes of dynamic shared memory the warp-specialized kernel takes (`STRATA_WS_SMEM`).
-const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 512;
+/// Bytes of dynamic shared memory the warp-specialized kernel takes (`STRATA_WS_SMEM`): the
+/// operand stages, the output's staging buffers, alignment, barriers and the tiles' bias; within
+/// the 227 KiB a CTA may have on Hopper.
+const WS_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 4 * 8192 + 1024 + 512 + 1024;
+const _: () = assert!(WS_SMEM <= 227 << 10);
 
 /// Mirrors `strata::tensor_ops::TensorMap`: a `CUtensorMap` passed by value.
 #[repr(C, align(64))]
