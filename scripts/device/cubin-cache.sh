@@ -23,7 +23,11 @@ archive="$(dirname "$0")/../../.device/cubins.tar.xz"
 case "${1:-}" in
     restore)
         mkdir -p "$cache"
-        if [ -f "$archive" ]; then
+        if [ -f "$cache/.restored" ]; then
+            # A second restore in the same call (a script that restores, run after another)
+            # would mark the kernels compiled since as old, and `save` would drop them.
+            echo "cubin cache: already restored in this call ($(ls "$cache" | wc -l) entries)"
+        elif [ -f "$archive" ]; then
             tar -xJf "$archive" -C "$cache"
             echo "cubin cache: $(ls "$cache" | wc -l) entries restored into $cache"
             # Restored entries count as used only once read: mark them old, and the time.

@@ -180,7 +180,8 @@ pub(crate) fn map_code(
         wgsl::check_index_type(op, i.t.dtype)?;
     }
     let checked: Vec<DType> = inputs.iter().filter(|i| !i.index).map(|i| i.t.dtype).chain([out.dtype]).collect();
-    wgsl::check_types(op, &checked)?;
+    wgsl::check_types_with(op, &checked, gpu.int64)?;
+    let wide = checked.iter().any(|&t| wgsl::bits(t) == 64);
     let n = out.layout.numel();
     if n == 0 {
         return Ok(());
@@ -234,15 +235,20 @@ pub(crate) fn map_code(
         for (k, i) in inputs.iter().enumerate() {
             s += &format!("@group(0) @binding({}) var<storage, read> in{k}: {};\n", k + 1, array);
             if !packed {
-                s += &wgsl::loader(&format!("in{k}"), i.t.dtype);
+                let var = format!("in{k}");
+                s += &if i.index { wgsl::index_loader(&var, i.t.dtype) } else { wgsl::loader(&var, i.t.dtype) };
             }
         }
         s += &format!("@group(0) @binding({}) var<storage, read_write> out: {};\n", inputs.len() + 1, array);
         s += pos_fn(contiguous);
         s += &format!("const EXTRA: u32 = {extra_at}u;\n{}\n", code.helpers);
+        if wide {
+            s += wgsl::INT64_HELPERS;
+        }
         // `compute(i, inputs...)`: the element at logical index `i` from its loaded inputs.
+        let ct = |i: &Input<'_>| if i.index { Ct::of_index(i.t.dtype) } else { Ct::of(i.t.dtype) };
         let args: String =
-            inputs.iter().filter(|i| i.load).map(|i| format!(", {}: {}", i.name, Ct::of(i.t.dtype).name())).collect();
+            inputs.iter().filter(|i| i.load).map(|i| format!(", {}: {}", i.name, ct(i).name())).collect();
         s += &format!(
             "fn compute(i: u32{args}) -> {} {{\n{}    return {expr};\n}}\n",
             Ct::of(out.dtype).name(),
@@ -410,6 +416,6 @@ pub(crate) fn cast(gpu: &Wgpu, x: TensorRef<'_, WgpuBuffer>, out: TensorMut<'_, 
     x.check(OP, "the input")?;
     out.check(OP, "the output")?;
     // (Before the expression is built: it takes the widths of types the kernels have.)
-    wgsl::check_types(OP, &[x.dtype, out.dtype])?;
+    wgsl::check_types_with(OP, &[x.dtype, out.dtype], gpu.int64)?;
     map(gpu, OP, &wgsl::cast(x.dtype, out.dtype), &[input("x", x)], out)
 }

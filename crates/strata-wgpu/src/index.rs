@@ -22,7 +22,7 @@ fn without_axis(l: &Layout, shape: &[usize], axis: usize) -> Result<Layout> {
 /// WGSL statements turning the loaded index `idx` into `v: i32` in `0..size` (negative
 /// indices count from the end; `size` is `p[EXTRA + 1]`).
 fn wrap(ti: DType) -> &'static str {
-    if Ct::of(ti) == Ct::I32 {
+    if Ct::of_index(ti) == Ct::I32 {
         "    var v = idx;\n    if v < 0 { v = v + bitcast<i32>(p[EXTRA + 1u]); }\n"
     } else {
         "    let v = bitcast<i32>(idx);\n"
@@ -44,14 +44,14 @@ fn check_indices(gpu: &Wgpu, op: &'static str, idx: &TensorRef<'_, WgpuBuffer>, 
 @group(0) @binding(2) var<storage, read_write> bad: array<atomic<u32>>;
 ",
         );
-        s += &wgsl::loader("idx", idx.dtype);
+        s += &wgsl::index_loader("idx", idx.dtype);
         s += pos_fn(contiguous);
         s += MAIN;
         s += &format!(
             "    if gid >= p[0] {{ return; }}\n    let v = ld_idx(pos(0u, gid));\n    let size = p[{}];\n",
             extra_at(1)
         );
-        s += if Ct::of(idx.dtype) == Ct::I32 {
+        s += if Ct::of_index(idx.dtype) == Ct::I32 {
             "    if v < -bitcast<i32>(size) || v >= bitcast<i32>(size) { atomicMin(&bad[0], gid); }\n}\n"
         } else {
             "    if v >= size { atomicMin(&bad[0], gid); }\n}\n"
@@ -141,7 +141,7 @@ pub(crate) fn scatter_add(
 ",
         );
         s += &format!("const EXTRA: u32 = {}u;\n", extra_at(3));
-        s += &wgsl::loader("in0", idx.dtype);
+        s += &wgsl::index_loader("in0", idx.dtype);
         s += &wgsl::loader("in1", out.dtype);
         // Operand 0 (the one the iteration runs over) is the updates, then the indices, then
         // the output without the indexed axis. A contiguous updates/indices pair does not make

@@ -9,8 +9,9 @@
 //! How it runs:
 //! - Every element is stored in `array<u32>` bindings, whatever its type (8- and 16-bit values
 //!   are unpacked on load and packed on store with integer arithmetic, so f16 and bf16 are
-//!   exact and need no `shader-f16`); arithmetic is in f32, i32 or u32. Types wider than 32
-//!   bits are an `Err` (WGSL has none on Metal).
+//!   exact and need no `shader-f16`); arithmetic is in f32, i32 or u32, and in i64 or u64 in the
+//!   element-wise kernels where the adapter has `SHADER_INT64`. Other types wider than 32 bits
+//!   are a `NotImplemented` error, which the array layer answers on the CPU.
 //! - Kernels are WGSL generated per operation and type (`kernels/prelude.wgsl` holds what they
 //!   share), compiled once per process into a pipeline cache.
 //! - Dispatches are recorded into one command encoder and submitted in batches; uploads are
@@ -240,6 +241,9 @@ pub struct Wgpu {
     subgroup_max: u32,
     /// Whether shaders may use `unpack2x16float` (`DownlevelFlags::SHADER_F16_IN_F32`).
     pub(crate) f16_in_f32: bool,
+    /// Whether element-wise kernels take int64 and uint64 values (`Features::SHADER_INT64`:
+    /// Vulkan, DX12 through DXC, Metal 2.3; unless `STRATA_WGPU_INT64=0`).
+    pub(crate) int64: bool,
     /// Whether products of few rows take their own kernel (`few_rows.rs`; unless
     /// `STRATA_WGPU_FEW_ROWS=0`).
     pub(crate) few_rows: bool,
@@ -299,6 +303,11 @@ impl Wgpu {
         let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         if subgroups {
             features |= wgpu::Features::SUBGROUP;
+        }
+        let int64 = adapter.features().contains(wgpu::Features::SHADER_INT64)
+            && std::env::var("STRATA_WGPU_INT64").map_or(true, |v| v != "0");
+        if int64 {
+            features |= wgpu::Features::SHADER_INT64;
         }
         if coop.is_some() {
             features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
@@ -361,6 +370,7 @@ impl Wgpu {
             subgroups,
             subgroup_max,
             f16_in_f32,
+            int64,
             few_rows: std::env::var("STRATA_WGPU_FEW_ROWS").map_or(true, |v| v != "0"),
             kernel_timing: Arc::new(std::sync::atomic::AtomicBool::new(timing::asked_by_env())),
         })
@@ -403,6 +413,18 @@ impl Wgpu {
     /// tests run those kernels too. Shares everything else.
     pub fn with_portable_f16(&self) -> Wgpu {
         Wgpu { f16_in_f32: false, ..self.clone() }
+    }
+
+    /// The element types this device's element-wise kernels (unary, binary, `where`, copies and
+    /// casts) take: [`supported_dtypes`], and int64 and uint64 where the adapter has
+    /// `SHADER_INT64`. (Other kernels take [`supported_dtypes`]; the array layer runs them on the
+    /// CPU for 64-bit types.)
+    pub fn elementwise_dtypes(&self) -> Vec<strata_core::DType> {
+        let mut types = supported_dtypes();
+        if self.int64 {
+            types.extend([strata_core::DType::I64, strata_core::DType::U64]);
+        }
+        types
     }
 
     /// The most bytes a kernel binds of one buffer (see [`with_binding_cap`](Self::with_binding_cap)).

@@ -29,6 +29,8 @@ fn scratch_type(ct: Ct) -> DType {
         Ct::F32 => DType::F32,
         Ct::I32 => DType::I32,
         Ct::U32 | Ct::Bool => DType::U32,
+        Ct::I64 => DType::I64,
+        Ct::U64 => DType::U64,
     }
 }
 

@@ -45,6 +45,7 @@ fn block_source(t: DType, block: usize) -> String {
         Ct::I32 => "return bitcast<u32>(ld_x(e)) ^ 0x80000000u;",
         Ct::Bool => "return select(0u, 1u, ld_x(e));",
         Ct::U32 => "return ld_x(e);",
+        Ct::I64 | Ct::U64 => unreachable!("`sort` refuses 64-bit keys before building a kernel (check_types)"),
     };
     let mut s = String::from(
         "@group(0) @binding(0) var<storage, read> p: array<u32>;

@@ -50,10 +50,27 @@ macro_rules! suite_tests {
     )*};
 }
 
-suite_tests!(
+/// The element-wise suites on the types the element-wise kernels take: int64 and uint64 too
+/// where the adapter has `SHADER_INT64` (lavapipe does).
+macro_rules! elementwise_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let Some(gpu) = gpu() else { return };
+            let types = gpu.elementwise_dtypes();
+            eprintln!("types: {types:?}");
+            suite::$name(gpu, &types);
+        }
+    )*};
+}
+
+elementwise_tests!(
     unary_ops_match_the_cpu,
     binary_ops_match_the_cpu_with_broadcasting,
-    casts_select_and_copies_match_the_cpu,
+    casts_select_and_copies_match_the_cpu
+);
+
+suite_tests!(
     reductions_match_the_cpu,
     scans_match_the_cpu,
     scans_over_many_lanes_match_the_cpu,
@@ -114,6 +131,9 @@ fn translate(code: &str) -> Result<(), String> {
     // Kernels on subgroups (scans, where the adapter has them) need MSL 2.1 and shader model 6.
     let coop = code.contains("enable wgpu_cooperative_matrix;");
     let subgroups = code.contains("subgroup_id");
+    // Element-wise kernels of int64 and uint64 values (on adapters with `SHADER_INT64`) need
+    // MSL 2.3 and shader model 6.
+    let int64 = code.contains("i64") || code.contains("u64");
     let mut caps = Capabilities::default();
     // `unpack2x16float` is used only where the adapter has it (`SHADER_F16_IN_F32`, which wgpu
     // reports everywhere but on GL ES and on Mesa's Vulkan without 16-bit floats); the others
@@ -127,12 +147,15 @@ fn translate(code: &str) -> Result<(), String> {
     if subgroups {
         caps |= Capabilities::SUBGROUP;
     }
+    if int64 {
+        caps |= Capabilities::SHADER_INT64;
+    }
     let info = Validator::new(ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
         .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .map_err(|e| format!("validate: {}", e.emit_to_string(code)))?;
-    let lang_version = if coop {
+    let lang_version = if coop || int64 {
         (2, 3)
     } else if subgroups {
         (2, 1)
@@ -143,7 +166,8 @@ fn translate(code: &str) -> Result<(), String> {
     msl::write_string(&module, &info, &options, &msl::PipelineOptions::default()).map_err(|e| format!("MSL: {e}"))?;
     if !coop {
         let mut out = String::new();
-        let shader_model = if subgroups { hlsl::ShaderModel::V6_0 } else { hlsl::Options::default().shader_model };
+        let shader_model =
+            if subgroups || int64 { hlsl::ShaderModel::V6_0 } else { hlsl::Options::default().shader_model };
         hlsl::Writer::new(
             &mut out,
             &hlsl::Options { shader_model, ..hlsl::Options::default() },
@@ -159,10 +183,11 @@ fn translate(code: &str) -> Result<(), String> {
 #[test]
 fn every_kernel_translates_to_msl_hlsl_and_spirv() {
     let Some(gpu) = gpu() else { return };
+    let elementwise = gpu.elementwise_dtypes();
+    suite::unary_ops_match_the_cpu(gpu, &elementwise);
+    suite::binary_ops_match_the_cpu_with_broadcasting(gpu, &elementwise);
+    suite::casts_select_and_copies_match_the_cpu(gpu, &elementwise);
     let types = strata_wgpu::supported_dtypes();
-    suite::unary_ops_match_the_cpu(gpu, &types);
-    suite::binary_ops_match_the_cpu_with_broadcasting(gpu, &types);
-    suite::casts_select_and_copies_match_the_cpu(gpu, &types);
     suite::reductions_match_the_cpu(gpu, &types);
     suite::scans_match_the_cpu(gpu, &types);
     suite::gather_scatter_and_random_bits_match_the_cpu(gpu, &types);
