@@ -23,16 +23,18 @@ archive="$(dirname "$0")/../../.device/cubins.tar.xz"
 case "${1:-}" in
     restore)
         mkdir -p "$cache"
-        if [ -f "$cache/.restored" ]; then
-            # A second restore in the same call (a script that restores, run after another)
-            # would mark the kernels compiled since as old, and `save` would drop them.
+        # The mark names the call ($OUT is a fresh folder each call): a second restore in the
+        # same call (a script that restores, run after another) would mark the kernels
+        # compiled since as old, and `save` would drop them; a later call on a machine still
+        # warm restores its own archive.
+        if [ -n "${OUT:-}" ] && [ "$(cat "$cache/.restored" 2>/dev/null)" = "$OUT" ]; then
             echo "cubin cache: already restored in this call ($(ls "$cache" | wc -l) entries)"
         elif [ -f "$archive" ]; then
             tar -xJf "$archive" -C "$cache"
             echo "cubin cache: $(ls "$cache" | wc -l) entries restored into $cache"
             # Restored entries count as used only once read: mark them old, and the time.
             find "$cache" -name '*.cubin' -exec touch -a -d '2000-01-01' {} +
-            touch "$cache/.restored"
+            printf '%s' "${OUT:-}" >"$cache/.restored"
         else
             echo "cubin cache: no $archive carried; starting cold"
         fi

@@ -8,13 +8,13 @@
 # The tuner's test (minutes of timing, no new kernels) and the out-of-memory test (whose refused
 # allocation memcheck reports as an API error) are left out. Exits non-zero on any report.
 #
-# initcheck does not follow the copy engine's stores (TMA, `cp.async.bulk.tensor`): a buffer
-# they alone wrote reads as uninitialized. Its only reports on the suite (H200, 2026-11-29) are
-# the split-K reduction's reads of the partial tiles that `gemm_ws` stored that way, and only
-# where the pool's block had not been written by a plain store or copy before: 2 × 1440 16-byte
-# reads a type, exactly the 23,040 bytes by which the 599,040-byte workspace of the 48 × 520 ×
-# 1000 products outgrows the 576,000 bytes its block last held (an operand's upload), while the
-# products match the CPU.
+# initcheck does not appear to follow the copy engine's stores (TMA, `cp.async.bulk.tensor`): a
+# buffer they alone wrote reads as uninitialized (inferred, not checked directly). Its only
+# reports on the suite (H200, 2026-11-29) are the split-K reduction's reads of partial tiles
+# that `gemm_ws` stored that way, and only where the pool's block had not been written by a
+# plain store or copy before: 2 × 1440 16-byte reads a type, exactly the 23,040 bytes by which
+# the 599,040-byte workspace of the 48 × 520 × 1000 products outgrows the 576,000 bytes its
+# block last held (an operand's upload), while the products match the CPU.
 set -uo pipefail
 bin="$1"; tool="${2:-memcheck}"; filter="${3:-}"
 export STRATA_REQUIRE_CUDA=1 STRATA_CUDA_CACHE="${STRATA_CUDA_CACHE:-/tmp/strata-cuda-cache}"
