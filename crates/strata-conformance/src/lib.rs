@@ -60,6 +60,8 @@ fn random(t: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
             DType::I16 => out.extend((int(-32768, 32767, rng) as i16).to_le_bytes()),
             DType::U32 => out.extend((int(0, u32::MAX as i64, rng) as u32).to_le_bytes()),
             DType::I32 => out.extend((int(i32::MIN as i64, i32::MAX as i64, rng) as i32).to_le_bytes()),
+            // (Past i64::MAX too: the top bit is where unsigned 64-bit arithmetic differs.)
+            DType::U64 if special => out.extend([0, u64::MAX, 1 << 63, 1, (1 << 63) + 12345][i % 5].to_le_bytes()),
             DType::U64 => out.extend((int(0, i64::MAX, rng) as u64).to_le_bytes()),
             DType::I64 => out.extend(int(i64::MIN, i64::MAX, rng).to_le_bytes()),
             _ => unreachable!(),
@@ -137,6 +139,8 @@ enum Tol {
     Relative(f64),
     /// Floats within `rel · |x| + abs` (products, whose sums may cancel).
     Mixed(f64, f64),
+    /// Every element bit for bit (conversions whose rounding rule is what is tested).
+    Bits,
 }
 
 fn differs(t: DType, tol: Tol, g: &[u8], c: &[u8]) -> Option<usize> {
@@ -149,6 +153,10 @@ fn differs(t: DType, tol: Tol, g: &[u8], c: &[u8]) -> Option<usize> {
             let same = (a.is_nan() && b.is_nan()) || a == b;
             !(same || (a - b).abs() <= r * a.abs().max(b.abs()) + abs)
         }),
+        Tol::Bits => {
+            let w = (t.bits() as usize / 8).max(1);
+            g.chunks(w).zip(c.chunks(w)).position(|(a, b)| a != b)
+        }
         _ => close(t, g, c),
     }
 }
@@ -461,6 +469,47 @@ pub fn casts_select_and_copies_match_the_cpu<B: Backend>(gpu: &B, types: &[DType
             |i, o| Cpu.select(i[0], i[1], i[2], o),
             &mut failures,
         );
+    }
+    // Integers past float32's 24 bits into bfloat16 go through float32, two roundings, as the
+    // CPU and ml_dtypes do: 2^25 + 2^17 + 1 is 2^25 + 2^17 in f32, a bfloat16 tie that goes to
+    // even (2^25), where one rounding from the exact value gives 2^25 + 2^18. Bit for bit: a
+    // ulp's tolerance would pass either rule.
+    if types.contains(&DType::BF16) {
+        let big: [i64; 6] =
+            [33_685_505, 33_685_503, (1 << 30) + (1 << 22) + 1, 16_777_217, (1 << 41) + (1 << 33) + 1, i64::MAX];
+        for from in [DType::I32, DType::U32, DType::I64, DType::U64].into_iter().filter(|t| types.contains(t)) {
+            let fits = |v: i64| match from {
+                DType::I32 => i32::try_from(v).is_ok(),
+                DType::U32 => u32::try_from(v).is_ok(),
+                DType::I64 => true,
+                _ => v >= 0,
+            };
+            let signed = matches!(from, DType::I32 | DType::I64);
+            let values: Vec<i64> =
+                big.iter().flat_map(|&v| [v, -v]).filter(|&v| (signed || v >= 0) && fits(v)).collect();
+            let bytes: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| match from {
+                    DType::I32 => (v as i32).to_le_bytes().to_vec(),
+                    DType::U32 => (v as u32).to_le_bytes().to_vec(),
+                    _ => v.to_le_bytes().to_vec(),
+                })
+                .collect();
+            let l = Layout::contiguous(&[values.len()]);
+            cases += 1;
+            compare_with(
+                gpu,
+                &format!("cast {from} -> bfloat16 past 2^24 {values:?}"),
+                &[(from, bytes, l.clone())],
+                None,
+                DType::BF16,
+                &l,
+                Tol::Bits,
+                |i, o| gpu.cast(i[0], o),
+                |i, o| Cpu.cast(i[0], o),
+                &mut failures,
+            );
+        }
     }
     report("cast/select", failures, cases);
 }

@@ -99,18 +99,17 @@ impl Lt {
         Lt { handle: lt::create_handle().expect("cuBLASLt"), workspace }
     }
 
-    /// Queues `out = (sa·sb)·A·B (+ bias)` on the GPU's stream (`scales` for fp8 only).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &mut self,
+    /// The descriptor, layouts and algorithm of case `c`, made once before it is timed (the
+    /// heuristic query and the descriptors' set-up are host work that would otherwise sit
+    /// between the timer's start event and the product). `scales` (fp8 only) and `bias` must
+    /// outlive the plan.
+    fn plan(
+        &self,
         gpu: &Cuda,
         c: Case,
-        a: &CudaBuffer,
-        b: &CudaBuffer,
         scales: Option<(&CudaBuffer, &CudaBuffer)>,
         bias: Option<&CudaBuffer>,
-        out: &mut CudaBuffer,
-    ) {
+    ) -> LtPlan {
         use ltsys::cublasLtMatmulDescAttributes_t as D;
         use ltsys::cudaDataType::{CUDA_R_8F_E4M3, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F};
         let data_type = |t: DType| match t {
@@ -121,15 +120,11 @@ impl Lt {
         };
         let s = gpu.stream();
         let (m, n, k) = (c.m as u64, c.n as u64, c.k as u64);
-        let (ap, _g1) = b.device_slice().device_ptr(s);
-        let (bp, _g2) = a.device_slice().device_ptr(s);
-        let scale_ptrs = scales.map(|(sa, sb)| (sb.device_slice().device_ptr(s), sa.device_slice().device_ptr(s)));
-        let bias_ptr = bias.map(|b| b.device_slice().device_ptr(s));
-        let (dp, _g5) = out.device_slice().device_ptr(s);
-        let (wp, _g6) = self.workspace.device_ptr(s);
-        // SAFETY: the handle and descriptors are live for the call; the pointers are device
-        // allocations of the sizes the layouts describe; the attribute buffers are the types
-        // cuBLASLt documents for each attribute.
+        // (The pointers stay valid after their guards: the buffers outlive the plan.)
+        let scale_ptrs = scales.map(|(sa, sb)| (sb.device_slice().device_ptr(s).0, sa.device_slice().device_ptr(s).0));
+        let bias_ptr = bias.map(|b| b.device_slice().device_ptr(s).0);
+        // SAFETY: the handle is live; the attribute buffers are the types cuBLASLt documents
+        // for each attribute, and it copies them.
         unsafe {
             use ltsys::cublasComputeType_t::{CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32};
             let compute = if c.tf32 { CUBLAS_COMPUTE_32F_FAST_TF32 } else { CUBLAS_COMPUTE_32F };
@@ -141,13 +136,13 @@ impl Lt {
             if c.nt {
                 set(D::CUBLASLT_MATMUL_DESC_TRANSA, (&t as *const i32).cast(), 4);
             }
-            if let Some(((sap, _), (sbp, _))) = &scale_ptrs {
+            if let Some((sap, sbp)) = &scale_ptrs {
                 let fast: i8 = 1;
                 set(D::CUBLASLT_MATMUL_DESC_FAST_ACCUM, (&fast as *const i8).cast(), 1);
                 set(D::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, (sap as *const u64).cast(), 8);
                 set(D::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, (sbp as *const u64).cast(), 8);
             }
-            if let Some((bias, _)) = &bias_ptr {
+            if let Some(bias) = &bias_ptr {
                 let epilogue = ltsys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS as u32;
                 set(D::CUBLASLT_MATMUL_DESC_EPILOGUE, (&epilogue as *const u32).cast(), 4);
                 set(D::CUBLASLT_MATMUL_DESC_BIAS_POINTER, (bias as *const u64).cast(), 8);
@@ -170,10 +165,26 @@ impl Lt {
             .unwrap();
             let h =
                 lt::get_matmul_algo_heuristic(self.handle, desc, la, lb, ld, ld, pref).expect("a cuBLASLt algorithm");
-            let (alpha, beta) = (1.0f32, 0.0f32);
+            lt::destroy_matmul_pref(pref).unwrap();
+            LtPlan { desc, layouts: [la, lb, ld], algo: h.algo }
+        }
+    }
+
+    /// Queues `out = (sa·sb)·A·B (+ bias)` on the GPU's stream by `plan`.
+    fn matmul(&mut self, gpu: &Cuda, plan: &LtPlan, a: &CudaBuffer, b: &CudaBuffer, out: &mut CudaBuffer) {
+        let s = gpu.stream();
+        let (ap, _g1) = b.device_slice().device_ptr(s);
+        let (bp, _g2) = a.device_slice().device_ptr(s);
+        let (dp, _g3) = out.device_slice().device_ptr(s);
+        let (wp, _g4) = self.workspace.device_ptr(s);
+        let [la, lb, ld] = plan.layouts;
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // SAFETY: the plan's descriptors are live; the pointers are device allocations of the
+        // sizes its layouts describe.
+        unsafe {
             lt::matmul(
                 self.handle,
-                desc,
+                plan.desc,
                 (&alpha as *const f32).cast(),
                 (&beta as *const f32).cast(),
                 ap as *const _,
@@ -184,17 +195,32 @@ impl Lt {
                 ld,
                 dp as *mut _,
                 ld,
-                &h.algo,
+                &plan.algo,
                 wp as *mut _,
-                bytes,
+                32 << 20,
                 s.cu_stream() as _,
             )
             .expect("cuBLASLt matmul");
-            lt::destroy_matmul_pref(pref).unwrap();
-            for l in [la, lb, ld] {
-                lt::destroy_matrix_layout(l).unwrap();
+        }
+    }
+}
+
+/// A case's cuBLASLt descriptor, its operands' layouts and the algorithm chosen for them.
+struct LtPlan {
+    desc: ltsys::cublasLtMatmulDesc_t,
+    layouts: [ltsys::cublasLtMatrixLayout_t; 3],
+    algo: ltsys::cublasLtMatmulAlgo_t,
+}
+
+impl Drop for LtPlan {
+    fn drop(&mut self) {
+        // SAFETY: made by `Lt::plan`, destroyed once, after every product queued with them
+        // (cuBLASLt reads them when the product is queued).
+        unsafe {
+            for l in self.layouts {
+                let _ = lt::destroy_matrix_layout(l);
             }
-            lt::destroy_matmul_desc(desc).unwrap();
+            let _ = lt::destroy_matmul_desc(self.desc);
         }
     }
 }
@@ -312,13 +338,13 @@ fn main() -> Result<(), strata_core::Error> {
             )
             .unwrap()
         };
-        let mut peer = |out: &mut CudaBuffer| {
-            if c.t == DType::F8E4M3 || c.bias {
-                let scales = (c.t == DType::F8E4M3).then_some((&scale_a, &scale_b));
-                blas_lt.matmul(&gpu, c, &a, b, scales, bias.as_ref(), out)
-            } else {
-                cublas(&blas, c, &a, b, out)
-            }
+        let lt_plan = (c.t == DType::F8E4M3 || c.bias).then(|| {
+            let scales = (c.t == DType::F8E4M3).then_some((&scale_a, &scale_b));
+            blas_lt.plan(&gpu, c, scales, bias.as_ref())
+        });
+        let mut peer = |out: &mut CudaBuffer| match &lt_plan {
+            Some(plan) => blas_lt.matmul(&gpu, plan, &a, b, out),
+            None => cublas(&blas, c, &a, b, out),
         };
         run(&mut ours);
         peer(&mut theirs);

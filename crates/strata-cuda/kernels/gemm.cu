@@ -376,6 +376,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
     static_assert(BN != 32 || (RK && PP), "32 columns: B K-major, 64-row tiles");
     static_assert(BN != 224 || (sizeof(T) == 1 && CL == 1), "224 columns: fp8, no clusters");
     static_assert(2 * S + 2 <= 64, "the barriers fit their 512 bytes");
+    static_assert(1023 + S * (BM + BN) * 128 + 4 * STRATA_WS_EPI_BYTES + 512 + STRATA_WS_BIAS_BYTES <= STRATA_WS_SMEM,
+                  "the aligned layout fits the dynamic shared memory the host gives");
     constexpr u32 STAGE_BYTES = (BM + BN) * BK * sizeof(T);
     extern __shared__ u8 dyn_smem[];
     T* base = (T*)(((size_t)dyn_smem + 1023) & ~(size_t)1023);
@@ -554,8 +556,8 @@ __device__ void gemm_ws(const tensor_ops::TensorMap& map_a, const tensor_ops::Te
                     u32 buf = epi0;
                     // The per-column factors of this thread's columns in the current chunk (two
                     // for each group of 8 columns): B's scales, and the bias where the tile's
-                    // shared copy does not fit (f32 outputs of 256 columns), read at the chunk's
-                    // start with the index clamped to the last column (the tensor map clips the
+                    // shared copy does not fit (f32 outputs wider than 128 columns), read at the
+                    // chunk's start with the index clamped to the last column (the map clips the
                     // columns past it): the loads go out together, and the elements take no branch
                     // (per element, with the bounds, they had cost bias products a quarter of
                     // their speed: bf16 4096 × 4096 × 1024 with a bias 0.64 → 0.86 of cuBLAS).

@@ -156,8 +156,9 @@ pub fn binary(op: BinaryOp, t: DType) -> &'static str {
 }
 
 /// The expression converting the raw element `x` of type `from` to type `to`, with the CPU
-/// backend's rules (round to nearest even, f64 → 16-bit through round-to-odd, float → integer
-/// truncating and saturating with NaN → 0, integers wrapping, anything → bool as `!= 0`).
+/// backend's rules (round to nearest even, f64 → 16-bit through round-to-odd, integers to
+/// bfloat16 through f32, float → integer truncating and saturating with NaN → 0, integers
+/// wrapping, anything → bool as `!= 0`).
 pub fn cast(from: DType, to: DType) -> String {
     let to_c = c_type(to).unwrap_or("float");
     if from == to {
@@ -179,6 +180,10 @@ pub fn cast(from: DType, to: DType) -> String {
         DType::F16 | DType::BF16 => {
             if from == DType::F32 || from == DType::F16 || from == DType::BF16 {
                 format!("strata::St<{to_c}>::from((float)strata::ld(x))")
+            } else if to == DType::BF16 && !float_src {
+                // Integers to bfloat16 through float32, two roundings, as the CPU and ml_dtypes
+                // do (to f16, whose range ends below 2^24, the two rules agree).
+                format!("strata::St<{to_c}>::from((float)x)")
             } else {
                 format!("strata::St<{to_c}>::from(strata::round_to_odd_f32({value}))")
             }

@@ -80,22 +80,6 @@ fn f32_to_bf16(f: f32) -> u32 {
     return (x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u;
 }
 
-// An integer as f32 rounded to odd: converting that to a 16-bit float rounds once, as the CPU
-// does from the exact value.
-fn u32_to_f32_odd(m: u32) -> f32 {
-    if m < 0x1000000u {
-        return f32(m);
-    }
-    let shift = 8u - countLeadingZeros(m);
-    let t = (m >> shift) | select(0u, 1u, (m & ((1u << shift) - 1u)) != 0u);
-    return f32(t) * f32(1u << shift);
-}
-
-fn i32_to_f32_odd(v: i32) -> f32 {
-    let m = u32_to_f32_odd(select(bitcast<u32>(v), 0u - bitcast<u32>(v), v < 0));
-    return select(m, -m, v < 0);
-}
-
 // ---- float to integer: truncate, saturate, NaN -> 0 ---------------------------------------
 
 // Infinities are told apart on the bits: drivers may assume arithmetic never meets one.

@@ -74,7 +74,7 @@ pub(crate) fn supported(t: DType) -> bool {
 }
 
 /// `Ok` for the types indices come in: int32, uint32, and int64 (PyTorch's and NumPy's
-/// default), which the kernels read as int32 ([`loader`]), so a program's int64 token ids do
+/// default), which the kernels read as int32 ([`index_loader`]), so a program's int64 token ids do
 /// not send a gather and its table to the CPU.
 pub(crate) fn check_index_type(op: &'static str, t: DType) -> Result<()> {
     match t {
@@ -385,7 +385,7 @@ pub(crate) fn binary(op: BinaryOp, t: DType) -> String {
 }
 
 /// The expression converting `x` (of `from`'s compute type) to `to`'s compute type with the
-/// CPU backend's rules (round to nearest even, integers to 16-bit floats rounding once,
+/// CPU backend's rules (round to nearest even, integers to bfloat16 through float32,
 /// float → integer truncating and saturating with NaN → 0, integers wrapping, anything → bool
 /// as `!= 0`).
 pub(crate) fn cast(from: DType, to: DType) -> String {
@@ -408,10 +408,8 @@ fn cast_of(from: DType, to: DType, x: &str) -> String {
         (Ct::I64, Ct::Bool) => format!("({x} != 0li)"),
         (Ct::U64, Ct::Bool) => format!("({x} != 0lu)"),
         (Ct::F32, Ct::F32) => x.into(), // 16-bit floats are f32 once loaded; the store rounds
-        (Ct::I32, Ct::F32) if matches!(to, DType::BF16) => format!("i32_to_f32_odd({x})"),
-        (Ct::U32, Ct::F32) if matches!(to, DType::BF16) => format!("u32_to_f32_odd({x})"),
-        // (64-bit integers to bfloat16 through float32, as the CPU and ml_dtypes do; to f16,
-        // whose range ends below 2^24, the one rounding of f32 changes nothing.)
+        // (Integers to bfloat16 through float32, two roundings, as the CPU and ml_dtypes do; to
+        // f16, whose range ends below 2^24, the rounding to f32 changes nothing.)
         (Ct::I32 | Ct::U32 | Ct::I64 | Ct::U64, Ct::F32) => format!("f32({x})"),
         (Ct::F32, Ct::I32) => {
             let (lo, hi) = match to {
