@@ -484,9 +484,7 @@ pub fn casts_select_and_copies_match_the_cpu<B: Backend>(gpu: &B, types: &[DType
                 DType::I64 => true,
                 _ => v >= 0,
             };
-            let signed = matches!(from, DType::I32 | DType::I64);
-            let values: Vec<i64> =
-                big.iter().flat_map(|&v| [v, -v]).filter(|&v| (signed || v >= 0) && fits(v)).collect();
+            let values: Vec<i64> = big.iter().flat_map(|&v| [v, -v]).filter(|&v| fits(v)).collect();
             let bytes: Vec<u8> = values
                 .iter()
                 .flat_map(|&v| match from {

@@ -32,7 +32,8 @@ fn gpu() -> Option<&'static Wgpu> {
     .as_ref()
 }
 
-/// int64 indices (read as int32 on every adapter): out of range is an `Err` naming the index (the suite's cases include values past 32 bits).
+/// int64 indices (read as int32 on every adapter): out of range is an `Err` naming the index
+/// (the suite's cases include values past 32 bits).
 #[test]
 fn int64_indices_out_of_range_are_errors() {
     let Some(gpu) = gpu() else { return };
