@@ -1633,7 +1633,8 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
     let mut rng = Rng(seed() ^ 0x7d1e);
     let (m, n, batch) = (1000, 2056, 3);
     let (mut failures, mut count) = (Vec::new(), 0);
-    for t in [DType::BF16, DType::F16].into_iter().filter(|t| types.contains(t)) {
+    // f32 too: CUDA's SIMT kernel on its 128 × 128 tiles, whose edge tiles read whole vectors.
+    for t in [DType::BF16, DType::F16, DType::F32].into_iter().filter(|t| types.contains(t)) {
         // k = 96: two k steps a tile, fewer than the chunks its output leaves in (CUDA's
         // warp-specialized kernel stores a 16-bit 256-column tile in four).
         for (k, tr, broadcast, bias) in [
@@ -1659,7 +1660,11 @@ pub fn matmul2d_many_tiles_match_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
                 inputs.push((t, operand(t, n, &mut rng), Layout::contiguous(&[n])));
             }
             count += 1;
-            let tol = if t == DType::BF16 { Tol::Mixed(1.0 / 128.0, 2e-2) } else { Tol::Mixed(1.0 / 1024.0, 2e-3) };
+            let tol = match t {
+                DType::BF16 => Tol::Mixed(1.0 / 128.0, 2e-2),
+                DType::F16 => Tol::Mixed(1.0 / 1024.0, 2e-3),
+                _ => Tol::Mixed(1e-5, 1e-4),
+            };
             compare_with(
                 gpu,
                 &format!("matmul2d {t} m={m} n={n} k={k} batch={batch} tr={tr} broadcast={broadcast} bias={bias}"),

@@ -9,7 +9,8 @@
 //! weight is) or `fp8:MxNxK`; with none, the square sizes 4096 and 8192 and the LLM shapes
 //! (m = 1 … 8192 against the projections of 8B- and 70B-class models), in bf16 and fp8. A case
 //! after `bias:` (`bias:fp8:MxNxK`) adds a random bias along n on both sides, the peer being
-//! cuBLASLt with its bias epilogue.
+//! cuBLASLt with its bias epilogue. `f32:MxNxK` is exact f32 (the SIMT kernel against cuBLAS's
+//! SGEMM) with B stored both ways.
 //!
 //! fp8 is E4M3 on both sides with per-tensor scales into bf16, against cuBLASLt's fp8 GEMM
 //! (`CUBLASLT_MATMUL_DESC_FAST_ACCUM` on: the tensor cores' own accumulation, as ours).
@@ -246,17 +247,20 @@ fn parse(args: &[String]) -> Vec<Case> {
     };
     let fp8 = |m, n, k| Case { t: DType::F8E4M3, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
     let bf16 = |m, n, k| Case { t: DType::BF16, out: DType::BF16, m, n, k, nt: true, tf32: false, bias: false };
+    let f32 = |m, n, k| Case { t: DType::F32, out: DType::F32, m, n, k, nt: false, tf32: false, bias: false };
     let mut cases = Vec::new();
     for arg in args {
         let (bias, a) = arg.strip_prefix("bias:").map_or((false, arg.as_str()), |s| (true, s));
         let (is_fp8, spec) = a.strip_prefix("fp8:").map_or((false, a), |s| (true, s));
+        let (is_f32, spec) = spec.strip_prefix("f32:").map_or((false, spec), |s| (true, s));
         let start = cases.len();
         let dims: Vec<usize> = spec.split('x').filter_map(|d| d.parse().ok()).collect();
         match dims[..] {
-            [n] if !is_fp8 => cases.extend(square(n)),
+            [n] if !is_fp8 && !is_f32 => cases.extend(square(n)),
             [m, n, k] if is_fp8 => cases.push(fp8(m, n, k)),
+            [m, n, k] if is_f32 => cases.extend([false, true].map(|nt| Case { nt, ..f32(m, n, k) })),
             [m, n, k] => cases.push(bf16(m, n, k)),
-            _ => eprintln!("skipping {arg:?}: a case is N, MxNxK or fp8:MxNxK, each optionally after bias:"),
+            _ => eprintln!("skipping {arg:?}: a case is N, MxNxK, fp8:MxNxK or f32:MxNxK, each optionally after bias:"),
         }
         for c in &mut cases[start..] {
             c.bias = bias;

@@ -6,7 +6,7 @@
 //   `tensor_ops::Matmul2d` (mma.sync).
 // - On sm_90a, when A is K-major (B either way), a warpgroup kernel on `wgmma` instead (below).
 // - A SIMT kernel for everything else (f32, f64, int8 -> int32, fp8 in other layouts, any
-//   strides): 64 x 64 tiles, 4 x 4 outputs per thread.
+//   strides): gemm_simt.cu, which builds on this file.
 // - Products of at most 16 rows with both operands K-major (decoding with a `Linear` weight)
 //   stream B through `mma.sync` on a kernel of their own (`gemm_skinny`, below).
 // - fp8 products (E4M3/E5M2 on either side, both operands K-major) on sm_90a run the
@@ -87,64 +87,6 @@ template <class TOUT> __device__ __forceinline__ void store_pair(TOUT* p, float 
 template <bool B> struct Flag {
     static constexpr bool value = B;
 };
-
-// ---- SIMT --------------------------------------------------------------------------------------
-template <class TA, class TB, class CT, class TOUT, class F>
-__device__ void gemm_simt(const TA* __restrict__ a, const TB* __restrict__ b, const TOUT* bias, TOUT* c,
-                          const MatmulGeometry& g, F act) {
-    const int BM = 64, BN = 64, BK = 16;
-    __shared__ CT As[BK][BM + 1];
-    __shared__ CT Bs[BK][BN + 1];
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const i64 m0 = (i64)blockIdx.y * BM, n0 = (i64)blockIdx.x * BN;
-    for (i64 z = blockIdx.z; z < g.batch; z += gridDim.z) {
-        i64 ao, bo, co;
-        batch_offsets(g, z, ao, bo, co);
-        CT acc[4][4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[i][j] = (CT)0;
-        for (i64 k0 = 0; k0 < g.k; k0 += BK) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int idx = tid + e * 256;
-                // A: BM rows x BK; adjacent threads on adjacent rows or columns, whichever is
-                // unit-stride in memory.
-                int r, p;
-                if (g.a_rs == 1) { r = idx % BM; p = idx / BM; } else { p = idx % BK; r = idx / BK; }
-                const i64 gr = m0 + r, gp = k0 + p;
-                As[p][r] = (gr < g.m && gp < g.k) ? (CT)ld(a[ao + gr * g.a_rs + gp * g.a_cs]) : (CT)0;
-                int q, s;
-                if (g.b_cs == 1) { s = idx % BN; q = idx / BN; } else { q = idx % BK; s = idx / BK; }
-                const i64 gq = k0 + q, gs = n0 + s;
-                Bs[q][s] = (gq < g.k && gs < g.n) ? (CT)ld(b[bo + gq * g.b_rs + gs * g.b_cs]) : (CT)0;
-            }
-            __syncthreads();
-#pragma unroll
-            for (int p = 0; p < BK; ++p) {
-                CT av[4], bv[4];
-#pragma unroll
-                for (int i = 0; i < 4; ++i) av[i] = As[p][ty * 4 + i];
-#pragma unroll
-                for (int j = 0; j < 4; ++j) bv[j] = Bs[p][tx * 4 + j];
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-            }
-            __syncthreads();
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const i64 gi = m0 + ty * 4 + i, gj = n0 + tx * 4 + j;
-                if (gi < g.m && gj < g.n)
-                    finish<CT, TOUT>(acc[i][j], c, co + gi * g.c_rs + gj * g.c_cs, bias, g, gi, gj, act);
-            }
-    }
-}
 
 // ---- tensor cores ------------------------------------------------------------------------------
 template <class T, class TOUT, bool LK, bool RK, class F>
@@ -837,13 +779,6 @@ __device__ void gemm_skinny(const T* __restrict__ a, const T* __restrict__ b, co
         strata::MatmulGeometry g) {                                                                  \
         strata::gemm_skinny<T, TOUT, MT, U, GROUPS, PARTS>(a, b, bias, c, g,                          \
                                                            [](float v) -> float { return STRATA_ACT(v); }); \
-    }
-
-#define STRATA_GEMM_SIMT(TA, TB, CT, TOUT)                                                           \
-    extern "C" __global__ void __launch_bounds__(256) strata_kernel(                                 \
-        const TA* __restrict__ a, const TB* __restrict__ b, const TOUT* bias, TOUT* c,                 \
-        strata::MatmulGeometry g) {                                                                  \
-        strata::gemm_simt<TA, TB, CT, TOUT>(a, b, bias, c, g, [](CT v) -> CT { return STRATA_ACT(v); }); \
     }
 
 #define STRATA_GEMM_TC(T, TOUT, LK, RK)                                                              \

@@ -10,6 +10,7 @@ use crate::{Cuda, CudaBuffer, ELEMENTWISE, c, exprs};
 
 pub(crate) const TENSOR_OPS: &str = include_str!("../kernels/tensor_ops.cuh");
 const GEMM: &str = include_str!("../kernels/gemm.cu");
+const GEMM_SIMT: &str = include_str!("../kernels/gemm_simt.cu");
 const MAX_BATCH: usize = 6;
 
 /// Mirrors `strata::MatmulGeometry` in `kernels/gemm.cu`.
@@ -449,9 +450,21 @@ pub(crate) fn reduce_source(out: DType, act: Activation) -> String {
     unit(act, "float", format!("STRATA_GEMM_SPLITK_REDUCE({})", c(out)))
 }
 
-pub(crate) fn simt_source((t, tb): (DType, DType), out: DType, act: Activation) -> String {
+/// The SIMT kernel (`kernels/gemm_simt.cu`) for operand types `(t, tb)` on `tile` × `tile` tiles
+/// of C (64 or 128: [`simt_tile`]).
+pub(crate) fn simt_source((t, tb): (DType, DType), out: DType, act: Activation, tile: usize) -> String {
     let ct = compute(t);
-    unit(act, ct, format!("STRATA_GEMM_SIMT({}, {}, {ct}, {})", operand_c(t), operand_c(tb), c(out)))
+    let (a, b, o) = (operand_c(t), operand_c(tb), c(out));
+    let invocation = format!("{GEMM_SIMT}\nSTRATA_GEMM_SIMT({a}, {b}, {ct}, {o}, {tile}, {tile})");
+    unit(act, ct, invocation)
+}
+
+/// The SIMT kernel's tile for `g` on `sms` multiprocessors: 128 × 128 (eight by eight outputs
+/// a thread) where those tiles fill every multiprocessor at least once, else 64 × 64 (four by
+/// four), whose more numerous CTAs keep more multiprocessors busy on smaller products.
+fn simt_tile(g: &MatmulGeometry, sms: usize) -> usize {
+    let big = (g.m as usize).div_ceil(128) * (g.n as usize).div_ceil(128) * g.batch as usize;
+    if big >= sms { 128 } else { 64 }
 }
 
 /// Whether a matrix with row stride `rs` and column stride `cs` (for rows × cols) can be
@@ -628,8 +641,9 @@ pub(crate) fn matmul2d(
             tiles(f, (128, 128), 0)?
         }
         (None, Path::Simt | Path::KMajor) => {
-            let key = format!("gemm simt {} {} {} {act:?}", left.dtype, right.dtype, out.dtype);
-            tiles(cuda.kernel(&key, || simt_source(types, out.dtype, act))?, (64, 64), 0)?
+            let t = simt_tile(&g, cuda.sms as usize);
+            let key = format!("gemm simt {} {} {} {act:?} {t}", left.dtype, right.dtype, out.dtype);
+            tiles(cuda.kernel(&key, || simt_source(types, out.dtype, act, t))?, (t, t), 0)?
         }
     };
     let mut b = cuda.stream.launch_builder(&f);
@@ -1071,7 +1085,8 @@ pub(crate) fn all_sources() -> Vec<String> {
         (DType::I8, &[DType::I32][..]),
     ] {
         for &o in outs {
-            units.push(simt_source((t, t), o, Activation::None));
+            units.push(simt_source((t, t), o, Activation::None, 64));
+            units.push(simt_source((t, t), o, Activation::None, 128));
             if matches!(t, DType::F16 | DType::BF16) {
                 for (mt, u, groups, parts) in [(1, 2, 1, 8), (2, 4, 2, 4)] {
                     let p = FewRows { mt, u, groups, parts };
@@ -1120,10 +1135,10 @@ pub(crate) fn all_sources() -> Vec<String> {
             let ws = WsConfig { right_k_major: true, cluster: 1, pingpong, cols };
             units.push(ws_source(types, o, Activation::None, ws));
         }
-        units.push(simt_source(types, o, Activation::None));
+        units.push(simt_source(types, o, Activation::None, 64 << (i % 2)));
     }
     for act in Activation::ALL {
-        units.push(simt_source((DType::F32, DType::F32), DType::F32, act));
+        units.push(simt_source((DType::F32, DType::F32), DType::F32, act, 128));
         units.push(wg_source(DType::BF16, DType::BF16, act, true));
         let ws = WsConfig { right_k_major: false, cluster: 1, pingpong: false, cols: 256 };
         units.push(ws_source((DType::BF16, DType::BF16), DType::BF16, act, ws));
