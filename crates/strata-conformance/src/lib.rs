@@ -1085,6 +1085,11 @@ pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (1, 2, 1, 70, 129, 64, 64, AttentionMask::Explicit, false),
         (2, 3, 3, 65, 64, 64, 64, AttentionMask::Explicit, true),
         (1, 2, 2, 200, 300, 64, 64, AttentionMask::None, false),
+        // Heads of 128 (CUDA: Q in shared memory, blocks of 32 keys): partial blocks of both,
+        // and masks of both kinds.
+        (1, 2, 2, 200, 300, 128, 128, AttentionMask::None, false),
+        (2, 2, 1, 70, 129, 128, 128, AttentionMask::Explicit, true),
+        (1, 1, 1, 33, 100, 128, 128, AttentionMask::Explicit, false),
     ];
     // `[b, h, l, d]` stored as `[b, l, h, d]` (heads interleaved, as a projection leaves them).
     let layout = |shape: [usize; 4], other: bool| {

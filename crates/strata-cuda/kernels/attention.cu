@@ -145,12 +145,12 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-template <class T, int D, int RM>
+template <class T, int D, int RM, int BN, bool QS>
 __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k,
                                                 const T* __restrict__ v, const void* __restrict__ mask,
                                                 T* __restrict__ out, const AttentionGeometry& g) {
     using namespace tensor_ops;
-    constexpr int WARPS = 4, BM = WARPS * RM, BN = 64, THREADS = 32 * WARPS;
+    constexpr int WARPS = 4, BM = WARPS * RM, THREADS = 32 * WARPS;
     constexpr float LOG2E = 1.4426950408889634f;
     extern __shared__ __align__(128) unsigned char flash_smem[];
     T* smem = reinterpret_cast<T*>(flash_smem);
@@ -193,7 +193,7 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
         __syncthreads();  // K (and Q) landed; every warp is done with the previous V
         load_async<T, BN, D, THREADS>(tv, vg + k0 * g.v[3], g.v[3], rows, D);
         commit();
-        if (kb == 0) {
+        if (!QS && kb == 0) {
 #pragma unroll
             for (int i = 0; i < RM / 16; ++i)
 #pragma unroll
@@ -201,7 +201,8 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
         }
         Dest<RM, BN> s;
         s.fill(0.f);
-        Qk::template run<D, T>(s, qf, tk, 0, 0);
+        if constexpr (QS) Qk::template run<D, T>(s, tq, warp * RM, tk, 0, 0);
+        else Qk::template run<D, T>(s, qf, tk, 0, 0);
 
         // Scale (base 2) and mask. Keys past the end are always hidden; the causal diagonal and
         // explicit masks only where the block needs them.
@@ -286,11 +287,13 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
 
 }  // namespace strata
 
-// T: f16 or bf16; D: the head size (32, 64 or 128); RM: query rows a warp (16 or 32).
-#define STRATA_FLASH_ATTENTION(T, D, RM)                                                               \
+// T: f16 or bf16; D: the head size (32, 64 or 128); RM: query rows a warp (16 or 32); BN: keys a
+// block (32 or 64); QS: Q's fragments read from shared memory for each block of keys rather
+// than held in registers.
+#define STRATA_FLASH_ATTENTION(T, D, RM, BN, QS)                                                       \
     extern "C" __global__ void __launch_bounds__(128)                                                  \
         strata_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,       \
                       const void* __restrict__ mask, T* __restrict__ out, const AttentionGeometry g) { \
-        strata::flash_attention<T, D, RM>(q, k, v, mask, out, g);                                      \
+        strata::flash_attention<T, D, RM, BN, QS>(q, k, v, mask, out, g);                              \
     }
 #endif  // STRATA_FLASH_ATTENTION_CU
