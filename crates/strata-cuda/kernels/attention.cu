@@ -130,8 +130,9 @@ __device__ __forceinline__ void attention_rows(const T* __restrict__ q, const T*
 // ---- the tensor-core kernel (FlashAttention-2 on mma.sync) -------------------------------------
 // For 16-bit operands whose rows are contiguous and 16-byte aligned, heads of 32, 64 or 128
 // (d = dv): four warps own RM query rows each (a block of 4·RM), and the keys go by in blocks of
-// 64 staged in shared memory by cp.async. Each warp computes S = Q·Kᵀ on tensor cores (Q held in
-// registers), updates its rows' running maximum and sum in registers, and feeds the
+// BN staged in shared memory by cp.async. Each warp computes S = Q·Kᵀ on tensor cores (Q's
+// fragments held in registers, or read from shared memory for each block of keys where the
+// registers are short: QS), updates its rows' running maximum and sum in registers, and feeds the
 // probabilities straight from S's accumulators into P·V as the left operand
 // (`Dest::to_left_input`), so S never leaves registers. V's load overlaps S = Q·Kᵀ and the next
 // K's load overlaps P·V. Masks are applied to S element by element; causal blocks wholly above

@@ -112,7 +112,9 @@ template <class T, int ROWS, int STEP> struct ConvGather {
     int row0, col;      // the tile row of this thread's first row, and its column
     int j, k0, k1, k2;  // the (tap, channel) of the column in the next slice
 
-    __device__ ConvGather(const ConvGeometry& g, i64 m0, i64 grp, int row0_, int col_) : row0(row0_), col(col_) {
+    // `first`: the column (tap and channel) of the first slice this block reads (its split's).
+    __device__ ConvGather(const ConvGeometry& g, i64 m0, i64 grp, int row0_, int col_, i64 first)
+        : row0(row0_), col(col_) {
         const i64 M = g.n / g.c_out;
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
@@ -129,18 +131,21 @@ template <class T, int ROWS, int STEP> struct ConvGather {
             pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
         }
         j = k0 = k1 = k2 = 0;
-        advance(g, col);
+        advance(g, (i64)col + first);
     }
 
-    __device__ void advance(const ConvGeometry& g, int by) {
-        j += by;
-        while (j >= (int)g.cig) {
-            j -= (int)g.cig;
+    __device__ void advance(const ConvGeometry& g, i64 by) {
+        // (By the tap: `by` is at most a tap's channels past a slice, except for a split's first
+        // columns, whose steps count its taps.)
+        i64 jj = j + by;
+        while (jj >= g.cig) {
+            jj -= g.cig;
             if (++k2 == (int)g.kernel[2]) {
                 k2 = 0;
                 if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
             }
         }
+        j = (int)jj;
     }
 
     // Copies this thread's runs of the next BK-deep slice into `a` (zeros past K and in the
@@ -197,7 +202,7 @@ template <class T> __device__ __forceinline__ void conv_igemm(const T* __restric
     const i64 K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
     const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z;
     const int slices = (int)((K + BK - 1) / BK);
-    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8);
+    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8, 0);
     const T* wg = w + g.w[0] + grp * g.cog + n0;
     const auto fetch = [&](int slice) {
         const int s = slice % STAGES;
@@ -245,8 +250,12 @@ template <class T> __device__ __forceinline__ void conv_igemm(const T* __restric
 // BN = 128, four for 256: four or two slices in flight while one is multiplied), two
 // warpgroups each owning a 64 x BN `wgmma` destination, one group of products in flight. B's
 // slices arrive as BN/64 blocks of [64 k][64 n].
-template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __restrict__ x, const T* __restrict__ w,
-                                                                    T* __restrict__ y, const ConvGeometry& g) {
+// `splits` > 1: the slices are split that many ways along blockIdx.z (over the groups), and each
+// block stores its fp32 partial tile into `part` ([split][row][channel]), which
+// `conv_splitk_reduce` sums into y; for grids too small to fill the device.
+template <class T, int BN>
+__device__ __forceinline__ void conv_wg(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                                        float* __restrict__ part, int splits, const ConvGeometry& g) {
 #if defined(STRATA_HAS_WGMMA)
     using namespace tensor_ops;
     constexpr int BM = 128, BK = 64, S = BN == 128 ? 6 : 4, THREADS = 256;
@@ -255,16 +264,19 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
     T* sa = (T*)(((size_t)conv_wg_smem + 1023) & ~(size_t)1023);  // S tiles of [BM][BK]
     T* sb = sa + S * BM * BK;                                       // S tiles of BN/64 x [BK][64]
 
-    const i64 K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig;
-    const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z;
-    const int slices = (int)((K + BK - 1) / BK);
-    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8);
+    const i64 K = g.kernel[0] * g.kernel[1] * g.kernel[2] * g.cig, groups = g.c_out / g.cog;
+    const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN, grp = blockIdx.z % groups;
+    const int split = (int)(blockIdx.z / groups), all = (int)((K + BK - 1) / BK), per = (all + splits - 1) / splits;
+    // This block's slices: [first, first + slices) (the host makes every split non-empty).
+    const int first = split * per, slices = min(all - first, per);
+    ConvGather<T, ROWS, STEP> gather(g, m0, grp, threadIdx.x / (BK / 8), (threadIdx.x % (BK / 8)) * 8,
+                                     (i64)first * BK);
     const T* wg_ptr = w + g.w[0] + grp * g.cog + n0;
     const int ncols = (int)min((i64)BN, g.cog - n0);
     const auto fetch = [&](int slice) {
         const int s = slice % S;
         gather.template fetch<BK>(x, g, Tile<T, BM, BK>{sa + s * BM * BK});
-        const i64 k = (i64)slice * BK;
+        const i64 k = (i64)(first + slice) * BK;
         const int kk = (int)min((i64)BK, K - k);
         const T* row = wg_ptr + k * g.w[4];
 #pragma unroll
@@ -301,6 +313,17 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
     acc.fence();
     wait<0>();
 
+    if (splits > 1) {
+        // The partial tile, in pairs of adjacent channels (c_out is even, so pairs are aligned).
+        const i64 M = g.n / g.c_out;
+#pragma unroll
+        for (int i = 0; i < BN / 2; i += 2) {
+            const i64 m = m0 + wgi * 64 + WgDest<BN>::row(i % 4), n = n0 + WgDest<BN>::col(i);
+            if (m < M && n < g.cog)
+                *(float2*)&part[((i64)split * M + m) * g.c_out + grp * g.cog + n] = make_float2(acc.v[i], acc.v[i + 1]);
+        }
+        return;
+    }
     // A thread's outputs lie on two rows; their places first, then pairs of adjacent channels.
     T* rows[2];
 #pragma unroll
@@ -316,6 +339,16 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
 #endif
 }
 
+// y = the sum of `splits` partial outputs ([split][row][channel], fp32), rounded once.
+template <class T> __device__ __forceinline__ void conv_splitk_reduce(const float* __restrict__ part, int splits,
+                                                                      T* __restrict__ y, const ConvGeometry& g) {
+    STRATA_GRID_LOOP(e, g.n) {
+        float sum = 0.f;
+        for (int s = 0; s < splits; ++s) sum += part[(i64)s * g.n + e];
+        conv_out_row(y, g, e / g.c_out, 0)[e % g.c_out] = St<T>::from(sum);
+    }
+}
+
 }  // namespace strata
 
 // T: f16 or bf16 (the host checks the shapes and strides the kernels take).
@@ -324,10 +357,17 @@ template <class T, int BN> __device__ __forceinline__ void conv_wg(const T* __re
         strata_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, const ConvGeometry g) { \
         strata::conv_igemm<T>(x, w, y, g);                                                        \
     }
-// The warpgroup kernel (sm_90a): T f16 or bf16, BN 128 or 256.
+// The warpgroup kernel (sm_90a): T f16 or bf16, BN 128 or 256; `splits` ways along k (then fp32
+// partial tiles into `part`, summed by STRATA_CONV_SPLITK_REDUCE).
 #define STRATA_CONV_WGMMA(T, BN)                                                                  \
     extern "C" __global__ void __launch_bounds__(256)                                             \
-        strata_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, const ConvGeometry g) { \
-        strata::conv_wg<T, BN>(x, w, y, g);                                                       \
+        strata_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,        \
+                      float* __restrict__ part, int splits, const ConvGeometry g) {               \
+        strata::conv_wg<T, BN>(x, w, y, part, splits, g);                                         \
+    }
+#define STRATA_CONV_SPLITK_REDUCE(T)                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                             \
+        strata_kernel(const float* __restrict__ part, int splits, T* __restrict__ y, const ConvGeometry g) { \
+        strata::conv_splitk_reduce<T>(part, splits, y, g);                                        \
     }
 #endif  // STRATA_CONV_IGEMM_CU

@@ -6,13 +6,15 @@
 //
 // The classic register-blocked SGEMM: 256 threads as a 16 x 16 grid over a BM x BN tile of C
 // (BM, BN of 64 or 128), each thread owning (BM / 16) x (BN / 16) outputs in 4 x 4 blocks 64
-// rows or columns apart, so that each k step reads its operands from shared memory as 16-byte
-// vectors, a warp's A reads a broadcast and its B reads one dense 256-byte run. k steps through
-// slices of 8; the next slice's global loads go to registers while this one multiplies, then to
-// the other of two shared-memory buffers, one barrier a slice. Each thread loads BM / 32
-// elements of A and BN / 32 of B a slice, along whichever dimension is contiguous in memory, as
-// one vector load where the matrix's rows (or columns) are aligned to it and k is a multiple of
-// the slice, else element by element with bounds checks (any strides).
+// rows or columns apart, so that each k step reads its operands from shared memory as vectors
+// of four: a warp's A reads are two addresses, each broadcast to half the warp, and its B reads
+// one dense run (256 bytes for 32-bit compute types). (Warps of 4 x 8 threads, fewer
+// shared-memory wavefronts a step, ran no faster on an H200.) k steps through slices of 8; the
+// next slice's global loads go to registers while this one multiplies, then to the other of two
+// shared-memory buffers, one barrier a slice. Each thread loads BM / 32 elements of A and
+// BN / 32 of B a slice, along whichever dimension is contiguous in memory, as one vector load
+// where the matrix's rows (or columns) are aligned to it and k is a multiple of the slice, else
+// element by element with bounds checks (any strides).
 
 #ifndef STRATA_GEMM_SIMT_CU
 #define STRATA_GEMM_SIMT_CU
@@ -86,9 +88,13 @@ __device__ void gemm_simt(const TA* __restrict__ a, const TB* __restrict__ b, co
             // the matrix's last row reads the last one instead (k and, where the vector runs
             // along the rows, the rows are multiples of it): those rows of A (columns of B) only
             // reach outputs past the edge, which are never stored.
-            const i64 ra = min(m0 + ar, a_k ? g.m - 1 : g.m - LA), rb = min(n0 + br, b_k ? g.n - 1 : g.n - LB);
-            const TA* pa = a + ao + ra * g.a_rs + ak * g.a_cs;
-            const TB* pb = b + bo + rb * g.b_cs + bk * g.b_rs;
+            const TA* pa = a;
+            const TB* pb = b;
+            if constexpr (V) {
+                const i64 ra = min(m0 + ar, a_k ? g.m - 1 : g.m - LA), rb = min(n0 + br, b_k ? g.n - 1 : g.n - LB);
+                pa += ao + ra * g.a_rs + ak * g.a_cs;
+                pb += bo + rb * g.b_cs + bk * g.b_rs;
+            }
             SimtLoad<TA, CT, LA> la;
             SimtLoad<TB, CT, LB> lb;
             auto fetch = [&](int kt) {

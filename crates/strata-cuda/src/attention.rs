@@ -67,8 +67,8 @@ impl FlashPlan {
     /// products of 16), with Q in registers and blocks of 64 keys up to heads of 64. Heads of
     /// 128 keep 32 rows as FlashAttention-2 does: the output's 128 accumulators a thread leave no
     /// room for Q's fragments or for 64 keys' scores, so Q stays in shared memory and the keys
-    /// come 32 at a time (246 registers, no spills; 16 rows with Q in registers ran at 0.58–0.68
-    /// of FlashAttention-2 on an H200).
+    /// come 32 at a time (246 registers, no spills; on an H200, 0.64–0.66 of FlashAttention-2
+    /// where 16 rows with Q in registers ran at 0.56–0.62).
     fn for_head(d: usize) -> FlashPlan {
         if d >= 128 {
             FlashPlan { rm: 32, bn: 32, q_shared: true }

@@ -1,12 +1,13 @@
 //! N-d convolution and its transpose (`kernels/conv.cu`): an implicit GEMM on tensor cores for
 //! 16-bit forward convolutions whose channels come in multiples of eight (contiguous channels,
-//! rows 16-byte aligned) — `wgmma` on sm_90a, `mma.sync` elsewhere (or with
+//! rows 16-byte aligned) — `wgmma` on sm_90a, its reduction split among blocks where the grid
+//! would leave half the device idle, `mma.sync` elsewhere (or with
 //! `STRATA_GEMM_KERNEL=warp`) — and for every other call the general kernel, a thread per output
 //! element, for every float type, any strides, dilations, padding and groups: the reference the
 //! fast kernels are checked and timed against ([`Cuda::with_tensor_cores`]).
 
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use strata_core::kernel::{Conv, Layout, TensorMut, TensorRef, dense_copy};
+use strata_core::kernel::{Backend, Conv, Layout, TensorMut, TensorRef, dense_copy};
 use strata_core::{DType, Result};
 
 use crate::matmul::TENSOR_OPS;
@@ -66,12 +67,32 @@ fn wg_smem(bn: usize) -> u32 {
     (stages * (BM + bn) * 64 * 2 + 1024) as u32
 }
 
+/// The sum of the warpgroup kernel's split partial outputs, rounded to 16-bit type `t`.
+fn reduce_source(t: DType) -> String {
+    format!("{ELEMENTWISE}{TENSOR_OPS}{CONV}\nSTRATA_CONV_SPLITK_REDUCE({})\n", c(t))
+}
+
 pub(crate) fn all_sources() -> Vec<String> {
     let mut all: Vec<String> = FLOAT_TYPES.map(source).to_vec();
     for t in [DType::F16, DType::BF16] {
-        all.extend([igemm_source(t), wg_source(t, 128), wg_source(t, 256)]);
+        all.extend([igemm_source(t), wg_source(t, 128), wg_source(t, 256), reduce_source(t)]);
     }
     all
+}
+
+/// How many ways the warpgroup kernel splits the `slices` 64-deep slices of its reduction for a
+/// grid of `blocks` blocks on `sms` multiprocessors: the GEMM's rule (`matmul::split_k`), which
+/// splits only grids that leave half the multiprocessors idle, enough to fill them with at least
+/// four slices a split. 32 × 7 × 7 × 512 (3 × 3, 512 channels out) makes 52 blocks of 72 slices:
+/// two ways. Each split stores an fp32 partial output that a second kernel sums, so wider splits
+/// pay in traffic what they gain in waves. `forced` (`STRATA_CONV_SPLITS=N`, to test or time; 1
+/// turns splitting off) sets the ways, normalized as the rule's are so that no split is empty.
+fn splits(blocks: usize, slices: usize, sms: usize, forced: Option<usize>) -> usize {
+    match forced {
+        _ if slices == 0 => 1,
+        Some(s) => slices.div_ceil(slices.div_ceil(s.min(slices))),
+        None => crate::matmul::split_k(blocks, slices, sms),
+    }
 }
 
 /// The weight's offset, then the strides of its three kernel axes (zero where absent) and its
@@ -211,15 +232,50 @@ pub(crate) fn conv(
                 cuda.kernel_with_smem(&format!("conv {} tensor cores", x.dtype), IGEMM_SMEM, || igemm_source(x.dtype))?;
             (f, 128, IGEMM_SMEM)
         };
-        let grid = (m_blocks as u32, (g.cog as usize).div_ceil(bn) as u32, desc.groups as u32);
+        let col_blocks = (g.cog as usize).div_ceil(bn);
+        let depth = (g.kernel.iter().product::<i64>() * g.cig) as usize;
+        let ways = if warpgroup && !warp_only {
+            let forced = std::env::var("STRATA_CONV_SPLITS").ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0);
+            splits(m_blocks * col_blocks * desc.groups, depth.div_ceil(64), cuda.sms as usize, forced)
+        } else {
+            1
+        };
+        if desc.groups * ways > 65_535 {
+            return Err(strata_core::Error::InvalidArgument {
+                op: OP,
+                message: format!("{} groups split {ways} ways exceed the grid the CUDA kernel uses", desc.groups),
+            });
+        }
+        let grid = (m_blocks as u32, col_blocks as u32, (desc.groups * ways) as u32);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: smem };
+        // Split: fp32 partial outputs, [split][row][channel], each element written by one block.
+        let mut part = if ways > 1 { Some(cuda.alloc_output(ways * n * 4)?) } else { None };
         let mut b = cuda.stream.launch_builder(&f);
-        b.arg(x.buffer.slice()).arg(wbuf.slice()).arg(out.buffer.slice_mut()).arg(&g);
+        b.arg(x.buffer.slice()).arg(wbuf.slice()).arg(out.buffer.slice_mut());
+        let ways_arg = ways as i32;
+        if warpgroup && !warp_only {
+            // (Unsplit, the partials' pointer is never read: any buffer will do.)
+            match part.as_mut() {
+                Some(p) => b.arg(p.slice_mut()),
+                None => b.arg(x.buffer.slice()),
+            };
+            b.arg(&ways_arg);
+        }
+        b.arg(&g);
         // SAFETY: parameters as `STRATA_CONV_TENSOR_CORES` and `STRATA_CONV_WGMMA` declare
         // them (the latter launched on sm_90a only, with its BN's shared memory); every operand was
         // checked against its buffer, and the strides and alignment the kernel reads with were
-        // checked above; each output element belongs to one block's tile.
-        return cuda.timed("conv (tensor cores)", || unsafe { b.launch(cfg) });
+        // checked above; each output element (or partial) belongs to one block's tile; the
+        // partials hold `ways` outputs of fp32.
+        cuda.timed("conv (tensor cores)", || unsafe { b.launch(cfg) })?;
+        let Some(part) = part else { return Ok(()) };
+        let f = cuda.kernel(&format!("conv {} split-k reduce", x.dtype), || reduce_source(x.dtype))?;
+        let cfg = cuda.linear(n as u64, 256, 16);
+        let mut b = cuda.stream.launch_builder(&f);
+        b.arg(part.slice()).arg(&ways_arg).arg(out.buffer.slice_mut()).arg(&g);
+        // SAFETY: parameters as `STRATA_CONV_SPLITK_REDUCE` declares them; `part` holds `ways`
+        // fp32 outputs of n elements, all written above, and each thread writes its own outputs.
+        return cuda.timed("conv (split-k reduce)", || unsafe { b.launch(cfg) });
     }
     let f = cuda.kernel(&format!("conv {}", x.dtype), || source(x.dtype))?;
     let cfg = cuda.linear(n as u64, 256, 16);
@@ -228,4 +284,34 @@ pub(crate) fn conv(
     // SAFETY: parameters as `STRATA_CONV` declares them; every operand was checked against its
     // buffer, and the output has no broadcast axis, so no two threads write one element.
     cuda.timed(OP, || unsafe { b.launch(cfg) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splits;
+
+    #[test]
+    fn small_grids_split_their_slices_and_no_split_is_empty() {
+        // 32 × 7 × 7 × 512, 3 × 3 → 512: 52 blocks of 72 slices on 132 multiprocessors.
+        assert_eq!(splits(52, 72, 132, None), 2);
+        // The suite's cases: 2 blocks of 9 slices, 2 of 20.
+        assert_eq!(splits(2, 9, 132, None), 2);
+        assert_eq!(splits(2, 20, 132, None), 5);
+        // Grids that fill half the device, or too few slices: no split.
+        assert_eq!(splits(80, 90, 132, None), 1);
+        assert_eq!(splits(200, 72, 132, None), 1);
+        assert_eq!(splits(2, 7, 132, None), 1);
+        // Forced, and normalized so that every split has a slice (9 slices in 4 ways would
+        // leave the last empty at 3 a split).
+        assert_eq!(splits(500, 10, 132, Some(4)), 4);
+        assert_eq!(splits(500, 9, 132, Some(4)), 3);
+        assert_eq!(splits(500, 3, 132, Some(8)), 3);
+        for slices in 1..200 {
+            for ways in 1..20 {
+                let s = splits(1, slices, 132, Some(ways));
+                let per = slices.div_ceil(s);
+                assert!((s - 1) * per < slices, "{slices} slices, {ways} forced: split {s} empty");
+            }
+        }
+    }
 }

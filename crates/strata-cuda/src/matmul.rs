@@ -1,6 +1,6 @@
-//! `matmul2d` on the device (`kernels/gemm.cu` over `kernels/tensor_ops.cuh`): the choice
-//! between the tensor-core kernels, the few-rows kernel and the SIMT one, the geometry, the
-//! launch.
+//! `matmul2d` on the device (`kernels/gemm.cu` over `kernels/tensor_ops.cuh`, and
+//! `kernels/gemm_simt.cu` for the CUDA cores): the choice between the tensor-core kernels, the
+//! few-rows kernel and the SIMT one, the geometry, the launch.
 
 use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Activation, Backend, Layout, Matmul2d, MatmulMode, Scales, TensorMut, TensorRef};
@@ -980,7 +980,7 @@ fn tuned(cuda: &Cuda, run: &WsRun<'_>, rule: Plan, out: &TensorMut<'_, CudaBuffe
 /// How many work units share each output tile's k steps (split-K): enough to fill the GPU when
 /// the tiles alone would leave half of its multiprocessors idle, with at least four k steps a
 /// unit and none empty.
-fn split_k(tiles: usize, ksteps: usize, sms: usize) -> usize {
+pub(crate) fn split_k(tiles: usize, ksteps: usize, sms: usize) -> usize {
     // (k = 0 has no steps to split; the warp-specialized kernel does not take it anyway.)
     if tiles * 2 > sms || ksteps == 0 {
         return 1;
