@@ -23,8 +23,10 @@ echo "== conv: the tensor-core kernel where it applies, then the general kernels
 STRATA_SEED=$seed "$test_bin" conv --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
 # On Hopper the warpgroup kernel takes the tensor-core shapes; run them once more on each of its
-# tiles and on the warp-scope (mma.sync) kernel.
-for setting in "STRATA_CONV_TILE_N=256" "STRATA_CONV_TILE_N=128" "STRATA_GEMM_KERNEL=warp"; do
+# tiles, with its reduction never split and split three ways, and on the warp-scope (mma.sync)
+# kernel.
+for setting in "STRATA_CONV_TILE_N=256" "STRATA_CONV_TILE_N=128" "STRATA_CONV_SPLITS=1" "STRATA_CONV_SPLITS=3" \
+    "STRATA_GEMM_KERNEL=warp"; do
     echo "== conv with $setting"
     env $setting STRATA_SEED=$seed "$test_bin" conv_matches --nocapture 2>&1 | grep -E "$filter"
     status=$((status | PIPESTATUS[0]))

@@ -37,8 +37,9 @@ for setting in "STRATA_GEMM_CLUSTER=1" "STRATA_GEMM_CLUSTER=2" "STRATA_GEMM_SCHE
     env $setting STRATA_SEED=$seed "$bin" matmul2d --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))
 done
-# Convolutions likewise on each tile of the warpgroup kernel and on the mma.sync one.
-for setting in "STRATA_CONV_TILE_N=256" "STRATA_GEMM_KERNEL=warp"; do
+# Convolutions likewise on each tile of the warpgroup kernel and on the mma.sync one, and with
+# the warpgroup kernel's reduction never split and split three ways wherever it can be.
+for setting in "STRATA_CONV_TILE_N=256" "STRATA_GEMM_KERNEL=warp" "STRATA_CONV_SPLITS=1" "STRATA_CONV_SPLITS=3"; do
     echo "== conv with $setting"
     env $setting STRATA_SEED=$seed "$bin" conv_matches --nocapture 2>&1 | grep -E "cases|test result|panicked|differ"
     status=$((status | PIPESTATUS[0]))

@@ -1007,11 +1007,13 @@ pub fn conv_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![2, 12, 10, 16], vec![3, 3, 16, 24], true),
         (conv(2, &[1, 1], &[1, 1], &[(0, 0), (0, 0)], 1), vec![2, 9, 9, 136], vec![1, 1, 136, 24], false),
         (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 8), vec![1, 10, 10, 64], vec![3, 3, 8, 64], false),
-        // Depths of nine and twenty 64-deep slices on a few blocks: CUDA's warpgroup kernel
-        // splits them two and five ways (over two groups; in part of a channel tile). (Each
-        // image's 16-bit operands stay within wgpu's 64 KiB test binding.)
+        // Depths of nine, eleven and twenty 64-deep slices on a few blocks: CUDA's warpgroup
+        // kernel splits them two, two and five ways (over two groups; in part of a channel
+        // tile; with 72 channels, the second split starts mid-tap and the last slice is ragged).
+        // (Each image's 16-bit operands stay within wgpu's 64 KiB test binding.)
         (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 2), vec![2, 9, 7, 128], vec![3, 3, 64, 48], false),
         (conv(1, &[1], &[1], &[(2, 2)], 1), vec![2, 100, 256], vec![5, 256, 24], false),
+        (conv(2, &[1, 1], &[1, 1], &[(1, 1), (1, 1)], 1), vec![1, 8, 8, 72], vec![3, 3, 72, 16], false),
     ];
     for &t in types.iter().filter(|t| matches!(t, DType::F32 | DType::F64 | DType::F16 | DType::BF16)) {
         for (ci, (desc, xs, ws, other)) in cases.iter().enumerate() {

@@ -130,14 +130,10 @@ template <class T, int ROWS, int STEP> struct ConvGather {
             pos[r][1] = o1 * (int)g.stride[1] - (int)g.pad[1];
             pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
         }
+        // Column `col + first` of the reduction as (tap, channel), by carries as `advance` steps,
+        // once in 64 bits (a split's start may lie many taps in); each slice after steps in 32.
         j = k0 = k1 = k2 = 0;
-        advance(g, (i64)col + first);
-    }
-
-    __device__ void advance(const ConvGeometry& g, i64 by) {
-        // (By the tap: `by` is at most a tap's channels past a slice, except for a split's first
-        // columns, whose steps count its taps.)
-        i64 jj = j + by;
+        i64 jj = (i64)col + first;
         while (jj >= g.cig) {
             jj -= g.cig;
             if (++k2 == (int)g.kernel[2]) {
@@ -146,6 +142,17 @@ template <class T, int ROWS, int STEP> struct ConvGather {
             }
         }
         j = (int)jj;
+    }
+
+    __device__ void advance(const ConvGeometry& g, int by) {
+        j += by;
+        while (j >= (int)g.cig) {
+            j -= (int)g.cig;
+            if (++k2 == (int)g.kernel[2]) {
+                k2 = 0;
+                if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
+            }
+        }
     }
 
     // Copies this thread's runs of the next BK-deep slice into `a` (zeros past K and in the

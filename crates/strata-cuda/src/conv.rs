@@ -82,8 +82,8 @@ pub(crate) fn all_sources() -> Vec<String> {
 
 /// How many ways the warpgroup kernel splits the `slices` 64-deep slices of its reduction for a
 /// grid of `blocks` blocks on `sms` multiprocessors: the GEMM's rule (`matmul::split_k`), which
-/// splits only grids that leave half the multiprocessors idle, enough to fill them with at least
-/// four slices a split. 32 × 7 × 7 × 512 (3 × 3, 512 channels out) makes 52 blocks of 72 slices:
+/// splits only grids that leave half the multiprocessors idle, enough to fill them, with about
+/// four slices or more a split (the last may have fewer). 32 × 7 × 7 × 512 (3 × 3, 512 channels out) makes 52 blocks of 72 slices:
 /// two ways. Each split stores an fp32 partial output that a second kernel sums, so wider splits
 /// pay in traffic what they gain in waves. `forced` (`STRATA_CONV_SPLITS=N`, to test or time; 1
 /// turns splitting off) sets the ways, normalized as the rule's are so that no split is empty.
@@ -235,7 +235,9 @@ pub(crate) fn conv(
         let col_blocks = (g.cog as usize).div_ceil(bn);
         let depth = (g.kernel.iter().product::<i64>() * g.cig) as usize;
         let ways = if warpgroup && !warp_only {
-            let forced = std::env::var("STRATA_CONV_SPLITS").ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0);
+            // (A forced split stays within the grid's 65 535 blocks along z.)
+            let forced = std::env::var("STRATA_CONV_SPLITS").ok().and_then(|v| v.parse::<usize>().ok());
+            let forced = forced.filter(|&v| v > 0).map(|v| v.min(65_535 / desc.groups).max(1));
             splits(m_blocks * col_blocks * desc.groups, depth.div_ceil(64), cuda.sms as usize, forced)
         } else {
             1

@@ -1,7 +1,7 @@
 //! Arrays on the wgpu device (the `wgpu` feature): a small program of element-wise maths,
 //! reductions, a matmul, a convolution, a sort and a gradient gives the CPU's answer (the
-//! convolution and the sort have no WGSL kernel yet: they exercise the explicit CPU fallback). Its own test binary, since it
-//! changes the default device. Runs on any adapter (lavapipe in CI, `STRATA_WGPU_ADAPTER`);
+//! convolution and the sort run on WGSL kernels of their own, as the rest do). Its own test
+//! binary, since it changes the default device. Runs on any adapter (lavapipe in CI, `STRATA_WGPU_ADAPTER`);
 //! `STRATA_REQUIRE_WGPU=1` makes a missing one a failure.
 #![cfg(feature = "wgpu")]
 
