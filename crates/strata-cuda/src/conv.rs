@@ -83,9 +83,9 @@ pub(crate) fn all_sources() -> Vec<String> {
 /// How many ways the warpgroup kernel splits the `slices` 64-deep slices of its reduction for a
 /// grid of `blocks` blocks on `sms` multiprocessors: the GEMM's rule (`matmul::split_k`), which
 /// splits only grids that leave half the multiprocessors idle, enough to fill them, with about
-/// four slices or more a split (the last may have fewer). 32 × 7 × 7 × 512 (3 × 3, 512 channels out) makes 52 blocks of 72 slices:
-/// two ways. Each split stores an fp32 partial output that a second kernel sums, so wider splits
-/// pay in traffic what they gain in waves. `forced` (`STRATA_CONV_SPLITS=N`, to test or time; 1
+/// four slices or more a split (the last may have fewer). 32 × 7 × 7 × 512 (3 × 3, 512
+/// channels out) makes 52 blocks of 72 slices: two ways. Each split stores an fp32 partial
+/// output that a second kernel sums, so wider splits pay in traffic what they gain in waves. `forced` (`STRATA_CONV_SPLITS=N`, to test or time; 1
 /// turns splitting off) sets the ways, normalized as the rule's are so that no split is empty.
 fn splits(blocks: usize, slices: usize, sms: usize, forced: Option<usize>) -> usize {
     match forced {
