@@ -130,29 +130,23 @@ template <class T, int ROWS, int STEP> struct ConvGather {
             pos[r][1] = o1 * (int)g.stride[1] - (int)g.pad[1];
             pos[r][2] = o2 * (int)g.stride[2] - (int)g.pad[2];
         }
-        // Column `col + first` of the reduction as (tap, channel), by carries as `advance` steps,
-        // once in 64 bits (a split's start may lie many taps in); each slice after steps in 32.
+        // Column `col + first`: in 64 bits, since a split's start may lie many taps in; each
+        // slice after steps in 32.
         j = k0 = k1 = k2 = 0;
-        i64 jj = (i64)col + first;
-        while (jj >= g.cig) {
-            jj -= g.cig;
+        advance<i64>(g, (i64)col + first);
+    }
+
+    // Steps the (tap, channel) `by` columns on, by carries: channels, then taps k2, k1, k0.
+    template <class I> __device__ void advance(const ConvGeometry& g, I by) {
+        I jj = (I)j + by;
+        while (jj >= (I)g.cig) {
+            jj -= (I)g.cig;
             if (++k2 == (int)g.kernel[2]) {
                 k2 = 0;
                 if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
             }
         }
         j = (int)jj;
-    }
-
-    __device__ void advance(const ConvGeometry& g, int by) {
-        j += by;
-        while (j >= (int)g.cig) {
-            j -= (int)g.cig;
-            if (++k2 == (int)g.kernel[2]) {
-                k2 = 0;
-                if (++k1 == (int)g.kernel[1]) k1 = 0, ++k0;
-            }
-        }
     }
 
     // Copies this thread's runs of the next BK-deep slice into `a` (zeros past K and in the
@@ -168,7 +162,7 @@ template <class T, int ROWS, int STEP> struct ConvGather {
             const T* src = valid ? x + xrow[r] + i0 * g.x[2] + i1 * g.x[3] + i2 * g.x[4] + j : x;
             tensor_ops::cp_async16(a.at(row0 + STEP * r, col), src, valid ? 16 : 0);
         }
-        advance(g, BK);
+        advance<int>(g, BK);
     }
 };
 
