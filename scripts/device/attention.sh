@@ -6,8 +6,9 @@
 #   there:  scripts/device/attention.sh GPU_TEST_BIN ATTENTION_EXAMPLE_BIN [CASES...]
 #
 # The attention conformance suite (every kernel against the CPU backend) with the tensor-core
-# kernel where it applies and again with the general kernel alone, memcheck and racecheck over
-# it, then the benchmark: our kernels, and PyTorch's SDPA (FLASH and cuDNN) on the same shapes.
+# kernels where they apply, with mma.sync where Hopper would take wgmma, and with the general
+# kernel alone, memcheck and racecheck over it, then the benchmark: our kernels (both
+# tensor-core kernels), and PyTorch's SDPA (FLASH and cuDNN) on the same shapes.
 set -uo pipefail
 test_bin="$1"
 bench_bin="$2"
@@ -22,6 +23,9 @@ filter="attention|cases|test result|panicked|differ"
 echo "== attention: the tensor-core kernel where it applies"
 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
+echo "== attention: mma.sync where Hopper would take wgmma (STRATA_GEMM_KERNEL=warp)"
+STRATA_GEMM_KERNEL=warp STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
+status=$((status | PIPESTATUS[0]))
 echo "== attention: the general kernel alone (STRATA_CUDA_TENSOR_CORES=0)"
 STRATA_CUDA_TENSOR_CORES=0 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
@@ -33,6 +37,9 @@ for tool in memcheck racecheck; do
 done
 echo "== benchmark: ours"
 "$bench_bin" "$@"
+status=$((status | $?))
+echo "== benchmark: ours, mma.sync where Hopper would take wgmma (STRATA_GEMM_KERNEL=warp)"
+STRATA_GEMM_KERNEL=warp "$bench_bin" "$@"
 status=$((status | $?))
 echo "== benchmark: PyTorch SDPA"
 python3 "$here/attention_peer.py" "$@"

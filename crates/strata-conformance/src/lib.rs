@@ -1101,6 +1101,9 @@ pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (1, 2, 2, 150, 200, 128, 128, AttentionMask::None, false),
         (2, 2, 1, 70, 129, 128, 128, AttentionMask::Explicit, true),
         (1, 1, 1, 33, 100, 128, 128, AttentionMask::Explicit, false),
+        // CUDA's warpgroup kernel (blocks of 128 queries and 128 keys): three blocks of keys
+        // under a causal mask, two of queries, both partial.
+        (1, 2, 1, 260, 300, 128, 128, AttentionMask::Causal, false),
     ];
     // `[b, h, l, d]` stored as `[b, l, h, d]` (heads interleaved, as a projection leaves them).
     let layout = |shape: [usize; 4], other: bool| {

@@ -286,7 +286,195 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
             }
 }
 
+// ---- the warpgroup kernel (FlashAttention on wgmma, sm_90a) ---------------------------------------
+// Heads of 64 or 128 on Hopper's warpgroup instructions: WG warpgroups own 64 query rows each,
+// and the keys go by in blocks of BN through two-stage cp.async rings of 128-byte-swizzled K and
+// V tiles. Each warpgroup computes S = Q·Kᵀ with `wgmma` from shared memory (Q's and K's tiles of
+// 64 columns), applies the mask and the online softmax to S in registers, and multiplies P·V with
+// P straight from S's accumulators as `wgmma`'s register operand and V read MN-major from its
+// tiles. As in FlashAttention-3, a warpgroup overlaps the softmax with the tensor cores: it
+// issues the next block's S and this block's P·V together and works out the next softmax while
+// P·V runs. Loads run two blocks of keys ahead for K and one for V.
+template <class T, int D, int BN, int WG>
+__device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, const T* __restrict__ k,
+                                                   const T* __restrict__ v, const void* __restrict__ mask,
+                                                   T* __restrict__ out, const AttentionGeometry& g) {
+#if defined(STRATA_HAS_WGMMA)
+    using namespace tensor_ops;
+    constexpr int BM = 64 * WG, THREADS = 128 * WG, DB = D / 64;
+    // Elements of a 64 x 64 tile, of a K stage (DB tiles [BN][64]) and of a V stage (BN/64
+    // slabs of DB tiles [64 keys][64 columns]).
+    constexpr int T64 = 64 * 64, KS = DB * BN * 64, VS = BN * D;
+    constexpr float LOG2E = 1.4426950408889634f;
+    extern __shared__ u8 flash_wg_smem[];
+    T* sq = (T*)(((size_t)flash_wg_smem + 1023) & ~(size_t)1023);  // WG x DB tiles [64][64]
+    T* sk = sq + WG * DB * T64;                                       // two K stages
+    T* sv = sk + 2 * KS;                                              // two V stages
+
+    const int wgi = threadIdx.x / 128;
+    const i64 q_blocks = (g.lq + BM - 1) / BM;
+    // Longest (causal) blocks first: the tail of the grid is then the short ones.
+    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
+    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
+    const i64 q0 = qb * BM, shift = g.lk - g.lq, row0 = q0 + 64 * wgi;
+    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
+    const int key_blocks = (int)((key_end + BN - 1) / BN);
+
+    const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
+    const T* kg = k + g.k[0] + b * g.k[1] + hk * g.k[2];
+    const T* vg = v + g.v[0] + b * g.v[1] + hk * g.v[2];
+    const float scale = g.scale * LOG2E;
+
+    const auto load_k = [&](int kb) {
+        const i64 k0 = (i64)kb * BN;
+        const int rows = (int)min((i64)BN, g.lk - k0);
+#pragma unroll
+        for (int x = 0; x < DB; ++x)
+            load_async<T, BN, 64, THREADS>(Tile<T, BN, 64>{sk + (kb & 1) * KS + x * BN * 64},
+                                           kg + k0 * g.k[3] + 64 * x, g.k[3], rows, 64);
+    };
+    const auto load_v = [&](int kb) {
+        const i64 k0 = (i64)kb * BN;
+        const int rows = (int)min((i64)BN, g.lk - k0);
+#pragma unroll
+        for (int sl = 0; sl < BN / 64; ++sl) {
+            const int r = max(0, min(64, rows - 64 * sl));
+#pragma unroll
+            for (int x = 0; x < DB; ++x)
+                load_async<T, 64, 64, THREADS>(Tile<T, 64, 64>{sv + (kb & 1) * VS + (sl * DB + x) * T64},
+                                               r > 0 ? vg + (k0 + 64 * sl) * g.v[3] + 64 * x : vg, g.v[3], r, 64);
+        }
+    };
+    // S = Q·Kᵀ for block kb, issued (DB groups of products).
+    const auto scores = [&](WgDest<BN>& s, int kb) {
+        s.fill(0.f);
+#pragma unroll
+        for (int x = 0; x < DB; ++x)
+            Matmul2d<64, BN, true, true, Warpgroup>::template run<64, T>(s, sq + (wgi * DB + x) * T64,
+                                                                         sk + (kb & 1) * KS + x * BN * 64);
+    };
+    float m[2] = {-STRATA_INF, -STRATA_INF}, l[2] = {0.f, 0.f};
+    // Block kb's scores into probabilities (base 2), the running maximum and sum updated;
+    // `alpha` rescales what was accumulated before.
+    const auto softmax = [&](WgDest<BN>& s, int kb, float (&alpha)[2]) {
+        const i64 k0 = (i64)kb * BN;
+        const bool diagonal = g.mask_kind == 1 && k0 + BN - 1 > row0 + shift;
+        if (g.mask_kind >= 2 || diagonal || k0 + BN > g.lk) {
+            s.map([&](float x, int r, int c) {
+                const i64 i = row0 + r, j = k0 + c;
+                float y = x * g.scale;
+                if (j >= g.lk || (g.mask_kind == 1 && j > i + shift)) return -STRATA_INF;
+                if (g.mask_kind >= 2 && i < g.lq) {
+                    const i64 at = g.mask[0] + b * g.mask[1] + h * g.mask[2] + i * g.mask[3] + j * g.mask[4];
+                    if (g.mask_kind == 3) {
+                        if (!((const u8*)mask)[at]) return -STRATA_INF;
+                    } else {
+                        y += ld(((const T*)mask)[at]);
+                    }
+                }
+                return y * LOG2E;
+            });
+        } else {
+            s.map([&](float x, int, int) { return x * scale; });
+        }
+        float mx[2], sum[2], base[2];
+        s.reduce_rows(mx, [](float a, float c) { return fmaxf(a, c); });
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+            const float m_new = fmaxf(m[hh], mx[hh]);
+            // A row that has seen no key yet keeps exponent base 0: its p are all 0.
+            base[hh] = m_new == -STRATA_INF ? 0.f : m_new;
+            alpha[hh] = fast_exp2(m[hh] - base[hh]);
+            m[hh] = m_new;
+        }
+        s.map([&](float x, int r, int) { return fast_exp2(x - base[(r % 16) / 8]); });
+        s.reduce_rows(sum, [](float a, float c) { return a + c; });
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) l[hh] = l[hh] * alpha[hh] + sum[hh];
+    };
+
+    WgDest<D> o;
+    o.fill(0.f);
+    if (key_blocks > 0) {
+#pragma unroll
+        for (int w = 0; w < WG; ++w) {
+            const int r = (int)max((i64)0, min((i64)64, g.lq - q0 - 64 * w));
+#pragma unroll
+            for (int x = 0; x < DB; ++x)
+                load_async<T, 64, 64, THREADS>(Tile<T, 64, 64>{sq + (w * DB + x) * T64},
+                                               r > 0 ? qg + 64 * w * g.q[3] + 64 * x : qg, g.q[3], r, 64);
+        }
+        load_k(0);
+        commit();
+        if (key_blocks > 1) load_k(1);
+        load_v(0);
+        commit();
+        wait<1>();  // Q and the first K
+        fence_proxy_async();
+        __syncthreads();
+        WgDest<BN> s;
+        scores(s, 0);
+        wgmma_wait<0>();
+        s.fence();
+        float alpha[2];
+        softmax(s, 0, alpha);  // (nothing accumulated yet to rescale)
+        WgLeft<T, BN> p = s.template to_left_input<T>();
+        using Pv = Matmul2d<64, D, true, false, Warpgroup>;
+        for (int kb = 0; kb + 1 < key_blocks; ++kb) {
+            // K of the next block and V of this one landed, and both warpgroups are done with
+            // the stages the next loads fill (K of this block, V of the last).
+            wait<0>();
+            fence_proxy_async();
+            __syncthreads();
+            if (kb + 2 < key_blocks) load_k(kb + 2);
+            load_v(kb + 1);
+            commit();
+            scores(s, kb + 1);
+            Pv::template run<BN, T>(o, p, sv + (kb & 1) * VS);
+            wgmma_wait<1>();  // the scores (committed first)
+            s.fence();
+            softmax(s, kb + 1, alpha);
+            wgmma_wait<0>();
+            o.fence();
+            p.fence();  // P's registers stay P's until the product that reads them is done
+            o.map([&](float x, int r, int) { return x * alpha[(r % 16) / 8]; });
+            p = s.template to_left_input<T>();
+        }
+        // The last block's P·V.
+        wait<0>();
+        fence_proxy_async();
+        __syncthreads();
+        Pv::template run<BN, T>(o, p, sv + ((key_blocks - 1) & 1) * VS);
+        wgmma_wait<0>();
+        o.fence();
+    }
+    wait<0>();
+
+    // Normalize and store; a row that saw no key gets zeros.
+    T* og = out + g.out[0] + b * g.out[1] + h * g.out[2];
+    float inv[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) inv[hh] = l[hh] == 0.f ? 0.f : 1.f / l[hh];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) {
+        const i64 row = row0 + WgDest<D>::row(i);
+        if (row < g.lq) og[row * g.out[3] + WgDest<D>::col(i) * g.out[4]] = St<T>::from(o.v[i] * inv[(i % 4) >= 2]);
+    }
+#else
+    __trap();  // the host launches this kernel on sm_90a only
+#endif
+}
+
 }  // namespace strata
+
+// The warpgroup kernel (sm_90a): T f16 or bf16, D 64 or 128, BN keys a block (64 or 128), WG
+// warpgroups of 64 query rows.
+#define STRATA_FLASH_ATTENTION_WG(T, D, BN, WG)                                                        \
+    extern "C" __global__ void __launch_bounds__(128 * WG, 1)                                          \
+        strata_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,       \
+                      const void* __restrict__ mask, T* __restrict__ out, const AttentionGeometry g) { \
+        strata::flash_attention_wg<T, D, BN, WG>(q, k, v, mask, out, g);                               \
+    }
 
 // T: f16 or bf16; D: the head size (32, 64 or 128); RM: query rows a warp (16 or 32); BN: keys a
 // block (32 or 64); QS: Q's fragments read from shared memory for each block of keys rather

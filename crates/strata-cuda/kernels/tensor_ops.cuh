@@ -329,6 +329,23 @@ STRATA_WGMMA_N256(wgmma_m64n256k16, f16, "m64n256k16.f32.f16.f16", ", 0, 0")
 STRATA_WGMMA_N256(wgmma_m64n256k16, bf16, "m64n256k16.f32.bf16.bf16", ", 0, 0")
 STRATA_WGMMA_N256(wgmma_m64n256k16_tb, f16, "m64n256k16.f32.f16.f16", ", 0, 1")
 STRATA_WGMMA_N256(wgmma_m64n256k16_tb, bf16, "m64n256k16.f32.bf16.bf16", ", 0, 1")
+// A from registers (four 32-bit words a thread: the warp's 16 x 16 block of A laid out as
+// `mma.sync`'s left operand), B MN-major from shared memory: what P·V takes in FlashAttention.
+#define STRATA_WGMMA_RA(NAME, TY, SHAPE, REGS, OUTS, A, DB, P)                                       \
+    __device__ __forceinline__ void NAME(float* d, const u32* a, u64 desc_b, int scale_d, TY) {       \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " P ", 0;\n"                                    \
+                     "wgmma.mma_async.sync.aligned." SHAPE " {" REGS "}, {" A "}, " DB ", p, 1, 1, 1;\n}\n" \
+                     : OUTS                                                                          \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));         \
+    }
+STRATA_WGMMA_RA(wgmma_m64n64k16_ra_tb, f16, "m64n64k16.f32.f16.f16", STRATA_WG_R32, STRATA_WG_D32(0),
+                "%32, %33, %34, %35", "%36", "%37")
+STRATA_WGMMA_RA(wgmma_m64n64k16_ra_tb, bf16, "m64n64k16.f32.bf16.bf16", STRATA_WG_R32, STRATA_WG_D32(0),
+                "%32, %33, %34, %35", "%36", "%37")
+STRATA_WGMMA_RA(wgmma_m64n128k16_ra_tb, f16, "m64n128k16.f32.f16.f16", STRATA_WG_R64, STRATA_WG_D64,
+                "%64, %65, %66, %67", "%68", "%69")
+STRATA_WGMMA_RA(wgmma_m64n128k16_ra_tb, bf16, "m64n128k16.f32.bf16.bf16", STRATA_WG_R64, STRATA_WG_D64,
+                "%64, %65, %66, %67", "%68", "%69")
 // f32 operands read as tf32 (the low 13 mantissa bits ignored): 8 deep, 32 bytes like k16.
 STRATA_WGMMA_N256(wgmma_m64n256k8, float, "m64n256k8.f32.tf32.tf32", "")
 // fp8 pairs, 32 deep (32 bytes like k16), each side E4M3 or E5M2, at each width.
@@ -350,6 +367,19 @@ STRATA_WGMMA_FP8(128)
 STRATA_WGMMA_FP8(224)
 STRATA_WGMMA_FP8(256)
 
+// A warpgroup's 64 x K left operand in registers: warp w holds rows 16w..16w+15 as `Left`'s
+// 16 x 16 blocks along K (16-bit elements, four 32-bit words a block).
+template <class T, int K> struct WgLeft {
+    u32 r[K / 16][4];
+    // Keeps the registers live (unchanged) up to here: a `wgmma` in flight may still read them.
+    __device__ void fence() {
+#pragma unroll
+        for (int k = 0; k < K / 16; ++k)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(r[k][i])::"memory");
+    }
+};
+
 // A warpgroup's 64 x N destination in fp32 registers: warp w of the group holds rows
 // 16w..16w+15, laid out as `Dest`'s 16 x 8 blocks along N.
 template <int N> struct WgDest {
@@ -364,6 +394,39 @@ template <int N> struct WgDest {
     __device__ void fence() {
 #pragma unroll
         for (int i = 0; i < N / 2; ++i) asm volatile("" : "+f"(v[i])::"memory");
+    }
+    // v = f(v, row, col) for every element the thread holds (rows and columns within the tile).
+    template <class F> __device__ void map(F f) {
+#pragma unroll
+        for (int i = 0; i < N / 2; ++i) v[i] = f(v[i], row(i), col(i));
+    }
+    // Combines each row across the tile with `f`: out[h] is the result for the thread's row
+    // `row(2 * h)`, the same in the four threads that share the row.
+    template <class F> __device__ void reduce_rows(float (&out)[2], F f) const {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float a = f(v[2 * h], v[2 * h + 1]);
+#pragma unroll
+            for (int j = 1; j < N / 8; ++j) a = f(f(a, v[4 * j + 2 * h]), v[4 * j + 2 * h + 1]);
+            a = f(a, __shfl_xor_sync(0xffffffffu, a, 1));
+            a = f(a, __shfl_xor_sync(0xffffffffu, a, 2));
+            out[h] = a;
+        }
+    }
+    // As `Dest`'s: a 64 x N destination is the left operand 64 x K (K = N) of the next product,
+    // rounded to 16 bits, without leaving the registers.
+    static const bool is_compatible_as_left_input = N % 16 == 0;
+    template <class T> __device__ WgLeft<T, N> to_left_input() const {
+        static_assert(N % 16 == 0, "see is_compatible_as_left_input");
+        WgLeft<T, N> l;
+#pragma unroll
+        for (int k = 0; k < N / 16; ++k) {
+            l.r[k][0] = Mma<T>::pack(v[8 * k], v[8 * k + 1]);
+            l.r[k][1] = Mma<T>::pack(v[8 * k + 2], v[8 * k + 3]);
+            l.r[k][2] = Mma<T>::pack(v[8 * k + 4], v[8 * k + 5]);
+            l.r[k][3] = Mma<T>::pack(v[8 * k + 6], v[8 * k + 7]);
+        }
+        return l;
     }
 };
 
@@ -412,6 +475,22 @@ template <int N, bool RIGHT_K_MAJOR> struct Matmul2d<64, N, true, RIGHT_K_MAJOR,
             // block.
             const u64 b_step = RIGHT_K_MAJOR ? 2 * k : 128 * k;
             wgmma_m64k16<N, !RIGHT_K_MAJOR, T, TB>(d.v, da + 2 * k, db + b_step, T());
+        }
+        wgmma_commit();
+    }
+    // A in registers (`WgDest::to_left_input`), B MN-major (16-bit types, N 64 or 128): K/64
+    // slabs of N/64 blocks of [64 k][64 n], the slabs one after another.
+    template <int K, class T> __device__ static void run(WgDest<N>& d, const WgLeft<T, K>& a, const T* b) {
+        static_assert(!RIGHT_K_MAJOR && sizeof(T) == 2 && (N == 64 || N == 128) && K % 64 == 0,
+                      "register A: 16-bit types, B MN-major, n64 or n128");
+        const u64 db = wgmma_desc_mn(b, 64 * 64 * sizeof(T));
+        wgmma_fence();
+#pragma unroll
+        for (int k = 0; k < K / 16; ++k) {
+            // 16 rows of 128 bytes down a block; a slab of N/64 blocks every 64 rows.
+            const u64 b_step = (k / 4) * (N / 64) * (64 * 64 * sizeof(T) / 16) + (k % 4) * 128;
+            if constexpr (N == 128) wgmma_m64n128k16_ra_tb(d.v, a.r[k], db + b_step, 1, T());
+            else wgmma_m64n64k16_ra_tb(d.v, a.r[k], db + b_step, 1, T());
         }
         wgmma_commit();
     }

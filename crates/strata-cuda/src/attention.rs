@@ -1,7 +1,9 @@
-//! Scaled dot-product attention (`kernels/attention.cu`), two kernels:
-//! - the tensor-core kernel (FlashAttention-2 on `mma.sync`, written with `tensor_ops.cuh`) for
-//!   f16 and bf16 with heads of 32, 64 or 128 (d = dv) whose rows are contiguous and 16-byte
-//!   aligned: the common case of a model's attention;
+//! Scaled dot-product attention (`kernels/attention.cu`), three kernels:
+//! - the tensor-core kernels, written with `tensor_ops.cuh`, for f16 and bf16 with heads of 32,
+//!   64 or 128 (d = dv) whose rows are contiguous and 16-byte aligned, the common case of a
+//!   model's attention: on Hopper (sm_90a) the warpgroup kernel (`wgmma`, three warpgroups of 64
+//!   query rows, P fed from registers) for heads of 64 and 128, elsewhere and for heads of 32
+//!   FlashAttention-2 on `mma.sync`;
 //! - the general online-softmax kernel, a warp per query row, for every other call: every type
 //!   the primitive takes, heads up to 256, any strides. It is the reference the tensor-core
 //!   kernel is held to, in the conformance suite and in the benchmark.
@@ -20,8 +22,10 @@ const OP: &str = "attention";
 /// `STRATA_ATTENTION_MAX_D` and `STRATA_ATTENTION_WARPS` in `attention.cu`.
 const MAX_D: usize = 256;
 const WARPS: u64 = 4;
-/// The tensor-core kernel's head sizes.
+/// The tensor-core kernels' head sizes: `mma.sync`'s, and `wgmma`'s (whose tiles have rows of
+/// 64 elements).
 const FLASH_D: [usize; 3] = [32, 64, 128];
+const WG_D: [usize; 2] = [64, 128];
 
 /// The C layout of `AttentionGeometry`.
 #[repr(C)]
@@ -89,11 +93,48 @@ fn flash_source(t: DType, d: usize, p: FlashPlan) -> String {
     format!("{ELEMENTWISE}{TENSOR_OPS}{ATTENTION}\nSTRATA_FLASH_ATTENTION({}, {d}, {rm}, {bn}, {q_shared})\n", c(t))
 }
 
+/// How the warpgroup kernel runs heads of one size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct WgPlan {
+    /// Keys a block (64 or 128).
+    bn: usize,
+    /// Warpgroups of 64 query rows a block (2 or 3).
+    wg: usize,
+}
+
+impl WgPlan {
+    /// Three warpgroups (192 query rows) and blocks of 64 keys: on an H200 the fastest of the
+    /// four for heads of 128 (0.95 of FlashAttention-2 at 4k tokens where two warpgroups with
+    /// 128 keys ran at 0.79), and on the whole for heads of 64 (BENCHMARKS.md).
+    /// `STRATA_ATTENTION_WG_PLAN=BN,WG` forces another (to time the others).
+    fn chosen() -> WgPlan {
+        let forced = std::env::var("STRATA_ATTENTION_WG_PLAN").ok().and_then(|v| {
+            let (bn, wg) = v.split_once(',')?;
+            Some(WgPlan { bn: bn.trim().parse().ok()?, wg: wg.trim().parse().ok()? })
+        });
+        forced.filter(|p| [64, 128].contains(&p.bn) && [2, 3].contains(&p.wg)).unwrap_or(WgPlan { bn: 64, wg: 3 })
+    }
+
+    /// Q's rows, two stages each of K and V, and the slack that aligns them to 1024 bytes.
+    fn smem(self, d: usize) -> u32 {
+        ((64 * self.wg * d + 4 * self.bn * d) * 2 + 1024) as u32
+    }
+}
+
+/// The warpgroup kernel for 16-bit type `t`, head size `d`, on plan `p`.
+fn wg_source(t: DType, d: usize, p: WgPlan) -> String {
+    let WgPlan { bn, wg } = p;
+    format!("{ELEMENTWISE}{TENSOR_OPS}{ATTENTION}\nSTRATA_FLASH_ATTENTION_WG({}, {d}, {bn}, {wg})\n", c(t))
+}
+
 pub(crate) fn all_sources() -> Vec<String> {
     let mut all: Vec<String> = FLOAT_TYPES.map(source).to_vec();
     for t in [DType::F16, DType::BF16] {
         for d in FLASH_D {
             all.push(flash_source(t, d, FlashPlan::for_head(d)));
+        }
+        for d in WG_D {
+            all.push(wg_source(t, d, WgPlan::chosen()));
         }
     }
     all
@@ -157,14 +198,33 @@ pub(crate) fn attention(
         mask_kind,
     };
     let plan = FlashPlan::for_head(d);
-    let bm = 4 * plan.rm;
+    // `STRATA_GEMM_KERNEL=warp` keeps attention off `wgmma` too (to test or time the other).
+    let warpgroup =
+        cuda.arch() == "sm_90a" && WG_D.contains(&d) && crate::matmul::kernel_override().as_deref() != Some("warp");
+    let wg = WgPlan::chosen();
+    let bm = if warpgroup { 64 * wg.wg } else { 4 * plan.rm };
     // A block per `bm` queries of a head; a grid too large for one launch takes the general
     // kernel, whose blocks stride over the rows.
     let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
-    let (f, cfg, name) = if let Some(blocks) = flash_blocks
-        && cuda.tensor_cores()
+    let flash = cuda.tensor_cores()
         && crate::has_mma_sync(cuda.arch())
-        && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout])
+        && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout]);
+    let (f, cfg, name) = if let Some(blocks) = flash_blocks
+        && flash
+        && warpgroup
+    {
+        let smem = wg.smem(d);
+        let f = cuda.kernel_with_smem(&format!("attention {} wgmma d{d} {wg:?}", q.dtype), smem, || {
+            wg_source(q.dtype, d, wg)
+        })?;
+        let threads = 128 * wg.wg as u32;
+        (
+            f,
+            LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: smem },
+            "attention (wgmma)",
+        )
+    } else if let Some(blocks) = flash_blocks
+        && flash
     {
         let smem = plan.smem(d);
         let f = cuda.kernel_with_smem(&format!("attention {} tensor cores d{d} {plan:?}", q.dtype), smem, || {
@@ -186,9 +246,10 @@ pub(crate) fn attention(
     let mut b = cuda.stream.launch_builder(&f);
     b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()).arg(mask_buf.slice());
     b.arg(out.buffer.slice_mut()).arg(&g);
-    // SAFETY: parameters as `STRATA_ATTENTION` and `STRATA_FLASH_ATTENTION` declare them; every
-    // operand was checked against its buffer (the tensor-core kernel reads whole 16-byte pieces
-    // of rows, which lie inside them), and the output has no broadcast axis, so no two threads
-    // write one element.
+    // SAFETY: parameters as `STRATA_ATTENTION`, `STRATA_FLASH_ATTENTION` and
+    // `STRATA_FLASH_ATTENTION_WG` declare them (the last launched on sm_90a only, with its
+    // shared memory); every operand was checked against its buffer (the tensor-core kernels read
+    // whole 16-byte pieces of rows, which lie inside them), and the output has no broadcast axis,
+    // so no two threads write one element.
     cuda.timed(name, || unsafe { b.launch(cfg) })
 }

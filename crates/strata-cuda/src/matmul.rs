@@ -738,8 +738,8 @@ fn skinny_source(t: DType, out: DType, act: Activation, p: FewRows) -> String {
     unit(act, "float", format!("STRATA_GEMM_SKINNY({}, {}, {mt}, {u}, {groups}, {parts})", c(t), c(out)))
 }
 
-/// `STRATA_GEMM_KERNEL`: `warp` keeps products (and implicit-GEMM convolutions) off the
-/// warpgroup kernels, `wg` off the warp-specialized one (to test or time the others).
+/// `STRATA_GEMM_KERNEL`: `warp` keeps products (and implicit-GEMM convolutions and attention) off
+/// the warpgroup kernels, `wg` off the warp-specialized one (to test or time the others).
 pub(crate) fn kernel_override() -> Option<String> {
     std::env::var("STRATA_GEMM_KERNEL").ok()
 }
