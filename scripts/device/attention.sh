@@ -6,8 +6,8 @@
 #   there:  scripts/device/attention.sh GPU_TEST_BIN ATTENTION_EXAMPLE_BIN [CASES...]
 #
 # The attention conformance suite (every kernel against the CPU backend) with the tensor-core
-# kernels where they apply, with mma.sync where Hopper would take wgmma, and with the general
-# kernel alone, memcheck and racecheck over it, then the benchmark: our kernels (both
+# kernels where they apply, with mma.sync where Hopper would take wgmma, with wgmma fed by
+# cp.async, and with the general kernel alone, memcheck and racecheck over it, then the benchmark: our kernels (both
 # tensor-core kernels), and PyTorch's SDPA (FLASH and cuDNN) on the same shapes.
 set -uo pipefail
 test_bin="$1"
@@ -25,6 +25,9 @@ STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
 echo "== attention: mma.sync where Hopper would take wgmma (STRATA_GEMM_KERNEL=warp)"
 STRATA_GEMM_KERNEL=warp STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"
+status=$((status | PIPESTATUS[0]))
+echo "== attention: wgmma fed by cp.async rather than the copy engine (STRATA_ATTENTION_TMA=0)"
+STRATA_ATTENTION_TMA=0 STRATA_SEED=$seed "$test_bin" attention_matches --nocapture 2>&1 | grep -E "$filter"
 status=$((status | PIPESTATUS[0]))
 echo "== attention: the general kernel alone (STRATA_CUDA_TENSOR_CORES=0)"
 STRATA_CUDA_TENSOR_CORES=0 STRATA_SEED=$seed "$test_bin" attention --nocapture 2>&1 | grep -E "$filter"

@@ -286,78 +286,32 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
             }
 }
 
-// ---- the warpgroup kernel (FlashAttention on wgmma, sm_90a) ---------------------------------------
+// ---- the warpgroup kernels (FlashAttention on wgmma, sm_90a) --------------------------------------
 // Heads of 64 or 128 on Hopper's warpgroup instructions: WG warpgroups own 64 query rows each,
-// and the keys go by in blocks of BN through two-stage cp.async rings of 128-byte-swizzled K and
-// V tiles. Each warpgroup computes S = Q·Kᵀ with `wgmma` from shared memory (Q's and K's tiles of
-// 64 columns), applies the mask and the online softmax to S in registers, and multiplies P·V with
-// P straight from S's accumulators as `wgmma`'s register operand and V read MN-major from its
+// and the keys go by in blocks of BN through rings of 128-byte-swizzled K and V tiles. Each
+// warpgroup computes S = Q·Kᵀ with `wgmma` from shared memory (Q's and K's tiles of 64
+// columns), applies the mask and the online softmax to S in registers, and multiplies P·V with P
+// straight from S's accumulators as `wgmma`'s register operand and V read MN-major from its
 // tiles. As in FlashAttention-3, a warpgroup overlaps the softmax with the tensor cores: it
 // issues the next block's S and this block's P·V together and works out the next softmax while
-// P·V runs. Loads run two blocks of keys ahead for K and one for V.
-template <class T, int D, int BN, int WG>
-__device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, const T* __restrict__ k,
-                                                   const T* __restrict__ v, const void* __restrict__ mask,
-                                                   T* __restrict__ out, const AttentionGeometry& g) {
+// P·V runs. Two ways to fill the rings: every thread's cp.async and a block-wide barrier per
+// block of keys (`flash_attention_wg`), or the copy engine (TMA) driven by a producer warpgroup
+// through transaction barriers, so that the warpgroups never wait for one another
+// (`flash_attention_tma`).
+
 #if defined(STRATA_HAS_WGMMA)
-    using namespace tensor_ops;
-    constexpr int BM = 64 * WG, THREADS = 128 * WG, DB = D / 64;
-    // Elements of a 64 x 64 tile, of a K stage (DB tiles [BN][64]) and of a V stage (BN/64
-    // slabs of DB tiles [64 keys][64 columns]).
-    constexpr int T64 = 64 * 64, KS = DB * BN * 64, VS = BN * D;
-    constexpr float LOG2E = 1.4426950408889634f;
-    extern __shared__ u8 flash_wg_smem[];
-    T* sq = (T*)(((size_t)flash_wg_smem + 1023) & ~(size_t)1023);  // WG x DB tiles [64][64]
-    T* sk = sq + WG * DB * T64;                                       // two K stages
-    T* sv = sk + 2 * KS;                                              // two V stages
-
-    const int wgi = threadIdx.x / 128;
-    const i64 q_blocks = (g.lq + BM - 1) / BM;
-    // Longest (causal) blocks first: the tail of the grid is then the short ones.
-    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
-    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
-    const i64 q0 = qb * BM, shift = g.lk - g.lq, row0 = q0 + 64 * wgi;
-    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
-    const int key_blocks = (int)((key_end + BN - 1) / BN);
-
-    const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
-    const T* kg = k + g.k[0] + b * g.k[1] + hk * g.k[2];
-    const T* vg = v + g.v[0] + b * g.v[1] + hk * g.v[2];
-    const float scale = g.scale * LOG2E;
-
-    const auto load_k = [&](int kb) {
-        const i64 k0 = (i64)kb * BN;
-        const int rows = (int)min((i64)BN, g.lk - k0);
-#pragma unroll
-        for (int x = 0; x < DB; ++x)
-            load_async<T, BN, 64, THREADS>(Tile<T, BN, 64>{sk + (kb & 1) * KS + x * BN * 64},
-                                           kg + k0 * g.k[3] + 64 * x, g.k[3], rows, 64);
-    };
-    const auto load_v = [&](int kb) {
-        const i64 k0 = (i64)kb * BN;
-        const int rows = (int)min((i64)BN, g.lk - k0);
-#pragma unroll
-        for (int sl = 0; sl < BN / 64; ++sl) {
-            const int r = max(0, min(64, rows - 64 * sl));
-#pragma unroll
-            for (int x = 0; x < DB; ++x)
-                load_async<T, 64, 64, THREADS>(Tile<T, 64, 64>{sv + (kb & 1) * VS + (sl * DB + x) * T64},
-                                               r > 0 ? vg + (k0 + 64 * sl) * g.v[3] + 64 * x : vg, g.v[3], r, 64);
-        }
-    };
-    // S = Q·Kᵀ for block kb, issued (DB groups of products).
-    const auto scores = [&](WgDest<BN>& s, int kb) {
-        s.fill(0.f);
-#pragma unroll
-        for (int x = 0; x < DB; ++x)
-            Matmul2d<64, BN, true, true, Warpgroup>::template run<64, T>(s, sq + (wgi * DB + x) * T64,
-                                                                         sk + (kb & 1) * KS + x * BN * 64);
-    };
+// What a warpgroup's rows carry from block to block: the running maximum and sum of its two
+// rows a thread, and where they are.
+struct WgRows {
+    const AttentionGeometry& g;
+    const void* mask;
+    i64 b, h, row0, shift;
     float m[2] = {-STRATA_INF, -STRATA_INF}, l[2] = {0.f, 0.f};
-    // Block kb's scores into probabilities (base 2), the running maximum and sum updated;
-    // `alpha` rescales what was accumulated before.
-    const auto softmax = [&](WgDest<BN>& s, int kb, float (&alpha)[2]) {
-        const i64 k0 = (i64)kb * BN;
+
+    // The scores of the keys from k0 into probabilities (base 2), the running maximum and sum
+    // updated; `alpha` rescales what was accumulated before.
+    template <class T, int BN> __device__ void softmax(tensor_ops::WgDest<BN>& s, i64 k0, float (&alpha)[2]) {
+        constexpr float LOG2E = 1.4426950408889634f;
         const bool diagonal = g.mask_kind == 1 && k0 + BN - 1 > row0 + shift;
         if (g.mask_kind >= 2 || diagonal || k0 + BN > g.lk) {
             s.map([&](float x, int r, int c) {
@@ -375,6 +329,7 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
                 return y * LOG2E;
             });
         } else {
+            const float scale = g.scale * LOG2E;
             s.map([&](float x, int, int) { return x * scale; });
         }
         float mx[2], sum[2], base[2];
@@ -391,6 +346,80 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
         s.reduce_rows(sum, [](float a, float c) { return a + c; });
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) l[hh] = l[hh] * alpha[hh] + sum[hh];
+    }
+
+    // Normalizes and stores the output rows; a row that saw no key gets zeros.
+    template <class T, int D> __device__ void store(const tensor_ops::WgDest<D>& o, T* __restrict__ out) const {
+        T* og = out + g.out[0] + b * g.out[1] + h * g.out[2];
+        float inv[2];
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) inv[hh] = l[hh] == 0.f ? 0.f : 1.f / l[hh];
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) {
+            const i64 row = row0 + tensor_ops::WgDest<D>::row(i);
+            if (row < g.lq)
+                og[row * g.out[3] + tensor_ops::WgDest<D>::col(i) * g.out[4]] = St<T>::from(o.v[i] * inv[(i % 4) >= 2]);
+        }
+    }
+};
+#endif
+
+template <class T, int D, int BN, int WG>
+__device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, const T* __restrict__ k,
+                                                   const T* __restrict__ v, const void* __restrict__ mask,
+                                                   T* __restrict__ out, const AttentionGeometry& g) {
+#if defined(STRATA_HAS_WGMMA)
+    using namespace tensor_ops;
+    constexpr int BM = 64 * WG, THREADS = 128 * WG, DB = D / 64;
+    // Elements of a 64 x 64 tile, of a K stage (DB tiles [BN][64]) and of a V stage (BN/64
+    // slabs of DB tiles [64 keys][64 columns]).
+    constexpr int T64 = 64 * 64, KS = DB * BN * 64, VS = BN * D;
+    extern __shared__ u8 flash_wg_smem[];
+    T* sq = (T*)(((size_t)flash_wg_smem + 1023) & ~(size_t)1023);  // WG x DB tiles [64][64]
+    T* sk = sq + WG * DB * T64;                                       // two K stages
+    T* sv = sk + 2 * KS;                                              // two V stages
+
+    const int wgi = threadIdx.x / 128;
+    const i64 q_blocks = (g.lq + BM - 1) / BM;
+    // Longest (causal) blocks first: the tail of the grid is then the short ones.
+    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
+    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
+    const i64 q0 = qb * BM, shift = g.lk - g.lq;
+    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
+    const int key_blocks = (int)((key_end + BN - 1) / BN);
+    WgRows rows{g, mask, b, h, q0 + 64 * wgi, shift};
+
+    const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
+    const T* kg = k + g.k[0] + b * g.k[1] + hk * g.k[2];
+    const T* vg = v + g.v[0] + b * g.v[1] + hk * g.v[2];
+
+    const auto load_k = [&](int kb) {
+        const i64 k0 = (i64)kb * BN;
+        const int n = (int)min((i64)BN, g.lk - k0);
+#pragma unroll
+        for (int x = 0; x < DB; ++x)
+            load_async<T, BN, 64, THREADS>(Tile<T, BN, 64>{sk + (kb & 1) * KS + x * BN * 64},
+                                           kg + k0 * g.k[3] + 64 * x, g.k[3], n, 64);
+    };
+    const auto load_v = [&](int kb) {
+        const i64 k0 = (i64)kb * BN;
+        const int n = (int)min((i64)BN, g.lk - k0);
+#pragma unroll
+        for (int sl = 0; sl < BN / 64; ++sl) {
+            const int r = max(0, min(64, n - 64 * sl));
+#pragma unroll
+            for (int x = 0; x < DB; ++x)
+                load_async<T, 64, 64, THREADS>(Tile<T, 64, 64>{sv + (kb & 1) * VS + (sl * DB + x) * T64},
+                                               r > 0 ? vg + (k0 + 64 * sl) * g.v[3] + 64 * x : vg, g.v[3], r, 64);
+        }
+    };
+    // S = Q·Kᵀ for block kb, issued (DB groups of products).
+    const auto scores = [&](WgDest<BN>& s, int kb) {
+        s.fill(0.f);
+#pragma unroll
+        for (int x = 0; x < DB; ++x)
+            Matmul2d<64, BN, true, true, Warpgroup>::template run<64, T>(s, sq + (wgi * DB + x) * T64,
+                                                                         sk + (kb & 1) * KS + x * BN * 64);
     };
 
     WgDest<D> o;
@@ -417,9 +446,11 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
         wgmma_wait<0>();
         s.fence();
         float alpha[2];
-        softmax(s, 0, alpha);  // (nothing accumulated yet to rescale)
+        rows.template softmax<T, BN>(s, 0, alpha);  // (nothing accumulated yet to rescale)
         WgLeft<T, BN> p = s.template to_left_input<T>();
         using Pv = Matmul2d<64, D, true, false, Warpgroup>;
+        // The last block's P·V is peeled off: with the next S issued on every pass, ptxas sees
+        // which group `wgmma_wait<1>` leaves in flight and does not serialize them (C7514).
         for (int kb = 0; kb + 1 < key_blocks; ++kb) {
             // K of the next block and V of this one landed, and both warpgroups are done with
             // the stages the next loads fill (K of this block, V of the last).
@@ -433,14 +464,13 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
             Pv::template run<BN, T>(o, p, sv + (kb & 1) * VS);
             wgmma_wait<1>();  // the scores (committed first)
             s.fence();
-            softmax(s, kb + 1, alpha);
+            rows.template softmax<T, BN>(s, (i64)(kb + 1) * BN, alpha);
             wgmma_wait<0>();
             o.fence();
             p.fence();  // P's registers stay P's until the product that reads them is done
             o.map([&](float x, int r, int) { return x * alpha[(r % 16) / 8]; });
             p = s.template to_left_input<T>();
         }
-        // The last block's P·V.
         wait<0>();
         fence_proxy_async();
         __syncthreads();
@@ -449,17 +479,146 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
         o.fence();
     }
     wait<0>();
+    rows.template store<T, D>(o, out);
+#else
+    __trap();  // the host launches this kernel on sm_90a only
+#endif
+}
 
-    // Normalize and store; a row that saw no key gets zeros.
-    T* og = out + g.out[0] + b * g.out[1] + h * g.out[2];
-    float inv[2];
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) inv[hh] = l[hh] == 0.f ? 0.f : 1.f / l[hh];
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) {
-        const i64 row = row0 + WgDest<D>::row(i);
-        if (row < g.lq) og[row * g.out[3] + WgDest<D>::col(i) * g.out[4]] = St<T>::from(o.v[i] * inv[(i % 4) >= 2]);
+// The copy engine's form: WG consumer warpgroups and a producer warpgroup, whose one thread
+// loads Q once and then K and V a block at a time into S-stage rings, each stage with a full
+// barrier (its bytes landed) and an empty one (every consumer warp is done with it). The
+// tensor maps view Q, K and V as [batch][heads][rows][d] in boxes of 64 x 64. PP (ping-pong):
+// the consumers take turns to issue their products, through named barriers 1..WG, so that one
+// warpgroup's softmax runs while another's products hold the tensor cores.
+template <class T, int D, int BN, int WG, int S, bool PP>
+__device__ __forceinline__ void flash_attention_tma(const tensor_ops::TensorMap& map_q,
+                                                    const tensor_ops::TensorMap& map_k,
+                                                    const tensor_ops::TensorMap& map_v, const void* __restrict__ mask,
+                                                    T* __restrict__ out, const AttentionGeometry& g) {
+#if defined(STRATA_HAS_WGMMA)
+    using namespace tensor_ops;
+    constexpr int BM = 64 * WG, DB = D / 64;
+    constexpr int T64 = 64 * 64, KS = DB * BN * 64, VS = BN * D;
+    extern __shared__ u8 flash_tma_smem[];
+    T* sq = (T*)(((size_t)flash_tma_smem + 1023) & ~(size_t)1023);  // WG x DB tiles [64][64]
+    T* sk = sq + WG * DB * T64;                                        // S K stages
+    T* sv = sk + S * KS;                                               // S V stages
+    u64* bars = (u64*)(sv + S * VS);
+    u64 *full_k = bars, *full_v = bars + S, *empty_k = bars + 2 * S, *empty_v = bars + 3 * S, *full_q = bars + 4 * S;
+
+    const int wgi = threadIdx.x / 128;
+    const i64 q_blocks = (g.lq + BM - 1) / BM;
+    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
+    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
+    const i64 q0 = qb * BM, shift = g.lk - g.lq;
+    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
+    const int key_blocks = (int)((key_end + BN - 1) / BN);
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < S; ++s) {
+            mbar_init(&full_k[s], 1);
+            mbar_init(&full_v[s], 1);
+            mbar_init(&empty_k[s], 4 * WG);
+            mbar_init(&empty_v[s], 4 * WG);
+        }
+        mbar_init(full_q, 1);
+        mbar_init_fence();
     }
+    __syncthreads();
+
+    if (wgi == WG) {
+        // The producer: one thread issues every load.
+        regs_release<24>();
+        if (threadIdx.x != WG * 128 || key_blocks == 0) return;
+        mbar_expect_tx(full_q, WG * DB * T64 * sizeof(T));
+        for (int w = 0; w < WG; ++w)
+            for (int x = 0; x < DB; ++x)
+                tma_load_4d(sq + (w * DB + x) * T64, map_q, full_q, 64 * x, (int)q0 + 64 * w, (int)h, (int)b);
+        for (int kb = 0; kb < key_blocks; ++kb) {
+            const int s = kb % S, k0 = kb * BN;
+            const u32 phase = ((kb / S) & 1) ^ 1;  // a fresh barrier's previous phase counts as done
+            mbar_wait(&empty_k[s], phase);
+            mbar_expect_tx(&full_k[s], KS * sizeof(T));
+            for (int x = 0; x < DB; ++x)
+                for (int r = 0; r < BN / 64; ++r)
+                    tma_load_4d(sk + s * KS + x * BN * 64 + r * T64, map_k, &full_k[s], 64 * x, k0 + 64 * r, (int)hk,
+                                (int)b);
+            mbar_wait(&empty_v[s], phase);
+            mbar_expect_tx(&full_v[s], VS * sizeof(T));
+            for (int sl = 0; sl < BN / 64; ++sl)
+                for (int x = 0; x < DB; ++x)
+                    tma_load_4d(sv + s * VS + (sl * DB + x) * T64, map_v, &full_v[s], 64 * x, k0 + 64 * sl, (int)hk,
+                                (int)b);
+        }
+        return;
+    }
+
+    regs_acquire<WG == 3 ? 160 : 232>();
+    WgRows rows{g, mask, b, h, q0 + 64 * wgi, shift};
+    const bool leader = threadIdx.x % 32 == 0;
+    // Warpgroup w waits on barrier 1 + w (its own 128 threads and the 128 of the one before it
+    // arrive there) and hands the turn on; the last one starts the first round and skips its
+    // last hand-over, so every barrier sees as many arrivals as waits.
+    const auto turn = [&] {
+        if constexpr (PP) named_barrier(1 + wgi, 256);
+    };
+    const auto pass = [&](bool last) {
+        if constexpr (PP)
+            if (!(last && wgi == WG - 1)) named_arrive(1 + (wgi + 1) % WG, 256);
+    };
+    if (PP && key_blocks > 0 && wgi == WG - 1) named_arrive(1, 256);
+    const auto scores = [&](WgDest<BN>& s, int kb) {
+        s.fill(0.f);
+#pragma unroll
+        for (int x = 0; x < DB; ++x)
+            Matmul2d<64, BN, true, true, Warpgroup>::template run<64, T>(s, sq + (wgi * DB + x) * T64,
+                                                                         sk + (kb % S) * KS + x * BN * 64);
+    };
+    WgDest<D> o;
+    o.fill(0.f);
+    if (key_blocks > 0) {
+        mbar_wait(full_q, 0);
+        mbar_wait(&full_k[0], 0);
+        WgDest<BN> s;
+        turn();
+        scores(s, 0);
+        pass(false);
+        wgmma_wait<0>();
+        s.fence();
+        if (leader) mbar_arrive(&empty_k[0]);
+        float alpha[2];
+        rows.template softmax<T, BN>(s, 0, alpha);
+        WgLeft<T, BN> p = s.template to_left_input<T>();
+        using Pv = Matmul2d<64, D, true, false, Warpgroup>;
+        for (int kb = 0; kb + 1 < key_blocks; ++kb) {
+            const int sn = (kb + 1) % S, sc = kb % S;
+            mbar_wait(&full_k[sn], ((kb + 1) / S) & 1);
+            mbar_wait(&full_v[sc], (kb / S) & 1);
+            turn();
+            scores(s, kb + 1);
+            Pv::template run<BN, T>(o, p, sv + sc * VS);
+            pass(false);
+            wgmma_wait<1>();  // the scores (committed first)
+            s.fence();
+            if (leader) mbar_arrive(&empty_k[sn]);
+            rows.template softmax<T, BN>(s, (i64)(kb + 1) * BN, alpha);
+            wgmma_wait<0>();
+            o.fence();
+            p.fence();
+            if (leader) mbar_arrive(&empty_v[sc]);
+            o.map([&](float x, int r, int) { return x * alpha[(r % 16) / 8]; });
+            p = s.template to_left_input<T>();
+        }
+        const int last = key_blocks - 1;
+        mbar_wait(&full_v[last % S], (last / S) & 1);
+        turn();
+        Pv::template run<BN, T>(o, p, sv + (last % S) * VS);
+        pass(true);
+        wgmma_wait<0>();
+        o.fence();
+    }
+    rows.template store<T, D>(o, out);
 #else
     __trap();  // the host launches this kernel on sm_90a only
 #endif
@@ -467,13 +626,22 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
 
 }  // namespace strata
 
-// The warpgroup kernel (sm_90a): T f16 or bf16, D 64 or 128, BN keys a block (64 or 128), WG
-// warpgroups of 64 query rows.
+// The warpgroup kernels (sm_90a): T f16 or bf16, D 64 or 128, BN keys a block (64 or 128), WG
+// warpgroups of 64 query rows; the copy engine's form with S stages and a producer warpgroup,
+// PP: the consumers' products in turns.
 #define STRATA_FLASH_ATTENTION_WG(T, D, BN, WG)                                                        \
     extern "C" __global__ void __launch_bounds__(128 * WG, 1)                                          \
         strata_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,       \
                       const void* __restrict__ mask, T* __restrict__ out, const AttentionGeometry g) { \
         strata::flash_attention_wg<T, D, BN, WG>(q, k, v, mask, out, g);                               \
+    }
+#define STRATA_FLASH_ATTENTION_TMA(T, D, BN, WG, S, PP)                                                \
+    extern "C" __global__ void __launch_bounds__(128 * (WG + 1), 1)                                    \
+        strata_kernel(const __grid_constant__ strata::tensor_ops::TensorMap map_q,                     \
+                      const __grid_constant__ strata::tensor_ops::TensorMap map_k,                     \
+                      const __grid_constant__ strata::tensor_ops::TensorMap map_v,                     \
+                      const void* __restrict__ mask, T* __restrict__ out, const AttentionGeometry g) { \
+        strata::flash_attention_tma<T, D, BN, WG, S, PP>(map_q, map_k, map_v, mask, out, g);           \
     }
 
 // T: f16 or bf16; D: the head size (32, 64 or 128); RM: query rows a warp (16 or 32); BN: keys a

@@ -537,6 +537,14 @@ __device__ __forceinline__ void tma_load(void* dst, const TensorMap& map, u64* b
         "l"((u64)&map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
         : "memory");
 }
+// The same for a 4-d box (c3 outermost).
+__device__ __forceinline__ void tma_load_4d(void* dst, const TensorMap& map, u64* bar, int c0, int c1, int c2, int c3) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];" ::"r"(
+            smem_addr(dst)),
+        "l"((u64)&map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
+        : "memory");
+}
 // Stores a 3-d box of `map` at (c0, c1, c2) from shared memory at `src` (a shared address, as
 // `smem_addr` gives; the same swizzle as the load; parts outside the tensor are not written).
 // Completion is tracked per thread in bulk groups: `bulk_commit`, then `bulk_wait_read<n>` (the
@@ -557,6 +565,11 @@ template <int N> __device__ __forceinline__ void bulk_wait() {
 // __syncthreads's).
 __device__ __forceinline__ void named_barrier(int id, int threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+// Arrives on named barrier `id` without waiting (the threads that wait there count `threads`
+// with these).
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 // ---- thread-block clusters (sm_90) ------------------------------------------------------------
 // CTAs of one cluster share operand tiles: a producer multicasts its half of a tile into every

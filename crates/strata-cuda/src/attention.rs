@@ -1,20 +1,23 @@
-//! Scaled dot-product attention (`kernels/attention.cu`), three kernels:
-//! - the tensor-core kernels, written with `tensor_ops.cuh`, for f16 and bf16 with heads of 32,
-//!   64 or 128 (d = dv) whose rows are contiguous and 16-byte aligned, the common case of a
-//!   model's attention: on Hopper (sm_90a) the warpgroup kernel (`wgmma`, three warpgroups of 64
-//!   query rows, P fed from registers) for heads of 64 and 128, elsewhere and for heads of 32
-//!   FlashAttention-2 on `mma.sync`;
+//! Scaled dot-product attention (`kernels/attention.cu`), four kernels:
+//! - on Hopper (sm_90a), for f16 and bf16 heads of 64 or 128 (d = dv) whose rows are contiguous
+//!   and 16-byte aligned (the common case of a model's attention), FlashAttention-3's design on
+//!   `wgmma`: a producer warpgroup loads Q, K and V through the copy engine (TMA) into rings
+//!   guarded by transaction barriers, two consumer warpgroups of 64 query rows take turns on
+//!   the tensor cores, and P goes from S's accumulators into P·V as the register operand;
+//! - the same kernel with every thread's cp.async and a barrier per block of keys, where the
+//!   copy engine cannot describe an operand (or `STRATA_ATTENTION_TMA=0`);
+//! - FlashAttention-2 on `mma.sync` for those shapes before Hopper, and for heads of 32;
 //! - the general online-softmax kernel, a warp per query row, for every other call: every type
 //!   the primitive takes, heads up to 256, any strides. It is the reference the tensor-core
-//!   kernel is held to, in the conformance suite and in the benchmark.
+//!   kernels are held to, in the conformance suite and in the benchmark.
 //!
-//! Both take grouped key/value heads and every mask.
+//! All take grouped key/value heads and every mask.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 use strata_core::kernel::{Attention, AttentionDims, AttentionMask, Backend, Layout, TensorMut, TensorRef};
 use strata_core::{DType, Error, Result};
 
-use crate::matmul::TENSOR_OPS;
+use crate::matmul::{TENSOR_OPS, TensorMap, encode_tiled};
 use crate::{Cuda, CudaBuffer, ELEMENTWISE, FLOAT_TYPES, c, float_source};
 
 const ATTENTION: &str = include_str!("../kernels/attention.cu");
@@ -103,22 +106,72 @@ struct WgPlan {
 }
 
 impl WgPlan {
-    /// Three warpgroups (192 query rows) and blocks of 64 keys: on an H200 the fastest of the
-    /// four for heads of 128 (0.95 of FlashAttention-2 at 4k tokens where two warpgroups with
-    /// 128 keys ran at 0.79), and on the whole for heads of 64 (BENCHMARKS.md).
-    /// `STRATA_ATTENTION_WG_PLAN=BN,WG` forces another (to time the others).
-    fn chosen() -> WgPlan {
+    /// With the copy engine (`tma`), two consumer warpgroups (128 query rows) and blocks of 128
+    /// keys, FlashAttention-3's tile for heads of 128; with cp.async, three warpgroups and blocks
+    /// of 64 keys. Each was the fastest of those timed on an H200 for both head sizes
+    /// (BENCHMARKS.md). `STRATA_ATTENTION_WG_PLAN=BN,WG` forces another (to time the others).
+    fn chosen(tma: bool) -> WgPlan {
         let forced = std::env::var("STRATA_ATTENTION_WG_PLAN").ok().and_then(|v| {
             let (bn, wg) = v.split_once(',')?;
             Some(WgPlan { bn: bn.trim().parse().ok()?, wg: wg.trim().parse().ok()? })
         });
-        forced.filter(|p| [64, 128].contains(&p.bn) && [2, 3].contains(&p.wg)).unwrap_or(WgPlan { bn: 64, wg: 3 })
+        let default = if tma { WgPlan { bn: 128, wg: 2 } } else { WgPlan { bn: 64, wg: 3 } };
+        forced.filter(|p| [64, 128].contains(&p.bn) && [2, 3].contains(&p.wg)).unwrap_or(default)
     }
 
     /// Q's rows, two stages each of K and V, and the slack that aligns them to 1024 bytes.
     fn smem(self, d: usize) -> u32 {
         ((64 * self.wg * d + 4 * self.bn * d) * 2 + 1024) as u32
     }
+}
+
+impl WgPlan {
+    /// Stages of K and V in the copy engine's form: four, or as many as fit.
+    fn tma_stages(self, d: usize) -> usize {
+        (2..=4).rev().find(|&s| self.tma_smem_with(d, s) <= 227 << 10).unwrap_or(2)
+    }
+
+    /// Q's rows, `stages` stages of K and V, their barriers, and the alignment's slack.
+    fn tma_smem_with(self, d: usize, stages: usize) -> usize {
+        (64 * self.wg * d + 2 * stages * self.bn * d) * 2 + 8 * (4 * stages + 1) + 1024
+    }
+
+    fn tma_smem(self, d: usize) -> u32 {
+        self.tma_smem_with(d, self.tma_stages(d)) as u32
+    }
+}
+
+/// The copy engine's form of the warpgroup kernel.
+fn tma_source(t: DType, d: usize, p: WgPlan) -> String {
+    let (WgPlan { bn, wg }, stages, pp) = (p, p.tma_stages(d), ping_pong());
+    format!(
+        "{ELEMENTWISE}{TENSOR_OPS}{ATTENTION}\nSTRATA_FLASH_ATTENTION_TMA({}, {d}, {bn}, {wg}, {stages}, {pp})\n",
+        c(t)
+    )
+}
+
+/// Whether the copy engine's form takes turns among its consumers for the tensor cores
+/// (`STRATA_ATTENTION_PINGPONG=0` or `1`).
+fn ping_pong() -> bool {
+    std::env::var("STRATA_ATTENTION_PINGPONG").map_or(true, |v| v != "0")
+}
+
+/// `STRATA_ATTENTION_TMA=0` keeps the warpgroup kernel on cp.async (to test or time it).
+fn copy_engine() -> bool {
+    std::env::var("STRATA_ATTENTION_TMA").map_or(true, |v| v != "0")
+}
+
+/// Q, K or V (`[batch, heads, rows, d]`, 16-bit, rows contiguous) at `ptr` as the copy engine
+/// sees it, in boxes of 64 rows of 64 elements; `None` where it cannot (a broadcast axis, a
+/// stride the driver refuses).
+fn tma_map(t: DType, ptr: u64, l: &Layout) -> Option<TensorMap> {
+    let (shape, s) = (l.shape(), l.strides());
+    if s[..3].iter().any(|&x| x <= 0) {
+        return None;
+    }
+    let dims = [shape[3] as u64, shape[2] as u64, shape[1] as u64, shape[0] as u64];
+    let strides = [s[2] as u64 * 2, s[1] as u64 * 2, s[0] as u64 * 2];
+    encode_tiled(t, ptr + l.offset() as u64 * 2, &dims, &strides, &[64, 64, 1, 1])
 }
 
 /// The warpgroup kernel for 16-bit type `t`, head size `d`, on plan `p`.
@@ -134,7 +187,8 @@ pub(crate) fn all_sources() -> Vec<String> {
             all.push(flash_source(t, d, FlashPlan::for_head(d)));
         }
         for d in WG_D {
-            all.push(wg_source(t, d, WgPlan::chosen()));
+            all.push(wg_source(t, d, WgPlan::chosen(false)));
+            all.push(tma_source(t, d, WgPlan::chosen(true)));
         }
     }
     all
@@ -201,15 +255,41 @@ pub(crate) fn attention(
     // `STRATA_GEMM_KERNEL=warp` keeps attention off `wgmma` too (to test or time the other).
     let warpgroup =
         cuda.arch() == "sm_90a" && WG_D.contains(&d) && crate::matmul::kernel_override().as_deref() != Some("warp");
-    let wg = WgPlan::chosen();
+    let flash = cuda.tensor_cores()
+        && crate::has_mma_sync(cuda.arch())
+        && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout]);
+    // The copy engine's view of Q, K and V where it has one (the guards order its reads on the
+    // stream like the launch's own arguments).
+    let reads =
+        (flash && warpgroup && copy_engine()).then(|| [&q, &k, &v].map(|x| x.buffer.slice().device_ptr(&cuda.stream)));
+    let maps = reads.as_ref().and_then(|r| {
+        Some([
+            tma_map(q.dtype, r[0].0, q.layout)?,
+            tma_map(k.dtype, r[1].0, k.layout)?,
+            tma_map(v.dtype, r[2].0, v.layout)?,
+        ])
+    });
+    let wg = WgPlan::chosen(maps.is_some());
     let bm = if warpgroup { 64 * wg.wg } else { 4 * plan.rm };
     // A block per `bm` queries of a head; a grid too large for one launch takes the general
     // kernel, whose blocks stride over the rows.
     let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
-    let flash = cuda.tensor_cores()
-        && crate::has_mma_sync(cuda.arch())
-        && flash_eligible(q.dtype, d, dv, [q.layout, k.layout, v.layout]);
     let (f, cfg, name) = if let Some(blocks) = flash_blocks
+        && maps.is_some()
+    {
+        let smem = wg.tma_smem(d);
+        let f = cuda.kernel_with_smem(
+            &format!("attention {} wgmma tma d{d} {wg:?} {}", q.dtype, ping_pong()),
+            smem,
+            || tma_source(q.dtype, d, wg),
+        )?;
+        let threads = 128 * (wg.wg as u32 + 1);
+        (
+            f,
+            LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: smem },
+            "attention (wgmma, TMA)",
+        )
+    } else if let Some(blocks) = flash_blocks
         && flash
         && warpgroup
     {
@@ -244,12 +324,17 @@ pub(crate) fn attention(
     // Without a mask the kernel still takes a pointer; it is never read.
     let mask_buf = mask.as_ref().map_or(q.buffer, |m| m.buffer);
     let mut b = cuda.stream.launch_builder(&f);
-    b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()).arg(mask_buf.slice());
+    match (&maps, flash_blocks) {
+        (Some([mq, mk, mv]), Some(_)) => b.arg(mq).arg(mk).arg(mv),
+        _ => b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()),
+    };
+    b.arg(mask_buf.slice());
     b.arg(out.buffer.slice_mut()).arg(&g);
-    // SAFETY: parameters as `STRATA_ATTENTION`, `STRATA_FLASH_ATTENTION` and
-    // `STRATA_FLASH_ATTENTION_WG` declare them (the last launched on sm_90a only, with its
-    // shared memory); every operand was checked against its buffer (the tensor-core kernels read
-    // whole 16-byte pieces of rows, which lie inside them), and the output has no broadcast axis,
-    // so no two threads write one element.
+    // SAFETY: parameters as `STRATA_ATTENTION`, `STRATA_FLASH_ATTENTION`,
+    // `STRATA_FLASH_ATTENTION_WG` and `STRATA_FLASH_ATTENTION_TMA` declare them (the last two
+    // launched on sm_90a only, with their shared memory); every operand was checked against its
+    // buffer (the tensor-core kernels read whole 16-byte pieces of rows, which lie inside them;
+    // the copy engine reads through maps of the same extents), and the output has no broadcast
+    // axis, so no two threads write one element.
     cuda.timed(name, || unsafe { b.launch(cfg) })
 }

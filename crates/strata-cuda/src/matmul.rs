@@ -98,7 +98,7 @@ const _: () = assert!(WS_SMEM <= 227 << 10);
 /// Mirrors `strata::tensor_ops::TensorMap`: a `CUtensorMap` passed by value.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-struct TensorMap([u64; 16]);
+pub(crate) struct TensorMap([u64; 16]);
 
 // SAFETY: 128 bytes of plain data, laid out as the kernel's `TensorMap` parameter.
 unsafe impl DeviceRepr for TensorMap {}
@@ -123,7 +123,6 @@ impl TmaOperand {
     /// `None` where the copy engine cannot address it (misaligned, strides not multiples of 16
     /// bytes, another type).
     fn encode(&self, ptr: u64) -> Option<TensorMap> {
-        use cudarc::driver::sys;
         let w = u64::from(self.t.bits() / 8);
         let aligned = |bytes: i64| bytes > 0 && bytes % 16 == 0;
         let row = if self.outer == 1 { self.inner.next_multiple_of(16) as i64 } else { self.row_stride };
@@ -139,45 +138,59 @@ impl TmaOperand {
         }
         let dims = [self.inner as u64, self.outer as u64, count as u64];
         let strides = [row as u64 * w, bstride as u64 * w];
-        let boxes = [self.boxed.0, self.boxed.1, 1];
-        let ones = [1u32; 3];
-        let swizzle = if u64::from(self.boxed.0) * w == 128 {
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
-        } else {
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
-        };
-        let ty = match self.t {
-            DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-            DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-            DType::F32 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
-            DType::F8E4M3 | DType::F8E5M2 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
-            _ => return None,
-        };
-        let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
-        // SAFETY: every array holds `rank` = 3 entries; `ptr` is a live device allocation
-        // that holds the described tensor (the operand was checked against its buffer).
-        let r = unsafe {
-            sys::cuTensorMapEncodeTiled(
-                map.as_mut_ptr(),
-                ty,
-                3,
-                ptr as *mut std::ffi::c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxes.as_ptr(),
-                ones.as_ptr(),
-                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                swizzle,
-                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-        };
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return None;
-        }
-        // SAFETY: initialized by the successful call.
-        Some(TensorMap(unsafe { map.assume_init() }.opaque))
+        encode_tiled(self.t, ptr, &dims, &strides, &[self.boxed.0, self.boxed.1, 1])
     }
+}
+
+/// A tensor map over the tensor at `ptr` (16-byte aligned) of `dims` (innermost first, at most
+/// five), whose outer axes lie `strides` bytes apart (multiples of 16), loaded or stored in
+/// boxes of `boxes` elements: swizzled by 128 bytes where a box's row is 128 bytes (the layout
+/// `wgmma` and `Tile<T, ROWS, 64>` expect), else not. `None` where the driver refuses it.
+pub(crate) fn encode_tiled(t: DType, ptr: u64, dims: &[u64], strides: &[u64], boxes: &[u32]) -> Option<TensorMap> {
+    use cudarc::driver::sys;
+    let rank = dims.len();
+    if !(1..=5).contains(&rank) || strides.len() + 1 != rank || boxes.len() != rank {
+        return None;
+    }
+    let w = u64::from(t.bits() / 8);
+    let swizzle = if u64::from(boxes[0]) * w == 128 {
+        sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
+    } else {
+        sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
+    };
+    let ty = match t {
+        DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        DType::F32 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+        DType::F8E4M3 | DType::F8E5M2 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+        _ => return None,
+    };
+    let ones = [1u32; 5];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: `dims`, `boxes` and `ones` hold `rank` entries and `strides` rank - 1; `ptr` is a
+    // live device allocation that holds the described tensor (the caller checked the operand
+    // against its buffer). The driver checks alignment and bounds and returns an error.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            ty,
+            rank as u32,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            ones.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            swizzle,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return None;
+    }
+    // SAFETY: initialized by the successful call.
+    Some(TensorMap(unsafe { map.assume_init() }.opaque))
 }
 
 /// The one stride that walks a flattened batch index through `strides` over `shape`
