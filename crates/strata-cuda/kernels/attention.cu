@@ -146,6 +146,40 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
+// Query i's score against key j (x = q·k), scaled and in base 2, or -inf where a mask hides it
+// (keys past the end always): for blocks whose masks must be checked element by element.
+template <class T>
+__device__ __forceinline__ float masked_score(float x, const AttentionGeometry& g, const void* __restrict__ mask, i64 b,
+                                              i64 h, i64 i, i64 j) {
+    float y = x * g.scale;
+    if (j >= g.lk || (g.mask_kind == 1 && j > i + (g.lk - g.lq))) return -STRATA_INF;
+    if (g.mask_kind >= 2 && i < g.lq) {
+        const i64 at = g.mask[0] + b * g.mask[1] + h * g.mask[2] + i * g.mask[3] + j * g.mask[4];
+        if (g.mask_kind == 3) {
+            if (!((const u8*)mask)[at]) return -STRATA_INF;
+        } else {
+            y += ld(((const T*)mask)[at]);
+        }
+    }
+    return y * 1.4426950408889634f;  // log2 e
+}
+
+// What a block of the tensor-core kernels takes: BM queries of one head of one batch entry
+// (the longest, causal, blocks first, so that the tail of the grid is the short ones), the key
+// head of their group, and the blocks of BN keys that some row of them can see.
+struct FlashBlock {
+    i64 b, h, hk, q0;
+    int key_blocks;
+    template <int BM, int BN> __device__ static FlashBlock of(const AttentionGeometry& g) {
+        const i64 q_blocks = (g.lq + BM - 1) / BM;
+        const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks, bh = (i64)blockIdx.x / q_blocks;
+        const i64 h = bh % g.hq, q0 = qb * BM;
+        // Bottom-right alignment: query i sees keys j <= i + (lk - lq).
+        const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + (g.lk - g.lq), (i64)0), g.lk) : g.lk;
+        return FlashBlock{bh / g.hq, h, h / (g.hq / g.hkv), q0, (int)((key_end + BN - 1) / BN)};
+    }
+};
+
 template <class T, int D, int RM, int BN, bool QS>
 __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k,
                                                 const T* __restrict__ v, const void* __restrict__ mask,
@@ -159,14 +193,9 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
     const Tile<T, BN, D> tk{smem + BM * D}, tv{smem + BM * D + BN * D};
 
     const int warp = threadIdx.x / 32;
-    const i64 q_blocks = (g.lq + BM - 1) / BM;
-    // Longest (causal) blocks first: the tail of the grid is then the short ones.
-    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
-    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
-    const i64 q0 = qb * BM, shift = g.lk - g.lq;
-    // Keys [0, key_end) can be visible to some row of this block.
-    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
-    const int key_blocks = (int)((key_end + BN - 1) / BN);
+    const FlashBlock fb = FlashBlock::of<BM, BN>(g);
+    const i64 b = fb.b, h = fb.h, hk = fb.hk, q0 = fb.q0, shift = g.lk - g.lq;
+    const int key_blocks = fb.key_blocks;
 
     const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
     const T* kg = k + g.k[0] + b * g.k[1] + hk * g.k[2];
@@ -210,20 +239,7 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
         const i64 row0 = q0 + warp * RM;
         const bool diagonal = g.mask_kind == 1 && k0 + BN - 1 > row0 + shift;
         if (g.mask_kind >= 2 || diagonal || k0 + BN > g.lk) {
-            s.map([&](float x, int r, int c) {
-                const i64 i = row0 + r, j = k0 + c;
-                float y = x * g.scale;
-                if (j >= g.lk || (g.mask_kind == 1 && j > i + shift)) return -STRATA_INF;
-                if (g.mask_kind >= 2 && i < g.lq) {
-                    const i64 at = g.mask[0] + b * g.mask[1] + h * g.mask[2] + i * g.mask[3] + j * g.mask[4];
-                    if (g.mask_kind == 3) {
-                        if (!((const u8*)mask)[at]) return -STRATA_INF;
-                    } else {
-                        y += ld(((const T*)mask)[at]);
-                    }
-                }
-                return y * LOG2E;
-            });
+            s.map([&](float x, int r, int c) { return masked_score<T>(x, g, mask, b, h, row0 + r, k0 + c); });
         } else {
             s.map([&](float x, int, int) { return x * scale; });
         }
@@ -296,8 +312,9 @@ __device__ __forceinline__ void flash_attention(const T* __restrict__ q, const T
 // issues the next block's S and this block's P·V together and works out the next softmax while
 // P·V runs. Two ways to fill the rings: every thread's cp.async and a block-wide barrier per
 // block of keys (`flash_attention_wg`), or the copy engine (TMA) driven by a producer warpgroup
-// through transaction barriers, so that the warpgroups never wait for one another
-// (`flash_attention_tma`).
+// through transaction barriers, so that no consumer waits for loads or for a barrier of the
+// whole block (`flash_attention_tma`; its consumers wait only for their turn on the tensor
+// cores).
 
 #if defined(STRATA_HAS_WGMMA)
 // What a warpgroup's rows carry from block to block: the running maximum and sum of its two
@@ -314,20 +331,7 @@ struct WgRows {
         constexpr float LOG2E = 1.4426950408889634f;
         const bool diagonal = g.mask_kind == 1 && k0 + BN - 1 > row0 + shift;
         if (g.mask_kind >= 2 || diagonal || k0 + BN > g.lk) {
-            s.map([&](float x, int r, int c) {
-                const i64 i = row0 + r, j = k0 + c;
-                float y = x * g.scale;
-                if (j >= g.lk || (g.mask_kind == 1 && j > i + shift)) return -STRATA_INF;
-                if (g.mask_kind >= 2 && i < g.lq) {
-                    const i64 at = g.mask[0] + b * g.mask[1] + h * g.mask[2] + i * g.mask[3] + j * g.mask[4];
-                    if (g.mask_kind == 3) {
-                        if (!((const u8*)mask)[at]) return -STRATA_INF;
-                    } else {
-                        y += ld(((const T*)mask)[at]);
-                    }
-                }
-                return y * LOG2E;
-            });
+            s.map([&](float x, int r, int c) { return masked_score<T>(x, g, mask, b, h, row0 + r, k0 + c); });
         } else {
             const float scale = g.scale * LOG2E;
             s.map([&](float x, int, int) { return x * scale; });
@@ -380,13 +384,9 @@ __device__ __forceinline__ void flash_attention_wg(const T* __restrict__ q, cons
     T* sv = sk + 2 * KS;                                              // two V stages
 
     const int wgi = threadIdx.x / 128;
-    const i64 q_blocks = (g.lq + BM - 1) / BM;
-    // Longest (causal) blocks first: the tail of the grid is then the short ones.
-    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
-    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
-    const i64 q0 = qb * BM, shift = g.lk - g.lq;
-    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
-    const int key_blocks = (int)((key_end + BN - 1) / BN);
+    const FlashBlock fb = FlashBlock::of<BM, BN>(g);
+    const i64 b = fb.b, h = fb.h, hk = fb.hk, q0 = fb.q0, shift = g.lk - g.lq;
+    const int key_blocks = fb.key_blocks;
     WgRows rows{g, mask, b, h, q0 + 64 * wgi, shift};
 
     const T* qg = q + g.q[0] + b * g.q[1] + h * g.q[2] + q0 * g.q[3];
@@ -508,12 +508,9 @@ __device__ __forceinline__ void flash_attention_tma(const tensor_ops::TensorMap&
     u64 *full_k = bars, *full_v = bars + S, *empty_k = bars + 2 * S, *empty_v = bars + 3 * S, *full_q = bars + 4 * S;
 
     const int wgi = threadIdx.x / 128;
-    const i64 q_blocks = (g.lq + BM - 1) / BM;
-    const i64 qb = q_blocks - 1 - (i64)blockIdx.x % q_blocks;
-    const i64 bh = (i64)blockIdx.x / q_blocks, b = bh / g.hq, h = bh % g.hq, hk = h / (g.hq / g.hkv);
-    const i64 q0 = qb * BM, shift = g.lk - g.lq;
-    const i64 key_end = g.mask_kind == 1 ? min(max(q0 + BM + shift, (i64)0), g.lk) : g.lk;
-    const int key_blocks = (int)((key_end + BN - 1) / BN);
+    const FlashBlock fb = FlashBlock::of<BM, BN>(g);
+    const i64 b = fb.b, h = fb.h, hk = fb.hk, q0 = fb.q0, shift = g.lk - g.lq;
+    const int key_blocks = fb.key_blocks;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < S; ++s) {

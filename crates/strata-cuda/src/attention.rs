@@ -108,36 +108,41 @@ struct WgPlan {
 impl WgPlan {
     /// With the copy engine (`tma`), two consumer warpgroups (128 query rows) and blocks of 128
     /// keys, FlashAttention-3's tile for heads of 128; with cp.async, three warpgroups and blocks
-    /// of 64 keys. Each was the fastest of those timed on an H200 for both head sizes
-    /// (BENCHMARKS.md). `STRATA_ATTENTION_WG_PLAN=BN,WG` forces another (to time the others).
+    /// of 64 keys. On an H200 each was the fastest of the plans timed, or within 3 % of it, on
+    /// every shape but short causal heads of 64 (BENCHMARKS.md).
+    /// `STRATA_ATTENTION_WG_PLAN=BN,WG` forces another (to time the others), except three
+    /// consumers with 128 keys on the copy engine, which would spill (160 registers each).
     fn chosen(tma: bool) -> WgPlan {
         let forced = std::env::var("STRATA_ATTENTION_WG_PLAN").ok().and_then(|v| {
             let (bn, wg) = v.split_once(',')?;
             Some(WgPlan { bn: bn.trim().parse().ok()?, wg: wg.trim().parse().ok()? })
         });
         let default = if tma { WgPlan { bn: 128, wg: 2 } } else { WgPlan { bn: 64, wg: 3 } };
-        forced.filter(|p| [64, 128].contains(&p.bn) && [2, 3].contains(&p.wg)).unwrap_or(default)
+        let valid =
+            |p: &WgPlan| [64, 128].contains(&p.bn) && [2, 3].contains(&p.wg) && !(tma && p.bn == 128 && p.wg == 3);
+        forced.filter(valid).unwrap_or(default)
     }
 
-    /// Q's rows, two stages each of K and V, and the slack that aligns them to 1024 bytes.
+    /// Bytes of shared memory: Q's rows, `stages` stages each of K and V, the copy engine's
+    /// barriers (four a stage and Q's) where `barriers`, and the slack that aligns the tiles to
+    /// 1024 bytes.
+    fn smem_with(self, d: usize, stages: usize, barriers: bool) -> usize {
+        let bars = if barriers { 8 * (4 * stages + 1) } else { 0 };
+        (64 * self.wg * d + 2 * stages * self.bn * d) * 2 + bars + 1024
+    }
+
+    /// The cp.async form's: two stages.
     fn smem(self, d: usize) -> u32 {
-        ((64 * self.wg * d + 4 * self.bn * d) * 2 + 1024) as u32
+        self.smem_with(d, 2, false) as u32
     }
-}
 
-impl WgPlan {
     /// Stages of K and V in the copy engine's form: four, or as many as fit.
     fn tma_stages(self, d: usize) -> usize {
-        (2..=4).rev().find(|&s| self.tma_smem_with(d, s) <= 227 << 10).unwrap_or(2)
-    }
-
-    /// Q's rows, `stages` stages of K and V, their barriers, and the alignment's slack.
-    fn tma_smem_with(self, d: usize, stages: usize) -> usize {
-        (64 * self.wg * d + 2 * stages * self.bn * d) * 2 + 8 * (4 * stages + 1) + 1024
+        (2..=4).rev().find(|&s| self.smem_with(d, s, true) <= 227 << 10).unwrap_or(2)
     }
 
     fn tma_smem(self, d: usize) -> u32 {
-        self.tma_smem_with(d, self.tma_stages(d)) as u32
+        self.smem_with(d, self.tma_stages(d), true) as u32
     }
 }
 
@@ -169,9 +174,10 @@ fn tma_map(t: DType, ptr: u64, l: &Layout) -> Option<TensorMap> {
     if s[..3].iter().any(|&x| x <= 0) {
         return None;
     }
+    let w = u64::from(t.bits() / 8);
     let dims = [shape[3] as u64, shape[2] as u64, shape[1] as u64, shape[0] as u64];
-    let strides = [s[2] as u64 * 2, s[1] as u64 * 2, s[0] as u64 * 2];
-    encode_tiled(t, ptr + l.offset() as u64 * 2, &dims, &strides, &[64, 64, 1, 1])
+    let strides = [s[2] as u64 * w, s[1] as u64 * w, s[0] as u64 * w];
+    encode_tiled(t, ptr + l.offset() as u64 * w, &dims, &strides, &[64, 64, 1, 1])
 }
 
 /// The warpgroup kernel for 16-bit type `t`, head size `d`, on plan `p`.
@@ -274,8 +280,10 @@ pub(crate) fn attention(
     // A block per `bm` queries of a head; a grid too large for one launch takes the general
     // kernel, whose blocks stride over the rows.
     let flash_blocks = i32::try_from(lq.div_ceil(bm) * batch * hq).ok();
+    // The copy engine's form runs exactly when there are maps to pass it.
+    let launch_maps = flash_blocks.and(maps.as_ref());
     let (f, cfg, name) = if let Some(blocks) = flash_blocks
-        && maps.is_some()
+        && launch_maps.is_some()
     {
         let smem = wg.tma_smem(d);
         let f = cuda.kernel_with_smem(
@@ -324,9 +332,9 @@ pub(crate) fn attention(
     // Without a mask the kernel still takes a pointer; it is never read.
     let mask_buf = mask.as_ref().map_or(q.buffer, |m| m.buffer);
     let mut b = cuda.stream.launch_builder(&f);
-    match (&maps, flash_blocks) {
-        (Some([mq, mk, mv]), Some(_)) => b.arg(mq).arg(mk).arg(mv),
-        _ => b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()),
+    match launch_maps {
+        Some([mq, mk, mv]) => b.arg(mq).arg(mk).arg(mv),
+        None => b.arg(q.buffer.slice()).arg(k.buffer.slice()).arg(v.buffer.slice()),
     };
     b.arg(mask_buf.slice());
     b.arg(out.buffer.slice_mut()).arg(&g);
