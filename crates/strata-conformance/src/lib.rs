@@ -1102,10 +1102,11 @@ pub fn attention_matches_the_cpu<B: Backend>(gpu: &B, types: &[DType]) {
         (2, 2, 1, 70, 129, 128, 128, AttentionMask::Explicit, true),
         (1, 1, 1, 33, 100, 128, 128, AttentionMask::Explicit, false),
         // CUDA's warpgroup kernels (blocks of 128 or 192 queries, of 128 or 64 keys): up to
-        // three blocks of queries and five of keys under a causal mask, the last ones partial;
-        // then more queries than keys, so that blocks of queries see no key at all, or keys of
-        // one block only.
-        (1, 2, 1, 260, 300, 128, 128, AttentionMask::Causal, false),
+        // three blocks of queries and five of keys under a causal mask, the last ones partial
+        // (heads of 64: one head's keys stay within wgpu's 96 KiB binding in the test that caps
+        // it); then more queries than keys, so that blocks of queries see no key at all, or keys
+        // of one block only.
+        (1, 2, 1, 260, 300, 64, 64, AttentionMask::Causal, false),
         (1, 2, 1, 300, 100, 128, 128, AttentionMask::Causal, false),
         (1, 2, 2, 400, 70, 64, 64, AttentionMask::Causal, false),
     ];
